@@ -1,0 +1,432 @@
+"""Typed configuration: one YAML file of shared defaults plus per-environment overlays.
+
+The file has two top-level keys, ``defaults`` and ``environments``; the effective
+configuration is ``defaults`` deep-merged with ``environments[<env>]``, then with any
+``DSA110__SECTION__KEY=value`` environment variables. The long story is in the README.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from dsa110d.errors import ConfigError
+
+ENVIRONMENTS = ("development", "production", "testing")
+DEFAULT_ENV = "development"
+ENV_VAR_PREFIX = "DSA110__"
+CONFIG_SEARCH_PATH = (Path("etc/dsa110/services.yaml"), Path("/etc/dsa110/services.yaml"))
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class _Section(BaseModel):
+    """A configuration section: unknown keys are errors, values are checked strictly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class WatcherConfig(_Section):
+    enabled: bool = True
+    poll_interval_sec: PositiveFloat = 60
+    expected_subbands: Annotated[int, Field(ge=1, le=16)] = 16
+    file_pattern: str = "20*T*.hdf5"
+    processing_timeout_sec: PositiveFloat = 300
+    group_tolerance_sec: PositiveFloat = 60
+    stability_interval_sec: PositiveFloat = 0.2
+    force_polling: bool = False
+    on_incomplete: Literal["wait", "partial", "fail"] = "wait"
+    post_handle: Literal["none", "move"] = "none"
+
+
+class ProcessorConfig(_Section):
+    enabled: bool = True
+    poll_interval_sec: PositiveFloat = 120
+    mosaic_duration_min: PositiveFloat = 60
+    mosaic_overlap_min: NonNegativeFloat = 5
+    ms_chunk_duration_min: PositiveFloat = 5
+    processing_timeout_sec: PositiveFloat = 1800
+
+    @model_validator(mode="after")
+    def _block_geometry(self) -> ProcessorConfig:
+        if self.mosaic_overlap_min >= self.mosaic_duration_min:
+            raise ValueError(
+                f"mosaic_overlap_min ({self.mosaic_overlap_min:g}) must be less than "
+                f"mosaic_duration_min ({self.mosaic_duration_min:g})"
+            )
+        if self.ms_chunk_duration_min > self.mosaic_duration_min:
+            raise ValueError(
+                f"ms_chunk_duration_min ({self.ms_chunk_duration_min:g}) must not exceed "
+                f"mosaic_duration_min ({self.mosaic_duration_min:g})"
+            )
+        return self
+
+
+class AnalyzerConfig(_Section):
+    enabled: bool = True
+    analysis_interval_hours: PositiveFloat = 1
+    min_data_points: Annotated[int, Field(ge=2)] = 10
+    variability_threshold: PositiveFloat = 0.1
+    variability_p_threshold: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+    analysis_timeout_sec: PositiveFloat = 600
+
+
+class ServicesConfig(_Section):
+    hdf5_watcher: WatcherConfig = WatcherConfig()
+    ms_processor: ProcessorConfig = ProcessorConfig()
+    variability_analyzer: AnalyzerConfig = AnalyzerConfig()
+
+
+class TLSConfig(_Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    verify: bool = True
+
+
+class SentinelConfig(_Section):
+    master_name: str | None = None
+    addresses: list[str] = []
+
+    @model_validator(mode="after")
+    def _addresses_are_host_port(self) -> SentinelConfig:
+        for address in self.addresses:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"sentinel address {address!r} is not host:port")
+        if self.addresses and not self.master_name:
+            raise ValueError("sentinel addresses are set but master_name is empty")
+        return self
+
+
+class RedisConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 6379
+    db: Annotated[int, Field(ge=0)] = 0
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    url: str | None = None
+    max_connections: PositiveInt = 32
+    socket_timeout: PositiveFloat = 5.0
+    socket_connect_timeout: PositiveFloat = 5.0
+    retry_on_timeout: bool = True
+    health_check_interval: NonNegativeFloat = 30
+    namespace: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "dsa110"
+    embedded: bool = False
+    embedded_port: Annotated[int, Field(ge=0, le=65535)] = 0
+    tls: TLSConfig = TLSConfig()
+    sentinel: SentinelConfig = SentinelConfig()
+
+    def secret_password(self) -> str | None:
+        """The password, from ``password`` or else from ``password_file``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"redis.password_file: cannot read {self.password_file}: {exc.strerror}"
+                ) from None
+        return None
+
+
+class PathsConfig(_Section):
+    incoming_dir: Path = Path("/data/incoming")
+    ms_dir: Path = Path("/data/ms")
+    results_dir: Path = Path("/data/results")
+    processed_dir: Path = Path("/data/processed")
+    state_dir: Path = Path("/var/lib/dsa110")
+    log_dir: Path = Path("/var/log/dsa110")
+    catalog: Path | None = None
+
+    def data_roots(self) -> tuple[Path, ...]:
+        """The directories that a message's paths may point into."""
+        return (self.incoming_dir, self.ms_dir, self.results_dir)
+
+
+class RetryConfig(_Section):
+    max_attempts: PositiveInt = 5
+    base_delay_sec: PositiveFloat = 1.0
+    max_delay_sec: PositiveFloat = 60.0
+
+    @model_validator(mode="after")
+    def _cap_above_base(self) -> RetryConfig:
+        if self.max_delay_sec < self.base_delay_sec:
+            raise ValueError("max_delay_sec must be at least base_delay_sec")
+        return self
+
+
+class StreamsConfig(_Section):
+    heartbeat_interval_sec: PositiveFloat = 5
+    heartbeat_ttl_sec: PositiveFloat = 20
+    read_block_ms: PositiveInt = 1000
+    max_entry_bytes: PositiveInt = 65536
+    retention_sec: PositiveFloat = 7 * 86400
+
+    @model_validator(mode="after")
+    def _ttl_above_interval(self) -> StreamsConfig:
+        if self.heartbeat_ttl_sec <= self.heartbeat_interval_sec:
+            raise ValueError("heartbeat_ttl_sec must be greater than heartbeat_interval_sec")
+        return self
+
+
+class LeasesConfig(_Section):
+    ttl_sec: PositiveFloat = 30
+    renew_interval_sec: PositiveFloat = 10
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> LeasesConfig:
+        if self.renew_interval_sec >= self.ttl_sec:
+            raise ValueError("renew_interval_sec must be less than ttl_sec")
+        return self
+
+
+class SupervisorConfig(_Section):
+    max_restarts: PositiveInt = 5
+    window_sec: PositiveFloat = 60
+    restart_base_delay_sec: PositiveFloat = 0.5
+    restart_max_delay_sec: PositiveFloat = 30
+    shutdown_grace_sec: NonNegativeFloat = 30
+    heartbeat_interval_sec: PositiveFloat = 5
+    registry_ttl_sec: PositiveFloat = 30
+    workers: Annotated[int, Field(ge=0)] = 0  # 0: one per core
+    backlog_degraded: PositiveInt = 50
+
+
+class MetricsConfig(_Section):
+    port: Port | None = None
+    host: str = "127.0.0.1"
+
+
+class LoggingConfig(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+    file: bool = False
+
+
+class PipelineConfig(_Section):
+    stages: list[str] = ["flag", "photometry"]
+
+
+class Config(_Section):
+    """The effective configuration of one daemon."""
+
+    env: Literal["development", "production", "testing"] = "production"
+    services: ServicesConfig = ServicesConfig()
+    redis: RedisConfig = RedisConfig()
+    paths: PathsConfig = PathsConfig()
+    retry: RetryConfig = RetryConfig()
+    streams: StreamsConfig = StreamsConfig()
+    leases: LeasesConfig = LeasesConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as plain JSON-able data with every secret replaced by '***'."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        if self.redis.password is not None:
+            data["redis"]["password"] = "***"  # noqa: S105 - a mask, not a password
+        if self.redis.url:
+            data["redis"]["url"] = redact_url(self.redis.url)
+        return data
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a ``redis://user:password@host`` URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}://{user}:***@{location}"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def resolve_env(env: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """``--env``, else ``DSA110_ENV``, else development."""
+    chosen = env or environ.get("DSA110_ENV") or DEFAULT_ENV
+    if chosen not in ENVIRONMENTS:
+        raise ConfigError(
+            f"unknown environment {chosen!r}: choose one of {', '.join(ENVIRONMENTS)}"
+        )
+    return chosen
+
+
+def resolve_path(path: Path | None, environ: Mapping[str, str] = os.environ) -> Path | None:
+    """``--config``, else ``DSA110_CONFIG``, else the first search-path file that exists."""
+    if path is not None:
+        return path
+    if environ.get("DSA110_CONFIG"):
+        return Path(environ["DSA110_CONFIG"])
+    return next((p for p in CONFIG_SEARCH_PATH if p.exists()), None)
+
+
+def load_config(
+    path: Path | None = None,
+    env: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> Config:
+    """Load, overlay and validate; every failure is one ConfigError line."""
+    chosen_env = resolve_env(env, environ)
+    chosen_path = resolve_path(path, environ)
+    document = read_document(chosen_path) if chosen_path is not None else {}
+    source = str(chosen_path) if chosen_path is not None else "built-in defaults"
+    merged = overlay_document(document, chosen_env, source)
+    merged = apply_environ_overrides(merged, environ)
+    merged["env"] = chosen_env
+    return validate(merged, source)
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Parse the YAML file; a syntax error names the file and line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error: {exc}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: top level must be a mapping with 'defaults' and 'environments'")
+    return document
+
+
+def overlay_document(document: Mapping[str, Any], env: str, source: str) -> dict[str, Any]:
+    """Deep-merge ``defaults`` with ``environments[env]``."""
+    unknown = set(document) - {"defaults", "environments"}
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown top-level key {sorted(unknown)[0]!r} "
+            "(expected 'defaults' and 'environments')"
+        )
+    defaults = _mapping(document.get("defaults"), f"{source}: defaults")
+    environments = _mapping(document.get("environments"), f"{source}: environments")
+    for name in environments:
+        if name not in ENVIRONMENTS:
+            raise ConfigError(
+                f"{source}: environments.{name}: unknown environment "
+                f"(choose one of {', '.join(ENVIRONMENTS)})"
+            )
+    overlay = _mapping(environments.get(env), f"{source}: environments.{env}")
+    return deep_merge(defaults, overlay)
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict: ``overlay`` wins, nested mappings merge key by key."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_environ_overrides(
+    document: Mapping[str, Any], environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """Apply ``DSA110__A__B=value``: the path is lower-cased, the value parsed as YAML."""
+    result = dict(document)
+    for name in sorted(environ):
+        if not name.startswith(ENV_VAR_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(ENV_VAR_PREFIX) :].split("__")]
+        if not all(keys):
+            raise ConfigError(f"{name}: malformed override name (use DSA110__SECTION__KEY)")
+        try:
+            value = yaml.safe_load(environ[name])
+        except yaml.YAMLError:
+            value = environ[name]
+        override: dict[str, Any] = {keys[-1]: value}
+        for key in reversed(keys[:-1]):
+            override = {key: override}
+        result = deep_merge(result, override)
+    return result
+
+
+def validate(document: Mapping[str, Any], source: str) -> Config:
+    """Build the Config; the first validation error becomes one line naming the key path."""
+    try:
+        return Config.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line: ``key.path: what is wrong (got value)``."""
+    error = exc.errors(include_url=False)[0]
+    path = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key (check its spelling)"
+    message = error["msg"].removeprefix("Value error, ")
+    shown = "" if kind in {"missing"} or "input" not in error else _shown(error["input"])
+    where = f"{path}: " if path else ""
+    return f"{where}{message}{shown}"
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return ""
+    return f" (got {value!r})"
+
+
+RELOADABLE_SECTIONS = ("services", "logging", "supervisor", "retry")
+
+
+def reloadable_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """Key paths whose values differ between two configs, within the reloadable sections."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    old_data, new_data = old.model_dump(mode="json"), new.model_dump(mode="json")
+    for section in RELOADABLE_SECTIONS:
+        _diff(old_data[section], new_data[section], section, changes)
+    return changes
+
+
+def _diff(old: Any, new: Any, path: str, out: dict[str, tuple[Any, Any]]) -> None:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in old.keys() | new.keys():
+            _diff(old.get(key), new.get(key), f"{path}.{key}", out)
+    elif old != new:
+        out[path] = (old, new)

@@ -1,0 +1,140 @@
+"""Connections to the state server: from the config, embedded by default, errors translated.
+
+This is the one place where redis-py exceptions become dsa110d exceptions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
+from redis.asyncio.sentinel import Sentinel
+
+from dsa110d.config import Config, RedisConfig, redact_url
+from dsa110d.errors import ServerUnavailableError, StateError
+from dsa110d.logs import register_secret
+from dsa110d.state import embedded
+
+Redis = aioredis.Redis
+
+
+def describe_target(config: Config) -> str:
+    """Where the daemon looks for its server, for messages: ``host:port``, socket or sentinel."""
+    rc = config.redis
+    if rc.embedded:
+        return f"embedded Valkey under {embedded.server_dir(config.paths.state_dir)}"
+    if rc.sentinel.addresses:
+        return f"sentinel master {rc.sentinel.master_name!r} via {', '.join(rc.sentinel.addresses)}"
+    if rc.url:
+        return redact_url(rc.url)
+    return f"{rc.host}:{rc.port}"
+
+
+def _pool_kwargs(rc: RedisConfig) -> dict[str, Any]:
+    password = rc.secret_password()
+    register_secret(password)
+    kwargs: dict[str, Any] = {
+        "db": rc.db,
+        "username": rc.username,
+        "password": password,
+        "max_connections": rc.max_connections,
+        "socket_timeout": rc.socket_timeout,
+        "socket_connect_timeout": rc.socket_connect_timeout,
+        "retry_on_timeout": rc.retry_on_timeout,
+        "health_check_interval": rc.health_check_interval,
+        "decode_responses": True,
+    }
+    if rc.tls.enabled:
+        kwargs.update(
+            ssl=True,
+            ssl_ca_certs=str(rc.tls.ca_file) if rc.tls.ca_file else None,
+            ssl_certfile=str(rc.tls.cert_file) if rc.tls.cert_file else None,
+            ssl_keyfile=str(rc.tls.key_file) if rc.tls.key_file else None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if rc.tls.verify else ssl.CERT_NONE,
+            ssl_check_hostname=rc.tls.verify,
+        )
+    return kwargs
+
+
+def client_for(config: Config, server: embedded.EmbeddedServer | None = None) -> Redis:
+    """A client (with its own pool) for the configured server; does not connect yet."""
+    rc = config.redis
+    kwargs = _pool_kwargs(rc)
+    if server is not None:
+        return aioredis.Redis(unix_socket_path=str(server.socket_path), **_unix_kwargs(kwargs))
+    if rc.sentinel.addresses:
+        nodes = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in rc.sentinel.addresses]
+        sentinel = Sentinel(nodes, socket_timeout=rc.socket_timeout)
+        master: Redis = sentinel.master_for(rc.sentinel.master_name or "", **kwargs)
+        return master
+    if rc.url:
+        url_kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        client: Redis = aioredis.Redis.from_url(rc.url, **url_kwargs)
+        return client
+    return aioredis.Redis(host=rc.host, port=rc.port, **kwargs)
+
+
+def _unix_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if not k.startswith("ssl")}
+
+
+async def connect(config: Config) -> Redis:
+    """Start or attach the embedded server when configured, connect and PING."""
+    server = None
+    if config.redis.embedded:
+        server = await anyio.to_thread.run_sync(
+            embedded.ensure_server, config.paths.state_dir, config.redis.embedded_port
+        )
+    client = client_for(config, server)
+    try:
+        with translate_errors(describe_target(config)):
+            await client.ping()
+    except BaseException:
+        await client.aclose()
+        raise
+    return client
+
+
+@contextlib.asynccontextmanager
+async def connected(config: Config) -> AsyncIterator[Redis]:
+    """``async with connected(cfg) as redis:`` closes the pool on the way out."""
+    client = await connect(config)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
+@contextlib.contextmanager
+def translate_errors(target: str) -> Iterator[None]:
+    """Turn redis-py exceptions into one-line dsa110d errors that say what to check."""
+    try:
+        yield
+    except redis_errors.AuthenticationError as exc:
+        raise ServerUnavailableError(
+            f"{target}: authentication failed ({_first_line(exc)}); "
+            "check redis.username and redis.password / password_file"
+        ) from None
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        raise ServerUnavailableError(
+            f"cannot reach the state server at {target}: {_first_line(exc)}; "
+            "check that it runs, the address, the firewall and the TLS settings"
+        ) from None
+    except redis_errors.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise ServerUnavailableError(
+                f"{target}: the server wants authentication ({_first_line(exc)}); "
+                "set redis.password or redis.password_file"
+            ) from None
+        raise StateError(f"{target}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,88 @@
+"""Every Redis key and stream name of dsa110d, built in one place.
+
+No other module spells a key. All keys live under one namespace prefix (default
+``dsa110``) so several pipelines can share one server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one namespace."""
+
+    namespace: str = "dsa110"
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    # streams -----------------------------------------------------------------
+    def stream(self, message_type: str) -> str:
+        """The stream of one message type, e.g. ``dsa110:hdf5_processing``."""
+        return self._key(message_type.lower())
+
+    def dead_letters(self, message_type: str) -> str:
+        """The dead-letter stream beside a message type's stream."""
+        return self._key(message_type.lower(), "dead")
+
+    def consumer_heartbeat(self, stream: str, consumer: str) -> str:
+        return f"{stream}:hb:{consumer}"
+
+    def dedup(self, stream: str, dedup_key: str) -> str:
+        return f"{stream}:dedup:{dedup_key}"
+
+    def attempts(self, stream: str) -> str:
+        """Hash of entry id -> JSON list of failed attempts."""
+        return f"{stream}:attempts"
+
+    # leases ------------------------------------------------------------------
+    def lease(self, name: str) -> str:
+        return self._key("lease", name)
+
+    def fence(self, name: str) -> str:
+        """The monotonically increasing fencing-token counter of one lease."""
+        return self._key("fence", name)
+
+    def committed_token(self, name: str) -> str:
+        """The highest fencing token that has committed for one lease."""
+        return self._key("committed", name)
+
+    # registry ----------------------------------------------------------------
+    def registry_entry(self, host: str, pid: int, service: str) -> str:
+        return self._key("registry", host, str(pid), service)
+
+    def registry_pattern(self) -> str:
+        return self._key("registry", "*")
+
+    def metrics(self, host: str, pid: int, service: str) -> str:
+        return self._key("metrics", host, str(pid), service)
+
+    # records -----------------------------------------------------------------
+    def set_record(self, set_id: str) -> str:
+        return self._key("set", set_id)
+
+    def set_index(self) -> str:
+        return self._key("sets")
+
+    def chunk_record(self, chunk_id: str) -> str:
+        return self._key("chunk", chunk_id)
+
+    def chunk_index(self) -> str:
+        return self._key("chunks")
+
+    def block_record(self, block_id: str) -> str:
+        return self._key("block", block_id)
+
+    def block_index(self) -> str:
+        return self._key("blocks")
+
+    def candidates(self) -> str:
+        return self._key("candidates")
+
+    def control(self) -> str:
+        return self._key("control")
+
+    def alerts(self) -> str:
+        return self._key("alerts")
