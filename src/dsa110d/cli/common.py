@@ -1,0 +1,77 @@
+"""What both command-line programs share: loading the config, exit codes, one-line errors.
+
+Exit codes (documented in the man pages): 0 success; 1 a failure at run time; 2 a user's
+mistake (bad configuration, bad arguments); 3 the state server cannot be reached.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from dsa110d import __version__
+from dsa110d.config import Config, load_config
+from dsa110d.errors import ConfigError, DSA110Error, ServerUnavailableError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+EnvOption = Annotated[
+    str | None,
+    typer.Option("--env", help="development, production or testing (else DSA110_ENV)."),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Configuration file (else DSA110_CONFIG, ./etc, /etc)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def fail(message: str, code: int = EXIT_FAILURE, program: str = "dsa110d") -> NoReturn:
+    """Print one line to stderr and exit."""
+    print(f"{program}: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def exit_code_for(exc: DSA110Error) -> int:
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE
+    if isinstance(exc, ServerUnavailableError):
+        return EXIT_UNREACHABLE
+    return EXIT_FAILURE
+
+
+def run_app(app: typer.Typer, program: str, argv: list[str] | None = None) -> None:
+    """Run a typer app; a dsa110d error becomes one line and its exit code, never a traceback."""
+    try:
+        app(args=argv, prog_name=program)
+    except DSA110Error as exc:
+        fail(str(exc), exit_code_for(exc), program)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"dsa110d {__version__}")
+        raise typer.Exit()
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version."),
+]
+
+
+def load(config: Path | None, env: str | None) -> Config:
+    """The effective configuration for a command."""
+    return load_config(config, env)
+
+
+Command = Callable[..., None]
