@@ -27,7 +27,9 @@ def _root(version: VersionOption = False) -> None:
 
 
 @config_app.command("show")
-def config_show(env: EnvOption = None, config: ConfigOption = None, json_: JsonOption = False) -> None:
+def config_show(
+    env: EnvOption = None, config: ConfigOption = None, json_: JsonOption = False
+) -> None:
     """Print the effective configuration, secrets redacted."""
     import yaml
 

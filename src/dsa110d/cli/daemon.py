@@ -76,8 +76,9 @@ def run(
 
     cfg = load(config, env)
     chosen = parse_services(services)
-    setup_logging(cfg, "all" if len(chosen) == len(SERVICE_NAMES) else "+".join(chosen),
-                  log_level, log_format)
+    setup_logging(
+        cfg, "all" if len(chosen) == len(SERVICE_NAMES) else "+".join(chosen), log_level, log_format
+    )
     raise typer.Exit(anyio.run(run_daemon, cfg, chosen))
 
 

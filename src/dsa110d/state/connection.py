@@ -69,7 +69,7 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
         return aioredis.Redis(unix_socket_path=str(server.socket_path), **_unix_kwargs(kwargs))
     if rc.sentinel.addresses:
         nodes = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in rc.sentinel.addresses]
-        sentinel = Sentinel(nodes, socket_timeout=rc.socket_timeout)
+        sentinel = Sentinel(nodes, socket_timeout=rc.socket_timeout)  # type: ignore[no-untyped-call]
         master: Redis = sentinel.master_for(rc.sentinel.master_name or "", **kwargs)
         return master
     if rc.url:

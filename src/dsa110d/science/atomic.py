@@ -1,0 +1,72 @@
+"""Atomic publication: outputs appear under their final name only when complete.
+
+A directory output (a Measurement Set) is written into a temporary sibling, gets a
+completion marker, and is renamed into place. A file output is written to a temporary
+sibling and renamed. "It exists" therefore means "it is complete".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+COMPLETE_MARKER = ".dsa110d-complete"
+TEMP_PREFIX = ".tmp-"
+OUTPUT_DIR_MODE = 0o750
+OUTPUT_FILE_MODE = 0o640
+
+
+def temp_sibling(final: Path) -> Path:
+    """A unique temporary path in the same directory (same filesystem, so rename is atomic)."""
+    return final.with_name(f"{TEMP_PREFIX}{final.name}.{uuid.uuid4().hex[:8]}")
+
+
+def is_complete_dir(path: Path) -> bool:
+    """True for a directory output that was published whole."""
+    return (path / COMPLETE_MARKER).is_file()
+
+
+def is_temporary(path: Path) -> bool:
+    """True for a name made by :func:`temp_sibling` (left behind only by a crash)."""
+    return path.name.startswith(TEMP_PREFIX)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory; on success mark it complete and rename it to ``final``.
+
+    An existing complete ``final`` is an error for the caller to avoid (check
+    :func:`is_complete_dir` first); an incomplete one (a crash before the marker) is replaced.
+    On any failure the temporary directory is removed and nothing appears under ``final``.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_sibling(final)
+    temp.mkdir(mode=OUTPUT_DIR_MODE)
+    try:
+        yield temp
+        (temp / COMPLETE_MARKER).touch(mode=OUTPUT_FILE_MODE)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary file path; on success rename it to ``final``."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_sibling(final)
+    try:
+        yield temp
+        if temp.exists():
+            temp.chmod(OUTPUT_FILE_MODE)
+        os.replace(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
