@@ -204,20 +204,32 @@ class Leases:
             who = f"{current[1]} (token {current[0]})" if current else "another holder"
             raise LeaseHeldError(f"lease {name!r} is held by {who}")
         lost: list[str] = []
-        async with anyio.create_task_group() as tg:
-            with anyio.CancelScope() as work:
-                tg.start_soon(self._keep_renewed, lease, work, lost)
-                try:
+        try:
+            async with anyio.create_task_group() as tg:
+                with anyio.CancelScope() as work:
+                    tg.start_soon(self._keep_renewed, lease, work, lost)
                     yield lease
-                finally:
-                    tg.cancel_scope.cancel()
+                # cancel the renewer only now: an outer cancelled scope would otherwise take
+                # the work scope's cancellation and the loss would go unreported
+                tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            await self._release_quietly(lease)
+            if len(group.exceptions) == 1:  # the body's own error, not a group of ours
+                raise group.exceptions[0] from None
+            raise
+        except BaseException:
+            await self._release_quietly(lease)
+            raise
         if work.cancelled_caught and lost:
             raise LeaseLostError(f"lease {name!r} (token {lease.token}) was lost: {lost[0]}")
+        await self._release_quietly(lease)
+
+    async def _release_quietly(self, lease: Lease) -> None:
         with anyio.move_on_after(self.config.renew_interval_sec, shield=True):
             try:
                 await self.release(lease)
             except StateError as exc:
-                log.warning("lease release failed; it will expire", lease=name, error=str(exc))
+                log.warning("lease release failed; it will expire", lease=lease.name, error=str(exc))
 
     async def _keep_renewed(self, lease: Lease, work: anyio.CancelScope, lost: list[str]) -> None:
         """Renew every interval; cancel the work when the lease is gone or cannot be known."""
