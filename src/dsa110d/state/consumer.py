@@ -44,7 +44,7 @@ from dsa110d.state.streams import Delivery, Entry, ReliableStream
 Handler = Callable[[Delivery], Awaitable[None]]
 
 RECONNECT_CAP_SEC = 5.0
-ACK_FLUSH_SEC = 0.05  # ack at least this often while working through a batch
+ACK_FLUSH_SEC = 0.05  # handled entries are acked within this even mid-batch
 RECOVER_COUNT = 1000
 RETIRE_TIMEOUT_SEC = 2.0
 
@@ -97,6 +97,7 @@ class StreamConsumer:
         """Consume until cancelled; never returns or raises on its own."""
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat_loop)
+            tg.start_soon(self._ack_loop)
             task_status.started()
             try:
                 await self._loop()
@@ -158,12 +159,8 @@ class StreamConsumer:
             entries = await self._maybe_reclaim()
         if not entries:
             entries = await self.stream.read_new(self.name, self.batch, self._block_ms(block_ms))
-        flushed_at = anyio.current_time()
         for entry in entries:
             await self._process(entry)
-            if anyio.current_time() - flushed_at >= ACK_FLUSH_SEC:
-                await self._flush_acks()
-                flushed_at = anyio.current_time()
         await self._flush_acks()
         return len(entries)
 
@@ -178,9 +175,23 @@ class StreamConsumer:
         return max(1, min(block, int(reclaim_in * 1000) + 1))
 
     async def _flush_acks(self) -> None:
-        if self._unacked:
-            await self.stream.ack(self._unacked)
-            self._unacked = []
+        if not self._unacked:
+            return
+        taken, self._unacked = self._unacked, []
+        try:
+            await self.stream.ack(taken)
+        except BaseException:
+            self._unacked = taken + self._unacked
+            raise
+
+    async def _ack_loop(self) -> None:
+        """Ack handled entries promptly even while a long handler holds the loop."""
+        while True:
+            await anyio.sleep(ACK_FLUSH_SEC)
+            try:
+                await self._flush_acks()
+            except StateError:
+                pass  # the main loop sees the outage too and retries these acks
 
     async def _due_retries(self) -> list[Entry]:
         now = self.stream.clock()

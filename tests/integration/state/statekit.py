@@ -77,3 +77,19 @@ async def running(*consumers: StreamConsumer) -> AsyncIterator[None]:
             await tg.start(consumer.run)
         yield
         tg.cancel_scope.cancel()
+
+
+async def apply_effect(client: aioredis.Redis, keys: Keys, message_id: str, by: str) -> bool:
+    """An idempotent effect keyed by message id; counts how often it really took effect."""
+    record = keys.set_record(message_id)
+    if await client.hsetnx(record, "done_by", by):  # type: ignore[misc]
+        await client.hincrby(record, "effects", 1)  # type: ignore[misc]
+        return True
+    return False
+
+
+async def effects(client: aioredis.Redis, keys: Keys, message_id: str) -> tuple[int, str | None]:
+    """(how many times the effect took place, who did it)."""
+    record = keys.set_record(message_id)
+    count, by = await client.hmget(record, ["effects", "done_by"])  # type: ignore[misc]
+    return int(count or 0), by
