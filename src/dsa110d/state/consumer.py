@@ -2,9 +2,10 @@
 
 ``await StreamConsumer(stream, name, handler).run()`` runs until cancelled. Each round it
 
-1. acks what it has handled (an ack is sent only after the handler returned: the handler's
-   effect is durable by then; if the ack is lost the entry is delivered again, so effects
-   must be idempotent, keyed by ``message.id``);
+1. acks, in batches, what it has handled (an ack is sent only after the handler returned:
+   the handler's effect is durable by then; if the ack is lost the entry is delivered again,
+   so effects must be idempotent, keyed by ``message.id``); a background task flushes acks
+   every ``ACK_FLUSH_SEC`` so that a long handler never holds earlier acks back;
 2. re-delivers its own failed entries whose backoff has elapsed (a failed handler is *not*
    retried at once: the entry stays pending with a not-before time, exponential backoff with
    full jitter from ``config.retry``);
@@ -25,6 +26,7 @@ exits on its own. ``connected`` tells health reporting whether the last round su
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -152,8 +154,13 @@ class StreamConsumer:
 
     # ------------------------------------------------------------------ one round
     async def poll_once(self, block_ms: int | None = None) -> int:
-        """One round: ack, due retries, reclaim, else read new; returns entries processed."""
-        await self._flush_acks()
+        """One round: due retries, reclaim, else read new; returns entries processed.
+
+        Acks go out from the ack task every ACK_FLUSH_SEC (batched: one round trip for many
+        entries), or here once a whole batch is waiting.
+        """
+        if len(self._unacked) >= self.batch:
+            await self._flush_acks()
         entries = await self._due_retries()
         if not entries:
             entries = await self._maybe_reclaim()
@@ -161,7 +168,6 @@ class StreamConsumer:
             entries = await self.stream.read_new(self.name, self.batch, self._block_ms(block_ms))
         for entry in entries:
             await self._process(entry)
-        await self._flush_acks()
         return len(entries)
 
     def _block_ms(self, requested: int | None) -> int:
@@ -188,10 +194,9 @@ class StreamConsumer:
         """Ack handled entries promptly even while a long handler holds the loop."""
         while True:
             await anyio.sleep(ACK_FLUSH_SEC)
-            try:
+            # on an outage the main loop notices too; these acks stay queued and go out later
+            with contextlib.suppress(StateError):
                 await self._flush_acks()
-            except StateError:
-                pass  # the main loop sees the outage too and retries these acks
 
     async def _due_retries(self) -> list[Entry]:
         now = self.stream.clock()

@@ -229,7 +229,9 @@ class Leases:
             try:
                 await self.release(lease)
             except StateError as exc:
-                log.warning("lease release failed; it will expire", lease=lease.name, error=str(exc))
+                log.warning(
+                    "lease release failed; it will expire", lease=lease.name, error=str(exc)
+                )
 
     async def _keep_renewed(self, lease: Lease, work: anyio.CancelScope, lost: list[str]) -> None:
         """Renew every interval; cancel the work when the lease is gone or cannot be known."""

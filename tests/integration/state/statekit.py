@@ -44,8 +44,6 @@ def fast_config(tmp_path: Path, url: str, **overrides: object) -> Config:
     return load_config(SERVICES_YAML, "testing", environ)
 
 
-
-
 def make_stream(redis: aioredis.Redis, config: Config, group: str = "workers") -> ReliableStream:
     return ReliableStream(
         redis,
@@ -61,8 +59,9 @@ def hdf5_message(**payload: object) -> Message:
     return new_message(MessageType.HDF5_PROCESSING, dict(payload), PRODUCER)
 
 
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float, step: float = 0.02) -> None:
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, step: float = 0.02
+) -> None:
     """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
     with anyio.fail_after(timeout):
         while not await predicate():

@@ -124,9 +124,17 @@ async def test_processes_racing_for_a_lease_exactly_one_wins(
         start_at = time.time() + 2.0
         procs = [
             subprocess.Popen(
-                [sys.executable, str(RACER), server_url, config.redis.namespace,
-                 f"race-{round_number}", str(start_at)],
-                stdout=subprocess.PIPE, text=True, env=env,
+                [
+                    sys.executable,
+                    str(RACER),
+                    server_url,
+                    config.redis.namespace,
+                    f"race-{round_number}",
+                    str(start_at),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
             )
             for _ in range(4)
         ]

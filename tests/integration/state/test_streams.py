@@ -3,6 +3,7 @@ reclaim only from lapsed heartbeats, backoff between retries, introspection."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -123,7 +124,7 @@ async def test_failed_handler_backs_off_instead_of_spinning(
     consumer = StreamConsumer(stream, "c1", handler, rng=lambda: 1.0)
     async with running(consumer):
         await wait_until(lambda: _dead_count(stream, 1), 10)
-    gaps = [b - a for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert gaps[0] >= 0.05 and gaps[1] >= 0.1
 
 
