@@ -10,7 +10,9 @@
    retried at once: the entry stays pending with a not-before time, exponential backoff with
    full jitter from ``config.retry``);
 3. every heartbeat interval, reclaims entries whose owner's heartbeat has lapsed;
-4. otherwise blocks on XREADGROUP for new entries (at most ``streams.read_block_ms``).
+4. otherwise blocks on XREADGROUP for new entries (at most ``streams.read_block_ms``);
+5. every ``trim_interval_sec``, trims entries past ``streams.retention_sec`` that every group
+   has acked, so that no stream grows without bound (any consumer may do it; it is idempotent).
 
 An entry that is not a valid envelope, that has failed ``retry.max_attempts`` times, or that
 has been delivered more than ``max_attempts`` times without completing (its consumers keep
@@ -49,6 +51,7 @@ RECONNECT_CAP_SEC = 5.0
 ACK_FLUSH_SEC = 0.05  # handled entries are acked within this even mid-batch
 RECOVER_COUNT = 1000
 RETIRE_TIMEOUT_SEC = 2.0
+TRIM_INTERVAL_SEC = 60.0
 
 log = get_logger(__name__)
 
@@ -78,6 +81,7 @@ class StreamConsumer:
         *,
         batch: int = 64,
         rng: Callable[[], float] = random.random,
+        trim_interval_sec: float = TRIM_INTERVAL_SEC,
     ) -> None:
         self.stream = stream
         self.name = name
@@ -90,6 +94,8 @@ class StreamConsumer:
         self._retry_due: dict[str, float] = {}  # entry id -> not-before (wall clock)
         self._unacked: list[str] = []
         self._last_reclaim = -math.inf
+        self._trim_interval = trim_interval_sec
+        self._last_trim = -math.inf
         self._log = log.bind(stream=stream.name, consumer=name)
 
     # ------------------------------------------------------------------ lifecycle
@@ -161,6 +167,7 @@ class StreamConsumer:
         """
         if len(self._unacked) >= self.batch:
             await self._flush_acks()
+        await self._maybe_trim()
         entries = await self._due_retries()
         if not entries:
             entries = await self._maybe_reclaim()
@@ -217,6 +224,14 @@ class StreamConsumer:
             self.counters.reclaimed += len(entries)
             self._log.info("reclaimed entries of lapsed consumers", count=len(entries))
         return entries
+
+    async def _maybe_trim(self) -> None:
+        now = anyio.current_time()
+        if now - self._last_trim >= self._trim_interval:
+            self._last_trim = now
+            trimmed = await self.stream.trim()
+            if trimmed:
+                self._log.debug("trimmed acked entries past retention", count=trimmed)
 
     async def _recover_own(self) -> None:
         """Entries delivered to us whose reply was lost, or held by a previous incarnation."""

@@ -494,7 +494,9 @@ class ReliableStream:
             pipe.xinfo_consumers(self.name, self.group)
             length, dead, summary, groups, consumers = await pipe.execute(raise_on_error=False)
         if isinstance(summary, Exception):  # no stream or group yet
-            return StreamStats(self.name, self.group, 0, 0, 0, None, _int(dead))
+            return StreamStats(
+                self.name, self.group, _int(length), 0, _int(length), None, _int(dead)
+            )
         group: dict[str, Any] = next((g for g in groups if g["name"] == self.group), {})
         oldest = entry_age_sec(str(summary["min"]), now) if summary["pending"] else None
         alive = await self._alive([str(c["name"]) for c in consumers])

@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from pathlib import Path
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from statekit import hdf5_message, make_stream, running, wait_until
+from statekit import fast_config, hdf5_message, make_stream, running, wait_until
 
 from dsa110d.config import Config
 from dsa110d.errors import MessageError
@@ -266,3 +267,50 @@ async def _pending_is(stream, count: int) -> bool:  # type: ignore[no-untyped-de
 
 async def _dead_count(stream, count: int) -> bool:  # type: ignore[no-untyped-def]
     return (await stream.stats()).dead_letters == count
+
+
+async def test_consumers_trim_old_acked_entries_by_themselves(
+    redis: aioredis.Redis, tmp_path: Path, server_url: str
+) -> None:
+    config = fast_config(tmp_path, server_url, streams__retention_sec=0.3)
+    stream = make_stream(redis, config)
+    await stream.ensure_group()
+    for n in range(5):
+        await stream.publish(hdf5_message(n=n))
+    seen: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        seen.append(delivery.message.payload["n"])
+
+    consumer = StreamConsumer(stream, "c1", handler, trim_interval_sec=0.1)
+    try:
+        async with running(consumer):
+            await wait_until(lambda: _true(len(seen) == 5), 10)
+            await wait_until(lambda: _length_is(redis, stream.name, 0), 10)
+    finally:
+        async for key in redis.scan_iter(match=f"{config.redis.namespace}:*"):
+            await redis.delete(key)
+
+
+async def test_replay_and_purge_single_dead_letters(redis: aioredis.Redis, config: Config) -> None:
+    stream = make_stream(redis, config)
+    await stream.ensure_group()
+    for n in range(3):
+        await stream.publish(hdf5_message(n=n))
+    for entry in await stream.read_new("c1", 3, None):
+        await stream.dead_letter(entry, f"failed {entry.entry_id}", "c1", [{"error": "x"}])
+    letters = await stream.dead_letters()
+    assert [json.loads(d.raw)["payload"]["n"] for d in letters] == [0, 1, 2]
+    replayed = await stream.replay(letters[1].dead_id)
+    assert len(replayed) == 1
+    assert await stream.replay(letters[1].dead_id) == []  # already gone: not twice
+    again = await stream.read_new("c1", 10, None)
+    assert [json.loads(e.raw or "")["payload"]["n"] for e in again] == [1]
+    assert await stream.purge(letters[0].dead_id) == 1
+    assert [d.dead_id for d in await stream.dead_letters()] == [letters[2].dead_id]
+    assert await stream.purge() == 1
+    assert (await stream.stats()).dead_letters == 0
+
+
+async def _length_is(redis: aioredis.Redis, name: str, length: int) -> bool:
+    return int(await redis.xlen(name)) == length
