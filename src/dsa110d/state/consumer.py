@@ -20,6 +20,9 @@ dying on it) goes to the dead letters with the reason, the attempt history and t
 Nothing a message contains can crash or stall the loop. While the loop runs, a background
 task renews the consumer's heartbeat every ``streams.heartbeat_interval_sec``.
 
+Handlers must not block the event loop (run CPU work in worker processes): a blocked loop
+cannot renew the heartbeat, and the entry would be reclaimed by another consumer.
+
 Redis outages: any :class:`~dsa110d.errors.StateError` from the server makes the loop wait
 (backoff with jitter, capped at :data:`RECONNECT_CAP_SEC`) and try again; on recovery it
 re-creates the group if the server lost it and re-reads its own pending entries. It never
