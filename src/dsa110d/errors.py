@@ -57,3 +57,7 @@ class PathOutsideRootsError(DSA110Error, PermissionError):
 
 class StageError(DSA110Error):
     """A processing stage failed on a block."""
+
+
+class LeaseHeldError(StateError):
+    """A lease could not be acquired because another holder has it; names the holder."""
