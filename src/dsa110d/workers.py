@@ -210,6 +210,7 @@ class WorkerPool:
             except WorkerDiedError:
                 self._deaths.append(time.monotonic())
                 worker.kill()
+                self._idle.append(await anyio.to_thread.run_sync(self._spawn))  # replace it
                 raise
             except BaseException:
                 worker.kill()  # cancelled mid-job: abandon it, never leave it running
