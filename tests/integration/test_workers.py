@@ -69,7 +69,7 @@ async def test_a_killed_worker_fails_only_its_job_which_then_succeeds_on_retry(
 async def test_results_and_errors_cross_as_json() -> None:
     async with WorkerPool(size=1) as pool:
         assert await pool.run(add, 2, b=3) == {"sum": 5}
-        with pytest.raises(ConversionError, match="x.hdf5: cannot convert"):
+        with pytest.raises(ConversionError, match=r"x\.hdf5: cannot convert"):
             await pool.run(raises_ours, "x.hdf5")
         with pytest.raises(WorkerJobError, match="ZeroDivisionError: boom"):
             await pool.run(raises_other)

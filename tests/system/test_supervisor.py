@@ -150,7 +150,11 @@ def daemon_env(tmp_path: Path, embedded_server: object) -> Iterator[Callable[...
     namespace = f"t-{uuid.uuid4().hex[:12]}"
 
     def make(**overrides: object) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DSA110", "NOTIFY_", "WATCHDOG_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DSA110", "NOTIFY_", "WATCHDOG_"))
+        }
         env.update(
             {
                 "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{SYSTEM_DIR}",
@@ -298,11 +302,15 @@ def test_sigterm_mid_job_leaves_it_unacked_and_the_next_daemon_completes_it(
     env = daemon_env(DSA110__SUPERVISOR__SHUTDOWN_GRACE_SEC=5, DSA110_TEST_JOB_SEC=0.3)
     daemons.append(second := Daemon(env, "jobs"))
     wait_for(lambda: not (tmp_path / "queue" / "j1.json").exists())
-    assert sorted(p.name for p in (tmp_path / "out" / "j1").iterdir()) == [
-        ".complete",
-        "part1",
-        "part2",
-    ] or (tmp_path / "out" / "j1" / "part2").read_text() == '{"block": 1}'
+    assert (
+        sorted(p.name for p in (tmp_path / "out" / "j1").iterdir())
+        == [
+            ".complete",
+            "part1",
+            "part2",
+        ]
+        or (tmp_path / "out" / "j1" / "part2").read_text() == '{"block": 1}'
+    )
     assert second.stop() == 0
 
 
