@@ -11,8 +11,12 @@ from pathlib import Path
 
 import anyio
 
+from dsa110d.messages import MessageType
 from dsa110d.science.atomic import atomic_dir
 from dsa110d.services.base import Service, ServiceContext, register_service
+from dsa110d.state.consumer import StreamConsumer, consumer_name
+from dsa110d.state.keys import Keys
+from dsa110d.state.streams import Delivery, ReliableStream
 
 
 def _dir() -> Path:
@@ -115,3 +119,37 @@ class Jobs(Service):
             await _work(ctx, float(os.environ.get("DSA110_TEST_JOB_SEC", "1.0")))
             (tmp / "part2").write_text(json.dumps(spec))
         ctx.metrics.add("blocks")
+
+
+@register_service("streamjobs")
+class StreamJobs(Service):
+    """Consumes MS_PROCESSING messages from a reliable stream; each writes ``out/<job>``
+    atomically in ``DSA110_TEST_JOB_SEC`` and is acked by the consumer only afterwards."""
+
+    async def start(self, ctx: ServiceContext) -> None:
+        self.stream = ReliableStream(
+            ctx.redis,
+            Keys(ctx.config.redis.namespace),
+            MessageType.MS_PROCESSING,
+            group="streamjobs",
+            streams=ctx.config.streams,
+            retry=ctx.config.retry,
+        )
+        await self.stream.ensure_group()
+
+    async def run(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        consumer = StreamConsumer(self.stream, consumer_name("streamjobs"), ctx.gate(self.handle))
+        await ctx.consume(consumer.run)
+
+    async def handle(self, delivery: Delivery) -> None:
+        job = str(delivery.message.payload["job"])
+        final = _dir() / "out" / job
+        final.parent.mkdir(exist_ok=True)
+        _mark(f"job.{job}.began")
+        if final.exists():
+            return  # idempotent: done before, the ack was lost
+        with self.ctx.metrics.job(), atomic_dir(final) as tmp:
+            (tmp / "part1").write_text("half")
+            await _work(self.ctx, float(os.environ.get("DSA110_TEST_JOB_SEC", "1.0")))
+            (tmp / "part2").write_text(json.dumps(delivery.message.payload))

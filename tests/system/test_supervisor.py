@@ -285,35 +285,6 @@ def test_a_stuck_service_or_a_blocked_loop_stops_the_watchdog_pings(
     daemon.kill()
 
 
-def test_sigterm_mid_job_leaves_it_unacked_and_the_next_daemon_completes_it(
-    daemon_env: Callable[..., dict[str, str]], daemons: list[Daemon], tmp_path: Path
-) -> None:
-    (tmp_path / "queue").mkdir()
-    (tmp_path / "queue" / "j1.json").write_text('{"block": 1}')
-    env = daemon_env(DSA110__SUPERVISOR__SHUTDOWN_GRACE_SEC=0.5, DSA110_TEST_JOB_SEC=5)
-    daemons.append(first := Daemon(env, "jobs"))
-    wait_for((tmp_path / "job.j1.began").exists)
-    first.signal(signal.SIGTERM)
-    assert first.wait() == 0
-    assert first.events("abandoning_work")
-    assert (tmp_path / "queue" / "j1.json").exists()  # not acked: it will be redelivered
-    assert list((tmp_path / "out").iterdir()) == []  # nothing half-written left behind
-
-    env = daemon_env(DSA110__SUPERVISOR__SHUTDOWN_GRACE_SEC=5, DSA110_TEST_JOB_SEC=0.3)
-    daemons.append(second := Daemon(env, "jobs"))
-    wait_for(lambda: not (tmp_path / "queue" / "j1.json").exists())
-    assert (
-        sorted(p.name for p in (tmp_path / "out" / "j1").iterdir())
-        == [
-            ".complete",
-            "part1",
-            "part2",
-        ]
-        or (tmp_path / "out" / "j1" / "part2").read_text() == '{"block": 1}'
-    )
-    assert second.stop() == 0
-
-
 def test_sigterm_lets_in_flight_work_finish_within_the_grace(
     daemon_env: Callable[..., dict[str, str]], daemons: list[Daemon], tmp_path: Path
 ) -> None:
@@ -413,3 +384,54 @@ def test_registry_prometheus_and_control_of_a_running_daemon(
 
     assert daemon.stop() == 0
     assert anyio.run(entries) == {}  # a clean stop deregisters at once
+
+
+def test_sigterm_mid_stream_job_is_redelivered_and_completed_by_the_next_daemon(
+    daemon_env: Callable[..., dict[str, str]], daemons: list[Daemon], tmp_path: Path
+) -> None:
+    import anyio
+
+    from dsa110d.config import load_config
+    from dsa110d.messages import MessageType, Producer, new_message
+    from dsa110d.state.connection import connected
+    from dsa110d.state.keys import Keys
+    from dsa110d.state.streams import ReliableStream
+
+    env = daemon_env(DSA110__SUPERVISOR__SHUTDOWN_GRACE_SEC=0.5, DSA110_TEST_JOB_SEC=30)
+    config = load_config(SERVICES_YAML, "testing", env)
+
+    def stream(redis: object) -> ReliableStream:
+        return ReliableStream(
+            redis,  # type: ignore[arg-type]
+            Keys(config.redis.namespace),
+            MessageType.MS_PROCESSING,
+            "streamjobs",
+            config.streams,
+            config.retry,
+        )
+
+    async def publish() -> None:
+        async with connected(config) as redis:
+            message = new_message(MessageType.MS_PROCESSING, {"job": "b1"}, Producer.here("test"))
+            await stream(redis).publish(message)
+
+    async def pending() -> int:
+        async with connected(config) as redis:
+            return (await stream(redis).stats()).pending
+
+    daemons.append(first := Daemon(env, "streamjobs"))
+    first.wait_event("ready")
+    anyio.run(publish)
+    wait_for((tmp_path / "job.b1.began").exists)
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    assert first.events("abandoning_work")
+    assert list((tmp_path / "out").iterdir()) == []  # nothing half-written left behind
+    assert anyio.run(pending) == 1  # unacked: it will be redelivered
+
+    env = daemon_env(DSA110__SUPERVISOR__SHUTDOWN_GRACE_SEC=5, DSA110_TEST_JOB_SEC=0.2)
+    daemons.append(second := Daemon(env, "streamjobs"))
+    wait_for((tmp_path / "out" / "b1").exists, timeout=15)
+    assert json.loads((tmp_path / "out" / "b1" / "part2").read_text()) == {"job": "b1"}
+    wait_for(lambda: anyio.run(pending) == 0)
+    assert second.stop() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 
@@ -73,10 +74,14 @@ def test_metrics_count_jobs_and_give_duration_percentiles() -> None:
 
 
 def test_control_commands_are_checked_and_addressed() -> None:
-    command = ControlCommand.from_json('{"action": "pause", "host": "corr01", "service": "x"}')
+    command = ControlCommand("pause", host="corr01", service="x")
     assert command.matches("corr01", 5) and not command.matches("corr02", 5)
-    assert ControlCommand.from_json(command.to_json()) == command
+    raw = command.to_json()
+    assert json.loads(raw)["type"] == "SYSTEM"
+    assert ControlCommand.from_json(raw) == command
+    bad = json.loads(raw)
+    bad["payload"]["action"] = "explode"
     with pytest.raises(MessageError, match="unknown action 'explode'"):
-        ControlCommand.from_json('{"action": "explode"}')
+        ControlCommand.from_json(json.dumps(bad))
     with pytest.raises(MessageError, match="bad JSON"):
         ControlCommand.from_json("{")

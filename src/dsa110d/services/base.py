@@ -48,7 +48,7 @@ import importlib
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -62,6 +62,8 @@ from dsa110d.state.connection import Redis
 
 if TYPE_CHECKING:
     from dsa110d.workers import WorkerPool
+
+T = TypeVar("T")
 
 
 class Health(enum.Enum):
@@ -124,6 +126,7 @@ class ServiceContext:
         self._resumed = anyio.Event()
         self._resumed.set()
         self.last_beat = time.monotonic()
+        self._in_flight = 0
 
     @property
     def config(self) -> Config:
@@ -167,6 +170,44 @@ class ServiceContext:
             with anyio.move_on_after(min(left, self._beat_period())):
                 await self.stopping.wait()
         return False
+
+    def gate(self, handler: Callable[[T], Awaitable[None]]) -> Callable[[T], Awaitable[None]]:
+        """Wrap a stream handler so that it takes work only through :meth:`take_work`.
+
+        While paused it waits; once stopping it never starts the job, it waits to be
+        cancelled, so the entry stays unacked and the stream redelivers it. Jobs in flight
+        are counted so that :meth:`consume` lets them finish within the grace period.
+        """
+
+        async def gated(item: T) -> None:
+            if not await self.take_work():
+                await anyio.sleep_forever()  # stopping: leave it unacked for redelivery
+            self._in_flight += 1
+            try:
+                await handler(item)
+            finally:
+                self._in_flight -= 1
+                self.beat()
+
+        return gated
+
+    async def consume(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a consume loop (e.g. ``StreamConsumer(..., ctx.gate(handle)).run``) until the
+        daemon stops: then wait for the job in flight to finish and cancel the loop.
+
+        The loop beats for the service while no job is in flight (it is waiting on the
+        server, not stuck); a job in flight must beat by itself (``run_in_worker`` does).
+        """
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            while not self.stopping.is_set() or self._in_flight:
+                if not self._in_flight:
+                    self.beat()
+                with anyio.move_on_after(self._beat_period()):
+                    await self.stopping.wait()
+                if self.stopping.is_set() and self._in_flight:
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
 
     async def run_in_worker(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``ctx.pool.run`` that keeps this service's heartbeat fresh while the worker lives."""

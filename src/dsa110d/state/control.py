@@ -1,11 +1,12 @@
 """Control commands for running daemons: restart, pause or resume one service, or report now.
 
-Commands travel on one pub/sub channel per namespace (``Keys.control``). Pub/sub fits: a
-command is meant for the daemons running *now* (a stopped daemon has nothing to pause), the
-sender learns the effect from the registry (``dsa110ctl status``), and nothing accumulates.
-Each command is a JSON object shaped like a SYSTEM message payload::
+Commands are SYSTEM messages (the :mod:`dsa110d.messages` envelope) on one pub/sub channel
+per namespace (``Keys.control``). Pub/sub rather than a reliable stream, on purpose: a
+command is meant for the daemons running *now* (a stopped daemon has nothing to pause, and a
+``restart`` replayed to the next incarnation would be wrong), the sender learns the effect
+from the registry (``dsa110ctl status``), and nothing accumulates. The payload::
 
-    {"action": "restart", "host": "corr01", "service": "processor", "pid": null, "id": "..."}
+    {"action": "restart", "host": "corr01", "service": "processor", "pid": null}
 
 ``host`` and ``service`` may be ``"*"`` (every daemon / every service); ``pid`` narrows to
 one process when several daemons share a host.
@@ -14,17 +15,17 @@ one process when several daemons share a host.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from typing import Literal, cast, get_args
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal, cast, get_args
 
 import anyio
 
 from dsa110d.errors import MessageError
+from dsa110d.messages import MessageType, Producer, decode, encode, new_message
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 
@@ -32,6 +33,7 @@ Action = Literal["restart", "pause", "resume", "status"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 ANY = "*"
 POLL_SEC = 1.0
+MAX_BYTES = 65536  # a control message is tiny; anything bigger is refused
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,18 @@ class ControlCommand:
         return self.host in (ANY, host) and self.pid in (None, pid)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+        """The command as a SYSTEM message envelope."""
+        payload = {k: v for k, v in asdict(self).items() if k != "id"}
+        message = new_message(MessageType.SYSTEM, payload, Producer.here("dsa110ctl"))
+        return encode(replace(message, id=self.id))
 
     @classmethod
-    def from_json(cls, raw: str) -> ControlCommand:
-        """Parse and check one command; anything wrong is one MessageError line."""
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise MessageError(f"control command: bad JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise MessageError("control command: not a JSON object")
+    def from_json(cls, raw: str, max_bytes: int = MAX_BYTES) -> ControlCommand:
+        """Decode and check one SYSTEM message; anything wrong is one MessageError line."""
+        message = decode(raw, max_bytes)
+        if message.type is not MessageType.SYSTEM:
+            raise MessageError(f"control message {message.id}: type {message.type}, not SYSTEM")
+        data: dict[str, Any] = {**message.payload, "id": message.id}
         action = data.get("action")
         if action not in ACTIONS:
             raise MessageError(f"control command {data.get('id')}: unknown action {action!r}")
