@@ -154,7 +154,7 @@ class PrometheusCollector(Collector):
             backlog.add_metric([name], metrics.get("backlog", 0))
             health.add_metric([name], snap.get("severity", 0))
             for key, value in metrics.get("duration_sec", {}).items():
-                duration.add_metric([name, f"0.{key[1:]}"], value)
+                duration.add_metric([name, f"{int(key[1:]) / 100:g}"], value)
         yield from (processed, failed, restarts, lag, backlog, health, duration)
         proc = self._process()
         yield GaugeMetricFamily(

@@ -438,7 +438,9 @@ async def run_daemon(config: Config, services: list[str], reload: Reloader | Non
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with (
                 connected(config) as redis,
-                WorkerPool(config.supervisor.workers, beat_sec=_beat_sec(config)) as pool,
+                WorkerPool(
+                    config.supervisor.workers, _worker_modules(names), beat_sec=_beat_sec(config)
+                ) as pool,
                 anyio.create_task_group() as tg,
             ):
                 tg.start_soon(_forward_signals, signals, send)
@@ -521,6 +523,11 @@ async def _forward_signals(signals: Any, send: MemoryObjectSendStream[Event]) ->
     async for signum in signals:
         name = signal.Signals(signum).name
         await send.send(("reload" if signum == signal.SIGHUP else "stop", name))
+
+
+def _worker_modules(names: list[str]) -> list[str]:
+    """What every chosen service wants imported in the workers, each module once."""
+    return sorted({m for name in names for m in service_class(name).worker_modules})
 
 
 def _beat_sec(config: Config) -> float:

@@ -94,3 +94,16 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except OSError:
         return "Z"
+
+
+def imported(module: str) -> bool:
+    import sys
+
+    return module in sys.modules
+
+
+async def test_workers_import_the_heavy_modules_once_at_start_up() -> None:
+    async with WorkerPool(size=1) as plain:
+        assert await plain.run(imported, "numpy") is False
+    async with WorkerPool(size=1, modules=["numpy"]) as heavy:
+        assert await heavy.run(imported, "numpy") is True

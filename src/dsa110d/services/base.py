@@ -221,6 +221,8 @@ class Service(ABC):
     """One long-lived component run by the ServiceManager (see the module docstring)."""
 
     name: ClassVar[str] = ""
+    worker_modules: ClassVar[tuple[str, ...]] = ()
+    """Heavy modules the worker processes import once at start-up (e.g. ``pyuvdata``)."""
 
     async def start(self, ctx: ServiceContext) -> None:  # noqa: B027 - optional hook
         """Start-up that must finish before READY (default: nothing)."""
