@@ -358,10 +358,27 @@ class ServiceManager:
         )
 
     async def heartbeat_loop(self, notify: Notifier) -> None:
+        """Registry entries and STATUS= every heartbeat interval; a fault here never kills
+        the daemon (it shows as a stale registry entry instead)."""
         while True:
-            await self.publish_heartbeats()
-            notify.status(self.status_line())
+            try:
+                await self.publish_heartbeats()
+                notify.status(self.status_line())
+            except Exception as exc:
+                log.error("heartbeat_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
             await anyio.sleep(self.config.supervisor.heartbeat_interval_sec)
+
+    async def control_loop(self) -> None:
+        """Listen for control commands; an unreachable server means retry, never a crash."""
+        failures = 0
+        while True:
+            try:
+                await self.control.serve(self.on_control)
+            except StateError as exc:
+                failures += 1
+                delay = backoff_delay(failures, 0.5, 30, self._random.random)
+                log.warning("control_unavailable", error=str(exc), retry_in_sec=round(delay, 2))
+                await anyio.sleep(delay)
 
     async def watchdog_loop(self, notify: Notifier, period: float) -> None:
         """WATCHDOG=1 from the event loop, only while every service heartbeat is fresh."""
@@ -476,7 +493,7 @@ async def _serve(
                 period = watchdog_period()
                 if period is not None:
                     tg.start_soon(manager.watchdog_loop, notify, period)
-                tg.start_soon(manager.control.serve, manager.on_control)
+                tg.start_soon(manager.control_loop)
                 stop_metrics = _start_metrics(manager)
             elif kind == "reload":
                 notify.reloading()

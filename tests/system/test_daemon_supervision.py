@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,3 +131,31 @@ def test_sigterm_mid_stream_job_is_redelivered_and_completed_by_the_next_daemon(
     assert json.loads((tmp_path / "out" / "b1" / "part2").read_text()) == {"job": "b1"}
     wait_for(lambda: anyio.run(pending) == 0)
     assert second.stop() == 0
+
+
+def test_a_state_server_outage_degrades_the_daemon_but_never_kills_it(
+    daemon_env: Callable[..., dict[str, str]], daemons: list[Daemon], tmp_path: Path
+) -> None:
+    from dsa110d.state import embedded
+
+    state_dir = tmp_path / "own-state"
+    embedded.ensure_server(state_dir)
+    try:
+        env = daemon_env(
+            DSA110__REDIS__EMBEDDED="true",
+            DSA110__REDIS__URL="null",
+            DSA110__PATHS__STATE_DIR=state_dir,
+            DSA110__REDIS__SOCKET_TIMEOUT=0.5,
+            DSA110__REDIS__SOCKET_CONNECT_TIMEOUT=0.5,
+        )
+        daemons.append(daemon := Daemon(env, "steady"))
+        daemon.wait_event("ready")
+        embedded.stop_server(state_dir)
+        daemon.wait_event("heartbeat_failed")
+        time.sleep(1.0)
+        assert daemon.proc.poll() is None
+        embedded.ensure_server(state_dir)
+        daemon.wait_event("heartbeat_recovered", timeout=15)
+        assert daemon.stop() == 0
+    finally:
+        embedded.stop_server(state_dir)
