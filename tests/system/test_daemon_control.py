@@ -26,7 +26,7 @@ def test_registry_prometheus_and_control_of_a_running_daemon(
 
     from dsa110d.config import load_config
     from dsa110d.state.connection import connected
-    from dsa110d.state.control import ControlChannel, ControlCommand
+    from dsa110d.state.control import ControlChannel, ControlCommand, fresh_status
     from dsa110d.state.keys import Keys
     from dsa110d.state.registry import Registry
 
@@ -67,5 +67,10 @@ def test_registry_prometheus_and_control_of_a_running_daemon(
     anyio.run(send, "restart", "steady")
     daemon.wait_event("service_restarted")
 
+    async def status() -> list[object]:
+        async with connected(config) as redis:
+            return await fresh_status(redis, Keys(config.redis.namespace))  # type: ignore[return-value]
+
+    assert {e.service for e in anyio.run(status)} == {"steady", "crashy"}  # type: ignore[attr-defined]
     assert daemon.stop() == 0
     assert anyio.run(entries) == {}  # a clean stop deregisters at once

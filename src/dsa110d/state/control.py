@@ -28,6 +28,7 @@ from dsa110d.errors import MessageError
 from dsa110d.messages import MessageType, Producer, decode, encode, new_message
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
+from dsa110d.state.registry import Registry, RegistryEntry
 
 Action = Literal["restart", "pause", "resume", "status"]
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -118,3 +119,13 @@ class ControlChannel:
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def fresh_status(
+    redis: Redis, keys: Keys, wait_sec: float = 0.5, target: str = "state server"
+) -> list[RegistryEntry]:
+    """Ask every running daemon to publish its heartbeat now, then read the registry
+    (what ``dsa110ctl status`` shows)."""
+    await ControlChannel(redis, keys, target).send(ControlCommand("status"))
+    await anyio.sleep(wait_sec)
+    return await Registry(redis, keys, target).entries()
