@@ -61,3 +61,11 @@ class StageError(DSA110Error):
 
 class LeaseHeldError(StateError):
     """A lease could not be acquired because another holder has it; names the holder."""
+
+
+class WorkerDiedError(DSA110Error):
+    """A worker process died (out of memory, segfault, SIGKILL) while running one job."""
+
+
+class WorkerJobError(DSA110Error):
+    """A job raised inside a worker process; the message names the job and the error."""
