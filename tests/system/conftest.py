@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from daemonkit import REPO, SYSTEM_DIR, Daemon, NotifyListener
+
+from tests.system.daemonkit import REPO, SYSTEM_DIR, Daemon, NotifyListener
 
 
 @pytest.fixture

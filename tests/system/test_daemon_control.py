@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from daemonkit import SERVICES_YAML, Daemon, lines_of, wait_for
+from tests.system.daemonkit import SERVICES_YAML, Daemon, lines_of, wait_for
 
 
 def _free_port() -> int:

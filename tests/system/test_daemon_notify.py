@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from daemonkit import Daemon, NotifyListener, lines_of, wait_for
+
+from tests.system.daemonkit import Daemon, NotifyListener, lines_of, wait_for
 
 
 def test_ready_status_watchdog_and_stopping_arrive_in_order(

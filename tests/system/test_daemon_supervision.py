@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from daemonkit import SERVICES_YAML, Daemon, NotifyListener, lines_of, wait_for
+from tests.system.daemonkit import SERVICES_YAML, Daemon, NotifyListener, lines_of, wait_for
 
 
 def test_a_crashing_service_is_restarted_while_its_sibling_keeps_running(

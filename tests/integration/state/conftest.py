@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from statekit import fast_config
 
 from dsa110d.config import Config
+from tests.integration.state.statekit import fast_config
 
 
 @pytest.fixture

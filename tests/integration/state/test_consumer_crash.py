@@ -13,12 +13,19 @@ from pathlib import Path
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from statekit import apply_effect, effects, hdf5_message, make_stream, running, wait_until
 
 from dsa110d.config import Config
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import Delivery
+from tests.integration.state.statekit import (
+    apply_effect,
+    effects,
+    hdf5_message,
+    make_stream,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 WORKER = Path(__file__).with_name("consumer_proc.py")

@@ -11,13 +11,19 @@ from pathlib import Path
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from statekit import fast_config, hdf5_message, make_stream, running, wait_until
 
 from dsa110d.config import Config
 from dsa110d.errors import MessageError
 from dsa110d.messages import encode
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.streams import Delivery
+from tests.integration.state.statekit import (
+    fast_config,
+    hdf5_message,
+    make_stream,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from statekit import fast_config, hdf5_message, make_stream, running, wait_until
 
 from dsa110d.config import Config
 from dsa110d.errors import StateError
@@ -19,6 +18,13 @@ from dsa110d.state import embedded
 from dsa110d.state.connection import connect
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.streams import Delivery, ReliableStream
+from tests.integration.state.statekit import (
+    fast_config,
+    hdf5_message,
+    make_stream,
+    running,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 OUTAGE_SEC = 6.0  # ten heartbeat TTLs and many backoff rounds; the 20 s behaves alike
