@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration system bench clean
+.PHONY: demo test lint typecheck unit integration system bench man clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,6 +36,11 @@ system: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The man pages from their scdoc sources (debian/rules builds them the same way).
+man:
+	mkdir -p build/man
+	for page in dsa110d.8 dsa110ctl.1 dsa110d.yaml.5; do scdoc < man/$$page.scd > build/man/$$page; done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
