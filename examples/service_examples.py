@@ -1,0 +1,207 @@
+"""Four short, runnable tours of dsa110d's services, each on a private embedded server in a
+temporary directory (nothing to set up, nothing left behind).
+
+Run them all::
+
+    python examples/service_examples.py
+
+or one at a time::
+
+    import asyncio
+    from service_examples import example_service_manager
+    asyncio.run(example_service_manager())
+
+Each starts a real daemon (:func:`dsa110d.supervisor.run_daemon`, the code behind
+``dsa110d run``) in this process with the ``testing`` environment, does one thing with its
+service, prints what ``dsa110ctl status`` would show, and stops the daemon with SIGTERM exactly
+as systemd would. Each returns what it observed, so a test can check it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from dsa110d import logs
+from dsa110d.config import Config, load_config
+from dsa110d.messages import MessageType, Producer, new_message
+from dsa110d.operations.queues import queue_stats
+from dsa110d.operations.status import ServiceStatus, service_status
+from dsa110d.services.base import load_service_modules
+from dsa110d.state import embedded
+from dsa110d.state.connection import connected
+from dsa110d.state.control import ControlChannel, ControlCommand
+from dsa110d.state.keys import Keys
+from dsa110d.state.streams import ReliableStream
+from dsa110d.supervisor import run_daemon
+
+SERVICES_YAML = Path(__file__).resolve().parents[1] / "etc" / "dsa110" / "services.yaml"
+START_TIMEOUT_SEC = 30.0
+
+
+# --------------------------------------------------------------------------- the sandbox
+
+
+def sandbox_config(root: Path) -> Config:
+    """The testing environment with every path under ``root`` and its own embedded server."""
+    environ = {
+        "DSA110__REDIS__EMBEDDED": "true",
+        "DSA110__SUPERVISOR__WORKERS": "1",
+        **{
+            f"DSA110__PATHS__{key.upper()}": str(root / key.removesuffix("_dir"))
+            for key in (
+                "incoming_dir",
+                "ms_dir",
+                "results_dir",
+                "processed_dir",
+                "state_dir",
+                "log_dir",
+            )
+        },
+    }
+    source = SERVICES_YAML if SERVICES_YAML.exists() else None
+    return load_config(source, "testing", environ)
+
+
+@contextlib.asynccontextmanager
+async def sandbox() -> AsyncIterator[Config]:
+    """A temporary directory and a config pointing into it; the embedded server is stopped
+    and the directory removed afterwards."""
+    logs.configure(level="WARNING", fmt="console")
+    load_service_modules()  # register the built-in services, as ``dsa110d run`` does
+    with tempfile.TemporaryDirectory(prefix="dsa110d-example-") as tmp:
+        config = sandbox_config(Path(tmp))
+        for path in config.paths.data_roots():
+            path.mkdir(parents=True, exist_ok=True)
+        try:
+            yield config
+        finally:
+            embedded.stop_server(config.paths.state_dir)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(config: Config, services: list[str]) -> AsyncIterator[None]:
+    """``dsa110d run --services ...`` in this process, until SIGTERM at the end of the block."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_daemon, config, services)
+        with anyio.fail_after(START_TIMEOUT_SEC):
+            while not await _all_running(config, services):
+                await anyio.sleep(0.1)
+        try:
+            yield
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # the daemon's own signal handling stops it
+
+
+async def _all_running(config: Config, services: list[str]) -> bool:
+    rows = await service_status(config, wait_sec=0)
+    return {r.service for r in rows if r.state == "running"} >= set(services)
+
+
+def show(rows: list[ServiceStatus]) -> None:
+    for r in rows:
+        print(f"  {r.service:<10} {r.state:<8} {r.health:<9} {r.reason or '-'} (pid {r.pid})")
+
+
+# --------------------------------------------------------------------------- the examples
+
+
+async def example_hdf5_watcher() -> list[ServiceStatus]:
+    """The HDF5 watcher runs, registers and reports health.
+
+    The watcher service is still a PLACEHOLDER (it idles); once the real one lands this
+    example will drop a simulated subband set into ``incoming_dir`` and show its set record.
+    """
+    async with sandbox() as config, running_daemon(config, ["watcher"]):
+        rows = await service_status(config, "watcher")
+        print(f"watcher watching {config.paths.incoming_dir}:")
+        show(rows)
+        return rows
+
+
+async def example_ms_processor() -> dict[str, Any]:
+    """The MS processor runs beside its input queue: a set announced on HDF5_PROCESSING (what
+    the watcher does for a complete set) shows up in ``dsa110ctl queues``.
+
+    The processor service is still a PLACEHOLDER: it registers and reports health but does not
+    consume the queue yet, so the message stays undelivered.
+    """
+    async with sandbox() as config, running_daemon(config, ["processor"]):
+        async with connected(config) as redis:
+            stream = ReliableStream(
+                redis,
+                Keys(config.redis.namespace),
+                MessageType.HDF5_PROCESSING,
+                "processor",
+                config.streams,
+                config.retry,
+            )
+            await stream.ensure_group()
+            payload = {"set_id": "2026-11-26T12:00:00", "files": []}
+            message = new_message(MessageType.HDF5_PROCESSING, payload, Producer.here("example"))
+            await stream.publish(message, dedup_key=payload["set_id"])
+            again = await stream.publish(message, dedup_key=payload["set_id"])  # deduplicated
+        queue = next(q for q in await queue_stats(config) if q.message_type == "HDF5_PROCESSING")
+        print(f"HDF5_PROCESSING: length {queue.length}, undelivered {queue.undelivered}")
+        rows = await service_status(config, "processor")
+        show(rows)
+        return {"queue": queue, "duplicate_published": again is not None, "status": rows}
+
+
+async def example_variability_analyzer() -> list[ServiceStatus]:
+    """The variability analyzer runs, registers and reports health.
+
+    The analyzer service is still a PLACEHOLDER; once the real one lands this example will feed
+    it photometry and print the variable-source candidates.
+    """
+    async with sandbox() as config, running_daemon(config, ["analyzer"]):
+        rows = await service_status(config, "analyzer")
+        print("analyzer:")
+        show(rows)
+        return rows
+
+
+async def example_service_manager() -> dict[str, list[ServiceStatus]]:
+    """The service manager runs all three services in one daemon and obeys control commands:
+    pause the processor (``state`` becomes ``paused``, the others run on), then resume it."""
+    observed: dict[str, list[ServiceStatus]] = {}
+    names = ["watcher", "processor", "analyzer"]
+    async with sandbox() as config, running_daemon(config, names):
+        observed["started"] = await service_status(config)
+        async with connected(config) as redis:
+            control = ControlChannel(redis, Keys(config.redis.namespace))
+            await control.send(ControlCommand("pause", service="processor"))
+            await anyio.sleep(0.5)
+            observed["paused"] = await service_status(config)
+            await control.send(ControlCommand("resume", service="processor"))
+            await anyio.sleep(0.5)
+            observed["resumed"] = await service_status(config)
+        for stage, rows in observed.items():
+            print(f"{stage}:")
+            show(rows)
+    return observed
+
+
+EXAMPLES = (
+    example_hdf5_watcher,
+    example_ms_processor,
+    example_variability_analyzer,
+    example_service_manager,
+)
+
+
+async def main() -> None:
+    for example in EXAMPLES:
+        print(f"== {example.__name__}")
+        await example()
+
+
+if __name__ == "__main__":
+    anyio.run(main)
