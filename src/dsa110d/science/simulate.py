@@ -7,6 +7,13 @@ seconds of per-node clock jitter while ``Header/time_array[0]`` is bit-identical
 is written as ``..._sbNN_incomplete.hdf5`` and renamed into place, as the correlator does; in
 ``live`` mode the subbands land seconds apart and one set every 309 s / ``speed``.
 The truth (catalog, per-set true fluxes, which sources vary and how) goes to a JSON file.
+
+Sky model: point sources with flat spectra (the catalog flux at every frequency), constant
+within a set at their true flux at mid-set, seen through ``beam.primary_beam`` at the
+pointing (meridian, ``dec_deg``), plus thermal noise for ``sefd_jy``. Without a catalog file
+a random one covers the observed LST range around the pointing declination. ``small`` and
+``tiny`` scales are the real data averaged in frequency and time on fewer antennas
+(``simlayout``): noise follows their wider channels and longer integrations.
 """
 
 from __future__ import annotations

@@ -29,6 +29,8 @@ SPECTRUM_RANK_TOL = 1e-6
 """Singular components of a source's apparent spectrum below this fraction are dropped."""
 PRESELECT_RADIUS_RAD = math.radians(20.0)
 """Sources farther than this from the pointing at mid-set are not considered (beam < 1e-3)."""
+BASELINE_BLOCK = 1024
+"""Baselines per block of the sky model: bounds its temporaries to tens of MB."""
 
 
 @dataclass(frozen=True)
@@ -160,14 +162,29 @@ def sky_visibilities(
     sources becomes one batched matrix product per baseline.
     """
     n_bls = uvw_m.shape[0]
+    out = np.zeros((n_bls, *freq_hz.shape), dtype=np.complex64)
     if lmn.shape[0] == 0:
-        return np.zeros((n_bls, *freq_hz.shape), dtype=np.complex64)
+        return out
+    left, right = _spectral_factors(amplitude_jy)  # (Nsrc, Nsb, R), (Nsrc, R, Nch)
+    for start in range(0, n_bls, BASELINE_BLOCK):  # blocks bound the temporaries' memory
+        block = slice(start, min(n_bls, start + BASELINE_BLOCK))
+        out[block] = _block_visibilities(uvw_m[block], lmn, left, right, freq_hz)
+    return out
+
+
+def _block_visibilities(
+    uvw_m: NDArray[np.float64],
+    lmn: NDArray[np.float64],
+    left: NDArray[np.complex64],
+    right: NDArray[np.complex64],
+    freq_hz: NDArray[np.float64],
+) -> NDArray[np.complex64]:
+    n_bls = uvw_m.shape[0]
     delay_s = (uvw_m @ (lmn - np.array([0.0, 0.0, 1.0])).T) / SPEED_OF_LIGHT_M_S  # (Nbls, Nsrc)
     sb0 = freq_hz[:, 0]
     chan_offset = freq_hz[0] - freq_hz[0, 0]
     per_sb = _phasor(delay_s[:, None, :] * sb0[None, :, None])  # (Nbls, Nsb, Nsrc)
     per_ch = _phasor(delay_s[:, :, None] * chan_offset)  # (Nbls, Nsrc, Nch)
-    left, right = _spectral_factors(amplitude_jy)  # (Nsrc, Nsb, R), (Nsrc, R, Nch)
     n_src, _, rank = left.shape
     # x[b, sb, (s, r)] = per_sb[b, sb, s] left[s, sb, r]; y[b, (s, r), ch] likewise: both
     # built in matmul layout, so the reshapes are free.
