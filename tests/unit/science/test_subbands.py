@@ -63,7 +63,8 @@ def test_rejects_names_that_are_not_subbands(name: str) -> None:
         ("2026-03-20T06:00:04_sb07_incomplete.hdf5", "still being written"),
         (".2026-03-20T06:00:04_sb07.hdf5.a1B2c3", "rsync temporary"),
         ("truth.json", "does not match"),
-        ("notes_sb01.hdf5", "not a subband file name"),
+        ("notes_sb01.hdf5", "does not match"),
+        ("2026-03-20T06_sb01.hdf5", "not a subband file name"),
     ],
 )
 def test_ignore_reasons(name: str, reason: str) -> None:
