@@ -252,19 +252,30 @@ class HDF5EventHandler:
             reason = ingest.disagreement(
                 f.path, f.time0_jd, other_id, other.time0_jd, list(other.files.values()), tolerance
             )
-            if reason:
+            if reason:  # on both sets, once per pair (whichever of them was seen first)
+                pair = ":".join(sorted((f.set_id, other_id)))
                 for set_id in (f.set_id, other_id):
                     await self._fault(
-                        set_id, ErrorKind.TIME_DISAGREEMENT, reason, f.path, f.name_time
+                        set_id, ErrorKind.TIME_DISAGREEMENT, reason, f.path, f.name_time, pair
                     )
 
     async def _fault(
-        self, set_id: str, kind: ErrorKind, reason: str, path: str, name_time: float
+        self,
+        set_id: str,
+        kind: ErrorKind,
+        reason: str,
+        path: str,
+        name_time: float,
+        key: str = "",
     ) -> None:
-        """Record a fault on a set and log it, once per (set, kind, path)."""
+        """Record a fault on a set and log it, once per (set, kind, path or ``key``)."""
         error = SetError(kind.value, reason, path, time.time())
         recorded = await self.sets.add_error(
-            set_id, error, name_time=name_time, expected=self.cfg.expected_subbands
+            set_id,
+            error,
+            name_time=name_time,
+            expected=self.cfg.expected_subbands,
+            key=f"{kind.value}:{key}" if key else "",
         )
         if recorded:
             self.rejected += 1

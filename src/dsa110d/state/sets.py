@@ -327,12 +327,15 @@ class Sets:
         name_time: float,
         expected: int,
         once: bool = True,
+        key: str = "",
     ) -> bool:
         """Record a fault on a set (creating a by-name set if missing). With ``once``, the same
-        kind of fault of the same path is recorded only the first time: returns False then."""
+        fault is recorded only the first time (returns False then): faults are the same when
+        their ``key`` is (default: the kind and the path)."""
         now = error.at or time.time()
         placeholder = NewFile(set_id, 0, "", name_time, None)
-        tag = f"seen:{error.kind}:{error.path}" if once and error.path else ""
+        key = key or (f"{error.kind}:{error.path}" if error.path else "")
+        tag = f"seen:{key}" if once and key else ""
         args = [*self._create_args(placeholder, expected, now), tag, error.to_json()]
         with translate_errors(self.target):
             return bool(await self._add_error(keys=self._record_keys(set_id), args=args))
