@@ -38,9 +38,18 @@ def environ(
         "DSA110__REDIS__EMBEDDED": "false",
         "DSA110__REDIS__URL": embedded_server.url,
         "DSA110__REDIS__NAMESPACE": f"t-{tmp_path.name[-12:]}",
-        "DSA110__PATHS__STATE_DIR": str(tmp_path / "state"),
-        "DSA110__PATHS__LOG_DIR": str(tmp_path / "logs"),
         "DSA110__SUPERVISOR__WORKERS": "1",
+        **{
+            f"DSA110__PATHS__{key.upper()}": str(tmp_path / key.removesuffix("_dir"))
+            for key in (
+                "incoming_dir",
+                "ms_dir",
+                "results_dir",
+                "processed_dir",
+                "state_dir",
+                "log_dir",
+            )
+        },
     }
     for key, value in values.items():
         monkeypatch.setenv(key, value)
@@ -67,7 +76,7 @@ async def test_start_restart_stop_a_background_daemon(
     assert is_daemon(started.pid)
     rows = await service_status(config, wait_sec=0.2)
     assert [(r.pid, r.service, r.state) for r in rows] == [(started.pid, "watcher", "running")]
-    log = tmp_path / "logs" / "watcher.log"
+    log = backend.log_file("watcher")
     events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
     assert "ready" in events
 

@@ -35,7 +35,7 @@ from dsa110d.cli.common import (
 )
 from dsa110d.config import ENVIRONMENTS, load_config
 from dsa110d.messages import MessageType
-from dsa110d.operations import processes, queues, status
+from dsa110d.operations import processes, queues, records, status
 from dsa110d.operations.processes import INSTANCES, MODES, Outcome
 
 PROGRAM = "dsa110ctl"
@@ -446,6 +446,51 @@ def dlq_purge(
         _print_json({"purged": count})
     else:
         print(f"{count} dead letters purged")
+
+
+# --------------------------------------------------------------------------- records
+
+LimitOption = Annotated[
+    int, typer.Option("--limit", min=0, help="Only the newest N (0: all).", show_default=True)
+]
+
+
+@app.command("sets")
+def sets_command(
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            help=f"Only sets in this state ({', '.join(records.SET_STATES)}).",
+            autocompletion=_complete(records.SET_STATES),
+        ),
+    ] = None,
+    limit: LimitOption = 50,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Subband sets, oldest first: state, subbands present of expected, missing subbands,
+    conversion attempts, recorded faults."""
+    if state is not None and state not in records.SET_STATES:
+        raise typer.BadParameter(f"{state!r} is not one of {', '.join(records.SET_STATES)}")
+    rows = anyio.run(records.list_sets, load(config, env), state, limit)
+    if json_:
+        _print_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        print("no sets" + (f" in state {state}" if state else ""))
+        return
+    _table(
+        "sets",
+        ["set", "state", "subbands", "missing", "attempts", "faults", "last fault"],
+        (
+            [r.set_id, r.state, f"{r.subbands}/{r.expected}" + (" partial" if r.partial else ""),
+             ",".join(f"{m:02d}" for m in r.missing) or "-", r.attempts, r.errors,
+             r.last_error or "-"]
+            for r in rows
+        ),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- configuration

@@ -41,7 +41,9 @@ async def test_a_complete_set_is_announced_once_with_its_files(
     assert payload["partial"] is False and payload["missing_subbands"] == []
     assert [f["subband"] for f in payload["files"]] == list(range(N_SUBBANDS))
     assert payload["paths"] == [str(p.resolve()) for p in landed]
-    assert all(Path(p).is_absolute() and Path(p).parent == incoming.resolve() for p in payload["paths"])
+    assert all(
+        Path(p).is_absolute() and Path(p).parent == incoming.resolve() for p in payload["paths"]
+    )
     assert payload["time0_jd"] > 2.46e6 and payload["dec_rad"] is not None
     record = await handler.sets.get(payload["set_id"])
     assert record is not None and record.state is SetState.QUEUED

@@ -1,0 +1,73 @@
+"""``dsa110ctl sets``: the pipeline's records of subband sets, as the watcher keeps them
+(:mod:`dsa110d.state.sets`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dsa110d.config import Config
+from dsa110d.errors import ConfigError
+from dsa110d.operations.session import open_state
+from dsa110d.state.connection import describe_target
+from dsa110d.state.keys import Keys
+from dsa110d.state.sets import SetRecord, Sets, SetState
+
+SET_STATES: tuple[str, ...] = tuple(s.value for s in SetState)
+
+
+@dataclass(frozen=True)
+class SetRow:
+    """One set as ``dsa110ctl sets`` shows it."""
+
+    set_id: str
+    state: str
+    subbands: int
+    expected: int
+    missing: list[int]
+    partial: bool
+    attempts: int
+    errors: int
+    last_error: str
+    first_seen: float
+    last_seen: float
+    message_id: str
+
+    @classmethod
+    def from_record(cls, record: SetRecord) -> SetRow:
+        last = record.errors[-1] if record.errors else None
+        return cls(
+            set_id=record.set_id,
+            state=record.state.value,
+            subbands=len(record.files),
+            expected=record.expected,
+            missing=record.missing,
+            partial=record.partial,
+            attempts=record.attempts,
+            errors=len(record.errors),
+            last_error=f"{last.kind}: {last.reason}" if last else "",
+            first_seen=record.first_seen,
+            last_seen=record.last_seen,
+            message_id=record.message_id,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def check_set_state(state: str | None) -> SetState | None:
+    if state is None:
+        return None
+    if state not in SET_STATES:
+        raise ConfigError(f"--state: {state!r} is not one of {', '.join(SET_STATES)}")
+    return SetState(state)
+
+
+async def list_sets(config: Config, state: str | None = None, limit: int = 0) -> list[SetRow]:
+    """Sets oldest first (by file-name time), only those in ``state``; the newest ``limit``
+    (0: all)."""
+    wanted = check_set_state(state)
+    async with open_state(config) as redis:
+        sets = Sets(redis, Keys(config.redis.namespace), describe_target(config))
+        records = await sets.list(wanted, limit)
+    return [SetRow.from_record(r) for r in records]

@@ -1,0 +1,53 @@
+"""``sets`` reads the watcher's set records on a real server, in-process and as a program."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis.asyncio as aioredis
+
+from dsa110d.config import Config
+from dsa110d.errors import ConfigError
+from dsa110d.operations.records import list_sets
+from dsa110d.state.keys import Keys
+from dsa110d.state.sets import NewFile, SetError, Sets
+from tests.integration.operations.ctlkit import ctl
+
+pytestmark = pytest.mark.anyio
+T0 = 1774000000.0
+
+
+async def record_sets(config: Config, redis: aioredis.Redis) -> None:
+    """Set A complete (4 of 4), set B collecting (2 of 4) with a recorded fault."""
+    sets = Sets(redis, Keys(config.redis.namespace))
+    for sb in range(4):
+        await sets.add_file(NewFile("A", sb, f"/in/A_sb{sb:02d}.hdf5", T0, 2461119.5), 4)
+    for sb in (0, 2):
+        await sets.add_file(NewFile("B", sb, f"/in/B_sb{sb:02d}.hdf5", T0 + 309, 2461119.6), 4)
+    fault = SetError("bad_file", "truncated HDF5", "/in/B_sb01.hdf5", T0 + 310)
+    await sets.add_error("B", fault, name_time=T0 + 309, expected=4)
+
+
+async def test_sets_in_process(config: Config, redis: aioredis.Redis) -> None:
+    await record_sets(config, redis)
+    rows = await list_sets(config)
+    assert [(r.set_id, r.state, r.subbands, r.missing) for r in rows] == [
+        ("A", "complete", 4, []),
+        ("B", "collecting", 2, [1, 3]),
+    ]
+    assert rows[1].errors == 1 and rows[1].last_error == "bad_file: truncated HDF5"
+    assert [r.set_id for r in await list_sets(config, "complete")] == ["A"]
+    assert [r.set_id for r in await list_sets(config, limit=1)] == ["B"]
+    with pytest.raises(ConfigError):
+        await list_sets(config, "nonsense")
+
+
+async def test_sets_through_the_program(config: Config, redis: aioredis.Redis) -> None:
+    await record_sets(config, redis)
+    shown = ctl(config, "sets", "--state", "collecting", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(r["set_id"], r["missing"]) for r in json.loads(shown.stdout)] == [("B", [1, 3])]
+    table = ctl(config, "sets")
+    assert "truncated HDF5" in table.stdout and "01,03" in table.stdout
+    assert ctl(config, "sets", "--state", "nonsense").returncode == 2
