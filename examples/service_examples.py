@@ -24,6 +24,7 @@ import os
 import signal
 import tempfile
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from dsa110d import logs
 from dsa110d.config import Config, load_config
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.operations.queues import queue_stats
+from dsa110d.operations.records import SetRow, list_sets
 from dsa110d.operations.status import ServiceStatus, service_status
+from dsa110d.science.simulate import SimulationSpec, simulate
 from dsa110d.services.base import load_service_modules
 from dsa110d.state import embedded
 from dsa110d.state.connection import connected
@@ -113,17 +116,33 @@ def show(rows: list[ServiceStatus]) -> None:
 # --------------------------------------------------------------------------- the examples
 
 
-async def example_hdf5_watcher() -> list[ServiceStatus]:
-    """The HDF5 watcher runs, registers and reports health.
+async def example_hdf5_watcher() -> list[SetRow]:
+    """The HDF5 watcher turns subband files into a set record and one announcement.
 
-    The watcher service is still a PLACEHOLDER (it idles); once the real one lands this
-    example will drop a simulated subband set into ``incoming_dir`` and show its set record.
+    A tiny simulated set (4 subbands, the testing environment's ``expected_subbands``) lands
+    in ``incoming_dir`` the way the correlator writes it (``_incomplete`` then renamed); the
+    watcher groups the files by their ``time_array[0]``, sees the set complete and queues it
+    for the processor (HDF5_PROCESSING), exactly once.
     """
     async with sandbox() as config, running_daemon(config, ["watcher"]):
-        rows = await service_status(config, "watcher")
-        print(f"watcher watching {config.paths.incoming_dir}:")
-        show(rows)
-        return rows
+        spec = SimulationSpec(
+            out=config.paths.incoming_dir,
+            start=datetime(2026, 3, 20, 6, 0, tzinfo=UTC),
+            sets=1,
+            scale="tiny",
+            n_subbands=config.services.hdf5_watcher.expected_subbands,
+            truth=config.paths.results_dir / "truth.json",
+        )
+        await anyio.to_thread.run_sync(simulate, spec)
+        with anyio.fail_after(START_TIMEOUT_SEC):
+            while not (sets := await list_sets(config, "queued")):
+                await anyio.sleep(0.2)
+        queue = next(q for q in await queue_stats(config) if q.message_type == "HDF5_PROCESSING")
+        for row in sets:
+            print(f"set {row.set_id}: {row.state}, {row.subbands}/{row.expected} subbands")
+        print(f"HDF5_PROCESSING: length {queue.length} (one announcement per set)")
+        show(await service_status(config, "watcher"))
+        return sets
 
 
 async def example_ms_processor() -> dict[str, Any]:

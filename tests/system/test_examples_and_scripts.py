@@ -39,6 +39,7 @@ def test_all_examples_run() -> None:
         assert f"== example_{name}" in done.stdout
     assert "processor  paused   DEGRADED  paused by an operator" in done.stdout
     assert "HDF5_PROCESSING: length 1, undelivered 1" in done.stdout
+    assert "set 2026-03-20T06:00:00: queued, 4/4 subbands" in done.stdout
 
 
 def test_one_example_with_asyncio_run() -> None:
