@@ -57,3 +57,7 @@ class PathOutsideRootsError(DSA110Error, PermissionError):
 
 class StageError(DSA110Error):
     """A processing stage failed on a block."""
+
+
+class VariabilityInputError(DSA110Error, ValueError):
+    """Photometry rows or saved variability state are malformed; names the file and the fault."""

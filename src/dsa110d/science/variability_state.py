@@ -1,0 +1,472 @@
+"""Incremental variability state: a new block costs O(rows in the block), not O(history).
+
+Per source the state holds
+
+* the Welford/West sums (``SourceSums``): added with Chan's combination, removed with its
+  exact inverse, so a superseded block version is subtracted and its replacement added;
+* the best significant pair and the two Pareto staircases U and L (``variability_pairs``):
+  exact under addition, because an optimal pair of the grown light curve is either the old
+  best or pairs the new point with an old staircase point;
+* the new-source facts (``TransientState``), exact while blocks arrive in time order;
+* the light curve itself, one chunk per block, which is what makes the two non-incremental
+  cases exact too: when a block is superseded, or arrives out of time order, the pair and
+  new-source facts of the sources it touches are rebuilt from their light curves
+  (O(history of those sources); rare: a reprocessed block).
+
+``state.metrics()`` then equals ``variability.recompute`` of the same rows to within
+``METRIC_RTOL`` (tested). The state saves to a directory of Parquet files and one JSON
+manifest (no pickle): ``save(directory)`` / ``VariabilityState.load(directory)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from dsa110d.errors import VariabilityInputError
+from dsa110d.science import variability as var
+from dsa110d.science import variability_pairs as pairs
+from dsa110d.science.atomic import atomic_file
+
+log = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+METRIC_RTOL = 1e-9
+"""Relative agreement of incremental and recomputed metrics (float64 rounding of ~1e3 updates)."""
+
+STATE_FORMAT = 1
+MANIFEST = "manifest.json"
+SOURCES_FILE = "sources.parquet"
+FRONTS_FILE = "fronts.parquet"
+BLOCKS_DIR = "blocks"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+_SUM_COLS = ("n", "mean", "m2", "w", "wmean", "wm2")
+_PAIR_COLS = ("pair_vs", "pair_m", "pair_mjd_a", "pair_mjd_b")
+_TRANSIENT_COLS = ("first_det_mjd", "first_det_snr", "n_prior", "prior_max_abs_snr", "last_mjd")
+
+
+@dataclass
+class BlockChunk:
+    """The usable rows of one block version, as source codes of the state."""
+
+    version: int
+    codes: IntArray
+    flux: FloatArray
+    err: FloatArray
+    mjd: FloatArray
+    saved: bool = False
+
+
+@dataclass
+class BlockUpdate:
+    """What one ``apply_block`` did: for the service's log line and message."""
+
+    block_id: str
+    version: int
+    action: str  # "added", "replaced", "ignored" (an older or equal version)
+    rows: int
+    rebuilt_sources: int = 0
+
+
+@dataclass
+class Staircase:
+    """Padded (sources, K) flux, err, mjd of one staircase; NaN flux marks an empty cell."""
+
+    flux: FloatArray
+    err: FloatArray
+    mjd: FloatArray
+
+    @classmethod
+    def empty(cls, size: int) -> Staircase:
+        return cls(*(np.full((size, 1), np.nan) for _ in range(3)))
+
+    def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        return (self.flux, self.err, self.mjd)
+
+    def grow(self, size: int, width: int) -> None:
+        """Make room for ``size`` sources and ``width`` points per source."""
+        rows, cols = self.flux.shape
+        if size <= rows and width <= cols:
+            return
+        for name in ("flux", "err", "mjd"):
+            old = getattr(self, name)
+            new = np.full((max(size, rows), max(width, cols)), np.nan)
+            new[:rows, :cols] = old
+            setattr(self, name, new)
+
+    def put(self, idx: IntArray, cols: list[FloatArray]) -> None:
+        self.grow(self.flux.shape[0], cols[0].shape[1])
+        for dst, src in zip(self.arrays(), cols, strict=True):
+            dst[idx] = np.nan
+            dst[idx, : src.shape[1]] = src
+
+
+@dataclass
+class VariabilityState:
+    """Everything the analyzer keeps between runs; see the module docstring."""
+
+    ids: pd.Index = field(default_factory=lambda: pd.Index([]))
+    ra_deg: FloatArray = field(default_factory=lambda: np.zeros(0))
+    dec_deg: FloatArray = field(default_factory=lambda: np.zeros(0))
+    sums: var.SourceSums = field(default_factory=lambda: var.SourceSums.zeros(0))
+    pair: var.PairState = field(default_factory=lambda: var.PairState.empty(0))
+    transient: var.TransientState = field(default_factory=lambda: var.TransientState.empty(0))
+    upper: Staircase = field(default_factory=lambda: Staircase.empty(0))
+    lower: Staircase = field(default_factory=lambda: Staircase.empty(0))
+    blocks: dict[str, BlockChunk] = field(default_factory=dict)
+    _removed_files: set[str] = field(default_factory=set)
+
+    # ---- the API the service calls -------------------------------------------------------
+
+    def apply_block(self, rows: pd.DataFrame, *, where: str = "photometry") -> list[BlockUpdate]:
+        """Fold photometry rows into the state, one block at a time (latest version wins).
+
+        A block already held at the same or a newer version is ignored (idempotent replays);
+        an older held version is subtracted first.
+        """
+        var.usable_rows(rows.iloc[:0], where=where)  # column check with a readable message
+        updates = []
+        for block_id, block_rows in rows.groupby("block_id", sort=False, observed=True):
+            updates.append(self._apply_one(str(block_id), block_rows, where))
+        return updates
+
+    def metrics(self) -> var.SourceMetrics:
+        """The per-source metrics, as ``variability.recompute`` would give them."""
+        return var.SourceMetrics(
+            source_id=np.asarray(self.ids),
+            ra_deg=self.ra_deg,
+            dec_deg=self.dec_deg,
+            sums=self.sums,
+            pair=self.pair,
+            transient=self.transient,
+        )
+
+    def light_curves(self, source_ids: list[Any]) -> pd.DataFrame:
+        """The held measurements of some sources (for plots), sorted by source and time."""
+        wanted = np.zeros(len(self.ids), dtype=bool)
+        codes = self.ids.get_indexer(pd.Index(source_ids))
+        wanted[codes[codes >= 0]] = True
+        parts = []
+        for block_id, chunk in self.blocks.items():
+            sel = wanted[chunk.codes]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "source_id": np.asarray(self.ids)[chunk.codes[sel]],
+                        "block_id": block_id,
+                        "mjd": chunk.mjd[sel],
+                        "flux_jy": chunk.flux[sel],
+                        "flux_err_jy": chunk.err[sel],
+                    }
+                )
+            )
+        if not parts:
+            return pd.DataFrame(columns=["source_id", "block_id", "mjd", "flux_jy", "flux_err_jy"])
+        return pd.concat(parts, ignore_index=True).sort_values(["source_id", "mjd"])
+
+    # ---- adding and removing blocks --------------------------------------------------------
+
+    def _apply_one(self, block_id: str, rows: pd.DataFrame, where: str) -> BlockUpdate:
+        version = int(rows["version"].max())
+        held = self.blocks.get(block_id)
+        if held is not None and held.version >= version:
+            return BlockUpdate(block_id, version, "ignored", 0)
+        use = var.usable_rows(rows, where=where)
+        codes = self._codes_for(use)
+        chunk = BlockChunk(
+            version,
+            codes,
+            use["flux_jy"].to_numpy(dtype=np.float64),
+            use["flux_err_jy"].to_numpy(dtype=np.float64),
+            use["mjd"].to_numpy(dtype=np.float64),
+        )
+        rebuilt = 0
+        if held is not None:
+            rebuilt = self._remove(block_id, held)
+        self._add(block_id, chunk)
+        action = "added" if held is None else "replaced"
+        log.debug("block %s v%d %s: %d rows", block_id, version, action, codes.size)
+        return BlockUpdate(block_id, version, action, int(codes.size), rebuilt)
+
+    def _codes_for(self, rows: pd.DataFrame) -> IntArray:
+        """Source codes of the rows, registering new sources (arrays grow amortised)."""
+        ids = rows["source_id"]
+        codes = self.ids.get_indexer(pd.Index(ids))
+        new = codes < 0
+        if new.any():
+            fresh = pd.Index(pd.unique(ids[new]))
+            self._grow(len(self.ids) + len(fresh))
+            self.ids = self.ids.append(fresh)
+            codes = self.ids.get_indexer(pd.Index(ids))
+        codes = codes.astype(np.int64)
+        if "ra_deg" in rows:
+            self.ra_deg[codes] = rows["ra_deg"].to_numpy(dtype=np.float64)
+            self.dec_deg[codes] = rows["dec_deg"].to_numpy(dtype=np.float64)
+        return codes
+
+    def _grow(self, size: int) -> None:
+        extra = size - len(self.ids)
+
+        def pad(a: FloatArray, fill: float) -> FloatArray:
+            return np.concatenate([a, np.full(extra, fill)])
+
+        self.ra_deg = pad(self.ra_deg, np.nan)
+        self.dec_deg = pad(self.dec_deg, np.nan)
+        self.sums = var.SourceSums(*(pad(a, 0.0) for a in self.sums.arrays()))
+        self.pair = var.PairState(*(pad(a, np.nan) for a in self.pair.arrays()))
+        empty = var.TransientState.empty(extra)
+        self.transient = var.TransientState(
+            *(np.concatenate([a, b]) for a, b in zip(self.transient.arrays(), empty.arrays(), strict=True))
+        )
+        self.upper.grow(size, 1)
+        self.lower.grow(size, 1)
+
+    def _add(self, block_id: str, chunk: BlockChunk) -> None:
+        uniq, inv = np.unique(chunk.codes, return_inverse=True)
+        part = var.SourceSums.from_rows(inv.astype(np.int64), uniq.size, chunk.flux, chunk.err)
+        self.sums.put(uniq, self.sums.take(uniq).merged(part))
+        # Rounds: the r-th row of each source in this block, so each round has one new point
+        # per source and the staircase update stays a vectorised per-source step.
+        order = np.argsort(chunk.codes, kind="stable")
+        counts = np.bincount(inv, minlength=uniq.size)
+        occurrence = np.empty(chunk.codes.size, dtype=np.int64)
+        occurrence[order] = np.arange(chunk.codes.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        out_of_order: list[IntArray] = []
+        for r in range(int(occurrence.max(initial=-1)) + 1):
+            sel = occurrence == r
+            idx = chunk.codes[sel]
+            f, e, t = chunk.flux[sel], chunk.err[sel], chunk.mjd[sel]
+            out_of_order.append(self._add_transient(idx, f, e, t))
+            self._add_pairs(idx, f, e, t)
+        self.blocks[block_id] = chunk
+        late = np.unique(np.concatenate(out_of_order)) if out_of_order else np.zeros(0, np.int64)
+        if late.size:
+            self._rebuild(late, pairs_too=False)
+
+    def _add_transient(self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray) -> IntArray:
+        """Time-ordered new-source update; returns the sources that need a rebuild instead."""
+        ts = self.transient
+        in_order = t > ts.last_mjd[idx]
+        waiting = in_order & ~np.isfinite(ts.first_det_mjd[idx])
+        snr = f / e
+        det = waiting & (snr >= var.TRANSIENT_DETECTION_SNR)
+        prior = waiting & ~det
+        ts.first_det_mjd[idx[det]] = t[det]
+        ts.first_det_snr[idx[det]] = snr[det]
+        ts.n_prior[idx[prior]] += 1
+        ts.prior_max_abs_snr[idx[prior]] = np.maximum(
+            ts.prior_max_abs_snr[idx[prior]], np.abs(snr[prior])
+        )
+        ts.last_mjd[idx[in_order]] = t[in_order]
+        late: IntArray = idx[~in_order]
+        return late
+
+    def _add_pairs(self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray) -> None:
+        """Best pair of each new point with the old staircases, then insert it into them."""
+        point = (f[:, None], e[:, None], t[:, None])
+        up = tuple(a[idx] for a in self.upper.arrays())
+        low = tuple(a[idx] for a in self.lower.arrays())
+        candidates = (
+            pairs.best_pairs(point, (low[0], low[1], low[2])),
+            pairs.best_pairs((up[0], up[1], up[2]), point),
+        )
+        cur = self.pair
+        for vs, m, ta, tb in candidates:
+            win = pairs.better(m, vs, cur.m[idx], cur.vs[idx])
+            for dst, val in zip(cur.arrays(), (vs, m, ta, tb), strict=True):
+                dst[idx[win]] = val[win]
+        positive = f > 0
+        with np.errstate(invalid="ignore"):
+            # L: k is covered by a point no brighter and no less sharp; it covers the reverse.
+            low_cover = (low[0] <= f[:, None]) & (low[1] <= e[:, None])
+            low_drop = (low[0] >= f[:, None]) & (low[1] >= e[:, None])
+            up_cover = (up[0] >= f[:, None]) & (up[1] <= e[:, None])
+            up_drop = (up[0] <= f[:, None]) & (up[1] >= e[:, None])
+        self._insert(self.lower, idx, low, low_cover, low_drop, positive, point)
+        self._insert(self.upper, idx, up, up_cover, up_drop, positive, point)
+
+    @staticmethod
+    def _insert(
+        stair: Staircase,
+        idx: IntArray,
+        old: tuple[FloatArray, ...],
+        cover: npt.NDArray[np.bool_],
+        drop: npt.NDArray[np.bool_],
+        positive: npt.NDArray[np.bool_],
+        point: tuple[FloatArray, FloatArray, FloatArray],
+    ) -> None:
+        add = positive & ~cover.any(axis=1)
+        keep = np.isfinite(old[0]) & ~(drop & add[:, None])
+        mask = np.concatenate([keep, add[:, None]], axis=1)
+        cols = [np.concatenate([o, p], axis=1) for o, p in zip(old, point, strict=True)]
+        stair.put(idx, pairs.compact(mask, *cols))
+
+    def _remove(self, block_id: str, chunk: BlockChunk) -> int:
+        """Subtract a superseded block version; rebuild what sums cannot un-add."""
+        uniq, inv = np.unique(chunk.codes, return_inverse=True)
+        part = var.SourceSums.from_rows(inv.astype(np.int64), uniq.size, chunk.flux, chunk.err)
+        self.sums.put(uniq, self.sums.take(uniq).merged(part, sign=-1.0))
+        del self.blocks[block_id]
+        if chunk.saved:
+            self._removed_files.add(_block_file(block_id, chunk.version))
+        self._rebuild(uniq, pairs_too=True)
+        return int(uniq.size)
+
+    def _rebuild(self, sources: IntArray, *, pairs_too: bool) -> None:
+        """Recompute pair/staircase (optional) and new-source facts of some sources from their
+        held light curves: O(history), used only on supersession and late blocks."""
+        local = np.full(len(self.ids), -1, dtype=np.int64)
+        local[sources] = np.arange(sources.size)
+        parts = [(local[c.codes], c.flux, c.err, c.mjd) for c in self.blocks.values()]
+        sel = [p[0] >= 0 for p in parts]
+        codes, flux, err, mjd = (
+            np.concatenate([p[i][s] for p, s in zip(parts, sel, strict=True)] or [np.zeros(0)])
+            for i in range(4)
+        )
+        codes = codes.astype(np.int64)
+        fresh = var.TransientState.from_rows(codes, sources.size, mjd, flux, err)
+        for dst, src in zip(self.transient.arrays(), fresh.arrays(), strict=True):
+            dst[sources] = src
+        if not pairs_too:
+            return
+        d_flux, d_err, d_mjd = var.dense(codes, sources.size, flux, err, mjd)
+        f_s, e_s, t_s, up, low = pairs.staircases(d_flux, d_err, d_mjd)
+        self.upper.put(sources, pairs.compact(up, f_s, e_s, t_s))
+        self.lower.put(sources, pairs.compact(low, f_s, e_s, t_s))
+        best = pairs.best_pairs_dense(d_flux, d_err, d_mjd)
+        for dst, val in zip(self.pair.arrays(), best, strict=True):
+            dst[sources] = val
+
+    # ---- persistence -----------------------------------------------------------------------
+
+    def save(self, directory: Path) -> None:
+        """Write the state: new block chunks, then sources and staircases, then the manifest.
+
+        The manifest is written last and names every block file, so a crash part-way leaves
+        the previous state readable. Unchanged block chunks are not rewritten.
+        """
+        blocks_dir = directory / BLOCKS_DIR
+        blocks_dir.mkdir(parents=True, exist_ok=True)
+        ids = np.asarray(self.ids)
+        for block_id, chunk in self.blocks.items():
+            if chunk.saved:
+                continue
+            frame = pd.DataFrame(
+                {"source_id": ids[chunk.codes], "flux_jy": chunk.flux, "flux_err_jy": chunk.err, "mjd": chunk.mjd}
+            )
+            with atomic_file(blocks_dir / _block_file(block_id, chunk.version)) as tmp:
+                frame.to_parquet(tmp, index=False)
+            chunk.saved = True
+        sources = pd.DataFrame({"source_id": ids, "ra_deg": self.ra_deg, "dec_deg": self.dec_deg})
+        for name, arr in zip(_SUM_COLS, self.sums.arrays(), strict=True):
+            sources[name] = arr
+        for name, arr in zip(_PAIR_COLS, self.pair.arrays(), strict=True):
+            sources[name] = arr
+        for name, arr in zip(_TRANSIENT_COLS, self.transient.arrays(), strict=True):
+            sources[name] = arr
+        with atomic_file(directory / SOURCES_FILE) as tmp:
+            sources.to_parquet(tmp, index=False)
+        with atomic_file(directory / FRONTS_FILE) as tmp:
+            _fronts_frame(self.upper, self.lower).to_parquet(tmp, index=False)
+        manifest = {
+            "format": STATE_FORMAT,
+            "blocks": {
+                b: {"version": c.version, "file": _block_file(b, c.version)}
+                for b, c in self.blocks.items()
+            },
+        }
+        with atomic_file(directory / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+        for name in self._removed_files:
+            (blocks_dir / name).unlink(missing_ok=True)
+        self._removed_files.clear()
+
+    @classmethod
+    def load(cls, directory: Path) -> VariabilityState:
+        """Read a saved state; an absent directory is an empty state."""
+        manifest_path = directory / MANIFEST
+        if not manifest_path.exists():
+            return cls()
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            if manifest.get("format") != STATE_FORMAT:
+                raise VariabilityInputError(
+                    f"{manifest_path}: state format {manifest.get('format')!r}, expected {STATE_FORMAT}"
+                )
+            sources = pd.read_parquet(directory / SOURCES_FILE)
+            fronts = pd.read_parquet(directory / FRONTS_FILE)
+            state = cls(
+                ids=pd.Index(sources["source_id"]),
+                ra_deg=sources["ra_deg"].to_numpy(np.float64),
+                dec_deg=sources["dec_deg"].to_numpy(np.float64),
+                sums=var.SourceSums(*(sources[c].to_numpy(np.float64) for c in _SUM_COLS)),
+                pair=var.PairState(*(sources[c].to_numpy(np.float64) for c in _PAIR_COLS)),
+                transient=var.TransientState(
+                    *(sources[c].to_numpy(np.float64) for c in _TRANSIENT_COLS)
+                ),
+            )
+            state.upper, state.lower = _fronts_from_frame(fronts, len(state.ids))
+            for block_id, entry in manifest["blocks"].items():
+                frame = pd.read_parquet(directory / BLOCKS_DIR / entry["file"])
+                state.blocks[block_id] = BlockChunk(
+                    int(entry["version"]),
+                    state.ids.get_indexer(pd.Index(frame["source_id"])).astype(np.int64),
+                    frame["flux_jy"].to_numpy(np.float64),
+                    frame["flux_err_jy"].to_numpy(np.float64),
+                    frame["mjd"].to_numpy(np.float64),
+                    saved=True,
+                )
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, VariabilityInputError):
+                raise
+            raise VariabilityInputError(f"{directory}: unreadable variability state: {exc}") from exc
+        return state
+
+
+def _block_file(block_id: str, version: int) -> str:
+    return f"{_UNSAFE.sub('_', block_id)}.v{version}.parquet"
+
+
+def _fronts_frame(upper: Staircase, lower: Staircase) -> pd.DataFrame:
+    parts = []
+    for role, stair in (("upper", upper), ("lower", lower)):
+        rows, cols = np.nonzero(np.isfinite(stair.flux))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source_index": rows.astype(np.int64),
+                    "role": role,
+                    "flux_jy": stair.flux[rows, cols],
+                    "flux_err_jy": stair.err[rows, cols],
+                    "mjd": stair.mjd[rows, cols],
+                }
+            )
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def _fronts_from_frame(frame: pd.DataFrame, size: int) -> tuple[Staircase, Staircase]:
+    out = []
+    for role in ("upper", "lower"):
+        part = frame[frame["role"] == role]
+        codes = part["source_index"].to_numpy(np.int64)
+        cols = var.dense(
+            codes,
+            size,
+            part["flux_jy"].to_numpy(np.float64),
+            part["flux_err_jy"].to_numpy(np.float64),
+            part["mjd"].to_numpy(np.float64),
+        )
+        out.append(Staircase(cols[0], cols[1], cols[2]))
+    return out[0], out[1]
