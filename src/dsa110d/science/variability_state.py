@@ -405,16 +405,18 @@ class VariabilityState:
                     f"{manifest_path}: state format {manifest.get('format')!r}, expected {STATE_FORMAT}"
                 )
             sources = pd.read_parquet(directory / SOURCES_FILE)
+
+            def col(frame: pd.DataFrame, name: str) -> FloatArray:
+                return np.array(frame[name], dtype=np.float64)  # a writable copy
+
             fronts = pd.read_parquet(directory / FRONTS_FILE)
             state = cls(
                 ids=pd.Index(sources["source_id"]),
-                ra_deg=sources["ra_deg"].to_numpy(np.float64),
-                dec_deg=sources["dec_deg"].to_numpy(np.float64),
-                sums=var.SourceSums(*(sources[c].to_numpy(np.float64) for c in _SUM_COLS)),
-                pair=var.PairState(*(sources[c].to_numpy(np.float64) for c in _PAIR_COLS)),
-                transient=var.TransientState(
-                    *(sources[c].to_numpy(np.float64) for c in _TRANSIENT_COLS)
-                ),
+                ra_deg=col(sources, "ra_deg"),
+                dec_deg=col(sources, "dec_deg"),
+                sums=var.SourceSums(*(col(sources, c) for c in _SUM_COLS)),
+                pair=var.PairState(*(col(sources, c) for c in _PAIR_COLS)),
+                transient=var.TransientState(*(col(sources, c) for c in _TRANSIENT_COLS)),
             )
             state.upper, state.lower = _fronts_from_frame(fronts, len(state.ids))
             for block_id, entry in manifest["blocks"].items():
@@ -422,9 +424,9 @@ class VariabilityState:
                 state.blocks[block_id] = BlockChunk(
                     int(entry["version"]),
                     state.ids.get_indexer(pd.Index(frame["source_id"])).astype(np.int64),
-                    frame["flux_jy"].to_numpy(np.float64),
-                    frame["flux_err_jy"].to_numpy(np.float64),
-                    frame["mjd"].to_numpy(np.float64),
+                    col(frame, "flux_jy"),
+                    col(frame, "flux_err_jy"),
+                    col(frame, "mjd"),
                     saved=True,
                 )
         except (OSError, KeyError, ValueError, TypeError) as exc:
