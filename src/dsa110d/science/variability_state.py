@@ -81,15 +81,21 @@ class BlockUpdate:
 
 @dataclass
 class Staircase:
-    """Padded (sources, K) flux, err, mjd of one staircase; NaN flux marks an empty cell."""
+    """Padded (sources, K) flux, err, mjd of one staircase, points packed to the left; NaN
+    flux marks an empty cell and ``count`` says how many cells of a row are used."""
 
     flux: FloatArray
     err: FloatArray
     mjd: FloatArray
+    count: IntArray
 
     @classmethod
     def empty(cls, size: int) -> Staircase:
-        return cls(*(np.full((size, 1), np.nan) for _ in range(3)))
+        return cls(*(np.full((size, 1), np.nan) for _ in range(3)), np.zeros(size, np.int64))
+
+    @classmethod
+    def of(cls, cols: list[FloatArray]) -> Staircase:
+        return cls(cols[0], cols[1], cols[2], np.isfinite(cols[0]).sum(axis=1).astype(np.int64))
 
     def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
         return (self.flux, self.err, self.mjd)
@@ -104,12 +110,24 @@ class Staircase:
             new = np.full((max(size, rows), max(width, cols)), np.nan)
             new[:rows, :cols] = old
             setattr(self, name, new)
+        if size > rows:
+            self.count = np.concatenate([self.count, np.zeros(size - rows, np.int64)])
 
-    def put(self, idx: IntArray, cols: list[FloatArray]) -> None:
-        self.grow(self.flux.shape[0], cols[0].shape[1])
+    def take(self, idx: IntArray, width: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """The first ``width`` cells of some rows (callers pick width >= their counts)."""
+        w = min(width, self.flux.shape[1])
+        f, e, t = (a[idx, :w] for a in self.arrays())
+        return f, e, t
+
+    def put(self, idx: IntArray, cols: list[FloatArray], old_width: int | None = None) -> None:
+        """Replace rows ``idx`` by packed ``cols``; cells past ``old_width`` are known empty."""
+        width = cols[0].shape[1]
+        self.grow(self.flux.shape[0], width)
+        clear = self.flux.shape[1] if old_width is None else max(old_width, width)
         for dst, src in zip(self.arrays(), cols, strict=True):
-            dst[idx] = np.nan
-            dst[idx, : src.shape[1]] = src
+            dst[idx, :clear] = np.nan
+            dst[idx, :width] = src
+        self.count[idx] = np.isfinite(cols[0]).sum(axis=1)
 
 
 @dataclass
@@ -273,44 +291,72 @@ class VariabilityState:
         return late
 
     def _add_pairs(self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray) -> None:
-        """Best pair of each new point with the old staircases, then insert it into them."""
+        """Best pair of each new point with the old staircases, then insert it into them.
+
+        Sources go in buckets of similar staircase length, so the work is O(rows x their own
+        staircase length), not x the longest staircase of any source.
+        """
+        size = np.maximum(self.upper.count[idx], self.lower.count[idx])
+        top = int(size.max(initial=0))
+        lo = -1
+        while lo < top:
+            hi = max(2 * lo, 4)
+            sel = np.flatnonzero((size > lo) & (size <= hi))
+            lo = hi
+            if sel.size:
+                self._add_pairs_bucket(idx[sel], f[sel], e[sel], t[sel], hi)
+
+    def _add_pairs_bucket(
+        self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray, width: int
+    ) -> None:
+        up = self.upper.take(idx, width)
+        low = self.lower.take(idx, width)
+        fc, ec = f[:, None], e[:, None]
+        with np.errstate(invalid="ignore"):
+            # k is covered on L by a point no brighter and no less sharp, on U by one no
+            # fainter and no less sharp. A point covered on both changes nothing: any pair
+            # it forms is matched by one of old points (module docstring of
+            # variability_pairs), and it joins neither staircase. Most new points are such.
+            low_cover = ((low[0] <= fc) & (low[1] <= ec)).any(axis=1)
+            up_cover = ((up[0] >= fc) & (up[1] <= ec)).any(axis=1)
+        act = np.flatnonzero((f > 0) & ~(low_cover & up_cover))
+        if act.size == 0:
+            return
+        idx, f, e, t = idx[act], f[act], e[act], t[act]
+        up = (up[0][act], up[1][act], up[2][act])
+        low = (low[0][act], low[1][act], low[2][act])
         point = (f[:, None], e[:, None], t[:, None])
-        up = tuple(a[idx] for a in self.upper.arrays())
-        low = tuple(a[idx] for a in self.lower.arrays())
-        candidates = (
-            pairs.best_pairs(point, (low[0], low[1], low[2])),
-            pairs.best_pairs((up[0], up[1], up[2]), point),
-        )
+        candidates = (pairs.best_pairs(point, low), pairs.best_pairs(up, point))
         cur = self.pair
         for vs, m, ta, tb in candidates:
             win = pairs.better(m, vs, cur.m[idx], cur.vs[idx])
             for dst, val in zip(cur.arrays(), (vs, m, ta, tb), strict=True):
                 dst[idx[win]] = val[win]
-        positive = f > 0
+        fc, ec = point[0], point[1]
         with np.errstate(invalid="ignore"):
-            # L: k is covered by a point no brighter and no less sharp; it covers the reverse.
-            low_cover = (low[0] <= f[:, None]) & (low[1] <= e[:, None])
-            low_drop = (low[0] >= f[:, None]) & (low[1] >= e[:, None])
-            up_cover = (up[0] >= f[:, None]) & (up[1] <= e[:, None])
-            up_drop = (up[0] <= f[:, None]) & (up[1] >= e[:, None])
-        self._insert(self.lower, idx, low, low_cover, low_drop, positive, point)
-        self._insert(self.upper, idx, up, up_cover, up_drop, positive, point)
+            low_drop = (low[0] >= fc) & (low[1] >= ec)
+            up_drop = (up[0] <= fc) & (up[1] >= ec)
+        self._insert(self.lower, idx, low, ~low_cover[act], low_drop, point)
+        self._insert(self.upper, idx, up, ~up_cover[act], up_drop, point)
 
     @staticmethod
     def _insert(
         stair: Staircase,
         idx: IntArray,
         old: tuple[FloatArray, ...],
-        cover: npt.NDArray[np.bool_],
+        add: npt.NDArray[np.bool_],
         drop: npt.NDArray[np.bool_],
-        positive: npt.NDArray[np.bool_],
         point: tuple[FloatArray, FloatArray, FloatArray],
     ) -> None:
-        add = positive & ~cover.any(axis=1)
-        keep = np.isfinite(old[0]) & ~(drop & add[:, None])
-        mask = np.concatenate([keep, add[:, None]], axis=1)
-        cols = [np.concatenate([o, p], axis=1) for o, p in zip(old, point, strict=True)]
-        stair.put(idx, pairs.compact(mask, *cols))
+        """Add the uncovered new points to a staircase, dropping the old points they cover."""
+        rows = np.flatnonzero(add)
+        if rows.size == 0:
+            return
+        old = tuple(o[rows] for o in old)
+        keep = np.isfinite(old[0]) & ~drop[rows]
+        mask = np.concatenate([keep, np.ones((rows.size, 1), dtype=bool)], axis=1)
+        cols = [np.concatenate([o, p[rows]], axis=1) for o, p in zip(old, point, strict=True)]
+        stair.put(idx[rows], pairs.compact(mask, *cols), old_width=old[0].shape[1])
 
     def _remove(self, block_id: str, chunk: BlockChunk) -> int:
         """Subtract a superseded block version; rebuild what sums cannot un-add."""
@@ -470,5 +516,5 @@ def _fronts_from_frame(frame: pd.DataFrame, size: int) -> tuple[Staircase, Stair
             part["flux_err_jy"].to_numpy(np.float64),
             part["mjd"].to_numpy(np.float64),
         )
-        out.append(Staircase(cols[0], cols[1], cols[2]))
+        out.append(Staircase.of(cols))
     return out[0], out[1]
