@@ -44,11 +44,15 @@ def plot_eta_v(frame: pd.DataFrame, path: Path, thresholds: Thresholds) -> Path:
     is_cand = data["class"].isin([CLASS_VARIABLE, CLASS_TRANSIENT]).to_numpy()
     fig = Figure(figsize=ETA_V_SIZE_IN)
     ax = fig.add_subplot()
-    ax.scatter(data["v"][~is_cand], data["eta"][~is_cand], s=3, c="0.6", label="sources", rasterized=True)
+    ax.scatter(
+        data["v"][~is_cand], data["eta"][~is_cand], s=3, c="0.6", label="sources", rasterized=True
+    )
     ax.scatter(data["v"][is_cand], data["eta"][is_cand], s=14, c="tab:red", label="candidates")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.axvline(thresholds.variability_threshold, color="tab:blue", ls="--", lw=1, label="V threshold")
+    ax.axvline(
+        thresholds.variability_threshold, color="tab:blue", ls="--", lw=1, label="V threshold"
+    )
     if len(data):
         n_med = int(np.median(data["n"]))
         ax.axhline(

@@ -104,15 +104,30 @@ class SourceSums:
         """Exact two-pass sums per source code."""
         w_row = 1.0 / (err * err)
         n = np.bincount(codes, minlength=size).astype(np.float64)
-        w = np.bincount(codes, w_row, minlength=size)
+        w = np.bincount(codes, w_row, minlength=size).astype(np.float64, copy=False)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.nan_to_num(np.bincount(codes, flux, minlength=size) / n)
             wmean = np.nan_to_num(np.bincount(codes, w_row * flux, minlength=size) / w)
         dev = flux - mean[codes]
         wdev = flux - wmean[codes]
-        m2 = np.bincount(codes, dev * dev, minlength=size)
-        wm2 = np.bincount(codes, w_row * wdev * wdev, minlength=size)
+        m2 = np.bincount(codes, dev * dev, minlength=size).astype(np.float64, copy=False)
+        wm2 = np.bincount(codes, w_row * wdev * wdev, minlength=size).astype(np.float64, copy=False)
         return cls(n, mean, m2, w, wmean, wm2)
+
+    @classmethod
+    def from_dense(cls, flux: FloatArray, err: FloatArray) -> SourceSums:
+        """Exact two-pass sums per row of dense (sources, K) arrays, NaN = no measurement."""
+        valid = np.isfinite(flux)
+        x = np.where(valid, flux, 0.0)
+        w_cell = np.where(valid, 1.0 / (err * err), 0.0)
+        n = valid.sum(axis=1).astype(np.float64)
+        w = w_cell.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.nan_to_num(x.sum(axis=1) / n)
+            wmean = np.nan_to_num((w_cell * x).sum(axis=1) / w)
+        dev = np.where(valid, x - mean[:, None], 0.0)
+        wdev = np.where(valid, x - wmean[:, None], 0.0)
+        return cls(n, mean, (dev * dev).sum(axis=1), w, wmean, (w_cell * wdev * wdev).sum(axis=1))
 
     def take(self, idx: IntArray) -> SourceSums:
         return SourceSums(*(a[idx] for a in self.arrays()))
@@ -201,6 +216,25 @@ class TransientState:
         np.maximum.at(state.last_mjd, codes, mjd)
         return state
 
+    @classmethod
+    def from_dense(cls, mjd: FloatArray, flux: FloatArray, err: FloatArray) -> TransientState:
+        """The same facts from dense (sources, K) arrays, NaN flux = no measurement."""
+        valid = np.isfinite(flux)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            snr = flux / err
+        det = valid & (snr >= TRANSIENT_DETECTION_SNR)
+        first = np.where(det, mjd, np.inf).min(axis=1)
+        at_first = det & (mjd == first[:, None])
+        first_snr = np.where(at_first, snr, -np.inf).max(axis=1)
+        prior = valid & (mjd < first[:, None])
+        return cls(
+            first,
+            np.where(np.isfinite(first), first_snr, np.nan),
+            prior.sum(axis=1).astype(np.float64),
+            np.where(prior, np.abs(snr), 0.0).max(axis=1, initial=0.0),
+            np.where(valid, mjd, -np.inf).max(axis=1, initial=-np.inf),
+        )
+
     def arrays(self) -> tuple[FloatArray, ...]:
         return (
             self.first_det_mjd,
@@ -248,25 +282,28 @@ class SourceMetrics:
     transient: TransientState = field(repr=False)
 
 
-def usable_rows(rows: pd.DataFrame, *, where: str = "photometry") -> pd.DataFrame:
-    """The rows that count: latest version of each block, unflagged, finite, positive error."""
+def _usable_mask(
+    rows: pd.DataFrame, where: str
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(latest version of its block, usable measurement) per row."""
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
     if missing:
         raise VariabilityInputError(f"{where}: missing column(s) {', '.join(missing)}")
-    version = rows["version"].to_numpy()
-    block = rows["block_id"]
-    codes, _ = pd.factorize(block, sort=False)
+    version = rows["version"].to_numpy().astype(np.int64)
+    codes, _ = pd.factorize(rows["block_id"], sort=False)
     latest = np.full(codes.max(initial=-1) + 1, np.iinfo(np.int64).min, dtype=np.int64)
-    np.maximum.at(latest, codes, version.astype(np.int64))
+    np.maximum.at(latest, codes, version)
     flux = rows["flux_jy"].to_numpy(dtype=np.float64)
     err = rows["flux_err_jy"].to_numpy(dtype=np.float64)
-    keep = (
-        (version == latest[codes])
-        & (rows["flags"].to_numpy() == 0)
-        & np.isfinite(flux)
-        & np.isfinite(err)
-        & (err > 0)
-    )
+    is_latest = version == latest[codes]
+    good = (rows["flags"].to_numpy() == 0) & np.isfinite(flux) & np.isfinite(err) & (err > 0)
+    return is_latest, good
+
+
+def usable_rows(rows: pd.DataFrame, *, where: str = "photometry") -> pd.DataFrame:
+    """The rows that count: latest version of each block, unflagged, finite, positive error."""
+    is_latest, good = _usable_mask(rows, where)
+    keep = is_latest & good
     return rows if keep.all() else rows[keep]
 
 
@@ -286,29 +323,45 @@ def dense(codes: IntArray, size: int, *columns: FloatArray) -> list[FloatArray]:
     return out
 
 
-def recompute(rows: pd.DataFrame) -> SourceMetrics:
-    """Full recompute from photometry rows (any versions; only the latest of a block counts)."""
-    use = usable_rows(rows)
-    codes_raw, ids = pd.factorize(use["source_id"], sort=True)
+def _dense_rows(codes: IntArray, size: int, *columns: FloatArray) -> list[FloatArray]:
+    """``dense``, with a fast path for the processor's layout: whole blocks one after another,
+    each listing every source once in the same order (a reshape and transpose, no sort)."""
+    n = codes.size
+    if size and n % size == 0:
+        table = codes.reshape(n // size, size)
+        if (table == table[0]).all() and (table[0] == np.arange(size)).all():
+            return [np.ascontiguousarray(c.reshape(n // size, size).T) for c in columns]
+    return dense(codes, size, *columns)
+
+
+def recompute(rows: pd.DataFrame, *, where: str = "photometry") -> SourceMetrics:
+    """Full recompute from photometry rows (any versions; only the latest of a block counts).
+
+    Unusable measurements stay in place as NaN (so the fast layout survives flagging);
+    superseded block versions are dropped.
+    """
+    is_latest, good = _usable_mask(rows, where)
+    if not is_latest.all():
+        rows, good = rows[is_latest], good[is_latest]
+    codes_raw, ids = pd.factorize(rows["source_id"], sort=False)
     codes = codes_raw.astype(np.int64)
     size = len(ids)
-    flux = use["flux_jy"].to_numpy(dtype=np.float64)
-    err = use["flux_err_jy"].to_numpy(dtype=np.float64)
-    mjd = use["mjd"].to_numpy(dtype=np.float64)
+    flux = np.where(good, rows["flux_jy"].to_numpy(dtype=np.float64), np.nan)
+    err = np.where(good, rows["flux_err_jy"].to_numpy(dtype=np.float64), np.nan)
+    mjd = rows["mjd"].to_numpy(dtype=np.float64)
     ra = np.full(size, np.nan)
     dec = np.full(size, np.nan)
-    if "ra_deg" in use:
-        ra[codes] = use["ra_deg"].to_numpy(dtype=np.float64)
-        dec[codes] = use["dec_deg"].to_numpy(dtype=np.float64)
-    d_flux, d_err, d_mjd = dense(codes, size, flux, err, mjd)
-    pair = PairState(*pairs.best_pairs_dense(d_flux, d_err, d_mjd))
+    if "ra_deg" in rows:
+        ra[codes] = rows["ra_deg"].to_numpy(dtype=np.float64)
+        dec[codes] = rows["dec_deg"].to_numpy(dtype=np.float64)
+    d_flux, d_err, d_mjd = _dense_rows(codes, size, flux, err, mjd)
     return SourceMetrics(
         source_id=np.asarray(ids),
         ra_deg=ra,
         dec_deg=dec,
-        sums=SourceSums.from_rows(codes, size, flux, err),
-        pair=pair,
-        transient=TransientState.from_rows(codes, size, mjd, flux, err),
+        sums=SourceSums.from_dense(d_flux, d_err),
+        pair=PairState(*pairs.best_pairs_dense(d_flux, d_err, d_mjd)),
+        transient=TransientState.from_dense(d_mjd, d_flux, d_err),
     )
 
 
@@ -349,7 +402,8 @@ def metrics_frame(metrics: SourceMetrics, thresholds: Thresholds | None = None) 
         }
     )
     frame["class"] = classify(frame, thresholds or Thresholds())
-    return frame[frame["n"] > 0].reset_index(drop=True)
+    frame = frame[frame["n"] > 0].sort_values("source_id", kind="stable")
+    return frame.reset_index(drop=True)
 
 
 def classify(frame: pd.DataFrame, thresholds: Thresholds) -> pd.Series:

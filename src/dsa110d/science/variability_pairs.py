@@ -98,9 +98,9 @@ def compact(mask: BoolArray, *columns: FloatArray) -> list[FloatArray]:
     return out
 
 
-def pair_metrics(s_a: FloatArray, e_a: FloatArray, s_b: FloatArray, e_b: FloatArray) -> tuple[
-    FloatArray, FloatArray
-]:
+def pair_metrics(
+    s_a: FloatArray, e_a: FloatArray, s_b: FloatArray, e_b: FloatArray
+) -> tuple[FloatArray, FloatArray]:
     """(Vs, m) of pairs, elementwise; the one formula every path uses, so results agree bitwise."""
     diff = s_a - s_b
     return diff / np.sqrt(e_a * e_a + e_b * e_b), 2.0 * diff / (s_a + s_b)
@@ -166,7 +166,9 @@ def best_pairs_dense(
     return out[0], out[1], out[2], out[3]
 
 
-def better(m_new: FloatArray, vs_new: FloatArray, m_old: FloatArray, vs_old: FloatArray) -> BoolArray:
+def better(
+    m_new: FloatArray, vs_new: FloatArray, m_old: FloatArray, vs_old: FloatArray
+) -> BoolArray:
     """Where (m_new, vs_new) beats (m_old, vs_old) lexicographically (NaN = no pair)."""
     m_n = np.nan_to_num(m_new, nan=-np.inf)
     m_o = np.nan_to_num(m_old, nan=-np.inf)

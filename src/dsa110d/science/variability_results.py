@@ -154,7 +154,7 @@ def write_results(
     if light_curves is not None and len(cands):
         shown = cands.head(max_light_curves)
         curves = light_curves(list(shown["source_id"]))
-        by_source = dict(iter(curves.groupby("source_id", sort=False)))
+        by_source: dict[Any, pd.DataFrame] = dict(iter(curves.groupby("source_id", sort=False)))
         for row in shown.itertuples(index=False):
             curve = by_source.get(row.source_id)
             if curve is None:

@@ -91,7 +91,8 @@ class Staircase:
 
     @classmethod
     def empty(cls, size: int) -> Staircase:
-        return cls(*(np.full((size, 1), np.nan) for _ in range(3)), np.zeros(size, np.int64))
+        flux, err, mjd = (np.full((size, 1), np.nan) for _ in range(3))
+        return cls(flux, err, mjd, np.zeros(size, np.int64))
 
     @classmethod
     def of(cls, cols: list[FloatArray]) -> Staircase:
@@ -154,10 +155,13 @@ class VariabilityState:
         an older held version is subtracted first.
         """
         var.usable_rows(rows.iloc[:0], where=where)  # column check with a readable message
-        updates = []
-        for block_id, block_rows in rows.groupby("block_id", sort=False, observed=True):
-            updates.append(self._apply_one(str(block_id), block_rows, where))
-        return updates
+        codes, block_ids = pd.factorize(rows["block_id"], sort=False)
+        if len(block_ids) == 1:  # the usual call: one block's file
+            return [self._apply_one(str(block_ids[0]), rows, where)]
+        return [
+            self._apply_one(str(block_ids[i]), rows[codes == i], where)
+            for i in range(len(block_ids))
+        ]
 
     def metrics(self) -> var.SourceMetrics:
         """The per-source metrics, as ``variability.recompute`` would give them."""
@@ -245,7 +249,10 @@ class VariabilityState:
         self.pair = var.PairState(*(pad(a, np.nan) for a in self.pair.arrays()))
         empty = var.TransientState.empty(extra)
         self.transient = var.TransientState(
-            *(np.concatenate([a, b]) for a, b in zip(self.transient.arrays(), empty.arrays(), strict=True))
+            *(
+                np.concatenate([a, b])
+                for a, b in zip(self.transient.arrays(), empty.arrays(), strict=True)
+            )
         )
         self.upper.grow(size, 1)
         self.lower.grow(size, 1)
@@ -256,15 +263,20 @@ class VariabilityState:
         self.sums.put(uniq, self.sums.take(uniq).merged(part))
         # Rounds: the r-th row of each source in this block, so each round has one new point
         # per source and the staircase update stays a vectorised per-source step.
-        order = np.argsort(chunk.codes, kind="stable")
-        counts = np.bincount(inv, minlength=uniq.size)
-        occurrence = np.empty(chunk.codes.size, dtype=np.int64)
-        occurrence[order] = np.arange(chunk.codes.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        occurrence = np.zeros(chunk.codes.size, dtype=np.int64)
+        if uniq.size < chunk.codes.size:
+            order = np.argsort(chunk.codes, kind="stable")
+            counts = np.bincount(inv, minlength=uniq.size)
+            first = np.repeat(np.cumsum(counts) - counts, counts)
+            occurrence[order] = np.arange(chunk.codes.size) - first
         out_of_order: list[IntArray] = []
         for r in range(int(occurrence.max(initial=-1)) + 1):
-            sel = occurrence == r
-            idx = chunk.codes[sel]
-            f, e, t = chunk.flux[sel], chunk.err[sel], chunk.mjd[sel]
+            if uniq.size == chunk.codes.size:
+                idx, f, e, t = chunk.codes, chunk.flux, chunk.err, chunk.mjd
+            else:
+                sel = occurrence == r
+                idx = chunk.codes[sel]
+                f, e, t = chunk.flux[sel], chunk.err[sel], chunk.mjd[sel]
             out_of_order.append(self._add_transient(idx, f, e, t))
             self._add_pairs(idx, f, e, t)
         self.blocks[block_id] = chunk
@@ -272,7 +284,9 @@ class VariabilityState:
         if late.size:
             self._rebuild(late, pairs_too=False)
 
-    def _add_transient(self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray) -> IntArray:
+    def _add_transient(
+        self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray
+    ) -> IntArray:
         """Time-ordered new-source update; returns the sources that need a rebuild instead."""
         ts = self.transient
         in_order = t > ts.last_mjd[idx]
@@ -317,8 +331,10 @@ class VariabilityState:
             # fainter and no less sharp. A point covered on both changes nothing: any pair
             # it forms is matched by one of old points (module docstring of
             # variability_pairs), and it joins neither staircase. Most new points are such.
-            low_cover = ((low[0] <= fc) & (low[1] <= ec)).any(axis=1)
-            up_cover = ((up[0] >= fc) & (up[1] <= ec)).any(axis=1)
+            low_hit = (low[0] <= fc) & (low[1] <= ec)
+            up_hit = (up[0] >= fc) & (up[1] <= ec)
+        low_cover: npt.NDArray[np.bool_] = np.asarray(low_hit.any(axis=1))
+        up_cover: npt.NDArray[np.bool_] = np.asarray(up_hit.any(axis=1))
         act = np.flatnonzero((f > 0) & ~(low_cover & up_cover))
         if act.size == 0:
             return
@@ -409,7 +425,12 @@ class VariabilityState:
             if chunk.saved:
                 continue
             frame = pd.DataFrame(
-                {"source_id": ids[chunk.codes], "flux_jy": chunk.flux, "flux_err_jy": chunk.err, "mjd": chunk.mjd}
+                {
+                    "source_id": ids[chunk.codes],
+                    "flux_jy": chunk.flux,
+                    "flux_err_jy": chunk.err,
+                    "mjd": chunk.mjd,
+                }
             )
             with atomic_file(blocks_dir / _block_file(block_id, chunk.version)) as tmp:
                 frame.to_parquet(tmp, index=False)
@@ -447,8 +468,9 @@ class VariabilityState:
         try:
             manifest = json.loads(manifest_path.read_text())
             if manifest.get("format") != STATE_FORMAT:
+                found = manifest.get("format")
                 raise VariabilityInputError(
-                    f"{manifest_path}: state format {manifest.get('format')!r}, expected {STATE_FORMAT}"
+                    f"{manifest_path}: state format {found!r}, expected {STATE_FORMAT}"
                 )
             sources = pd.read_parquet(directory / SOURCES_FILE)
 
@@ -478,7 +500,9 @@ class VariabilityState:
         except (OSError, KeyError, ValueError, TypeError) as exc:
             if isinstance(exc, VariabilityInputError):
                 raise
-            raise VariabilityInputError(f"{directory}: unreadable variability state: {exc}") from exc
+            raise VariabilityInputError(
+                f"{directory}: unreadable variability state: {exc}"
+            ) from exc
         return state
 
 

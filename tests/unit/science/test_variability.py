@@ -102,7 +102,9 @@ def test_flagged_and_non_finite_rows_are_ignored():
 
 def test_missing_column_names_the_input():
     rows = photometry([1.0], [0.1]).drop(columns=["flux_err_jy"])
-    with pytest.raises(VariabilityInputError, match=r"blk\.parquet: missing column\(s\) flux_err_jy"):
+    with pytest.raises(
+        VariabilityInputError, match=r"blk\.parquet: missing column\(s\) flux_err_jy"
+    ):
         var.usable_rows(rows, where="blk.parquet")
 
 
@@ -120,7 +122,9 @@ def test_classes_follow_the_thresholds():
             photometry(swinging, np.full(n, 1.0), source_id=4),
         ]
     )
-    got = dict(zip(*frame_of(rows, min_data_points=10)[["source_id", "class"]].T.values, strict=True))
+    got = dict(
+        zip(*frame_of(rows, min_data_points=10)[["source_id", "class"]].T.values, strict=True)
+    )
     assert got[1] == var.CLASS_STABLE
     assert got[2] == var.CLASS_VARIABLE
     assert got[3] == var.CLASS_INSUFFICIENT
@@ -192,3 +196,17 @@ def test_staircase_search_equals_brute_force(curves):
         else:
             assert m[r] == want_m
             assert vs[r] == want_vs
+
+
+def test_block_layout_fast_path_equals_the_general_path():
+    rng = np.random.default_rng(9)
+    n_src, n_blk = 50, 12
+    rows = pd.concat(
+        [
+            photometry(rng.normal(1, 0.2, n_blk), rng.uniform(0.01, 0.05, n_blk), source_id=s)
+            for s in range(n_src)
+        ]
+    ).sort_values(["block_id", "source_id"], kind="stable")
+    rows.loc[rows.index[:7], "flags"] = 1
+    shuffled = rows.sample(frac=1.0, random_state=3)
+    pd.testing.assert_frame_equal(frame_of(rows), frame_of(shuffled), rtol=1e-12)

@@ -80,6 +80,8 @@ def test_recall_and_false_positive_rate():
     recall = flagged[is_variable].mean()
     false_positive_rate = flagged[~is_variable].mean()
     assert recall >= REQUIRED_RECALL, f"recall {recall:.3f}"
-    assert false_positive_rate <= MAX_FALSE_POSITIVE_RATE, f"false positives {false_positive_rate:.4%}"
+    assert false_positive_rate <= MAX_FALSE_POSITIVE_RATE, (
+        f"false positives {false_positive_rate:.4%}"
+    )
     for kind, sel in zip(SHAPES, np.split(np.flatnonzero(is_variable), len(SHAPES)), strict=True):
         assert flagged[sel].mean() >= REQUIRED_RECALL, kind

@@ -55,7 +55,7 @@ def test_run_writes_table_latest_candidates_and_plots(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out.table), pd.read_parquet(out.latest))
     assert len(pd.read_parquet(out.latest)) == 60
     doc = json.loads(out.candidates.read_text())
-    assert [c["source_id"] for c in doc["candidates"]][0] == 10  # the transient leads
+    assert doc["candidates"][0]["source_id"] == 10  # the transient leads
     assert {c["source_id"] for c in doc["candidates"]} == {0, 1, 2, 10}
     assert doc["candidates"][0]["class"] == "transient"
     assert out.eta_v_plot is not None and out.eta_v_plot.read_bytes()[:8] == PNG_SIGNATURE
@@ -69,7 +69,12 @@ def test_summary_counts_classes_and_is_json(tmp_path):
     thresholds = var.Thresholds(min_data_points=10)
     frame = var.metrics_frame(state.metrics(), thresholds)
     summary = results.summary(frame, RUN_TIME, thresholds, top=2)
-    assert summary["counts"] == {"transient": 1, "variable": 3, "stable": 56, "insufficient_data": 0}
+    assert summary["counts"] == {
+        "transient": 1,
+        "variable": 3,
+        "stable": 56,
+        "insufficient_data": 0,
+    }
     assert summary["n_candidates"] == 4 and len(summary["top_candidates"]) == 2
     assert summary["n_measurements"] == 900
     decoded = json.loads(json.dumps(summary, allow_nan=False))

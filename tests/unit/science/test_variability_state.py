@@ -177,8 +177,15 @@ def test_incremental_pair_metric_is_exact_point_by_point(pts, rnd):
     for b, (f, e) in enumerate(pts):
         for sid, pos in ((0, b), (1, order.index(b))):
             rows.append(
-                {"source_id": sid, "block_id": f"b{b}", "mjd": 60000.0 + pos, "flux_jy": f,
-                 "flux_err_jy": e, "flags": 0, "version": 1}
+                {
+                    "source_id": sid,
+                    "block_id": f"b{b}",
+                    "mjd": 60000.0 + pos,
+                    "flux_jy": f,
+                    "flux_err_jy": e,
+                    "flags": 0,
+                    "version": 1,
+                }
             )
     frame = pd.DataFrame(rows)
     state = VariabilityState()
@@ -188,3 +195,11 @@ def test_incremental_pair_metric_is_exact_point_by_point(pts, rnd):
     want = var.metrics_frame(var.recompute(frame))
     for col in ("vs", "m"):
         np.testing.assert_array_equal(got[col].to_numpy(), want[col].to_numpy())
+
+
+def test_many_blocks_in_one_call_equal_one_at_a_time():
+    blocks = make_blocks(8, n_blocks=8)
+    state = VariabilityState()
+    updates = state.apply_block(pd.concat(blocks))
+    assert [u.action for u in updates] == ["added"] * 8
+    assert_same_metrics(state, pd.concat(blocks))
