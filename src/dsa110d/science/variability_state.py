@@ -44,6 +44,9 @@ IntArray = npt.NDArray[np.int64]
 METRIC_RTOL = 1e-9
 """Relative agreement of incremental and recomputed metrics (float64 rounding of ~1e3 updates)."""
 
+STAIRCASE_HEADROOM = 8
+"""Columns added at a time when a staircase outgrows its padded arrays."""
+
 STATE_FORMAT = 1
 MANIFEST = "manifest.json"
 SOURCES_FILE = "sources.parquet"
@@ -102,13 +105,15 @@ class Staircase:
         return (self.flux, self.err, self.mjd)
 
     def grow(self, size: int, width: int) -> None:
-        """Make room for ``size`` sources and ``width`` points per source."""
+        """Make room for ``size`` sources and ``width`` points per source (with headroom, so
+        widening, which copies every row, happens only a few times in a state's life)."""
         rows, cols = self.flux.shape
         if size <= rows and width <= cols:
             return
+        new_cols = cols if width <= cols else max(width, cols + STAIRCASE_HEADROOM)
         for name in ("flux", "err", "mjd"):
             old = getattr(self, name)
-            new = np.full((max(size, rows), max(width, cols)), np.nan)
+            new = np.full((max(size, rows), new_cols), np.nan)
             new[:rows, :cols] = old
             setattr(self, name, new)
         if size > rows:
@@ -117,7 +122,7 @@ class Staircase:
     def take(self, idx: IntArray, width: int) -> tuple[FloatArray, FloatArray, FloatArray]:
         """The first ``width`` cells of some rows (callers pick width >= their counts)."""
         w = min(width, self.flux.shape[1])
-        f, e, t = (a[idx, :w] for a in self.arrays())
+        f, e, t = (a[:, :w][idx] for a in self.arrays())
         return f, e, t
 
     def put(self, idx: IntArray, cols: list[FloatArray], old_width: int | None = None) -> None:
@@ -126,8 +131,9 @@ class Staircase:
         self.grow(self.flux.shape[0], width)
         clear = self.flux.shape[1] if old_width is None else max(old_width, width)
         for dst, src in zip(self.arrays(), cols, strict=True):
-            dst[idx, :clear] = np.nan
-            dst[idx, :width] = src
+            if clear > width:
+                src = np.concatenate([src, np.full((src.shape[0], clear - width), np.nan)], axis=1)
+            dst[idx, :clear] = src
         self.count[idx] = np.isfinite(cols[0]).sum(axis=1)
 
 
