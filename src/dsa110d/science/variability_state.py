@@ -159,6 +159,9 @@ class VariabilityState:
     lower: Staircase = field(default_factory=lambda: Staircase.empty(0))
     blocks: dict[str, BlockChunk] = field(default_factory=dict)
     _removed_files: set[str] = field(default_factory=set)
+    # The sharpest staircase point p0 of each source (inf when none): derived, not saved.
+    _sharp_err: FloatArray = field(default_factory=lambda: np.zeros(0))
+    _sharp_flux: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     # ---- the API the service calls -------------------------------------------------------
 
@@ -270,6 +273,8 @@ class VariabilityState:
         )
         self.upper.grow(size, 1)
         self.lower.grow(size, 1)
+        self._sharp_err = pad(self._sharp_err, np.inf)
+        self._sharp_flux = pad(self._sharp_flux, np.nan)
 
     def _add(self, block_id: str, chunk: BlockChunk) -> None:
         uniq, inv = self._distinct(chunk.codes)
@@ -330,40 +335,51 @@ class VariabilityState:
     def _add_pairs(self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray) -> None:
         """Best pair of each new point with the old staircases, then insert it into them.
 
-        Sources go in buckets of similar staircase length, so the work is O(rows x their own
-        staircase length), not x the longest staircase of any source.
+        A new point k covered on both staircases changes nothing: any pair it forms is
+        matched by one of old points (module docstring of ``variability_pairs``) and it joins
+        neither staircase. Most new points are such, and the source's sharpest point p0 (on
+        both staircases) decides one side for free: unless k is sharper than p0, p0 covers
+        k on L when k is brighter, on U when k is fainter. Only the other side's staircase
+        is read for the cover check, and only uncovered points are searched and inserted.
         """
-        size = np.maximum(self.upper.count[idx], self.lower.count[idx])
-        top = int(size.max(initial=0))
-        lo = -1
-        while lo < top:
-            hi = max(2 * lo, 4)
-            sel = np.flatnonzero((size > lo) & (size <= hi))
-            lo = hi
-            if sel.size:
-                self._add_pairs_bucket(idx[sel], f[sel], e[sel], t[sel], hi)
-
-    def _add_pairs_bucket(
-        self, idx: IntArray, f: FloatArray, e: FloatArray, t: FloatArray, width: int
-    ) -> None:
-        up = self.upper.take(idx, width)
-        low = self.lower.take(idx, width)
-        fc, ec = f[:, None], e[:, None]
-        with np.errstate(invalid="ignore"):
-            # k is covered on L by a point no brighter and no less sharp, on U by one no
-            # fainter and no less sharp. A point covered on both changes nothing: any pair
-            # it forms is matched by one of old points (module docstring of
-            # variability_pairs), and it joins neither staircase. Most new points are such.
-            low_hit = (low[0] <= fc) & (low[1] <= ec)
-            up_hit = (up[0] >= fc) & (up[1] <= ec)
-        low_cover: npt.NDArray[np.bool_] = np.asarray(low_hit.any(axis=1))
-        up_cover: npt.NDArray[np.bool_] = np.asarray(up_hit.any(axis=1))
         positive = f > 0
-        # As the brighter partner k pairs with L and may join U; as the fainter, the reverse.
-        # A point covered on U is beaten as a brighter partner by the point covering it, so
-        # only the uncovered side is searched and updated.
-        self._add_side(idx, f, e, t, np.flatnonzero(positive & ~up_cover), low, up, self.upper)
-        self._add_side(idx, f, e, t, np.flatnonzero(positive & ~low_cover), up, low, self.lower)
+        idx, f, e, t = idx[positive], f[positive], e[positive], t[positive]
+        e0, f0 = self._sharp_err[idx], self._sharp_flux[idx]
+        sharper = np.flatnonzero(e < e0)  # covered on neither side
+        rest = e >= e0
+        check_low = np.flatnonzero(rest & (f < f0))  # p0 covers k on U
+        check_up = np.flatnonzero(rest & (f > f0))  # p0 covers k on L
+        open_low = np.concatenate([sharper, self._uncovered(self.lower, idx, f, e, check_low)])
+        open_up = np.concatenate([sharper, self._uncovered(self.upper, idx, f, e, check_up)])
+        self._add_side(idx, f, e, t, open_up, self.upper)
+        self._add_side(idx, f, e, t, open_low, self.lower)
+        self._sharp_err[idx[sharper]] = e[sharper]
+        self._sharp_flux[idx[sharper]] = f[sharper]
+
+    def _uncovered(
+        self, stair: Staircase, idx: IntArray, f: FloatArray, e: FloatArray, rows: IntArray
+    ) -> IntArray:
+        """Which of ``rows`` no point of ``stair`` covers, read in buckets of similar length.
+
+        On L a point no brighter and no less sharp covers k; on U, one no fainter and no
+        less sharp.
+        """
+        counts = stair.count[idx[rows]]
+        found = []
+        lo = -1
+        while lo < int(counts.max(initial=0)):
+            hi = max(2 * lo, 4)
+            sel = rows[(counts > lo) & (counts <= hi)]
+            lo = hi
+            if sel.size == 0:
+                continue
+            sf, se, _ = stair.take(idx[sel], hi)
+            fc, ec = f[sel, None], e[sel, None]
+            with np.errstate(invalid="ignore"):
+                near = (sf >= fc) if stair is self.upper else (sf <= fc)
+                hit = near & (se <= ec)
+            found.append(sel[~hit.any(axis=1)])
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
 
     def _add_side(
         self,
@@ -372,19 +388,18 @@ class VariabilityState:
         e: FloatArray,
         t: FloatArray,
         rows: IntArray,
-        partners: tuple[FloatArray, FloatArray, FloatArray],
-        own: tuple[FloatArray, FloatArray, FloatArray],
         stair: Staircase,
     ) -> None:
-        """Pair new points (at ``rows``) with the old other staircase, then insert them into
-        their own staircase ``stair`` (U when ``stair`` is ``self.upper``)."""
+        """Pair uncovered new points (at ``rows``) with the other, old staircase, then insert
+        them into ``stair`` (U when ``stair`` is ``self.upper``)."""
         if rows.size == 0:
             return
         is_upper = stair is self.upper
+        other_stair = self.lower if is_upper else self.upper
         idx, f, e, t = idx[rows], f[rows], e[rows], t[rows]
         point = (f[:, None], e[:, None], t[:, None])
-        other = (partners[0][rows], partners[1][rows], partners[2][rows])
-        mine = (own[0][rows], own[1][rows], own[2][rows])
+        other = other_stair.take(idx, int(other_stair.count[idx].max(initial=1)))
+        mine = stair.take(idx, max(int(stair.count[idx].max(initial=1)), 1))
         vs, m, ta, tb = (
             pairs.best_pairs(point, other) if is_upper else pairs.best_pairs(other, point)
         )
@@ -401,6 +416,15 @@ class VariabilityState:
         mask = np.concatenate([keep, np.ones((rows.size, 1), dtype=bool)], axis=1)
         cols = [np.concatenate([o, p], axis=1) for o, p in zip(mine, point, strict=True)]
         stair.put(idx, pairs.compact(mask, *cols), old_width=mine[0].shape[1])
+
+    def _refresh_sharp(self, sources: IntArray | None = None) -> None:
+        """Recompute the sharpest staircase point p0 of some (default all) sources."""
+        if sources is None:
+            sources = np.arange(len(self.ids), dtype=np.int64)
+        err = np.where(np.isfinite(self.upper.flux[sources]), self.upper.err[sources], np.inf)
+        col = np.argmin(err, axis=1)
+        self._sharp_err[sources] = err[np.arange(sources.size), col]
+        self._sharp_flux[sources] = self.upper.flux[sources, col]
 
     def _remove(self, block_id: str, chunk: BlockChunk) -> int:
         """Subtract a superseded block version; rebuild what sums cannot un-add."""
@@ -434,6 +458,7 @@ class VariabilityState:
         f_s, e_s, t_s, up, low = pairs.staircases(d_flux, d_err, d_mjd)
         self.upper.put(sources, pairs.compact(up, f_s, e_s, t_s))
         self.lower.put(sources, pairs.compact(low, f_s, e_s, t_s))
+        self._refresh_sharp(sources)
         best = pairs.best_pairs_dense(d_flux, d_err, d_mjd)
         for dst, val in zip(self.pair.arrays(), best, strict=True):
             dst[sources] = val
@@ -515,6 +540,9 @@ class VariabilityState:
                 transient=var.TransientState(*(col(sources, c) for c in _TRANSIENT_COLS)),
             )
             state.upper, state.lower = _fronts_from_frame(fronts, len(state.ids))
+            state._sharp_err = np.full(len(state.ids), np.inf)
+            state._sharp_flux = np.full(len(state.ids), np.nan)
+            state._refresh_sharp()
             for block_id, entry in manifest["blocks"].items():
                 frame = pd.read_parquet(directory / BLOCKS_DIR / entry["file"])
                 state.blocks[block_id] = BlockChunk(
