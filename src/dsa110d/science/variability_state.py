@@ -394,12 +394,30 @@ class VariabilityState:
         them into ``stair`` (U when ``stair`` is ``self.upper``)."""
         if rows.size == 0:
             return
+        other_stair = self.lower if stair is self.upper else self.upper
+        size = np.maximum(stair.count[idx[rows]], other_stair.count[idx[rows]])
+        lo = -1
+        while lo < int(size.max(initial=0)):
+            hi = max(2 * lo, 4)
+            sel = rows[(size > lo) & (size <= hi)]
+            lo = hi
+            if sel.size:
+                self._add_side_bucket(idx[sel], f[sel], e[sel], t[sel], stair, other_stair, hi)
+
+    def _add_side_bucket(
+        self,
+        idx: IntArray,
+        f: FloatArray,
+        e: FloatArray,
+        t: FloatArray,
+        stair: Staircase,
+        other_stair: Staircase,
+        width: int,
+    ) -> None:
         is_upper = stair is self.upper
-        other_stair = self.lower if is_upper else self.upper
-        idx, f, e, t = idx[rows], f[rows], e[rows], t[rows]
         point = (f[:, None], e[:, None], t[:, None])
-        other = other_stair.take(idx, int(other_stair.count[idx].max(initial=1)))
-        mine = stair.take(idx, max(int(stair.count[idx].max(initial=1)), 1))
+        other = other_stair.take(idx, width)
+        mine = stair.take(idx, width)
         vs, m, ta, tb = (
             pairs.best_pairs(point, other) if is_upper else pairs.best_pairs(other, point)
         )
@@ -413,7 +431,7 @@ class VariabilityState:
             else:  # k covers L points no fainter and no sharper
                 drop = (mine[0] >= point[0]) & (mine[1] >= point[1])
         keep = np.isfinite(mine[0]) & ~drop
-        mask = np.concatenate([keep, np.ones((rows.size, 1), dtype=bool)], axis=1)
+        mask = np.concatenate([keep, np.ones((idx.size, 1), dtype=bool)], axis=1)
         cols = [np.concatenate([o, p], axis=1) for o, p in zip(mine, point, strict=True)]
         stair.put(idx, pairs.compact(mask, *cols), old_width=mine[0].shape[1])
 
