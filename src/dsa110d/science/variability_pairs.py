@@ -46,6 +46,9 @@ BoolArray = npt.NDArray[np.bool_]
 VS_THRESHOLD = 4.3
 """|Vs| a pair needs to count as significant (Mooley et al. 2016, ApJ 818, 105, sec. 5)."""
 
+EXACT_GROUP_MAX = 12
+"""Staircases up to this long are searched in groups of exactly equal lengths."""
+
 PAIR_CHUNK_ELEMENTS = 1 << 22
 """Upper bound on pair-matrix elements evaluated at once (bounds memory, ~32 MiB per array)."""
 
@@ -144,25 +147,38 @@ def best_pairs_dense(
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Best significant pair per row of dense (sources, N) light curves (NaN = missing).
 
-    Rows are searched in buckets of similar staircase size so that a few long staircases do
-    not pad the pair matrices of all the others.
+    Rows are searched in groups of equal staircase lengths (|U|, |L|) while both are short
+    (almost every source), and in doubling buckets beyond, so pair matrices are not padded
+    to the longest staircase of any source.
     """
     f_s, e_s, t_s, up, low = staircases(flux, err, mjd)
-    size = np.maximum(up.sum(axis=1), low.sum(axis=1))
+    n_up, n_low = up.sum(axis=1), low.sum(axis=1)
     out = [np.full(flux.shape[0], np.nan) for _ in range(4)]
-    lo = 0
-    while lo < int(size.max(initial=0)):
-        hi = max(2 * lo, 4)
-        rows = np.flatnonzero((size > lo) & (size <= hi))
-        lo = hi
-        if rows.size == 0:
-            continue
+
+    def search(rows: npt.NDArray[np.intp]) -> None:
         cols = (f_s[rows], e_s[rows], t_s[rows])
         u = compact(up[rows], *cols)
         v = compact(low[rows], *cols)
         found = best_pairs((u[0], u[1], u[2]), (v[0], v[1], v[2]))
         for dst, val in zip(out, found, strict=True):
             dst[rows] = val
+
+    short = (n_up <= EXACT_GROUP_MAX) & (n_low <= EXACT_GROUP_MAX) & (n_up > 0) & (n_low > 0)
+    key = n_up * (EXACT_GROUP_MAX + 1) + n_low
+    order = np.argsort(np.where(short, key, -1), kind="stable")
+    sorted_key = np.where(short, key, -1)[order]
+    starts = np.flatnonzero(np.diff(sorted_key, prepend=-2))
+    for lo_i, hi_i in zip(starts, [*starts[1:], order.size], strict=True):
+        if sorted_key[lo_i] >= 0:
+            search(order[lo_i:hi_i])
+    size = np.where(short, 0, np.maximum(n_up, n_low))
+    lo = 0
+    while lo < int(size.max(initial=0)):
+        hi = max(2 * lo, 4)
+        rows = np.flatnonzero((size > lo) & (size <= hi) & (n_up > 0) & (n_low > 0))
+        lo = hi
+        if rows.size:
+            search(rows)
     return out[0], out[1], out[2], out[3]
 
 
