@@ -153,12 +153,14 @@ def best_pairs_dense(
     """
     f_s, e_s, t_s, up, low = staircases(flux, err, mjd)
     n_up, n_low = up.sum(axis=1), low.sum(axis=1)
+    u_all = compact(up, f_s, e_s, t_s)
+    l_all = compact(low, f_s, e_s, t_s)
     out = [np.full(flux.shape[0], np.nan) for _ in range(4)]
 
     def search(rows: npt.NDArray[np.intp]) -> None:
-        cols = (f_s[rows], e_s[rows], t_s[rows])
-        u = compact(up[rows], *cols)
-        v = compact(low[rows], *cols)
+        wu, wl = int(n_up[rows].max()), int(n_low[rows].max())
+        u = [a[:, :wu][rows] for a in u_all]
+        v = [a[:, :wl][rows] for a in l_all]
         found = best_pairs((u[0], u[1], u[2]), (v[0], v[1], v[2]))
         for dst, val in zip(out, found, strict=True):
             dst[rows] = val
