@@ -64,6 +64,7 @@ STATE_SUBDIR = "state"
 CURRENT_FILE = "CURRENT"
 INGEST_FILE = "ingest.json"
 RUN_FORMAT = 1
+MAX_LIGHT_CURVES = results.MAX_LIGHT_CURVES
 MAX_STORED_CANDIDATES = 1000
 """Candidates returned to the service for its store (the JSON file on disk has them all)."""
 _GENERATION = re.compile(r"^g(\d{6,})$")
@@ -337,7 +338,7 @@ def analyze(
     thresholds: dict[str, Any],
     run_time: str,
     full: bool = False,
-    max_light_curves: int = results.MAX_LIGHT_CURVES,
+    max_light_curves: int = MAX_LIGHT_CURVES,
 ) -> dict[str, Any]:
     """One analysis run (see the module docstring); returns the run summary as JSON data."""
     started = time.monotonic()

@@ -160,6 +160,7 @@ class VariabilityAnalysisHandler:
         log: structlog.stdlib.BoundLogger | None = None,
         *,
         service: str = "analyzer",
+        max_light_curves: int = variability_run.MAX_LIGHT_CURVES,
     ) -> None:
         self._config = config
         cfg = config()
@@ -177,6 +178,7 @@ class VariabilityAnalysisHandler:
         self.store = CandidateStore(redis, keys, target=target)
         self.leases = Leases(redis, keys, cfg.leases, target=target)
         self.run_in_worker = run_in_worker
+        self.max_light_curves = max_light_curves
         self.log = log or structlog.get_logger("dsa110d.services.analyzer")
         self.producer = Producer.here(service)
         self.consumer = consumer_name(service)
@@ -274,6 +276,7 @@ class VariabilityAnalysisHandler:
                     thresholds,
                     run_time,
                     taken.full,
+                    self.max_light_curves,
                 )
             except DSA110Error as exc:
                 status, error = STATUS_FAILED, str(exc)
