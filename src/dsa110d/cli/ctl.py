@@ -493,6 +493,57 @@ def sets_command(
     )  # fmt: skip
 
 
+def _number(value: Any, digits: int = 3) -> str:
+    return (
+        "-" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+    )
+
+
+@app.command("candidates")
+def candidates_command(
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--class",
+            help="Only transient or variable candidates.",
+            autocompletion=_complete(records.CANDIDATE_CLASSES),
+        ),
+    ] = None,
+    limit: LimitOption = 50,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """The variable and transient source candidates of the newest analysis run, best first."""
+    if kind is not None and kind not in records.CANDIDATE_CLASSES:
+        raise typer.BadParameter(f"--class: {kind!r} is not transient or variable")
+    report = anyio.run(records.latest_candidates, load(config, env), kind)
+    if report is None:
+        if json_:
+            _print_json(None)
+        else:
+            print("no candidates: no variability analysis has run yet")
+        return
+    shown = report.candidates[:limit] if limit else report.candidates
+    if json_:
+        _print_json({**report.to_dict(), "candidates": shown})
+        return
+    run_time = report.run.get("run_time", "?")
+    if not shown:
+        print(f"no candidates in the run of {run_time}")
+        return
+    _table(
+        f"candidates of the run of {run_time} ({len(report.candidates)}; from {report.source})",
+        ["rank", "source", "class", "ra", "dec", "n", "mean Jy", "V", "eta", "p(const)"],
+        (
+            [c.get("rank"), c.get("source_id"), c.get("class"), _number(c.get("ra_deg"), 7),
+             _number(c.get("dec_deg"), 6), c.get("n"), _number(c.get("mean_flux_jy")),
+             _number(c.get("v")), _number(c.get("eta")), _number(c.get("p_constant"))]
+            for c in shown
+        ),
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- configuration
 
 

@@ -1,5 +1,8 @@
-"""``dsa110ctl sets``: the pipeline's records of subband sets, as the watcher keeps them
-(:mod:`dsa110d.state.sets`)."""
+"""``dsa110ctl sets`` and ``candidates``: the pipeline's records, as the services keep them.
+
+Sets come from the watcher's set records (:mod:`dsa110d.state.sets`); candidates from the
+analyzer's latest run (:mod:`dsa110d.state.candidates`: Redis, else the results file).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,15 @@ from typing import Any
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
 from dsa110d.operations.session import open_state
+from dsa110d.state.candidates import CandidateReport, fetch_candidates
 from dsa110d.state.connection import describe_target
 from dsa110d.state.keys import Keys
 from dsa110d.state.sets import SetRecord, Sets, SetState
 
 SET_STATES: tuple[str, ...] = tuple(s.value for s in SetState)
+CANDIDATE_CLASSES = ("transient", "variable")
+"""science.variability's CLASS_TRANSIENT and CLASS_VARIABLE, spelt out so that dsa110ctl does not
+import the science stack (pandas, scipy: seconds) to start; a test pins them equal."""
 
 
 @dataclass(frozen=True)
@@ -71,3 +78,13 @@ async def list_sets(config: Config, state: str | None = None, limit: int = 0) ->
         sets = Sets(redis, Keys(config.redis.namespace), describe_target(config))
         records = await sets.list(wanted, limit)
     return [SetRow.from_record(r) for r in records]
+
+
+async def latest_candidates(config: Config, kind: str | None = None) -> CandidateReport | None:
+    """The newest analysis run's candidates, best first (only ``kind``: transient or
+    variable); None when no run has produced any."""
+    report = await fetch_candidates(config)
+    if report is None or kind is None:
+        return report
+    kept = [c for c in report.candidates if c.get("class") == kind]
+    return CandidateReport(report.run, kept, report.source)

@@ -1,4 +1,5 @@
-"""``sets`` reads the watcher's set records on a real server, in-process and as a program."""
+"""``sets`` and ``candidates`` read the watcher's set records and the analyzer's candidates
+on a real server, in-process and as a program."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import redis.asyncio as aioredis
 
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
-from dsa110d.operations.records import list_sets
+from dsa110d.operations.records import latest_candidates, list_sets
+from dsa110d.state.candidates import CandidateStore
 from dsa110d.state.keys import Keys
 from dsa110d.state.sets import NewFile, SetError, Sets
 from tests.integration.operations.ctlkit import ctl
@@ -51,3 +53,36 @@ async def test_sets_through_the_program(config: Config, redis: aioredis.Redis) -
     table = ctl(config, "sets")
     assert "truncated HDF5" in table.stdout and "01,03" in table.stdout
     assert ctl(config, "sets", "--state", "nonsense").returncode == 2
+
+
+CANDIDATES = [
+    {"source_id": "J1200+3000", "class": "transient", "ra_deg": 180.0, "dec_deg": 30.0, "n": 12,
+     "mean_flux_jy": 0.05, "v": 1.2, "eta": 40.0, "p_constant": 1e-9},
+    {"source_id": "J1201+3001", "class": "variable", "ra_deg": 180.25, "dec_deg": 30.02, "n": 30,
+     "mean_flux_jy": 0.8, "v": 0.21, "eta": 9.5, "p_constant": 2e-6},
+]  # fmt: skip
+RUN = {"run_time": "2026-11-26T12:00:00+00:00", "n_candidates": 2}
+
+
+async def test_candidates_in_process_and_through_the_program(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    assert await latest_candidates(config) is None
+    assert "no variability analysis has run yet" in ctl(config, "candidates").stdout
+    await CandidateStore(redis, Keys(config.redis.namespace)).replace(RUN, CANDIDATES)
+    report = await latest_candidates(config)
+    assert report is not None and report.source == "redis"
+    assert [(c["source_id"], c["rank"]) for c in report.candidates] == [
+        ("J1200+3000", 1),
+        ("J1201+3001", 2),
+    ]
+    only = await latest_candidates(config, "variable")
+    assert only is not None and [c["source_id"] for c in only.candidates] == ["J1201+3001"]
+    shown = ctl(config, "candidates", "--json", "--class", "transient")
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["run"] == RUN
+    assert [c["source_id"] for c in document["candidates"]] == ["J1200+3000"]
+    table = ctl(config, "candidates")
+    assert "J1201+3001" in table.stdout and "variable" in table.stdout
+    assert ctl(config, "candidates", "--class", "stable").returncode == 2
