@@ -29,16 +29,20 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import numpy as np
+import pandas as pd
 
 from dsa110d import logs
 from dsa110d.config import Config, load_config
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.operations.queues import queue_stats
-from dsa110d.operations.records import SetRow, list_sets
+from dsa110d.operations.records import SetRow, latest_candidates, list_sets
 from dsa110d.operations.status import ServiceStatus, service_status
+from dsa110d.science.atomic import atomic_file
 from dsa110d.science.simulate import SimulationSpec, simulate
 from dsa110d.services.base import load_service_modules
 from dsa110d.state import embedded
+from dsa110d.state.candidates import CandidateReport
 from dsa110d.state.connection import connected
 from dsa110d.state.control import ControlChannel, ControlCommand
 from dsa110d.state.keys import Keys
@@ -174,17 +178,66 @@ async def example_ms_processor() -> dict[str, Any]:
         return {"queue": queue, "duplicate_published": again is not None, "status": rows}
 
 
-async def example_variability_analyzer() -> list[ServiceStatus]:
-    """The variability analyzer runs, registers and reports health.
+def write_photometry(results_dir: Path, block: int) -> str:
+    """One block's forced photometry as the processor publishes it (one Parquet file per
+    block, atomically): 20 steady sources, one variable, and one that appears in block 3."""
+    block_id = f"2026-01-01T{block:02d}:00:00"
+    rng = np.random.default_rng(block)
+    ids = [f"S{i:03d}" for i in range(20)] + ["VAR1", "NEW1"]
+    level = np.concatenate(
+        [np.linspace(0.1, 1.0, 20), [1.0 + 0.5 * np.sin(1.7 * block)], [0.5 if block >= 3 else 0.0]]
+    )
+    err = np.full(len(ids), 0.005)
+    frame = pd.DataFrame(
+        {
+            "source_id": pd.array(ids, dtype="string"),
+            "ra_deg": np.linspace(10.0, 20.0, len(ids)),
+            "dec_deg": np.full(len(ids), 33.0),
+            "block_id": pd.array([block_id] * len(ids), dtype="string"),
+            "mjd": 61000.0 + block / 24.0 + np.zeros(len(ids)),
+            "flux_jy": level + rng.normal(0.0, 1.0, len(ids)) * err,
+            "flux_err_jy": err,
+            "n_vis": np.full(len(ids), 4000, dtype="int64"),
+            "beam_gain": np.full(len(ids), 0.8),
+            "flags": pd.array([""] * len(ids), dtype="string"),
+            "version": np.ones(len(ids), dtype="int64"),
+        }
+    )
+    with atomic_file(results_dir / "photometry" / f"{block_id}.parquet") as tmp:
+        frame.to_parquet(tmp, index=False)
+    return block_id
 
-    The analyzer service is still a PLACEHOLDER; once the real one lands this example will feed
-    it photometry and print the variable-source candidates.
+
+async def example_variability_analyzer() -> CandidateReport:
+    """The variability analyzer turns block photometry into ranked candidates.
+
+    Six blocks of photometry land in ``results_dir/photometry`` and the processor's six
+    MS_PROCESSING block announcements follow; the analyzer coalesces them into one run and
+    publishes the candidates (what ``dsa110ctl candidates`` shows): the new source as a
+    transient and the modulated one as a variable.
     """
     async with sandbox() as config, running_daemon(config, ["analyzer"]):
-        rows = await service_status(config, "analyzer")
-        print("analyzer:")
-        show(rows)
-        return rows
+        async with connected(config) as redis:
+            stream = ReliableStream(
+                redis,
+                Keys(config.redis.namespace),
+                MessageType.MS_PROCESSING,
+                "processor",
+                config.streams,
+                config.retry,
+            )
+            for block in range(6):
+                block_id = write_photometry(config.paths.results_dir, block)
+                payload = {"kind": "block", "block_id": block_id}
+                message = new_message(MessageType.MS_PROCESSING, payload, Producer.here("example"))
+                await stream.publish(message)
+        with anyio.fail_after(START_TIMEOUT_SEC):
+            while (report := await latest_candidates(config)) is None:
+                await anyio.sleep(0.2)
+        print(f"analysis run {report.run.get('run_time')}: {len(report.candidates)} candidates")
+        for c in report.candidates:
+            print(f"  {c['rank']}. {c['source_id']:<5} {c['class']:<9} eta {c['eta']:.3g}")
+        return report
 
 
 async def example_service_manager() -> dict[str, list[ServiceStatus]]:

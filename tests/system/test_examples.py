@@ -11,7 +11,7 @@ import pytest
 
 from tests.system.daemonkit import REPO
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 EXAMPLES = REPO / "examples"
 
 
@@ -27,7 +27,7 @@ def test_all_examples_run() -> None:
         [sys.executable, str(EXAMPLES / "service_examples.py")],
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=170,
         env=clean_environ(),
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -36,6 +36,7 @@ def test_all_examples_run() -> None:
     assert "processor  paused   DEGRADED  paused by an operator" in done.stdout
     assert "HDF5_PROCESSING: length 1, undelivered 1" in done.stdout
     assert "set 2026-03-20T06:00:00: queued, 4/4 subbands" in done.stdout
+    assert "1. NEW1  transient" in done.stdout and "2. VAR1  variable" in done.stdout
 
 
 def test_one_example_with_asyncio_run() -> None:
