@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -31,6 +32,7 @@ from dsa110d.errors import ConversionError, DSA110Error, InputFileError
 from dsa110d.science import msio
 from dsa110d.science.atomic import atomic_dir, is_complete_dir
 from dsa110d.science.phasing import (
+    SPEED_OF_LIGHT_M_S,
     PhaseCentre,
     conj_w_phasor,
     lsts_for,
@@ -38,7 +40,7 @@ from dsa110d.science.phasing import (
     phased_geometry,
     telescope_location,
 )
-from dsa110d.science.uvh5 import SubbandHeader, read_header, read_rows
+from dsa110d.science.uvh5 import RowBuffers, SubbandHeader, read_header, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -264,8 +266,7 @@ def convert_set(
     layout = plan_set(headers, partial)
     try:
         with atomic_dir(out) as temp:
-            ms_path = temp
-            _write_ms(layout, ms_path, block_rows)
+            centre = _write_ms(layout, temp, block_rows)
     except DSA110Error:
         raise
     except OSError as exc:
@@ -285,8 +286,8 @@ def convert_set(
         subbands=tuple(sorted(h.subband for h in headers if h.subband is not None)),
         missing_subbands=layout.missing,
         dropped_antennas=layout.dropped_antennas,
-        phase_ra_rad=_centre_of(layout).ra,
-        phase_dec_rad=ref.phase_center_dec,
+        phase_ra_rad=centre.ra,
+        phase_dec_rad=centre.dec,
         seconds=time.monotonic() - started,
     )
 
@@ -297,14 +298,8 @@ def _os_reason(exc: OSError) -> str:
     return f"{exc.strerror or exc} ({exc.filename or 'output'})"
 
 
-def _centre_of(layout: SetLayout) -> PhaseCentre:
-    ref = layout.reference
-    loc = telescope_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
-    return meridian_centre(ref.time[layout.keep], loc, ref.phase_center_dec)
-
-
-def _write_ms(layout: SetLayout, path: Path, block_rows: int) -> None:
-    """Write the whole MS into ``path`` (a fresh directory)."""
+def _write_ms(layout: SetLayout, path: Path, block_rows: int) -> PhaseCentre:
+    """Write the whole MS into ``path`` (a fresh directory); returns its phase centre."""
     ref = layout.reference
     keep = layout.keep
     times = ref.time[keep]
@@ -332,6 +327,7 @@ def _write_ms(layout: SetLayout, path: Path, block_rows: int) -> None:
     finally:
         table.close()
     msio.write_subtables(path, _metadata(layout, loc, centre, times))
+    return centre
 
 
 def _write_metadata_columns(
@@ -361,37 +357,72 @@ def _write_metadata_columns(
         table.putcol(col, zeros)
 
 
+class _Block:
+    """The preallocated work arrays of one block of rows: reused for every block, so the
+    memory of a conversion is fixed by the block size, not by the number of integrations."""
+
+    def __init__(self, nrows: int, layout: SetLayout) -> None:
+        nchan, npol = layout.freq_hz.size, layout.reference.npols
+        self.vis = np.empty((nrows, nchan, npol), dtype=np.complex64)
+        self.flags = np.empty(self.vis.shape, dtype=bool)
+        self.nsamples = np.empty(self.vis.shape, dtype=np.float32)
+        self.cycles = np.empty((nrows, nchan), dtype=np.float64)
+        self.turns = np.empty((nrows, nchan), dtype=np.float64)
+        self.angle = np.empty((nrows, nchan), dtype=np.float32)
+        self.phasor = np.empty((nrows, nchan), dtype=np.complex64)
+        sub = layout.reference
+        self.subband = RowBuffers.allocate(nrows, sub.nfreqs, sub.npols)
+
+
 def _stream_blocks(
     table: tables.table, layout: SetLayout, w: npt.NDArray[np.float64], block_rows: int
 ) -> None:
     """Read, place, phase and write the visibilities one block of rows at a time."""
-    n, nchan, npol = layout.nrows, layout.freq_hz.size, layout.reference.npols
+    n = layout.nrows
     block_rows = max(msio.TILE_ROWS, block_rows - block_rows % msio.TILE_ROWS)
-    vis = np.empty((min(block_rows, n), nchan, npol), dtype=np.complex64)
-    flags = np.empty(vis.shape, dtype=bool)
-    nsamples = np.empty(vis.shape, dtype=np.float32)
+    block = _Block(min(block_rows, n), layout)
+    freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
     with ExitStack() as stack:
         files = [stack.enter_context(_open(p.header)) for p in layout.placements]
         for start in range(0, n, block_rows):
             stop = min(start + block_rows, n)
-            v, fl, ns = vis[: stop - start], flags[: stop - start], nsamples[: stop - start]
+            m = stop - start
+            v, fl, ns = block.vis[:m], block.flags[:m], block.nsamples[:m]
             for f, p in zip(files, layout.placements, strict=True):
-                _read_block(f, p, start, stop, v, fl, ns)
+                _read_block(f, p, start, stop, block)
             for gap in layout.missing_channels:
                 v[:, gap] = 0
                 fl[:, gap] = True
                 ns[:, gap] = 0
             np.conjugate(v, out=v)
-            v *= conj_w_phasor(w[start:stop], layout.freq_hz)[:, :, None]
-            weight = np.median(ns, axis=1)
+            phasor = conj_w_phasor(
+                w[start:stop],
+                freq_over_c,
+                (block.cycles[:m], block.turns[:m], block.angle[:m]),
+                block.phasor[:m],
+            )
+            v *= phasor[:, :, None]
+            weight = band_weight(ns)
             sigma = np.zeros_like(weight)
             np.power(weight, -0.5, where=weight > 0, out=sigma)
-            table.putcol("DATA", v, startrow=start, nrow=stop - start)
-            table.putcol("FLAG", fl, startrow=start, nrow=stop - start)
-            table.putcol("WEIGHT_SPECTRUM", ns, startrow=start, nrow=stop - start)
-            table.putcol("WEIGHT", weight, startrow=start, nrow=stop - start)
-            table.putcol("SIGMA", sigma, startrow=start, nrow=stop - start)
-            table.putcol("FLAG_ROW", fl.all(axis=(1, 2)), startrow=start, nrow=stop - start)
+            table.putcol("DATA", v, startrow=start, nrow=m)
+            table.putcol("FLAG", fl, startrow=start, nrow=m)
+            table.putcol("WEIGHT_SPECTRUM", ns, startrow=start, nrow=m)
+            table.putcol("WEIGHT", weight, startrow=start, nrow=m)
+            table.putcol("SIGMA", sigma, startrow=start, nrow=m)
+            table.putcol("FLAG_ROW", fl.reshape(m, -1).all(axis=1), startrow=start, nrow=m)
+
+
+def band_weight(nsamples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """WEIGHT: the median over channels of each row's nsamples per polarisation (as pyuvdata
+    writes it). Rows whose nsamples are all equal (the usual case) skip the median."""
+    m = nsamples.shape[0]
+    flat = nsamples.reshape(m, -1)
+    uniform = np.all(flat == flat[:, :1], axis=1)
+    weight = np.repeat(flat[:, :1], nsamples.shape[2], axis=1)
+    if not uniform.all():
+        weight[~uniform] = np.median(nsamples[~uniform], axis=1)
+    return weight
 
 
 def _open(header: SubbandHeader) -> h5py.File:
@@ -401,15 +432,7 @@ def _open(header: SubbandHeader) -> h5py.File:
         raise InputFileError(f"{header.path}: cannot open ({exc})") from exc
 
 
-def _read_block(
-    f: h5py.File,
-    p: Placement,
-    start: int,
-    stop: int,
-    vis: npt.NDArray[np.complex64],
-    flags: npt.NDArray[np.bool_],
-    nsamples: npt.NDArray[np.float32],
-) -> None:
+def _read_block(f: h5py.File, p: Placement, start: int, stop: int, block: _Block) -> None:
     """Copy one subband's rows [start, stop) of the set into its channels of the block."""
     rows: slice | npt.NDArray[np.int64]
     if isinstance(p.rows, slice):
@@ -418,13 +441,26 @@ def _read_block(
     else:
         rows = p.rows[start:stop]
     try:
-        v, fl, ns = read_rows(f, p.header, rows)
+        m = read_rows(f, p.header, rows, block.subband)
     except (OSError, ValueError, TypeError) as exc:
         raise InputFileError(f"{p.header.path}: cannot read rows {start}..{stop} ({exc})") from exc
     step = -1 if p.descending else 1
-    vis[:, p.channels] = v[:, ::step]
-    flags[:, p.channels] = fl[:, ::step]
-    nsamples[:, p.channels] = ns[:, ::step]
+    sub = block.subband
+    # Move whole (pol) cells per channel: viewing the Npols axis as one wider item makes the
+    # channel-reversing copy run over channels instead of over 2-element rows (~6x faster).
+    for src, dst in ((sub.vis, block.vis), (sub.flags, block.flags), (sub.nsamples, block.nsamples)):
+        _cells(dst[:m, p.channels])[:] = _cells(src[:m])[:, ::step]
+
+
+_CELL_TYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64, 16: np.complex128}
+"""Plain types of 1-16 bytes: numpy copies these much faster than opaque void items."""
+
+
+def _cells(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """View (rows, chans, pols) as (rows, chans) of one item per (pols) cell."""
+    size = a.dtype.itemsize * a.shape[2]
+    cell = np.dtype(_CELL_TYPES.get(size, np.dtype((np.void, size))))
+    return a.view(cell).reshape(a.shape[:2])
 
 
 def _metadata(

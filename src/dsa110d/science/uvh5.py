@@ -198,17 +198,52 @@ def _check_data_shapes(path: Path, data: h5py.Group, nblts: int, nfreqs: int, np
     return len(shapes.pop()) == 4
 
 
-def read_rows(
-    f: h5py.File, header: SubbandHeader, rows: slice | IntArray
-) -> tuple[npt.NDArray[np.complex64], npt.NDArray[np.bool_], npt.NDArray[np.float32]]:
-    """visdata, flags and nsamples of the chosen rows, each (rows, Nfreqs, Npols)."""
+@dataclass
+class RowBuffers:
+    """Reusable (rows, Nfreqs, Npols) arrays one subband's block of rows is read into."""
+
+    vis: npt.NDArray[np.complex64]
+    flags: npt.NDArray[np.bool_]
+    nsamples: npt.NDArray[np.float32]
+
+    @classmethod
+    def allocate(cls, nrows: int, nfreqs: int, npols: int) -> RowBuffers:
+        shape = (nrows, nfreqs, npols)
+        return cls(
+            vis=np.empty(shape, np.complex64),
+            flags=np.empty(shape, bool),
+            nsamples=np.empty(shape, np.float32),
+        )
+
+
+def read_rows(f: h5py.File, header: SubbandHeader, rows: slice | IntArray, out: RowBuffers) -> int:
+    """Read visdata, flags and nsamples of the chosen rows into ``out``; returns the count.
+
+    A slice of rows goes straight into the buffers (``read_direct``, no temporaries); an
+    index array (rows left after dropping antennas) takes h5py's fancy-index path.
+    """
     data = f["Data"]
+    if isinstance(rows, slice):
+        n = rows.stop - rows.start
+        source = np.s_[rows.start : rows.stop, 0] if header.has_spw_axis else np.s_[rows]
+        targets = (("visdata", out.vis), ("flags", out.flags), ("nsamples", out.nsamples))
+        for key, buf in targets:
+            dset = data[key]
+            if dset.dtype == buf.dtype:
+                dset.read_direct(buf, source_sel=source, dest_sel=np.s_[0:n])
+            else:
+                buf[:n] = _as(dset[source], buf.dtype)
+        return n
     sel = (rows, 0) if header.has_spw_axis else (rows,)
-    vis = data["visdata"][sel]
-    if vis.dtype.names:  # integer visibilities stored as a compound (r, i)
-        vis = vis["r"].astype(np.float32) + 1j * vis["i"].astype(np.float32)
-    return (
-        np.asarray(vis, dtype=np.complex64),
-        np.asarray(data["flags"][sel], dtype=bool),
-        np.asarray(data["nsamples"][sel], dtype=np.float32),
-    )
+    n = int(rows.size)
+    out.vis[:n] = _as(data["visdata"][sel], out.vis.dtype)
+    out.flags[:n] = data["flags"][sel]
+    out.nsamples[:n] = data["nsamples"][sel]
+    return n
+
+
+def _as(values: npt.NDArray[np.generic], dtype: np.dtype[np.generic]) -> npt.NDArray[np.generic]:
+    """Convert, including integer visibilities stored as a compound (r, i)."""
+    if values.dtype.names:
+        return values["r"].astype(np.float32) + 1j * values["i"].astype(np.float32)
+    return values.astype(dtype, copy=False)
