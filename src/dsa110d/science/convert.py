@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -24,15 +25,18 @@ from typing import Any
 import h5py
 import numpy as np
 import numpy.typing as npt
+from astropy.coordinates import EarthLocation
 from casacore import tables
 
 from dsa110d.science.constants import CHANNEL_WIDTH_HZ, DISH_DIAMETER_M
 from dsa110d.science.constants import N_SUBBANDS as SUBBANDS_PER_SET
 from dsa110d.errors import ConversionError, DSA110Error, InputFileError
 from dsa110d.science import msio
-from dsa110d.science.atomic import atomic_dir, is_complete_dir
+from dsa110d.science.atomic import TEMP_PREFIX, atomic_dir, is_complete_dir
+from dsa110d.science.isolate import run_forked
 from dsa110d.science.phasing import (
     SPEED_OF_LIGHT_M_S,
+    Geometry,
     PhaseCentre,
     conj_w_phasor,
     lsts_for,
@@ -156,11 +160,26 @@ def _check_agrees(ref: SubbandHeader, h: SubbandHeader) -> None:
     loc = (h.latitude_deg, h.longitude_deg, h.altitude_m)
     if not np.allclose(loc, (ref.latitude_deg, ref.longitude_deg, ref.altitude_m), atol=1e-9):
         raise h.fault(f"telescope location differs from {ref.path.name}")
-    if h.nfreqs != ref.nfreqs or not np.allclose(np.abs(h.channel_width), CHANNEL_WIDTH_HZ):
+    width = _width(ref)
+    if h.nfreqs != ref.nfreqs or not np.allclose(np.abs(h.channel_width), width, rtol=0, atol=1e-3):
         raise h.fault(
             f"{h.nfreqs} channels of {np.abs(h.channel_width[0])} Hz, expected "
-            f"{ref.nfreqs} of {CHANNEL_WIDTH_HZ} Hz"
+            f"{ref.nfreqs} of {width} Hz like {ref.path.name}"
         )
+
+
+def _width(h: SubbandHeader) -> float:
+    """The file's channel width (Hz): the real correlator's CHANNEL_WIDTH_HZ, or a multiple
+    of it in the simulator's reduced scales; uniform across the file."""
+    width = float(np.abs(h.channel_width[0]))
+    steps = np.abs(np.diff(h.freq))
+    if width <= 0 or not np.allclose(np.abs(h.channel_width), width, rtol=0, atol=1e-3) or (
+        steps.size and not np.allclose(steps, width, rtol=0, atol=FREQ_TOL_HZ)
+    ):
+        raise h.fault("channels are not evenly spaced at their channel_width")
+    if abs(width / CHANNEL_WIDTH_HZ - round(width / CHANNEL_WIDTH_HZ)) > 1e-9:
+        raise h.fault(f"channel width {width} Hz is not a multiple of {CHANNEL_WIDTH_HZ} Hz")
+    return width
 
 
 def _common_antennas(headers: Sequence[SubbandHeader]) -> npt.NDArray[np.int64]:
@@ -199,19 +218,22 @@ def _channel_grid(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], list[slice]]:
     """The ascending channel grid of the set and each file's slot in it."""
     nchan = headers[0].nfreqs
+    width = _width(headers[0])
     lows = np.array([h.freq.min() for h in headers])
     order = np.argsort(lows)
-    span = nchan * CHANNEL_WIDTH_HZ
+    span = nchan * width
     base = float(lows[order[0]])
     if partial:
         base = _band_bottom(headers, base, span)
     slot_index = np.rint((lows - base) / span).astype(int)
     for h, s, low in zip(headers, slot_index, lows, strict=True):
         if abs(low - (base + s * span)) > FREQ_TOL_HZ:
-            raise h.fault(f"channels at {low} Hz are off the {CHANNEL_WIDTH_HZ} Hz subband grid")
-    if len(set(slot_index.tolist())) != len(headers):
-        dup = next(h for h, s in zip(headers, slot_index, strict=True) if list(slot_index).count(s) > 1)
-        raise dup.fault("frequencies overlap another subband of the set")
+            raise h.fault(f"channels from {low} Hz are off the set's {width} Hz channel grid")
+    seen: dict[int, SubbandHeader] = {}
+    for h, s in zip(headers, slot_index.tolist(), strict=True):
+        if s in seen:
+            raise h.fault(f"frequencies overlap those of {seen[s].path}")
+        seen[s] = h
     nslots = SUBBANDS_PER_SET if partial else int(slot_index.max()) + 1
     if not partial and nslots != len(headers):
         raise ConversionError(
@@ -220,11 +242,11 @@ def _channel_grid(
         )
     if partial and int(slot_index.max()) >= nslots:
         raise headers[int(order[-1])].fault("frequencies lie beyond the 16-subband band")
-    grid = base + np.arange(nslots * nchan) * CHANNEL_WIDTH_HZ
+    grid = base + np.arange(nslots * nchan) * width
     for h, s in zip(headers, slot_index, strict=True):
         exact = np.sort(h.freq)
         grid[s * nchan : (s + 1) * nchan] = exact  # keep the files' own values bit for bit
-    widths = np.full(grid.size, CHANNEL_WIDTH_HZ)
+    widths = np.full(grid.size, width)
     slots = [slice(int(s) * nchan, (int(s) + 1) * nchan) for s in slot_index]
     return grid, widths, slots
 
@@ -255,32 +277,56 @@ def convert_set(
     out: Path,
     partial: bool = False,
     block_rows: int = BLOCK_ROWS,
+    isolate: bool = True,
 ) -> ConvertResult:
-    """Convert one subband set into the MS ``out`` (atomically; an existing complete MS is
-    returned as it is). Raises InputFileError for bad input, ConversionError otherwise."""
+    """Convert one subband set (its UVH5 files, any order) into the Measurement Set ``out``.
+
+    The MS appears under ``out`` only when complete; an existing complete MS is returned as
+    it is (``reused=True``), a half-written one is replaced. ``partial`` converts a set with
+    subbands missing (their channels present and flagged). ``block_rows`` bounds memory.
+    ``isolate`` writes in a forked child so that casacore aborting on a full disk cannot
+    take the caller down (turn it off only to trace memory in tests).
+
+    Raises InputFileError (naming the file) for bad input and ConversionError otherwise.
+    """
     started = time.monotonic()
     out = Path(out)
     if is_complete_dir(out):
         return _existing_result(out, started)
     headers = [read_header(Path(f)) for f in files]
     layout = plan_set(headers, partial)
-    try:
-        with atomic_dir(out) as temp:
-            centre = _write_ms(layout, temp, block_rows)
-    except DSA110Error:
-        raise
-    except OSError as exc:
-        raise ConversionError(f"{out}: {_os_reason(exc)}") from exc
-    except RuntimeError as exc:  # casacore reports its I/O failures as RuntimeError
-        raise ConversionError(f"{out}: casacore failed ({str(exc).splitlines()[0]})") from exc
+    geometry, centre = _geometry(layout)
+    _check_space(layout, out)
+
+    def write() -> dict[str, Any]:
+        try:
+            with atomic_dir(out) as temp:
+                _write_ms(layout, geometry, centre, temp, block_rows)
+        except DSA110Error:
+            raise
+        except OSError as exc:
+            raise ConversionError(f"{out}: {_os_reason(exc)}") from exc
+        except RuntimeError as exc:  # casacore reports its I/O failures as RuntimeError
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConversionError(f"{out}: casacore failed ({first})") from exc
+        return {}
+
+    if isolate:
+        try:
+            run_forked(str(out), write)
+        finally:
+            _remove_leftovers(out)
+    else:
+        write()
     ref = layout.reference
+    kept = layout.keep
     return ConvertResult(
         ms=out,
         reused=False,
         n_rows=layout.nrows,
-        n_times=int(np.unique(ref.time[layout.keep]).size),
-        n_baselines=int(np.unique(ref.ant1[layout.keep] * 100_000 + ref.ant2[layout.keep]).size),
-        n_antennas=int(np.union1d(ref.ant1[layout.keep], ref.ant2[layout.keep]).size),
+        n_times=int(np.unique(ref.time[kept]).size),
+        n_baselines=int(np.unique(ref.ant1[kept] * 100_000 + ref.ant2[kept]).size),
+        n_antennas=int(np.union1d(ref.ant1[kept], ref.ant2[kept]).size),
         n_channels=int(layout.freq_hz.size),
         n_pols=ref.npols,
         subbands=tuple(sorted(h.subband for h in headers if h.subband is not None)),
@@ -292,42 +338,81 @@ def convert_set(
     )
 
 
+def _remove_leftovers(out: Path) -> None:
+    """Temporary siblings of ``out`` a dead writer child could not remove itself."""
+    if out.parent.is_dir():
+        for path in out.parent.glob(f"{TEMP_PREFIX}{out.name}.*"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def estimated_bytes(layout: SetLayout) -> int:
+    """Size of the MS on disk: DATA (8 B), WEIGHT_SPECTRUM (4 B) and FLAG (1 bit) per
+    visibility, plus ~100 B of per-row columns."""
+    cells = layout.nrows * layout.freq_hz.size * layout.reference.npols
+    return int(cells * (8 + 4 + 0.125) + layout.nrows * 100)
+
+
+def _check_space(layout: SetLayout, out: Path) -> None:
+    """Refuse up front when the MS cannot fit (a full disk found half-way wastes the work)."""
+    parent = out.parent if out.parent.exists() else Path(os.path.abspath(out)).parent
+    while not parent.exists():
+        parent = parent.parent
+    need, free = estimated_bytes(layout), shutil.disk_usage(parent).free
+    if need > free:
+        raise ConversionError(
+            f"{out}: needs {need / 1e9:.2f} GB but only {free / 1e9:.2f} GB is free on {parent}"
+        )
+
+
 def _os_reason(exc: OSError) -> str:
     if exc.errno == errno.ENOSPC:
         return "no space left on the device while writing the Measurement Set"
     return f"{exc.strerror or exc} ({exc.filename or 'output'})"
 
 
-def _write_ms(layout: SetLayout, path: Path, block_rows: int) -> PhaseCentre:
-    """Write the whole MS into ``path`` (a fresh directory); returns its phase centre."""
+def _geometry(layout: SetLayout) -> tuple[Geometry, PhaseCentre]:
+    """The phase centre and every kept row's uvw towards it (in the caller's process, so a
+    worker loads the astropy IERS tables once, not once per set)."""
     ref = layout.reference
     keep = layout.keep
     times = ref.time[keep]
-    ant1, ant2 = ref.ant1[keep], ref.ant2[keep]
-    loc = telescope_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
+    loc = _location(ref)
     lsts = ref.lst[keep] if ref.lst is not None else lsts_for(times, loc)
     centre = meridian_centre(times, loc, ref.phase_center_dec)
     geometry = phased_geometry(
         times_jd=times,
         lsts=lsts,
-        ant1=ant1,
-        ant2=ant2,
+        ant1=ref.ant1[keep],
+        ant2=ref.ant2[keep],
         antenna_numbers=ref.antenna_numbers,
         antenna_positions=ref.antenna_positions,
         location=loc,
         centre=centre,
     )
+    return geometry, centre
+
+
+def _location(ref: SubbandHeader) -> EarthLocation:
+    return telescope_location(ref.latitude_deg, ref.longitude_deg, ref.altitude_m)
+
+
+def _write_ms(
+    layout: SetLayout, geometry: Geometry, centre: PhaseCentre, path: Path, block_rows: int
+) -> None:
+    """Write the whole MS into ``path`` (a fresh directory)."""
+    ref = layout.reference
+    keep = layout.keep
+    times = ref.time[keep]
     shape = msio.MainShape(nrows=layout.nrows, nchan=layout.freq_hz.size, npol=ref.npols)
     shutil.rmtree(path)  # casacore creates the MS directory itself
     table = msio.create_main(path, shape)
     try:
-        _write_metadata_columns(table, layout, times, ant1, ant2, -geometry.uvw)
+        _write_metadata_columns(table, layout, times, ref.ant1[keep], ref.ant2[keep], -geometry.uvw)
         _stream_blocks(table, layout, geometry.uvw[:, 2], block_rows)
         msio.write_main_keywords(table, ref.vis_units)
     finally:
         table.close()
-    msio.write_subtables(path, _metadata(layout, loc, centre, times))
-    return centre
+    msio.write_subtables(path, _metadata(layout, _location(ref), centre, times))
 
 
 def _write_metadata_columns(
@@ -464,12 +549,9 @@ def _cells(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
 
 
 def _metadata(
-    layout: SetLayout, loc: object, centre: PhaseCentre, times: npt.NDArray[np.float64]
+    layout: SetLayout, loc: EarthLocation, centre: PhaseCentre, times: npt.NDArray[np.float64]
 ) -> msio.SetMetadata:
     ref = layout.reference
-    from astropy.coordinates import EarthLocation
-
-    assert isinstance(loc, EarthLocation)
     xyz = np.array([loc.x.to_value("m"), loc.y.to_value("m"), loc.z.to_value("m")])
     diameters = (
         ref.antenna_diameters
