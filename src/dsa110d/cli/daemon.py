@@ -167,7 +167,11 @@ def convert(
         print(json.dumps(result.to_dict()))
         return
     verb = "exists" if result.reused else f"written in {result.seconds:.1f} s"
-    flagged = f", missing subbands {list(result.missing_subbands)} flagged" if result.missing_subbands else ""
+    flagged = (
+        f", missing subbands {list(result.missing_subbands)} flagged"
+        if result.missing_subbands
+        else ""
+    )
     print(
         f"{result.ms}: {verb}; {result.n_rows} rows ({result.n_times} integrations x "
         f"{result.n_baselines} baselines), {result.n_channels} channels{flagged}"

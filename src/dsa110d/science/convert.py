@@ -28,11 +28,11 @@ import numpy.typing as npt
 from astropy.coordinates import EarthLocation
 from casacore import tables
 
-from dsa110d.science.constants import CHANNEL_WIDTH_HZ, DISH_DIAMETER_M
-from dsa110d.science.constants import N_SUBBANDS as SUBBANDS_PER_SET
 from dsa110d.errors import ConversionError, DSA110Error, InputFileError
 from dsa110d.science import msio
 from dsa110d.science.atomic import TEMP_PREFIX, atomic_dir, is_complete_dir
+from dsa110d.science.constants import CHANNEL_WIDTH_HZ, DISH_DIAMETER_M
+from dsa110d.science.constants import N_SUBBANDS as SUBBANDS_PER_SET
 from dsa110d.science.isolate import run_forked
 from dsa110d.science.phasing import (
     SPEED_OF_LIGHT_M_S,
@@ -127,7 +127,9 @@ def plan_set(headers: Sequence[SubbandHeader], partial: bool) -> SetLayout:
         rows = _rows_of(mask)
         _check_rows(h, rows, kept_key)
         placements.append(
-            Placement(header=h, rows=rows, channels=channels, descending=bool(h.freq[0] > h.freq[-1]))
+            Placement(
+                header=h, rows=rows, channels=channels, descending=bool(h.freq[0] > h.freq[-1])
+            )
         )
     taken = np.zeros(grid.size, dtype=bool)
     for p in placements:
@@ -173,8 +175,10 @@ def _width(h: SubbandHeader) -> float:
     of it in the simulator's reduced scales; uniform across the file."""
     width = float(np.abs(h.channel_width[0]))
     steps = np.abs(np.diff(h.freq))
-    if width <= 0 or not np.allclose(np.abs(h.channel_width), width, rtol=0, atol=1e-3) or (
-        steps.size and not np.allclose(steps, width, rtol=0, atol=FREQ_TOL_HZ)
+    if (
+        width <= 0
+        or not np.allclose(np.abs(h.channel_width), width, rtol=0, atol=1e-3)
+        or (steps.size and not np.allclose(steps, width, rtol=0, atol=FREQ_TOL_HZ))
     ):
         raise h.fault("channels are not evenly spaced at their channel_width")
     if abs(width / CHANNEL_WIDTH_HZ - round(width / CHANNEL_WIDTH_HZ)) > 1e-9:
@@ -206,7 +210,9 @@ def _check_rows(
 ) -> None:
     times, a1, a2 = h.time[rows], h.ant1[rows], h.ant2[rows]
     if times.size != key[0].size:
-        raise h.fault(f"{times.size} baseline-times after dropping antennas, reference has {key[0].size}")
+        raise h.fault(
+            f"{times.size} baseline-times after dropping antennas, reference has {key[0].size}"
+        )
     if not (np.array_equal(a1, key[1]) and np.array_equal(a2, key[2])):
         raise h.fault("antennas of its baselines disagree with the other subbands")
     if np.max(np.abs(times - key[0]), initial=0.0) > TIME_TOL_DAYS:
@@ -242,12 +248,12 @@ def _channel_grid(
         )
     if partial and int(slot_index.max()) >= nslots:
         raise headers[int(order[-1])].fault("frequencies lie beyond the 16-subband band")
-    grid = base + np.arange(nslots * nchan) * width
+    grid: npt.NDArray[np.float64] = base + np.arange(nslots * nchan, dtype=np.float64) * width
     for h, s in zip(headers, slot_index, strict=True):
         exact = np.sort(h.freq)
         grid[s * nchan : (s + 1) * nchan] = exact  # keep the files' own values bit for bit
-    widths = np.full(grid.size, width)
-    slots = [slice(int(s) * nchan, (int(s) + 1) * nchan) for s in slot_index]
+    widths = np.full(grid.size, width, dtype=np.float64)
+    slots: list[slice] = [slice(int(s) * nchan, (int(s) + 1) * nchan) for s in slot_index]
     return grid, widths, slots
 
 
@@ -533,7 +539,11 @@ def _read_block(f: h5py.File, p: Placement, start: int, stop: int, block: _Block
     sub = block.subband
     # Move whole (pol) cells per channel: viewing the Npols axis as one wider item makes the
     # channel-reversing copy run over channels instead of over 2-element rows (~6x faster).
-    for src, dst in ((sub.vis, block.vis), (sub.flags, block.flags), (sub.nsamples, block.nsamples)):
+    for src, dst in (
+        (sub.vis, block.vis),
+        (sub.flags, block.flags),
+        (sub.nsamples, block.nsamples),
+    ):
         _cells(dst[:m, p.channels])[:] = _cells(src[:m])[:, ::step]
 
 

@@ -35,8 +35,10 @@ class MainShape:
     npol: int
 
 
-def _bulk(name: str, value: object, valuetype: str, shape: MainShape, comment: str) -> dict[str, object]:
-    return tables.makearrcoldesc(
+def _bulk(
+    name: str, value: object, valuetype: str, shape: MainShape, comment: str
+) -> dict[str, object]:
+    desc: dict[str, object] = tables.makearrcoldesc(
         name,
         value,
         valuetype=valuetype,
@@ -45,6 +47,7 @@ def _bulk(name: str, value: object, valuetype: str, shape: MainShape, comment: s
         datamanagergroup=f"Tiled{name}",
         comment=comment,
     )
+    return desc
 
 
 def create_main(path: Path, shape: MainShape) -> tables.table:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -96,8 +97,12 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _flat(dset: h5py.Dataset, dtype: type) -> npt.NDArray[np.generic]:
-    return np.asarray(dset[()], dtype=dtype).reshape(-1)
+def _floats(dset: h5py.Dataset) -> FloatArray:
+    return np.asarray(dset[()], dtype=np.float64).reshape(-1)
+
+
+def _ints(dset: h5py.Dataset) -> IntArray:
+    return np.asarray(dset[()], dtype=np.int64).reshape(-1)
 
 
 def read_header(path: Path) -> SubbandHeader:
@@ -119,27 +124,29 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
         if key not in h:
             raise InputFileError(f"{path}: missing header key Header/{key}")
     nblts, nfreqs, npols = (int(h[k][()]) for k in ("Nblts", "Nfreqs", "Npols"))
-    per_row = {
-        k: _flat(h[k], float) for k in ("time_array", "integration_time")
-    }
-    ant1 = _flat(h["ant_1_array"], np.int64)
-    ant2 = _flat(h["ant_2_array"], np.int64)
+    per_row = {k: _floats(h[k]) for k in ("time_array", "integration_time")}
+    ant1 = _ints(h["ant_1_array"])
+    ant2 = _ints(h["ant_2_array"])
     for key, arr in (*per_row.items(), ("ant_1_array", ant1), ("ant_2_array", ant2)):
         if arr.size != nblts:
             raise InputFileError(f"{path}: Header/{key} has {arr.size} entries, Nblts is {nblts}")
-    lst = _flat(h["lst_array"], float) if "lst_array" in h else None
+    lst = _floats(h["lst_array"]) if "lst_array" in h else None
     if lst is not None and lst.size != nblts:
         raise InputFileError(f"{path}: Header/lst_array has {lst.size} entries, Nblts is {nblts}")
-    freq = _flat(h["freq_array"], float)
-    width = _flat(h["channel_width"], float)
+    freq = _floats(h["freq_array"])
+    width = _floats(h["channel_width"])
     if width.size == 1:
         width = np.full(nfreqs, width[0])
     if freq.size != nfreqs or width.size != nfreqs:
-        raise InputFileError(f"{path}: Header/freq_array has {freq.size} channels, Nfreqs is {nfreqs}")
-    pols = _flat(h["polarization_array"], np.int64)
+        raise InputFileError(
+            f"{path}: Header/freq_array has {freq.size} channels, Nfreqs is {nfreqs}"
+        )
+    pols = _ints(h["polarization_array"])
     if pols.size != npols:
-        raise InputFileError(f"{path}: Header/polarization_array has {pols.size} entries, Npols is {npols}")
-    numbers = _flat(h["antenna_numbers"], np.int64)
+        raise InputFileError(
+            f"{path}: Header/polarization_array has {pols.size} entries, Npols is {npols}"
+        )
+    numbers = _ints(h["antenna_numbers"])
     names = tuple(_text(n) for n in np.asarray(h["antenna_names"][()]).reshape(-1))
     positions = np.asarray(h["antenna_positions"][()], dtype=float)
     if positions.shape != (numbers.size, 3) or len(names) != numbers.size:
@@ -149,8 +156,10 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
         )
     missing = np.setdiff1d(np.union1d(ant1, ant2), numbers)
     if missing.size:
-        raise InputFileError(f"{path}: baselines use antennas {missing.tolist()} not in antenna_numbers")
-    diameters = _flat(h["antenna_diameters"], float) if "antenna_diameters" in h else None
+        raise InputFileError(
+            f"{path}: baselines use antennas {missing.tolist()} not in antenna_numbers"
+        )
+    diameters = _floats(h["antenna_diameters"]) if "antenna_diameters" in h else None
     has_spw_axis = _check_data_shapes(path, f["Data"], nblts, nfreqs, npols)
     return SubbandHeader(
         path=path,
@@ -224,7 +233,7 @@ def read_rows(f: h5py.File, header: SubbandHeader, rows: slice | IntArray, out: 
     """
     data = f["Data"]
     if isinstance(rows, slice):
-        n = rows.stop - rows.start
+        n = int(rows.stop - rows.start)
         source = np.s_[rows.start : rows.stop, 0] if header.has_spw_axis else np.s_[rows]
         targets = (("visdata", out.vis), ("flags", out.flags), ("nsamples", out.nsamples))
         for key, buf in targets:
@@ -242,8 +251,9 @@ def read_rows(f: h5py.File, header: SubbandHeader, rows: slice | IntArray, out: 
     return n
 
 
-def _as(values: npt.NDArray[np.generic], dtype: np.dtype[np.generic]) -> npt.NDArray[np.generic]:
+def _as(values: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     """Convert, including integer visibilities stored as a compound (r, i)."""
     if values.dtype.names:
-        return values["r"].astype(np.float32) + 1j * values["i"].astype(np.float32)
+        vis: npt.NDArray[Any] = values["r"].astype(np.float32) + 1j * values["i"].astype(np.float32)
+        return vis
     return values.astype(dtype, copy=False)

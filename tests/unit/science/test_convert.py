@@ -65,7 +65,9 @@ def test_matches_pyuvdatas_own_path_column_by_column(small_set: list[Path], tmp_
     np.testing.assert_array_equal(col(ours, "WEIGHT"), col(theirs, "WEIGHT"))
 
 
-def test_has_the_standard_subtables_and_one_ascending_window(tiny_set: list[Path], tmp_path: Path) -> None:
+def test_has_the_standard_subtables_and_one_ascending_window(
+    tiny_set: list[Path], tmp_path: Path
+) -> None:
     ms = tmp_path / "set.ms"
     result = convert_set(tiny_set, ms)
     freqs = col(ms, "CHAN_FREQ", "SPECTRAL_WINDOW")
@@ -125,7 +127,9 @@ def test_partial_set_has_the_missing_channels_flagged(tiny_set: list[Path], tmp_
         slot = 15 - sb
         missing[slot * nchan : (slot + 1) * nchan] = True
     assert flags[:, missing].all()
-    np.testing.assert_array_equal(flags[:, ~missing], col(tmp_path / "full.ms", "FLAG")[:, ~missing])
+    np.testing.assert_array_equal(
+        flags[:, ~missing], col(tmp_path / "full.ms", "FLAG")[:, ~missing]
+    )
     np.testing.assert_array_equal(data[:, ~missing], full_data[:, ~missing])
 
 
@@ -135,7 +139,17 @@ def _drop_antenna(path: Path, antenna: int) -> None:
         h, d = f["Header"], f["Data"]
         keep = (h["ant_1_array"][()] != antenna) & (h["ant_2_array"][()] != antenna)
         for group, names in (
-            (h, ("ant_1_array", "ant_2_array", "time_array", "integration_time", "uvw_array", "lst_array")),
+            (
+                h,
+                (
+                    "ant_1_array",
+                    "ant_2_array",
+                    "time_array",
+                    "integration_time",
+                    "uvw_array",
+                    "lst_array",
+                ),
+            ),
             (d, ("visdata", "flags", "nsamples")),
         ):
             for name in names:
@@ -150,14 +164,18 @@ def test_antennas_missing_from_one_subband_are_dropped_everywhere(
     tiny_set: list[Path], tmp_path: Path
 ) -> None:
     full = convert_set(tiny_set, tmp_path / "full.ms")
-    _drop_antenna(tiny_set[5], antenna=2)
+    gone = int(np.unique(col(tmp_path / "full.ms", "ANTENNA2"))[1])
+    _drop_antenna(tiny_set[5], antenna=gone)
     result = convert_set(tiny_set, tmp_path / "dropped.ms")
-    assert result.dropped_antennas == (2,)
+    assert result.dropped_antennas == (gone,)
     assert result.n_antennas == full.n_antennas - 1
     ant1, ant2 = col(tmp_path / "dropped.ms", "ANTENNA1"), col(tmp_path / "dropped.ms", "ANTENNA2")
-    assert 2 not in ant1 and 2 not in ant2
-    keep = (col(tmp_path / "full.ms", "ANTENNA1") != 2) & (col(tmp_path / "full.ms", "ANTENNA2") != 2)
-    np.testing.assert_array_equal(col(tmp_path / "dropped.ms", "DATA"), col(tmp_path / "full.ms", "DATA")[keep])
+    assert gone not in ant1 and gone not in ant2
+    full1, full2 = col(tmp_path / "full.ms", "ANTENNA1"), col(tmp_path / "full.ms", "ANTENNA2")
+    keep = (full1 != gone) & (full2 != gone)
+    np.testing.assert_array_equal(
+        col(tmp_path / "dropped.ms", "DATA"), col(tmp_path / "full.ms", "DATA")[keep]
+    )
 
 
 def test_an_existing_complete_ms_is_not_rewritten(tiny_set: list[Path], tmp_path: Path) -> None:
@@ -167,7 +185,11 @@ def test_an_existing_complete_ms_is_not_rewritten(tiny_set: list[Path], tmp_path
     again = convert_set(tiny_set, ms)
     assert again.reused and not first.reused
     assert (ms / "table.f0").stat().st_mtime_ns == stamp
-    assert (again.n_rows, again.n_channels, again.n_times) == (first.n_rows, first.n_channels, first.n_times)
+    assert (again.n_rows, again.n_channels, again.n_times) == (
+        first.n_rows,
+        first.n_channels,
+        first.n_times,
+    )
     assert again.phase_ra_rad == pytest.approx(first.phase_ra_rad, abs=1e-12)
 
 
@@ -199,7 +221,9 @@ def _run_limited(files: list[Path], out: Path, max_bytes: int) -> subprocess.Com
         """
     )
     env = {**os.environ, "PYTHONPATH": str(SRC)}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=100)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=100
+    )
 
 
 @pytest.mark.timeout(120)
@@ -310,7 +334,10 @@ def test_memory_does_not_grow_with_the_number_of_integrations(
     assert col(tmp_path / "long.ms", "TIME").size == 4 * col(tmp_path / "short.ms", "TIME").size
     # Holding the visibilities whole would add at least the extra rows' DATA, FLAG and
     # nsamples (13 B each); streaming adds only per-row header metadata.
-    rows, nchan = col(tmp_path / "short.ms", "TIME").size, col(tmp_path / "short.ms", "DATA").shape[1]
+    rows, nchan = (
+        col(tmp_path / "short.ms", "TIME").size,
+        col(tmp_path / "short.ms", "DATA").shape[1],
+    )
     extra_visibility_bytes = 3 * rows * nchan * 2 * 13
     assert long_peak - short_peak < 0.25 * extra_visibility_bytes, (short_peak, long_peak)
 
