@@ -30,6 +30,7 @@ from casacore import tables
 
 from dsa110d.errors import ConversionError, DSA110Error, InputFileError
 from dsa110d.science import msio
+from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.atomic import TEMP_PREFIX, atomic_dir, is_complete_dir
 from dsa110d.science.constants import CHANNEL_WIDTH_HZ, DISH_DIAMETER_M
 from dsa110d.science.constants import N_SUBBANDS as SUBBANDS_PER_SET
@@ -296,6 +297,7 @@ def convert_set(
     Raises InputFileError (naming the file) for bad input and ConversionError otherwise.
     """
     started = time.monotonic()
+    use_offline_iers()  # a worker must never stall on an IERS download
     out = Path(out)
     if is_complete_dir(out):
         return _existing_result(out, started)
@@ -352,8 +354,8 @@ def _remove_leftovers(out: Path) -> None:
 
 
 def estimated_bytes(layout: SetLayout) -> int:
-    """Size of the MS on disk: DATA (8 B), WEIGHT_SPECTRUM (4 B) and FLAG (1 bit) per
-    visibility, plus ~100 B of per-row columns."""
+    """Largest size of the MS on disk: DATA (8 B), WEIGHT_SPECTRUM (4 B, when written) and
+    FLAG (1 bit) per visibility, plus ~100 B of per-row columns."""
     cells = layout.nrows * layout.freq_hz.size * layout.reference.npols
     return int(cells * (8 + 4 + 0.125) + layout.nrows * 100)
 
@@ -412,13 +414,29 @@ def _write_ms(
     shape = msio.MainShape(nrows=layout.nrows, nchan=layout.freq_hz.size, npol=ref.npols)
     shutil.rmtree(path)  # casacore creates the MS directory itself
     table = msio.create_main(path, shape)
+    ant1, ant2 = ref.ant1[keep], ref.ant2[keep]
+    flip = _flipped(ant1, ant2)
+    ms_uvw = -geometry.uvw  # the MS convention pyuvdata writes (flip_conj): -uvw, conj(data)
+    if flip is not None:
+        ms_uvw[flip] *= -1
+        ant1, ant2 = np.where(flip, ant2, ant1), np.where(flip, ant1, ant2)
     try:
-        _write_metadata_columns(table, layout, times, ref.ant1[keep], ref.ant2[keep], -geometry.uvw)
-        _stream_blocks(table, layout, geometry.uvw[:, 2], block_rows)
+        _write_metadata_columns(table, layout, times, ant1, ant2, ms_uvw)
+        _stream_blocks(table, layout, geometry.uvw[:, 2], block_rows, flip)
         msio.write_main_keywords(table, ref.vis_units)
     finally:
         table.close()
     msio.write_subtables(path, _metadata(layout, _location(ref), centre, times))
+
+
+def _flipped(
+    ant1: npt.NDArray[np.int64], ant2: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_] | None:
+    """Rows to conjugate so that every baseline is ant1 <= ant2, as pyuvdata's write_ms does
+    when the conjugation is mixed (None when it is not: the usual case)."""
+    if np.any(ant1 < ant2) and np.any(ant1 > ant2):
+        return ant1 > ant2
+    return None
 
 
 def _write_metadata_columns(
@@ -466,13 +484,18 @@ class _Block:
 
 
 def _stream_blocks(
-    table: tables.table, layout: SetLayout, w: npt.NDArray[np.float64], block_rows: int
+    table: tables.table,
+    layout: SetLayout,
+    w: npt.NDArray[np.float64],
+    block_rows: int,
+    flip: npt.NDArray[np.bool_] | None = None,
 ) -> None:
     """Read, place, phase and write the visibilities one block of rows at a time."""
     n = layout.nrows
     block_rows = max(msio.TILE_ROWS, block_rows - block_rows % msio.TILE_ROWS)
     block = _Block(min(block_rows, n), layout)
     freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
+    spectrum = False  # WEIGHT_SPECTRUM exists (from the first block that needs it)
     with ExitStack() as stack:
         files = [stack.enter_context(_open(p.header)) for p in layout.placements]
         for start in range(0, n, block_rows):
@@ -493,15 +516,36 @@ def _stream_blocks(
                 block.phasor[:m],
             )
             v *= phasor[:, :, None]
+            if flip is not None and flip[start:stop].any():
+                rows = np.flatnonzero(flip[start:stop])
+                v[rows] = np.conjugate(v[rows])
             weight = band_weight(ns)
             sigma = np.zeros_like(weight)
             np.power(weight, -0.5, where=weight > 0, out=sigma)
             table.putcol("DATA", v, startrow=start, nrow=m)
             table.putcol("FLAG", fl, startrow=start, nrow=m)
-            table.putcol("WEIGHT_SPECTRUM", ns, startrow=start, nrow=m)
+            if not spectrum and not np.all(ns == weight[:, None, :]):
+                _start_weight_spectrum(table, layout, start, block_rows)
+                spectrum = True
+            if spectrum:
+                table.putcol("WEIGHT_SPECTRUM", ns, startrow=start, nrow=m)
             table.putcol("WEIGHT", weight, startrow=start, nrow=m)
             table.putcol("SIGMA", sigma, startrow=start, nrow=m)
             table.putcol("FLAG_ROW", fl.reshape(m, -1).all(axis=1), startrow=start, nrow=m)
+
+
+def _start_weight_spectrum(
+    table: tables.table, layout: SetLayout, upto: int, block_rows: int
+) -> None:
+    """Add WEIGHT_SPECTRUM and fill the rows already written from their WEIGHT (their
+    nsamples were uniform across channels, so that is exact)."""
+    nchan = layout.freq_hz.size
+    msio.add_weight_spectrum(table, msio.MainShape(layout.nrows, nchan, layout.reference.npols))
+    for start in range(0, upto, block_rows):
+        m = min(block_rows, upto - start)
+        weight = table.getcol("WEIGHT", startrow=start, nrow=m)
+        spectrum = np.repeat(weight[:, None, :], nchan, axis=1).astype(np.float32)
+        table.putcol("WEIGHT_SPECTRUM", spectrum, startrow=start, nrow=m)
 
 
 def band_weight(nsamples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -1,8 +1,8 @@
 """Creating a Measurement Set with python-casacore: the main table and its subtables.
 
-The main table's bulk columns (DATA, FLAG, WEIGHT_SPECTRUM) have a fixed cell shape and
-live in TiledColumnStMan with tiles of whole rows, so writing a large block of rows with
-``putcol`` at a start row is one sequential write. The subtables follow the layout that
+The main table's bulk columns (DATA, FLAG and, when needed, WEIGHT_SPECTRUM) have a fixed
+cell shape and live in TiledColumnStMan with tiles of whole rows, so writing a large block
+of rows with ``putcol`` at a start row is one sequential write. The subtables follow the layout that
 pyuvdata writes (its ``utils.io.ms`` writers, called with explicit values), so pyuvdata,
 CASA and casacore all read them the same way.
 """
@@ -55,13 +55,7 @@ def create_main(path: Path, shape: MainShape) -> tables.table:
     desc = tables.required_ms_desc("MAIN")
     flag_desc = _bulk("FLAG", False, "boolean", shape, "The data flags")
     desc["FLAG"] = flag_desc["desc"]
-    extra = tables.maketabdesc(
-        [
-            _bulk("DATA", 0j, "complex", shape, "The data column"),
-            _bulk("WEIGHT_SPECTRUM", 0.0, "float", shape, "Weight for each data point"),
-        ]
-    )
-    desc.update(extra)
+    desc.update(tables.maketabdesc([_bulk("DATA", 0j, "complex", shape, "The data column")]))
     desc["UVW"].update(dataManagerType="TiledColumnStMan", dataManagerGroup="TiledUVW")
     for key in ("WEIGHT", "SIGMA"):
         desc[key].update(
@@ -80,7 +74,6 @@ def create_main(path: Path, shape: MainShape) -> tables.table:
     spec = {
         "TiledDATA": {"DEFAULTTILESHAPE": np.array(cell, dtype=np.int32)},
         "TiledFLAG": {"DEFAULTTILESHAPE": np.array(cell, dtype=np.int32)},
-        "TiledWEIGHT_SPECTRUM": {"DEFAULTTILESHAPE": np.array(cell, dtype=np.int32)},
         "TiledUVW": {"DEFAULTTILESHAPE": np.array([3, 1024], dtype=np.int32)},
         "TiledWEIGHT": {"DEFAULTTILESHAPE": np.array([shape.npol, 1024], dtype=np.int32)},
         "TiledSIGMA": {"DEFAULTTILESHAPE": np.array([shape.npol, 1024], dtype=np.int32)},
@@ -89,6 +82,17 @@ def create_main(path: Path, shape: MainShape) -> tables.table:
     table = tables.default_ms(str(path), desc, dminfo)
     table.addrows(shape.nrows)
     return table
+
+
+def add_weight_spectrum(table: tables.table, shape: MainShape) -> None:
+    """Add WEIGHT_SPECTRUM (per-channel nsamples). Written only for sets whose nsamples
+    vary across a row's channels: otherwise WEIGHT says the same in 1/768th of the bytes."""
+    desc = tables.maketabdesc(
+        [_bulk("WEIGHT_SPECTRUM", 0.0, "float", shape, "Weight for each data point")]
+    )
+    cell = np.array([shape.npol, shape.nchan, TILE_ROWS], dtype=np.int32)
+    dminfo = tables.makedminfo(desc, {"TiledWEIGHT_SPECTRUM": {"DEFAULTTILESHAPE": cell}})
+    table.addcols(desc, dminfo)
 
 
 def mjd_seconds(times_jd: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
