@@ -87,7 +87,8 @@ def convert_set(
     it is (``reused=True``), a half-written one is replaced. ``partial`` converts a set with
     subbands missing (their channels present and flagged). ``block_rows`` bounds memory.
     ``isolate`` writes in a forked child so that casacore aborting on a full disk cannot
-    take the caller down (turn it off only to trace memory in tests).
+    take the caller down, with the blocks prepared by a second forked process beside it
+    (turn it off only to trace memory in tests: everything then runs in the caller).
 
     Raises InputFileError (naming the file) for bad input and ConversionError otherwise.
     """
@@ -104,7 +105,7 @@ def convert_set(
     def write() -> dict[str, Any]:
         try:
             with atomic_dir(out) as temp:
-                _write_ms(layout, geometry, centre, temp, block_rows)
+                _write_ms(layout, geometry, centre, temp, block_rows, pipelined=isolate)
         except DSA110Error:
             raise
         except OSError as exc:
@@ -200,7 +201,12 @@ def _location(ref: SubbandHeader) -> EarthLocation:
 
 
 def _write_ms(
-    layout: SetLayout, geometry: Geometry, centre: PhaseCentre, path: Path, block_rows: int
+    layout: SetLayout,
+    geometry: Geometry,
+    centre: PhaseCentre,
+    path: Path,
+    block_rows: int,
+    pipelined: bool,
 ) -> None:
     """Write the whole MS into ``path`` (a fresh directory)."""
     ref = layout.reference
@@ -217,7 +223,7 @@ def _write_ms(
         ant1, ant2 = np.where(flip, ant2, ant1), np.where(flip, ant1, ant2)
     try:
         _write_metadata_columns(table, layout, times, ant1, ant2, ms_uvw)
-        stream_blocks(table, layout, geometry.uvw[:, 2], block_rows, flip)
+        stream_blocks(table, layout, geometry.uvw[:, 2], block_rows, flip, pipelined)
         msio.write_main_keywords(table, ref.vis_units)
     finally:
         table.close()

@@ -395,5 +395,17 @@ def test_weight_spectrum_appears_when_nsamples_vary_and_matches_pyuvdata(
     ours, theirs = tmp_path / "ours.ms", tmp_path / "theirs.ms"
     result = convert_set(small_set, ours, block_rows=256)
     pyuvdata_convert(small_set, theirs, result.phase_ra_rad, result.phase_dec_rad)
-    for name in ("WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"):
+    for name in ("WEIGHT_SPECTRUM", "WEIGHT", "SIGMA", "FLAG", "ANTENNA1", "ANTENNA2"):
         np.testing.assert_array_equal(col(ours, name), col(theirs, name))
+    assert_data_close(col(ours, "DATA"), col(theirs, "DATA"))  # 8 pipelined blocks
+    assert np.max(np.abs(col(ours, "UVW") - col(theirs, "UVW"))) <= UVW_TOL_M
+
+
+def test_pipelined_and_in_process_writes_are_identical(
+    tiny_set: list[Path], tmp_path: Path
+) -> None:
+    piped = convert_set(tiny_set, tmp_path / "piped.ms", block_rows=64)
+    plain = convert_set(tiny_set, tmp_path / "plain.ms", block_rows=64, isolate=False)
+    assert piped.n_rows > 64  # several blocks
+    for name in ("DATA", "FLAG", "UVW", "WEIGHT", "SIGMA", "FLAG_ROW", "TIME"):
+        np.testing.assert_array_equal(col(piped.ms, name), col(plain.ms, name))
