@@ -1,11 +1,13 @@
 """Converting one real-scale subband set (16 files, ~2.2 GB) into a Measurement Set.
 
 Figures, measured in the same run on the same simulated set:
-- ours: wall time of ``convert_set`` in a fresh process, and its peak RSS (the process and
-  its forked writer);
+- ours: wall time of ``convert_set`` in a fresh process (three runs, median), and the peak
+  RSS of the largest of its processes (caller, forked writer, forked reader; the reader and
+  writer share the two block slots, ~330 MB, which both count);
 - baseline: pyuvdata's own path (read the 16 files, phase to the same centre, write_ms), in a
   fresh process, with its peak RSS;
-- the disk's limit: reading the inputs to /dev/null plus writing an equally large file.
+- the disk's limit: reading the inputs to /dev/null plus writing an equally large file
+  (with fsync, so it is the disk's rate; every timed conversion starts after ``sync``).
 
 The set is simulated once into ``$DSA110_BENCH_DIR`` (default /tmp/dsa110d-bench) and reused.
 """
@@ -28,6 +30,7 @@ SCRATCH = Path(os.environ.get("DSA110_BENCH_DIR", "/tmp/dsa110d-bench"))
 SET_START = datetime(2026, 3, 20, 8, 0, 0, tzinfo=UTC)
 SRC = Path(__file__).resolve().parent.parent / "src"
 CHUNK = 8 << 20  # bytes per read/write when measuring the disk
+OUR_RUNS = 3  # the machine is shared: report every run and use the median
 
 # Each conversion runs in a fresh interpreter and prints one JSON line: wall seconds and
 # the peak RSS of the process and its children (our writer is a forked child).
@@ -74,6 +77,7 @@ def simulated_set() -> list[Path]:
 
 def run_child(mode: str, out: Path, files: list[Path]) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
+    os.sync()  # no write-back left over from the previous step competes with this one
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     started = time.monotonic()
     proc = subprocess.run(
@@ -102,10 +106,12 @@ def disk_limit(files: list[Path]) -> dict[str, float]:
     read_s = time.monotonic() - started
     target = SCRATCH / "disk-limit.bin"
     block = os.urandom(CHUNK)
+    os.sync()
     started = time.monotonic()
     with open(target, "wb", buffering=0) as f:
         for _ in range(total // CHUNK):
             f.write(block)
+        os.fsync(f.fileno())  # the disk's rate, not the page cache's
     write_s = time.monotonic() - started
     target.unlink()
     return {"bytes": float(total), "read_s": read_s, "write_s": write_s}
@@ -120,29 +126,30 @@ def main() -> None:
     files = simulated_set()
     simulate_s = time.monotonic() - started
     disk = disk_limit(files)
-    ours = run_child("ours", SCRATCH / "ours.ms", files)
-    ours_again = run_child("ours", SCRATCH / "ours.ms", files)  # a second, warm-cache run
-    ra, dec = ours["centre"]
+    runs = [run_child("ours", SCRATCH / "ours.ms", files) for _ in range(OUR_RUNS)]
+    ra, dec = runs[0]["centre"]
     theirs = run_child(f"{ra!r},{dec!r}", SCRATCH / "pyuvdata.ms", files)
     ms_bytes = sum(p.stat().st_size for p in (SCRATCH / "ours.ms").rglob("*") if p.is_file())
-    best = min(ours["seconds"], ours_again["seconds"])
+    times = sorted(r["seconds"] for r in runs)
+    median = times[len(times) // 2]
     disk_s = disk["read_s"] + disk["write_s"]
     report(
         "convert",
         {
             "set": {"files": len(files), "bytes": disk["bytes"], "simulate_s": simulate_s},
-            "ours_s": ours["seconds"],
-            "ours_second_run_s": ours_again["seconds"],
-            "ours_process_s": ours["process_seconds"],
-            "ours_peak_rss_mb": max(ours["peak_rss_mb"], ours_again["peak_rss_mb"]),
+            "ours_s": median,
+            "ours_runs_s": [r["seconds"] for r in runs],
+            "ours_process_s": runs[0]["process_seconds"],
+            "ours_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
             "ms_bytes": ms_bytes,
             "pyuvdata_s": theirs["seconds"],
             "pyuvdata_peak_rss_mb": theirs["peak_rss_mb"],
-            "speedup_vs_pyuvdata": ratio(theirs["seconds"], best),
+            "speedup_vs_pyuvdata": ratio(theirs["seconds"], median),
+            "speedup_vs_pyuvdata_slowest_run": ratio(theirs["seconds"], times[-1]),
             "disk_limit_s": disk_s,
             "disk_read_s": disk["read_s"],
-            "disk_write_s": disk["write_s"],
-            "ours_over_disk_limit": best / disk_s if disk_s else float("inf"),
+            "disk_write_fsync_s": disk["write_s"],
+            "ours_over_disk_limit": median / disk_s if disk_s else float("inf"),
             "goals": {"speedup": 8.0, "within_disk_limit_x": 3.0, "ours_s": 20.0, "rss_mb": 1536},
         },
     )

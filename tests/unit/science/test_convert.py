@@ -409,3 +409,27 @@ def test_pipelined_and_in_process_writes_are_identical(
     assert piped.n_rows > 3 * 256  # more blocks than the pipeline's slots
     for name in ("DATA", "FLAG", "UVW", "WEIGHT", "SIGMA", "FLAG_ROW", "TIME"):
         np.testing.assert_array_equal(col(piped.ms, name), col(plain.ms, name))
+
+
+def _corrupt_visibilities(path: Path) -> None:
+    """Store visdata compressed and spoil its first chunk: the header still reads fine."""
+    with h5py.File(path, "r+") as f:
+        vis = f["Data/visdata"][()]
+        del f["Data/visdata"]
+        f.create_dataset("Data/visdata", data=vis, chunks=vis.shape, compression="gzip")
+        offset = f["Data/visdata"].id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as raw:
+        raw.seek(offset + 16)
+        raw.write(b"\xff" * 64)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_unreadable_visibilities_name_the_file(
+    tiny_set: list[Path], tmp_path: Path, isolate: bool
+) -> None:
+    _corrupt_visibilities(tiny_set[6])
+    out = tmp_path / "set.ms"
+    with pytest.raises(InputFileError) as info:
+        convert_set(tiny_set, out, isolate=isolate)
+    assert str(tiny_set[6]) in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists() and [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
