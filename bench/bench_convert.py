@@ -41,6 +41,8 @@ from dsa110d.science.astrometry import use_offline_iers
 use_offline_iers()
 files = [Path(p) for p in sys.argv[3:]]
 out = Path(sys.argv[2])
+before = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+cpu_before = sum(u.ru_utime + u.ru_stime for u in before)
 started = time.monotonic()
 if sys.argv[1] == "ours":
     from dsa110d.science.convert import convert_set
@@ -52,11 +54,10 @@ else:
     pyuvdata_convert(files, out, ra, dec)
     centre = [ra, dec]
 wall = time.monotonic() - started
-peak_kb = max(
-    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-    resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-)
-print(json.dumps({"seconds": wall, "peak_rss_mb": peak_kb / 1024, "centre": centre}))
+usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+peak_kb = max(u.ru_maxrss for u in usage)
+cpu = sum(u.ru_utime + u.ru_stime for u in usage) - cpu_before
+print(json.dumps({"seconds": wall, "cpu_s": cpu, "peak_rss_mb": peak_kb / 1024, "centre": centre}))
 """
 
 
@@ -140,6 +141,9 @@ def main() -> None:
             "ours_s": median,
             "ours_runs_s": [r["seconds"] for r in runs],
             "ours_process_s": runs[0]["process_seconds"],
+            "ours_cpu_s": sorted(r["cpu_s"] for r in runs)[len(runs) // 2],
+            "pyuvdata_cpu_s": theirs["cpu_s"],
+            "load_average_1min": os.getloadavg()[0],
             "ours_peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
             "ms_bytes": ms_bytes,
             "pyuvdata_s": theirs["seconds"],

@@ -118,8 +118,9 @@ def convert_set(
     if isolate:
         try:
             run_forked(str(out), write)
-        finally:
-            _remove_leftovers(out)
+        except ConversionError:
+            _remove_leftovers(out)  # a writer killed outright could not clean up itself
+            raise
     else:
         write()
     ref = layout.reference
@@ -143,7 +144,8 @@ def convert_set(
 
 
 def _remove_leftovers(out: Path) -> None:
-    """Temporary siblings of ``out`` a dead writer child could not remove itself."""
+    """Temporary siblings of ``out`` a dead writer child could not remove itself (the set's
+    lease means no other conversion of the same ``out`` is running)."""
     if out.parent.is_dir():
         for path in out.parent.glob(f"{TEMP_PREFIX}{out.name}.*"):
             shutil.rmtree(path, ignore_errors=True)
