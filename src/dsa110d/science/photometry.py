@@ -55,6 +55,10 @@ ROWS_PER_READ = 8192
 SIDEREAL_RATE_RAD_S = 2.0 * math.pi / SIDEREAL_DAY_S
 """Rate at which the meridian moves in RA, rad/s."""
 SECONDS_PER_DAY = 86400.0
+JACKKNIFE_GROUPS = 16
+"""Baselines are dealt into this many groups; the scatter of the leave-one-group-out fluxes
+measures the error including confusion from other sources' sidelobes, which the per-visibility
+noise misses (it does not average down as 1/sqrt(N))."""
 _CHANNEL_SPLIT = 32
 """Phasors over channels are built as an outer product of two short factors of this size."""
 _UNIFORM_TOL_HZ = 1e-3
@@ -146,8 +150,8 @@ class _Sums:
     """Per-source running sums over a block."""
 
     def __init__(self, n: int) -> None:
-        self.signal = np.zeros(n)  # sum g Re z
-        self.weight = np.zeros(n)  # sum g^2 w
+        self.signal = np.zeros((n, JACKKNIFE_GROUPS))  # sum g Re z, per baseline group
+        self.weight = np.zeros((n, JACKKNIFE_GROUPS))  # sum g^2 w, per baseline group
         self.gain_weight = np.zeros(n)  # sum g w
         self.imag_sq = np.zeros(n)  # sum (Im z)^2
         self.n_vis = np.zeros(n, dtype=np.int64)  # sum w
@@ -165,6 +169,7 @@ def _accumulate_slab(
     gains: NDArray[np.float32],
     active: NDArray[np.bool_],
     t_index: NDArray[np.intp],
+    group: NDArray[np.intp],
     uvw: NDArray[np.float64],
     vis: NDArray[np.complex64],
     weight: NDArray[np.float32],
@@ -179,20 +184,22 @@ def _accumulate_slab(
         delay = (uvw[rows] @ np.array([lmn[0][s], lmn[1][s], lmn[2][s] - 1.0])) / SPEED_OF_LIGHT_M_S
         z = vis[rows] * phasors(delay, geometry.freq_hz)
         w = weight[rows]
-        # Sum rows per integration first: the beam gain depends on time and channel only.
-        order = np.argsort(t_index[rows], kind="stable")
-        times_of_rows = t_index[rows][order]
-        starts = np.flatnonzero(np.r_[True, times_of_rows[1:] != times_of_rows[:-1]])
-        sorted_rows = order if not np.all(order[1:] > order[:-1]) else slice(None)
-        zr = np.add.reduceat(z.real[sorted_rows], starts, axis=0)
-        wt = np.add.reduceat(w[sorted_rows], starts, axis=0)
-        g = gains[s][times_of_rows[starts]]
-        sums.signal[s] += float(np.sum(g * zr))
+        # Sum rows per (integration, baseline group) first: the gain depends on time and channel.
+        key = t_index[rows] * JACKKNIFE_GROUPS + group[rows]
+        order = np.argsort(key, kind="stable")
+        keys = key[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        zr = np.add.reduceat(z.real[order], starts, axis=0)
+        wt = np.add.reduceat(w[order], starts, axis=0)
+        times_of = keys[starts] // JACKKNIFE_GROUPS
+        groups_of = keys[starts] % JACKKNIFE_GROUPS
+        g = gains[s][times_of]
+        np.add.at(sums.signal[s], groups_of, np.sum(g * zr, axis=1))
         gw = g * wt
         sums.gain_weight[s] += float(gw.sum())
         g2w = (g * gw).sum(axis=1)
-        sums.weight[s] += float(g2w.sum())
-        sums.time_weight[s] += float(g2w @ geometry.times[times_of_rows[starts]])
+        np.add.at(sums.weight[s], groups_of, g2w)
+        sums.time_weight[s] += float(g2w @ geometry.times[times_of])
         imag = z.imag
         sums.imag_sq[s] += float(np.einsum("ij,ij->", imag, imag))
         sums.n_vis[s] += int(wt.sum())
@@ -228,12 +235,13 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
             if not usable.any():
                 continue
             t_index = np.searchsorted(geometry.times, ms.getcol("TIME", start, n))[usable]
+            group = (ant1 * 7919 + ant2)[usable] % JACKKNIFE_GROUPS
             good = ~ms.getcol("FLAG", start, n)[usable]
             data = ms.getcol("DATA", start, n)[usable]
             vis = np.where(good, data, 0).sum(axis=2).astype(np.complex64)
             weight = good.sum(axis=2).astype(np.float32)
             _accumulate_slab(
-                sums, sources, lmn, gains, active, t_index, uvw[usable], vis, weight, geometry
+                sums, sources, lmn, gains, active, t_index, group, uvw[usable], vis, weight, geometry
             )
 
 
@@ -247,6 +255,19 @@ def _note_peaks(sums: _Sums, centre_gain: NDArray[np.float64], times: NDArray[np
     sums.last_time = max(sums.last_time, float(times[-1]))
 
 
+def _jackknife_error(signal: NDArray[np.float64], weight: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Leave-one-group-out error of signal / weight, per source (rows)."""
+    total_s, total_w = signal.sum(axis=1, keepdims=True), weight.sum(axis=1, keepdims=True)
+    used = weight > 0
+    k = used.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo = (total_s - signal) / (total_w - weight)
+        loo = np.where(used, loo, 0.0)
+        mean = loo.sum(axis=1, keepdims=True) / k[:, None]
+        spread = np.where(used, (loo - mean) ** 2, 0.0).sum(axis=1)
+        return np.asarray(np.sqrt((k - 1) / k * spread), dtype=np.float64)
+
+
 def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> pd.DataFrame:
     """One row per catalog source inside the beam during the block (see :data:`SCHEMA`)."""
     sums = _Sums(len(catalog))
@@ -254,11 +275,12 @@ def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> 
         measure_ms(Path(path), catalog, sums)
     seen = np.flatnonzero(sums.peak_gain >= BEAM_GAIN_MIN)
     with np.errstate(invalid="ignore", divide="ignore"):
-        flux = sums.signal / sums.weight
-        sigma_sq = sums.imag_sq / sums.n_vis
-        error = np.sqrt(sigma_sq / sums.weight)
-        gain = sums.weight / sums.gain_weight
-        mjd = sums.time_weight / sums.weight / SECONDS_PER_DAY
+        signal, weight = sums.signal.sum(axis=1), sums.weight.sum(axis=1)
+        flux = signal / weight
+        thermal = np.sqrt(sums.imag_sq / sums.n_vis / weight)
+        error = np.fmax(thermal, _jackknife_error(sums.signal, sums.weight))
+        gain = weight / sums.gain_weight
+        mjd = sums.time_weight / weight / SECONDS_PER_DAY
     rows = []
     for s in seen:
         flags = ["missing_chunks"] if job.missing_slots else []

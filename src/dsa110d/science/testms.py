@@ -10,6 +10,7 @@ primary beam of :mod:`dsa110d.science.beam` about the meridian at the pointing d
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from casacore import tables
 from numpy.typing import NDArray
 
 from dsa110d.science.beam import SPEED_OF_LIGHT_M_S, angular_offset_rad, primary_beam
+from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.constants import (
     BAND_BOTTOM_FREQ_HZ,
     INTEGRATION_TIME_S,
@@ -194,3 +196,64 @@ def _itrf(enu: NDArray[np.float64]) -> NDArray[np.float64]:
     north = np.array([-math.sin(lat) * math.cos(lon), -math.sin(lat) * math.sin(lon), math.cos(lat)])
     up = centre / np.linalg.norm(centre)
     return centre + enu[:, :1] * east + enu[:, 1:2] * north + enu[:, 2:3] * up
+
+
+# --- A small block of known sources, shared by the science tests ----------------------------
+POINTING_DEC_DEG = 30.0
+START_RA_DEG = 100.0
+START_MJD_S = 61000 * 86400.0
+CHUNK_SEC = 309.24
+N_CHUNKS = 5
+NOISE_JY = 20.0
+N_IN_STRIP = 16
+
+
+@dataclass(frozen=True)
+class SimBlock:
+    """Chunks of one block, the catalog of what they contain, and which sources are outside."""
+
+    ms_paths: list[Path]
+    catalog: Catalog
+    catalog_path: Path
+    outside_ids: set[str]
+
+
+def _sky() -> tuple[Catalog, set[str]]:
+    rng = np.random.default_rng(7)
+    # Sources whose transit lies inside the chunks, spread so that they do not blend.
+    ra = START_RA_DEG + np.linspace(1.0, 5.5, N_IN_STRIP) + rng.uniform(-0.05, 0.05, N_IN_STRIP)
+    dec = POINTING_DEC_DEG + rng.uniform(-2.0, 2.0, N_IN_STRIP)
+    flux = rng.uniform(0.5, 2.0, N_IN_STRIP)
+    # Outside the beam: far in declination, and far in RA (transit hours away).
+    ra = np.r_[ra, START_RA_DEG + 3.0, START_RA_DEG + 40.0]
+    dec = np.r_[dec, POINTING_DEC_DEG + 12.0, POINTING_DEC_DEG]
+    flux = np.r_[flux, 3.0, 3.0]
+    ids = tuple(f"T{i:03d}" for i in range(ra.size))
+    return Catalog(ids, ra, dec, flux), {ids[-2], ids[-1]}
+
+
+
+
+def build_sim_block(root: Path) -> SimBlock:
+    """Write N_CHUNKS consecutive chunks (~309 s each) of the test sky under ``root``."""
+    catalog, outside = _sky()
+    sky = SkyModel(catalog.ra_deg, catalog.dec_deg, catalog.flux_jy)
+    paths = []
+    for i in range(N_CHUNKS):
+        mid = START_MJD_S + i * CHUNK_SEC
+        phase_ra = START_RA_DEG + math.degrees(SIDEREAL_RATE_RAD_S * (mid - START_MJD_S))
+        paths.append(
+            make_ms(
+                root / f"chunk{i}.ms", sky, mid_time_mjd_s=mid, phase_ra_deg=phase_ra,
+                dec_deg=POINTING_DEC_DEG, noise_jy=NOISE_JY, seed=100 + i,
+            )
+        )  # fmt: skip
+    catalog_path = root / "catalog.csv"
+    write_catalog(catalog_path, catalog)
+    return SimBlock(paths, catalog, catalog_path, outside)
+
+
+def copy_sim_block(sim: SimBlock, root: Path) -> SimBlock:
+    """A private copy of the MSs (stages write flags into them)."""
+    copies = [Path(shutil.copytree(p, root / p.name)) for p in sim.ms_paths]
+    return SimBlock(copies, sim.catalog, sim.catalog_path, sim.outside_ids)
