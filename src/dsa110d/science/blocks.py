@@ -168,7 +168,9 @@ class BlockPlan:
 
     def members(self, block: Block, chunks: Iterable[Chunk]) -> list[Chunk]:
         """The chunks (of any set of known chunks) that belong to ``block``, in time order."""
-        return sorted(c for c in chunks if block.first_slot <= self.chunk_slot(c) <= block.last_slot)
+        return sorted(
+            c for c in chunks if block.first_slot <= self.chunk_slot(c) <= block.last_slot
+        )
 
     def missing_slots(self, block: Block, chunks: Iterable[Chunk]) -> list[int]:
         """Slots of ``block`` neither filled by a member chunk nor covered by one's span."""

@@ -32,7 +32,9 @@ FLAG_CHANNELS_PER_SLAB = 48
 """Channels read and written at once: one subband's worth (~90 MB of DATA at real scale)."""
 
 
-def _grid(ms: tables.table) -> tuple[NDArray[np.intp], NDArray[np.intp], int, int, NDArray[np.bool_]]:
+def _grid(
+    ms: tables.table,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], int, int, NDArray[np.bool_]]:
     """Each row's (time index, baseline index), the grid shape and which rows are autos."""
     times = ms.getcol("TIME")
     ant1, ant2 = ms.getcol("ANTENNA1"), ms.getcol("ANTENNA2")
@@ -87,7 +89,9 @@ def flag_ms(path: Path) -> dict[str, int]:
     return counts
 
 
-def flag_stage(job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path) -> StageResult:
+def flag_stage(
+    job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
+) -> StageResult:
     """Flag every MS of the block (outliers, zeros, autocorrelations)."""
     totals: dict[str, int] = {}
     for path in ms_paths:

@@ -84,7 +84,9 @@ def quicklook_png(image: Path, png: Path) -> None:
         plt.close(figure)
 
 
-def image_stage(job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path) -> StageResult:
+def image_stage(
+    job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
+) -> StageResult:
     """Image the block when wsclean is installed; otherwise report skipped."""
     if shutil.which(WSCLEAN) is None:
         return StageResult("image", "skipped", message="wsclean is not on PATH")
@@ -95,4 +97,6 @@ def image_stage(job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch
         shutil.copyfile(image, temp)
     with atomic_file(png_final) as temp:
         quicklook_png(image, temp)
-    return StageResult("image", "ok", outputs={"image": str(fits_final), "quicklook": str(png_final)})
+    return StageResult(
+        "image", "ok", outputs={"image": str(fits_final), "quicklook": str(png_final)}
+    )

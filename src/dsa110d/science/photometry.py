@@ -98,7 +98,9 @@ def read_geometry(ms: tables.table, path: Path) -> MsGeometry:
         freq = np.asarray(spw.getcol("CHAN_FREQ")[0], dtype=np.float64)
         phase_dir = field.getcol("PHASE_DIR")
     if phase_dir.shape[0] != 1:
-        raise InputFileError(f"{path}: photometry needs one phase centre, found {phase_dir.shape[0]}")
+        raise InputFileError(
+            f"{path}: photometry needs one phase centre, found {phase_dir.shape[0]}"
+        )
     times = np.unique(ms.getcol("TIME"))
     return MsGeometry(
         freq_hz=freq,
@@ -133,7 +135,9 @@ def phasors(delay_s: NDArray[np.float64], freq_hz: NDArray[np.float64]) -> NDArr
     """
     n_chan = freq_hz.size
     step = float(freq_hz[1] - freq_hz[0]) if n_chan > 1 else 0.0
-    uniform = np.allclose(freq_hz, freq_hz[0] + step * np.arange(n_chan), rtol=0, atol=_UNIFORM_TOL_HZ)
+    uniform = np.allclose(
+        freq_hz, freq_hz[0] + step * np.arange(n_chan), rtol=0, atol=_UNIFORM_TOL_HZ
+    )
     turns = 2j * np.pi * delay_s[:, None]
     if not uniform or n_chan <= _CHANNEL_SPLIT:
         return np.exp(turns * freq_hz[None, :]).astype(np.complex64)
@@ -215,7 +219,10 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
         geometry = read_geometry(ms, path)
         ra, dec = np.radians(catalog.ra_deg), np.radians(catalog.dec_deg)
         offsets = angular_offset_rad(
-            pointing_ra(geometry, geometry.times)[None, :], geometry.phase_dec, ra[:, None], dec[:, None]
+            pointing_ra(geometry, geometry.times)[None, :],
+            geometry.phase_dec,
+            ra[:, None],
+            dec[:, None],
         )
         centre_gain = primary_beam(offsets, np.mean(geometry.freq_hz))
         active = centre_gain >= BEAM_GAIN_MIN
@@ -224,7 +231,9 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
         if sources.size == 0:
             return
         # Gain per source, integration and channel, for the sources seen in this MS only.
-        gains = np.zeros((catalog.ra_deg.size, geometry.times.size, geometry.freq_hz.size), np.float32)
+        gains = np.zeros(
+            (catalog.ra_deg.size, geometry.times.size, geometry.freq_hz.size), np.float32
+        )
         gains[sources] = primary_beam(offsets[sources, :, None], geometry.freq_hz[None, None, :])
         lmn = direction_cosines(ra, dec, geometry.phase_ra, geometry.phase_dec)
         for start in range(0, ms.nrows(), ROWS_PER_READ):
@@ -241,7 +250,17 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
             vis = np.where(good, data, 0).sum(axis=2).astype(np.complex64)
             weight = good.sum(axis=2).astype(np.float32)
             _accumulate_slab(
-                sums, sources, lmn, gains, active, t_index, group, uvw[usable], vis, weight, geometry
+                sums,
+                sources,
+                lmn,
+                gains,
+                active,
+                t_index,
+                group,
+                uvw[usable],
+                vis,
+                weight,
+                geometry,
             )
 
 
@@ -255,7 +274,9 @@ def _note_peaks(sums: _Sums, centre_gain: NDArray[np.float64], times: NDArray[np
     sums.last_time = max(sums.last_time, float(times[-1]))
 
 
-def _jackknife_error(signal: NDArray[np.float64], weight: NDArray[np.float64]) -> NDArray[np.float64]:
+def _jackknife_error(
+    signal: NDArray[np.float64], weight: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Leave-one-group-out error of signal / weight, per source (rows)."""
     total_s, total_w = signal.sum(axis=1, keepdims=True), weight.sum(axis=1, keepdims=True)
     used = weight > 0
@@ -304,7 +325,15 @@ def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> 
             }
         )
     frame = pd.DataFrame(rows, columns=list(SCHEMA))
-    return frame.astype({"source_id": "string", "block_id": "string", "flags": "string", "n_vis": "int64", "version": "int64"})
+    return frame.astype(
+        {
+            "source_id": "string",
+            "block_id": "string",
+            "flags": "string",
+            "n_vis": "int64",
+            "version": "int64",
+        }
+    )
 
 
 def photometry_path(config: Config, block_id: str) -> Path:

@@ -25,6 +25,7 @@ from dsa110d.science.constants import (
     INTEGRATION_TIME_S,
     OVRO_LAT_RAD,
     SB00_TOP_FREQ_HZ,
+    TELESCOPE_NAME,
 )
 from dsa110d.science.photometry import SIDEREAL_RATE_RAD_S
 
@@ -95,7 +96,9 @@ def make_ms(
     ra0, dec0 = math.radians(phase_ra_deg), math.radians(dec_deg)
     uvw = uvw_for(enu, np.tile(ant1, n_times), np.tile(ant2, n_times), hour_angle, dec0)
     freq = band(n_chan)
-    data = _visibilities(sky, uvw, np.repeat(np.arange(n_times), n_base), times, freq, ra0, dec0, mid_time_mjd_s)
+    data = _visibilities(
+        sky, uvw, np.repeat(np.arange(n_times), n_base), times, freq, ra0, dec0, mid_time_mjd_s
+    )
     data += noise_jy * (rng.standard_normal(data.shape) + 1j * rng.standard_normal(data.shape))
     autos = np.tile(ant1 == ant2, n_times)
     data[autos] = np.abs(data[autos])  # autocorrelations are real
@@ -176,6 +179,9 @@ def _subtables(
         pol.putcell("NUM_CORR", 0, 2)
     with tables.table(f"{path}::DATA_DESCRIPTION", readonly=False, ack=False) as dd:
         dd.addrows(1)
+    with tables.table(f"{path}::OBSERVATION", readonly=False, ack=False) as obs:
+        obs.addrows(1)
+        obs.putcell("TELESCOPE_NAME", 0, TELESCOPE_NAME)
     with tables.table(f"{path}::ANTENNA", readonly=False, ack=False) as ant:
         ant.addrows(enu.shape[0])
         ant.putcol("NAME", [str(i + 1) for i in range(enu.shape[0])])
@@ -191,9 +197,13 @@ def _itrf(enu: NDArray[np.float64]) -> NDArray[np.float64]:
 
     radius = 6378137.0 + OVRO_HEIGHT_M
     lat, lon = OVRO_LAT_RAD, OVRO_LON_RAD
-    centre = radius * np.array([math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat)])
+    centre = radius * np.array(
+        [math.cos(lat) * math.cos(lon), math.cos(lat) * math.sin(lon), math.sin(lat)]
+    )
     east = np.array([-math.sin(lon), math.cos(lon), 0.0])
-    north = np.array([-math.sin(lat) * math.cos(lon), -math.sin(lat) * math.sin(lon), math.cos(lat)])
+    north = np.array(
+        [-math.sin(lat) * math.cos(lon), -math.sin(lat) * math.sin(lon), math.cos(lat)]
+    )
     up = centre / np.linalg.norm(centre)
     return centre + enu[:, :1] * east + enu[:, 1:2] * north + enu[:, 2:3] * up
 
@@ -230,8 +240,6 @@ def _sky() -> tuple[Catalog, set[str]]:
     flux = np.r_[flux, 3.0, 3.0]
     ids = tuple(f"T{i:03d}" for i in range(ra.size))
     return Catalog(ids, ra, dec, flux), {ids[-2], ids[-1]}
-
-
 
 
 def build_sim_block(root: Path) -> SimBlock:

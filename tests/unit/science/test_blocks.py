@@ -142,13 +142,17 @@ def test_a_lost_chunk_waits_then_times_out_recording_its_slot() -> None:
 
 def test_chunks_from_other_blocks_do_not_complete_a_block() -> None:
     block = PLAN.block(PLAN.slot_of(NOV_2026) // 12)
-    others = [Chunk(s * PLAN.slot_sec, (s + 1) * PLAN.slot_sec) for s in PLAN.block(block.index + 3).slots]
+    others = [
+        Chunk(s * PLAN.slot_sec, (s + 1) * PLAN.slot_sec) for s in PLAN.block(block.index + 3).slots
+    ]
     status = PLAN.status(block, others, now=block.end)
     assert status.missing_slots == tuple(block.slots)
     assert status.chunks == ()
 
 
-@pytest.mark.parametrize(("key", "minutes"), [("mosaic_duration_min", 62), ("mosaic_overlap_min", 3)])
+@pytest.mark.parametrize(
+    ("key", "minutes"), [("mosaic_duration_min", 62), ("mosaic_overlap_min", 3)]
+)
 def test_durations_off_the_chunk_grid_are_config_errors(key: str, minutes: float) -> None:
     with pytest.raises(ConfigError, match=key):
         BlockPlan.from_config(ProcessorConfig(**{key: minutes}))

@@ -15,12 +15,11 @@ from dsa110d.science.flagging import flag_ms
 from dsa110d.science.photometry import (
     SCHEMA,
     measure_block,
+    phasors,
     photometry_path,
     photometry_stage,
-    phasors,
 )
 from dsa110d.science.stages import BlockJob
-
 from dsa110d.science.testms import START_MJD_S, SimBlock
 
 SNR_MIN = 20.0
@@ -110,7 +109,9 @@ def test_stage_without_a_catalog_is_skipped(sim_block: SimBlock, config: Config)
 
 
 @pytest.mark.parametrize("missing", [(), (5,)])
-def test_missing_chunks_are_flagged_on_every_row(sim_block: SimBlock, missing: tuple[int, ...]) -> None:
+def test_missing_chunks_are_flagged_on_every_row(
+    sim_block: SimBlock, missing: tuple[int, ...]
+) -> None:
     job = BlockJob(JOB.block, missing_slots=missing)
     frame = measure_block(job, sim_block.ms_paths[:2], sim_block.catalog)
     assert frame["flags"].str.contains("missing_chunks").all() == bool(missing)
