@@ -140,14 +140,14 @@ def phasors(delay_s: NDArray[np.float64], freq_hz: NDArray[np.float64]) -> NDArr
     )
     turns = 2j * np.pi * delay_s[:, None]
     if not uniform or n_chan <= _CHANNEL_SPLIT:
-        return np.exp(turns * freq_hz[None, :]).astype(np.complex64)
+        return np.asarray(np.exp(turns * freq_hz[None, :]), dtype=np.complex64)
     n_outer = -(-n_chan // _CHANNEL_SPLIT)
     outer = np.exp(turns * (freq_hz[0] + step * _CHANNEL_SPLIT * np.arange(n_outer))).astype(
         np.complex64
     )
     inner = np.exp(turns * (step * np.arange(_CHANNEL_SPLIT))).astype(np.complex64)
     product = outer[:, :, None] * inner[:, None, :]
-    return product.reshape(delay_s.size, -1)[:, :n_chan]
+    return np.asarray(product.reshape(delay_s.size, -1)[:, :n_chan], dtype=np.complex64)
 
 
 class _Sums:

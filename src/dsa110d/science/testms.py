@@ -91,7 +91,9 @@ def make_ms(
     enu = antenna_enu(n_ant, 1)  # the same array for every chunk
     ant1, ant2 = (np.asarray(a, dtype=np.intp) for a in np.triu_indices(n_ant))
     n_base = ant1.size
-    times = mid_time_mjd_s + INTEGRATION_TIME_S * (np.arange(n_times) - (n_times - 1) / 2)
+    times = np.asarray(
+        mid_time_mjd_s + INTEGRATION_TIME_S * (np.arange(n_times) - (n_times - 1) / 2), np.float64
+    )
     hour_angle = np.repeat(SIDEREAL_RATE_RAD_S * (times - mid_time_mjd_s), n_base)
     ra0, dec0 = math.radians(phase_ra_deg), math.radians(dec_deg)
     uvw = uvw_for(enu, np.tile(ant1, n_times), np.tile(ant2, n_times), hour_angle, dec0)
@@ -205,7 +207,7 @@ def _itrf(enu: NDArray[np.float64]) -> NDArray[np.float64]:
         [-math.sin(lat) * math.cos(lon), -math.sin(lat) * math.sin(lon), math.cos(lat)]
     )
     up = centre / np.linalg.norm(centre)
-    return centre + enu[:, :1] * east + enu[:, 1:2] * north + enu[:, 2:3] * up
+    return np.asarray(centre + enu[:, :1] * east + enu[:, 1:2] * north + enu[:, 2:3] * up)
 
 
 # --- A small block of known sources, shared by the science tests ----------------------------
