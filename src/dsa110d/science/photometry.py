@@ -13,9 +13,12 @@ Visibility convention (the Measurement Set's, and pyuvdata's): a point source of
 direction cosines (l, m, n) relative to the phase centre contributes
 ``S g exp(-2 pi i (u l + v m + w (n - 1)) / lambda)`` with (u, v, w) the UVW column.
 
-Geometry of the drift scan: the dishes point at the meridian at the declination of the MS's
-phase centre; the converter phases each chunk to the meridian at its mid-time, so the
-pointing's RA at time t is the phase centre's RA + the sidereal rate * (t - mid-time).
+Geometry of the drift scan: the dishes point at the apparent meridian at the declination of
+the MS's phase centre; the converter phases each chunk to the ICRS position whose RA is the
+apparent LST at its mid-time, so the pointing's apparent RA at time t is the phase centre's
+RA + the sidereal rate * (t - mid-time). The beam gain is computed from the sources' apparent
+positions (precession since J2000 moves them ~0.4 deg); the phase rotation uses their ICRS
+positions relative to the ICRS phase centre, the frame of the UVW column.
 
 Output: ``results/photometry/<block_id>.parquet``, one row per source per block, published
 atomically, columns :data:`SCHEMA`. Memory is bounded: the MS is read ``ROWS_PER_READ`` rows
@@ -34,13 +37,15 @@ import numpy as np
 import pandas as pd
 from casacore import tables
 from numpy.typing import NDArray
+from pyuvdata.utils.phasing import transform_icrs_to_app
 
 from dsa110d.config import Config
 from dsa110d.errors import InputFileError
+from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.atomic import atomic_file
 from dsa110d.science.beam import SPEED_OF_LIGHT_M_S, angular_offset_rad, primary_beam
 from dsa110d.science.catalog import Catalog, read_catalog
-from dsa110d.science.constants import SIDEREAL_DAY_S
+from dsa110d.science.constants import OVRO_HEIGHT_M, OVRO_LAT_RAD, OVRO_LON_RAD, SIDEREAL_DAY_S
 from dsa110d.science.stages import BlockJob, StageResult
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ ROWS_PER_READ = 8192
 SIDEREAL_RATE_RAD_S = 2.0 * math.pi / SIDEREAL_DAY_S
 """Rate at which the meridian moves in RA, rad/s."""
 SECONDS_PER_DAY = 86400.0
+MJD_TO_JD = 2400000.5
 JACKKNIFE_GROUPS = 16
 """Baselines are dealt into this many groups; the scatter of the leave-one-group-out fluxes
 measures the error including confusion from other sources' sidelobes, which the per-visibility
@@ -114,6 +120,30 @@ def read_geometry(ms: tables.table, path: Path) -> MsGeometry:
 def pointing_ra(geometry: MsGeometry, times: NDArray[np.float64]) -> NDArray[np.float64]:
     """RA (rad) of the meridian at ``times`` (MJD s): where the dishes point."""
     return geometry.phase_ra + SIDEREAL_RATE_RAD_S * (times - geometry.mid_time)
+
+
+def apparent_positions(
+    ra: NDArray[np.float64], dec: NDArray[np.float64], time_mjd_s: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Apparent (of date, topocentric) RA/Dec (rad) of ICRS directions at one instant."""
+    use_offline_iers()
+    jd = np.full(ra.size, time_mjd_s / SECONDS_PER_DAY + MJD_TO_JD)
+    app_ra, app_dec = transform_icrs_to_app(
+        time_array=jd, ra=ra, dec=dec, telescope_loc=(OVRO_LAT_RAD, OVRO_LON_RAD, OVRO_HEIGHT_M)
+    )
+    return np.asarray(app_ra, dtype=np.float64), np.asarray(app_dec, dtype=np.float64)
+
+
+def beam_offsets(
+    geometry: MsGeometry, ra: NDArray[np.float64], dec: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Offsets (rad) of ICRS directions from the pointing, (sources, integrations)."""
+    # Apparent places change by < 0.1 arcsec over a chunk: one transform at mid-time.
+    app_ra, app_dec = apparent_positions(ra, dec, geometry.mid_time)
+    pointing = pointing_ra(geometry, geometry.times)
+    return angular_offset_rad(
+        pointing[None, :], geometry.phase_dec, app_ra[:, None], app_dec[:, None]
+    )
 
 
 def direction_cosines(
@@ -218,12 +248,7 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
     with ms:
         geometry = read_geometry(ms, path)
         ra, dec = np.radians(catalog.ra_deg), np.radians(catalog.dec_deg)
-        offsets = angular_offset_rad(
-            pointing_ra(geometry, geometry.times)[None, :],
-            geometry.phase_dec,
-            ra[:, None],
-            dec[:, None],
-        )
+        offsets = beam_offsets(geometry, ra, dec)
         centre_gain = primary_beam(offsets, np.mean(geometry.freq_hz))
         active = centre_gain >= BEAM_GAIN_MIN
         _note_peaks(sums, centre_gain, geometry.times)

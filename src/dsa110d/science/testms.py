@@ -27,7 +27,7 @@ from dsa110d.science.constants import (
     SB00_TOP_FREQ_HZ,
     TELESCOPE_NAME,
 )
-from dsa110d.science.photometry import SIDEREAL_RATE_RAD_S
+from dsa110d.science.photometry import SIDEREAL_RATE_RAD_S, apparent_positions
 
 ARRAY_HALF_EXTENT_M = (1200.0, 600.0)
 """Random antenna positions span +/- these (east, north), metres: DSA-110's ~2.5 km T."""
@@ -113,8 +113,10 @@ def _visibilities(
     times: NDArray[np.float64], freq: NDArray[np.float64], ra0: float, dec0: float, mid: float,
 ) -> NDArray[np.complex128]:  # fmt: skip
     ra, dec = np.radians(sky.ra_deg), np.radians(sky.dec_deg)
+    # The dishes point at the apparent meridian; sources move there by precession since J2000.
     pointing = ra0 + SIDEREAL_RATE_RAD_S * (times - mid)
-    offsets = angular_offset_rad(pointing[None, :], dec0, ra[:, None], dec[:, None])
+    app_ra, app_dec = apparent_positions(ra, dec, mid)
+    offsets = angular_offset_rad(pointing[None, :], dec0, app_ra[:, None], app_dec[:, None])
     data = np.zeros((uvw.shape[0], freq.size, 2), dtype=np.complex128)
     for s in range(ra.size):
         gain = primary_beam(offsets[s][:, None], freq[None, :])  # (time, chan)
