@@ -123,7 +123,9 @@ def plan_set(headers: Sequence[SubbandHeader], partial: bool) -> SetLayout:
         rows = _rows_of(mask)
         _check_rows(h, rows, kept_key)
         placements.append(
-            Placement(header=h, rows=rows, channels=channels, descending=bool(h.freq[0] > h.freq[-1]))
+            Placement(
+                header=h, rows=rows, channels=channels, descending=bool(h.freq[0] > h.freq[-1])
+            )
         )
     taken = np.zeros(grid.size, dtype=bool)
     for p in placements:
@@ -187,7 +189,9 @@ def _check_rows(
 ) -> None:
     times, a1, a2 = h.time[rows], h.ant1[rows], h.ant2[rows]
     if times.size != key[0].size:
-        raise h.fault(f"{times.size} baseline-times after dropping antennas, reference has {key[0].size}")
+        raise h.fault(
+            f"{times.size} baseline-times after dropping antennas, reference has {key[0].size}"
+        )
     if not (np.array_equal(a1, key[1]) and np.array_equal(a2, key[2])):
         raise h.fault("antennas of its baselines disagree with the other subbands")
     if np.max(np.abs(times - key[0]), initial=0.0) > TIME_TOL_DAYS:
@@ -210,7 +214,9 @@ def _channel_grid(
         if abs(low - (base + s * span)) > FREQ_TOL_HZ:
             raise h.fault(f"channels at {low} Hz are off the {CHANNEL_WIDTH_HZ} Hz subband grid")
     if len(set(slot_index.tolist())) != len(headers):
-        dup = next(h for h, s in zip(headers, slot_index, strict=True) if list(slot_index).count(s) > 1)
+        dup = next(
+            h for h, s in zip(headers, slot_index, strict=True) if list(slot_index).count(s) > 1
+        )
         raise dup.fault("frequencies overlap another subband of the set")
     nslots = SUBBANDS_PER_SET if partial else int(slot_index.max()) + 1
     if not partial and nslots != len(headers):
@@ -448,7 +454,11 @@ def _read_block(f: h5py.File, p: Placement, start: int, stop: int, block: _Block
     sub = block.subband
     # Move whole (pol) cells per channel: viewing the Npols axis as one wider item makes the
     # channel-reversing copy run over channels instead of over 2-element rows (~6x faster).
-    for src, dst in ((sub.vis, block.vis), (sub.flags, block.flags), (sub.nsamples, block.nsamples)):
+    for src, dst in (
+        (sub.vis, block.vis),
+        (sub.flags, block.flags),
+        (sub.nsamples, block.nsamples),
+    ):
         _cells(dst[:m, p.channels])[:] = _cells(src[:m])[:, ::step]
 
 

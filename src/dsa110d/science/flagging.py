@@ -10,7 +10,6 @@ slabs of ``FLAG_CHANNELS_PER_SLAB`` channels, so memory is bounded by one slab.
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,14 +43,25 @@ def _grid(
     return t_index, b_index, int(t_index.max()) + 1, int(b_index.max()) + 1, ant1 == ant2
 
 
+def nan_median(values: NDArray[np.float32], axis: int = 0) -> NDArray[np.float32]:
+    """Median along ``axis`` ignoring NaN (NaN where all are NaN), by one sort.
+
+    ``np.nanmedian`` takes ~5x longer on these short time series (it goes through masked
+    arrays); sorting puts NaN last, so the median of the k valid values sits at (k-1)//2, k//2.
+    """
+    ordered = np.sort(values, axis=axis)
+    valid = np.sum(~np.isnan(values), axis=axis, keepdims=True)
+    low = np.take_along_axis(ordered, np.maximum(valid - 1, 0) // 2, axis=axis)
+    high = np.take_along_axis(ordered, valid // 2, axis=axis) if values.shape[axis] else low
+    high = np.where(valid % 2 == 1, low, high)
+    return np.asarray(np.where(valid > 0, 0.5 * (low + high), np.nan), dtype=np.float32)
+
+
 def outlier_mask(amplitude: NDArray[np.float32], axis: int = 0) -> NDArray[np.bool_]:
     """True where ``amplitude`` lies beyond FLAG_MAD_THRESHOLD robust sigmas of its median
     along ``axis`` (time). NaN marks samples that are absent or already flagged."""
-    with warnings.catch_warnings():
-        # An all-NaN series (an autocorrelation, a wholly flagged channel) has no median: fine.
-        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
-        median = np.nanmedian(amplitude, axis=axis, keepdims=True)
-        mad = np.nanmedian(np.abs(amplitude - median), axis=axis, keepdims=True)
+    median = nan_median(amplitude, axis)
+    mad = nan_median(np.abs(amplitude - median), axis)
     with np.errstate(invalid="ignore"):
         return np.asarray(np.abs(amplitude - median) > FLAG_MAD_THRESHOLD * MAD_TO_SIGMA * mad)
 

@@ -35,7 +35,9 @@ class MainShape:
     npol: int
 
 
-def _bulk(name: str, value: object, valuetype: str, shape: MainShape, comment: str) -> dict[str, object]:
+def _bulk(
+    name: str, value: object, valuetype: str, shape: MainShape, comment: str
+) -> dict[str, object]:
     return tables.makearrcoldesc(
         name,
         value,

@@ -124,13 +124,13 @@ def conj_w_phasor(
     out: npt.NDArray[np.complex64],
 ) -> npt.NDArray[np.complex64]:
     """conj(exp(-2 pi i w f / c)) per (row, channel), into ``out``: the drift-to-phased factor
-    conjugated for the MS convention (pyuvdata writes conj(data) and -uvw).
+        conjugated for the MS convention (pyuvdata writes conj(data) and -uvw).
 
-    ``freq_over_c`` is f/c (1/m) per channel; ``work`` holds two float64 and one float32 (rows, channels)
-arrays, reused between blocks (fresh large temporaries cost more in page faults than the
-arithmetic). The turn count is formed in float64 and reduced to a
-    fraction of a turn before the float32 trigonometry, so the phase error stays ~1e-7 rad
-    even for ~1e4 turns.
+        ``freq_over_c`` is f/c (1/m) per channel; ``work`` holds two float64 and one float32 (rows, channels)
+    arrays, reused between blocks (fresh large temporaries cost more in page faults than the
+    arithmetic). The turn count is formed in float64 and reduced to a
+        fraction of a turn before the float32 trigonometry, so the phase error stays ~1e-7 rad
+        even for ~1e4 turns.
     """
     cycles, whole, angle = work
     np.multiply.outer(w, freq_over_c, out=cycles)

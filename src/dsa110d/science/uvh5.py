@@ -119,9 +119,7 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
         if key not in h:
             raise InputFileError(f"{path}: missing header key Header/{key}")
     nblts, nfreqs, npols = (int(h[k][()]) for k in ("Nblts", "Nfreqs", "Npols"))
-    per_row = {
-        k: _flat(h[k], float) for k in ("time_array", "integration_time")
-    }
+    per_row = {k: _flat(h[k], float) for k in ("time_array", "integration_time")}
     ant1 = _flat(h["ant_1_array"], np.int64)
     ant2 = _flat(h["ant_2_array"], np.int64)
     for key, arr in (*per_row.items(), ("ant_1_array", ant1), ("ant_2_array", ant2)):
@@ -135,10 +133,14 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
     if width.size == 1:
         width = np.full(nfreqs, width[0])
     if freq.size != nfreqs or width.size != nfreqs:
-        raise InputFileError(f"{path}: Header/freq_array has {freq.size} channels, Nfreqs is {nfreqs}")
+        raise InputFileError(
+            f"{path}: Header/freq_array has {freq.size} channels, Nfreqs is {nfreqs}"
+        )
     pols = _flat(h["polarization_array"], np.int64)
     if pols.size != npols:
-        raise InputFileError(f"{path}: Header/polarization_array has {pols.size} entries, Npols is {npols}")
+        raise InputFileError(
+            f"{path}: Header/polarization_array has {pols.size} entries, Npols is {npols}"
+        )
     numbers = _flat(h["antenna_numbers"], np.int64)
     names = tuple(_text(n) for n in np.asarray(h["antenna_names"][()]).reshape(-1))
     positions = np.asarray(h["antenna_positions"][()], dtype=float)
@@ -149,7 +151,9 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
         )
     missing = np.setdiff1d(np.union1d(ant1, ant2), numbers)
     if missing.size:
-        raise InputFileError(f"{path}: baselines use antennas {missing.tolist()} not in antenna_numbers")
+        raise InputFileError(
+            f"{path}: baselines use antennas {missing.tolist()} not in antenna_numbers"
+        )
     diameters = _flat(h["antenna_diameters"], float) if "antenna_diameters" in h else None
     has_spw_axis = _check_data_shapes(path, f["Data"], nblts, nfreqs, npols)
     return SubbandHeader(

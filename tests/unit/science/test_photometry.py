@@ -13,6 +13,7 @@ from dsa110d.config import Config, ProcessorConfig
 from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.flagging import flag_ms
 from dsa110d.science.photometry import (
+    ChannelBlocks,
     SCHEMA,
     measure_block,
     phasors,
@@ -115,3 +116,17 @@ def test_missing_chunks_are_flagged_on_every_row(
     job = BlockJob(JOB.block, missing_slots=missing)
     frame = measure_block(job, sim_block.ms_paths[:2], sim_block.catalog)
     assert frame["flags"].str.contains("missing_chunks").all() == bool(missing)
+
+
+def test_block_factored_rotation_equals_the_direct_sum() -> None:
+    rng = np.random.default_rng(1)
+    freq = np.linspace(1498.75e6, 1311.25e6, 768)
+    delay = rng.uniform(-8e-6, 8e-6, 40)
+    vis = (rng.standard_normal((40, 768)) + 1j * rng.standard_normal((40, 768))).astype(
+        np.complex64
+    )
+    blocks = ChannelBlocks.of(freq)
+    gain = np.ones(blocks.centre_hz.size, dtype=np.float32)
+    direct = (vis * np.exp(2j * np.pi * delay[:, None] * freq[None, :])).sum(axis=1)
+    assert blocks.split > 1
+    assert np.max(np.abs(blocks.rotated_sums(vis, delay, gain) - direct)) < 1e-2
