@@ -27,6 +27,7 @@ at a time.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -268,7 +269,7 @@ def _integrations(
     bounds = np.flatnonzero(np.r_[True, t_index[1:] != t_index[:-1], True])
     per_block = weight.reshape(weight.shape[0], -1, split).sum(axis=2)
     found = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         onehot = (group[lo:hi][None, :] == np.arange(JACKKNIFE_GROUPS)[:, None]).astype(np.float32)
         found.append(
             _Integration(int(t_index[lo]), slice(lo, hi), group[lo:hi], onehot @ per_block[lo:hi])

@@ -13,8 +13,8 @@ from dsa110d.config import Config, ProcessorConfig
 from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.flagging import flag_ms
 from dsa110d.science.photometry import (
-    ChannelBlocks,
     SCHEMA,
+    ChannelBlocks,
     measure_block,
     phasors,
     photometry_path,

@@ -72,3 +72,35 @@ def test_image_with_wsclean_keeps_fits_and_png(
     imaging.quicklook_png(image, png)
     assert png.read_bytes()[:4] == b"\x89PNG"
     print(f"wsclean on one small MS: {time.monotonic() - started:.1f} s")
+
+
+def _install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, entries: str) -> None:
+    """A real installed distribution (dist-info on sys.path) declaring dsa110d.stages."""
+    (root / "dsa110d_fake_stage.py").write_text(
+        "from dsa110d.science.stages import StageResult\n"
+        "def fake(job, ms_paths, config, scratch):\n"
+        "    return StageResult('fake', 'ok', summary={'n_ms': len(ms_paths)})\n"
+    )
+    info = root / "dsa110d_fake_stage-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: dsa110d-fake-stage\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(f"[dsa110d.stages]\n{entries}\n")
+    monkeypatch.syspath_prepend(str(root))
+
+
+def test_third_party_stages_come_from_entry_points(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_plugin(tmp_path, monkeypatch, "fake = dsa110d_fake_stage:fake")
+    pipeline = build_pipeline(_with_stages(config, ["fake"]))
+    (result,) = run_pipeline(pipeline, JOB, [], config, tmp_path / "scratch")
+    assert result.stage == "fake" and result.summary == {"n_ms": 0}
+
+
+def test_a_plugin_cannot_replace_a_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_plugin(tmp_path, monkeypatch, "flag = dsa110d_fake_stage:fake")
+    from dsa110d.science.flagging import flag_stage
+
+    assert registry()["flag"] is flag_stage
