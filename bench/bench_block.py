@@ -5,7 +5,9 @@ integrations) are built directly with python-casacore (noise only: the cost of f
 photometry does not depend on the visibility values). One chunk is built and measured; a block
 is 13 chunks, so the block figure is 13 times the chunk's (every chunk costs the same).
 Two catalogs: 1,000 sources over the whole 24 h strip at the pointing declination (realistic:
-~1/20 of them in a given hour), and 1,000 sources all inside this chunk's beam (worst case).
+a few dozen in the beam in a given hour), and 1,000 sources all inside the block's beam (worst
+case; measured with IN_BEAM_SOURCES in one chunk, scaled linearly to 1,000 and to the
+integrations a source spends in the beam).
 Baseline: the 6-minute goal (a tenth of the block's observing time).
 """
 
@@ -23,10 +25,12 @@ from casacore import tables
 
 from bench.common import report
 from dsa110d.config import ProcessorConfig
+from dsa110d.science.beam import angular_offset_rad, primary_beam
 from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog, random_catalog
+from dsa110d.science.constants import INTEGRATION_TIME_S, INTEGRATIONS_PER_FILE
 from dsa110d.science.flagging import flag_ms
-from dsa110d.science.photometry import measure_block
+from dsa110d.science.photometry import BEAM_GAIN_MIN, SIDEREAL_RATE_RAD_S, measure_block
 from dsa110d.science.stages import BlockJob
 from dsa110d.science.testms import SkyModel, make_ms
 
@@ -46,6 +50,14 @@ def _in_beam_catalog(n: int) -> Catalog:
     ra = RA_DEG + rng.uniform(-2.0, 2.0, n) / math.cos(math.radians(DEC_DEG))
     dec = DEC_DEG + rng.uniform(-1.5, 1.5, n)
     return Catalog(tuple(f"B{i:04d}" for i in range(n)), ra, dec, np.ones(n))
+
+
+def _transit_integrations() -> int:
+    """Integrations a source at the pointing declination spends above BEAM_GAIN_MIN."""
+    hour_angle = SIDEREAL_RATE_RAD_S * INTEGRATION_TIME_S * np.arange(-400, 401)
+    dec = math.radians(DEC_DEG)
+    offsets = angular_offset_rad(hour_angle, dec, 0.0, dec)
+    return int(np.count_nonzero(primary_beam(offsets, 1.405e9) >= BEAM_GAIN_MIN))
 
 
 def main() -> None:
@@ -71,17 +83,21 @@ def main() -> None:
     }
     strip = random_catalog(DEC_DEG, 1000, seed=0)
     measure_block(job, [ms], _in_beam_catalog(2))  # warm up astropy's IERS tables
-    for name, catalog, scale in (
-        ("strip", strip, 1.0),
-        ("all_in_beam", _in_beam_catalog(IN_BEAM_SOURCES), 1000 / IN_BEAM_SOURCES),
+    transit = _transit_integrations()
+    figures["transit_integrations_per_source"] = transit
+    for name, catalog, chunks_per_block in (
+        ("strip", strip, float(CHUNKS_PER_BLOCK)),
+        # All 1,000 in this chunk's beam for all 24 integrations; in a block each is in the
+        # beam for ``transit`` integrations, so the block costs transit / 24 chunks' worth.
+        ("all_in_beam", _in_beam_catalog(IN_BEAM_SOURCES), transit / INTEGRATIONS_PER_FILE),
     ):
         started = time.perf_counter()
         frame = measure_block(job, [ms], catalog)
-        seconds = (time.perf_counter() - started) * scale
-        block = CHUNKS_PER_BLOCK * (flag_sec + seconds)
+        seconds = (time.perf_counter() - started) * 1000 / len(catalog)
+        block = CHUNKS_PER_BLOCK * flag_sec + chunks_per_block * seconds
         figures[name] = {
             "sources_measured_in_chunk": len(frame),
-            "scaled_from_sources": len(catalog),
+            "measured_with_sources": len(catalog),
             "photometry_chunk_sec": round(seconds, 1),
             "block_sec_estimate": round(block, 1),
             "goal_sec": GOAL_SEC,
