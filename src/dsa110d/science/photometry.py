@@ -5,9 +5,11 @@ phase-rotated to the source, weighted by the primary beam and averaged over base
 (short ones excluded), channels, both polarisations (Stokes I = (XX + YY) / 2 for an
 unpolarised source) and the integrations of its transit. With rotated visibilities
 ``z = g S + noise`` (g the beam gain at that time and frequency) the least-squares flux is
-``S = sum(g Re z) / sum(g^2)``: this is the beam correction. Its error is
-``sigma / sqrt(sum(g^2))`` with ``sigma`` the per-visibility noise measured from the scatter
-of the rotated visibilities' imaginary parts (which carry no signal of the source).
+``S = sum(g Re z) / sum(g^2)``: this is the beam correction. Its error is the larger of
+(a) the thermal error ``sigma / sqrt(sum(g^2))``, ``sigma`` measured from the scatter of the
+imaginary parts of each row's beam-weighted rotated sum (they carry no signal of the source),
+and (b) the jackknife error over JACKKNIFE_GROUPS groups of baselines, which also captures the
+sidelobes of other sources (confusion), which do not average down like noise.
 
 Visibility convention (the Measurement Set's, and pyuvdata's): a point source of flux S at
 direction cosines (l, m, n) relative to the phase centre contributes
