@@ -1,4 +1,5 @@
-"""Simulated subband sets built once per session and copied by the tests that change files."""
+"""Simulated subband sets and a block of synthetic MSs, built once per session and copied by the tests
+that change files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
+from dsa110d.science.testms import SimBlock, build_sim_block, copy_sim_block
 
 TINY_START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """Start of the session's tiny simulation (inside the bundled IERS tables' range)."""
@@ -91,3 +93,14 @@ def tiny_set(tiny_set_master: list[Path], tmp_path: Path) -> list[Path]:
 def small_set(small_set_master: list[Path], tmp_path: Path) -> list[Path]:
     """A private copy of the small set's files."""
     return _copy_files(small_set_master, tmp_path / "incoming")
+
+
+@pytest.fixture(scope="session")
+def sim_block_master(tmp_path_factory: pytest.TempPathFactory) -> SimBlock:
+    return build_sim_block(tmp_path_factory.mktemp("simblock"))
+
+
+@pytest.fixture
+def sim_block(sim_block_master: SimBlock, tmp_path: Path) -> SimBlock:
+    """A private copy (stages write flags into the MSs)."""
+    return copy_sim_block(sim_block_master, tmp_path / "ms")
