@@ -4,6 +4,7 @@ complete set, whatever the arrival order, restarts, races or start-up timing."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -41,7 +42,9 @@ async def test_a_complete_set_is_announced_once_with_its_files(
     assert payload["partial"] is False and payload["missing_subbands"] == []
     assert [f["subband"] for f in payload["files"]] == list(range(N_SUBBANDS))
     assert payload["paths"] == [str(p.resolve()) for p in landed]
-    assert all(Path(p).is_absolute() and Path(p).parent == incoming.resolve() for p in payload["paths"])
+    assert all(
+        Path(p).is_absolute() and Path(p).parent == incoming.resolve() for p in payload["paths"]
+    )
     assert payload["time0_jd"] > 2.46e6 and payload["dec_rad"] is not None
     record = await handler.sets.get(payload["set_id"])
     assert record is not None and record.state is SetState.QUEUED
@@ -229,3 +232,34 @@ async def _wait_for_messages(redis: aioredis.Redis, config: Config, n: int) -> N
     with anyio.fail_after(20):
         while len(await announced(redis, config)) < n:
             await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize("post_handle", ["none", "move"])
+async def test_post_handle_moves_converted_sets_only_when_configured(
+    post_handle: str,
+    watcher_config: Callable[..., Config],
+    redis: aioredis.Redis,
+    tiny_sets: SimulationResult,
+) -> None:
+    config = watcher_config(services__hdf5_watcher__post_handle=post_handle)
+    incoming = config.paths.incoming_dir
+    landed = [land(p, incoming) for p in by_set(tiny_sets.files)[0]]
+    digests = {p.name: d for p, (d, _, _) in zip(landed, fingerprint(landed).values(), strict=True)}
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    (message,) = await announced(redis, config)
+    set_id = message.payload["set_id"]
+    await handler.tick()
+    assert all(p.exists() for p in landed)  # not converted yet: nothing moves
+    assert await handler.sets.mark(set_id, SetState.CONVERTING)
+    assert await handler.sets.mark(set_id, SetState.CONVERTED)
+    await handler.tick()
+    processed = config.paths.processed_dir
+    if post_handle == "none":
+        assert all(p.exists() for p in landed)
+        return
+    assert not any(p.exists() for p in landed)
+    moved = {p.name: fingerprint([p])[str(p)][0] for p in processed.iterdir()}
+    assert moved == digests
+    await handler.tick()  # gone from incoming: no new set, no new message
+    assert len(await announced(redis, config)) == 1
