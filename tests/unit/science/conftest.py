@@ -1,5 +1,5 @@
-"""Simulated subband sets and a block of synthetic MSs, built once per session and copied by the tests
-that change files."""
+"""Simulated subband sets and a block of synthetic MSs, built once per session and copied by
+the tests that change files."""
 
 from __future__ import annotations
 
