@@ -18,7 +18,8 @@
   is woken. Block messages are checked and otherwise ignored (they are the analyzer's).
 * **Blocks**: the block loop wakes on each new chunk and every ``poll_interval_sec``, walks the
   pending blocks and processes each one that is complete or whose end is
-  ``processing_timeout_sec`` past (``science.blocks.BlockPlan.status``). Under the lease
+  ``processing_timeout_sec`` past (``science.blocks.BlockPlan.status``; for old data, counted
+  from when its first chunk was recorded). Under the lease
   ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
   then the token is checked, the outputs are renamed into ``paths.results_dir`` and the
   block record is committed at version n+1 in the same transaction as the token check
@@ -113,6 +114,14 @@ def _number(message: Message, name: str) -> float:
 def _make_dirs(directories: tuple[Path, ...]) -> None:
     for directory in directories:
         directory.mkdir(parents=True, exist_ok=True)
+
+
+def _clock(record: BlockRecord, now: float) -> float:
+    """The time to judge a block's timeout by: its chunks get ``processing_timeout_sec`` from
+    the later of its end and when its first chunk was recorded, so that a backlog of old data
+    is not processed by timeout (and then re-run for every chunk) as each block's first chunk
+    arrives."""
+    return now - max(0.0, record.created_at - record.end)
 
 
 class MSProcessingHandler:
@@ -313,7 +322,7 @@ class MSProcessingHandler:
                 known = await self._block_chunks(block)
                 by_path = {c.path: c for c in known}
                 status = self.plan.status(
-                    block, [Chunk(c.start, c.end, c.path) for c in known], now
+                    block, [Chunk(c.start, c.end, c.path) for c in known], _clock(record, now)
                 )
                 if not status.ready or not status.chunks:
                     return None

@@ -10,8 +10,8 @@ A **block** (``science.blocks``) record, a hash under ``Keys.block_record(block_
 far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each time a new
 chunk of the block is recorded), ``done_generation`` (the generation the last committed run
 saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed
-without their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``attempts``
-and ``error``. Every block id is in ``Keys.block_index()`` (scored by start); a block whose
+without their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at``
+(when its first chunk was recorded), ``attempts`` and ``error``. Every block id is in ``Keys.block_index()`` (scored by start); a block whose
 generation is ahead of its done generation is also in ``Keys.block_pending()`` (scored by its
 end), which the processor walks to find work.
 
@@ -90,6 +90,8 @@ class BlockRecord:
     processed_at: float = 0.0
     attempts: int = 0
     error: str = ""
+    created_at: float = 0.0
+    """When the block's first chunk was recorded (Unix s)."""
 
     @property
     def stale(self) -> bool:
@@ -110,7 +112,8 @@ for i = 5, #KEYS do
   local id, s, e = ARGV[j], ARGV[j + 1], ARGV[j + 2]
   if redis.call('EXISTS', KEYS[i]) == 0 then
     redis.call('HSET', KEYS[i], 'block_id', id, 'start', s, 'end', e, 'state', 'pending',
-      'version', 0, 'generation', 0, 'done_generation', 0, 'attempts', 0)
+      'version', 0, 'generation', 0, 'done_generation', 0, 'attempts', 0,
+      'created_at', ARGV[7])
   end
   redis.call('HINCRBY', KEYS[i], 'generation', 1)
   if redis.call('HGET', KEYS[i], 'state') == 'failed' then
@@ -311,6 +314,7 @@ def _block(block_id: str, raw: dict[str, str]) -> BlockRecord:
             processed_at=float(raw.get("processed_at") or 0),
             attempts=int(raw.get("attempts") or 0),
             error=raw.get("error", ""),
+            created_at=float(raw.get("created_at") or 0),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise StateError(f"block record {block_id}: malformed ({exc})") from None
