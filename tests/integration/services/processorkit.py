@@ -79,15 +79,19 @@ async def land_and_announce(config: Config, redis: Redis, files: list[Path]) -> 
     return landed
 
 
+def worker_pool(workers: int = 2) -> WorkerPool:
+    """A real worker pool with the service's worker modules (use as ``async with``)."""
+    return WorkerPool(workers, MSProcessorService.worker_modules)
+
+
 @asynccontextmanager
 async def processor(
-    config: Config, redis: Redis, workers: int = 2
+    config: Config, redis: Redis, pool: WorkerPool
 ) -> AsyncIterator[MSProcessingHandler]:
-    """A handler on a real worker pool (the service's worker modules)."""
-    async with WorkerPool(workers, MSProcessorService.worker_modules) as pool:
-        handler = MSProcessingHandler(config, redis, pool.run)
-        await handler.start()
-        yield handler
+    """A handler running its jobs on ``pool``."""
+    handler = MSProcessingHandler(config, redis, pool.run)
+    await handler.start()
+    yield handler
 
 
 def set_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsumer:

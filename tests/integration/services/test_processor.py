@@ -5,7 +5,7 @@ racing processors; conversion failures to the dead letters; the conversion timeo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +22,7 @@ from dsa110d.state.blocks import BlockState
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
 from dsa110d.state.sets import Sets, SetState
+from dsa110d.workers import WorkerPool
 from tests.integration.services.processorkit import (
     FIRST_BLOCK,
     block_messages,
@@ -33,9 +34,22 @@ from tests.integration.services.processorkit import (
     set_consumer,
     set_files,
     simulate_sets,
+    worker_pool,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module scope, so that one worker pool serves every test
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[WorkerPool]:
+    """Two real worker processes for the module (their imports take seconds)."""
+    async with worker_pool(2) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
@@ -58,18 +72,23 @@ def pconfig(
     return make
 
 
-async def _convert(handler: MSProcessingHandler, cfg: Config, redis: Redis, files: list[Path]) -> None:
+async def _convert(
+    handler: MSProcessingHandler, cfg: Config, redis: Redis, files: list[Path]
+) -> None:
     await land_and_announce(cfg, redis, files)
     await drain(set_consumer(handler))
 
 
 async def test_an_announced_set_becomes_a_complete_ms_a_chunk_record_and_a_chunk_message(
-    pconfig: Callable[..., Config], redis: Redis, sim: tuple[SimulationResult, Path]
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
     result, _ = sim
     set_id = result.set_ids[0]
-    async with processor(cfg, redis) as handler:
+    async with processor(cfg, redis, pool) as handler:
         await _convert(handler, cfg, redis, set_files(result, 0))
         ms = cfg.paths.ms_dir / f"{set_id}.ms"
         assert is_complete_dir(ms) and (ms / COMPLETE_MARKER).is_file()
@@ -97,13 +116,16 @@ def START_UNIX(set_id: str) -> float:  # noqa: N802 - reads like the constant it
 
 
 async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_block_message(
-    pconfig: Callable[..., Config], redis: Redis, sim: tuple[SimulationResult, Path]
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
     result, _ = sim
     plan = BlockPlan.from_config(cfg.services.ms_processor)
     block = plan.block_by_id(FIRST_BLOCK)
-    async with processor(cfg, redis) as handler:
+    async with processor(cfg, redis, pool) as handler:
         await _convert(handler, cfg, redis, set_files(result, 0))
         assert await handler.check_blocks(now=block.end) == []  # waits for its second chunk
         await _convert(handler, cfg, redis, set_files(result, 1))
@@ -117,7 +139,9 @@ async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_bl
         assert set(frame["block_id"]) == {FIRST_BLOCK} and (frame["n_vis"] > 0).all()
         record = await handler.blocks.block(FIRST_BLOCK)
         assert record is not None and record.state is BlockState.PROCESSED
-        assert record.version == 1 and not record.stale and record.chunks == tuple(result.set_ids[:2])
+        assert (
+            record.version == 1 and not record.stale and record.chunks == tuple(result.set_ids[:2])
+        )
         assert await handler.blocks.pending() == []
         (message,) = await block_messages(redis, cfg)
         assert message.payload["block_id"] == FIRST_BLOCK and message.payload["version"] == 1
@@ -129,7 +153,10 @@ async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_bl
 
 
 async def test_a_block_times_out_with_its_missing_chunks_recorded_and_a_late_chunk_supersedes(
-    pconfig: Callable[..., Config], redis: Redis, sim: tuple[SimulationResult, Path]
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
     result, _ = sim
@@ -137,7 +164,7 @@ async def test_a_block_times_out_with_its_missing_chunks_recorded_and_a_late_chu
     block = plan.block_by_id(FIRST_BLOCK)
     late_slot = block.first_slot + 1
     timeout = cfg.services.ms_processor.processing_timeout_sec
-    async with processor(cfg, redis) as handler:
+    async with processor(cfg, redis, pool) as handler:
         await _convert(handler, cfg, redis, set_files(result, 0))
         assert await handler.check_blocks(now=time.time() + timeout - 5) == []  # still waiting
         (first,) = await handler.check_blocks(now=time.time() + timeout + 1)
@@ -162,7 +189,10 @@ async def test_a_block_times_out_with_its_missing_chunks_recorded_and_a_late_chu
 
 
 async def test_two_processors_racing_on_the_same_set_and_block_do_each_once(
-    pconfig: Callable[..., Config], redis: Redis, sim: tuple[SimulationResult, Path]
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
 ) -> None:
     import anyio
 
@@ -171,7 +201,7 @@ async def test_two_processors_racing_on_the_same_set_and_block_do_each_once(
     plan = BlockPlan.from_config(cfg.services.ms_processor)
     block = plan.block_by_id(FIRST_BLOCK)
     await land_and_announce(cfg, redis, set_files(result, 0))
-    async with processor(cfg, redis, workers=1) as one, processor(cfg, redis, workers=1) as two:
+    async with processor(cfg, redis, pool) as one, processor(cfg, redis, pool) as two:
         # the same set announced a second time (an operator's replay): two messages, two
         # processors, one conversion
         entries = await redis.xrange(one.hdf5_stream.name)
@@ -204,13 +234,16 @@ async def test_two_processors_racing_on_the_same_set_and_block_do_each_once(
 
 
 async def test_a_set_that_keeps_failing_goes_to_the_dead_letters_and_its_record_to_failed(
-    pconfig: Callable[..., Config], redis: Redis, sim: tuple[SimulationResult, Path]
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
 ) -> None:
     cfg = pconfig(retry__max_attempts=2)
     result, _ = sim
     landed = await land_and_announce(cfg, redis, set_files(result, 0))
     landed[3].write_bytes(landed[3].read_bytes()[:4096])  # truncated after announcement
-    async with processor(cfg, redis) as handler:
+    async with processor(cfg, redis, pool) as handler:
 
         async def dead() -> bool:
             return (await handler.hdf5_stream.stats()).dead_letters == 1
@@ -226,13 +259,36 @@ async def test_a_set_that_keeps_failing_goes_to_the_dead_letters_and_its_record_
         assert await chunk_messages(redis, cfg) == []
 
 
+async def test_block_messages_name_paths_inside_the_roots(
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
+) -> None:
+    cfg = pconfig()
+    result, _ = sim
+    async with processor(cfg, redis, pool) as handler:
+        for index in (0, 1):
+            await _convert(handler, cfg, redis, set_files(result, index))
+        await handler.check_blocks(now=time.time())
+        (message,) = await block_messages(redis, cfg)
+        roots = [r.resolve() for r in cfg.paths.data_roots()]
+        for path in [*message.payload["paths"], *message.payload["ms_paths"]]:
+            assert any(Path(path).is_relative_to(r) for r in roots)
+        assert message.type is MessageType.MS_PROCESSING
+
+
+# last: it kills a worker, and its replacement takes seconds to import the science modules
 async def test_a_conversion_past_the_timeout_is_stopped_and_counted_as_a_failure(
-    pconfig: Callable[..., Config], redis: Redis, sim: tuple[SimulationResult, Path]
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
 ) -> None:
     cfg = pconfig(retry__max_attempts=1, services__ms_processor__processing_timeout_sec=0.05)
     result, _ = sim
     await land_and_announce(cfg, redis, set_files(result, 0))
-    async with processor(cfg, redis, workers=1) as handler:
+    async with processor(cfg, redis, pool) as handler:
 
         async def dead() -> bool:
             return (await handler.hdf5_stream.stats()).dead_letters == 1
@@ -243,19 +299,3 @@ async def test_a_conversion_past_the_timeout_is_stopped_and_counted_as_a_failure
         assert handler.metrics.failed == 1
     ms_dir = cfg.paths.ms_dir
     assert not (ms_dir / f"{result.set_ids[0]}.ms").exists()
-
-
-async def test_block_messages_name_paths_inside_the_roots(
-    pconfig: Callable[..., Config], redis: Redis, sim: tuple[SimulationResult, Path]
-) -> None:
-    cfg = pconfig()
-    result, _ = sim
-    async with processor(cfg, redis) as handler:
-        for index in (0, 1):
-            await _convert(handler, cfg, redis, set_files(result, index))
-        await handler.check_blocks(now=time.time())
-        (message,) = await block_messages(redis, cfg)
-        roots = [r.resolve() for r in cfg.paths.data_roots()]
-        for path in [*message.payload["paths"], *message.payload["ms_paths"]]:
-            assert any(Path(path).is_relative_to(r) for r in roots)
-        assert message.type is MessageType.MS_PROCESSING
