@@ -95,7 +95,7 @@ async def test_an_announced_set_becomes_a_complete_ms_a_chunk_record_and_a_chunk
         assert [p.name for p in cfg.paths.ms_dir.iterdir()] == [ms.name]  # no temporaries left
         chunk = await handler.blocks.chunk(set_id)
         assert chunk is not None and chunk.path == str(ms.resolve())
-        assert chunk.start == pytest.approx(START_UNIX(set_id), abs=1.0)
+        assert chunk.start == pytest.approx(_start_unix(set_id), abs=1.0)
         assert 300 < chunk.end - chunk.start < 320  # one ~309 s set
         assert chunk.dec_rad == pytest.approx(0.6498, abs=1e-3)
         record = await Sets(redis, Keys(cfg.redis.namespace)).get(set_id)
@@ -109,7 +109,7 @@ async def test_an_announced_set_becomes_a_complete_ms_a_chunk_record_and_a_chunk
         assert block is not None and block.state is BlockState.PENDING and block.stale
 
 
-def START_UNIX(set_id: str) -> float:  # noqa: N802 - reads like the constant it stands for
+def _start_unix(set_id: str) -> float:
     from datetime import UTC, datetime
 
     return datetime.fromisoformat(set_id).replace(tzinfo=UTC).timestamp()
