@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dsa110d.config import Config, PathsConfig
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.science.testms import SimBlock, build_sim_block, copy_sim_block
@@ -104,3 +105,18 @@ def sim_block_master(tmp_path_factory: pytest.TempPathFactory) -> SimBlock:
 def sim_block(sim_block_master: SimBlock, tmp_path: Path) -> SimBlock:
     """A private copy (stages write flags into the MSs)."""
     return copy_sim_block(sim_block_master, tmp_path / "ms")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """A Config with its paths in tmp_path; science stages need no server (unlike the root
+    fixture of the same name, which is parametrised over live servers)."""
+    paths = PathsConfig(
+        incoming_dir=tmp_path / "incoming",
+        ms_dir=tmp_path / "ms",
+        results_dir=tmp_path / "results",
+        processed_dir=tmp_path / "processed",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path / "logs",
+    )
+    return Config(env="testing", paths=paths)
