@@ -122,7 +122,7 @@ class RedisConfig(_Section):
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
-    url: str | None = None
+    url: SecretStr | None = None  # may carry a password
     max_connections: PositiveInt = 32
     socket_timeout: PositiveFloat = 5.0
     socket_connect_timeout: PositiveFloat = 5.0
@@ -246,8 +246,8 @@ class Config(_Section):
         data: dict[str, Any] = self.model_dump(mode="json")
         if self.redis.password is not None:
             data["redis"]["password"] = "***"  # noqa: S105 - a mask, not a password
-        if self.redis.url:
-            data["redis"]["url"] = redact_url(self.redis.url)
+        if self.redis.url is not None:
+            data["redis"]["url"] = redact_url(self.redis.url.get_secret_value())
         return data
 
 

@@ -11,6 +11,7 @@ import anyio
 
 from dsa110d import logs
 from dsa110d.config import load_config, resolve_path
+from dsa110d.services.base import DEFAULT_SERVICES, load_service_modules
 from dsa110d.state import embedded
 from dsa110d.supervisor import run_daemon
 
@@ -42,7 +43,8 @@ def run_demo(workdir: Path | None) -> int:
     logs.bind(service="demo")
     print(f"dsa110d demo: working in {scratch}; press Ctrl-C to stop")
     try:
-        return anyio.run(run_daemon, config, ["watcher", "processor", "analyzer"])
+        load_service_modules()
+        return anyio.run(run_daemon, config, list(DEFAULT_SERVICES))
     finally:
         embedded.stop_server(config.paths.state_dir)
         if workdir is None:

@@ -21,7 +21,7 @@ from dsa110d.cli.common import (
 from dsa110d.config import Config
 from dsa110d.errors import DSA110Error
 
-SERVICE_NAMES = ("watcher", "processor", "analyzer")
+SERVICE_NAMES = ("watcher", "processor", "analyzer")  # what ``all`` means
 
 app = typer.Typer(
     name="dsa110d",
@@ -38,15 +38,19 @@ def _root(version: VersionOption = False) -> None:
 
 
 def parse_services(spec: str) -> list[str]:
-    """``all`` or a comma-separated subset of watcher, processor, analyzer."""
+    """``all`` or a comma-separated subset of the registered services (watcher, processor,
+    analyzer, and any added through ``$DSA110_SERVICE_MODULES``)."""
+    from dsa110d.services.base import load_service_modules
+
+    known = load_service_modules()
     names = [part.strip() for part in spec.split(",") if part.strip()]
     if names == ["all"]:
         return list(SERVICE_NAMES)
-    unknown = [n for n in names if n not in SERVICE_NAMES]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         fail(
             f"--services: unknown service {unknown[0] if unknown else spec!r}; "
-            f"choose from {', '.join(SERVICE_NAMES)} or all",
+            f"choose from {', '.join(known)} or all",
             code=2,
         )
     return names
@@ -81,7 +85,7 @@ def run(
     setup_logging(
         cfg, "all" if len(chosen) == len(SERVICE_NAMES) else "+".join(chosen), log_level, log_format
     )
-    raise typer.Exit(anyio.run(run_daemon, cfg, chosen))
+    raise typer.Exit(anyio.run(run_daemon, cfg, chosen, lambda: load(config, env)))
 
 
 @app.command()

@@ -30,8 +30,8 @@ def describe_target(config: Config) -> str:
         return f"embedded Valkey under {embedded.server_dir(config.paths.state_dir)}"
     if rc.sentinel.addresses:
         return f"sentinel master {rc.sentinel.master_name!r} via {', '.join(rc.sentinel.addresses)}"
-    if rc.url:
-        return redact_url(rc.url)
+    if rc.url is not None:
+        return redact_url(rc.url.get_secret_value())
     return f"{rc.host}:{rc.port}"
 
 
@@ -72,11 +72,18 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
         sentinel = Sentinel(nodes, socket_timeout=rc.socket_timeout)  # type: ignore[no-untyped-call]
         master: Redis = sentinel.master_for(rc.sentinel.master_name or "", **kwargs)
         return master
-    if rc.url:
+    if rc.url is not None:
+        url = rc.url.get_secret_value()
+        register_secret(_url_password(url))
         url_kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        client: Redis = aioredis.Redis.from_url(rc.url, **url_kwargs)
+        client: Redis = aioredis.Redis.from_url(url, **url_kwargs)
         return client
     return aioredis.Redis(host=rc.host, port=rc.port, **kwargs)
+
+
+def _url_password(url: str) -> str | None:
+    credentials = url.partition("://")[2].rpartition("@")[0]
+    return credentials.partition(":")[2] or None
 
 
 def _unix_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
