@@ -205,6 +205,9 @@ redis.call('HSET', KEYS[1], 'state', 'queued', 'partial', ARGV[1], 'queued_at', 
 return 1
 """
 
+MOVES_KEPT = 10000
+"""Converted set ids kept for post_handle (bounded when no watcher moves files)."""
+
 # KEYS: record, open, moves. ARGV: new state, allowed-from (comma separated), now,
 # error JSON or '', 1 to count an attempt. Takes the set off the open list.
 # Returns the previous state, or false when the set is missing or the move not allowed.
@@ -221,9 +224,10 @@ if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'set_id'))
 if ARGV[1] == 'converted' then
   redis.call('RPUSH', KEYS[3], redis.call('HGET', KEYS[1], 'set_id'))
+  redis.call('LTRIM', KEYS[3], -MOVES_KEPT, -1)
 end
 return s
-"""
+""".replace("MOVES_KEPT", str(MOVES_KEPT))
 
 # KEYS: from record, into record, index, open. ARGV: from id. Moves the errors of a set
 # known only by file names into a timed set; 1 if merged.
