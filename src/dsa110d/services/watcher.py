@@ -46,7 +46,7 @@ from dsa110d.science.subbands import ignore_reason, parse_subband_name
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
-from dsa110d.state.sets import ErrorKind, NewFile, SetError, Sets, SetState
+from dsa110d.state.sets import ErrorKind, NewFile, SetError, SetRecord, Sets, SetState
 from dsa110d.state.streams import ReliableStream
 
 PROCESSOR_GROUP = "processor"
@@ -317,15 +317,18 @@ class HDF5EventHandler:
     # ------------------------------------------------------------------ announcing
     async def announce(self, set_id: str, partial: bool) -> bool:
         """Claim the set (one caller wins) and publish its HDF5_PROCESSING message."""
-        if not await self.sets.claim(set_id, partial):
-            return False
-        return await self.publish(set_id)
+        record = await self.sets.claim(set_id, partial)
+        return record is not None and await self._publish(record)
 
     async def publish(self, set_id: str) -> bool:
         """Publish a queued set's message (idempotent by set id) and mark it sent."""
         record = await self.sets.get(set_id)
         if record is None or record.state is not SetState.QUEUED:
             return False
+        return await self._publish(record)
+
+    async def _publish(self, record: SetRecord) -> bool:
+        set_id = record.set_id
         payload = ingest.announcement(
             set_id,
             record.files,
