@@ -353,3 +353,40 @@ async def test_a_bad_file_seen_before_its_set_joins_the_set_when_it_appears(
     assert record.set_id == tiny_sets.set_ids[0]
     assert [(e.kind, e.path) for e in record.errors] == [(ErrorKind.BAD_FILE, str(bad))]
     assert record.missing == [0]
+
+
+async def test_a_dangling_symlink_is_reported_not_ignored(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult, tmp_path: Path
+) -> None:
+    incoming = config.paths.incoming_dir
+    first = by_set(tiny_sets.files)[0]
+    for p in first[:-1]:
+        land(p, incoming)
+    (incoming / first[-1].name).symlink_to(incoming / "nowhere.bin")
+    handler = HDF5EventHandler(config, redis)
+    with capture_logs() as logs:
+        await handler.start()
+        await handler.tick()
+    (fault,) = _faults(logs)
+    assert "no such file" in str(fault["reason"])
+    record = await handler.sets.get(tiny_sets.set_ids[0])
+    assert record is not None and record.errors[0].kind == ErrorKind.BAD_FILE
+
+
+async def test_a_file_that_vanishes_before_its_probe_is_not_a_fault(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult
+) -> None:
+    incoming = config.paths.incoming_dir
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    path = land(by_set(tiny_sets.files)[0][0], incoming)
+    real_prober = handler.prober
+
+    async def remove_then_probe(paths: list[str], root: str) -> list[dict[str, object]]:
+        path.unlink()  # e.g. moved away by post_handle between the looks and the probe
+        return await real_prober(paths, root)
+
+    handler.prober = remove_then_probe  # type: ignore[assignment]
+    with capture_logs() as logs:
+        await handler.handle([str(path)])
+    assert _faults(logs) == [] and await handler.sets.list() == []

@@ -54,7 +54,8 @@ async def test_exactly_one_of_many_racing_claims_wins(
     wins: list[bool] = []
 
     async def claim() -> None:
-        wins.append(await _sets(config, redis).claim("2026-03-20T06:00:00", partial=False))
+        claimed = await _sets(config, redis).claim("2026-03-20T06:00:00", partial=False)
+        wins.append(claimed is not None)
 
     async with anyio.create_task_group() as tg:
         for _ in range(20):
@@ -85,7 +86,12 @@ async def test_the_processors_moves(config: Config, redis: aioredis.Redis) -> No
     set_id = "2026-03-20T06:00:00"
     await sets.add_file(_file(0), expected=1)
     assert not await sets.mark(set_id, SetState.CONVERTING)  # not announced yet
-    assert await sets.claim(set_id, partial=False)
+    claimed = await sets.claim(set_id, partial=False)
+    assert (
+        claimed is not None
+        and claimed.state is SetState.QUEUED
+        and claimed.files == {0: "/in/2026-03-20T06:00:00_sb00.hdf5"}
+    )
     await sets.sent(set_id, "m1")
     assert await sets.mark(set_id, SetState.CONVERTING)
     assert await sets.mark(set_id, SetState.FAILED, error="casacore: disk full")
