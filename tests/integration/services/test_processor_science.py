@@ -76,16 +76,11 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Simulate, convert with the processor's job, photometer clean and with an RFI burst."""
     use_offline_iers()
     root = tmp_path_factory.mktemp("science-chain")
-    sim = simulate(
-        SimulationSpec(
-            out=root / "incoming",
-            start=START,
-            sets=N_SETS,
-            scale="small",
-            seed=11,
-            variable_fraction=0.0,
-        )  # fmt: skip
-    )
+    spec = SimulationSpec(
+        out=root / "incoming", start=START, sets=N_SETS, scale="small", seed=11,
+        variable_fraction=0.0,
+    )  # fmt: skip
+    sim = simulate(spec)
     assert sim.truth_path is not None
     truth = json.loads(sim.truth_path.read_text())["sources"]
     injected = {s["id"]: float(np.mean(s["flux_per_set_jy"])) for s in truth}
