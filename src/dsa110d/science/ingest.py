@@ -9,6 +9,7 @@ has a unit test. Names, probing and grouping themselves are :mod:`dsa110d.scienc
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from dsa110d.science.subbands import (
 
 OUTSIDE_TREE = "outside_tree"
 BAD_FILE = "bad_file"
+GONE = "gone"
 BY_NAME_SUFFIX = "_byname"
 """Suffix of the id of a set known only by file names (its files could not be read)."""
 
@@ -45,12 +47,15 @@ class Look:
 
 
 def look_at(path: str | os.PathLike[str]) -> Look | None:
-    """``stat`` (following symlinks); None when the file is gone (renamed away, deleted) or
-    is a dangling symlink."""
+    """``stat`` (following symlinks; a dangling symlink is looked at itself, so that it is
+    reported rather than ignored); None when the path is gone (renamed away, deleted)."""
     try:
         info = os.stat(path)
     except OSError:
-        return None
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return None
     return Look(info.st_size, info.st_mtime_ns, stat.S_ISREG(info.st_mode))
 
 
@@ -89,8 +94,8 @@ def probe_files(paths: Sequence[str], root: str) -> list[dict[str, Any]]:
     """Check each path as a subband file (read-only) and return JSON-able outcomes, so this
     can run in a thread or a worker process: ``{"path", "ok": True, "resolved", "set_id",
     "subband", "name_time", "time0_jd", "integration_s", "dec_rad"}`` or ``{"path", "ok":
-    False, "kind", "reason"}`` with a one-line reason naming the file (kind ``outside_tree``
-    or ``bad_file``)."""
+    False, "kind", "reason"}`` with a one-line reason naming the file (kind ``outside_tree``,
+    ``bad_file``, or ``gone`` when the path vanished while being looked at)."""
     return [_probe_one(p, root) for p in paths]
 
 
@@ -102,6 +107,8 @@ def _probe_one(path: str, root: str) -> dict[str, Any]:
     try:
         probe = probe_subband(resolved)
     except InputFileError as exc:
+        if not os.path.lexists(path):  # renamed away or deleted meanwhile: not a fault
+            return {"path": path, "ok": False, "kind": GONE, "reason": str(exc)}
         return {"path": path, "ok": False, "kind": BAD_FILE, "reason": str(exc)}
     name = parse_subband_name(path)
     if name is None:  # the watcher only probes subband names; keep this total anyway
@@ -194,8 +201,6 @@ def move_files(paths: Sequence[str], dest: str | os.PathLike[str]) -> list[str]:
     """Move a converted set's files into ``dest`` (post_handle ``move``); returns the new
     paths. Content is untouched (a rename, or copy-then-unlink across filesystems); a file
     already gone is skipped, so a repeated move is harmless."""
-    import shutil
-
     target = Path(dest)
     target.mkdir(parents=True, exist_ok=True)
     moved = []

@@ -31,7 +31,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -46,7 +46,7 @@ from dsa110d.science.subbands import ignore_reason, parse_subband_name
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
-from dsa110d.state.sets import ErrorKind, NewFile, SetError, Sets, SetState
+from dsa110d.state.sets import ErrorKind, NewFile, SetError, SetRecord, Sets, SetState
 from dsa110d.state.streams import ReliableStream
 
 PROCESSOR_GROUP = "processor"
@@ -63,6 +63,10 @@ WATCH_STEP_MS = 20
 TIMEOUT_CHECKS_PER_TIMEOUT = 4
 """Open sets are checked this often per processing_timeout_sec (and at least every poll)."""
 
+CONCURRENCY = 32
+"""Sets announced (or checked against their neighbours) at once."""
+
+T = TypeVar("T")
 Prober = Callable[[list[str], str], Awaitable[list[dict[str, Any]]]]
 Worker = Callable[..., Awaitable[Any]]
 
@@ -102,6 +106,24 @@ def pooled_prober(worker: Worker, lanes: int) -> Prober:
         return [r for chunk in results for r in chunk]
 
     return probe
+
+
+async def _concurrently(job: Callable[[T], Awaitable[Any]], items: Sequence[T]) -> None:
+    """``job`` for each item, up to CONCURRENCY at once: round trips overlap, and the server
+    batches their writes (one fsync for many under ``appendfsync always``)."""
+    if len(items) <= 1:
+        for item in items:
+            await job(item)
+        return
+    limiter = anyio.CapacityLimiter(CONCURRENCY)
+
+    async def one(item: T) -> None:
+        async with limiter:
+            await job(item)
+
+    async with anyio.create_task_group() as tg:
+        for item in items:
+            tg.start_soon(one, item)
 
 
 class HDF5EventHandler:
@@ -146,7 +168,10 @@ class HDF5EventHandler:
     async def scan(self) -> int:
         """Look at every entry of the watched directory."""
         names = await anyio.to_thread.run_sync(os.listdir, self.root)
-        return await self.handle(str(self.root / n) for n in names)
+        paths = {str(self.root / n) for n in names}
+        for gone in [p for p in self.seen if p not in paths]:
+            del self.seen[gone]  # moved or deleted: forget it (bounded memory)
+        return await self.handle(paths)
 
     def wanted(self, path: str) -> bool:
         """A subband name matching file_pattern (not being written, not a temporary)."""
@@ -161,10 +186,16 @@ class HDF5EventHandler:
         fresh = [(p, look) for p, look in settled if self.seen.get(p) != look]
         if not fresh:
             return 0
-        outcomes = await self.prober([p for p, _ in fresh], str(self.root))
-        await self._record(outcomes)
-        for p, look in fresh:
-            self.seen[p] = look
+        # Sorted by name is by set: a burst is probed and announced a set's worth at a time,
+        # so its first sets go out before its last are probed. A backlog goes in one piece
+        # (the prober spreads it over worker processes).
+        step = len(fresh) if len(fresh) >= WORKER_THRESHOLD else self.cfg.expected_subbands
+        for i in range(0, len(fresh), step):
+            part = fresh[i : i + step]
+            outcomes = await self.prober([p for p, _ in part], str(self.root))
+            await self._record(outcomes)
+            for p, look in part:
+                self.seen[p] = look
         return len(fresh)
 
     async def _settled(self, paths: list[str]) -> list[tuple[str, ingest.Look]]:
@@ -204,10 +235,10 @@ class HDF5EventHandler:
         ]  # fmt: skip
         results = await self.sets.add_files(files, self.cfg.expected_subbands)
         complete: list[str] = []
+        created = [f for f, r in zip(files, results, strict=True) if r.created]
+        await _concurrently(self._check_neighbours, created)
         for f, r in zip(files, results, strict=True):
-            if r.outcome == "added" and r.created:
-                await self._check_neighbours(f)
-            elif r.outcome == "duplicate":
+            if r.outcome == "duplicate":
                 reason = (
                     f"{f.path}: a second file for sb{f.subband:02d} of set {f.set_id} "
                     f"(keeping {r.holder})"
@@ -222,10 +253,12 @@ class HDF5EventHandler:
             if r.outcome == "added" and r.state is SetState.COMPLETE:
                 complete.append(f.set_id)
         for o in outcomes:
-            if not o["ok"]:
+            if not o["ok"] and o["kind"] != ingest.GONE:
                 await self._record_bad(o)
-        for set_id in dict.fromkeys(complete):
-            await self.announce(set_id, partial=False)
+        await _concurrently(self._announce_whole, list(dict.fromkeys(complete)))
+
+    async def _announce_whole(self, set_id: str) -> None:
+        await self.announce(set_id, partial=False)
 
     async def _record_bad(self, outcome: dict[str, Any]) -> None:
         """A file that is not a usable subband: on the set nearest its name timestamp."""
@@ -284,15 +317,18 @@ class HDF5EventHandler:
     # ------------------------------------------------------------------ announcing
     async def announce(self, set_id: str, partial: bool) -> bool:
         """Claim the set (one caller wins) and publish its HDF5_PROCESSING message."""
-        if not await self.sets.claim(set_id, partial):
-            return False
-        return await self.publish(set_id)
+        record = await self.sets.claim(set_id, partial)
+        return record is not None and await self._publish(record)
 
     async def publish(self, set_id: str) -> bool:
         """Publish a queued set's message (idempotent by set id) and mark it sent."""
         record = await self.sets.get(set_id)
         if record is None or record.state is not SetState.QUEUED:
             return False
+        return await self._publish(record)
+
+    async def _publish(self, record: SetRecord) -> bool:
+        set_id = record.set_id
         payload = ingest.announcement(
             set_id,
             record.files,

@@ -200,10 +200,13 @@ return 1
 # KEYS: record, open. ARGV: partial flag, now. Unannounced -> queued; 1 for the one winner.
 _CLAIM = """
 local s = redis.call('HGET', KEYS[1], 'state')
-if s ~= 'collecting' and s ~= 'complete' and s ~= 'incomplete' then return 0 end
+if s ~= 'collecting' and s ~= 'complete' and s ~= 'incomplete' then return false end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'partial', ARGV[1], 'queued_at', ARGV[2])
-return 1
+return redis.call('HGETALL', KEYS[1])
 """
+
+MOVES_KEPT = 10000
+"""Converted set ids kept for post_handle (bounded when no watcher moves files)."""
 
 # KEYS: record, open, moves. ARGV: new state, allowed-from (comma separated), now,
 # error JSON or '', 1 to count an attempt. Takes the set off the open list.
@@ -221,9 +224,10 @@ if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'set_id'))
 if ARGV[1] == 'converted' then
   redis.call('RPUSH', KEYS[3], redis.call('HGET', KEYS[1], 'set_id'))
+  redis.call('LTRIM', KEYS[3], -MOVES_KEPT, -1)
 end
 return s
-"""
+""".replace("MOVES_KEPT", str(MOVES_KEPT))
 
 # KEYS: from record, into record, index, open. ARGV: from id. Moves the errors of a set
 # known only by file names into a timed set; 1 if merged.
@@ -362,12 +366,16 @@ class Sets:
         with translate_errors(self.target):
             return bool(await self._merge(keys=keys, args=[from_id]))
 
-    async def claim(self, set_id: str, partial: bool, now: float | None = None) -> bool:
-        """Move an unannounced set to ``queued``; True for exactly one caller."""
+    async def claim(self, set_id: str, partial: bool, now: float | None = None) -> SetRecord | None:
+        """Move an unannounced set to ``queued``: its record as claimed for exactly one
+        caller (the files to announce), None for everyone else."""
         now = time.time() if now is None else now
         keys = [self.keys.set_record(set_id), self.keys.set_open()]
         with translate_errors(self.target):
-            return bool(await self._claim(keys=keys, args=[int(partial), repr(now)]))
+            reply = await self._claim(keys=keys, args=[int(partial), repr(now)])
+        if not reply:
+            return None
+        return _record(set_id, dict(zip(reply[::2], reply[1::2], strict=True)))
 
     async def sent(self, set_id: str, message_id: str | None) -> None:
         """The HDF5_PROCESSING message of a queued set is on the stream: off the open list."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,16 @@ def config(tmp_path: Path, server_url: str) -> Config:
     made = make_config(tmp_path, server_url, **FAST)
     made.paths.incoming_dir.mkdir(parents=True, exist_ok=True)
     return made
+
+
+@pytest.fixture
+def watcher_config(tmp_path: Path, server_url: str, config: Config) -> Callable[..., Config]:
+    """``watcher_config(**overrides)``: the test's config (same namespace, so the ``redis``
+    fixture cleans up after it) with watcher settings changed."""
+
+    def make(**overrides: object) -> Config:
+        return make_config(
+            tmp_path, server_url, **FAST, redis__namespace=config.redis.namespace, **overrides
+        )
+
+    return make

@@ -4,6 +4,7 @@ complete set, whatever the arrival order, restarts, races or start-up timing."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -231,3 +232,34 @@ async def _wait_for_messages(redis: aioredis.Redis, config: Config, n: int) -> N
     with anyio.fail_after(20):
         while len(await announced(redis, config)) < n:
             await anyio.sleep(0.05)
+
+
+@pytest.mark.parametrize("post_handle", ["none", "move"])
+async def test_post_handle_moves_converted_sets_only_when_configured(
+    post_handle: str,
+    watcher_config: Callable[..., Config],
+    redis: aioredis.Redis,
+    tiny_sets: SimulationResult,
+) -> None:
+    config = watcher_config(services__hdf5_watcher__post_handle=post_handle)
+    incoming = config.paths.incoming_dir
+    landed = [land(p, incoming) for p in by_set(tiny_sets.files)[0]]
+    digests = {p.name: d for p, (d, _, _) in zip(landed, fingerprint(landed).values(), strict=True)}
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    (message,) = await announced(redis, config)
+    set_id = message.payload["set_id"]
+    await handler.tick()
+    assert all(p.exists() for p in landed)  # not converted yet: nothing moves
+    assert await handler.sets.mark(set_id, SetState.CONVERTING)
+    assert await handler.sets.mark(set_id, SetState.CONVERTED)
+    await handler.tick()
+    processed = config.paths.processed_dir
+    if post_handle == "none":
+        assert all(p.exists() for p in landed)
+        return
+    assert not any(p.exists() for p in landed)
+    moved = {p.name: fingerprint([p])[str(p)][0] for p in processed.iterdir()}
+    assert moved == digests
+    await handler.tick()  # gone from incoming: no new set, no new message
+    assert len(await announced(redis, config)) == 1

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -21,23 +22,17 @@ from dsa110d.config import Config
 from dsa110d.science.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import ErrorKind, SetRecord, SetState
-from tests.conftest import make_config
-from tests.integration.services.watcherkit import FAST, announced, by_set, fingerprint, land
+from tests.integration.services.watcherkit import announced, by_set, fingerprint, land
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _timeout_config(tmp_path: Path, url: str, policy: str) -> Config:
-    made = make_config(
-        tmp_path,
-        url,
-        **FAST,
+def _timeout_config(make: Callable[..., Config], policy: str) -> Config:
+    return make(
         services__hdf5_watcher__processing_timeout_sec=0.3,
         services__hdf5_watcher__on_incomplete=policy,
     )
-    made.paths.incoming_dir.mkdir(parents=True, exist_ok=True)
-    return made
 
 
 def _spoil_truncate(path: Path) -> None:
@@ -87,9 +82,12 @@ def _faults(logs: list[dict[str, object]]) -> list[dict[str, object]]:
 
 @pytest.mark.parametrize("kind", list(SPOILERS))
 async def test_a_bad_subband_is_recorded_and_logged_once_and_the_watcher_goes_on(
-    kind: str, tmp_path: Path, server_url: str, redis: aioredis.Redis, tiny_sets: SimulationResult
+    kind: str,
+    watcher_config: Callable[..., Config],
+    redis: aioredis.Redis,
+    tiny_sets: SimulationResult,
 ) -> None:
-    config = _timeout_config(tmp_path, server_url, "partial")
+    config = _timeout_config(watcher_config, "partial")
     incoming = config.paths.incoming_dir
     sets = by_set(tiny_sets.files)
     landed = [land(p, incoming) for p in [*sets[0], *sets[1]]]
@@ -223,9 +221,9 @@ def _check_as_nobody(path: Path, incoming: Path, ok: bool = False) -> None:
 
 
 async def test_a_late_subband_is_recorded_and_does_not_reannounce(
-    tmp_path: Path, server_url: str, redis: aioredis.Redis, tiny_sets: SimulationResult
+    watcher_config: Callable[..., Config], redis: aioredis.Redis, tiny_sets: SimulationResult
 ) -> None:
-    config = _timeout_config(tmp_path, server_url, "partial")
+    config = _timeout_config(watcher_config, "partial")
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
     for p in first[:-1]:
@@ -272,9 +270,9 @@ async def test_a_second_file_for_a_subband_is_recorded_and_the_set_still_goes_ou
 
 
 async def _incomplete_after_timeout(
-    tmp_path: Path, url: str, redis: aioredis.Redis, tiny_sets: SimulationResult, policy: str
+    make: Callable[..., Config], redis: aioredis.Redis, tiny_sets: SimulationResult, policy: str
 ) -> tuple[HDF5EventHandler, SetRecord, list[dict[str, object]]]:
-    config = _timeout_config(tmp_path, url, policy)
+    config = _timeout_config(make, policy)
     first = by_set(tiny_sets.files)[0]
     for p in first[:-1]:
         land(p, config.paths.incoming_dir)
@@ -291,10 +289,10 @@ async def _incomplete_after_timeout(
 
 
 async def test_on_incomplete_wait_reports_once_and_keeps_waiting(
-    tmp_path: Path, server_url: str, redis: aioredis.Redis, tiny_sets: SimulationResult
+    watcher_config: Callable[..., Config], redis: aioredis.Redis, tiny_sets: SimulationResult
 ) -> None:
     handler, record, logs = await _incomplete_after_timeout(
-        tmp_path, server_url, redis, tiny_sets, "wait"
+        watcher_config, redis, tiny_sets, "wait"
     )
     assert record.state is SetState.INCOMPLETE
     assert [e.kind for e in record.errors] == [ErrorKind.INCOMPLETE]
@@ -308,10 +306,10 @@ async def test_on_incomplete_wait_reports_once_and_keeps_waiting(
 
 
 async def test_on_incomplete_partial_announces_what_is_there(
-    tmp_path: Path, server_url: str, redis: aioredis.Redis, tiny_sets: SimulationResult
+    watcher_config: Callable[..., Config], redis: aioredis.Redis, tiny_sets: SimulationResult
 ) -> None:
     handler, record, logs = await _incomplete_after_timeout(
-        tmp_path, server_url, redis, tiny_sets, "partial"
+        watcher_config, redis, tiny_sets, "partial"
     )
     assert record.state is SetState.QUEUED and record.partial
     (message,) = await announced(redis, handler.config)
@@ -321,10 +319,10 @@ async def test_on_incomplete_partial_announces_what_is_there(
 
 
 async def test_on_incomplete_fail_marks_the_set_failed(
-    tmp_path: Path, server_url: str, redis: aioredis.Redis, tiny_sets: SimulationResult
+    watcher_config: Callable[..., Config], redis: aioredis.Redis, tiny_sets: SimulationResult
 ) -> None:
     handler, record, logs = await _incomplete_after_timeout(
-        tmp_path, server_url, redis, tiny_sets, "fail"
+        watcher_config, redis, tiny_sets, "fail"
     )
     assert record.state is SetState.FAILED
     assert [e.kind for e in record.errors] == [ErrorKind.INCOMPLETE]
@@ -335,3 +333,60 @@ async def test_on_incomplete_fail_marks_the_set_failed(
     assert await announced(redis, handler.config) == []  # failed stays failed...
     record2 = await handler.sets.get(record.set_id)
     assert record2 is not None and record2.errors[-1].kind == ErrorKind.LATE  # ...and says so
+
+
+async def test_a_bad_file_seen_before_its_set_joins_the_set_when_it_appears(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult
+) -> None:
+    incoming = config.paths.incoming_dir
+    first = by_set(tiny_sets.files)[0]
+    bad = land(first[0], incoming)
+    _spoil_corrupt(bad)
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    (provisional,) = await handler.sets.list()
+    assert provisional.set_id.endswith("_byname") and provisional.time0_jd is None
+    for p in first[1:]:
+        land(p, incoming)
+    await handler.tick()
+    (record,) = await handler.sets.list()  # the by-name set was folded into the timed one
+    assert record.set_id == tiny_sets.set_ids[0]
+    assert [(e.kind, e.path) for e in record.errors] == [(ErrorKind.BAD_FILE, str(bad))]
+    assert record.missing == [0]
+
+
+async def test_a_dangling_symlink_is_reported_not_ignored(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult, tmp_path: Path
+) -> None:
+    incoming = config.paths.incoming_dir
+    first = by_set(tiny_sets.files)[0]
+    for p in first[:-1]:
+        land(p, incoming)
+    (incoming / first[-1].name).symlink_to(incoming / "nowhere.bin")
+    handler = HDF5EventHandler(config, redis)
+    with capture_logs() as logs:
+        await handler.start()
+        await handler.tick()
+    (fault,) = _faults(logs)
+    assert "no such file" in str(fault["reason"])
+    record = await handler.sets.get(tiny_sets.set_ids[0])
+    assert record is not None and record.errors[0].kind == ErrorKind.BAD_FILE
+
+
+async def test_a_file_that_vanishes_before_its_probe_is_not_a_fault(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult
+) -> None:
+    incoming = config.paths.incoming_dir
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    path = land(by_set(tiny_sets.files)[0][0], incoming)
+    real_prober = handler.prober
+
+    async def remove_then_probe(paths: list[str], root: str) -> list[dict[str, object]]:
+        path.unlink()  # e.g. moved away by post_handle between the looks and the probe
+        return await real_prober(paths, root)
+
+    handler.prober = remove_then_probe  # type: ignore[assignment]
+    with capture_logs() as logs:
+        await handler.handle([str(path)])
+    assert _faults(logs) == [] and await handler.sets.list() == []
