@@ -493,6 +493,49 @@ def sets_command(
     )  # fmt: skip
 
 
+def _utc(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M") if stamp else "-"
+
+
+@app.command("blocks")
+def blocks_command(
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            help=f"Only blocks in this state ({', '.join(records.BLOCK_STATES)}).",
+            autocompletion=_complete(records.BLOCK_STATES),
+        ),
+    ] = None,
+    limit: LimitOption = 50,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Blocks (mosaics of chunks), oldest first: span, state, version, chunks used, missing
+    slots, whether newer chunks await a re-run, attempts and the last error."""
+    if state is not None and state not in records.BLOCK_STATES:
+        raise typer.BadParameter(f"{state!r} is not one of {', '.join(records.BLOCK_STATES)}")
+    rows = anyio.run(records.list_blocks, load(config, env), state, limit)
+    if json_:
+        _print_json([r.to_dict() for r in rows])
+        return
+    if not rows:
+        print("no blocks" + (f" in state {state}" if state else ""))
+        return
+    _table(
+        "blocks",
+        ["block", "start (UTC)", "end (UTC)", "state", "version", "chunks", "missing",
+         "re-run due", "attempts", "error"],
+        (
+            [r.block_id, _utc(r.start), _utc(r.end), r.state, r.version, r.chunks,
+             ",".join(str(m) for m in r.missing_slots) or "-", "yes" if r.stale else "no",
+             r.attempts, r.error or "-"]
+            for r in rows
+        ),
+    )  # fmt: skip
+
+
 def _number(value: Any, digits: int = 3) -> str:
     return (
         "-" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)

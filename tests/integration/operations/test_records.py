@@ -1,5 +1,5 @@
-"""``sets`` and ``candidates`` read the watcher's set records and the analyzer's candidates
-on a real server, in-process and as a program."""
+"""``sets``, ``blocks`` and ``candidates`` read the watcher's, processor's and analyzer's
+records on a real server, in-process and as a program."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
-from dsa110d.operations.records import latest_candidates, list_sets
+from dsa110d.operations.records import latest_candidates, list_blocks, list_sets
+from dsa110d.state.blocks import Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.candidates import CandidateStore
 from dsa110d.state.keys import Keys
 from dsa110d.state.sets import NewFile, SetError, Sets
@@ -86,3 +87,27 @@ async def test_candidates_in_process_and_through_the_program(
     table = ctl(config, "candidates")
     assert "J1201+3001" in table.stdout and "variable" in table.stdout
     assert ctl(config, "candidates", "--class", "stable").returncode == 2
+
+
+async def test_blocks_in_process_and_through_the_program(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    blocks = Blocks(redis, Keys(config.redis.namespace))
+    first, second = BlockSpan("B1", T0, T0 + 3600), BlockSpan("B2", T0 + 3300, T0 + 6900)
+    chunk = ChunkRecord("C1", "C1", T0 + 3300, T0 + 3609, 0.6, "/ms/C1.ms")
+    await blocks.record_chunk(chunk, [first, second])
+    assert await blocks.record_failure("B2", "StageError: photometry: no catalog", 2) == 1
+    rows = await list_blocks(config)
+    assert [(r.block_id, r.state, r.chunks, r.stale, r.attempts) for r in rows] == [
+        ("B1", "pending", 0, True, 0),
+        ("B2", "pending", 0, True, 1),
+    ]
+    assert rows[1].error == "StageError: photometry: no catalog"
+    await blocks.record_failure("B2", "StageError: photometry: no catalog", 2)
+    assert [r.block_id for r in await list_blocks(config, "failed")] == ["B2"]
+    shown = ctl(config, "blocks", "--state", "pending", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [r["block_id"] for r in json.loads(shown.stdout)] == ["B1"]
+    table = ctl(config, "blocks")
+    assert "no catalog" in table.stdout and "failed" in table.stdout
+    assert ctl(config, "blocks", "--state", "nonsense").returncode == 2
