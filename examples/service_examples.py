@@ -36,12 +36,13 @@ from dsa110d import logs
 from dsa110d.config import Config, load_config
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.operations.queues import queue_stats
-from dsa110d.operations.records import SetRow, latest_candidates, list_sets
+from dsa110d.operations.records import SetRow, latest_candidates, list_blocks, list_sets
 from dsa110d.operations.status import ServiceStatus, service_status
 from dsa110d.science.atomic import atomic_file
 from dsa110d.science.simulate import SimulationSpec, simulate
 from dsa110d.services.base import load_service_modules
 from dsa110d.state import embedded
+from dsa110d.state.blocks import Blocks
 from dsa110d.state.candidates import CandidateReport
 from dsa110d.state.connection import connected
 from dsa110d.state.control import ControlChannel, ControlCommand
@@ -50,7 +51,7 @@ from dsa110d.state.streams import ReliableStream
 from dsa110d.supervisor import run_daemon
 
 SERVICES_YAML = Path(__file__).resolve().parents[1] / "etc" / "dsa110" / "services.yaml"
-START_TIMEOUT_SEC = 30.0
+START_TIMEOUT_SEC = 90.0  # generous: shared CI machines are slow
 
 
 # --------------------------------------------------------------------------- the sandbox
@@ -120,6 +121,27 @@ def show(rows: list[ServiceStatus]) -> None:
 # --------------------------------------------------------------------------- the examples
 
 
+async def land_simulated_set(config: Config) -> None:
+    """One tiny simulated set (the testing environment's ``expected_subbands``) written into
+    ``incoming_dir`` the way the correlator writes it: ``_incomplete``, then renamed."""
+    spec = SimulationSpec(
+        out=config.paths.incoming_dir,
+        start=datetime(2026, 3, 20, 6, 0, tzinfo=UTC),
+        sets=1,
+        scale="tiny",
+        n_subbands=config.services.hdf5_watcher.expected_subbands,
+        truth=config.paths.results_dir / "truth.json",
+    )
+    await anyio.to_thread.run_sync(simulate, spec)
+
+
+async def wait_for_sets(config: Config, state: str) -> list[SetRow]:
+    with anyio.fail_after(START_TIMEOUT_SEC):
+        while not (sets := await list_sets(config, state)):
+            await anyio.sleep(0.2)
+    return sets
+
+
 async def example_hdf5_watcher() -> list[SetRow]:
     """The HDF5 watcher turns subband files into a set record and one announcement.
 
@@ -129,18 +151,8 @@ async def example_hdf5_watcher() -> list[SetRow]:
     for the processor (HDF5_PROCESSING), exactly once.
     """
     async with sandbox() as config, running_daemon(config, ["watcher"]):
-        spec = SimulationSpec(
-            out=config.paths.incoming_dir,
-            start=datetime(2026, 3, 20, 6, 0, tzinfo=UTC),
-            sets=1,
-            scale="tiny",
-            n_subbands=config.services.hdf5_watcher.expected_subbands,
-            truth=config.paths.results_dir / "truth.json",
-        )
-        await anyio.to_thread.run_sync(simulate, spec)
-        with anyio.fail_after(START_TIMEOUT_SEC):
-            while not (sets := await list_sets(config, "queued")):
-                await anyio.sleep(0.2)
+        await land_simulated_set(config)
+        sets = await wait_for_sets(config, "queued")
         queue = next(q for q in await queue_stats(config) if q.message_type == "HDF5_PROCESSING")
         for row in sets:
             print(f"set {row.set_id}: {row.state}, {row.subbands}/{row.expected} subbands")
@@ -150,32 +162,25 @@ async def example_hdf5_watcher() -> list[SetRow]:
 
 
 async def example_ms_processor() -> dict[str, Any]:
-    """The MS processor runs beside its input queue: a set announced on HDF5_PROCESSING (what
-    the watcher does for a complete set) shows up in ``dsa110ctl queues``.
+    """The MS processor converts each announced set into a Measurement Set (a chunk) and
+    records the blocks the chunk belongs to.
 
-    The processor service is still a PLACEHOLDER: it registers and reports health but does not
-    consume the queue yet, so the message stays undelivered.
+    A tiny simulated set lands, the watcher announces it, and the processor (in a worker
+    process) writes ``ms_dir/<set id>.ms`` atomically, records the chunk and its blocks, and
+    marks the set converted. (The block pipeline runs once a block is complete or overdue,
+    which a single 5-minute chunk of a 60-minute block is not yet.)
     """
-    async with sandbox() as config, running_daemon(config, ["processor"]):
+    async with sandbox() as config, running_daemon(config, ["watcher", "processor"]):
+        await land_simulated_set(config)
+        sets = await wait_for_sets(config, "converted")
         async with connected(config) as redis:
-            stream = ReliableStream(
-                redis,
-                Keys(config.redis.namespace),
-                MessageType.HDF5_PROCESSING,
-                "processor",
-                config.streams,
-                config.retry,
-            )
-            await stream.ensure_group()
-            payload = {"set_id": "2026-11-26T12:00:00", "files": []}
-            message = new_message(MessageType.HDF5_PROCESSING, payload, Producer.here("example"))
-            await stream.publish(message, dedup_key=payload["set_id"])
-            again = await stream.publish(message, dedup_key=payload["set_id"])  # deduplicated
-        queue = next(q for q in await queue_stats(config) if q.message_type == "HDF5_PROCESSING")
-        print(f"HDF5_PROCESSING: length {queue.length}, undelivered {queue.undelivered}")
-        rows = await service_status(config, "processor")
-        show(rows)
-        return {"queue": queue, "duplicate_published": again is not None, "status": rows}
+            chunks = await Blocks(redis, Keys(config.redis.namespace)).chunks()
+        blocks = await list_blocks(config)
+        for chunk in chunks:
+            print(f"chunk {chunk.chunk_id}: {chunk.end - chunk.start:.0f} s in {chunk.path}")
+        for block in blocks:
+            print(f"block {block.block_id}: {block.state} (runs once complete or overdue)")
+        return {"sets": sets, "chunks": chunks, "blocks": blocks}
 
 
 def write_photometry(results_dir: Path, block: int) -> str:
