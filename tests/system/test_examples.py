@@ -51,7 +51,7 @@ def test_one_example_with_asyncio_run() -> None:
         [sys.executable, "-c", program],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=150,
         env=clean_environ(),
     )
     assert done.returncode == 0, done.stderr
