@@ -45,6 +45,7 @@ app = typer.Typer(
     help="Operate the DSA-110 continuum pipeline.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal
 )
 config_app = typer.Typer(help="Show or check the configuration.", no_args_is_help=True)
 dlq_app = typer.Typer(help="List, show, replay or purge dead letters.", no_args_is_help=True)
@@ -182,8 +183,10 @@ def status_command(
     config: ConfigOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Every daemon and service on every host: health and reason, uptime, last heartbeat,
-    processed and failed jobs, queue lag. Exit 0 (also when none is running)."""
+    """Every daemon and service on every host, from the registry.
+
+    Health and reason, uptime, last heartbeat, processed and failed jobs, queue lag.
+    Exit 0 (also when none is running)."""
     cfg = load(config, env)
     rows = anyio.run(status.service_status, cfg, service)
     if json_:
@@ -209,8 +212,9 @@ def status_command(
 def health_command(
     env: EnvOption = None, config: ConfigOption = None, json_: JsonOption = False
 ) -> None:
-    """One line for monitoring probes. Exit 0 healthy, 1 degraded, 2 unhealthy (also when no
-    daemon is running), 3 the state server cannot be reached."""
+    """One line for monitoring probes: exit 0 healthy, 1 degraded, 2 unhealthy.
+
+    Also 2 when no daemon is running; 3 when the state server cannot be reached."""
     summary = anyio.run(status.pipeline_health, load(config, env))
     if json_:
         _print_json(summary.to_dict())
@@ -260,8 +264,10 @@ def start_command(
     mode: ModeOption = "auto",
     json_: JsonOption = False,
 ) -> None:
-    """Start a daemon running SERVICE (default all): systemctl start dsa110d@SERVICE under
-    systemd, else a background process logging to <log_dir>/SERVICE.log. Waits until it runs."""
+    """Start a daemon running SERVICE (default all) and wait until it runs.
+
+    Under systemd: systemctl start dsa110d@SERVICE. Otherwise a background process with its
+    pid file under <state_dir>/run and its log in <log_dir>/SERVICE.log."""
     env, service = _start_arguments(words or [])
     backend = _backend(mode, env, config)
     if backend.name == "systemd" and env is not None:
@@ -277,8 +283,9 @@ def stop_command(
     mode: ModeOption = "auto",
     json_: JsonOption = False,
 ) -> None:
-    """Stop SERVICE (default every running instance): SIGTERM, wait for the graceful shutdown,
-    SIGKILL only past it; reports which."""
+    """Stop SERVICE (default every running instance).
+
+    SIGTERM, wait for the graceful shutdown, SIGKILL only past it; reports which."""
     backend = _backend(mode, env, config)
     _outcomes(anyio.run(backend.stop, service), json_)
 
@@ -296,8 +303,9 @@ def restart_command(
     mode: ModeOption = "auto",
     json_: JsonOption = False,
 ) -> None:
-    """Stop and start SERVICE (systemctl restart under systemd; the same command line again
-    for a background process)."""
+    """Stop and start SERVICE.
+
+    systemctl restart under systemd; the same command line again for a background process."""
     backend = _backend(mode, env, config)
     _outcomes([anyio.run(backend.restart, service)], json_)
 
@@ -309,8 +317,9 @@ def restart_command(
 def queues_command(
     env: EnvOption = None, config: ConfigOption = None, json_: JsonOption = False
 ) -> None:
-    """Every message type's stream per consumer group: length, pending, undelivered, consumers
-    (alive/all), oldest pending age, dead letters."""
+    """Every message type's stream per consumer group.
+
+    Length, pending, undelivered, consumers (alive/all), oldest pending age, dead letters."""
     rows = anyio.run(queues.queue_stats, load(config, env))
     if json_:
         _print_json([r.__dict__ for r in rows])
@@ -470,8 +479,9 @@ def sets_command(
     config: ConfigOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Subband sets, oldest first: state, subbands present of expected, missing subbands,
-    conversion attempts, recorded faults."""
+    """Subband sets recorded by the watchers, oldest first.
+
+    State, subbands present of expected, missing subbands, attempts, recorded faults."""
     if state is not None and state not in records.SET_STATES:
         raise typer.BadParameter(f"{state!r} is not one of {', '.join(records.SET_STATES)}")
     rows = anyio.run(records.list_sets, load(config, env), state, limit)
@@ -512,8 +522,10 @@ def blocks_command(
     config: ConfigOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Blocks (mosaics of chunks), oldest first: span, state, version, chunks used, missing
-    slots, whether newer chunks await a re-run, attempts and the last error."""
+    """Blocks (mosaics of chunks) recorded by the processors, oldest first.
+
+    Span, state, version, chunks used, missing slots, whether newer chunks await a re-run,
+    attempts and the last error."""
     if state is not None and state not in records.BLOCK_STATES:
         raise typer.BadParameter(f"{state!r} is not one of {', '.join(records.BLOCK_STATES)}")
     rows = anyio.run(records.list_blocks, load(config, env), state, limit)
