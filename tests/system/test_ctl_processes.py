@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -163,3 +164,19 @@ def test_the_program_in_the_development_layout(tmp_path: Path) -> None:
             if is_daemon(pid):
                 os.kill(pid, signal.SIGKILL)
         embedded.stop_server(tmp_path / "state")
+
+
+@pytest.mark.anyio
+async def test_a_daemon_that_cannot_reach_its_server_is_reported(
+    environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("DSA110__REDIS__URL", f"redis://127.0.0.1:{port}/0")
+    backend = ProcessBackend(config_from_environ(), SERVICES_YAML)
+    outcome = await backend.start("processor")
+    assert not outcome.ok
+    assert "exited with status 3" in outcome.detail
+    assert "cannot reach the state server" in outcome.detail
+    assert not backend.pid_file("processor").exists()

@@ -36,7 +36,7 @@ import anyio
 import psutil
 
 from dsa110d.config import Config, resolve_path
-from dsa110d.errors import ConfigError
+from dsa110d.errors import ConfigError, StateError
 from dsa110d.operations.session import attach
 from dsa110d.state import embedded
 from dsa110d.state.keys import Keys
@@ -359,10 +359,13 @@ class ProcessBackend(Backend):
         )
 
     async def _registered(self, pid: int) -> bool:
-        async with attach(self.config) as redis:
-            if redis is None:
-                return False
-            entries = await Registry(redis, Keys(self.config.redis.namespace)).entries()
+        try:
+            async with attach(self.config) as redis:
+                if redis is None:
+                    return False
+                entries = await Registry(redis, Keys(self.config.redis.namespace)).entries()
+        except StateError:
+            return False  # not reachable (yet): the daemon's own exit will say why
         mine = [e for e in entries if e.pid == pid]
         return bool(mine) and all(e.state == "running" for e in mine)
 
