@@ -484,21 +484,24 @@ class MSProcessorService(Service):
         await ctx.consume(everything)
 
     async def _stats_loop(self, ctx: ServiceContext) -> None:
-        """Backlog and queue lag of the set stream, for health and metrics."""
-        handler = self.handler
-        assert handler is not None
         while True:
             try:
-                stats = await handler.hdf5_stream.stats()
-                pending_blocks = await handler.blocks.pending_count()
-            except DSA110Error:
-                pass
-            else:
-                self.backlog = stats.undelivered + stats.pending
-                ctx.metrics.backlog = self.backlog
-                ctx.metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
-                ctx.metrics.counters["pending_blocks"] = pending_blocks
+                await self.refresh_stats(ctx.metrics)
+            except DSA110Error as exc:
+                ctx.log.debug("stats_refresh_failed", reason=str(exc))
             await anyio.sleep(STATS_INTERVAL_SEC)
+
+    async def refresh_stats(self, metrics: ServiceMetrics) -> None:
+        """Backlog (sets waiting or in hand), queue lag and pending blocks, for health and
+        metrics."""
+        handler = self.handler
+        assert handler is not None
+        stats = await handler.hdf5_stream.stats()
+        pending_blocks = await handler.blocks.pending_count()
+        self.backlog = stats.undelivered + stats.pending
+        metrics.backlog = self.backlog
+        metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
+        metrics.counters["pending_blocks"] = pending_blocks
 
     def health(self) -> HealthReport:
         if self.consumers and not all(c.connected for c in self.consumers):
