@@ -183,15 +183,26 @@ class MSProcessingHandler:
             raise
         log = self.log.bind(set_id=set_id, message_id=message.id)
         final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts
+        await self._wait_for_other_holder(f"set:{set_id}")
         try:
             with self.metrics.job():
                 await self._convert_and_record(message, set_id, files, out, partial, log)
+        except LeaseHeldError:
+            raise  # someone else is converting it: retried later, the set's record is theirs
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             state = SetState.FAILED if final_attempt else SetState.QUEUED
             await self.sets.mark(set_id, state, reason)
             log.warning("set_failed", reason=reason, final=final_attempt)
             raise
+
+    async def _wait_for_other_holder(self, lease: str) -> None:
+        """A duplicate announcement of a set being converted elsewhere waits for that
+        conversion (up to ``processing_timeout_sec``) and then finds the MS done, rather than
+        spending its retries while the other holder works."""
+        with anyio.move_on_after(self.cfg.processing_timeout_sec):
+            while await self.leases.holder(lease) is not None:
+                await anyio.sleep(self.config.leases.renew_interval_sec)
 
     def _set_inputs(self, message: Message, set_id: str) -> tuple[list[Path], Path, bool]:
         payload = message.payload
