@@ -165,7 +165,14 @@ async def run_by_hand(config: Config, dry_run: bool) -> Report:
     from dsa110d.state.connection import connected
 
     async with connected(config) as redis:
-        return await run_exclusive(config, redis, dry_run=dry_run)
+        deadline = anyio.current_time() + config.leases.ttl_sec
+        while True:  # a daemon's pass may hold the lease for a moment: wait it out
+            try:
+                return await run_exclusive(config, redis, dry_run=dry_run)
+            except LeaseHeldError:
+                if anyio.current_time() > deadline:
+                    raise
+                await anyio.sleep(0.2)
 
 
 def render_report(report: Report) -> str:

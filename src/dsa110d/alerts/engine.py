@@ -44,10 +44,11 @@ def disk_views(paths: list[Path]) -> list[rules.DiskView]:
     """Free space of each existing data root (blocking: run in a thread)."""
     views = []
     for path in dict.fromkeys(paths):
-        try:
-            usage = shutil.disk_usage(path)
+        existing = next((p for p in (path, *path.parents) if p.exists()), None)
+        try:  # a root not created yet will be on its nearest existing parent's filesystem
+            usage = shutil.disk_usage(existing or path)
         except OSError:
-            continue  # not created yet: nothing to fill
+            continue
         views.append(rules.DiskView(str(path), usage.free, usage.total))
     return views
 
