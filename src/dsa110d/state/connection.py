@@ -96,16 +96,12 @@ async def connect(config: Config) -> Redis:
         server = await anyio.to_thread.run_sync(
             embedded.ensure_server, config.paths.state_dir, config.redis.embedded_port
         )
+    with translate_errors(describe_target(config)):
+        await _plain_probe(config, server)
     client = client_for(config, server)
     try:
         with translate_errors(describe_target(config)):
-            try:
-                await client.ping()
-            except redis_errors.ConnectionError as exc:
-                if "recursion" not in str(exc):
-                    raise
-                await _plain_probe(config, server)  # raises the real cause
-                raise
+            await client.ping()
     except BaseException:
         await client.aclose()
         raise
@@ -113,8 +109,9 @@ async def connect(config: Config) -> Redis:
 
 
 async def _plain_probe(config: Config, server: embedded.EmbeddedServer | None) -> None:
-    """PING without health checks and timeout retries: redis-py recurses when both meet an
-    authentication error (a server that wants a password, none given), hiding the cause."""
+    """One PING without health checks and timeout retries, before the pool is made: with
+    both, redis-py recurses on an authentication error (a server that wants a password and
+    none given), hiding the cause and leaking the socket."""
     quiet = config.redis.model_copy(update={"health_check_interval": 0, "retry_on_timeout": False})
     probe = client_for(config.model_copy(update={"redis": quiet}), server)
     try:
