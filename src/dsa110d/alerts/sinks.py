@@ -14,6 +14,7 @@ import json
 import smtplib
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
@@ -77,6 +78,7 @@ def post_webhook(url: str, body: bytes, timeout: float) -> None:
         with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
             reply.read()
     except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response's socket
         raise SinkError(f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
@@ -112,8 +114,8 @@ class AlertSinks:
 
     def __init__(self, config: Callable[[], AlertsConfig]) -> None:
         self._config = config
-        size = config().sink_queue_size
-        self._send, self._receive = anyio.create_memory_object_stream[AlertEvent](size)
+        self._queue: deque[AlertEvent] = deque()
+        self._wake: anyio.Event | None = None  # made by run(), inside the event loop
         self.sent: dict[str, int] = {"webhook": 0, "email": 0}
         self.dropped = 0
 
@@ -126,18 +128,23 @@ class AlertSinks:
         log_event(event)
         if not self._remote():
             return
-        try:
-            self._send.send_nowait(event)
-        except anyio.WouldBlock:
+        if len(self._queue) >= self._config().sink_queue_size:
             self.dropped += 1
             log.warning("alert_dropped", alert=event.fingerprint, reason="sink queue full")
+            return
+        self._queue.append(event)
+        if self._wake is not None:
+            self._wake.set()
 
     async def run(self) -> None:
         """Drain the queue until cancelled; one event's failures never stop the next."""
-        async with self._receive:
-            async for event in self._receive:
+        while True:
+            self._wake = anyio.Event()
+            while self._queue:
+                event = self._queue.popleft()
                 await self._to_webhook(event)
                 await self._to_email(event)
+            await self._wake.wait()
 
     async def _to_webhook(self, event: AlertEvent) -> None:
         hook = self._config().webhook
