@@ -24,7 +24,7 @@ def restore_umask() -> Iterator[None]:
 
 
 def test_root_is_refused_unless_allowed() -> None:
-    with pytest.raises(ConfigError, match="refusing to run as root.*--allow-root"):
+    with pytest.raises(ConfigError, match=r"refusing to run as root.*--allow-root"):
         refuse_root(False, euid=0)
     refuse_root(True, euid=0)
     refuse_root(False, euid=1000)
