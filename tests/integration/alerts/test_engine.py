@@ -172,7 +172,7 @@ async def test_alerts_are_mailed(tmp_path: Path, server_url: str, redis: aioredi
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(engine.run)
-            await wait_until(lambda: bool(smtp.messages))
+            await wait_until(lambda: engine.sinks.sent["email"] == 1)
             tg.cancel_scope.cancel()
     finally:
         smtp.close()
