@@ -72,7 +72,7 @@ def health_conditions(entries: list[RegistryEntry], config: Config) -> list[Cond
                     {"host": e.host, "pid": e.pid, "service": e.service, "reason": e.reason},
                 )
             )
-        elif e.health == "DEGRADED":
+        elif e.health == "DEGRADED" and e.state != "paused":  # an operator's pause is no fault
             found.append(
                 Condition(
                     f"degraded:{e.host}:{e.service}",

@@ -85,3 +85,9 @@ def test_disk_free_below_the_fraction(cfg: Config) -> None:
     [cond] = rules.evaluate(facts(disks=disks), cfg)
     assert cond.fingerprint == "disk-free:obs1:/data/ms"
     assert cond.severity == "critical"
+
+
+def test_a_service_paused_by_an_operator_raises_no_alert(cfg: Config) -> None:
+    paused = RegistryEntry("obs1", 42, "watcher", "DEGRADED", "paused by an operator", "t0", "1",
+                           state="paused")  # fmt: skip
+    assert rules.evaluate(facts(registry=[paused]), cfg) == []
