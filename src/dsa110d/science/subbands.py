@@ -1,0 +1,396 @@
+"""Subband files: their names, whether a file is a complete subband, and grouping into sets.
+
+Pure functions for the HDF5 watcher (DESIGN section 2):
+
+- ``parse_subband_name`` / ``ignore_reason``: which names are subbands, which to skip
+  (``*_incomplete.hdf5`` being written, rsync temporaries ``.NAME.XXXXXX``, names not
+  matching the configured glob);
+- ``probe_subband``: open a file read-only and check it is a whole UVH5 subband; any fault
+  (zero bytes, truncated, corrupt, wrong shape, unreadable, a directory) raises
+  ``InputFileError`` with one line naming the file and the reason;
+- ``group_subbands`` / ``set_id_from_time``: subbands join a set by their bit-identical
+  ``Header/time_array[0]``; files without a readable time fall back to their name timestamp
+  within a tolerance. A set's id is derived from ``time_array[0]`` alone (the UTC second it
+  falls in), so every watcher, whatever order it sees files in, derives the same id.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from dsa110d.errors import InputFileError
+from dsa110d.science.constants import NAME_TIME_FORMAT, SUBBAND_NAME_REGEX
+
+SUBBAND_NAME = re.compile(SUBBAND_NAME_REGEX)
+INCOMPLETE_SUFFIX = "_incomplete.hdf5"
+"""Suffix of a subband still being written by the correlator (renamed when done)."""
+RSYNC_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
+"""rsync's temporary name for a file in transfer: ``.NAME.XXXXXX``."""
+DEFAULT_FILE_PATTERN = "20*T*.hdf5"
+"""The watcher's default ``file_pattern`` glob (config ``services.hdf5_watcher``)."""
+DEFAULT_GROUP_TOLERANCE_SEC = 60.0
+"""Name timestamps of one set's subbands differ by up to this, seconds (real code: 60-120)."""
+JD_UNIX_EPOCH = 2440587.5
+"""Julian date of 1970-01-01T00:00:00 UTC."""
+REQUIRED_HEADER = (
+    "time_array",
+    "integration_time",
+    "ant_1_array",
+    "ant_2_array",
+    "uvw_array",
+    "freq_array",
+    "polarization_array",
+    "Nblts",
+    "Nfreqs",
+    "Npols",
+    "Nants_data",
+)
+"""``Header/`` datasets a subband must have for the watcher to count it."""
+DATA_DATASETS = ("visdata", "flags", "nsamples")
+"""``Data/`` datasets, each of shape (Nblts, 1, Nfreqs, Npols) (or without the spw axis)."""
+
+
+@dataclass(frozen=True)
+class SubbandName:
+    """What a subband file name says."""
+
+    timestamp: datetime
+    """The correlator node's wall-clock time in the name, UTC."""
+    subband: int
+
+
+def subband_file_name(moment: datetime, subband: int, *, incomplete: bool = False) -> str:
+    """``YYYY-MM-DDTHH:MM:SS_sbNN.hdf5`` (or ``..._sbNN_incomplete.hdf5``)."""
+    stem = f"{moment.strftime(NAME_TIME_FORMAT)}_sb{subband:02d}"
+    return stem + (INCOMPLETE_SUFFIX if incomplete else ".hdf5")
+
+
+def parse_subband_name(name: str | os.PathLike[str]) -> SubbandName | None:
+    """The timestamp and subband of a subband file name, or None if it is not one."""
+    base = os.path.basename(os.fspath(name))
+    match = SUBBAND_NAME.search(base)
+    if match is None or base != match.group(0):
+        return None
+    try:
+        moment = datetime.strptime(match.group(1), NAME_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None  # e.g. 2026-13-45T99:00:00 matches the regex but is no time
+    return SubbandName(moment, int(match.group(2)))
+
+
+def ignore_reason(name: str | os.PathLike[str], pattern: str = DEFAULT_FILE_PATTERN) -> str | None:
+    """Why the watcher should skip this name, or None when it is a subband file to look at."""
+    base = os.path.basename(os.fspath(name))
+    if base.endswith(INCOMPLETE_SUFFIX):
+        return "still being written (_incomplete)"
+    if RSYNC_TEMPORARY.match(base):
+        return "rsync temporary"
+    if not fnmatch.fnmatchcase(base, pattern):
+        return f"does not match {pattern}"
+    if parse_subband_name(base) is None:
+        return "not a subband file name (YYYY-MM-DDTHH:MM:SS_sbNN.hdf5)"
+    return None
+
+
+def set_id_from_time(time0_jd: float, integration_s: float = 0.0) -> str:
+    """The set id for ``Header/time_array[0]`` (the centre of the first integration) and
+    ``Header/integration_time[0]``: the set's start, rounded to the second, in ISO format.
+
+    A pure function of header values shared bit for bit by all subbands of a set, so any
+    watcher, seeing the files in any order, derives the same id.
+    """
+    seconds = (time0_jd - JD_UNIX_EPOCH) * 86400.0 - integration_s / 2.0
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=round(seconds))
+    return moment.strftime(NAME_TIME_FORMAT)
+
+
+@dataclass(frozen=True)
+class SubbandProbe:
+    """What a quick read-only look at a complete subband file found."""
+
+    path: Path
+    size_bytes: int
+    name_time: datetime | None
+    subband: int | None
+    time0_jd: float
+    """``Header/time_array[0]``: the bit-identical key of the set."""
+    integration_s: float
+    """``Header/integration_time[0]``, seconds."""
+    n_blts: int
+    n_freqs: int
+    n_pols: int
+    n_ants_data: int
+    freq_min_hz: float
+    freq_max_hz: float
+    phase_center_dec_rad: float | None
+
+    @property
+    def set_id(self) -> str:
+        return set_id_from_time(self.time0_jd, self.integration_s)
+
+    def as_file(self) -> SubbandFile | None:
+        """This probe as a grouping member (None when the name is not a subband name)."""
+        if self.name_time is None or self.subband is None:
+            return None
+        return SubbandFile(
+            str(self.path), self.name_time, self.subband, self.time0_jd, self.integration_s
+        )
+
+
+def _fail(path: Path, reason: str) -> InputFileError:
+    return InputFileError(f"{path}: {reason}")
+
+
+def _check_openable(path: Path) -> int:
+    """The file's size; raises unless it is a non-empty regular file we may read."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise _fail(path, "no such file") from None
+    except OSError as exc:
+        raise _fail(path, f"cannot stat: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise _fail(path, "is a directory, not a subband file")
+    if not stat.S_ISREG(info.st_mode):
+        raise _fail(path, "is not a regular file (FIFO, socket or device)")
+    if info.st_size == 0:
+        raise _fail(path, "zero-byte file")
+    if not os.access(path, os.R_OK):
+        raise _fail(path, "no read permission")
+    return info.st_size
+
+
+def _scalar(header: h5py.Group, name: str) -> int:
+    return int(np.asarray(header[name][()]).reshape(-1)[0])
+
+
+def _read_probe(path: Path, handle: h5py.File) -> dict[str, Any]:
+    header = handle.get("Header")
+    data = handle.get("Data")
+    if not isinstance(header, h5py.Group) or not isinstance(data, h5py.Group):
+        raise _fail(path, "not a UVH5 file (no Header or Data group)")
+    missing = [n for n in REQUIRED_HEADER if n not in header]
+    missing += [f"Data/{n}" for n in DATA_DATASETS if n not in data]
+    if missing:
+        raise _fail(path, f"missing {', '.join(missing)}")
+    n_blts, n_freqs = _scalar(header, "Nblts"), _scalar(header, "Nfreqs")
+    n_pols = _scalar(header, "Npols")
+    _check_shapes(path, header, data, n_blts, n_freqs, n_pols)
+    freq = np.asarray(header["freq_array"][()], dtype=np.float64)
+    time0 = np.asarray(header["time_array"][0:1], dtype=np.float64)[0]
+    integration = np.asarray(header["integration_time"][0:1], dtype=np.float64)[0]
+    if not (np.isfinite(time0) and np.isfinite(integration) and np.all(np.isfinite(freq))):
+        raise _fail(path, "time_array[0], integration_time[0] or freq_array is not finite")
+    dec = header.get("extra_keywords/phase_center_dec")
+    # Touch the last row of the visibilities: a truncated file fails here, not later.
+    data["visdata"][n_blts - 1]
+    return {
+        "time0_jd": float(time0),
+        "integration_s": float(integration),
+        "n_blts": n_blts,
+        "n_freqs": n_freqs,
+        "n_pols": n_pols,
+        "n_ants_data": _scalar(header, "Nants_data"),
+        "freq_min_hz": float(freq.min()),
+        "freq_max_hz": float(freq.max()),
+        "phase_center_dec_rad": float(dec[()]) if dec is not None else None,
+    }
+
+
+def _check_shapes(
+    path: Path, header: h5py.Group, data: h5py.Group, n_blts: int, n_freqs: int, n_pols: int
+) -> None:
+    if min(n_blts, n_freqs, n_pols) < 1:
+        raise _fail(path, f"empty data (Nblts={n_blts}, Nfreqs={n_freqs}, Npols={n_pols})")
+    for name in ("time_array", "integration_time", "ant_1_array", "ant_2_array"):
+        if header[name].shape != (n_blts,):
+            raise _fail(path, f"wrong shape: Header/{name} {header[name].shape} != ({n_blts},)")
+    if header["uvw_array"].shape != (n_blts, 3):
+        raise _fail(path, f"wrong shape: Header/uvw_array {header['uvw_array'].shape}")
+    if int(np.prod(header["freq_array"].shape)) != n_freqs:
+        raise _fail(path, f"wrong shape: Header/freq_array {header['freq_array'].shape}")
+    allowed = {(n_blts, 1, n_freqs, n_pols), (n_blts, n_freqs, n_pols)}
+    for name in DATA_DATASETS:
+        if data[name].shape not in allowed:
+            raise _fail(
+                path,
+                f"wrong shape: Data/{name} {data[name].shape}, "
+                f"expected ({n_blts}, 1, {n_freqs}, {n_pols})",
+            )
+
+
+def probe_subband(path: str | os.PathLike[str]) -> SubbandProbe:
+    """Open ``path`` read-only and check it is a whole subband file; never modifies it.
+
+    Raises ``InputFileError`` (one line, naming the file) when it is missing, a directory or
+    other non-regular file, zero bytes, unreadable, not HDF5, truncated or corrupt, missing a
+    header dataset, or shaped inconsistently.
+    """
+    path = Path(path)
+    size = _check_openable(path)
+    try:
+        with h5py.File(path, "r", locking=False) as handle:
+            fields = _read_probe(path, handle)
+    except InputFileError:
+        raise
+    except PermissionError:
+        raise _fail(path, "no read permission") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise _fail(path, f"truncated or corrupt HDF5 ({_short(exc)})") from None
+    name = parse_subband_name(path)
+    return SubbandProbe(
+        path=path,
+        size_bytes=size,
+        name_time=name.timestamp if name else None,
+        subband=name.subband if name else None,
+        **fields,
+    )
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
+# --- Grouping ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubbandFile:
+    """One subband file as the grouping sees it."""
+
+    path: str
+    name_time: datetime
+    subband: int
+    time0_jd: float | None = None
+    """``Header/time_array[0]`` when the file could be read, else None."""
+    integration_s: float = 0.0
+    """``Header/integration_time[0]`` (for the set id), seconds."""
+
+
+@dataclass(frozen=True)
+class SubbandGroup:
+    """One set's files as grouped: by subband, with any second file for a subband apart."""
+
+    set_id: str
+    time0_jd: float | None
+    """The set's bit-identical key; None for a group formed by name timestamps alone."""
+    files: tuple[SubbandFile, ...]
+    """One file per subband, ordered by subband."""
+    duplicates: tuple[SubbandFile, ...] = ()
+    """Further files for a subband already present (reported, never dropped silently)."""
+
+    @property
+    def subbands(self) -> tuple[int, ...]:
+        return tuple(f.subband for f in self.files)
+
+    def is_complete(self, expected_subbands: int) -> bool:
+        return set(self.subbands) >= set(range(expected_subbands))
+
+
+def _build_group(set_id: str, time0: float | None, members: Sequence[SubbandFile]) -> SubbandGroup:
+    chosen: dict[int, SubbandFile] = {}
+    extra: list[SubbandFile] = []
+    # First by name time then path: the same input set always keeps the same file.
+    for f in sorted(members, key=lambda f: (f.subband, f.name_time, f.path)):
+        if f.subband in chosen:
+            extra.append(f)
+        else:
+            chosen[f.subband] = f
+    return SubbandGroup(set_id, time0, tuple(chosen[s] for s in sorted(chosen)), tuple(extra))
+
+
+def group_subbands(
+    files: Iterable[SubbandFile], tolerance_sec: float = DEFAULT_GROUP_TOLERANCE_SEC
+) -> list[SubbandGroup]:
+    """Group subband files into sets; the result does not depend on the input's order.
+
+    Files with a ``time0_jd`` group by exact equality of it. A file without one joins the
+    timed group whose name timestamps are nearest, if within ``tolerance_sec``; the rest
+    cluster by name timestamp (a cluster spans at most ``tolerance_sec`` from its earliest
+    file) and take the earliest name timestamp as their id. Groups are returned by time.
+    """
+    items = sorted(set(files), key=lambda f: (f.name_time, f.subband, f.path))
+    timed: dict[float, list[SubbandFile]] = {}
+    untimed: list[SubbandFile] = []
+    for f in items:
+        if f.time0_jd is None:
+            untimed.append(f)
+        else:
+            timed.setdefault(f.time0_jd, []).append(f)
+    leftovers: list[SubbandFile] = []
+    for f in untimed:
+        key = _nearest_timed(f, timed, tolerance_sec)
+        if key is None:
+            leftovers.append(f)
+        else:
+            timed[key].append(f)
+    groups = [_build_group(set_id_from_time(t0, _integration(m)), t0, m) for t0, m in timed.items()]
+    groups += [
+        _build_group(m[0].name_time.strftime(NAME_TIME_FORMAT), None, m)
+        for m in _cluster_by_name(leftovers, tolerance_sec)
+    ]
+    return sorted(groups, key=lambda g: (g.files[0].name_time, g.set_id))
+
+
+def _integration(members: Sequence[SubbandFile]) -> float:
+    """The integration time of a timed group (the smallest, should its files disagree)."""
+    return min(m.integration_s for m in members if m.time0_jd is not None)
+
+
+def _nearest_timed(
+    f: SubbandFile, timed: dict[float, list[SubbandFile]], tolerance_sec: float
+) -> float | None:
+    best: tuple[float, float] | None = None
+    for t0, members in timed.items():
+        gap = min(
+            abs((m.name_time - f.name_time).total_seconds())
+            for m in members
+            if m.time0_jd is not None
+        )
+        if gap <= tolerance_sec and (best is None or (gap, t0) < best):
+            best = (gap, t0)
+    return None if best is None else best[1]
+
+
+def _cluster_by_name(files: Sequence[SubbandFile], tolerance_sec: float) -> list[list[SubbandFile]]:
+    clusters: list[list[SubbandFile]] = []
+    for f in sorted(files, key=lambda f: (f.name_time, f.subband, f.path)):
+        if clusters and (f.name_time - clusters[-1][0].name_time).total_seconds() <= tolerance_sec:
+            clusters[-1].append(f)
+        else:
+            clusters.append([f])
+    return clusters
+
+
+def time_disagreement(
+    f: SubbandFile, group: SubbandGroup, tolerance_sec: float = DEFAULT_GROUP_TOLERANCE_SEC
+) -> str | None:
+    """Why ``f`` looks like a member of ``group`` by name yet disagrees on time, or None.
+
+    A file whose name timestamp is within ``tolerance_sec`` of the set's files but whose
+    ``time_array[0]`` differs from the set's is suspect (a node clock or header fault): the
+    watcher records it against the set instead of silently starting a new one.
+    """
+    if f.time0_jd is None or group.time0_jd is None or f.time0_jd == group.time0_jd:
+        return None
+    near = any(
+        abs((m.name_time - f.name_time).total_seconds()) <= tolerance_sec for m in group.files
+    )
+    if not near:
+        return None
+    delta_s = (f.time0_jd - group.time0_jd) * 86400.0
+    return (
+        f"{f.path}: time_array[0] differs by {delta_s:+.3f} s from set {group.set_id} "
+        f"whose files are named within {tolerance_sec:g} s of it"
+    )
