@@ -77,13 +77,25 @@ def stale_temporaries(config: Config, now: float) -> list[Removal]:
                 if name in subdirs and is_complete_dir(path):
                     continue  # a complete output (maybe awaiting its rename): never removed
                 if is_temporary(path):
-                    age = now - path.lstat().st_mtime
+                    age = now - _last_change(path)
                     if age > grace:
                         found.append(Removal("temporary", str(path), 1, age))
                 elif name in subdirs:
                     keep.append(name)
             subdirs[:] = keep  # descend only into plain directories
     return found
+
+
+def _last_change(path: Path) -> float:
+    """Newest mtime of a temporary and its direct entries (a writer still at work touches
+    its files, not always the directory); a path that vanished meanwhile counts as new."""
+    try:
+        stamps = [path.lstat().st_mtime]
+        if path.is_dir() and not path.is_symlink():
+            stamps += [entry.stat(follow_symlinks=False).st_mtime for entry in os.scandir(path)]
+    except FileNotFoundError:
+        return float("inf")
+    return max(stamps)
 
 
 def remove_paths(removals: list[Removal]) -> None:

@@ -86,6 +86,7 @@ def seed_files(config: Config, now: float) -> tuple[set[Path], set[Path]]:
     go = {ms / ".tmp-2026-11-01T00:00:00.ms.1a2b3c4d", photometry / ".tmp-block7.parquet.5e6f"}
     stay = {
         ms / ".tmp-2026-11-26T00:00:00.ms.0badc0de",  # young: maybe still being written
+        ms / ".tmp-2026-11-03T00:00:00.ms.5ca1ab1e",  # an old directory, a file written now
         ms / ".tmp-2026-11-02T00:00:00.ms.feedf00d",  # complete, awaiting its rename
         ms / "2026-11-01T00:05:00.ms",  # a complete output
         ms / "2026-11-01T00:05:00.ms" / ".tmp-inside",  # inside an output: never looked at
@@ -102,7 +103,9 @@ def seed_files(config: Config, now: float) -> tuple[set[Path], set[Path]]:
     for done in (ms / ".tmp-2026-11-02T00:00:00.ms.feedf00d", ms / "2026-11-01T00:05:00.ms"):
         (done / COMPLETE_MARKER).touch()
     for path in go | stay:
-        if "0badc0de" not in path.name:
+        if "0badc0de" not in path.name:  # that one is being written: its files are fresh
+            for child in path.iterdir() if path.is_dir() and "5ca1ab1e" not in path.name else []:
+                os.utime(child, (old, old))
             os.utime(path, (old, old))
     return go, stay
 
