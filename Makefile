@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/dsa110d demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench $(wildcard examples)
+	$(BIN)/ruff format --check src tests bench $(wildcard examples)
 	$(BIN)/mypy
 
 test: lint

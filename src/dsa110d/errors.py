@@ -57,3 +57,19 @@ class PathOutsideRootsError(DSA110Error, PermissionError):
 
 class StageError(DSA110Error):
     """A processing stage failed on a block."""
+
+
+class LeaseHeldError(StateError):
+    """A lease could not be acquired because another holder has it; names the holder."""
+
+
+class WorkerDiedError(DSA110Error):
+    """A worker process died (out of memory, segfault, SIGKILL) while running one job."""
+
+
+class WorkerJobError(DSA110Error):
+    """A job raised inside a worker process; the message names the job and the error."""
+
+
+class VariabilityInputError(DSA110Error, ValueError):
+    """Photometry rows or saved variability state are malformed; names the file and the fault."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,9 @@ from dsa110d.cli.common import (
     run_app,
 )
 from dsa110d.config import Config
+from dsa110d.errors import DSA110Error
 
-SERVICE_NAMES = ("watcher", "processor", "analyzer")
+SERVICE_NAMES = ("watcher", "processor", "analyzer")  # what ``all`` means
 
 app = typer.Typer(
     name="dsa110d",
@@ -36,15 +38,19 @@ def _root(version: VersionOption = False) -> None:
 
 
 def parse_services(spec: str) -> list[str]:
-    """``all`` or a comma-separated subset of watcher, processor, analyzer."""
+    """``all`` or a comma-separated subset of the registered services (watcher, processor,
+    analyzer, and any added through ``$DSA110_SERVICE_MODULES``)."""
+    from dsa110d.services.base import load_service_modules
+
+    known = load_service_modules()
     names = [part.strip() for part in spec.split(",") if part.strip()]
     if names == ["all"]:
         return list(SERVICE_NAMES)
-    unknown = [n for n in names if n not in SERVICE_NAMES]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         fail(
             f"--services: unknown service {unknown[0] if unknown else spec!r}; "
-            f"choose from {', '.join(SERVICE_NAMES)} or all",
+            f"choose from {', '.join(known)} or all",
             code=2,
         )
     return names
@@ -70,16 +76,22 @@ def run(
     ] = "all",
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    allow_root: Annotated[
+        bool, typer.Option("--allow-root", help="Run as root (else DSA110_ALLOW_ROOT=1).")
+    ] = False,
 ) -> None:
     """Run the daemon with the chosen services until SIGTERM or SIGINT."""
+    from dsa110d.privileges import refuse_root, root_allowed, secure_process
     from dsa110d.supervisor import run_daemon
 
+    refuse_root(root_allowed(allow_root))
     cfg = load(config, env)
+    secure_process(cfg.paths.state_dir, cfg.redis.embedded)
     chosen = parse_services(services)
     setup_logging(
         cfg, "all" if len(chosen) == len(SERVICE_NAMES) else "+".join(chosen), log_level, log_format
     )
-    raise typer.Exit(anyio.run(run_daemon, cfg, chosen))
+    raise typer.Exit(anyio.run(run_daemon, cfg, chosen, lambda: load(config, env)))
 
 
 @app.command()
@@ -92,6 +104,57 @@ def demo(
     from dsa110d.demo import run_demo
 
     raise typer.Exit(run_demo(workdir))
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the subband files to.")],
+    start: Annotated[str, typer.Option("--start", help="UTC start of the first set (ISO).")],
+    sets: Annotated[int, typer.Option("--sets", help="Sets (~309 s each) per day.")],
+    days: Annotated[int, typer.Option("--days", help="Repeat on this many sidereal days.")] = 1,
+    scale: Annotated[str, typer.Option("--scale", help="real, small or tiny.")] = "small",
+    subbands: Annotated[int, typer.Option("--subbands", help="Subbands per set (1..16).")] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same files).")] = 0,
+    catalog: Annotated[
+        Path | None, typer.Option("--catalog", help="Sky CSV (id,ra_deg,dec_deg,flux_jy).")
+    ] = None,
+    variable_fraction: Annotated[
+        float, typer.Option("--variable-fraction", help="Share of sources that vary.")
+    ] = 0.1,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Truth JSON (default OUT/truth.json).")
+    ] = None,
+    dec: Annotated[
+        float | None, typer.Option("--dec", help="Pointing declination, deg (default zenith).")
+    ] = None,
+    live: Annotated[bool, typer.Option("--live", help="Land sets in real time.")] = False,
+    speed: Annotated[
+        float, typer.Option("--speed", help="Live mode: time runs X times faster.")
+    ] = 1.0,
+) -> None:
+    """Write simulated DSA-110 subband files (UVH5) laid out as the real correlator's."""
+    from dsa110d.science.simulate import DEFAULT_DEC_DEG, SimulationSpec
+    from dsa110d.science.simulate import simulate as run_simulation
+
+    try:
+        moment = datetime.fromisoformat(start)
+    except ValueError:
+        fail(f"--start: {start!r} is not an ISO date-time (e.g. 2026-01-01T00:00:00)", code=2)
+    spec = SimulationSpec(
+        out=out, start=moment, sets=sets, days=days, scale=scale, n_subbands=subbands,
+        seed=seed, catalog=catalog, variable_fraction=variable_fraction, truth=truth,
+        live=live, speed=speed, dec_deg=DEFAULT_DEC_DEG if dec is None else dec,
+    )  # fmt: skip
+    try:
+        result = run_simulation(spec)
+    except ValueError as exc:
+        if isinstance(exc, DSA110Error):
+            raise
+        fail(str(exc), code=2)
+    print(
+        f"wrote {len(result.files)} files ({result.bytes_written / 1e6:.1f} MB) for "
+        f"{len(result.set_ids)} sets in {result.seconds:.1f} s; truth: {result.truth_path}"
+    )
 
 
 def main() -> None:

@@ -84,12 +84,14 @@ def draw_variability(
     n_var = round(fraction * len(catalog))
     rows: list[int] = sorted(rng.choice(len(catalog), size=n_var, replace=False).tolist())
     chosen: dict[int, Variability] = {}
+    sidereal_day = SIDEREAL_DAY_S / SECONDS_PER_DAY
     for row in rows:
         kind = VARIABILITY_KINDS[int(rng.integers(len(VARIABILITY_KINDS)))]
         first = transit_mjd(float(catalog.ra_deg[row]), start_mjd, start_lst_rad)
-        day = int(rng.integers(max(days, 1)))
-        sidereal_day = SIDEREAL_DAY_S / SECONDS_PER_DAY
-        chosen[int(row)] = _draw_kind(kind, rng, first + day * sidereal_day, start_mjd, days)
+        # A step needs a look before it: put it before the transit of day 1.. when there is one.
+        low_day = 1 if kind == "step" and days > 1 else 0
+        day = int(rng.integers(low_day, max(days, 1)))
+        chosen[row] = _draw_kind(kind, rng, first + day * sidereal_day, start_mjd, days)
     return chosen
 
 

@@ -7,6 +7,13 @@ seconds of per-node clock jitter while ``Header/time_array[0]`` is bit-identical
 is written as ``..._sbNN_incomplete.hdf5`` and renamed into place, as the correlator does; in
 ``live`` mode the subbands land seconds apart and one set every 309 s / ``speed``.
 The truth (catalog, per-set true fluxes, which sources vary and how) goes to a JSON file.
+
+Sky model: point sources with flat spectra (the catalog flux at every frequency), constant
+within a set at their true flux at mid-set, seen through ``beam.primary_beam`` at the
+pointing (meridian, ``dec_deg``), plus thermal noise for ``sefd_jy``. Without a catalog file
+a random one covers the observed LST range around the pointing declination. ``small`` and
+``tiny`` scales are the real data averaged in frequency and time on fewer antennas
+(``simlayout``): noise follows their wider channels and longer integrations.
 """
 
 from __future__ import annotations
@@ -29,7 +36,12 @@ from numpy.typing import NDArray
 from dsa110d.science import constants as k
 from dsa110d.science import simlayout as layout
 from dsa110d.science.astrometry import use_offline_iers
-from dsa110d.science.catalog import Catalog, random_catalog, read_catalog
+from dsa110d.science.catalog import (
+    DEFAULT_DEC_HALFWIDTH_DEG,
+    Catalog,
+    random_catalog,
+    read_catalog,
+)
 from dsa110d.science.simsky import Variability, draw_variability, true_fluxes
 from dsa110d.science.simvis import drift_geometry, lst_for, sky_in_view, visibility_chunks
 from dsa110d.science.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
@@ -43,8 +55,12 @@ LIVE_SUBBAND_GAP_S = 2.0
 """In live mode, the (unscaled) gap between two subbands of a set landing, seconds."""
 DEFAULT_VARIABLE_FRACTION = 0.1
 """Share of the catalog that varies, when not given."""
-DEFAULT_GENERATED_SOURCES = 300
-"""Sources in a generated catalog (a 6-degree strip all round the sky)."""
+GENERATED_SOURCE_DENSITY_PER_DEG2 = 0.5
+"""Sources per square degree in a generated catalog (the real sky has ~8 above 20 mJy at
+1.4 GHz: this is its brightest part, enough to fill the beam at a bounded cost)."""
+GENERATED_RA_MARGIN_DEG = 10.0
+"""A generated catalog covers the observed LST range widened by this on each side, so the
+sources entering and leaving the beam are there too."""
 DEFAULT_DEC_DEG = k.OVRO_LAT_DEG
 """Pointing declination when not given: the zenith."""
 
@@ -68,7 +84,8 @@ class SimulationSpec:
     speed: float = 1.0
     dec_deg: float = DEFAULT_DEC_DEG
     sefd_jy: float = k.SEFD_JY
-    n_sources: int = DEFAULT_GENERATED_SOURCES
+    n_sources: int | None = None
+    """Sources in a generated catalog; None: ``GENERATED_SOURCE_DENSITY_PER_DEG2``."""
 
 
 @dataclass(frozen=True)
@@ -112,10 +129,24 @@ def plan_sets(spec: SimulationSpec, rng: np.random.Generator) -> list[SetPlan]:
     return plans
 
 
-def _catalog_for(spec: SimulationSpec) -> Catalog:
+def _catalog_for(spec: SimulationSpec, scale: layout.Scale) -> Catalog:
+    """The catalog file, or a random sky around the pointing over the RA range observed."""
     if spec.catalog is not None:
         return read_catalog(spec.catalog)
-    return random_catalog(spec.dec_deg, spec.n_sources, seed=spec.seed)
+    first = _times_jd(_utc(spec.start), scale)[0]
+    lst_start = math.degrees(float(lst_for(np.array([first]))[0]))
+    span = spec.sets * k.FILE_DURATION_S * 360.0 / k.SIDEREAL_DAY_S + 2 * GENERATED_RA_MARGIN_DEG
+    span = min(span, 360.0)
+    ra_range = (
+        (lst_start - GENERATED_RA_MARGIN_DEG) % 360.0,
+        (lst_start - GENERATED_RA_MARGIN_DEG + span) % 360.0,
+    )
+    halfwidth = DEFAULT_DEC_HALFWIDTH_DEG
+    area = span * 2 * halfwidth * math.cos(math.radians(spec.dec_deg))
+    n_sources = spec.n_sources
+    if n_sources is None:
+        n_sources = max(1, round(GENERATED_SOURCE_DENSITY_PER_DEG2 * area))
+    return random_catalog(spec.dec_deg, n_sources, seed=spec.seed, ra_range_deg=ra_range)
 
 
 def _times_jd(set_start: datetime, scale: layout.Scale) -> NDArray[np.float64]:
@@ -143,7 +174,7 @@ class _Simulation:
         self.spec = spec
         self.scale = layout.SCALES[spec.scale]
         self.rng = np.random.default_rng(spec.seed)
-        self.catalog = _catalog_for(spec)
+        self.catalog = _catalog_for(spec, self.scale)
         self.plans = plan_sets(spec, self.rng)
         first = self.plans[0]
         start_mjd = _mjd(first.start)

@@ -37,8 +37,8 @@ INCOMPLETE_SUFFIX = "_incomplete.hdf5"
 """Suffix of a subband still being written by the correlator (renamed when done)."""
 RSYNC_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
 """rsync's temporary name for a file in transfer: ``.NAME.XXXXXX``."""
-DEFAULT_FILE_PATTERN = "*_sb??.hdf5"
-"""The watcher's default ``file_pattern`` glob."""
+DEFAULT_FILE_PATTERN = "20*T*.hdf5"
+"""The watcher's default ``file_pattern`` glob (config ``services.hdf5_watcher``)."""
 DEFAULT_GROUP_TOLERANCE_SEC = 60.0
 """Name timestamps of one set's subbands differ by up to this, seconds (real code: 60-120)."""
 JD_UNIX_EPOCH = 2440587.5

@@ -4,6 +4,13 @@ The header is written first and the data datasets are allocated at full size, th
 chunk by chunk (``SubbandWriter.write``), so a real-scale set never sits in memory at once.
 The layout is the correlator's older UVH5 form: ``Data/*`` of shape (Nblts, 1, Nfreqs, Npols),
 ``freq_array`` of shape (1, Nfreqs), ``phase_type`` "drift", float32 ``uvw_array``.
+
+Reading with pyuvdata 3: like the real files, these need ``file_type="uvh5"`` (the ``.hdf5``
+suffix is not recognised) and ``run_check=False`` (pyuvdata requires float64 uvw), then
+``uv.uvw_array = uv.uvw_array.astype(np.float64); uv.check()`` passes. Off the zenith
+(pointing dec != latitude) ``check()`` also warns that the uvws do not match the unprojected
+antenna positions, as it does for the real drift files: their uvws are for the meridian at
+the pointing declination, not the zenith.
 """
 
 from __future__ import annotations

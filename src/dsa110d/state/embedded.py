@@ -141,7 +141,7 @@ def _write_conf(directory: Path, sock: Path, port: int) -> Path:
         "bind 127.0.0.1 -::1",
         "protected-mode yes",
         "appendonly yes",
-        "appendfsync everysec",
+        "appendfsync always",  # kill -9 must not lose an acknowledged write
         'save ""',
         f"logfile {directory / 'valkey.log'}",
         "loglevel notice",

@@ -1,13 +1,59 @@
-"""A block of synthetic Measurement Sets with known sources, built once and copied per test."""
+"""Session-built science fixtures, copied by the tests that change files: simulated subband
+sets, and a block of synthetic Measurement Sets with known sources."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from dsa110d.config import Config, PathsConfig
+from dsa110d.science.astrometry import use_offline_iers
+from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.science.testms import SimBlock, build_sim_block, copy_sim_block
+
+TINY_START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
+"""Start of the session's tiny simulation (inside the bundled IERS tables' range)."""
+TINY_SETS = 2
+TINY_SUBBANDS = 4
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _offline_iers() -> None:
+    use_offline_iers()
+
+
+def _tiny_spec(out: Path, **overrides: object) -> SimulationSpec:
+    fields: dict[str, object] = {
+        "out": out,
+        "start": TINY_START,
+        "sets": TINY_SETS,
+        "scale": "tiny",
+        "n_subbands": TINY_SUBBANDS,
+        "seed": 1,
+        "variable_fraction": 0.3,
+    }
+    fields.update(overrides)
+    return SimulationSpec(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_spec() -> Callable[..., SimulationSpec]:
+    """``tiny_spec(out, **overrides)``: the session's tiny simulation, with overrides."""
+    return _tiny_spec
+
+
+@pytest.fixture(scope="session")
+def tiny_start() -> datetime:
+    return TINY_START
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
+    """Two tiny sets of four subbands (read-only: copy a file before changing it)."""
+    return simulate(_tiny_spec(tmp_path_factory.mktemp("tiny")))
 
 
 @pytest.fixture(scope="session")
@@ -22,9 +68,9 @@ def sim_block(sim_block_master: SimBlock, tmp_path: Path) -> SimBlock:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    """A Config with its paths in tmp_path; science stages need no server (unlike the root
-    fixture of the same name, which is parametrised over live servers)."""
+def science_config(tmp_path: Path) -> Config:
+    """A Config with its paths in tmp_path: science stages need no server (the root ``config``
+    fixture is parametrised over live servers)."""
     paths = PathsConfig(
         incoming_dir=tmp_path / "incoming",
         ms_dir=tmp_path / "ms",

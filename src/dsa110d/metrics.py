@@ -1,0 +1,183 @@
+"""Per-service metrics: counts, error rate, queue lag, job durations, process RSS and CPU.
+
+A :class:`ServiceMetrics` recorder lives in each service's context; the manager snapshots it
+into the registry entry (for ``dsa110ctl``) and, when ``metrics.port`` is set, serves every
+snapshot on a loopback Prometheus endpoint (names ``dsa110_*``, base units, ``_total`` counters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import psutil
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+DURATION_SAMPLES = 1000  # recent job durations kept for percentiles
+QUANTILES = (0.5, 0.9, 0.99)
+
+
+class ServiceMetrics:
+    """Counters and gauges one service updates; cheap, synchronous, event-loop only."""
+
+    def __init__(self) -> None:
+        self.processed = 0
+        self.failed = 0
+        self.queue_lag_sec = 0.0
+        self.backlog = 0
+        self.counters: dict[str, int] = {}
+        self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
+
+    @contextlib.contextmanager
+    def job(self) -> Iterator[None]:
+        """Time one job: success counts as processed, an exception as failed (and re-raises).
+
+        A cancelled job (shutdown, restart) is neither: it was abandoned, not done.
+        """
+        start = time.monotonic()
+        try:
+            yield
+        except Exception:
+            self.failed += 1
+            self._durations.append(time.monotonic() - start)
+            raise
+        self.processed += 1
+        self._durations.append(time.monotonic() - start)
+
+    def add(self, name: str, count: int = 1) -> None:
+        """A domain counter (``sets``, ``blocks``...) shown in STATUS and the registry."""
+        self.counters[name] = self.counters.get(name, 0) + count
+
+    def error_rate(self) -> float:
+        total = self.processed + self.failed
+        return self.failed / total if total else 0.0
+
+    def percentiles(self) -> dict[str, float]:
+        """Job duration quantiles over the recent jobs, seconds (empty when no job ran)."""
+        if not self._durations:
+            return {}
+        ordered = sorted(self._durations)
+        last = len(ordered) - 1
+        return {f"p{round(q * 100)}": ordered[round(q * last)] for q in QUANTILES}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "processed": self.processed,
+            "failed": self.failed,
+            "error_rate": round(self.error_rate(), 4),
+            "queue_lag_sec": self.queue_lag_sec,
+            "backlog": self.backlog,
+            "duration_sec": self.percentiles(),
+            "counters": dict(self.counters),
+        }
+
+
+class ProcessStats:
+    """RSS and CPU of this process and its children (the worker pool)."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # prime: the first reading is always 0
+
+    def snapshot(self) -> dict[str, float]:
+        rss = self._process.memory_info().rss
+        cpu_times = self._process.cpu_times()
+        cpu_sec = cpu_times.user + cpu_times.system
+        for child in self._children():
+            with contextlib.suppress(psutil.Error):
+                rss += child.memory_info().rss
+                child_times = child.cpu_times()
+                cpu_sec += child_times.user + child_times.system
+        return {
+            "rss_bytes": float(rss),
+            "cpu_percent": self._process.cpu_percent(None),
+            "cpu_seconds": cpu_sec,
+        }
+
+    def _children(self) -> list[psutil.Process]:
+        try:
+            return self._process.children(recursive=True)
+        except psutil.Error:
+            return []
+
+
+Snapshot = Mapping[str, Mapping[str, Any]]
+
+
+class PrometheusCollector(Collector):
+    """Turns the manager's latest per-service snapshots into ``dsa110_*`` families."""
+
+    def __init__(
+        self, snapshots: Callable[[], Snapshot], process: Callable[[], Mapping[str, float]]
+    ):
+        self._snapshots = snapshots
+        self._process = process
+
+    def collect(self) -> Iterator[Any]:
+        services = self._snapshots()
+        processed = CounterMetricFamily(
+            "dsa110_jobs_processed", "Jobs completed by a service.", labels=["service"]
+        )
+        failed = CounterMetricFamily(
+            "dsa110_jobs_failed", "Jobs that failed in a service.", labels=["service"]
+        )
+        restarts = CounterMetricFamily(
+            "dsa110_service_restarts", "Restarts of a service after a crash.", labels=["service"]
+        )
+        lag = GaugeMetricFamily(
+            "dsa110_queue_lag_seconds", "Age of the oldest waiting work.", labels=["service"]
+        )
+        backlog = GaugeMetricFamily(
+            "dsa110_backlog", "Work items waiting for a service.", labels=["service"]
+        )
+        health = GaugeMetricFamily(
+            "dsa110_service_health",
+            "0 healthy, 1 degraded, 2 unhealthy, 3 stopping.",
+            labels=["service"],
+        )
+        duration = GaugeMetricFamily(
+            "dsa110_job_duration_seconds",
+            "Recent job duration quantiles.",
+            labels=["service", "quantile"],
+        )
+        for name, snap in services.items():
+            metrics = snap.get("metrics", {})
+            processed.add_metric([name], metrics.get("processed", 0))
+            failed.add_metric([name], metrics.get("failed", 0))
+            restarts.add_metric([name], snap.get("restarts", 0))
+            lag.add_metric([name], metrics.get("queue_lag_sec", 0.0))
+            backlog.add_metric([name], metrics.get("backlog", 0))
+            health.add_metric([name], snap.get("severity", 0))
+            for key, value in metrics.get("duration_sec", {}).items():
+                duration.add_metric([name, f"{int(key[1:]) / 100:g}"], value)
+        yield from (processed, failed, restarts, lag, backlog, health, duration)
+        proc = self._process()
+        yield GaugeMetricFamily(
+            "dsa110_process_resident_memory_bytes",
+            "RSS of the daemon and its worker processes.",
+            value=proc["rss_bytes"],
+        )
+        yield CounterMetricFamily(
+            "dsa110_process_cpu_seconds",
+            "CPU time of the daemon and its worker processes.",
+            value=proc["cpu_seconds"],
+        )
+
+
+def serve_prometheus(host: str, port: int, collector: Collector) -> Callable[[], None]:
+    """Serve ``collector`` on ``http://host:port/metrics`` in a thread; returns a stopper."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    server, thread = start_http_server(port, addr=host, registry=registry)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop

@@ -1,0 +1,86 @@
+"""The embedded Valkey: private, durable, shared by daemons on one state_dir, re-attachable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from dsa110d.state import embedded
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "state"
+    embedded.stop_server(tmp_path / "state")
+
+
+def client(server: embedded.EmbeddedServer) -> redis.Redis:
+    return redis.Redis(unix_socket_path=str(server.socket_path), decode_responses=True)
+
+
+def test_server_directory_is_private_and_has_no_tcp_port(state_dir: Path) -> None:
+    server = embedded.ensure_server(state_dir)
+    assert stat.S_IMODE(server.directory.stat().st_mode) == 0o700
+    assert server.socket_path.is_socket()
+    assert client(server).config_get("port")["port"] == "0"
+    assert client(server).config_get("appendonly")["appendonly"] == "yes"
+
+
+def test_second_start_reattaches_to_the_running_server(state_dir: Path) -> None:
+    first = embedded.ensure_server(state_dir)
+    second = embedded.ensure_server(state_dir)
+    assert second.pid == first.pid
+
+
+def test_concurrent_starts_share_one_server(state_dir: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from dsa110d.state import embedded; "
+        "print(embedded.ensure_server(Path(sys.argv[1])).pid)"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(state_dir)], stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    pids = {int(p.communicate(timeout=60)[0]) for p in procs}
+    assert len(pids) == 1
+
+
+def test_data_survives_kill_9_of_the_server(state_dir: Path) -> None:
+    server = embedded.ensure_server(state_dir)
+    client(server).set("dsa110:probe", "kept")
+    client(server).xadd("dsa110:stream", {"n": "1"})
+    os.kill(server.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while embedded.running_server(state_dir) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    restarted = embedded.ensure_server(state_dir)
+    assert restarted.pid != server.pid
+    assert client(restarted).get("dsa110:probe") == "kept"
+    assert client(restarted).xlen("dsa110:stream") == 1
+
+
+def test_stale_pid_and_socket_are_replaced(state_dir: Path) -> None:
+    server = embedded.ensure_server(state_dir)
+    embedded.stop_server(state_dir)
+    (server.directory / embedded.PID_NAME).write_text("999999\n")
+    fresh = embedded.ensure_server(state_dir)
+    assert client(fresh).ping()
+
+
+def test_long_state_dir_gets_a_short_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "state"
+    try:
+        server = embedded.ensure_server(deep)
+        assert len(str(server.socket_path)) < 100
+        assert client(server).ping()
+    finally:
+        embedded.stop_server(deep)

@@ -1,0 +1,109 @@
+"""The worker pool: a worker killed mid-job fails only that job, and the pool replaces it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dsa110d.errors import ConversionError, WorkerDiedError, WorkerJobError
+from dsa110d.workers import WorkerPool
+
+
+def slow_job(marker: str, seconds: float) -> int:
+    """Write this worker's pid to ``marker``, then work for ``seconds``."""
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def add(a: int, b: int) -> dict[str, int]:
+    return {"sum": a + b}
+
+
+def raises_ours(path: str) -> None:
+    raise ConversionError(f"{path}: cannot convert")
+
+
+def raises_other() -> None:
+    raise ZeroDivisionError("boom")
+
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_killed_worker_fails_only_its_job_which_then_succeeds_on_retry(
+    tmp_path: Path,
+) -> None:
+    async with WorkerPool(size=2) as pool:
+        victim, bystander = tmp_path / "victim", tmp_path / "bystander"
+        results: dict[str, object] = {}
+
+        async def run(name: str, marker: Path, seconds: float) -> None:
+            try:
+                results[name] = await pool.run(slow_job, str(marker), seconds)
+            except WorkerDiedError as exc:
+                results[name] = exc
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "victim", victim, 5.0)
+            tg.start_soon(run, "bystander", bystander, 1.0)
+            with anyio.fail_after(10):
+                while not (victim.exists() and bystander.exists()):
+                    await anyio.sleep(0.02)
+            os.kill(int(victim.read_text()), signal.SIGKILL)
+
+        assert isinstance(results["victim"], WorkerDiedError)
+        assert "killed by SIGKILL" in str(results["victim"])
+        assert results["bystander"] == int(bystander.read_text())  # untouched
+        retried = await pool.run(slow_job, str(victim), 0.0)
+        assert retried in pool.pids
+        assert pool.recent_deaths() == 1
+        assert len(pool.pids) == 2  # replaced
+
+
+async def test_results_and_errors_cross_as_json() -> None:
+    async with WorkerPool(size=1) as pool:
+        assert await pool.run(add, 2, b=3) == {"sum": 5}
+        with pytest.raises(ConversionError, match=r"x\.hdf5: cannot convert"):
+            await pool.run(raises_ours, "x.hdf5")
+        with pytest.raises(WorkerJobError, match="ZeroDivisionError: boom"):
+            await pool.run(raises_other)
+        with pytest.raises(TypeError, match="module-level"):
+            await pool.run(lambda: 1)
+
+
+async def test_cancelling_a_job_kills_its_worker(tmp_path: Path) -> None:
+    async with WorkerPool(size=1) as pool:
+        marker = tmp_path / "m"
+        with anyio.move_on_after(0.5):
+            await pool.run(slow_job, str(marker), 30.0)
+        pid = int(marker.read_text())
+        with anyio.fail_after(5):
+            while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+                await anyio.sleep(0.05)
+        assert await pool.run(add, 1, 1) == {"sum": 2}
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def imported(module: str) -> bool:
+    import sys
+
+    return module in sys.modules
+
+
+async def test_workers_import_the_heavy_modules_once_at_start_up() -> None:
+    async with WorkerPool(size=1) as plain:
+        assert await plain.run(imported, "numpy") is False
+    async with WorkerPool(size=1, modules=["numpy"]) as heavy:
+        assert await heavy.run(imported, "numpy") is True

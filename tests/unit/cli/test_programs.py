@@ -1,0 +1,56 @@
+"""Both programs answer --version and --help, and `config show` hides secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsa110d import __version__
+
+BIN = Path(sys.executable).parent
+SERVICES_YAML = Path(__file__).resolve().parents[3] / "etc" / "dsa110" / "services.yaml"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+@pytest.mark.parametrize("program", ["dsa110d", "dsa110ctl"])
+def test_version_and_help(program: str) -> None:
+    version = run(program, "--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"dsa110d {__version__}"
+    helptext = run(program, "--help")
+    assert helptext.returncode == 0
+    assert "Usage" in helptext.stdout
+
+
+def test_config_show_redacts_the_password() -> None:
+    done = run(
+        "dsa110ctl",
+        "config",
+        "show",
+        "--env",
+        "production",
+        "--config",
+        str(SERVICES_YAML),
+        "--json",
+        env={"DSA110__REDIS__PASSWORD": "pa55-word-xyz", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["redis"]["password"] == "***"
+    assert "pa55-word-xyz" not in done.stdout
+    assert shown["env"] == "production"
+
+
+def test_unknown_service_is_a_usage_error() -> None:
+    done = run("dsa110d", "run", "--services", "watcher,imager", "--config", str(SERVICES_YAML))
+    assert done.returncode == 2
+    assert "unknown service 'imager'" in done.stderr
