@@ -39,7 +39,7 @@ import structlog
 from watchfiles import Change, awatch
 
 from dsa110d.config import Config
-from dsa110d.errors import DSA110Error
+from dsa110d.errors import ConfigError, DSA110Error, InputFileError
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.science import ingest
 from dsa110d.science.subbands import ignore_reason, parse_subband_name
@@ -158,7 +158,10 @@ class HDF5EventHandler:
     async def start(self) -> int:
         """Create the directory and consumer group, scan, and finish any interrupted
         announcement: the start-up work that precedes READY. Returns the files handled."""
-        await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        try:
+            await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        except OSError as exc:
+            raise ConfigError(f"paths.incoming_dir: cannot create {self.root}: {exc}") from None
         self.root = await anyio.to_thread.run_sync(self.root.resolve)
         await self.stream.ensure_group()
         handled = await self.scan()
@@ -167,7 +170,10 @@ class HDF5EventHandler:
 
     async def scan(self) -> int:
         """Look at every entry of the watched directory."""
-        names = await anyio.to_thread.run_sync(os.listdir, self.root)
+        try:
+            names = await anyio.to_thread.run_sync(os.listdir, self.root)
+        except OSError as exc:
+            raise InputFileError(f"{self.root}: cannot list the watched directory: {exc}") from None
         paths = {str(self.root / n) for n in names}
         for gone in [p for p in self.seen if p not in paths]:
             del self.seen[gone]  # moved or deleted: forget it (bounded memory)
