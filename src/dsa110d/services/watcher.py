@@ -151,6 +151,7 @@ class HDF5EventHandler:
         self.seen: dict[str, ingest.Look] = {}
         """Paths handled, with the look they were handled at (not probed again unless changed)."""
         self.unsettled: set[str] = set()
+        self.in_flight: set[str] = set()
         self.announced = 0
         self.rejected = 0
 
@@ -185,13 +186,19 @@ class HDF5EventHandler:
 
     async def handle(self, paths: Iterable[str]) -> int:
         """Handle a batch of paths: settle, probe, record, announce. Returns files handled."""
-        candidates = sorted({p for p in paths if self.wanted(p)})
+        # Paths another batch is handling are left to it (a scan racing the events).
+        candidates = sorted({p for p in paths if self.wanted(p)} - self.in_flight)
         if not candidates:
             return 0
+        self.in_flight.update(candidates)
+        try:
+            return await self._handle(candidates)
+        finally:
+            self.in_flight.difference_update(candidates)
+
+    async def _handle(self, candidates: list[str]) -> int:
         settled = await self._settled(candidates)
         fresh = [(p, look) for p, look in settled if self.seen.get(p) != look]
-        if not fresh:
-            return 0
         # Sorted by name is by set: a burst is probed and announced a set's worth at a time,
         # so its first sets go out before its last are probed. A backlog goes in one piece
         # (the prober spreads it over worker processes).
