@@ -293,7 +293,10 @@ class HDF5EventHandler:
                 await self.sets.merge(other_id, f.set_id)
                 continue
             other = await self.sets.get(other_id)
-            if other is None or other.time0_jd is None or f.time0_jd is None:
+            if other is None:  # pruned by housekeeping
+                await self.sets.forget(other_id)
+                continue
+            if other.time0_jd is None or f.time0_jd is None:
                 continue
             reason = ingest.disagreement(
                 f.path, f.time0_jd, other_id, other.time0_jd, list(other.files.values()), tolerance
@@ -369,7 +372,8 @@ class HDF5EventHandler:
         now = time.time() if now is None else now
         for set_id, first_seen in await self.sets.open_sets():
             record = await self.sets.get(set_id)
-            if record is None:
+            if record is None:  # pruned by housekeeping
+                await self.sets.forget(set_id)
                 continue
             if record.state is SetState.QUEUED:
                 await self.publish(set_id)
