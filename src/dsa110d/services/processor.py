@@ -328,7 +328,10 @@ class MSProcessingHandler:
         try:
             async with self.leases.hold(f"block:{block_id}") as lease:
                 record = await self.blocks.block(block_id)
-                if record is None or not record.stale:
+                if record is None:  # pruned by housekeeping: nothing left to run
+                    await self.blocks.forget_pending(block_id)
+                    return None
+                if not record.stale:
                     return None  # already run by someone else
                 known = await self._block_chunks(block)
                 by_path = {c.path: c for c in known}

@@ -128,3 +128,15 @@ async def test_failures_count_up_to_failed_and_a_new_chunk_retries(
     await blocks.record_chunk(_chunk("2026-03-20T06:05:09", BLOCK.start + 309), [BLOCK])
     again = await blocks.block(BLOCK.block_id)
     assert again is not None and again.state is BlockState.PENDING and again.attempts == 0
+
+
+async def test_a_pruned_block_can_be_forgotten_from_the_pending_list(
+    config: Config, redis: Redis
+) -> None:
+    keys = Keys(config.redis.namespace)
+    blocks = Blocks(redis, keys)
+    await blocks.record_chunk(_chunk("2026-03-20T06:00:00", BLOCK.start), [BLOCK])
+    await redis.delete(keys.block_record(BLOCK.block_id))  # as housekeeping prunes it
+    assert await blocks.block(BLOCK.block_id) is None
+    await blocks.forget_pending(BLOCK.block_id)
+    assert await blocks.pending() == [] and await blocks.pending_count() == 0
