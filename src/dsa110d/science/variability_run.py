@@ -230,14 +230,17 @@ def _consistent(state: VariabilityState, seen: dict[str, FileSeen]) -> str | Non
 
 
 def open_state(root: Path, *, full: bool = False) -> Opened:
-    """The state to start from: cached, loaded, new, or (full / unusable) rebuilt empty."""
+    """The state to start from: cached, loaded, new, or (full / unusable) rebuilt empty.
+
+    The cached state is *taken* (the run mutates it; it is cached again only once saved).
+    """
+    cached = _CACHE.pop(str(root), None)
     if full:
         return Opened(VariabilityState(), {}, None, "rebuilt: requested")
     try:
         generation = current_generation(root)
         if generation is None:
             return Opened(VariabilityState(), {}, None, "new")
-        cached = _CACHE.get(str(root))
         if cached is not None and cached[0] == generation:
             return Opened(cached[1], dict(cached[2]), generation, "cached")
         state = VariabilityState.load(root / generation)
@@ -350,7 +353,6 @@ def analyze(
         variability_threshold=float(thresholds["variability_threshold"]),
         p_threshold=float(thresholds["p_threshold"]),
     )
-    _CACHE.pop(str(root), None)  # re-cached only once this run has saved
     opened = open_state(root, full=full)
     got = ingest(photometry_dir(res_dir), opened.state, opened.seen)
     if got.rebuild is not None:

@@ -1,0 +1,63 @@
+"""``dsa110d run --env testing --services analyzer`` as a process: seeded photometry and a
+burst of block messages give one analysis run, its results on disk, and the candidates that
+``dsa110ctl candidates --json`` prints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from dsa110d.messages import encode
+from tests.integration.services.analyzerkit import block_message
+from tests.integration.services.seed import TRANSIENT, VARIABLES, block_id, seed_blocks
+from tests.system.daemonkit import SERVICES_YAML, Daemon, wait_for
+
+
+@pytest.mark.timeout(120)
+def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates(
+    tmp_path: Path, daemon_env: Callable[..., dict[str, str]], daemons: list[Daemon]
+) -> None:
+    results = tmp_path / "results"
+    seed_blocks(results, range(8))
+    env = daemon_env(
+        DSA110__PATHS__RESULTS_DIR=results,
+        DSA110__PATHS__INCOMING_DIR=tmp_path / "incoming",
+        DSA110__PATHS__MS_DIR=tmp_path / "ms",
+        DSA110__PATHS__PROCESSED_DIR=tmp_path / "processed",
+    )
+    daemons.append(daemon := Daemon(env, "analyzer"))
+    daemon.wait_event("ready", timeout=60)
+
+    client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
+    stream = f"{env['DSA110__REDIS__NAMESPACE']}:ms_processing"
+    for b in range(8):
+        path = str(results / "photometry" / f"{block_id(b)}.parquet")
+        client.xadd(stream, {"m": encode(block_message(block_id(b), photometry=path))})
+
+    finished = daemon.wait_event("analysis_finished", timeout=60)
+    assert finished["status"] == "ok" and finished["n_blocks_noted"] == 8
+    latest = results / "variability" / "latest.parquet"
+    wait_for(latest.exists, timeout=5)
+    assert (results / "variability" / "candidates.json").exists()
+
+    ctl = subprocess.run(
+        [sys.executable, "-c", "from dsa110d.cli.ctl import main; main()",
+         "candidates", "--json", "--env", "testing", "--config", str(SERVICES_YAML)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert ctl.returncode == 0, ctl.stderr
+    doc = json.loads(ctl.stdout)
+    found = {c["source_id"]: c["class"] for c in doc["candidates"]}
+    assert found == {**dict.fromkeys(VARIABLES, "variable"), TRANSIENT: "transient"}
+    sent = client.xrange(f"{env['DSA110__REDIS__NAMESPACE']}:variability_analysis")
+    assert len(sent) == 1
+    client.close()
+
+    assert daemon.stop() == 0
+    assert len(daemon.events("analysis_finished")) == 1
