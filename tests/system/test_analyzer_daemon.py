@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from dsa110d.messages import encode
-from tests.integration.services.analyzerkit import block_message
+from tests.integration.services.analyzerkit import processor_block_message
 from tests.integration.services.seed import TRANSIENT, VARIABLES, block_id, seed_blocks
 from tests.system.daemonkit import SERVICES_YAML, Daemon, wait_for
 
@@ -37,8 +37,8 @@ def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates
     client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
     stream = f"{env['DSA110__REDIS__NAMESPACE']}:ms_processing"
     for b in range(8):
-        path = str(results / "photometry" / f"{block_id(b)}.parquet")
-        client.xadd(stream, {"m": encode(block_message(block_id(b), photometry=path))})
+        path = results / "photometry" / f"{block_id(b)}.parquet"
+        client.xadd(stream, {"m": encode(processor_block_message(block_id(b), path))})
 
     finished = daemon.wait_event("analysis_finished", timeout=60)
     assert finished["status"] == "ok" and finished["n_blocks_noted"] == 8

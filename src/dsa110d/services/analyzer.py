@@ -48,7 +48,7 @@ from dsa110d.errors import (
     StateError,
 )
 from dsa110d.messages import MessageType, Producer, encode, new_message
-from dsa110d.paths import confine
+from dsa110d.paths import inside_roots
 from dsa110d.resilience import Backoff, RetryPolicy
 from dsa110d.science import variability_run
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
@@ -204,7 +204,7 @@ class VariabilityAnalysisHandler:
                 raise MessageError(f"block message without a block_id string: {block_id!r}")
             roots = self.config.paths.data_roots()
             for path in message_paths(payload):
-                confine(path, roots)
+                inside_roots(path, roots, f"message {delivery.message.id} payload")
         except (MessageError, PathOutsideRootsError) as exc:
             await self._dead_letter(delivery, f"{type(exc).__name__}: {exc}")
             return

@@ -32,6 +32,7 @@ from tests.integration.services.analyzerkit import (
     handler,
     latest_frame,
     ms_stream,
+    processor_block_message,
     queue,
     temporaries,
     wait_until,
@@ -68,8 +69,8 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
     async with anyio.create_task_group() as tg:
         tg.start_soon(service.run, ctx)
         for b in range(8):  # a burst: blocks interleaved with chunks, which are ignored
-            path = str(results / "photometry" / f"{block_id(b)}.parquet")
-            await processor.publish(block_message(block_id(b), photometry=path))
+            path = results / "photometry" / f"{block_id(b)}.parquet"
+            await processor.publish(processor_block_message(block_id(b), path))
             await processor.publish(chunk_message(f"chunk-{b}"))
         await wait_until(lambda: _count(config, redis, 1))
         # quiet for several debounce times: no second run
