@@ -32,7 +32,10 @@ by another host, is loaded instead).
 
 Flags: the processor writes ``flags`` as a comma-separated list of flag names (empty when
 clean) while the metrics count a row only when ``flags == 0``; :func:`flags_code` maps names
-to that rule (any flag makes a row unusable). Integer flags pass unchanged.
+to that rule: a row is unusable when it carries a flag of :data:`UNUSABLE_FLAGS` or any name
+this module does not know; :data:`INFORMATIONAL_FLAGS` (``missing_chunks``: the block lacked
+some chunks, which the processor puts on *every* row of such a block, while the sources it
+measured are measured properly) keep the row. Integer flags pass unchanged.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ RUN_FORMAT = 1
 MAX_LIGHT_CURVES = results.MAX_LIGHT_CURVES
 MAX_STORED_CANDIDATES = 1000
 """Candidates returned to the service for its store (the JSON file on disk has them all)."""
+UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
+"""Photometry flags (science/photometry.py) that make a row unusable: no visibilities, or a
+transit only partly covered by the block (its overlapping neighbour block has it whole)."""
+INFORMATIONAL_FLAGS = frozenset({"missing_chunks"})
+"""Photometry flags that describe the block, not the measurement: the row is kept."""
 _GENERATION = re.compile(r"^g(\d{6,})$")
 
 
@@ -140,8 +148,13 @@ def flags_code(flags: pd.Series) -> pd.Series:
     """Flags as the metrics want them: 0 when the row is clean (see the module docstring)."""
     if pd.api.types.is_numeric_dtype(flags) and not pd.api.types.is_bool_dtype(flags):
         return flags
-    text = flags.astype("string").fillna("").str.strip()
-    return (text != "").astype(np.int64)
+    text = flags.astype("string").fillna("")
+    codes = np.zeros(len(text), dtype=np.int64)
+    for value in pd.unique(text):  # a handful of distinct flag lists per file
+        names = {n.strip() for n in str(value).split(",")} - {""}
+        if names - INFORMATIONAL_FLAGS:
+            codes[(text == value).to_numpy()] = 1
+    return pd.Series(codes, index=flags.index)
 
 
 def read_photometry(path: Path) -> pd.DataFrame:

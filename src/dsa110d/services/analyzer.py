@@ -186,6 +186,7 @@ class VariabilityAnalysisHandler:
         self.wake = anyio.Event()
         self.last_report: RunReport | None = None
         self.runs = 0
+        self.pending = 0  # blocks noted and not yet analysed (all hosts), for the backlog gauge
         self.skipped = 0
 
     @property
@@ -222,6 +223,7 @@ class VariabilityAnalysisHandler:
     async def seconds_until_due(self) -> float:
         cfg = self.config.services.variability_analyzer
         outlook = await self.queue.outlook()
+        self.pending = outlook.pending
         if outlook.last_finished is None:  # never run: the interval counts from our start
             outlook = replace(outlook, last_finished=self.started, last_status=STATUS_OK)
         return seconds_until_due(
@@ -350,6 +352,7 @@ class VariabilityAnalyzerService(Service):
                 self.problem = f"state server: {exc}"
                 wait = backoff.next_delay()
                 ctx.log.warning("analysis_scheduling_failed", error=str(exc), retry_in_sec=wait)
+            ctx.metrics.backlog = handler.pending
             if wait <= 0:
                 continue
             with anyio.move_on_after(min(wait, POLL_SEC)):

@@ -37,7 +37,14 @@ from tests.integration.services.analyzerkit import (
     temporaries,
     wait_until,
 )
-from tests.integration.services.seed import TRANSIENT, VARIABLES, block_id, seed_blocks, write_block
+from tests.integration.services.seed import (
+    PARTIAL,
+    TRANSIENT,
+    VARIABLES,
+    block_id,
+    seed_blocks,
+    write_block,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -97,7 +104,10 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
     assert (out / stamp / "eta_v.png").stat().st_size > 0
     assert sorted(p.stem for p in (out / stamp / "lightcurves").glob("*.png")) == sorted(top)
     assert not temporaries(results)
-    assert_same_metrics(latest_frame(config), expected_frame(config))
+    latest = latest_frame(config)
+    assert_same_metrics(latest, expected_frame(config))
+    n = dict(zip(latest["source_id"].astype(str), latest["n"], strict=True))
+    assert n[PARTIAL[0]] == 7 and n["S000"] == 8  # the partial transit is left out
 
     # candidates in Redis, ranked: the transient first; what dsa110ctl prints
     report = await fetch_candidates(config)
