@@ -50,7 +50,6 @@ from dsa110d.errors import (
 from dsa110d.messages import MessageType, Producer, encode, new_message
 from dsa110d.paths import inside_roots
 from dsa110d.resilience import Backoff, RetryPolicy
-from dsa110d.science import variability_run
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.analysis import STATUS_OK, AnalysisQueue, Snapshot, seconds_until_due
 from dsa110d.state.candidates import CandidateStore
@@ -75,6 +74,17 @@ PATH_KEYS = frozenset({"path", "paths", "outputs", "photometry", "ms_paths", "re
 """Payload keys whose string values are paths (also any key ending in _path, _paths, _dir)."""
 
 WorkerRun = Callable[..., Awaitable[Any]]
+
+
+def analysis_job(*args: Any, **kwargs: Any) -> Any:
+    """The worker's entry point: :func:`dsa110d.science.variability_run.analyze`.
+
+    Imported here, in the worker, so that loading this service module (every ``dsa110d run``
+    loads every built-in service) does not pay for pandas, scipy and matplotlib.
+    """
+    from dsa110d.science import variability_run
+
+    return variability_run.analyze(*args, **kwargs)
 
 
 def message_paths(payload: Any, under_path_key: bool = False) -> Iterator[str]:
@@ -160,7 +170,7 @@ class VariabilityAnalysisHandler:
         log: structlog.stdlib.BoundLogger | None = None,
         *,
         service: str = "analyzer",
-        max_light_curves: int = variability_run.MAX_LIGHT_CURVES,
+        max_light_curves: int | None = None,
     ) -> None:
         self._config = config
         cfg = config()
@@ -178,7 +188,7 @@ class VariabilityAnalysisHandler:
         self.store = CandidateStore(redis, keys, target=target)
         self.leases = Leases(redis, keys, cfg.leases, target=target)
         self.run_in_worker = run_in_worker
-        self.max_light_curves = max_light_curves
+        self.max_light_curves = max_light_curves  # None: the science default
         self.log = log or structlog.get_logger("dsa110d.services.analyzer")
         self.producer = Producer.here(service)
         self.consumer = consumer_name(service)
@@ -272,13 +282,16 @@ class VariabilityAnalysisHandler:
         status = STATUS_OK
         with anyio.move_on_after(acfg.analysis_timeout_sec) as scope:
             try:
+                extra = {}
+                if self.max_light_curves is not None:
+                    extra["max_light_curves"] = self.max_light_curves
                 result = await self.run_in_worker(
-                    variability_run.analyze,
+                    analysis_job,
                     str(cfg.paths.results_dir),
                     thresholds,
                     run_time,
                     taken.full,
-                    self.max_light_curves,
+                    **extra,
                 )
             except DSA110Error as exc:
                 status, error = STATUS_FAILED, str(exc)
