@@ -55,6 +55,15 @@ def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates
     doc = json.loads(ctl.stdout)
     found = {c["source_id"]: c["class"] for c in doc["candidates"]}
     assert found == {**dict.fromkeys(VARIABLES, "variable"), TRANSIENT: "transient"}
+    table = subprocess.run(
+        [sys.executable, "-c", "from dsa110d.cli.ctl import main; main()",
+         "candidates", "--env", "testing", "--config", str(SERVICES_YAML)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    assert "4 candidates" in table.stdout
+    first_row = table.stdout.splitlines()[2].split()
+    assert first_row[:3] == ["1", TRANSIENT, "transient"]
     sent = client.xrange(f"{env['DSA110__REDIS__NAMESPACE']}:variability_analysis")
     assert len(sent) == 1
     client.close()

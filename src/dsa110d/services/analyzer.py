@@ -387,7 +387,8 @@ class VariabilityAnalyzerService(Service):
     def health(self) -> HealthReport:
         if self.problem:
             return HealthReport(Health.DEGRADED, self.problem)
-        if self.consumer is not None and not self.consumer.connected:
+        consumer = self.consumer
+        if consumer is not None and consumer.counters.outages and not consumer.connected:
             return HealthReport(Health.DEGRADED, "not consuming MS_PROCESSING (state server?)")
         report = self.handler.last_report if self.handler is not None else None
         if report is not None and not report.ok:
