@@ -357,8 +357,8 @@ class VariabilityAnalyzerService(Service):
             try:
                 wait = await handler.seconds_until_due()
                 if wait <= 0:
-                    await self._run_counted(ctx, handler)
-                    wait = 0.0
+                    ran = await self._run_counted(ctx, handler)
+                    wait = 0.0 if ran else POLL_SEC  # held elsewhere: look again later
                 self.problem = ""
                 backoff.reset()
             except StateError as exc:
@@ -373,16 +373,19 @@ class VariabilityAnalyzerService(Service):
             ctx.beat()
 
     @staticmethod
-    async def _run_counted(ctx: ServiceContext, handler: VariabilityAnalysisHandler) -> None:
-        try:
-            with ctx.metrics.job():
-                report = await handler.run_once()
-                if report is not None and not report.ok:
-                    raise _RunFailed(report.error)
-        except _RunFailed:
+    async def _run_counted(ctx: ServiceContext, handler: VariabilityAnalysisHandler) -> bool:
+        """One run, counted in the metrics; False when another host holds the run lease."""
+        report = await handler.run_once()
+        if report is None:
+            ctx.metrics.add("runs_skipped")
+            return False
+        if report.ok:
+            ctx.metrics.processed += 1
+            ctx.metrics.add("runs")
+        else:
+            ctx.metrics.failed += 1
             ctx.metrics.add("runs_failed")
-            return
-        ctx.metrics.add("runs" if report is not None else "runs_skipped")
+        return True
 
     def health(self) -> HealthReport:
         if self.problem:
@@ -396,10 +399,6 @@ class VariabilityAnalyzerService(Service):
                 Health.DEGRADED, f"last analysis run {report.status}: {report.error}"
             )
         return HealthReport.healthy()
-
-
-class _RunFailed(Exception):
-    """A run that ended badly (already reported); counted as a failed job."""
 
 
 async def _wait_either(first: anyio.Event, second: anyio.Event) -> None:
