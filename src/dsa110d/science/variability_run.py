@@ -28,7 +28,9 @@ asks for that rebuild on demand.
 
 The worker process keeps the state of its last run in memory, keyed by generation, so
 consecutive runs in one worker skip re-reading the state (a different generation on disk, made
-by another host, is loaded instead).
+by another host, is loaded instead); only states of at most :data:`CACHE_MAX_ROWS` measurements
+are kept, so an idle worker does not hold a large history (those are re-read, ~1 s per 10^7
+rows).
 
 Flags: the processor writes ``flags`` as a comma-separated list of flag names (empty when
 clean) while the metrics count a row only when ``flags == 0``; :func:`flags_code` maps names
@@ -75,6 +77,8 @@ UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
 transit only partly covered by the block (its overlapping neighbour block has it whole)."""
 INFORMATIONAL_FLAGS = frozenset({"missing_chunks"})
 """Photometry flags that describe the block, not the measurement: the row is kept."""
+CACHE_MAX_ROWS = 2_000_000
+"""Measurements (~40 bytes each in memory) up to which a worker keeps the state between runs."""
 _GENERATION = re.compile(r"^g(\d{6,})$")
 
 
@@ -375,7 +379,8 @@ def analyze(
     generation = opened.generation
     if got.files_read or got.bad_files or opened.fresh:
         generation = save_generation(root, opened, opened.seen)
-    if generation is not None:
+    rows = sum(chunk.codes.size for chunk in opened.state.blocks.values())
+    if generation is not None and rows <= CACHE_MAX_ROWS:
         _CACHE[str(root)] = (generation, opened.state, dict(opened.seen))
     frame = var.metrics_frame(opened.state.metrics(), limits)
     outputs = results.write_results(
