@@ -68,5 +68,17 @@ def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates
     assert len(sent) == 1
     client.close()
 
+    # an operator asks for a full recompute: the running daemon does it, same candidates
+    recompute = subprocess.run(
+        [sys.executable, "-c", "from dsa110d.cli.ctl import main; main()",
+         "recompute", "--env", "testing", "--config", str(SERVICES_YAML)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert recompute.returncode == 0, recompute.stderr
+    wait_for(lambda: len(daemon.events("analysis_finished")) == 2, timeout=60)
+    again = daemon.events("analysis_finished")[-1]
+    assert again["full"] is True and str(again["state"]) == "rebuilt: requested"
+    assert again["counts"] == finished["counts"]
+
     assert daemon.stop() == 0
-    assert len(daemon.events("analysis_finished")) == 1
+    assert len(daemon.events("analysis_finished")) == 2

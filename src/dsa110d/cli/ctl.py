@@ -87,6 +87,17 @@ def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 
+@app.command("recompute")
+def recompute_command(env: EnvOption = None, config: ConfigOption = None) -> None:
+    """Ask the variability analyzer for a full recompute from all photometry (next run)."""
+    import anyio
+
+    from dsa110d.state.analysis import request_recompute
+
+    anyio.run(request_recompute, load(config, env))
+    print("full recompute requested: the next analyzer to look runs it (within seconds)")
+
+
 # --------------------------------------------------------------------- alerts, housekeeping
 
 
