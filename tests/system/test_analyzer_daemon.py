@@ -1,19 +1,20 @@
 """``dsa110d run --env testing --services analyzer`` as a process: seeded photometry and a
-burst of block messages give one analysis run, its results on disk, and the candidates that
-``dsa110ctl candidates --json`` prints."""
+burst of block messages give one analysis run, its results on disk and its candidates; an
+operator's full-recompute request is run by the live daemon."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 import redis
 
+from dsa110d.config import load_config
 from dsa110d.messages import encode
+from dsa110d.state.analysis import request_recompute
+from dsa110d.state.candidates import fetch_candidates
 from tests.integration.services.analyzerkit import processor_block_message
 from tests.integration.services.seed import TRANSIENT, VARIABLES, block_id, seed_blocks
 from tests.system.daemonkit import SERVICES_YAML, Daemon, wait_for
@@ -46,35 +47,19 @@ def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates
     wait_for(latest.exists, timeout=5)
     assert (results / "variability" / "candidates.json").exists()
 
-    ctl = subprocess.run(
-        [sys.executable, "-c", "from dsa110d.cli.ctl import main; main()",
-         "candidates", "--json", "--env", "testing", "--config", str(SERVICES_YAML)],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert ctl.returncode == 0, ctl.stderr
-    doc = json.loads(ctl.stdout)
-    found = {c["source_id"]: c["class"] for c in doc["candidates"]}
+    # what dsa110ctl candidates prints (its logic: dsa110d.state.candidates)
+    config = load_config(SERVICES_YAML, "testing", env)
+    report = anyio.run(fetch_candidates, config)
+    assert report is not None and report.source == "redis"
+    found = {c["source_id"]: c["class"] for c in report.candidates}
     assert found == {**dict.fromkeys(VARIABLES, "variable"), TRANSIENT: "transient"}
-    table = subprocess.run(
-        [sys.executable, "-c", "from dsa110d.cli.ctl import main; main()",
-         "candidates", "--env", "testing", "--config", str(SERVICES_YAML)],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert table.returncode == 0, table.stderr
-    assert "4 candidates" in table.stdout
-    first_row = table.stdout.splitlines()[2].split()
-    assert first_row[:3] == ["1", TRANSIENT, "transient"]
+    assert report.candidates[0]["source_id"] == TRANSIENT
     sent = client.xrange(f"{env['DSA110__REDIS__NAMESPACE']}:variability_analysis")
     assert len(sent) == 1
     client.close()
 
     # an operator asks for a full recompute: the running daemon does it, same candidates
-    recompute = subprocess.run(
-        [sys.executable, "-c", "from dsa110d.cli.ctl import main; main()",
-         "recompute", "--env", "testing", "--config", str(SERVICES_YAML)],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert recompute.returncode == 0, recompute.stderr
+    anyio.run(request_recompute, config)
     wait_for(lambda: len(daemon.events("analysis_finished")) == 2, timeout=60)
     again = daemon.events("analysis_finished")[-1]
     assert again["full"] is True and str(again["state"]) == "rebuilt: requested"

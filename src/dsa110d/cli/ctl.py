@@ -50,54 +50,6 @@ def config_check(
     print(f"{file}: valid for environment {cfg.env}")
 
 
-# --------------------------------------------------------------------------- candidates
-# (the variability analyzer's; the logic is in dsa110d.state.candidates)
-
-
-@app.command("candidates")
-def candidates_command(
-    limit: Annotated[int, typer.Option("--limit", help="Show at most this many.")] = 50,
-    env: EnvOption = None,
-    config: ConfigOption = None,
-    json_: JsonOption = False,
-) -> None:
-    """Variability candidates of the newest analysis run: transients first, then variables."""
-    import anyio
-
-    from dsa110d.state.candidates import fetch_candidates
-
-    report = anyio.run(fetch_candidates, load(config, env))
-    if json_:
-        doc = report.to_dict() if report is not None else {"run": None, "candidates": []}
-        print(json.dumps(doc, indent=2))
-        return
-    if report is None:
-        print("no analysis run has reported candidates yet")
-        return
-    print(f"run {report.run.get('run_time')}: {len(report.candidates)} candidates")
-    columns = ("rank", "source_id", "class", "n", "v", "eta", "p_constant", "vs", "m")
-    print("  ".join(f"{c:>12}" for c in columns))
-    for row in report.candidates[:limit]:
-        print("  ".join(f"{_cell(row.get(c)):>12}" for c in columns))
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
-@app.command("recompute")
-def recompute_command(env: EnvOption = None, config: ConfigOption = None) -> None:
-    """Ask the variability analyzer for a full recompute from all photometry (next run)."""
-    import anyio
-
-    from dsa110d.state.analysis import request_recompute
-
-    anyio.run(request_recompute, load(config, env))
-    print("full recompute requested: the next analyzer to look runs it (within seconds)")
-
-
 # --------------------------------------------------------------------- alerts, housekeeping
 
 
