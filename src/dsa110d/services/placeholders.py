@@ -1,4 +1,4 @@
-"""PLACEHOLDERS for the three services, so ``dsa110d run`` runs before they exist.
+"""PLACEHOLDERS for the services not written yet, so ``dsa110d run`` runs before they exist.
 
 The real HDF5 watcher, MS processor and variability analyzer are written in later issues;
 each replaces its placeholder here by registering its own class under the same name (and
@@ -32,8 +32,3 @@ class WatcherPlaceholder(_Placeholder):
 @register_service("processor")
 class ProcessorPlaceholder(_Placeholder):
     """PLACEHOLDER for the MS processor (issue: processor)."""
-
-
-@register_service("analyzer")
-class AnalyzerPlaceholder(_Placeholder):
-    """PLACEHOLDER for the variability analyzer (issue: analyzer)."""
