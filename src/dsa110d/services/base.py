@@ -272,8 +272,8 @@ def registered_services() -> list[str]:
 
 
 BUILTIN_MODULES = (
-    "dsa110d.services.placeholders",
     "dsa110d.services.watcher",
+    "dsa110d.services.analyzer",
     "dsa110d.services.processor",
 )
 EXTRA_MODULES_VAR = "DSA110_SERVICE_MODULES"
