@@ -69,3 +69,7 @@ class WorkerDiedError(DSA110Error):
 
 class WorkerJobError(DSA110Error):
     """A job raised inside a worker process; the message names the job and the error."""
+
+
+class VariabilityInputError(DSA110Error, ValueError):
+    """Photometry rows or saved variability state are malformed; names the file and the fault."""

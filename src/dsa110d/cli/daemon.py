@@ -76,11 +76,17 @@ def run(
     ] = "all",
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    allow_root: Annotated[
+        bool, typer.Option("--allow-root", help="Run as root (else DSA110_ALLOW_ROOT=1).")
+    ] = False,
 ) -> None:
     """Run the daemon with the chosen services until SIGTERM or SIGINT."""
+    from dsa110d.privileges import refuse_root, root_allowed, secure_process
     from dsa110d.supervisor import run_daemon
 
+    refuse_root(root_allowed(allow_root))
     cfg = load(config, env)
+    secure_process(cfg.paths.state_dir, cfg.redis.embedded)
     chosen = parse_services(services)
     setup_logging(
         cfg, "all" if len(chosen) == len(SERVICE_NAMES) else "+".join(chosen), log_level, log_format
@@ -148,6 +154,37 @@ def simulate(
     print(
         f"wrote {len(result.files)} files ({result.bytes_written / 1e6:.1f} MB) for "
         f"{len(result.set_ids)} sets in {result.seconds:.1f} s; truth: {result.truth_path}"
+    )
+
+
+@app.command()
+def convert(
+    files: Annotated[list[Path], typer.Argument(help="The subband files (UVH5) of one set.")],
+    out: Annotated[Path, typer.Option("--out", help="The Measurement Set to write.")],
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Convert an incomplete set; missing subbands flagged.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Convert one subband set into one Measurement Set (atomically; an existing complete MS
+    is left as it is)."""
+    import json
+
+    from dsa110d.science.convert import convert_set
+
+    result = convert_set(files, out, partial=partial)
+    if json_out:
+        print(json.dumps(result.to_dict()))
+        return
+    verb = "exists" if result.reused else f"written in {result.seconds:.1f} s"
+    flagged = (
+        f", missing subbands {list(result.missing_subbands)} flagged"
+        if result.missing_subbands
+        else ""
+    )
+    print(
+        f"{result.ms}: {verb}; {result.n_rows} rows ({result.n_times} integrations x "
+        f"{result.n_baselines} baselines), {result.n_channels} channels{flagged}"
     )
 
 

@@ -27,8 +27,3 @@ class _Placeholder(Service):
 @register_service("processor")
 class ProcessorPlaceholder(_Placeholder):
     """PLACEHOLDER for the MS processor (issue: processor)."""
-
-
-@register_service("analyzer")
-class AnalyzerPlaceholder(_Placeholder):
-    """PLACEHOLDER for the variability analyzer (issue: analyzer)."""

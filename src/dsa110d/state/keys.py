@@ -92,10 +92,53 @@ class Keys:
         return self._key("blocks")
 
     def candidates(self) -> str:
+        """Hash of source id -> JSON candidate record of the newest analysis run."""
         return self._key("candidates")
+
+    def candidates_run(self) -> str:
+        """JSON summary of the run the candidates hash came from."""
+        return self._key("candidates", "run")
+
+    # variability analysis ------------------------------------------------------
+    def analysis_pending(self) -> str:
+        """Set of block ids announced since the last analysis run took them."""
+        return self._key("analysis", "pending")
+
+    def analysis_times(self) -> str:
+        """Hash: first and last time a block was noted while runs were pending."""
+        return self._key("analysis", "times")
+
+    def analysis_full(self) -> str:
+        """Present when a full recompute has been asked for."""
+        return self._key("analysis", "full")
+
+    def analysis_last_run(self) -> str:
+        """JSON record of the last analysis run (any host): when, status, summary."""
+        return self._key("analysis", "last_run")
 
     def control(self) -> str:
         return self._key("control")
 
     def alerts(self) -> str:
+        """The stream of alert events (fire, repeat, resolve, notice) for dashboards."""
         return self._key("alerts")
+
+    def alert_record(self, fingerprint: str) -> str:
+        """Hash: the state of one alert condition (pending, firing, resolved, notice)."""
+        return self._key("alert", fingerprint)
+
+    def alert_active(self) -> str:
+        """Set of the fingerprints of alerts that are pending or firing."""
+        return self._key("alert-active")
+
+    def alert_index(self) -> str:
+        """Sorted set of alert fingerprints scored by their last change (unix seconds)."""
+        return self._key("alert-index")
+
+    def alert_mark(self, name: str) -> str:
+        """A high-water mark a rule keeps across daemons (e.g. candidates already announced)."""
+        return self._key("alert-mark", name)
+
+    def housekeeping_done(self) -> str:
+        """Present while the last housekeeping run is younger than its interval."""
+        return self._key("housekeeping", "done")

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -213,12 +216,29 @@ def test_missing_file(tmp_path: Path) -> None:
     _expect(tmp_path / "2026-03-20T06:00:04_sb00.hdf5", "no such file")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file whatever its mode; the FIFO "
-                    "and directory tests cover unreadable files for root")  # fmt: skip
-def test_file_without_read_permission(tiny_run: SimulationResult, tmp_path: Path) -> None:
-    path = _copy(tiny_run, tmp_path)
-    path.chmod(0)
-    _expect(path, "no read permission")
+def test_file_without_read_permission(tiny_run: SimulationResult) -> None:
+    """Probed as an unprivileged user, since root reads any file whatever its mode."""
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o755)  # traversable by the unprivileged user
+        path = _copy(tiny_run, Path(scratch))
+        path.chmod(0)
+        if os.geteuid() != 0:
+            _expect(path, "no read permission")
+            return
+        script = (
+            "import sys; from pathlib import Path; from dsa110d.errors import InputFileError; "
+            "from dsa110d.science.subbands import probe_subband\n"
+            "try:\n    probe_subband(Path(sys.argv[1]))\n"
+            "except InputFileError as exc:\n    print(exc)"
+        )
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+             sys.executable, "-c", script, str(path)],
+            capture_output=True, text=True, timeout=60,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )  # fmt: skip
+        assert "no read permission" in done.stdout, done.stderr
+        assert str(path) in done.stdout
 
 
 def test_times_that_disagree_with_the_other_subbands(
