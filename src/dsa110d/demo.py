@@ -11,6 +11,7 @@ import anyio
 
 from dsa110d import logs
 from dsa110d.config import load_config, resolve_path
+from dsa110d.privileges import ALLOW_ROOT_ENV, secure_process
 from dsa110d.services.base import DEFAULT_SERVICES, load_service_modules
 from dsa110d.state import embedded
 from dsa110d.supervisor import run_daemon
@@ -39,6 +40,10 @@ def run_demo(workdir: Path | None) -> int:
     """Run until Ctrl-C; remove the scratch directory unless ``workdir`` was given."""
     scratch = workdir or Path(tempfile.mkdtemp(prefix="dsa110d-demo-"))
     config = load_config(resolve_path(None), "development", demo_environ(scratch))
+    if os.geteuid() == 0:  # the demo is a user's first try: as root too (say so, then go on)
+        print(f"dsa110d demo: running as root ({ALLOW_ROOT_ENV}=1 implied for the demo)")
+        os.environ[ALLOW_ROOT_ENV] = "1"  # daemons the demo starts inherit it
+    secure_process(config.paths.state_dir, config.redis.embedded)
     logs.configure(level="INFO", fmt="console")
     logs.bind(service="demo")
     print(f"dsa110d demo: working in {scratch}; press Ctrl-C to stop")

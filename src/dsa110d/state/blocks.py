@@ -235,6 +235,11 @@ class Blocks:
             )
         return [str(i) for i in ids]
 
+    async def forget_pending(self, block_id: str) -> None:
+        """Take an id off the pending list whose record is gone (housekeeping pruned it)."""
+        with translate_errors(self.target):
+            await self.redis.zrem(self.keys.block_pending(), block_id)
+
     async def pending_count(self) -> int:
         with translate_errors(self.target):
             return int(await self.redis.zcard(self.keys.block_pending()))

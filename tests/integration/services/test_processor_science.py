@@ -133,15 +133,6 @@ def _accepted(frame: pd.DataFrame, injected: dict[str, float]) -> tuple[float, f
     return within, bias, len(good)
 
 
-SIGN_REASON = (
-    "science.photometry (and testms) use the opposite visibility sign to the simulator and "
-    "converter, which agree with pyuvdata: reading the converted MS with pyuvdata and phasing "
-    "to a source gives its flux, photometry gives ~0. With conj(DATA) (measured 2026-11-26): "
-    "all 5 SNR >= 20 sources within 3 sigma, RFI shift 0.03 sigma, but mean bias -2.0%"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SIGN_REASON)
 def test_fluxes_of_bright_sources_match_the_injected_ones(chain: dict[str, Any]) -> None:
     within, bias, n = _accepted(chain["clean"], chain["injected"])
     assert n >= 5, "too few sources at SNR >= 20 to judge"
@@ -153,7 +144,6 @@ def test_sources_outside_the_beam_are_not_reported(chain: dict[str, Any]) -> Non
     assert reported and not reported & set(chain["decoys"])
 
 
-@pytest.mark.xfail(strict=True, reason=SIGN_REASON)
 def test_a_flagged_rfi_burst_does_not_bias_the_fluxes(chain: dict[str, Any]) -> None:
     flagged = chain["flagged"].set_index("source_id")
     burst = chain["burst"].set_index("source_id")

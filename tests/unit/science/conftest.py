@@ -1,5 +1,5 @@
-"""Simulated subband sets and a block of synthetic MSs, built once per session and copied by
-the tests that change files."""
+"""Session-built science fixtures, copied by the tests that change files: simulated subband
+sets, and a block of synthetic Measurement Sets with known sources."""
 
 from __future__ import annotations
 
@@ -96,6 +96,7 @@ def small_set(small_set_master: list[Path], tmp_path: Path) -> list[Path]:
     return _copy_files(small_set_master, tmp_path / "incoming")
 
 
+# --- A block of synthetic Measurement Sets for the processing stages' tests ------------------
 @pytest.fixture(scope="session")
 def sim_block_master(tmp_path_factory: pytest.TempPathFactory) -> SimBlock:
     return build_sim_block(tmp_path_factory.mktemp("simblock"))
@@ -108,9 +109,9 @@ def sim_block(sim_block_master: SimBlock, tmp_path: Path) -> SimBlock:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    """A Config with its paths in tmp_path; science stages need no server (unlike the root
-    fixture of the same name, which is parametrised over live servers)."""
+def science_config(tmp_path: Path) -> Config:
+    """A Config with its paths in tmp_path: science stages need no server (the root ``config``
+    fixture is parametrised over live servers)."""
     paths = PathsConfig(
         incoming_dir=tmp_path / "incoming",
         ms_dir=tmp_path / "ms",
