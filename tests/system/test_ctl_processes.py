@@ -40,6 +40,7 @@ def environ(
         "DSA110__REDIS__URL": embedded_server.url,
         "DSA110__REDIS__NAMESPACE": f"t-{tmp_path.name[-12:]}",
         "DSA110__SUPERVISOR__WORKERS": "1",
+        "DSA110_ALLOW_ROOT": "1",  # tests and CI run as root
         **{
             f"DSA110__PATHS__{key.upper()}": str(tmp_path / key.removesuffix("_dir"))
             for key in (
@@ -131,6 +132,7 @@ def test_the_program_in_the_development_layout(tmp_path: Path) -> None:
     daemon's own embedded server, stopped with the last daemon."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DSA110")}
     env["PYTHONPATH"] = str(REPO / "src")
+    env["DSA110_ALLOW_ROOT"] = "1"  # tests and CI run as root
     conf = ["--config", str(SERVICES_YAML)]
 
     def ctl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -29,6 +29,7 @@ def script(tmp_path: Path, name: str, *args: str, **env: str) -> subprocess.Comp
     environ = clean_environ(
         PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         DSA110_CONFIG=str(SERVICES_YAML),
+        DSA110_ALLOW_ROOT="1",  # tests and CI run as root
         **env,
     )
     return subprocess.run(
