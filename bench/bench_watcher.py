@@ -128,6 +128,7 @@ def _env(url: str, namespace: str, work: Path, **extra: str) -> dict[str, str]:
             "DSA110__SERVICES__HDF5_WATCHER__PROCESSING_TIMEOUT_SEC": "300",
             "DSA110__SUPERVISOR__WORKERS": "1",
             "DSA110__LOGGING__LEVEL": "INFO",
+            "DSA110_ALLOW_ROOT": "1",  # the benchmark host runs as root
         }
     )
     env.update(extra)

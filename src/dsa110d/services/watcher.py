@@ -536,8 +536,3 @@ class HDF5WatcherService(Service):
         if self.fault:
             return HealthReport(Health.DEGRADED, self.fault)
         return HealthReport.healthy()
-
-
-def announced_paths(payload: dict[str, Any]) -> Sequence[str]:
-    """The paths of an HDF5_PROCESSING payload (for consumers and tests)."""
-    return [str(f["path"]) for f in payload["files"]]
