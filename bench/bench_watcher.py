@@ -13,8 +13,8 @@
   p99 59.4 s), the headline baseline.
 * **Backlog**: ``BACKLOG_FILES`` files (sets of 16) already in the directory when the
   watcher starts; the time of its start-up (scan, settle, probe, record, announce: what READY
-  waits for) until every set is announced, with the probes spread over 2 worker processes
-  plus a thread (and, for comparison, in a thread only).
+  waits for) until every set is announced, with the probes in a thread (the service's
+  choice) and, for comparison, spread over 2 worker processes plus a thread.
 
 Defaults: stability_interval_sec 0.2 (the shipped default). Tiny files: the figures measure
 the watcher, not the disk.
