@@ -376,6 +376,8 @@ def read_document(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is a directory, not a configuration file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         document = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

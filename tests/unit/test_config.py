@@ -231,6 +231,13 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         load_config(tmp_path, "production", {})
 
 
+def test_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_bytes(b"defaults:\n  redis:\n    host: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(path, "production", {})
+
+
 def test_unknown_environment_name() -> None:
     with pytest.raises(ConfigError, match="unknown environment 'staging'"):
         load_config(SERVICES_YAML, "staging", {})

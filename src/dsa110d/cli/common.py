@@ -53,6 +53,9 @@ def run_app(app: typer.Typer, program: str, argv: list[str] | None = None) -> No
         app(args=argv, prog_name=program)
     except DSA110Error as exc:
         fail(str(exc), exit_code_for(exc), program)
+    except OSError as exc:  # a path the user gave (or configured) that the system refuses
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}", EXIT_FAILURE, program)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 

@@ -411,7 +411,12 @@ class HDF5EventHandler:
                 continue
             dest = str(self.config.paths.processed_dir)
             paths = list(record.files.values())
-            done = await anyio.to_thread.run_sync(ingest.move_files, paths, dest)
+            try:
+                done = await anyio.to_thread.run_sync(ingest.move_files, paths, dest)
+            except OSError as exc:  # processed_dir unwritable, disk full: keep it, try again
+                await self.sets.requeue_converted(set_id)
+                self.log.error("set_move_failed", set_id=set_id, to=dest, reason=str(exc))
+                continue
             await self.sets.note(set_id, moved_to=dest)
             moved += len(done)
             self.log.info("set_moved", set_id=set_id, files=len(done), to=dest)

@@ -422,6 +422,11 @@ class Sets:
             got = await self.redis.lpop(self.keys.set_moves(), count)  # type: ignore[misc]
         return [str(g) for g in got or []]
 
+    async def requeue_converted(self, set_id: str) -> None:
+        """Hand a set back to post_handle (its move failed and will be tried again)."""
+        with translate_errors(self.target):
+            await self.redis.rpush(self.keys.set_moves(), set_id)  # type: ignore[misc]
+
     async def note(self, set_id: str, **fields: str) -> None:
         """Store extra plain fields on a record (e.g. ``moved_to``)."""
         with translate_errors(self.target):

@@ -54,3 +54,14 @@ def test_unknown_service_is_a_usage_error() -> None:
     done = run("dsa110d", "run", "--services", "watcher,imager", "--config", str(SERVICES_YAML))
     assert done.returncode == 2
     assert "unknown service 'imager'" in done.stderr
+
+
+def test_an_unusable_output_path_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory\n")
+    args = ["--start", "2026-03-20T06:00:00", "--sets", "1", "--scale", "tiny", "--subbands", "1"]
+    done = run("dsa110d", "simulate", "--out", str(blocker / "x"), *args)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert str(blocker) in done.stderr

@@ -263,3 +263,25 @@ async def test_post_handle_moves_converted_sets_only_when_configured(
     assert moved == digests
     await handler.tick()  # gone from incoming: no new set, no new message
     assert len(await announced(redis, config)) == 1
+
+
+async def test_a_failed_move_keeps_the_set_for_the_next_try(
+    watcher_config: Callable[..., Config],
+    redis: aioredis.Redis,
+    tiny_sets: SimulationResult,
+) -> None:
+    config = watcher_config(services__hdf5_watcher__post_handle="move")
+    landed = [land(p, config.paths.incoming_dir) for p in by_set(tiny_sets.files)[0]]
+    config.paths.processed_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.paths.processed_dir.write_text("a file where the directory should be\n")
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    (message,) = await announced(redis, config)
+    set_id = message.payload["set_id"]
+    assert await handler.sets.mark(set_id, SetState.CONVERTING)
+    assert await handler.sets.mark(set_id, SetState.CONVERTED)
+    assert await handler.move_converted() == 0  # the service keeps running
+    assert all(p.exists() for p in landed)
+    config.paths.processed_dir.unlink()  # the operator mends it
+    assert await handler.move_converted() == len(landed)
+    assert not any(p.exists() for p in landed)
