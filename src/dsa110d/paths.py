@@ -4,8 +4,9 @@ Nothing in a message is trusted: a path is made absolute, resolved (every symlin
 ``..`` removed) and must then lie inside one of ``PathsConfig.data_roots()`` (the incoming,
 MS and results directories, themselves resolved). Otherwise :class:`PathOutsideRootsError`
 says which path, where it leads and which roots were allowed. Only the *resolved* path is
-used afterwards, so a symlink swapped after the check cannot redirect a read or a write out of
-the roots through a name the check approved.
+used afterwards, so the name a message gave is never followed again. The check does not
+defend against someone who can write inside the data roots and swaps a directory for a
+symlink between the check and the open: the roots are the pipeline's own directories.
 
 The watcher, processor and analyzer all call :func:`inside_roots` (or :func:`paths_inside`).
 """
