@@ -242,8 +242,9 @@ async def test_chunks_and_blocks_age_by_when_recorded_and_pending_blocks_stay(
     january = now - 300 * DAY_SEC  # data time, far past the retention
 
     async def record(name: str, recorded: float) -> None:
-        chunk = ChunkRecord(name, name, january, january + 300, 0.5, f"/ms/{name}.ms")
-        await blocks.record_chunk(chunk, [BlockSpan(f"b-{name}", january, january + 300)], recorded)
+        start = january + 1000 * len(await blocks.chunks())  # each its own block
+        chunk = ChunkRecord(name, name, start, start + 300, 0.5, f"/ms/{name}.ms")
+        await blocks.record_chunk(chunk, [BlockSpan(f"b-{name}", start, start + 300)], recorded)
 
     async def commit(name: str) -> None:
         pipe = redis.pipeline(transaction=True)
@@ -261,13 +262,18 @@ async def test_chunks_and_blocks_age_by_when_recorded_and_pending_blocks_stay(
 
     done = await run_pass(config, redis, now=now)
     gone = {(r.kind, r.name) for r in done.removals if r.kind in ("chunk", "block")}
-    assert gone == {("chunk", "old-done"), ("chunk", "old-pending"), ("block", "b-old-done")}
+    # the old pending block's chunk stays too: its run still reads it
+    assert gone == {("chunk", "old-done"), ("block", "b-old-done")}
     assert await blocks.block("b-fresh-pending") is not None
     assert await blocks.block("b-fresh-done") is not None
     assert await blocks.block("b-old-pending") is not None
     assert await blocks.pending() == ["b-fresh-pending", "b-old-pending"]
     assert await blocks.block("b-old-done") is None
-    assert {c.chunk_id for c in await blocks.chunks()} == {"fresh-pending", "fresh-done"}
+    assert {c.chunk_id for c in await blocks.chunks()} == {
+        "fresh-pending",
+        "fresh-done",
+        "old-pending",
+    }
 
 
 async def test_streams_nobody_reads_and_the_alert_stream_are_bounded(

@@ -5,7 +5,8 @@ Record layout (``state/keys.py``): ``set_index`` is scored by when each set was 
 ``chunk_index`` and ``block_index`` by their data's start time, so chunks and blocks are aged
 by their records' own ``recorded_at`` / ``created_at`` / ``processed_at`` instead. A record
 older than the retention is removed with its index entry, except a set whose input files are
-still incoming and a block still pending; a record newer than it is never touched.
+still incoming, a block still pending and a chunk such a block overlaps; a record newer than
+it is never touched.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ InputsPresent = Callable[[list[list[str]]], Awaitable[list[bool]]]
 # Each record's own wall-clock times (Unix s): when it was recorded and last written. The
 # index scores are data (observation) times for chunks and blocks, which say nothing about
 # when the record was made: reprocessing January's data in June must not lose its records.
-RECORD_TIMES = {"chunk": ("recorded_at",), "block": ("created_at", "processed_at")}
+RECORD_TIMES = {"chunk": ("recorded_at",), "block": ("created_at", "processed_at", "failed_at")}
 
 # KEYS: block index, pending, then one record per id. ARGV: the ids. Deletes each block that
 # is (still) not pending, checked in the same atomic step: a late chunk may have just come.
@@ -73,7 +74,8 @@ async def prune_records(
 
     A set goes only once none of its input files is still incoming (``inputs_present``): its
     record is what stops a restarted watcher from announcing it again. Chunks and blocks go
-    by when they were recorded (not by their data's time), and a pending block never goes.
+    by when they were recorded (not by their data's time); a pending block never goes, nor
+    a chunk a pending block overlaps.
     """
     cutoff = now - retention_sec
     removed = []
@@ -83,6 +85,7 @@ async def prune_records(
         blocks = await _old_by_record_time(redis, keys, "block", cutoff)
         pending = await _pending(redis, keys, [b for b, _ in blocks])
         blocks = [(b, t) for b, t in blocks if b not in pending]
+        chunks = await _not_awaited(redis, keys, chunks)
         for kind, old in (("set", sets), ("chunk", chunks), ("block", blocks)):
             removed += [Removal(kind, member, 1, now - when) for member, when in old]
         if dry_run:
@@ -147,6 +150,44 @@ async def _old_by_record_time(
         if when < cutoff:
             old.append((member, when))
     return old
+
+
+async def _not_awaited(
+    redis: Redis, keys: Keys, chunks: list[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """The chunks that no pending block overlaps: a pending block's run still reads its
+    chunks, however long ago they were recorded (e.g. a month-long backlog)."""
+    if not chunks:
+        return []
+    ids = [str(i) for i in await redis.zrange(keys.block_pending(), 0, -1)]
+    spans = await _spans(redis, [keys.block_record(i) for i in ids])
+    if not spans:
+        return chunks
+    own = await _spans(redis, [keys.chunk_record(c) for c, _ in chunks], keep_missing=True)
+    return [
+        chunk
+        for chunk, (start, end) in zip(chunks, own, strict=True)
+        if not any(start < b_end and end > b_start for b_start, b_end in spans)
+    ]
+
+
+async def _spans(
+    redis: Redis, names: list[str], keep_missing: bool = False
+) -> list[tuple[float, float]]:
+    """(start, end) of each record; a record without them is skipped (or, with
+    ``keep_missing``, an empty span that overlaps nothing)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hmget(name, ["start", "end"])
+        replies = await pipe.execute()
+    spans = []
+    for start, end in replies:
+        try:
+            spans.append((float(start), float(end)))
+        except (TypeError, ValueError):
+            if keep_missing:
+                spans.append((0.0, 0.0))
+    return spans
 
 
 async def _pending(redis: Redis, keys: Keys, ids: list[str]) -> set[str]:
