@@ -1,9 +1,12 @@
 """Housekeeping: keep state and scratch from piling up for months.
 
 One pass removes what is past its retention (``housekeeping.*``, ``streams.retention_sec``):
-set, chunk and block records; acked stream entries; dead letters; resolved alerts and alert
-events; stale registry entries and long-gone stream consumers; and temporary outputs
-(``.tmp-*`` from :func:`dsa110d.science.atomic.temp_sibling`) that a crash left in
+set records whose input files have left ``incoming_dir`` (moved by post_handle or removed by
+the operator: a set whose files are still there keeps its record, else a restarted watcher
+would announce it again); chunk and block records (by when recorded; never a pending block);
+acked stream entries (and, on a stream no group reads, old ones); dead letters; resolved
+alerts and alert events; stale registry entries and long-gone stream consumers; and temporary
+outputs (``.tmp-*`` from :func:`dsa110d.science.atomic.temp_sibling`) that a crash left in
 ``ms_dir`` and ``results_dir`` longer ago than ``temp_grace_sec``. It never removes a
 complete output (a directory with the completion marker, even under a temporary name), never
 anything under ``incoming_dir`` or ``processed_dir`` (inputs), and never follows symlinks.
@@ -98,6 +101,23 @@ def _last_change(path: Path) -> float:
     return max(stamps)
 
 
+def still_incoming(incoming_dir: Path, batch: list[list[str]]) -> list[bool]:
+    """For each set's input files, whether any still exists under ``incoming_dir``.
+
+    Such a set's record must stay: with ``post_handle: none`` the files stay there for good,
+    and without the record a restarted watcher would announce the set again.
+    """
+    root = incoming_dir.resolve()
+    return [any(_is_incoming(root, Path(f)) for f in files) for files in batch]
+
+
+def _is_incoming(root: Path, path: Path) -> bool:
+    try:
+        return _inside(path.resolve(), [root]) and path.exists()
+    except OSError:
+        return True  # cannot tell (e.g. a stale mount): keep the record
+
+
 def remove_paths(removals: list[Removal]) -> None:
     """Delete the temporaries found by :func:`stale_temporaries` (blocking)."""
     for r in removals:
@@ -115,8 +135,13 @@ async def run_pass(
     now = time.time() if now is None else now
     keys, target, hk = Keys(config.redis.namespace), describe_target(config), config.housekeeping
     report = Report(dry_run)
+    incoming = config.paths.incoming_dir
+
+    async def inputs_present(batch: list[list[str]]) -> list[bool]:
+        return await anyio.to_thread.run_sync(still_incoming, incoming, batch)
+
     report.removals += await state_hk.prune_records(
-        redis, keys, now, hk.record_retention_days * DAY_SEC, dry_run, target
+        redis, keys, now, hk.record_retention_days * DAY_SEC, dry_run, target, inputs_present
     )
     report.removals += await state_hk.trim_acked(
         redis, keys, config.streams, config.retry, now, dry_run, target

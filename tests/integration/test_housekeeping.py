@@ -18,7 +18,9 @@ import redis.asyncio as aioredis
 from dsa110d.config import Config
 from dsa110d.errors import LeaseHeldError
 from dsa110d.housekeeping import DAY_SEC, _maybe_run, run_exclusive, run_pass
+from dsa110d.messages import MessageType
 from dsa110d.science.atomic import COMPLETE_MARKER
+from dsa110d.state.blocks import Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.housekeeping import claim_run, prune_registry
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
@@ -200,3 +202,90 @@ async def test_one_host_at_a_time(config: Config, redis: aioredis.Redis) -> None
     assert claims == [True, False, False]
     await _maybe_run(config, redis)  # claimed already: returns without running
     assert await redis.pttl(keys.housekeeping_done()) > 0
+
+
+async def test_old_set_records_stay_while_their_files_are_still_incoming(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """With post_handle none the inputs stay: pruning their set would re-announce them."""
+    now = time.time()
+    keys = Keys(config.redis.namespace)
+    incoming = config.paths.incoming_dir
+    incoming.mkdir(parents=True, exist_ok=True)
+    (incoming / "2026-01-01T00:00:00_sb00.hdf5").write_bytes(b"x")
+    sets = {
+        "still-here": incoming / "2026-01-01T00:00:00_sb00.hdf5",
+        "moved-away": incoming / "2026-01-01T00:05:00_sb00.hdf5",  # gone (post_handle: move)
+    }
+    for set_id, path in sets.items():
+        await redis.zadd(keys.set_index(), {set_id: now - OLD})
+        await redis.hset(
+            keys.set_record(set_id), mapping={"state": "converted", "sb:00": str(path)}
+        )
+    done = await run_pass(config, redis, now=now)
+    assert [r.name for r in done.removals if r.kind == "set"] == ["moved-away"]
+    assert await redis.zrange(keys.set_index(), 0, -1) == ["still-here"]
+    assert await redis.exists(keys.set_record("still-here"))
+    # once the operator removes the file, the record goes on the next pass
+    (incoming / "2026-01-01T00:00:00_sb00.hdf5").unlink()
+    again = await run_pass(config, redis, now=now)
+    assert [r.name for r in again.removals if r.kind == "set"] == ["still-here"]
+
+
+async def test_chunks_and_blocks_age_by_when_recorded_and_pending_blocks_stay(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """Reprocessing January's data in November keeps its records; only old records go."""
+    now = time.time()
+    keys = Keys(config.redis.namespace)
+    blocks = Blocks(redis, keys)
+    january = now - 300 * DAY_SEC  # data time, far past the retention
+
+    async def record(name: str, recorded: float) -> None:
+        start = january + 1000 * len(await blocks.chunks())  # each its own block
+        chunk = ChunkRecord(name, name, start, start + 300, 0.5, f"/ms/{name}.ms")
+        await blocks.record_chunk(chunk, [BlockSpan(f"b-{name}", start, start + 300)], recorded)
+
+    async def commit(name: str) -> None:
+        pipe = redis.pipeline(transaction=True)
+        blocks.stage_commit(pipe, f"b-{name}", 1, 1, [name], [], {}, now)
+        await pipe.execute()
+
+    await record("fresh-pending", now)  # just recorded, not yet processed
+    await record("fresh-done", now)
+    await commit("fresh-done")
+    await record("old-pending", now - OLD)  # recorded long ago, still waiting: must stay
+    await record("old-done", now - OLD)
+    pipe = redis.pipeline(transaction=True)
+    blocks.stage_commit(pipe, "b-old-done", 1, 1, ["old-done"], [], {}, now - OLD)
+    await pipe.execute()
+
+    done = await run_pass(config, redis, now=now)
+    gone = {(r.kind, r.name) for r in done.removals if r.kind in ("chunk", "block")}
+    # the old pending block's chunk stays too: its run still reads it
+    assert gone == {("chunk", "old-done"), ("block", "b-old-done")}
+    assert await blocks.block("b-fresh-pending") is not None
+    assert await blocks.block("b-fresh-done") is not None
+    assert await blocks.block("b-old-pending") is not None
+    assert await blocks.pending() == ["b-fresh-pending", "b-old-pending"]
+    assert await blocks.block("b-old-done") is None
+    assert {c.chunk_id for c in await blocks.chunks()} == {
+        "fresh-pending",
+        "fresh-done",
+        "old-pending",
+    }
+
+
+async def test_streams_nobody_reads_and_the_alert_stream_are_bounded(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    now = time.time()
+    keys = Keys(config.redis.namespace)
+    for message_type in MessageType:  # no group on any of them (VARIABILITY_ANALYSIS today)
+        for ago in (OLD, RECENT):
+            await redis.xadd(keys.stream(message_type.value), {"m": "{}"}, id=ms_id(ago, now))
+    for ago in (OLD, RECENT):
+        await redis.xadd(keys.alerts(), {"event": "fire"}, id=ms_id(ago, now))
+    await run_pass(config, redis, now=now)
+    for stream in [keys.stream(t.value) for t in MessageType] + [keys.alerts()]:
+        assert [i for i, _ in await redis.xrange(stream)] == [ms_id(RECENT, now)], stream

@@ -1,15 +1,17 @@
 """The Redis half of housekeeping: what is past its retention, found and (unless a dry run)
 removed. Every function returns what it removed (or would remove) as :class:`Removal` rows.
 
-Assumed record layout (``state/keys.py``): each of ``set_index``, ``chunk_index`` and
-``block_index`` is a sorted set of ids scored by the record's time (unix seconds), and
-``set_record(id)`` etc. hold the record. A record whose score is older than the retention is
-removed with its index entry; a record newer than it is never touched.
+Record layout (``state/keys.py``): ``set_index`` is scored by when each set was first seen;
+``chunk_index`` and ``block_index`` by their data's start time, so chunks and blocks are aged
+by their records' own ``recorded_at`` / ``created_at`` / ``processed_at`` instead. A record
+older than the retention is removed with its index entry, except a set whose input files are
+still incoming, a block still pending and a chunk such a block overlaps; a record newer than
+it is never touched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from dsa110d.config import RetryConfig, StreamsConfig
@@ -32,32 +34,176 @@ class Removal:
     age_sec: float | None = None
 
 
+InputsPresent = Callable[[list[list[str]]], Awaitable[list[bool]]]
+"""Given each set's input file paths, whether any of them is still in the incoming directory."""
+
+# Each record's own wall-clock times (Unix s): when it was recorded and last written. The
+# index scores are data (observation) times for chunks and blocks, which say nothing about
+# when the record was made: reprocessing January's data in June must not lose its records.
+RECORD_TIMES = {"chunk": ("recorded_at",), "block": ("created_at", "processed_at", "failed_at")}
+
+# KEYS: block index, pending, then one record per id. ARGV: the ids. Deletes each block that
+# is (still) not pending, checked in the same atomic step: a late chunk may have just come.
+_PRUNE_BLOCKS = """
+local gone = 0
+for i, id in ipairs(ARGV) do
+  if not redis.call('ZSCORE', KEYS[2], id) then
+    redis.call('DEL', KEYS[2 + i])
+    redis.call('ZREM', KEYS[1], id)
+    gone = gone + 1
+  end
+end
+return gone
+"""
+
+
+async def _no_inputs(batch: list[list[str]]) -> list[bool]:
+    return [False] * len(batch)
+
+
 async def prune_records(
-    redis: Redis, keys: Keys, now: float, retention_sec: float, dry_run: bool, target: str
+    redis: Redis,
+    keys: Keys,
+    now: float,
+    retention_sec: float,
+    dry_run: bool,
+    target: str,
+    inputs_present: InputsPresent = _no_inputs,
 ) -> list[Removal]:
-    """Set, chunk and block records (and their index entries) older than the retention."""
-    kinds: list[tuple[str, str, Callable[[str], str]]] = [
-        ("set", keys.set_index(), keys.set_record),
-        ("chunk", keys.chunk_index(), keys.chunk_record),
-        ("block", keys.block_index(), keys.block_record),
-    ]
+    """Set, chunk and block records (and their index entries) older than the retention.
+
+    A set goes only once none of its input files is still incoming (``inputs_present``): its
+    record is what stops a restarted watcher from announcing it again. Chunks and blocks go
+    by when they were recorded (not by their data's time); a pending block never goes, nor
+    a chunk a pending block overlaps.
+    """
+    cutoff = now - retention_sec
     removed = []
     with translate_errors(target):
-        for kind, index, record in kinds:
-            if await redis.type(index) != "zset":
-                continue
-            old = await redis.zrangebyscore(
-                index, "-inf", f"({now - retention_sec}", withscores=True
-            )
-            for member, score in old:
-                removed.append(Removal(kind, str(member), 1, now - float(score)))
-            if old and not dry_run:
-                members = [str(m) for m, _ in old]
+        sets = await _old_sets(redis, keys, cutoff, inputs_present)
+        chunks = await _old_by_record_time(redis, keys, "chunk", cutoff)
+        blocks = await _old_by_record_time(redis, keys, "block", cutoff)
+        pending = await _pending(redis, keys, [b for b, _ in blocks])
+        blocks = [(b, t) for b, t in blocks if b not in pending]
+        chunks = await _not_awaited(redis, keys, chunks)
+        for kind, old in (("set", sets), ("chunk", chunks), ("block", blocks)):
+            removed += [Removal(kind, member, 1, now - when) for member, when in old]
+        if dry_run:
+            return removed
+        for index, record, old in (
+            (keys.set_index(), keys.set_record, sets),
+            (keys.chunk_index(), keys.chunk_record, chunks),
+        ):
+            if old:
                 pipe = redis.pipeline(transaction=True)
-                pipe.delete(*[record(m) for m in members])
-                pipe.zrem(index, *members)
+                pipe.delete(*[record(m) for m, _ in old])
+                pipe.zrem(index, *[m for m, _ in old])
                 await pipe.execute()
+        if blocks:
+            ids = [b for b, _ in blocks]
+            block_keys = [keys.block_index(), keys.block_pending()]
+            block_keys += [keys.block_record(b) for b in ids]
+            await redis.eval(_PRUNE_BLOCKS, len(block_keys), *block_keys, *ids)  # type: ignore[misc]
     return removed
+
+
+async def _old_sets(
+    redis: Redis, keys: Keys, cutoff: float, inputs_present: InputsPresent
+) -> list[tuple[str, float]]:
+    """Sets first seen before ``cutoff`` whose input files have all left incoming."""
+    if await redis.type(keys.set_index()) != "zset":
+        return []
+    old = [
+        (str(m), float(t))
+        for m, t in await redis.zrangebyscore(
+            keys.set_index(), "-inf", f"({cutoff}", withscores=True
+        )
+    ]
+    raws = await _hgetall(redis, [keys.set_record(m) for m, _ in old])
+    files = [[v for k, v in raw.items() if k.startswith("sb:")] for raw in raws]
+    present = await inputs_present(files)
+    return [one for one, here in zip(old, present, strict=True) if not here]
+
+
+async def _old_by_record_time(
+    redis: Redis, keys: Keys, kind: str, cutoff: float
+) -> list[tuple[str, float]]:
+    """Chunks or blocks last written before ``cutoff`` (records without their own times,
+    written by an older version, fall back to the index score)."""
+    index, record = (
+        (keys.chunk_index(), keys.chunk_record)
+        if kind == "chunk"
+        else (keys.block_index(), keys.block_record)
+    )
+    if await redis.type(index) != "zset":
+        return []
+    members = [(str(m), float(t)) for m, t in await redis.zrange(index, 0, -1, withscores=True)]
+    fields = RECORD_TIMES[kind]
+    async with redis.pipeline(transaction=False) as pipe:
+        for member, _ in members:
+            pipe.hmget(record(member), list(fields))
+        stamps = await pipe.execute()
+    old = []
+    for (member, score), values in zip(members, stamps, strict=True):
+        times = [float(v) for v in values if v not in (None, "")]
+        when = max(times) if times and max(times) > 0 else score
+        if when < cutoff:
+            old.append((member, when))
+    return old
+
+
+async def _not_awaited(
+    redis: Redis, keys: Keys, chunks: list[tuple[str, float]]
+) -> list[tuple[str, float]]:
+    """The chunks that no pending block overlaps: a pending block's run still reads its
+    chunks, however long ago they were recorded (e.g. a month-long backlog)."""
+    if not chunks:
+        return []
+    ids = [str(i) for i in await redis.zrange(keys.block_pending(), 0, -1)]
+    spans = await _spans(redis, [keys.block_record(i) for i in ids])
+    if not spans:
+        return chunks
+    own = await _spans(redis, [keys.chunk_record(c) for c, _ in chunks], keep_missing=True)
+    return [
+        chunk
+        for chunk, (start, end) in zip(chunks, own, strict=True)
+        if not any(start < b_end and end > b_start for b_start, b_end in spans)
+    ]
+
+
+async def _spans(
+    redis: Redis, names: list[str], keep_missing: bool = False
+) -> list[tuple[float, float]]:
+    """(start, end) of each record; a record without them is skipped (or, with
+    ``keep_missing``, an empty span that overlaps nothing)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hmget(name, ["start", "end"])
+        replies = await pipe.execute()
+    spans = []
+    for start, end in replies:
+        try:
+            spans.append((float(start), float(end)))
+        except (TypeError, ValueError):
+            if keep_missing:
+                spans.append((0.0, 0.0))
+    return spans
+
+
+async def _pending(redis: Redis, keys: Keys, ids: list[str]) -> set[str]:
+    if not ids:
+        return set()
+    scores = await redis.zmscore(keys.block_pending(), ids)
+    return {i for i, s in zip(ids, scores, strict=True) if s is not None}
+
+
+async def _hgetall(redis: Redis, names: list[str]) -> list[dict[str, str]]:
+    if not names:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.hgetall(name)
+        return list(await pipe.execute())
 
 
 async def trim_acked(

@@ -460,7 +460,8 @@ class ReliableStream:
 
     # -------------------------------------------------------------------- housekeeping
     async def trim(self, now: float | None = None) -> int:
-        """Drop entries older than the retention that every group has acked; returns count."""
+        """Drop entries older than the retention that every group has acked (or, with no
+        group, all of them); returns count."""
         bound = await self._trim_bound(now)
         if bound is None:
             return 0
@@ -476,7 +477,8 @@ class ReliableStream:
             return len(await self.redis.xrange(self.name, "-", f"({bound}"))
 
     async def _trim_bound(self, now: float | None) -> str | None:
-        """The smallest id to keep: older than the retention and acked by every group."""
+        """The smallest id to keep: older than the retention and acked by every group (by
+        age alone when the stream has no group)."""
         now = self.clock() if now is None else now
         cutoff_ms = int((now - self.config.retention_sec) * 1000)
         with self._guard():
@@ -484,9 +486,9 @@ class ReliableStream:
                 groups = await self.redis.xinfo_groups(self.name)
             except redis_errors.ResponseError:
                 return None  # no such stream
-            if not groups:
-                return None  # nobody has read anything: every entry is unacked
             bound = (cutoff_ms, 0)
+            # No group at all (e.g. VARIABILITY_ANALYSIS, which nothing consumes yet): no one
+            # will ever ack these entries, so age alone bounds the stream.
             for group in groups:
                 bound = min(bound, _after(str(group["last-delivered-id"])))
                 summary = await self.redis.xpending(self.name, str(group["name"]))

@@ -320,3 +320,16 @@ async def test_replay_and_purge_single_dead_letters(redis: aioredis.Redis, confi
 
 async def _length_is(redis: aioredis.Redis, name: str, length: int) -> bool:
     return int(await redis.xlen(name)) == length
+
+
+async def test_trim_bounds_a_stream_nobody_reads_by_age_alone(
+    redis: aioredis.Redis, config: Config
+) -> None:
+    stream = make_stream(redis, config)  # no ensure_group: like VARIABILITY_ANALYSIS today
+    ids = [await stream.publish(hdf5_message(n=n)) for n in range(3)]
+    assert await stream.trim() == 0  # within retention nothing goes
+    later = time.time() + 2 * config.streams.retention_sec
+    assert await stream.trimmable(now=later) == 3
+    assert await stream.trim(now=later) == 3
+    assert await redis.xlen(stream.name) == 0
+    assert ids
