@@ -135,8 +135,11 @@ class MSProcessingHandler:
         log: structlog.stdlib.BoundLogger | None = None,
         metrics: ServiceMetrics | None = None,
         service: str = "processor",
+        beat: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.beat = beat or (lambda: None)
+        """The service's heartbeat: called while a job waits on something other than a worker."""
         self.cfg = config.services.ms_processor
         self.redis = redis
         self.run_in_worker = run_in_worker
@@ -202,6 +205,7 @@ class MSProcessingHandler:
         spending its retries while the other holder works."""
         with anyio.move_on_after(self.cfg.processing_timeout_sec):
             while await self.leases.holder(lease) is not None:
+                self.beat()  # waiting on another holder, not stuck: keep the watchdog fed
                 await anyio.sleep(self.config.leases.renew_interval_sec)
 
     def _set_inputs(self, message: Message, set_id: str) -> tuple[list[Path], Path, bool]:
@@ -472,7 +476,7 @@ class MSProcessorService(Service):
 
     async def start(self, ctx: ServiceContext) -> None:
         self.handler = MSProcessingHandler(
-            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics
+            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics, beat=ctx.beat
         )
         self.backlog_limit = ctx.config.supervisor.backlog_degraded
         await self.handler.start()

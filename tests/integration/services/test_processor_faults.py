@@ -1,0 +1,65 @@
+"""The processor under faults: it keeps beating while it waits on another holder, never
+overwrites the record of a set another holder took over, and a bad message cannot fail a set
+that is still collecting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsa110d.config import Config
+from dsa110d.messages import MessageType, Producer, new_message
+from dsa110d.services.processor import MSProcessingHandler
+from dsa110d.state.connection import Redis
+from dsa110d.state.leases import Leases
+from dsa110d.state.sets import NewFile, Sets, SetState
+from dsa110d.state.streams import Delivery
+from tests.conftest import make_config
+
+pytestmark = pytest.mark.anyio
+SET_ID = "2026-03-20T06:00:00"
+
+
+@pytest.fixture
+def cfg(tmp_path: Path, server_url: str, config: Config) -> Config:
+    made = make_config(
+        tmp_path,
+        server_url,
+        redis__namespace=config.redis.namespace,
+        services__ms_processor__processing_timeout_sec=1.0,
+        leases__renew_interval_sec=0.1,
+        leases__ttl_sec=5,
+    )
+    made.paths.incoming_dir.mkdir(parents=True, exist_ok=True)
+    return made
+
+
+async def _no_worker(*args: object, **kwargs: object) -> object:
+    raise AssertionError("no worker job expected")
+
+
+async def _set_in(cfg: Config, redis: Redis, state: SetState) -> tuple[Sets, Path]:
+    """A one-subband set record in ``state`` (collecting or queued) and its file."""
+    path = cfg.paths.incoming_dir / f"{SET_ID}_sb00.hdf5"
+    path.write_bytes(b"")
+    sets = Sets(redis, MSProcessingHandler(cfg, redis, _no_worker).keys)
+    new = NewFile(SET_ID, 0, str(path), 0.0, 2460000.5)
+    await sets.add_file(new, expected=2 if state is SetState.COLLECTING else 1)
+    if state is SetState.QUEUED:
+        assert await sets.claim(SET_ID, partial=False) is not None
+    return sets, path
+
+
+def _delivery(paths: list[str]) -> Delivery:
+    payload = {"set_id": SET_ID, "paths": paths}
+    message = new_message(MessageType.HDF5_PROCESSING, payload, Producer.here("test"))
+    return Delivery("1-0", message, 1)
+
+
+async def test_waiting_for_another_holder_keeps_the_heartbeat(cfg: Config, redis: Redis) -> None:
+    beats: list[float] = []
+    handler = MSProcessingHandler(cfg, redis, _no_worker, beat=lambda: beats.append(1.0))
+    assert await Leases(redis, handler.keys, cfg.leases).acquire(f"set:{SET_ID}", "other")
+    await handler._wait_for_other_holder(f"set:{SET_ID}")  # times out after 1 s
+    assert len(beats) >= 5
