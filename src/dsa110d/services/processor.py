@@ -190,8 +190,10 @@ class MSProcessingHandler:
         try:
             with self.metrics.job():
                 await self._convert_and_record(message, set_id, files, out, partial, log)
-        except LeaseHeldError:
-            raise  # someone else is converting it: retried later, the set's record is theirs
+        except (LeaseHeldError, LeaseLostError):
+            # Someone else is converting it (or took over when our lease lapsed; FencingError
+            # is a LeaseLostError): the set's record is theirs, so leave it alone.
+            raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             state = SetState.FAILED if final_attempt else SetState.QUEUED

@@ -59,7 +59,9 @@ UNANNOUNCED = (SetState.COLLECTING, SetState.COMPLETE, SetState.INCOMPLETE)
 
 MARK_FROM: dict[SetState, tuple[SetState, ...]] = {
     SetState.CONVERTING: (SetState.QUEUED, SetState.CONVERTING, SetState.FAILED),
-    SetState.CONVERTED: (SetState.QUEUED, SetState.CONVERTING),
+    # From failed too: a holder that lost its lease may have marked the set failed while the
+    # one that took over converts it; that conversion's result must stand.
+    SetState.CONVERTED: (SetState.QUEUED, SetState.CONVERTING, SetState.FAILED),
     SetState.FAILED: (*UNANNOUNCED, SetState.QUEUED, SetState.CONVERTING, SetState.FAILED),
     SetState.QUEUED: (SetState.CONVERTING, SetState.FAILED),
 }

@@ -5,10 +5,12 @@ that is still collecting."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dsa110d.config import Config
+from dsa110d.errors import LeaseLostError
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.connection import Redis
@@ -63,3 +65,30 @@ async def test_waiting_for_another_holder_keeps_the_heartbeat(cfg: Config, redis
     assert await Leases(redis, handler.keys, cfg.leases).acquire(f"set:{SET_ID}", "other")
     await handler._wait_for_other_holder(f"set:{SET_ID}")  # times out after 1 s
     assert len(beats) >= 5
+
+
+async def test_a_processor_that_lost_its_lease_leaves_the_new_holders_set_alone(
+    cfg: Config, redis: Redis
+) -> None:
+    sets, path = await _set_in(cfg, redis, SetState.QUEUED)
+    leases = Leases(redis, Sets(redis, sets.keys).keys, cfg.leases)
+
+    async def taken_over(*args: object, **kwargs: object) -> dict[str, Any]:
+        # Our lease lapses mid-conversion and another processor takes the set over.
+        await redis.delete(sets.keys.lease(f"set:{SET_ID}"))
+        assert await leases.acquire(f"set:{SET_ID}", "other")
+        assert await sets.mark(SET_ID, SetState.CONVERTING)
+        return {"start": 0.0, "end": 1.0, "dec_rad": 0.0, "reused": False, "seconds": 0.1}
+
+    handler = MSProcessingHandler(cfg, redis, taken_over)
+    with pytest.raises(LeaseLostError):
+        await handler.handle_set(_delivery([str(path)]))
+    record = await sets.get(SET_ID)
+    assert record is not None and record.state is SetState.CONVERTING  # the other holder's
+    assert await sets.mark(SET_ID, SetState.CONVERTED)
+
+
+async def test_a_converted_mark_stands_even_after_a_failed_mark(cfg: Config, redis: Redis) -> None:
+    sets, _ = await _set_in(cfg, redis, SetState.QUEUED)
+    assert await sets.mark(SET_ID, SetState.FAILED, "lost holder's last attempt")
+    assert await sets.mark(SET_ID, SetState.CONVERTED)
