@@ -77,6 +77,8 @@ SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 so anything else (``..``, slashes) is refused."""
 STAGING_DIR = ".staging"
 """Under ``paths.results_dir``: block runs write here first (hidden from result globs)."""
+ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
+"""States in which a set has been announced to the processor and not yet finished."""
 KIND_CHUNK = "chunk"
 KIND_BLOCK = "block"
 STATS_INTERVAL_SEC = 5.0
@@ -182,7 +184,9 @@ class MSProcessingHandler:
         try:
             files, out, partial = self._set_inputs(message, set_id)
         except (MessageError, PathOutsideRootsError) as exc:
-            await self.sets.mark(set_id, SetState.FAILED, str(exc))
+            # Only a set this message could be about: one still collecting is not failed by
+            # a forged or garbled announcement (nor taken off the open list).
+            await self.sets.mark(set_id, SetState.FAILED, str(exc), from_states=ANNOUNCED)
             raise
         log = self.log.bind(set_id=set_id, message_id=message.id)
         final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from dsa110d.config import Config
-from dsa110d.errors import LeaseLostError
+from dsa110d.errors import LeaseLostError, PathOutsideRootsError
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.connection import Redis
@@ -92,3 +93,35 @@ async def test_a_converted_mark_stands_even_after_a_failed_mark(cfg: Config, red
     sets, _ = await _set_in(cfg, redis, SetState.QUEUED)
     assert await sets.mark(SET_ID, SetState.FAILED, "lost holder's last attempt")
     assert await sets.mark(SET_ID, SetState.CONVERTED)
+
+
+async def test_a_bad_message_cannot_fail_a_set_still_collecting(
+    cfg: Config, redis: Redis, tmp_path: Path
+) -> None:
+    sets, _ = await _set_in(cfg, redis, SetState.COLLECTING)
+    handler = MSProcessingHandler(cfg, redis, _no_worker)
+    with pytest.raises(PathOutsideRootsError):
+        await handler.handle_set(_delivery([str(tmp_path / "elsewhere.hdf5")]))
+    record = await sets.get(SET_ID)
+    assert record is not None and record.state is SetState.COLLECTING
+    assert SET_ID in await redis.zrange(sets.keys.set_open(), 0, -1)
+
+
+async def test_a_bad_message_for_an_announced_set_fails_it(
+    cfg: Config, redis: Redis, tmp_path: Path
+) -> None:
+    sets, _ = await _set_in(cfg, redis, SetState.QUEUED)
+    handler = MSProcessingHandler(cfg, redis, _no_worker)
+    with pytest.raises(PathOutsideRootsError):
+        await handler.handle_set(_delivery([str(tmp_path / "elsewhere.hdf5")]))
+    record = await sets.get(SET_ID)
+    assert record is not None and record.state is SetState.FAILED
+
+
+async def test_mark_with_from_states_refuses_other_sources(cfg: Config, redis: Redis) -> None:
+    sets, _ = await _set_in(cfg, redis, SetState.QUEUED)
+    assert not await sets.mark(SET_ID, SetState.FAILED, "x", from_states=(SetState.COLLECTING,))
+    record = await sets.get(SET_ID)
+    assert record is not None and record.state is SetState.QUEUED
+    with anyio.fail_after(5):
+        assert await sets.mark(SET_ID, SetState.FAILED, "x", from_states=(SetState.QUEUED,))
