@@ -205,6 +205,18 @@ class MSProcessingHandler:
             log.warning("set_failed", reason=reason, final=final_attempt)
             raise
 
+    async def set_dead(self, delivery: Delivery, reason: str) -> None:
+        """The consumer's ``on_dead`` hook for HDF5_PROCESSING: a set whose announcement goes
+        to the dead letters (e.g. delivered too often, its consumers dying on it) is marked
+        failed with the reason, rather than left queued or converting for ever."""
+        try:
+            set_id = set_id_of(delivery.message)
+        except MessageError:
+            return  # no set to speak of
+        reason = f"dead-lettered: {reason}"
+        if await self.sets.mark(set_id, SetState.FAILED, reason, from_states=ANNOUNCED):
+            self.log.warning("set_failed", set_id=set_id, reason=reason, final=True)
+
     async def _wait_for_other_holder(self, lease: str) -> None:
         """A duplicate announcement of a set being converted elsewhere waits for that
         conversion (up to ``processing_timeout_sec``) and then finds the MS done, rather than
@@ -492,7 +504,10 @@ class MSProcessorService(Service):
         assert handler is not None  # start() ran
         self.consumers = [
             StreamConsumer(
-                handler.hdf5_stream, consumer_name(self.name), ctx.gate(handler.handle_set)
+                handler.hdf5_stream,
+                consumer_name(self.name),
+                ctx.gate(handler.handle_set),
+                on_dead=handler.set_dead,
             ),
             StreamConsumer(
                 handler.ms_stream, consumer_name(self.name), ctx.gate(handler.handle_ms_message)

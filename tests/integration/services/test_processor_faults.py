@@ -19,6 +19,7 @@ from dsa110d.state.leases import Leases
 from dsa110d.state.sets import NewFile, Sets, SetState
 from dsa110d.state.streams import Delivery
 from tests.conftest import make_config
+from tests.integration.services.processorkit import set_consumer
 
 pytestmark = pytest.mark.anyio
 SET_ID = "2026-03-20T06:00:00"
@@ -125,3 +126,21 @@ async def test_mark_with_from_states_refuses_other_sources(cfg: Config, redis: R
     assert record is not None and record.state is SetState.QUEUED
     with anyio.fail_after(5):
         assert await sets.mark(SET_ID, SetState.FAILED, "x", from_states=(SetState.QUEUED,))
+
+
+async def test_an_announcement_delivered_too_often_fails_its_set(cfg: Config, redis: Redis) -> None:
+    """Consumers kept dying on it: the consumer dead-letters it without calling the handler,
+    and its on_dead hook marks the set failed instead of leaving it queued for ever."""
+    sets, path = await _set_in(cfg, redis, SetState.QUEUED)
+    handler = MSProcessingHandler(cfg, redis, _no_worker)
+    await handler.start()
+    stream = handler.hdf5_stream
+    await stream.publish(_delivery([str(path)]).message)
+    (entry,) = await stream.read_new("p1", 10, 1)
+    many = cfg.retry.max_attempts + 1
+    await redis.xclaim(stream.name, stream.group, "p1", 0, [entry.entry_id], retrycount=many)
+    await set_consumer(handler, "p1")._recover_own()
+    assert (await stream.stats()).dead_letters == 1
+    record = await sets.get(SET_ID)
+    assert record is not None and record.state is SetState.FAILED
+    assert "dead-lettered: delivered" in record.errors[-1].reason
