@@ -47,6 +47,7 @@ import structlog
 
 from dsa110d.config import Config
 from dsa110d.errors import (
+    ConfigError,
     ConversionError,
     DSA110Error,
     LeaseHeldError,
@@ -113,9 +114,14 @@ def _number(message: Message, name: str) -> float:
     return float(value)
 
 
-def _make_dirs(directories: tuple[Path, ...]) -> None:
-    for directory in directories:
-        directory.mkdir(parents=True, exist_ok=True)
+def _make_dirs(directories: dict[str, Path]) -> None:
+    """Create the output directories; one line naming the one that cannot be (ConfigError,
+    as the watcher does for its own), not a traceback on every restart."""
+    for key, directory in directories.items():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot create {directory}: {exc}") from None
 
 
 def _clock(record: BlockRecord, now: float) -> float:
@@ -173,7 +179,10 @@ class MSProcessingHandler:
         """Create the consumer groups (idempotent) and the output directories."""
         await self.hdf5_stream.ensure_group()
         await self.ms_stream.ensure_group()
-        roots = (self.config.paths.ms_dir, self.config.paths.results_dir)
+        roots = {
+            "paths.ms_dir": self.config.paths.ms_dir,
+            "paths.results_dir": self.config.paths.results_dir,
+        }
         await anyio.to_thread.run_sync(_make_dirs, roots)
 
     # ------------------------------------------------------------------ sets

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from dsa110d.config import Config
-from dsa110d.errors import LeaseLostError, PathOutsideRootsError
+from dsa110d.errors import ConfigError, LeaseLostError, PathOutsideRootsError
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.connection import Redis
@@ -144,3 +144,21 @@ async def test_an_announcement_delivered_too_often_fails_its_set(cfg: Config, re
     record = await sets.get(SET_ID)
     assert record is not None and record.state is SetState.FAILED
     assert "dead-lettered: delivered" in record.errors[-1].reason
+
+
+@pytest.mark.parametrize("key", ["ms_dir", "results_dir"])
+async def test_an_output_directory_that_cannot_be_created_is_one_line_naming_it(
+    tmp_path: Path, server_url: str, config: Config, redis: Redis, key: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    made = make_config(
+        tmp_path,
+        server_url,
+        redis__namespace=config.redis.namespace,
+        **{f"paths__{key}": blocker / "out"},
+    )
+    handler = MSProcessingHandler(made, redis, _no_worker)
+    with pytest.raises(ConfigError, match=rf"^paths\.{key}: cannot create .*a-file/out") as exc:
+        await handler.start()
+    assert "\n" not in str(exc.value)
