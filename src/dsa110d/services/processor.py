@@ -11,8 +11,11 @@
   converted, publish MS_PROCESSING ``kind=chunk`` (dedup key ``chunk:<set id>``) and return,
   which acks. A failure is retried with backoff by the consumer and the set is marked queued
   with the error; the last allowed attempt marks it failed, and the consumer moves the entry
-  to the dead letters with the reason. A conversion longer than ``processing_timeout_sec`` is
-  cancelled (its worker is killed) and counts as a failure.
+  to the dead letters with the reason (any other dead letter of an announcement, e.g. one
+  delivered too often, marks its set failed through the consumer's ``on_dead`` hook,
+  :meth:`MSProcessingHandler.set_dead`). A processor whose lease lapsed (LeaseLostError,
+  FencingError) leaves the set's record to the holder that took over. A conversion longer
+  than ``processing_timeout_sec`` is cancelled (its worker is killed) and counts as a failure.
 * **Chunk messages** (MS_PROCESSING, group ``processor``): checked the same way; a chunk not
   yet recorded (another producer's) is recorded if its MS is complete; then the block loop
   is woken. Block messages are checked and otherwise ignored (they are the analyzer's).
