@@ -202,7 +202,8 @@ class WorkerPool:
         request = json.dumps(
             {"func": reference(func), "args": list(args), "kwargs": kwargs}
         ).encode()
-        async with self._slots:
+        await self._acquire_slot(on_wait)
+        try:
             worker = await self._take_worker()
             self._busy.add(worker)
             try:
@@ -219,8 +220,20 @@ class WorkerPool:
                 self._idle.append(worker)
             finally:
                 self._busy.discard(worker)
+        finally:
+            self._slots.release()
         self.jobs_done += 1
         return _unwrap(reference(func), reply)
+
+    async def _acquire_slot(self, on_wait: OnWait | None) -> None:
+        """Wait for a free worker, calling ``on_wait`` every ``beat_sec`` meanwhile: a
+        service queued behind busy workers is waiting, not stuck, and must keep beating."""
+        while True:
+            with anyio.move_on_after(self.beat_sec):
+                await self._slots.acquire()
+                return
+            if on_wait is not None:
+                on_wait()
 
     async def _take_worker(self) -> _Worker:
         """An idle live worker, else a fresh one (replacing any that died while idle)."""

@@ -107,3 +107,19 @@ async def test_workers_import_the_heavy_modules_once_at_start_up() -> None:
         assert await plain.run(imported, "numpy") is False
     async with WorkerPool(size=1, modules=["numpy"]) as heavy:
         assert await heavy.run(imported, "numpy") is True
+
+
+async def test_a_job_waiting_for_a_free_worker_keeps_beating(tmp_path: Path) -> None:
+    """A caller queued behind a busy pool is waiting, not stuck: its heartbeat keeps going."""
+    async with WorkerPool(size=1, beat_sec=0.1) as pool:
+        beats: list[float] = []
+        marker = tmp_path / "busy"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.run, slow_job, str(marker), 1.5)
+            with anyio.fail_after(10):
+                while not marker.exists():
+                    await anyio.sleep(0.02)
+            waited_from = time.monotonic()
+            await pool.run(add, 1, 2, on_wait=lambda: beats.append(time.monotonic()))
+        # Beats while queued (before the busy job ends ~1.5 s in), not only once running.
+        assert len([t for t in beats if t - waited_from < 1.0]) >= 3

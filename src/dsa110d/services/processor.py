@@ -11,8 +11,11 @@
   converted, publish MS_PROCESSING ``kind=chunk`` (dedup key ``chunk:<set id>``) and return,
   which acks. A failure is retried with backoff by the consumer and the set is marked queued
   with the error; the last allowed attempt marks it failed, and the consumer moves the entry
-  to the dead letters with the reason. A conversion longer than ``processing_timeout_sec`` is
-  cancelled (its worker is killed) and counts as a failure.
+  to the dead letters with the reason (any other dead letter of an announcement, e.g. one
+  delivered too often, marks its set failed through the consumer's ``on_dead`` hook,
+  :meth:`MSProcessingHandler.set_dead`). A processor whose lease lapsed (LeaseLostError,
+  FencingError) leaves the set's record to the holder that took over. A conversion longer
+  than ``processing_timeout_sec`` is cancelled (its worker is killed) and counts as a failure.
 * **Chunk messages** (MS_PROCESSING, group ``processor``): checked the same way; a chunk not
   yet recorded (another producer's) is recorded if its MS is complete; then the block loop
   is woken. Block messages are checked and otherwise ignored (they are the analyzer's).
@@ -47,6 +50,7 @@ import structlog
 
 from dsa110d.config import Config
 from dsa110d.errors import (
+    ConfigError,
     ConversionError,
     DSA110Error,
     LeaseHeldError,
@@ -77,6 +81,8 @@ SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 so anything else (``..``, slashes) is refused."""
 STAGING_DIR = ".staging"
 """Under ``paths.results_dir``: block runs write here first (hidden from result globs)."""
+ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
+"""States in which a set has been announced to the processor and not yet finished."""
 KIND_CHUNK = "chunk"
 KIND_BLOCK = "block"
 STATS_INTERVAL_SEC = 5.0
@@ -111,9 +117,14 @@ def _number(message: Message, name: str) -> float:
     return float(value)
 
 
-def _make_dirs(directories: tuple[Path, ...]) -> None:
-    for directory in directories:
-        directory.mkdir(parents=True, exist_ok=True)
+def _make_dirs(directories: dict[str, Path]) -> None:
+    """Create the output directories; one line naming the one that cannot be (ConfigError,
+    as the watcher does for its own), not a traceback on every restart."""
+    for key, directory in directories.items():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot create {directory}: {exc}") from None
 
 
 def _clock(record: BlockRecord, now: float) -> float:
@@ -135,8 +146,11 @@ class MSProcessingHandler:
         log: structlog.stdlib.BoundLogger | None = None,
         metrics: ServiceMetrics | None = None,
         service: str = "processor",
+        beat: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
+        self.beat = beat or (lambda: None)
+        """The service's heartbeat: called while a job waits on something other than a worker."""
         self.cfg = config.services.ms_processor
         self.redis = redis
         self.run_in_worker = run_in_worker
@@ -168,7 +182,10 @@ class MSProcessingHandler:
         """Create the consumer groups (idempotent) and the output directories."""
         await self.hdf5_stream.ensure_group()
         await self.ms_stream.ensure_group()
-        roots = (self.config.paths.ms_dir, self.config.paths.results_dir)
+        roots = {
+            "paths.ms_dir": self.config.paths.ms_dir,
+            "paths.results_dir": self.config.paths.results_dir,
+        }
         await anyio.to_thread.run_sync(_make_dirs, roots)
 
     # ------------------------------------------------------------------ sets
@@ -179,7 +196,9 @@ class MSProcessingHandler:
         try:
             files, out, partial = self._set_inputs(message, set_id)
         except (MessageError, PathOutsideRootsError) as exc:
-            await self.sets.mark(set_id, SetState.FAILED, str(exc))
+            # Only a set this message could be about: one still collecting is not failed by
+            # a forged or garbled announcement (nor taken off the open list).
+            await self.sets.mark(set_id, SetState.FAILED, str(exc), from_states=ANNOUNCED)
             raise
         log = self.log.bind(set_id=set_id, message_id=message.id)
         final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts
@@ -187,8 +206,10 @@ class MSProcessingHandler:
         try:
             with self.metrics.job():
                 await self._convert_and_record(message, set_id, files, out, partial, log)
-        except LeaseHeldError:
-            raise  # someone else is converting it: retried later, the set's record is theirs
+        except (LeaseHeldError, LeaseLostError):
+            # Someone else is converting it (or took over when our lease lapsed; FencingError
+            # is a LeaseLostError): the set's record is theirs, so leave it alone.
+            raise
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             state = SetState.FAILED if final_attempt else SetState.QUEUED
@@ -196,12 +217,25 @@ class MSProcessingHandler:
             log.warning("set_failed", reason=reason, final=final_attempt)
             raise
 
+    async def set_dead(self, delivery: Delivery, reason: str) -> None:
+        """The consumer's ``on_dead`` hook for HDF5_PROCESSING: a set whose announcement goes
+        to the dead letters (e.g. delivered too often, its consumers dying on it) is marked
+        failed with the reason, rather than left queued or converting for ever."""
+        try:
+            set_id = set_id_of(delivery.message)
+        except MessageError:
+            return  # no set to speak of
+        reason = f"dead-lettered: {reason}"
+        if await self.sets.mark(set_id, SetState.FAILED, reason, from_states=ANNOUNCED):
+            self.log.warning("set_failed", set_id=set_id, reason=reason, final=True)
+
     async def _wait_for_other_holder(self, lease: str) -> None:
         """A duplicate announcement of a set being converted elsewhere waits for that
         conversion (up to ``processing_timeout_sec``) and then finds the MS done, rather than
         spending its retries while the other holder works."""
         with anyio.move_on_after(self.cfg.processing_timeout_sec):
             while await self.leases.holder(lease) is not None:
+                self.beat()  # waiting on another holder, not stuck: keep the watchdog fed
                 await anyio.sleep(self.config.leases.renew_interval_sec)
 
     def _set_inputs(self, message: Message, set_id: str) -> tuple[list[Path], Path, bool]:
@@ -472,7 +506,7 @@ class MSProcessorService(Service):
 
     async def start(self, ctx: ServiceContext) -> None:
         self.handler = MSProcessingHandler(
-            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics
+            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics, beat=ctx.beat
         )
         self.backlog_limit = ctx.config.supervisor.backlog_degraded
         await self.handler.start()
@@ -482,7 +516,10 @@ class MSProcessorService(Service):
         assert handler is not None  # start() ran
         self.consumers = [
             StreamConsumer(
-                handler.hdf5_stream, consumer_name(self.name), ctx.gate(handler.handle_set)
+                handler.hdf5_stream,
+                consumer_name(self.name),
+                ctx.gate(handler.handle_set),
+                on_dead=handler.set_dead,
             ),
             StreamConsumer(
                 handler.ms_stream, consumer_name(self.name), ctx.gate(handler.handle_ms_message)

@@ -396,7 +396,9 @@ class HDF5EventHandler:
         elif action == "partial":
             if await self.announce(set_id, partial=True):
                 self.log.warning("set_incomplete", set_id=set_id, reason=reason, action="partial")
-        elif await self.sets.mark(set_id, SetState.FAILED, error):
+        elif await self.sets.mark(
+            set_id, SetState.FAILED, error, from_states=(SetState.COLLECTING, SetState.INCOMPLETE)
+        ):  # not from complete: the last subband may have landed since the timeout check
             self.log.warning("set_incomplete", set_id=set_id, reason=reason, action="fail")
 
     # ------------------------------------------------------------------ post_handle

@@ -20,6 +20,10 @@ dying on it) goes to the dead letters with the reason, the attempt history and t
 A handler that raises :class:`~dsa110d.errors.MessageError` or
 :class:`~dsa110d.errors.PathOutsideRootsError` (the message itself is unusable: retrying
 cannot help) sends the entry to the dead letters at once, with that error as the reason.
+An optional ``on_dead(delivery, reason)`` hook runs first on every dead-letter path whose entry
+decoded (permanent error, last failed attempt, too many deliveries), so that the service can
+record the outcome on its own state (e.g. mark the set failed): the too-many-deliveries path
+never reaches the handler, so the handler cannot do it itself.
 Nothing a message contains can crash or stall the loop. While the loop runs, a background
 task renews the consumer's heartbeat every ``streams.heartbeat_interval_sec``.
 
@@ -52,6 +56,8 @@ from dsa110d.resilience import Backoff, RetryPolicy
 from dsa110d.state.streams import Delivery, Entry, ReliableStream
 
 Handler = Callable[[Delivery], Awaitable[None]]
+OnDead = Callable[[Delivery, str], Awaitable[None]]
+"""Called with the delivery and the reason before a decoded entry goes to the dead letters."""
 
 RECONNECT_CAP_SEC = 5.0
 ACK_FLUSH_SEC = 0.05  # handled entries are acked within this even mid-batch
@@ -90,10 +96,12 @@ class StreamConsumer:
         batch: int = 64,
         rng: Callable[[], float] = random.random,
         trim_interval_sec: float = TRIM_INTERVAL_SEC,
+        on_dead: OnDead | None = None,
     ) -> None:
         self.stream = stream
         self.name = name
         self.handler = handler
+        self.on_dead = on_dead
         self.batch = batch
         self.policy = RetryPolicy.from_config(stream.retry)
         self.counters = ConsumerCounters()
@@ -271,26 +279,30 @@ class StreamConsumer:
             self._retry_due[entry.entry_id] = record.not_before  # reclaimed during its backoff
             return
         max_attempts = self.policy.max_attempts
+        delivery = Delivery(entry.entry_id, message, entry.deliveries, tuple(attempts))
         if entry.deliveries > max_attempts:
             reason = (
                 f"delivered {entry.deliveries} times without completing "
                 f"(retry.max_attempts = {max_attempts})"
             )
-            await self._dead(entry, reason, attempts)
+            await self._dead(entry, reason, attempts, delivery)
             return
         try:
-            await self.handler(Delivery(entry.entry_id, message, entry.deliveries, tuple(attempts)))
+            await self.handler(delivery)
         except PERMANENT_ERRORS as exc:
             self.counters.failed += 1
-            await self._dead(entry, f"{type(exc).__name__}: {exc}".splitlines()[0], attempts)
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            await self._dead(entry, reason, attempts, delivery)
             return
         except Exception as exc:
-            await self._failed(entry, exc, len(attempts) + 1)
+            await self._failed(entry, exc, len(attempts) + 1, delivery)
             return
         self.counters.handled += 1
         self._unacked.append(entry.entry_id)
 
-    async def _failed(self, entry: Entry, exc: Exception, failures: int) -> None:
+    async def _failed(
+        self, entry: Entry, exc: Exception, failures: int, delivery: Delivery
+    ) -> None:
         self.counters.failed += 1
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         delay = self.policy.delay(failures, self._rng)
@@ -299,14 +311,33 @@ class StreamConsumer:
             entry.entry_id, self.name, error, entry.deliveries, not_before
         )
         if failures >= self.policy.max_attempts:
-            await self._dead(entry, error, record.attempts)
+            await self._dead(entry, error, record.attempts, delivery)
             return
         self._retry_due[entry.entry_id] = not_before
         self._log.warning(
             "handler failed; will retry", entry=entry.entry_id, error=error, delay_sec=delay
         )
 
-    async def _dead(self, entry: Entry, reason: str, attempts: list[dict[str, object]]) -> None:
+    async def _dead(
+        self,
+        entry: Entry,
+        reason: str,
+        attempts: list[dict[str, object]],
+        delivery: Delivery | None = None,
+    ) -> None:
+        if delivery is not None and self.on_dead is not None:
+            # Before the dead letter: if the hook cannot reach the server (StateError, which
+            # the loop waits out) the entry is still pending and comes this way again.
+            try:
+                await self.on_dead(delivery, reason)
+            except StateError:
+                raise
+            except Exception as exc:  # a faulty hook must not stall the stream
+                self._log.error(
+                    "on_dead hook failed",
+                    entry=entry.entry_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         self.counters.dead_lettered += 1
         await self.stream.dead_letter(entry, reason, self.name, list(attempts))
         self._log.warning("entry moved to dead letters", entry=entry.entry_id, reason=reason)

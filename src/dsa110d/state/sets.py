@@ -59,7 +59,9 @@ UNANNOUNCED = (SetState.COLLECTING, SetState.COMPLETE, SetState.INCOMPLETE)
 
 MARK_FROM: dict[SetState, tuple[SetState, ...]] = {
     SetState.CONVERTING: (SetState.QUEUED, SetState.CONVERTING, SetState.FAILED),
-    SetState.CONVERTED: (SetState.QUEUED, SetState.CONVERTING),
+    # From failed too: a holder that lost its lease may have marked the set failed while the
+    # one that took over converts it; that conversion's result must stand.
+    SetState.CONVERTED: (SetState.QUEUED, SetState.CONVERTING, SetState.FAILED),
     SetState.FAILED: (*UNANNOUNCED, SetState.QUEUED, SetState.CONVERTING, SetState.FAILED),
     SetState.QUEUED: (SetState.CONVERTING, SetState.FAILED),
 }
@@ -434,15 +436,26 @@ class Sets:
 
     # ------------------------------------------------------------------ the processor
     async def mark(
-        self, set_id: str, state: SetState | str, error: str | SetError | None = None
+        self,
+        set_id: str,
+        state: SetState | str,
+        error: str | SetError | None = None,
+        from_states: Sequence[SetState] | None = None,
     ) -> bool:
         """Move a set to ``state`` (converting, converted, failed, or queued to retry), with an
         optional error recorded on it. False if the set is missing or in a state it may not
-        leave that way (e.g. already converted). Entering ``converting`` counts an attempt."""
+        leave that way (e.g. already converted). Entering ``converting`` counts an attempt.
+
+        ``from_states`` narrows the allowed source states further (checked in the same atomic
+        script): e.g. fail a set only if it is still collecting."""
         target = SetState(state)
         allowed = MARK_FROM.get(target)
         if allowed is None:
             raise StateError(f"set {set_id}: mark() cannot move a set to {target.value}")
+        if from_states is not None:
+            allowed = tuple(s for s in allowed if s in from_states)
+            if not allowed:
+                return False
         if isinstance(error, str):
             error = SetError(ErrorKind.PROCESSING, error, at=time.time())
         return await self._transition(set_id, target, allowed, error)

@@ -344,10 +344,13 @@ class ReliableStream:
     async def _alive(self, consumers: list[str]) -> dict[str, bool]:
         if not consumers:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for name in consumers:
-            pipe.exists(self.heartbeat_key(name))
-        flags = await pipe.execute()
+        # Guarded here, not only by callers: stats() calls it after its own guarded round
+        # trip, and a raw redis error escaping it would restart a service over a brief outage.
+        with self._guard():
+            pipe = self.redis.pipeline(transaction=False)
+            for name in consumers:
+                pipe.exists(self.heartbeat_key(name))
+            flags = await pipe.execute()
         return {name: bool(flag) for name, flag in zip(consumers, flags, strict=True)}
 
     async def _fetch(self, entry_ids: list[str]) -> list[tuple[str, str | None]]:

@@ -95,7 +95,7 @@ async def processor(
 
 
 def set_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsumer:
-    return StreamConsumer(handler.hdf5_stream, name, handler.handle_set)
+    return StreamConsumer(handler.hdf5_stream, name, handler.handle_set, on_dead=handler.set_dead)
 
 
 def ms_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsumer:

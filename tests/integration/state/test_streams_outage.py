@@ -133,3 +133,17 @@ async def _settled(stream: ReliableStream) -> bool:
         return (await stream.stats()).pending == 0
     except StateError:
         return False
+
+
+async def test_stats_of_a_stopped_server_raise_our_error_not_redis_s(
+    own_config: Config, client: aioredis.Redis, server_dir: Path
+) -> None:
+    """Every round trip of stats() (the consumers' liveness too) is translated, so a
+    service's stats loop sees a StateError it tolerates, never a raw ConnectionError."""
+    stream = make_stream(client, own_config)
+    await stream.ensure_group()
+    await anyio.to_thread.run_sync(embedded.stop_server, server_dir)
+    with pytest.raises(StateError):
+        await stream.stats()
+    with pytest.raises(StateError):
+        await stream._alive(["c1"])  # the round trip stats() makes after its first one

@@ -390,3 +390,22 @@ async def test_a_file_that_vanishes_before_its_probe_is_not_a_fault(
     with capture_logs() as logs:
         await handler.handle([str(path)])
     assert _faults(logs) == [] and await handler.sets.list() == []
+
+
+async def test_on_incomplete_fail_never_fails_a_set_that_completed_meanwhile(
+    watcher_config: Callable[..., Config], redis: aioredis.Redis, tiny_sets: SimulationResult
+) -> None:
+    """The last subband may land between the timeout check and the mark: the mark must
+    then refuse (it applies only to a set still collecting)."""
+    config = _timeout_config(watcher_config, "fail")
+    for p in by_set(tiny_sets.files)[0]:
+        land(p, config.paths.incoming_dir)
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    await handler.check_open_sets()
+    set_id = tiny_sets.set_ids[0]
+    before = await handler.sets.get(set_id)
+    assert before is not None and before.state is not SetState.FAILED
+    await handler._timeout(set_id, [3], 3, 10.0)  # judged from the stale, incomplete view
+    after = await handler.sets.get(set_id)
+    assert after is not None and after.state is before.state
