@@ -271,7 +271,7 @@ def registered_services() -> list[str]:
     return sorted(_SERVICES)
 
 
-BUILTIN_MODULES = ("dsa110d.services.placeholders",)
+BUILTIN_MODULES = ("dsa110d.services.placeholders", "dsa110d.services.watcher")
 EXTRA_MODULES_VAR = "DSA110_SERVICE_MODULES"
 DEFAULT_SERVICES = ("watcher", "processor", "analyzer")
 

@@ -1,4 +1,4 @@
-"""PLACEHOLDERS for the three services, so ``dsa110d run`` runs before they exist.
+"""PLACEHOLDERS for the services not written yet, so ``dsa110d run`` runs before they exist.
 
 The real HDF5 watcher, MS processor and variability analyzer are written in later issues;
 each replaces its placeholder here by registering its own class under the same name (and
@@ -22,11 +22,6 @@ class _Placeholder(Service):
 
     def health(self) -> HealthReport:
         return HealthReport.healthy()
-
-
-@register_service("watcher")
-class WatcherPlaceholder(_Placeholder):
-    """PLACEHOLDER for the HDF5 watcher (issue: watcher)."""
 
 
 @register_service("processor")

@@ -64,7 +64,16 @@ class Keys:
         return self._key("set", set_id)
 
     def set_index(self) -> str:
+        """Sorted set of every set id, scored by its earliest file-name time (Unix seconds)."""
         return self._key("sets")
+
+    def set_open(self) -> str:
+        """Sorted set of sets not yet announced (scored by first seen, Unix seconds)."""
+        return self._key("sets", "open")
+
+    def set_moves(self) -> str:
+        """List of converted set ids whose input files the watcher may move (post_handle)."""
+        return self._key("sets", "moves")
 
     def chunk_record(self, chunk_id: str) -> str:
         return self._key("chunk", chunk_id)

@@ -1,0 +1,526 @@
+"""The HDF5 watcher: subband files in ``paths.incoming_dir`` -> set records -> exactly one
+HDF5_PROCESSING message per complete set.
+
+:class:`HDF5EventHandler` does the work and is usable without the daemon (tests, benchmark);
+:class:`HDF5WatcherService` runs it as the ``watcher`` service:
+
+* **Where paths come from**: a full scan at start-up (before READY), inotify events from
+  watchfiles (created, moved-to, modified; or its polling mode with ``force_polling``), a
+  rescan once the watch is armed (files that landed during the start-up scan), and a
+  reconciliation scan every ``poll_interval_sec``.
+* **When a file counts**: its name is a subband name matching ``file_pattern`` (not
+  ``_incomplete``, not an rsync temporary), two looks ``stability_interval_sec`` apart see the
+  same size and mtime, it resolves inside the watched directory, and the probe
+  (:func:`~dsa110d.science.subbands.probe_subband`, run off the event loop) accepts it.
+* **Grouping**: a good file joins the set named by its ``time_array[0]``; a bad one is
+  recorded on the set nearest its name timestamp within ``group_tolerance_sec``.
+* **Exactly once**: :meth:`Sets.claim <dsa110d.state.sets.Sets.claim>` lets one caller move
+  a set to ``queued``; that caller publishes with ``dedup_key=set_id`` and then marks it sent.
+  A crash in between leaves the set queued on the open list, and the next reconciliation (by
+  any watcher) re-publishes, which the dedup key makes a no-op if the first publish landed.
+* **Faults** (bad files, duplicates, late subbands, disagreeing times, timeouts) are recorded
+  on the set once (the record remembers each fault of each path) and logged when recorded.
+
+Input files are never opened for writing; with ``post_handle: move`` the files of sets the
+processor marked converted are moved to ``paths.processed_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import structlog
+from watchfiles import Change, awatch
+
+from dsa110d.config import Config
+from dsa110d.errors import DSA110Error
+from dsa110d.messages import MessageType, Producer, new_message
+from dsa110d.science import ingest
+from dsa110d.science.subbands import ignore_reason, parse_subband_name
+from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
+from dsa110d.state.connection import Redis
+from dsa110d.state.keys import Keys
+from dsa110d.state.sets import ErrorKind, NewFile, SetError, SetRecord, Sets, SetState
+from dsa110d.state.streams import ReliableStream
+
+PROCESSOR_GROUP = "processor"
+"""The consumer group of HDF5_PROCESSING (created here too, so no message precedes it)."""
+PROBE_CHUNK = 64
+"""Files probed per thread hop (~2 ms each on tiny files): the loop stays responsive."""
+WORKER_CHUNK = 500
+"""Files per worker-pool job when a large backlog is probed in parallel."""
+WORKER_THRESHOLD = 1000
+"""Batches this large also use the worker processes (start-up backlog)."""
+WATCH_DEBOUNCE_MS = 200
+WATCH_STEP_MS = 20
+"""watchfiles batching: yield after 20 ms without new events, at most 200 ms after the first."""
+TIMEOUT_CHECKS_PER_TIMEOUT = 4
+"""Open sets are checked this often per processing_timeout_sec (and at least every poll)."""
+
+CONCURRENCY = 32
+"""Sets announced (or checked against their neighbours) at once."""
+
+T = TypeVar("T")
+Prober = Callable[[list[str], str], Awaitable[list[dict[str, Any]]]]
+Worker = Callable[..., Awaitable[Any]]
+
+
+async def probe_in_threads(paths: list[str], root: str) -> list[dict[str, Any]]:
+    """Probe in a thread, a chunk at a time (blocking file I/O off the event loop)."""
+    found: list[dict[str, Any]] = []
+    for i in range(0, len(paths), PROBE_CHUNK):
+        found += await anyio.to_thread.run_sync(
+            ingest.probe_files, paths[i : i + PROBE_CHUNK], root
+        )
+    return found
+
+
+def pooled_prober(worker: Worker, lanes: int) -> Prober:
+    """A prober that spreads large batches over ``lanes`` worker processes plus a thread."""
+
+    async def probe(paths: list[str], root: str) -> list[dict[str, Any]]:
+        if len(paths) < WORKER_THRESHOLD or lanes < 1:
+            return await probe_in_threads(paths, root)
+        chunks = [paths[i : i + WORKER_CHUNK] for i in range(0, len(paths), WORKER_CHUNK)]
+        results: list[list[dict[str, Any]]] = [[] for _ in chunks]
+        queue = list(enumerate(chunks))
+
+        async def lane(use_worker: bool) -> None:
+            while queue:
+                index, chunk = queue.pop(0)
+                if use_worker:
+                    results[index] = await worker(ingest.probe_files, chunk, root)
+                else:
+                    results[index] = await probe_in_threads(chunk, root)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lane, False)
+            for _ in range(lanes):
+                tg.start_soon(lane, True)
+        return [r for chunk in results for r in chunk]
+
+    return probe
+
+
+async def _concurrently(job: Callable[[T], Awaitable[Any]], items: Sequence[T]) -> None:
+    """``job`` for each item, up to CONCURRENCY at once: round trips overlap, and the server
+    batches their writes (one fsync for many under ``appendfsync always``)."""
+    if len(items) <= 1:
+        for item in items:
+            await job(item)
+        return
+    limiter = anyio.CapacityLimiter(CONCURRENCY)
+
+    async def one(item: T) -> None:
+        async with limiter:
+            await job(item)
+
+    async with anyio.create_task_group() as tg:
+        for item in items:
+            tg.start_soon(one, item)
+
+
+class HDF5EventHandler:
+    """Paths seen in the watched directory -> set records and announcements."""
+
+    def __init__(
+        self,
+        config: Config,
+        redis: Redis,
+        log: structlog.stdlib.BoundLogger | None = None,
+        prober: Prober = probe_in_threads,
+        service: str = "watcher",
+    ) -> None:
+        self.config = config
+        self.cfg = config.services.hdf5_watcher
+        self.root = Path(config.paths.incoming_dir).absolute()
+        keys = Keys(config.redis.namespace)
+        self.sets = Sets(redis, keys)
+        self.stream = ReliableStream(
+            redis, keys, MessageType.HDF5_PROCESSING, PROCESSOR_GROUP, config.streams, config.retry
+        )
+        self.log = log or structlog.get_logger("dsa110d.services.watcher")
+        self.prober = prober
+        self.producer = Producer.here(service)
+        self.seen: dict[str, ingest.Look] = {}
+        """Paths handled, with the look they were handled at (not probed again unless changed)."""
+        self.unsettled: set[str] = set()
+        self.announced = 0
+        self.rejected = 0
+
+    # ------------------------------------------------------------------ intake
+    async def start(self) -> int:
+        """Create the directory and consumer group, scan, and finish any interrupted
+        announcement: the start-up work that precedes READY. Returns the files handled."""
+        await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        self.root = await anyio.to_thread.run_sync(self.root.resolve)
+        await self.stream.ensure_group()
+        handled = await self.scan()
+        await self.check_open_sets()
+        return handled
+
+    async def scan(self) -> int:
+        """Look at every entry of the watched directory."""
+        names = await anyio.to_thread.run_sync(os.listdir, self.root)
+        paths = {str(self.root / n) for n in names}
+        for gone in [p for p in self.seen if p not in paths]:
+            del self.seen[gone]  # moved or deleted: forget it (bounded memory)
+        return await self.handle(paths)
+
+    def wanted(self, path: str) -> bool:
+        """A subband name matching file_pattern (not being written, not a temporary)."""
+        return ignore_reason(path, self.cfg.file_pattern) is None
+
+    async def handle(self, paths: Iterable[str]) -> int:
+        """Handle a batch of paths: settle, probe, record, announce. Returns files handled."""
+        candidates = sorted({p for p in paths if self.wanted(p)})
+        if not candidates:
+            return 0
+        settled = await self._settled(candidates)
+        fresh = [(p, look) for p, look in settled if self.seen.get(p) != look]
+        if not fresh:
+            return 0
+        # Sorted by name is by set: a burst is probed and announced a set's worth at a time,
+        # so its first sets go out before its last are probed. A backlog goes in one piece
+        # (the prober spreads it over worker processes).
+        step = len(fresh) if len(fresh) >= WORKER_THRESHOLD else self.cfg.expected_subbands
+        for i in range(0, len(fresh), step):
+            part = fresh[i : i + step]
+            outcomes = await self.prober([p for p, _ in part], str(self.root))
+            await self._record(outcomes)
+            for p, look in part:
+                self.seen[p] = look
+        return len(fresh)
+
+    async def _settled(self, paths: list[str]) -> list[tuple[str, ingest.Look]]:
+        """The paths whose two looks agree; the others wait in ``unsettled``."""
+        first = await anyio.to_thread.run_sync(lambda: [ingest.look_at(p) for p in paths])
+        now = time.time_ns()
+        interval = self.cfg.stability_interval_sec
+        wait = max(
+            (ingest.settle_wait_sec(lk, now, interval) for lk in first if lk is not None),
+            default=0.0,
+        )
+        await anyio.sleep(wait)
+        second = await anyio.to_thread.run_sync(lambda: [ingest.look_at(p) for p in paths])
+        ready = []
+        for p, a, b in zip(paths, first, second, strict=True):
+            if ingest.is_settled(a, b) and b is not None:
+                ready.append((p, b))
+                self.unsettled.discard(p)
+            elif b is not None:
+                self.unsettled.add(p)  # still being written: look again
+            else:
+                self.unsettled.discard(p)  # gone (renamed away or deleted)
+        return ready
+
+    async def retry_unsettled(self) -> int:
+        return await self.handle(list(self.unsettled)) if self.unsettled else 0
+
+    # ------------------------------------------------------------------ recording
+    async def _record(self, outcomes: list[dict[str, Any]]) -> None:
+        good = [o for o in outcomes if o["ok"]]
+        files = [
+            NewFile(
+                o["set_id"], o["subband"], o["resolved"], o["name_time"], o["time0_jd"],
+                o["integration_s"], o["dec_rad"],
+            )
+            for o in good
+        ]  # fmt: skip
+        results = await self.sets.add_files(files, self.cfg.expected_subbands)
+        complete: list[str] = []
+        created = [f for f, r in zip(files, results, strict=True) if r.created]
+        await _concurrently(self._check_neighbours, created)
+        for f, r in zip(files, results, strict=True):
+            if r.outcome == "duplicate":
+                reason = (
+                    f"{f.path}: a second file for sb{f.subband:02d} of set {f.set_id} "
+                    f"(keeping {r.holder})"
+                )
+                await self._fault(f.set_id, ErrorKind.DUPLICATE, reason, f.path, f.name_time)
+            elif r.outcome == "late":
+                reason = (
+                    f"{f.path}: sb{f.subband:02d} arrived after set {f.set_id} was announced "
+                    f"(state {r.state.value}); not added"
+                )
+                await self._fault(f.set_id, ErrorKind.LATE, reason, f.path, f.name_time)
+            if r.outcome == "added" and r.state is SetState.COMPLETE:
+                complete.append(f.set_id)
+        for o in outcomes:
+            if not o["ok"] and o["kind"] != ingest.GONE:
+                await self._record_bad(o)
+        await _concurrently(self._announce_whole, list(dict.fromkeys(complete)))
+
+    async def _announce_whole(self, set_id: str) -> None:
+        await self.announce(set_id, partial=False)
+
+    async def _record_bad(self, outcome: dict[str, Any]) -> None:
+        """A file that is not a usable subband: on the set nearest its name timestamp."""
+        path = outcome["path"]
+        name = parse_subband_name(path)
+        name_time = name.timestamp.timestamp() if name else time.time()
+        near = await self.sets.neighbours(name_time, self.cfg.group_tolerance_sec)
+        set_id = ingest.nearest_set(name_time, near, self.cfg.group_tolerance_sec)
+        set_id = set_id or ingest.by_name_set_id(name_time)
+        await self._fault(set_id, ErrorKind(outcome["kind"]), outcome["reason"], path, name_time)
+
+    async def _check_neighbours(self, f: NewFile) -> None:
+        """A new timed set: fold in by-name sets near it; record times that disagree."""
+        tolerance = self.cfg.group_tolerance_sec
+        for other_id, _ in await self.sets.neighbours(f.name_time, tolerance):
+            if other_id == f.set_id:
+                continue
+            if other_id.endswith(ingest.BY_NAME_SUFFIX):
+                await self.sets.merge(other_id, f.set_id)
+                continue
+            other = await self.sets.get(other_id)
+            if other is None or other.time0_jd is None or f.time0_jd is None:
+                continue
+            reason = ingest.disagreement(
+                f.path, f.time0_jd, other_id, other.time0_jd, list(other.files.values()), tolerance
+            )
+            if reason:  # on both sets, once per pair (whichever of them was seen first)
+                pair = ":".join(sorted((f.set_id, other_id)))
+                for set_id in (f.set_id, other_id):
+                    await self._fault(
+                        set_id, ErrorKind.TIME_DISAGREEMENT, reason, f.path, f.name_time, pair
+                    )
+
+    async def _fault(
+        self,
+        set_id: str,
+        kind: ErrorKind,
+        reason: str,
+        path: str,
+        name_time: float,
+        key: str = "",
+    ) -> None:
+        """Record a fault on a set and log it, once per (set, kind, path or ``key``)."""
+        error = SetError(kind.value, reason, path, time.time())
+        recorded = await self.sets.add_error(
+            set_id,
+            error,
+            name_time=name_time,
+            expected=self.cfg.expected_subbands,
+            key=f"{kind.value}:{key}" if key else "",
+        )
+        if recorded:
+            self.rejected += 1
+            self.log.warning("subband_fault", set_id=set_id, kind=kind.value, reason=reason)
+
+    # ------------------------------------------------------------------ announcing
+    async def announce(self, set_id: str, partial: bool) -> bool:
+        """Claim the set (one caller wins) and publish its HDF5_PROCESSING message."""
+        record = await self.sets.claim(set_id, partial)
+        return record is not None and await self._publish(record)
+
+    async def publish(self, set_id: str) -> bool:
+        """Publish a queued set's message (idempotent by set id) and mark it sent."""
+        record = await self.sets.get(set_id)
+        if record is None or record.state is not SetState.QUEUED:
+            return False
+        return await self._publish(record)
+
+    async def _publish(self, record: SetRecord) -> bool:
+        set_id = record.set_id
+        payload = ingest.announcement(
+            set_id,
+            record.files,
+            record.time0_jd,
+            record.dec_rad,
+            record.expected,
+            record.partial,
+        )
+        message = new_message(MessageType.HDF5_PROCESSING, payload, self.producer)
+        entry = await self.stream.publish(message, dedup_key=set_id)
+        await self.sets.sent(set_id, message.id if entry else None)
+        if entry is not None:
+            self.announced += 1
+            self.log.info(
+                "set_announced",
+                set_id=set_id,
+                subbands=len(record.files),
+                partial=record.partial,
+                entry=entry,
+            )
+        return entry is not None
+
+    async def check_open_sets(self, now: float | None = None) -> None:
+        """Announce complete sets, re-publish interrupted ones, apply on_incomplete."""
+        now = time.time() if now is None else now
+        for set_id, first_seen in await self.sets.open_sets():
+            record = await self.sets.get(set_id)
+            if record is None:
+                continue
+            if record.state is SetState.QUEUED:
+                await self.publish(set_id)
+            elif record.state is SetState.COMPLETE:
+                await self.announce(set_id, partial=False)
+            elif record.state is SetState.COLLECTING:
+                await self._timeout(set_id, record.missing, len(record.files), now - first_seen)
+
+    async def _timeout(self, set_id: str, missing: list[int], n: int, age: float) -> None:
+        action = ingest.incomplete_action(
+            self.cfg.on_incomplete, age, self.cfg.processing_timeout_sec, n
+        )
+        if action == "none":
+            return
+        reason = ingest.incomplete_reason(set_id, missing, age)
+        error = SetError(ErrorKind.INCOMPLETE.value, reason, "", time.time())
+        if action == "wait":
+            if await self.sets.mark_incomplete(set_id, error):
+                self.log.warning("set_incomplete", set_id=set_id, reason=reason, action="wait")
+        elif action == "partial":
+            if await self.announce(set_id, partial=True):
+                self.log.warning("set_incomplete", set_id=set_id, reason=reason, action="partial")
+        elif await self.sets.mark(set_id, SetState.FAILED, error):
+            self.log.warning("set_incomplete", set_id=set_id, reason=reason, action="fail")
+
+    # ------------------------------------------------------------------ post_handle
+    async def move_converted(self) -> int:
+        """post_handle=move: move converted sets' files to processed_dir."""
+        if self.cfg.post_handle != "move":
+            return 0
+        moved = 0
+        for set_id in await self.sets.pop_converted():
+            record = await self.sets.get(set_id)
+            if record is None:
+                continue
+            dest = str(self.config.paths.processed_dir)
+            paths = list(record.files.values())
+            done = await anyio.to_thread.run_sync(ingest.move_files, paths, dest)
+            await self.sets.note(set_id, moved_to=dest)
+            moved += len(done)
+            self.log.info("set_moved", set_id=set_id, files=len(done), to=dest)
+        return moved
+
+    # ------------------------------------------------------------------ watching
+    def watch_filter(self, change: Change, path: str) -> bool:
+        return change is not Change.deleted and self.wanted(path)
+
+    async def watch(
+        self, stop: anyio.Event, on_batch: Callable[[], Awaitable[bool]] | None = None
+    ) -> None:
+        """Handle inotify (or polling) events until ``stop`` is set. ``on_batch`` runs before
+        each batch (and on each idle timeout); returning False ends the watch."""
+        async for changes in awatch(
+            self.root,
+            watch_filter=self.watch_filter,
+            debounce=WATCH_DEBOUNCE_MS,
+            step=WATCH_STEP_MS,
+            stop_event=stop,
+            rust_timeout=500,
+            yield_on_timeout=True,
+            force_polling=self.cfg.force_polling,
+            poll_delay_ms=int(min(self.cfg.poll_interval_sec, 1.0) * 1000),
+            recursive=False,
+        ):
+            if on_batch is not None and not await on_batch():
+                return
+            if changes:
+                await self.handle(path for _, path in changes)
+
+    async def tick(self) -> None:
+        """One reconciliation: rescan, retry unsettled files, open sets, post_handle."""
+        await self.scan()
+        await self.retry_unsettled()
+        await self.check_open_sets()
+        await self.move_converted()
+
+
+@register_service("watcher")
+class HDF5WatcherService(Service):
+    """The ``watcher`` service (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.handler: HDF5EventHandler | None = None
+        self.fault = ""
+
+    async def start(self, ctx: ServiceContext) -> None:
+        lanes = max(0, ctx.pool.size - 1) if ctx.pool is not None else 0
+        self.handler = HDF5EventHandler(
+            ctx.config, ctx.redis, ctx.log, pooled_prober(ctx.run_in_worker, lanes)
+        )
+        handled = await self.handler.start()
+        ctx.log.info("watcher_started", directory=str(self.handler.root), files=handled)
+
+    async def run(self, ctx: ServiceContext) -> None:
+        handler = self.handler
+        assert handler is not None, "start() runs before run()"
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch, ctx, handler, stop)
+            tg.start_soon(self._every, ctx, self._scan_period(ctx), handler.tick)
+            tg.start_soon(self._every, ctx, self._open_period(ctx), handler.check_open_sets)
+            period = ctx.config.services.hdf5_watcher.stability_interval_sec
+            tg.start_soon(self._every, ctx, period, handler.retry_unsettled)
+            await ctx.stopping.wait()
+            stop.set()
+            tg.cancel_scope.cancel()
+
+    async def _watch(
+        self, ctx: ServiceContext, handler: HDF5EventHandler, stop: anyio.Event
+    ) -> None:
+        armed = False
+
+        async def on_batch() -> bool:
+            nonlocal armed
+            if not armed:  # the watch is live now: catch what landed during the start-up scan
+                armed = True
+                await self._guarded(ctx, handler.scan)
+            return await ctx.take_work()
+
+        while not ctx.stopping.is_set():
+            try:
+                await handler.watch(stop, on_batch)
+            except DSA110Error as exc:
+                self._trouble(ctx, exc)
+                await ctx.sleep(1.0)
+            else:
+                return
+
+    async def _every(
+        self, ctx: ServiceContext, period: float, job: Callable[[], Awaitable[Any]]
+    ) -> None:
+        while await ctx.sleep(period) and await ctx.take_work():
+            await self._guarded(ctx, job)
+
+    async def _guarded(self, ctx: ServiceContext, job: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await job()
+        except DSA110Error as exc:
+            self._trouble(ctx, exc)
+        else:
+            self.fault = ""
+        if self.handler is not None:
+            ctx.metrics.backlog = len(self.handler.unsettled)
+
+    def _trouble(self, ctx: ServiceContext, exc: DSA110Error) -> None:
+        if str(exc) != self.fault:
+            ctx.log.warning("watcher_fault", error=str(exc))
+        self.fault = str(exc)
+
+    @staticmethod
+    def _scan_period(ctx: ServiceContext) -> float:
+        return ctx.config.services.hdf5_watcher.poll_interval_sec
+
+    @staticmethod
+    def _open_period(ctx: ServiceContext) -> float:
+        cfg = ctx.config.services.hdf5_watcher
+        return min(cfg.poll_interval_sec, cfg.processing_timeout_sec / TIMEOUT_CHECKS_PER_TIMEOUT)
+
+    def health(self) -> HealthReport:
+        if self.fault:
+            return HealthReport(Health.DEGRADED, self.fault)
+        return HealthReport.healthy()
+
+
+def announced_paths(payload: dict[str, Any]) -> Sequence[str]:
+    """The paths of an HDF5_PROCESSING payload (for consumers and tests)."""
+    return [str(f["path"]) for f in payload["files"]]

@@ -1,0 +1,67 @@
+"""Helpers of the watcher tests: tiny simulated sets, landing files like the correlator, and
+reading what the watcher announced."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from dsa110d.config import Config
+from dsa110d.messages import Message, MessageType, decode
+from dsa110d.science.subbands import INCOMPLETE_SUFFIX, parse_subband_name
+from dsa110d.state.connection import Redis
+from dsa110d.state.keys import Keys
+from dsa110d.state.streams import ENTRY_FIELD
+
+START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
+"""Start of the tests' tiny simulation (inside the bundled IERS tables' range)."""
+N_SETS = 3
+N_SUBBANDS = 4
+FAST = {
+    "services__hdf5_watcher__stability_interval_sec": 0.05,
+    "services__hdf5_watcher__expected_subbands": N_SUBBANDS,
+}
+
+
+def by_set(files: list[Path]) -> list[list[Path]]:
+    """Files grouped per set (by name minute: the tiny sets are 309 s apart), by subband."""
+    groups: dict[tuple[int, int], list[Path]] = {}
+    for f in files:
+        name = parse_subband_name(f)
+        assert name is not None
+        groups.setdefault((name.timestamp.hour, name.timestamp.minute), []).append(f)
+    return [sorted(g, key=_subband) for _, g in sorted(groups.items())]
+
+
+def _subband(path: Path) -> int:
+    name = parse_subband_name(path)
+    assert name is not None
+    return name.subband
+
+
+def land(source: Path, incoming: Path, name: str | None = None) -> Path:
+    """Copy a subband in as the correlator does: written as ``_incomplete``, then renamed."""
+    final = incoming / (name or source.name)
+    temporary = final.with_name(final.name.replace(".hdf5", INCOMPLETE_SUFFIX))
+    shutil.copyfile(source, temporary)
+    os.replace(temporary, final)
+    return final
+
+
+def fingerprint(paths: list[Path]) -> dict[str, tuple[str, int, int]]:
+    """sha256, size and mtime of each file (to prove the watcher never modifies input)."""
+    found = {}
+    for p in paths:
+        info = p.stat()
+        found[str(p)] = (hashlib.sha256(p.read_bytes()).hexdigest(), info.st_size, info.st_mtime_ns)
+    return found
+
+
+async def announced(redis: Redis, config: Config) -> list[Message]:
+    """Every HDF5_PROCESSING message on the stream, oldest first."""
+    stream = Keys(config.redis.namespace).stream(MessageType.HDF5_PROCESSING.value)
+    entries = await redis.xrange(stream)
+    return [decode(fields[ENTRY_FIELD], 1 << 20) for _, fields in entries]

@@ -1,0 +1,137 @@
+"""Set records on a real server: atomic add and claim under races, the processor's moves,
+the readers' API, and faults recorded once."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+
+from dsa110d.config import Config
+from dsa110d.errors import StateError
+from dsa110d.state.keys import Keys
+from dsa110d.state.sets import ErrorKind, NewFile, SetError, Sets, SetState
+
+pytestmark = pytest.mark.anyio
+T0 = 2461119.75
+NAME_T = 1773986400.0
+
+
+def _sets(config: Config, redis: aioredis.Redis) -> Sets:
+    return Sets(redis, Keys(config.redis.namespace))
+
+
+def _file(sb: int, set_id: str = "2026-03-20T06:00:00", path: str = "") -> NewFile:
+    return NewFile(set_id, sb, path or f"/in/{set_id}_sb{sb:02d}.hdf5", NAME_T + sb, T0, 12.9, 0.6)
+
+
+async def test_a_set_collects_then_completes_and_reads_back(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    sets = _sets(config, redis)
+    first = await sets.add_file(_file(0), expected=2, now=100.0)
+    assert (first.outcome, first.state, first.created) == ("added", SetState.COLLECTING, True)
+    again = await sets.add_file(_file(0), expected=2)
+    assert (again.outcome, again.created) == ("known", False)
+    second = await sets.add_file(_file(1), expected=2, now=105.0)
+    assert (second.outcome, second.state, second.n_subbands) == ("added", SetState.COMPLETE, 2)
+    record = await sets.get("2026-03-20T06:00:00")
+    assert record is not None
+    assert record.files == {
+        0: "/in/2026-03-20T06:00:00_sb00.hdf5",
+        1: "/in/2026-03-20T06:00:00_sb01.hdf5",
+    }
+    assert record.time0_jd == T0 and record.dec_rad == 0.6 and record.name_time == NAME_T
+    assert (record.first_seen, record.last_seen, record.missing) == (100.0, 105.0, [])
+    assert await sets.get("nope") is None
+
+
+async def test_exactly_one_of_many_racing_claims_wins(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    sets = _sets(config, redis)
+    await sets.add_file(_file(0), expected=1)
+    wins: list[bool] = []
+
+    async def claim() -> None:
+        claimed = await _sets(config, redis).claim("2026-03-20T06:00:00", partial=False)
+        wins.append(claimed is not None)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(claim)
+    assert wins.count(True) == 1
+    after = await sets.add_file(_file(1), expected=1)
+    assert after.outcome == "late"
+
+
+async def test_racing_adds_of_every_subband_complete_the_set_once(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    results = []
+
+    async def add(sb: int) -> None:
+        results.append(await _sets(config, redis).add_file(_file(sb % 16), expected=16))
+
+    async with anyio.create_task_group() as tg:
+        for sb in range(48):  # every subband three times over
+            tg.start_soon(add, sb)
+    added = [r for r in results if r.outcome == "added"]
+    assert len(added) == 16 and sum(r.created for r in results) == 1
+    assert [r.n_subbands for r in added if r.state is SetState.COMPLETE] == [16]
+
+
+async def test_the_processors_moves(config: Config, redis: aioredis.Redis) -> None:
+    sets = _sets(config, redis)
+    set_id = "2026-03-20T06:00:00"
+    await sets.add_file(_file(0), expected=1)
+    assert not await sets.mark(set_id, SetState.CONVERTING)  # not announced yet
+    claimed = await sets.claim(set_id, partial=False)
+    assert (
+        claimed is not None
+        and claimed.state is SetState.QUEUED
+        and claimed.files == {0: "/in/2026-03-20T06:00:00_sb00.hdf5"}
+    )
+    await sets.sent(set_id, "m1")
+    assert await sets.mark(set_id, SetState.CONVERTING)
+    assert await sets.mark(set_id, SetState.FAILED, error="casacore: disk full")
+    assert await sets.mark(set_id, SetState.CONVERTING)
+    assert await sets.mark(set_id, SetState.CONVERTED)
+    assert not await sets.mark(set_id, SetState.CONVERTING)  # converted is final
+    assert not await sets.mark("missing", SetState.CONVERTED)
+    with pytest.raises(StateError, match="cannot move a set to collecting"):
+        await sets.mark(set_id, SetState.COLLECTING)
+    record = await sets.get(set_id)
+    assert record is not None and record.state is SetState.CONVERTED
+    assert record.attempts == 2 and record.message_id == "m1"
+    assert [(e.kind, e.reason) for e in record.errors] == [
+        (ErrorKind.PROCESSING, "casacore: disk full")
+    ]
+    assert await sets.pop_converted() == [set_id]
+    assert await sets.open_sets() == []
+
+
+async def test_list_by_state_and_faults_recorded_once(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    sets = _sets(config, redis)
+    for i in range(3):
+        await sets.add_file(_file(0, set_id=f"2026-03-20T06:0{i}:00"), expected=1)
+    await sets.add_file(_file(0, set_id="2026-03-20T06:10:00"), expected=2)
+    await sets.claim("2026-03-20T06:01:00", partial=False)
+    error = SetError(ErrorKind.BAD_FILE, "/in/x: zero-byte file", "/in/x", 1.0)
+    assert await sets.add_error("2026-03-20T06:10:00", error, name_time=NAME_T, expected=2)
+    assert not await sets.add_error("2026-03-20T06:10:00", error, name_time=NAME_T, expected=2)
+    queued = await sets.list(SetState.QUEUED)
+    assert [r.set_id for r in queued] == ["2026-03-20T06:01:00"]
+    assert len(await sets.list()) == 4 and len(await sets.list(limit=2)) == 2
+    assert [r.state for r in await sets.list("complete")] == [SetState.COMPLETE] * 2
+    (collecting,) = await sets.list(SetState.COLLECTING)
+    assert collecting.errors == (error,)
+
+
+async def test_a_malformed_record_is_one_state_error(config: Config, redis: aioredis.Redis) -> None:
+    sets = _sets(config, redis)
+    await redis.hset(Keys(config.redis.namespace).set_record("bad"), mapping={"state": "??"})
+    with pytest.raises(StateError, match="set record bad: malformed"):
+        await sets.get("bad")
