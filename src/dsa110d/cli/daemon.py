@@ -151,5 +151,36 @@ def simulate(
     )
 
 
+@app.command()
+def convert(
+    files: Annotated[list[Path], typer.Argument(help="The subband files (UVH5) of one set.")],
+    out: Annotated[Path, typer.Option("--out", help="The Measurement Set to write.")],
+    partial: Annotated[
+        bool, typer.Option("--partial", help="Convert an incomplete set; missing subbands flagged.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Convert one subband set into one Measurement Set (atomically; an existing complete MS
+    is left as it is)."""
+    import json
+
+    from dsa110d.science.convert import convert_set
+
+    result = convert_set(files, out, partial=partial)
+    if json_out:
+        print(json.dumps(result.to_dict()))
+        return
+    verb = "exists" if result.reused else f"written in {result.seconds:.1f} s"
+    flagged = (
+        f", missing subbands {list(result.missing_subbands)} flagged"
+        if result.missing_subbands
+        else ""
+    )
+    print(
+        f"{result.ms}: {verb}; {result.n_rows} rows ({result.n_times} integrations x "
+        f"{result.n_baselines} baselines), {result.n_channels} channels{flagged}"
+    )
+
+
 def main() -> None:
     run_app(app, "dsa110d")

@@ -271,7 +271,11 @@ def registered_services() -> list[str]:
     return sorted(_SERVICES)
 
 
-BUILTIN_MODULES = ("dsa110d.services.placeholders", "dsa110d.services.watcher")
+BUILTIN_MODULES = (
+    "dsa110d.services.placeholders",
+    "dsa110d.services.watcher",
+    "dsa110d.services.processor",
+)
 EXTRA_MODULES_VAR = "DSA110_SERVICE_MODULES"
 DEFAULT_SERVICES = ("watcher", "processor", "analyzer")
 

@@ -24,11 +24,6 @@ class _Placeholder(Service):
         return HealthReport.healthy()
 
 
-@register_service("processor")
-class ProcessorPlaceholder(_Placeholder):
-    """PLACEHOLDER for the MS processor (issue: processor)."""
-
-
 @register_service("analyzer")
 class AnalyzerPlaceholder(_Placeholder):
     """PLACEHOLDER for the variability analyzer (issue: analyzer)."""

@@ -17,6 +17,9 @@
 An entry that is not a valid envelope, that has failed ``retry.max_attempts`` times, or that
 has been delivered more than ``max_attempts`` times without completing (its consumers keep
 dying on it) goes to the dead letters with the reason, the attempt history and the raw entry.
+A handler that raises :class:`~dsa110d.errors.MessageError` or
+:class:`~dsa110d.errors.PathOutsideRootsError` (the message itself is unusable: retrying
+cannot help) sends the entry to the dead letters at once, with that error as the reason.
 Nothing a message contains can crash or stall the loop. While the loop runs, a background
 task renews the consumer's heartbeat every ``streams.heartbeat_interval_sec``.
 
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from dsa110d.errors import MessageError, StateError
+from dsa110d.errors import MessageError, PathOutsideRootsError, StateError
 from dsa110d.logs import get_logger
 from dsa110d.messages import decode
 from dsa110d.resilience import Backoff, RetryPolicy
@@ -55,6 +58,8 @@ ACK_FLUSH_SEC = 0.05  # handled entries are acked within this even mid-batch
 RECOVER_COUNT = 1000
 RETIRE_TIMEOUT_SEC = 2.0
 TRIM_INTERVAL_SEC = 60.0
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (MessageError, PathOutsideRootsError)
+"""Handler errors about the message itself: dead-lettered at once, never retried."""
 
 log = get_logger(__name__)
 
@@ -270,6 +275,10 @@ class StreamConsumer:
             return
         try:
             await self.handler(Delivery(entry.entry_id, message, entry.deliveries, tuple(attempts)))
+        except PERMANENT_ERRORS as exc:
+            self.counters.failed += 1
+            await self._dead(entry, f"{type(exc).__name__}: {exc}".splitlines()[0], attempts)
+            return
         except Exception as exc:
             await self._failed(entry, exc, len(attempts) + 1)
             return

@@ -79,13 +79,19 @@ class Keys:
         return self._key("chunk", chunk_id)
 
     def chunk_index(self) -> str:
+        """Sorted set of every chunk id, scored by the chunk's start (Unix seconds)."""
         return self._key("chunks")
 
     def block_record(self, block_id: str) -> str:
         return self._key("block", block_id)
 
     def block_index(self) -> str:
+        """Sorted set of every block id, scored by the block's start (Unix seconds)."""
         return self._key("blocks")
+
+    def block_pending(self) -> str:
+        """Sorted set of blocks with chunks not yet processed, scored by the block's end."""
+        return self._key("blocks", "pending")
 
     def candidates(self) -> str:
         return self._key("candidates")

@@ -1,0 +1,512 @@
+"""The MS processor: announced sets -> Measurement Sets (chunks) -> processed blocks.
+
+:class:`MSProcessingHandler` does the work and is usable without the daemon (tests);
+:class:`MSProcessorService` runs it as the ``processor`` service.
+
+* **Sets** (HDF5_PROCESSING, consumer group ``processor``): check the message (the set id,
+  every path resolved inside the data roots: :mod:`dsa110d.paths`), hold the lease
+  ``set:<id>``, mark the set converting, convert it in a worker process
+  (``processor_jobs.convert_job``) into ``paths.ms_dir/<set id>.ms``, check the fencing token,
+  record the chunk and its blocks (:class:`~dsa110d.state.blocks.Blocks`), mark the set
+  converted, publish MS_PROCESSING ``kind=chunk`` (dedup key ``chunk:<set id>``) and return,
+  which acks. A failure is retried with backoff by the consumer and the set is marked queued
+  with the error; the last allowed attempt marks it failed, and the consumer moves the entry
+  to the dead letters with the reason. A conversion longer than ``processing_timeout_sec`` is
+  cancelled (its worker is killed) and counts as a failure.
+* **Chunk messages** (MS_PROCESSING, group ``processor``): checked the same way; a chunk not
+  yet recorded (another producer's) is recorded if its MS is complete; then the block loop
+  is woken. Block messages are checked and otherwise ignored (they are the analyzer's).
+* **Blocks**: the block loop wakes on each new chunk and every ``poll_interval_sec``, walks the
+  pending blocks and processes each one that is complete or whose end is
+  ``processing_timeout_sec`` past (``science.blocks.BlockPlan.status``; for old data, counted
+  from when its first chunk was recorded). Under the lease
+  ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
+  then the token is checked, the outputs are renamed into ``paths.results_dir`` and the
+  block record is committed at version n+1 in the same transaction as the token check
+  (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives after
+  its block was processed makes the block pending again; the re-run's results (version n+1)
+  replace the old file atomically.
+* **Poison**: a message whose set id or paths fail the checks raises MessageError or
+  PathOutsideRootsError, which the consumer dead-letters at once (no retries); no file named
+  only by such a message is read, written or removed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import structlog
+
+from dsa110d.config import Config
+from dsa110d.errors import (
+    ConversionError,
+    DSA110Error,
+    LeaseHeldError,
+    LeaseLostError,
+    MessageError,
+    PathOutsideRootsError,
+    StageError,
+)
+from dsa110d.messages import Message, MessageType, Producer, new_message
+from dsa110d.metrics import ServiceMetrics
+from dsa110d.paths import inside_roots, paths_inside
+from dsa110d.science.atomic import is_complete_dir
+from dsa110d.science.blocks import Block, BlockPlan, Chunk
+from dsa110d.services import processor_jobs
+from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
+from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
+from dsa110d.state.connection import Redis
+from dsa110d.state.consumer import StreamConsumer, consumer_name
+from dsa110d.state.keys import Keys
+from dsa110d.state.leases import Leases
+from dsa110d.state.sets import Sets, SetState
+from dsa110d.state.streams import Delivery, ReliableStream
+
+PROCESSOR_GROUP = "processor"
+"""The processor's consumer group on HDF5_PROCESSING and on MS_PROCESSING."""
+SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+"""A set id is the set's start time (``science.subbands.set_id_from_time``); it names the MS,
+so anything else (``..``, slashes) is refused."""
+STAGING_DIR = ".staging"
+"""Under ``paths.results_dir``: block runs write here first (hidden from result globs)."""
+KIND_CHUNK = "chunk"
+KIND_BLOCK = "block"
+STATS_INTERVAL_SEC = 5.0
+"""How often the backlog and queue lag are refreshed for health and metrics."""
+
+Runner = Callable[..., Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class BlockOutcome:
+    """A committed block run."""
+
+    block_id: str
+    version: int
+    results: dict[str, str]
+    missing_slots: tuple[int, ...]
+    chunks: tuple[str, ...]
+
+
+def set_id_of(message: Message) -> str:
+    """The payload's set id, checked (MessageError otherwise)."""
+    set_id = message.payload.get("set_id")
+    if not isinstance(set_id, str) or not SET_ID_PATTERN.match(set_id):
+        raise MessageError(f"message {message.id}: payload.set_id {set_id!r} is not a set id")
+    return set_id
+
+
+def _number(message: Message, name: str) -> float:
+    value = message.payload.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise MessageError(f"message {message.id}: payload.{name} must be a number")
+    return float(value)
+
+
+def _make_dirs(directories: tuple[Path, ...]) -> None:
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def _clock(record: BlockRecord, now: float) -> float:
+    """The time to judge a block's timeout by: its chunks get ``processing_timeout_sec`` from
+    the later of its end and when its first chunk was recorded, so that a backlog of old data
+    is not processed by timeout (and then re-run for every chunk) as each block's first chunk
+    arrives."""
+    return now - max(0.0, record.created_at - record.end)
+
+
+class MSProcessingHandler:
+    """Sets -> chunks -> blocks (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        redis: Redis,
+        run_in_worker: Runner,
+        log: structlog.stdlib.BoundLogger | None = None,
+        metrics: ServiceMetrics | None = None,
+        service: str = "processor",
+    ) -> None:
+        self.config = config
+        self.cfg = config.services.ms_processor
+        self.redis = redis
+        self.run_in_worker = run_in_worker
+        self.log = log or structlog.get_logger("dsa110d.services.processor")
+        self.metrics = metrics or ServiceMetrics()
+        self.producer = Producer.here(service)
+        keys = Keys(config.redis.namespace)
+        self.keys = keys
+        self.sets = Sets(redis, keys)
+        self.blocks = Blocks(redis, keys)
+        self.leases = Leases(redis, keys, config.leases)
+        self.plan = BlockPlan.from_config(self.cfg)
+        self.roots = config.paths.data_roots()
+        self.hdf5_stream = self._stream(MessageType.HDF5_PROCESSING)
+        self.ms_stream = self._stream(MessageType.MS_PROCESSING)
+        self.wake = anyio.Event()
+
+    def _stream(self, message_type: MessageType) -> ReliableStream:
+        return ReliableStream(
+            self.redis,
+            self.keys,
+            message_type,
+            PROCESSOR_GROUP,
+            self.config.streams,
+            self.config.retry,
+        )
+
+    async def start(self) -> None:
+        """Create the consumer groups (idempotent) and the output directories."""
+        await self.hdf5_stream.ensure_group()
+        await self.ms_stream.ensure_group()
+        roots = (self.config.paths.ms_dir, self.config.paths.results_dir)
+        await anyio.to_thread.run_sync(_make_dirs, roots)
+
+    # ------------------------------------------------------------------ sets
+    async def handle_set(self, delivery: Delivery) -> None:
+        """One HDF5_PROCESSING message: convert, record, announce (see the module docstring)."""
+        message = delivery.message
+        set_id = set_id_of(message)
+        try:
+            files, out, partial = self._set_inputs(message, set_id)
+        except (MessageError, PathOutsideRootsError) as exc:
+            await self.sets.mark(set_id, SetState.FAILED, str(exc))
+            raise
+        log = self.log.bind(set_id=set_id, message_id=message.id)
+        final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts
+        try:
+            with self.metrics.job():
+                await self._convert_and_record(message, set_id, files, out, partial, log)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            state = SetState.FAILED if final_attempt else SetState.QUEUED
+            await self.sets.mark(set_id, state, reason)
+            log.warning("set_failed", reason=reason, final=final_attempt)
+            raise
+
+    def _set_inputs(self, message: Message, set_id: str) -> tuple[list[Path], Path, bool]:
+        payload = message.payload
+        raw = payload.get("paths")
+        if raw is None and isinstance(payload.get("files"), list):
+            raw = [f.get("path") if isinstance(f, dict) else f for f in payload["files"]]
+        files = paths_inside(raw, self.roots, f"message {message.id} payload.paths")
+        out = inside_roots(
+            str(Path(self.config.paths.ms_dir).absolute() / f"{set_id}.ms"),
+            self.roots,
+            f"set {set_id} MS",
+        )
+        return files, out, bool(payload.get("partial", False))
+
+    async def _convert_and_record(
+        self,
+        message: Message,
+        set_id: str,
+        files: list[Path],
+        out: Path,
+        partial: bool,
+        log: structlog.stdlib.BoundLogger,
+    ) -> None:
+        async with self.leases.hold(f"set:{set_id}") as lease:
+            await self.sets.mark(set_id, SetState.CONVERTING)
+            timeout = self.cfg.processing_timeout_sec
+            with anyio.move_on_after(timeout) as scope:
+                done = await self.run_in_worker(
+                    processor_jobs.convert_job, [str(f) for f in files], str(out), partial
+                )
+            if scope.cancelled_caught:
+                raise ConversionError(
+                    f"set {set_id}: conversion took longer than processing_timeout_sec "
+                    f"({timeout:g} s); its worker was stopped"
+                )
+            chunk = ChunkRecord(
+                set_id, set_id, done["start"], done["end"], done["dec_rad"], str(out)
+            )
+            await self.leases.commit(lease)
+            new = await self._record(chunk)
+            await self.sets.mark(set_id, SetState.CONVERTED)
+        await self._announce_chunk(chunk, message.trace_id)
+        self.metrics.add("sets")
+        log.info(
+            "set_converted", ms=str(out), reused=done["reused"], new_chunk=new,
+            seconds=round(float(done["seconds"]), 2),
+        )  # fmt: skip
+
+    async def _record(self, chunk: ChunkRecord) -> bool:
+        blocks = self.plan.blocks_of_chunk(Chunk(chunk.start, chunk.end, chunk.path))
+        spans = [BlockSpan(b.id, b.start, b.end) for b in blocks]
+        new = await self.blocks.record_chunk(chunk, spans)
+        if new:
+            self.metrics.add("chunks")
+            self.wake.set()
+        return new
+
+    async def _announce_chunk(self, chunk: ChunkRecord, trace_id: str) -> None:
+        blocks = self.plan.blocks_of_chunk(Chunk(chunk.start, chunk.end, chunk.path))
+        payload = {
+            "kind": KIND_CHUNK,
+            "set_id": chunk.set_id,
+            "chunk_id": chunk.chunk_id,
+            "ms_path": chunk.path,
+            "paths": [chunk.path],
+            "start": chunk.start,
+            "end": chunk.end,
+            "dec_rad": chunk.dec_rad,
+            "blocks": [b.id for b in blocks],
+        }
+        message = new_message(MessageType.MS_PROCESSING, payload, self.producer, trace_id)
+        await self.ms_stream.publish(message, dedup_key=f"chunk:{chunk.chunk_id}")
+
+    # ------------------------------------------------------------------ MS_PROCESSING
+    async def handle_ms_message(self, delivery: Delivery) -> None:
+        """Check a chunk or block message; record a foreign chunk; wake the block loop."""
+        message = delivery.message
+        kind = message.payload.get("kind")
+        if kind not in (KIND_CHUNK, KIND_BLOCK):
+            raise MessageError(f"message {message.id}: payload.kind {kind!r} is not chunk/block")
+        paths_inside(
+            message.payload.get("paths"), self.roots, f"message {message.id} payload.paths"
+        )
+        if kind == KIND_BLOCK:
+            return
+        set_id = set_id_of(message)
+        ms = inside_roots(
+            message.payload.get("ms_path"), self.roots, f"message {message.id} payload.ms_path"
+        )
+        if await self.blocks.chunk(set_id) is None:
+            if not await anyio.to_thread.run_sync(is_complete_dir, ms):
+                raise ConversionError(f"message {message.id}: {ms} is not a complete MS")
+            chunk = ChunkRecord(
+                set_id, set_id, _number(message, "start"), _number(message, "end"),
+                _number(message, "dec_rad"), str(ms),
+            )  # fmt: skip
+            await self._record(chunk)
+        self.wake.set()
+
+    # ------------------------------------------------------------------ blocks
+    async def check_blocks(self, now: float | None = None) -> list[BlockOutcome]:
+        """Process every pending block that is ready now; returns the runs committed."""
+        now = time.time() if now is None else now
+        done = []
+        for block_id in await self.blocks.pending():
+            outcome = await self.process_block(block_id, now)
+            if outcome is not None:
+                done.append(outcome)
+        return done
+
+    async def _block_chunks(self, block: Block) -> list[ChunkRecord]:
+        margin = self.plan.slot_sec
+        return await self.blocks.chunks(block.start - 2 * margin, block.end + margin)
+
+    async def process_block(self, block_id: str, now: float | None = None) -> BlockOutcome | None:
+        """Run one block if it is ready and nobody else is running it; None if not run."""
+        now = time.time() if now is None else now
+        try:
+            block = self.plan.block_by_id(block_id)
+        except DSA110Error as exc:
+            self.log.warning("block_id_unusable", block_id=block_id, reason=str(exc))
+            return None
+        try:
+            async with self.leases.hold(f"block:{block_id}") as lease:
+                record = await self.blocks.block(block_id)
+                if record is None or not record.stale:
+                    return None  # already run by someone else
+                known = await self._block_chunks(block)
+                by_path = {c.path: c for c in known}
+                status = self.plan.status(
+                    block, [Chunk(c.start, c.end, c.path) for c in known], _clock(record, now)
+                )
+                if not status.ready or not status.chunks:
+                    return None
+                chunks = [by_path[c.path] for c in status.chunks]
+                with self.metrics.job():
+                    outcome = await self._run_block(
+                        lease, block, record, chunks, status.missing_slots
+                    )
+        except LeaseHeldError:
+            return None
+        except LeaseLostError as exc:  # FencingError too: a newer holder owns the block
+            self.log.warning("block_superseded", block_id=block_id, reason=str(exc))
+            return None
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            attempts = await self.blocks.record_failure(
+                block_id, reason, self.config.retry.max_attempts
+            )
+            self.log.warning("block_failed", block_id=block_id, reason=reason, attempts=attempts)
+            return None
+        await self._announce_block(outcome, block)
+        self.metrics.add("blocks")
+        self.log.info(
+            "block_processed", block_id=block_id, version=outcome.version,
+            chunks=len(outcome.chunks), missing_slots=list(outcome.missing_slots),
+        )  # fmt: skip
+        return outcome
+
+    async def _run_block(
+        self,
+        lease: Any,
+        block: Block,
+        record: BlockRecord,
+        chunks: list[ChunkRecord],
+        missing: tuple[int, ...],
+    ) -> BlockOutcome:
+        version = record.version + 1
+        ms_paths = [
+            str(inside_roots(c.path, self.roots, f"chunk {c.chunk_id} path")) for c in chunks
+        ]
+        results_dir = Path(self.config.paths.results_dir).absolute()
+        staging = results_dir / STAGING_DIR / f"{block.id}.v{version}.t{lease.token}"
+        config_doc = self.config.model_dump(mode="json", exclude={"redis"})
+        timeout = self.cfg.processing_timeout_sec
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                stages = await self.run_in_worker(
+                    processor_jobs.block_job, config_doc, block.id, version, list(missing),
+                    ms_paths, str(staging),
+                )  # fmt: skip
+            if scope.cancelled_caught:
+                raise StageError(
+                    f"block {block.id}: processing took longer than processing_timeout_sec "
+                    f"({timeout:g} s); its worker was stopped"
+                )
+            outputs = {
+                f"{s['stage']}.{kind}" if kind != s["stage"] else kind: path
+                for s in stages
+                for kind, path in s["outputs"].items()
+            }
+            await self.leases.commit(lease)  # FencingError: a newer holder publishes instead
+            results = await anyio.to_thread.run_sync(
+                processor_jobs.publish_outputs, staging, results_dir, outputs
+            )
+            ids = [c.chunk_id for c in chunks]
+
+            def stage(pipe: Any) -> None:
+                self.blocks.stage_commit(
+                    pipe, block.id, version, record.generation, ids, missing, results
+                )
+
+            await self.leases.run_fenced(lease, stage)
+        finally:
+            await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
+        return BlockOutcome(block.id, version, results, missing, tuple(ids))
+
+    async def _announce_block(self, outcome: BlockOutcome, block: Block) -> None:
+        chunk_paths = [
+            c.path for c in await self._block_chunks(block) if c.chunk_id in outcome.chunks
+        ]
+        payload = {
+            "kind": KIND_BLOCK,
+            "block_id": outcome.block_id,
+            "version": outcome.version,
+            "results": outcome.results,
+            "paths": list(outcome.results.values()) or chunk_paths,
+            "ms_paths": chunk_paths,
+            "chunks": list(outcome.chunks),
+            "missing_slots": list(outcome.missing_slots),
+            "start": block.start,
+            "end": block.end,
+        }
+        message = new_message(MessageType.MS_PROCESSING, payload, self.producer)
+        await self.ms_stream.publish(
+            message, dedup_key=f"block:{outcome.block_id}:v{outcome.version}"
+        )
+
+    async def block_loop(self, stopping: anyio.Event, gate: Callable[..., Awaitable[None]]) -> None:
+        """Check the pending blocks on every wake-up and every ``poll_interval_sec``."""
+        while not stopping.is_set():
+            await gate(None)
+            with anyio.move_on_after(self.cfg.poll_interval_sec):
+                await self.wake.wait()
+            self.wake = anyio.Event()
+
+    async def check_blocks_job(self, _: object) -> None:
+        """``check_blocks`` as a gated job (logs a state-server error rather than crashing)."""
+        try:
+            await self.check_blocks()
+        except DSA110Error as exc:
+            self.log.warning("block_check_failed", reason=str(exc))
+
+
+@register_service("processor")
+class MSProcessorService(Service):
+    """The ``processor`` service: two stream consumers and the block loop."""
+
+    worker_modules = (
+        "dsa110d.science.convert",
+        "dsa110d.science.chunkinfo",
+        "dsa110d.science.stages",
+        "dsa110d.science.flagging",
+        "dsa110d.science.photometry",
+        "dsa110d.services.processor_jobs",
+    )
+
+    def __init__(self) -> None:
+        self.handler: MSProcessingHandler | None = None
+        self.consumers: list[StreamConsumer] = []
+        self.backlog = 0
+        self.backlog_limit = 0
+
+    async def start(self, ctx: ServiceContext) -> None:
+        self.handler = MSProcessingHandler(
+            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics
+        )
+        self.backlog_limit = ctx.config.supervisor.backlog_degraded
+        await self.handler.start()
+
+    async def run(self, ctx: ServiceContext) -> None:
+        handler = self.handler
+        assert handler is not None  # start() ran
+        self.consumers = [
+            StreamConsumer(
+                handler.hdf5_stream, consumer_name(self.name), ctx.gate(handler.handle_set)
+            ),
+            StreamConsumer(
+                handler.ms_stream, consumer_name(self.name), ctx.gate(handler.handle_ms_message)
+            ),
+        ]
+
+        async def everything() -> None:
+            async with anyio.create_task_group() as tg:
+                for consumer in self.consumers:
+                    tg.start_soon(consumer.run)
+                tg.start_soon(handler.block_loop, ctx.stopping, ctx.gate(handler.check_blocks_job))
+                tg.start_soon(self._stats_loop, ctx)
+
+        await ctx.consume(everything)
+
+    async def _stats_loop(self, ctx: ServiceContext) -> None:
+        """Backlog and queue lag of the set stream, for health and metrics."""
+        handler = self.handler
+        assert handler is not None
+        while True:
+            try:
+                stats = await handler.hdf5_stream.stats()
+                pending_blocks = await handler.blocks.pending_count()
+            except DSA110Error:
+                pass
+            else:
+                self.backlog = stats.undelivered + stats.pending
+                ctx.metrics.backlog = self.backlog
+                ctx.metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
+                ctx.metrics.counters["pending_blocks"] = pending_blocks
+            await anyio.sleep(STATS_INTERVAL_SEC)
+
+    def health(self) -> HealthReport:
+        if self.consumers and not all(c.connected for c in self.consumers):
+            return HealthReport(Health.DEGRADED, "state server unreachable; consuming paused")
+        if self.backlog_limit and self.backlog > self.backlog_limit:
+            return HealthReport(
+                Health.DEGRADED,
+                f"backlog of {self.backlog} sets is over supervisor.backlog_degraded "
+                f"({self.backlog_limit})",
+            )
+        return HealthReport.healthy()

@@ -1,0 +1,136 @@
+"""The MS processor's jobs as they run in worker processes: plain JSON in, plain JSON out.
+
+Thin wrappers over ``science``: :func:`convert_job` (``science.convert.convert_set`` plus the
+chunk's span from ``science.chunkinfo``) and :func:`block_job` (the configured stages of
+``science.stages`` on one block, with every output written under a private staging directory
+that :func:`publish_outputs` later moves into ``paths.results_dir``, once the block's fencing
+token has been checked). A worker imports this module, and so the heavy libraries, once.
+
+A job cancelled by the daemon (``processing_timeout_sec``, shutdown) has its worker killed
+with SIGKILL. The converter writes in forked children; :func:`_children_die_with_worker`
+makes every process forked in a worker die with its parent (Linux ``PR_SET_PDEATHSIG``), so
+a killed conversion leaves no orphan writing on.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from dsa110d.config import Config
+from dsa110d.science.blocks import BlockPlan
+
+# The heavy science modules (casacore, pyuvdata, pandas) are imported inside the jobs, so
+# that the daemon can name these functions without importing them; the workers import them
+# once at start-up (MSProcessorService.worker_modules).
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+SCRATCH_NAME = ".scratch"
+"""The stages' scratch directory inside a block's staging directory (never published)."""
+
+_armed = False
+_parent_pid = 0
+
+
+def _remember_parent() -> None:
+    global _parent_pid
+    _parent_pid = os.getpid()
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != _parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _children_die_with_worker() -> None:
+    """Every process forked from here on gets SIGKILL when its parent dies (Linux only)."""
+    global _armed
+    if _armed or not sys.platform.startswith("linux"):
+        return
+    os.register_at_fork(before=_remember_parent, after_in_child=_die_with_parent)
+    _armed = True
+
+
+def convert_job(files: list[str], out: str, partial: bool) -> dict[str, Any]:
+    """Convert one set into ``out`` and describe the chunk (span in Unix s, dec in rad)."""
+    from dsa110d.science.chunkinfo import chunk_info
+    from dsa110d.science.convert import convert_set
+
+    _children_die_with_worker()
+    result = convert_set([Path(f) for f in files], Path(out), partial=partial)
+    info = chunk_info(result.ms)
+    return {
+        "ms": str(result.ms),
+        "reused": result.reused,
+        "start": info.start,
+        "end": info.end,
+        "dec_rad": info.dec_rad,
+        "seconds": result.seconds,
+        "missing_subbands": list(result.missing_subbands),
+    }
+
+
+def staged_config(config_doc: dict[str, Any], staging: Path) -> Config:
+    """The daemon's config (sent without its redis section) with results going to staging."""
+    config = Config.model_validate(config_doc)
+    paths = config.paths.model_copy(update={"results_dir": staging})
+    return config.model_copy(update={"paths": paths})
+
+
+def block_job(
+    config_doc: dict[str, Any],
+    block_id: str,
+    version: int,
+    missing_slots: list[int],
+    ms_paths: list[str],
+    staging: str,
+) -> list[dict[str, Any]]:
+    """Run the configured stages on one block; outputs under ``staging``; their results."""
+    from dsa110d.science.stages import BlockJob, build_pipeline, run_pipeline
+
+    _children_die_with_worker()
+    root = Path(staging)
+    root.mkdir(parents=True, exist_ok=True)
+    config = staged_config(config_doc, root)
+    block = BlockPlan.from_config(config.services.ms_processor).block_by_id(block_id)
+    job = BlockJob(block, version, tuple(missing_slots))
+    scratch = root / SCRATCH_NAME
+    try:
+        results = run_pipeline(
+            build_pipeline(config), job, [Path(p) for p in ms_paths], config, scratch
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [
+        {
+            "stage": r.stage,
+            "status": r.status,
+            "outputs": {kind: str(Path(p).relative_to(root)) for kind, p in r.outputs.items()},
+            "summary": dict(r.summary),
+            "message": r.message,
+        }
+        for r in results
+    ]
+
+
+def publish_outputs(staging: Path, results_dir: Path, outputs: dict[str, str]) -> dict[str, str]:
+    """Move staged outputs (kind -> path relative to staging) to the same place under
+    ``results_dir``, each with one atomic rename (a reader sees the old file or the new one,
+    never a torn one); returns kind -> final path."""
+    finals: dict[str, str] = {}
+    for kind, relative in outputs.items():
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise ValueError(f"staged output {relative!r} is not inside the staging directory")
+        source = staging / relative
+        final = results_dir / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, final)
+        finals[kind] = str(final)
+    return finals

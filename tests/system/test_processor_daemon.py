@@ -1,0 +1,82 @@
+"""The processor in the real daemon (``dsa110d run --services watcher,processor``): simulated
+sets landed in incoming become Measurement Sets, chunk records, a processed block's Parquet
+file and MS_PROCESSING messages; SIGTERM then stops it cleanly."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import redis
+
+from dsa110d.messages import MessageType
+from dsa110d.science.atomic import is_complete_dir
+from dsa110d.science.photometry import SCHEMA
+from dsa110d.state.keys import Keys
+from tests.integration.services.processorkit import (
+    BLOCK_SETTINGS,
+    FIRST_BLOCK,
+    set_files,
+    simulate_sets,
+)
+from tests.integration.services.watcherkit import land
+from tests.system.daemonkit import Daemon, NotifyListener, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return simulate_sets(tmp_path_factory.mktemp("daemon-sets"))
+
+
+def _ms_messages(client: redis.Redis, env: dict[str, str]) -> list[dict[str, Any]]:
+    stream = Keys(env["DSA110__REDIS__NAMESPACE"]).stream(MessageType.MS_PROCESSING.value)
+    return [json.loads(fields["m"])["payload"] for _, fields in client.xrange(stream)]
+
+
+def test_the_daemon_converts_landed_sets_and_processes_their_block(
+    daemon_env: Callable[..., dict[str, str]],
+    daemons: list[Daemon],
+    notify: NotifyListener,
+    sim: Any,
+    tmp_path: Path,
+) -> None:
+    result, catalog = sim
+    incoming, ms_dir, results = tmp_path / "incoming", tmp_path / "ms", tmp_path / "results"
+    incoming.mkdir()
+    env = daemon_env(
+        NOTIFY_SOCKET=notify.name,
+        DSA110__PATHS__INCOMING_DIR=str(incoming),
+        DSA110__PATHS__MS_DIR=str(ms_dir),
+        DSA110__PATHS__RESULTS_DIR=str(results),
+        DSA110__PATHS__PROCESSED_DIR=str(tmp_path / "processed"),
+        DSA110__PATHS__CATALOG=str(catalog),
+        DSA110__SUPERVISOR__WORKERS="2",
+        **{f"DSA110__{k.upper()}": str(v) for k, v in BLOCK_SETTINGS.items()},
+    )
+    client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
+    daemons.append(daemon := Daemon(env, "watcher,processor"))
+    wait_for(lambda: bool(notify.times_of("READY=1")), timeout=60)
+    for index in (0, 1):
+        for f in set_files(result, index):
+            land(f, incoming)
+    parquet = results / "photometry" / f"{FIRST_BLOCK}.parquet"
+    wait_for(parquet.exists, timeout=120, step=0.2)
+    for set_id in result.set_ids[:2]:
+        assert is_complete_dir(ms_dir / f"{set_id}.ms")
+    frame = pd.read_parquet(parquet)
+    assert list(frame.columns) == list(SCHEMA) and len(frame) > 0
+    wait_for(lambda: any(p["kind"] == "block" for p in _ms_messages(client, env)), timeout=10)
+    payloads = _ms_messages(client, env)
+    assert sorted(p["set_id"] for p in payloads if p["kind"] == "chunk") == result.set_ids[:2]
+    (block,) = [p for p in payloads if p["kind"] == "block"]
+    assert block["block_id"] == FIRST_BLOCK and block["version"] == 1
+    assert block["results"] == {"photometry": str(parquet.resolve())}
+    assert len(daemon.events("set_converted")) == 2
+    assert len(daemon.events("block_processed")) == 1
+    assert daemon.stop() == 0

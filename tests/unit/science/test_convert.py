@@ -1,0 +1,435 @@
+"""The converter: fidelity against pyuvdata, read-back, partial sets, dropped antennas,
+atomic and idempotent publication, bad input and bounded memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from casacore import tables
+from pyuvdata import UVData
+
+from dsa110d.errors import ConversionError, InputFileError
+from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
+from dsa110d.science.convert import ConvertResult, convert_set
+from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S
+from dsa110d.science.reference import (
+    ANTENNA_POSITION_TOL_M,
+    DATA_RTOL,
+    PHASE_CENTRE_TOL_ARCSEC,
+    TIME_TOL_S,
+    UVW_TOL_M,
+    pyuvdata_convert,
+    read_set,
+)
+
+RAD_TO_ARCSEC = 180.0 / np.pi * 3600.0
+SRC = Path(__file__).resolve().parents[3] / "src"
+
+
+def col(ms: Path, name: str, sub: str | None = None) -> np.ndarray:
+    with tables.table(f"{ms}::{sub}" if sub else str(ms), ack=False) as t:
+        return np.asarray(t.getcol(name))
+
+
+def assert_data_close(ours: np.ndarray, theirs: np.ndarray) -> None:
+    scale = np.maximum(np.abs(theirs), np.abs(theirs).max() * 1e-6)
+    assert np.max(np.abs(ours - theirs) / scale) <= DATA_RTOL
+
+
+@pytest.mark.timeout(120)
+def test_matches_pyuvdatas_own_path_column_by_column(small_set: list[Path], tmp_path: Path) -> None:
+    ours, theirs = tmp_path / "ours.ms", tmp_path / "theirs.ms"
+    result = convert_set(small_set, ours)
+    pyuvdata_convert(small_set, theirs, result.phase_ra_rad, result.phase_dec_rad)
+    assert_data_close(col(ours, "DATA"), col(theirs, "DATA"))
+    for name in ("FLAG", "ANTENNA1", "ANTENNA2"):
+        np.testing.assert_array_equal(col(ours, name), col(theirs, name))
+    assert np.max(np.abs(col(ours, "UVW") - col(theirs, "UVW"))) <= UVW_TOL_M
+    assert np.max(np.abs(col(ours, "TIME") - col(theirs, "TIME"))) <= TIME_TOL_S
+    np.testing.assert_array_equal(
+        col(ours, "CHAN_FREQ", "SPECTRAL_WINDOW"), col(theirs, "CHAN_FREQ", "SPECTRAL_WINDOW")
+    )
+    antpos = col(ours, "POSITION", "ANTENNA") - col(theirs, "POSITION", "ANTENNA")
+    assert np.max(np.abs(antpos)) <= ANTENNA_POSITION_TOL_M
+    centre = col(ours, "PHASE_DIR", "FIELD") - col(theirs, "PHASE_DIR", "FIELD")
+    assert np.max(np.abs(centre)) * RAD_TO_ARCSEC <= PHASE_CENTRE_TOL_ARCSEC
+    np.testing.assert_array_equal(col(ours, "WEIGHT"), col(theirs, "WEIGHT"))
+
+
+def test_has_the_standard_subtables_and_one_ascending_window(
+    tiny_set: list[Path], tmp_path: Path
+) -> None:
+    ms = tmp_path / "set.ms"
+    result = convert_set(tiny_set, ms)
+    freqs = col(ms, "CHAN_FREQ", "SPECTRAL_WINDOW")
+    assert freqs.shape == (1, result.n_channels)
+    assert np.all(np.diff(freqs[0]) > 0)
+    assert set(col(ms, "DISH_DIAMETER", "ANTENNA")) == {4.65}
+    assert col(ms, "TELESCOPE_NAME", "OBSERVATION")[0] == "OVRO_MMA"
+    assert col(ms, "CORR_TYPE", "POLARIZATION").tolist() == [[9, 12]]  # XX, YY
+    for sub in ("FEED", "DATA_DESCRIPTION", "HISTORY", "FIELD"):
+        with tables.table(f"{ms}::{sub}", ack=False) as t:
+            assert t.nrows() >= 1
+    assert col(ms, "UVW").dtype == np.float64
+    assert col(ms, "EXPOSURE").shape == (result.n_rows,)
+    with tables.table(str(ms), ack=False) as t:
+        assert t.getdminfo("DATA")["TYPE"] == "TiledColumnStMan"
+    assert (ms / COMPLETE_MARKER).is_file()
+
+
+@pytest.mark.timeout(120)
+def test_reads_back_with_pyuvdata_as_the_uvh5_input(tiny_set: list[Path], tmp_path: Path) -> None:
+    ms = tmp_path / "set.ms"
+    convert_set(tiny_set, ms)
+    back = UVData()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pyuvdata's notes on the MS's history/telescope
+        back.read(str(ms))
+    source = read_set(tiny_set)
+    source.reorder_freqs(channel_order="freq", run_check=False)
+    np.testing.assert_array_equal(back.freq_array, source.freq_array)
+    np.testing.assert_array_equal(back.ant_1_array, source.ant_1_array)
+    np.testing.assert_array_equal(back.flag_array, source.flag_array)
+    np.testing.assert_array_equal(back.nsample_array, source.nsample_array)
+    assert np.max(np.abs(back.time_array - source.time_array)) * 86400 <= TIME_TOL_S
+    # Undo our phasing with the MS's own w: the drift-scan visibilities come back.
+    w_turns = back.uvw_array[:, 2:3] * back.freq_array[None, :] / SPEED_OF_LIGHT_M_S
+    drift = back.data_array * np.exp(2j * np.pi * w_turns)[:, :, None]
+    assert_data_close(drift, source.data_array)
+
+
+def test_partial_set_has_the_missing_channels_flagged(tiny_set: list[Path], tmp_path: Path) -> None:
+    full = convert_set(tiny_set, tmp_path / "full.ms")
+    present = [p for p in tiny_set if "_sb03" not in p.name and "_sb15" not in p.name]
+    with pytest.raises(ConversionError, match="partial"):
+        convert_set(present, tmp_path / "refused.ms")
+    result = convert_set(present, tmp_path / "partial.ms", partial=True)
+    assert result.missing_subbands == (3, 15)
+    assert result.n_channels == full.n_channels
+    np.testing.assert_array_equal(
+        col(tmp_path / "partial.ms", "CHAN_FREQ", "SPECTRAL_WINDOW"),
+        col(tmp_path / "full.ms", "CHAN_FREQ", "SPECTRAL_WINDOW"),
+    )
+    nchan = full.n_channels // 16
+    flags = col(tmp_path / "partial.ms", "FLAG")
+    data, full_data = col(tmp_path / "partial.ms", "DATA"), col(tmp_path / "full.ms", "DATA")
+    missing = np.zeros(full.n_channels, bool)
+    for sb in (3, 15):  # sb00 is the top of the band, so sbNN is slot 15 - NN from the bottom
+        slot = 15 - sb
+        missing[slot * nchan : (slot + 1) * nchan] = True
+    assert flags[:, missing].all()
+    np.testing.assert_array_equal(
+        flags[:, ~missing], col(tmp_path / "full.ms", "FLAG")[:, ~missing]
+    )
+    np.testing.assert_array_equal(data[:, ~missing], full_data[:, ~missing])
+
+
+def _drop_antenna(path: Path, antenna: int) -> None:
+    """Rewrite a (copied) subband file without the baselines of one antenna."""
+    with h5py.File(path, "r+") as f:
+        h, d = f["Header"], f["Data"]
+        keep = (h["ant_1_array"][()] != antenna) & (h["ant_2_array"][()] != antenna)
+        for group, names in (
+            (
+                h,
+                (
+                    "ant_1_array",
+                    "ant_2_array",
+                    "time_array",
+                    "integration_time",
+                    "uvw_array",
+                    "lst_array",
+                ),
+            ),
+            (d, ("visdata", "flags", "nsamples")),
+        ):
+            for name in names:
+                if name in group:
+                    values = group[name][()][keep]
+                    del group[name]
+                    group[name] = values
+        h["Nblts"][()] = int(keep.sum())
+
+
+def test_antennas_missing_from_one_subband_are_dropped_everywhere(
+    tiny_set: list[Path], tmp_path: Path
+) -> None:
+    full = convert_set(tiny_set, tmp_path / "full.ms")
+    gone = int(np.unique(col(tmp_path / "full.ms", "ANTENNA2"))[1])
+    _drop_antenna(tiny_set[5], antenna=gone)
+    result = convert_set(tiny_set, tmp_path / "dropped.ms")
+    assert result.dropped_antennas == (gone,)
+    assert result.n_antennas == full.n_antennas - 1
+    ant1, ant2 = col(tmp_path / "dropped.ms", "ANTENNA1"), col(tmp_path / "dropped.ms", "ANTENNA2")
+    assert gone not in ant1 and gone not in ant2
+    full1, full2 = col(tmp_path / "full.ms", "ANTENNA1"), col(tmp_path / "full.ms", "ANTENNA2")
+    keep = (full1 != gone) & (full2 != gone)
+    np.testing.assert_array_equal(
+        col(tmp_path / "dropped.ms", "DATA"), col(tmp_path / "full.ms", "DATA")[keep]
+    )
+
+
+def test_an_existing_complete_ms_is_not_rewritten(tiny_set: list[Path], tmp_path: Path) -> None:
+    ms = tmp_path / "set.ms"
+    first = convert_set(tiny_set, ms)
+    stamp = (ms / "table.f0").stat().st_mtime_ns
+    again = convert_set(tiny_set, ms)
+    assert again.reused and not first.reused
+    assert (ms / "table.f0").stat().st_mtime_ns == stamp
+    assert (again.n_rows, again.n_channels, again.n_times) == (
+        first.n_rows,
+        first.n_channels,
+        first.n_times,
+    )
+    assert again.phase_ra_rad == pytest.approx(first.phase_ra_rad, abs=1e-12)
+
+
+def test_a_half_written_ms_is_replaced(tiny_set: list[Path], tmp_path: Path) -> None:
+    ms = tmp_path / "set.ms"
+    ms.mkdir()
+    (ms / "table.dat").write_text("left by a crash")
+    result = convert_set(tiny_set, ms)
+    assert not result.reused and is_complete_dir(ms)
+    assert col(ms, "DATA").shape[0] == result.n_rows
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def _run_limited(files: list[Path], out: Path, max_bytes: int) -> subprocess.CompletedProcess[str]:
+    """Convert in a child whose files may not grow beyond ``max_bytes`` (a full disk)."""
+    code = textwrap.dedent(
+        f"""
+        import resource, signal, sys
+        from pathlib import Path
+        from dsa110d.errors import ConversionError
+        from dsa110d.science.convert import convert_set
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({max_bytes}, {max_bytes}))
+        try:
+            convert_set([Path(p) for p in {[str(p) for p in files]!r}], Path({str(out)!r}))
+        except ConversionError as exc:
+            print(exc)
+            sys.exit(3)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=100
+    )
+
+
+@pytest.mark.timeout(120)
+def test_a_full_disk_leaves_nothing_and_says_so(small_set: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "out" / "set.ms"
+    proc = _run_limited(small_set, out, max_bytes=200_000)
+    assert proc.returncode == 3, proc.stderr
+    assert str(out) in proc.stdout and len(proc.stdout.strip().splitlines()) == 1
+    assert list(out.parent.iterdir()) == []
+
+
+def _edit(path: Path, key: str, value: object) -> None:
+    with h5py.File(path, "r+") as f:
+        del f[key]
+        f[key] = value
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("missing_key", "missing header key Header/extra_keywords/phase_center_dec"),
+        ("shape", "Data/flags has shape"),
+        ("times", "integration times disagree"),
+        ("antennas", "antennas of its baselines disagree"),
+        ("overlap", "overlap"),
+        ("not_hdf5", "unreadable UVH5 file"),
+    ],
+)
+def test_bad_input_is_one_line_naming_the_file(
+    tiny_set: list[Path], fault: str, message: str
+) -> None:
+    bad = tiny_set[4]
+    with h5py.File(bad, "r") as f:
+        t, a2, fl = f["Header/time_array"][()], f["Header/ant_2_array"][()], f["Data/flags"][()]
+        freq = f["Header/freq_array"][()]
+    if fault == "missing_key":
+        with h5py.File(bad, "r+") as f:
+            del f["Header/extra_keywords/phase_center_dec"]
+    elif fault == "shape":
+        _edit(bad, "Data/flags", fl[:, :, :-1])
+    elif fault == "times":
+        _edit(bad, "Header/time_array", t + 1.0 / 86400)
+    elif fault == "antennas":
+        _edit(bad, "Header/ant_2_array", np.roll(a2, 1))
+    elif fault == "overlap":
+        with h5py.File(tiny_set[3], "r") as f:
+            _edit(bad, "Header/freq_array", f["Header/freq_array"][()])
+        assert freq.shape
+    else:
+        bad.write_bytes(b"not an HDF5 file")
+    before = bad.read_bytes()
+    with pytest.raises(InputFileError) as info:
+        convert_set(tiny_set, bad.parent / "out.ms")
+    text = str(info.value)
+    assert str(bad) in text and message in text and "\n" not in text
+    assert bad.read_bytes() == before  # inputs are never modified
+    assert not (bad.parent / "out.ms").exists()
+
+
+def _peak_traced_bytes(files: list[Path], out: Path) -> int:
+    tracemalloc.start()
+    try:
+        convert_set(files, out, block_rows=256, isolate=False)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _longer_set(files: list[Path], dest: Path, repeats: int) -> list[Path]:
+    """The same set with its integrations repeated (later times): more rows, same shape."""
+    dest.mkdir()
+    out = []
+    for path in files:
+        new = dest / path.name
+        with h5py.File(path, "r") as src, h5py.File(new, "w") as dst:
+            h = src["Header"]
+            ntimes = len(np.unique(h["time_array"][()]))
+            span = ntimes * float(h["integration_time"][0]) / 86400.0
+            for key in h:
+                if isinstance(h[key], h5py.Group):
+                    src.copy(h[key], dst, name=f"Header/{key}")
+            for key in h:
+                if isinstance(h[key], h5py.Group):
+                    continue
+                v = h[key][()]
+                if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == h["Nblts"][()]:
+                    if key == "time_array":
+                        v = np.concatenate([v + i * span for i in range(repeats)])
+                    else:
+                        v = np.concatenate([v] * repeats)
+                dst[f"Header/{key}"] = v
+            dst["Header/Nblts"][()] = int(h["Nblts"][()]) * repeats
+            dst["Header/Ntimes"][()] = ntimes * repeats
+            dst["Header"].pop("lst_array", None)  # recomputed for the new times
+            for key in ("visdata", "flags", "nsamples"):
+                dst[f"Data/{key}"] = np.concatenate([src[f"Data/{key}"][()]] * repeats)
+        out.append(new)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_memory_does_not_grow_with_the_number_of_integrations(
+    small_set: list[Path], tmp_path: Path
+) -> None:
+    longer = _longer_set(small_set, tmp_path / "longer", repeats=4)
+    short_peak = _peak_traced_bytes(small_set, tmp_path / "short.ms")
+    long_peak = _peak_traced_bytes(longer, tmp_path / "long.ms")
+    assert col(tmp_path / "long.ms", "TIME").size == 4 * col(tmp_path / "short.ms", "TIME").size
+    # Holding the visibilities whole would add at least the extra rows' DATA, FLAG and
+    # nsamples (13 B each); streaming adds only per-row header metadata.
+    rows, nchan = (
+        col(tmp_path / "short.ms", "TIME").size,
+        col(tmp_path / "short.ms", "DATA").shape[1],
+    )
+    extra_visibility_bytes = 3 * rows * nchan * 2 * 13
+    assert long_peak - short_peak < 0.25 * extra_visibility_bytes, (short_peak, long_peak)
+
+
+def test_result_is_json_friendly(tiny_set: list[Path], tmp_path: Path) -> None:
+    result = convert_set(tiny_set, tmp_path / "set.ms")
+    record = result.to_dict()
+    assert record["ms"] == str(tmp_path / "set.ms") and record["n_rows"] == result.n_rows
+    assert isinstance(result, ConvertResult) and result.subbands == tuple(range(16))
+
+
+def _conjugate_some_baselines(files: list[Path]) -> None:
+    """Store half the cross-correlations as ant2-ant1 (conjugated), in every subband."""
+    for path in files:
+        with h5py.File(path, "r+") as f:
+            h, d = f["Header"], f["Data"]
+            a1, a2 = h["ant_1_array"][()], h["ant_2_array"][()]
+            flip = (a1 + a2) % 2 == 1  # the same baselines at every time
+            h["ant_1_array"][...] = np.where(flip, a2, a1)
+            h["ant_2_array"][...] = np.where(flip, a1, a2)
+            uvw = h["uvw_array"][()]
+            uvw[flip] *= -1
+            h["uvw_array"][...] = uvw
+            vis = d["visdata"][()]
+            vis[flip] = np.conjugate(vis[flip])
+            d["visdata"][...] = vis
+
+
+@pytest.mark.timeout(120)
+def test_mixed_conjugation_is_written_as_pyuvdata_does(
+    tiny_set: list[Path], tmp_path: Path
+) -> None:
+    _conjugate_some_baselines(tiny_set)
+    ours, theirs = tmp_path / "ours.ms", tmp_path / "theirs.ms"
+    result = convert_set(tiny_set, ours)
+    pyuvdata_convert(tiny_set, theirs, result.phase_ra_rad, result.phase_dec_rad)
+    assert np.all(col(ours, "ANTENNA1") <= col(ours, "ANTENNA2"))
+    for name in ("ANTENNA1", "ANTENNA2", "FLAG"):
+        np.testing.assert_array_equal(col(ours, name), col(theirs, name))
+    assert np.max(np.abs(col(ours, "UVW") - col(theirs, "UVW"))) <= UVW_TOL_M
+    assert_data_close(col(ours, "DATA"), col(theirs, "DATA"))
+
+
+@pytest.mark.timeout(120)
+def test_weight_spectrum_appears_when_nsamples_vary_and_matches_pyuvdata(
+    small_set: list[Path], tmp_path: Path
+) -> None:
+    uniform = convert_set(small_set, tmp_path / "uniform.ms")
+    with tables.table(str(uniform.ms), ack=False) as t:
+        assert "WEIGHT_SPECTRUM" not in t.colnames()  # WEIGHT says it all
+    with h5py.File(small_set[2], "r+") as f:
+        ns = f["Data/nsamples"][()]
+        ns[-40:, :, :3] = 0.5  # a late block: the rows before it are backfilled
+        f["Data/nsamples"][...] = ns
+    ours, theirs = tmp_path / "ours.ms", tmp_path / "theirs.ms"
+    result = convert_set(small_set, ours, block_rows=256)
+    pyuvdata_convert(small_set, theirs, result.phase_ra_rad, result.phase_dec_rad)
+    for name in ("WEIGHT_SPECTRUM", "WEIGHT", "SIGMA", "FLAG", "ANTENNA1", "ANTENNA2"):
+        np.testing.assert_array_equal(col(ours, name), col(theirs, name))
+    assert_data_close(col(ours, "DATA"), col(theirs, "DATA"))  # 8 pipelined blocks
+    assert np.max(np.abs(col(ours, "UVW") - col(theirs, "UVW"))) <= UVW_TOL_M
+
+
+def test_pipelined_and_in_process_writes_are_identical(
+    small_set: list[Path], tmp_path: Path
+) -> None:
+    piped = convert_set(small_set, tmp_path / "piped.ms", block_rows=256)
+    plain = convert_set(small_set, tmp_path / "plain.ms", block_rows=256, isolate=False)
+    assert piped.n_rows > 3 * 256  # more blocks than the pipeline's slots
+    for name in ("DATA", "FLAG", "UVW", "WEIGHT", "SIGMA", "FLAG_ROW", "TIME"):
+        np.testing.assert_array_equal(col(piped.ms, name), col(plain.ms, name))
+
+
+def _corrupt_visibilities(path: Path) -> None:
+    """Store visdata compressed and spoil its first chunk: the header still reads fine."""
+    with h5py.File(path, "r+") as f:
+        vis = f["Data/visdata"][()]
+        del f["Data/visdata"]
+        f.create_dataset("Data/visdata", data=vis, chunks=vis.shape, compression="gzip")
+        offset = f["Data/visdata"].id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as raw:
+        raw.seek(offset + 16)
+        raw.write(b"\xff" * 64)
+
+
+@pytest.mark.parametrize("isolate", [True, False])
+def test_unreadable_visibilities_name_the_file(
+    tiny_set: list[Path], tmp_path: Path, isolate: bool
+) -> None:
+    _corrupt_visibilities(tiny_set[6])
+    out = tmp_path / "set.ms"
+    with pytest.raises(InputFileError) as info:
+        convert_set(tiny_set, out, isolate=isolate)
+    assert str(tiny_set[6]) in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists() and [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
