@@ -84,6 +84,7 @@ class AnalyzerConfig(_Section):
     variability_threshold: PositiveFloat = 0.1
     variability_p_threshold: Annotated[float, Field(gt=0, lt=1)] = 1e-3
     analysis_timeout_sec: PositiveFloat = 600
+    analysis_debounce_sec: PositiveFloat = 30
 
 
 class ServicesConfig(_Section):

@@ -272,9 +272,9 @@ def registered_services() -> list[str]:
 
 
 BUILTIN_MODULES = (
-    "dsa110d.services.placeholders",
     "dsa110d.services.watcher",
     "dsa110d.services.processor",
+    "dsa110d.services.analyzer",
 )
 EXTRA_MODULES_VAR = "DSA110_SERVICE_MODULES"
 DEFAULT_SERVICES = ("watcher", "processor", "analyzer")

@@ -94,7 +94,29 @@ class Keys:
         return self._key("blocks", "pending")
 
     def candidates(self) -> str:
+        """Hash of source id -> JSON candidate record of the newest analysis run."""
         return self._key("candidates")
+
+    def candidates_run(self) -> str:
+        """JSON summary of the run the candidates hash came from."""
+        return self._key("candidates", "run")
+
+    # variability analysis ------------------------------------------------------
+    def analysis_pending(self) -> str:
+        """Set of block ids announced since the last analysis run took them."""
+        return self._key("analysis", "pending")
+
+    def analysis_times(self) -> str:
+        """Hash: first and last time a block was noted while runs were pending."""
+        return self._key("analysis", "times")
+
+    def analysis_full(self) -> str:
+        """Present when a full recompute has been asked for."""
+        return self._key("analysis", "full")
+
+    def analysis_last_run(self) -> str:
+        """JSON record of the last analysis run (any host): when, status, summary."""
+        return self._key("analysis", "last_run")
 
     def control(self) -> str:
         return self._key("control")

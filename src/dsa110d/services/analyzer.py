@@ -1,0 +1,396 @@
+"""The variability analyzer: block announcements -> one coalesced analysis run -> results.
+
+:class:`VariabilityAnalysisHandler` does the work and is usable without the daemon (tests);
+:class:`VariabilityAnalyzerService` runs it as the ``analyzer`` service:
+
+* **Intake.** The analyzer reads MS_PROCESSING through its *own* consumer group
+  (``analyzer``), so it and the processor (group ``processor``) each see every message. A
+  ``kind=block`` message is checked (a block id; every path it carries inside the data roots,
+  else straight to the dead letters), its block noted in Redis
+  (:class:`~dsa110d.state.analysis.AnalysisQueue`) and acked. Chunk messages, and any other
+  kind, are the processor's business: acked and ignored.
+* **When a run happens.** Once block notes pause for ``analysis_debounce_sec`` (so a burst of
+  blocks gives one run), when a full recompute was requested, and every
+  ``analysis_interval_hours`` after the last run by any host (counted from the service's start
+  when there has been none). The notes and the last-run record are in Redis, so whichever host
+  looks next runs; a failed or timed-out run is retried after
+  :func:`~dsa110d.state.analysis.retry_delay`.
+* **One run at a time** across all hosts: the run holds the lease ``analyzer:run``
+  (auto-renewed; a host that finds it held skips, its notes stay pending), and the results are
+  committed only if the lease's fencing token is still the newest.
+* **The run** is :func:`dsa110d.science.variability_run.analyze` in a worker process (plain
+  arguments), bounded by ``analysis_timeout_sec``: past it the worker is killed, the state on
+  disk stays at its previous generation, and the run is reported as ``timeout``.
+* **Reporting.** After each run: the candidates into Redis
+  (:class:`~dsa110d.state.candidates.CandidateStore`, for ``dsa110ctl candidates``), the run
+  record, and a VARIABILITY_ANALYSIS message with the status, the summary and the top
+  candidates (failed and timed-out runs are announced too, with the error).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import structlog
+
+from dsa110d.config import Config
+from dsa110d.errors import (
+    DSA110Error,
+    LeaseHeldError,
+    LeaseLostError,
+    MessageError,
+    PathOutsideRootsError,
+    StateError,
+)
+from dsa110d.messages import MessageType, Producer, encode, new_message
+from dsa110d.paths import confine
+from dsa110d.resilience import Backoff, RetryPolicy
+from dsa110d.science import variability_run
+from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
+from dsa110d.state.analysis import STATUS_OK, AnalysisQueue, Snapshot, seconds_until_due
+from dsa110d.state.candidates import CandidateStore
+from dsa110d.state.connection import Redis, describe_target
+from dsa110d.state.consumer import StreamConsumer, consumer_name
+from dsa110d.state.keys import Keys
+from dsa110d.state.leases import Leases
+from dsa110d.state.streams import Delivery, Entry, ReliableStream
+
+ANALYZER_GROUP = "analyzer"
+"""The analyzer's consumer group on MS_PROCESSING (the processor has its own)."""
+LEASE_NAME = "analyzer:run"
+BLOCK_KIND = "block"
+POLL_SEC = 5.0
+"""How often a host looks at the shared queue when nothing wakes it (other hosts' notes)."""
+MESSAGE_BLOCKS = 100
+"""Block ids listed in a VARIABILITY_ANALYSIS message at most (the count is always given)."""
+STATUS_TIMEOUT = "timeout"
+STATUS_FAILED = "failed"
+STATUS_LEASE_LOST = "lease_lost"
+PATH_KEYS = frozenset({"path", "paths", "outputs", "photometry", "ms_paths", "results"})
+"""Payload keys whose string values are paths (also any key ending in _path, _paths, _dir)."""
+
+WorkerRun = Callable[..., Awaitable[Any]]
+
+
+def message_paths(payload: Any, under_path_key: bool = False) -> Iterator[str]:
+    """Every string in the payload that sits under a path-bearing key (see PATH_KEYS)."""
+    if isinstance(payload, dict):
+        for key, value in payload.items():
+            name = str(key)
+            is_path = name in PATH_KEYS or name.endswith(("_path", "_paths", "_dir"))
+            yield from message_paths(value, under_path_key or is_path)
+    elif isinstance(payload, list):
+        for value in payload:
+            yield from message_paths(value, under_path_key)
+    elif isinstance(payload, str) and under_path_key:
+        yield payload
+
+
+@dataclass
+class RunReport:
+    """What one run did, as recorded in Redis and announced."""
+
+    status: str
+    run_time: str
+    started_at: float
+    finished_at: float
+    snapshot: Snapshot
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def record(self) -> dict[str, Any]:
+        run = self.result.get("run", {})
+        summary = self.result.get("summary", {})
+        return {
+            "status": self.status,
+            "run_time": self.run_time,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seconds": round(self.finished_at - self.started_at, 3),
+            "error": self.error,
+            "n_blocks_noted": len(self.snapshot.blocks),
+            "full": self.snapshot.full,
+            "n_sources": summary.get("n_sources"),
+            "n_candidates": summary.get("n_candidates"),
+            "counts": summary.get("counts"),
+            "state": run.get("state"),
+            "blocks_added": run.get("blocks_added"),
+            "blocks_replaced": run.get("blocks_replaced"),
+        }
+
+    def payload(self) -> dict[str, Any]:
+        blocks = list(self.snapshot.blocks)
+        doc: dict[str, Any] = {
+            "status": self.status,
+            "run_time": self.run_time,
+            "seconds": round(self.finished_at - self.started_at, 3),
+            "error": self.error,
+            "full": self.snapshot.full,
+            "n_blocks_noted": len(blocks),
+            "blocks": blocks[:MESSAGE_BLOCKS],
+        }
+        if self.result:
+            outputs = dict(self.result.get("outputs", {}))
+            outputs["light_curves"] = len(outputs.get("light_curves") or [])
+            doc.update(
+                summary=self.result.get("summary", {}),
+                run=self.result.get("run", {}),
+                outputs=outputs,
+            )
+        return doc
+
+
+class VariabilityAnalysisHandler:
+    """MS_PROCESSING deliveries -> noted blocks; and the analysis run itself."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        redis: Redis,
+        run_in_worker: WorkerRun,
+        log: structlog.stdlib.BoundLogger | None = None,
+        *,
+        service: str = "analyzer",
+        max_light_curves: int = variability_run.MAX_LIGHT_CURVES,
+    ) -> None:
+        self._config = config
+        cfg = config()
+        keys = Keys(cfg.redis.namespace)
+        target = describe_target(cfg)
+        self.stream = ReliableStream(
+            redis, keys, MessageType.MS_PROCESSING, ANALYZER_GROUP, cfg.streams, cfg.retry,
+            target=target,
+        )  # fmt: skip
+        self.announcements = ReliableStream(
+            redis, keys, MessageType.VARIABILITY_ANALYSIS, ANALYZER_GROUP, cfg.streams, cfg.retry,
+            target=target,
+        )  # fmt: skip
+        self.queue = AnalysisQueue(redis, keys, target=target)
+        self.store = CandidateStore(redis, keys, target=target)
+        self.leases = Leases(redis, keys, cfg.leases, target=target)
+        self.run_in_worker = run_in_worker
+        self.max_light_curves = max_light_curves
+        self.log = log or structlog.get_logger("dsa110d.services.analyzer")
+        self.producer = Producer.here(service)
+        self.consumer = consumer_name(service)
+        self.started = time.time()
+        self.wake = anyio.Event()
+        self.last_report: RunReport | None = None
+        self.runs = 0
+        self.skipped = 0
+
+    @property
+    def config(self) -> Config:
+        return self._config()
+
+    # ------------------------------------------------------------------ intake
+    async def handle(self, delivery: Delivery) -> None:
+        """Note a block announcement (chunks and other kinds are ignored)."""
+        payload = delivery.message.payload
+        if payload.get("kind") != BLOCK_KIND:
+            return
+        block_id = payload.get("block_id")
+        try:
+            if not isinstance(block_id, str) or not block_id:
+                raise MessageError(f"block message without a block_id string: {block_id!r}")
+            roots = self.config.paths.data_roots()
+            for path in message_paths(payload):
+                confine(path, roots)
+        except (MessageError, PathOutsideRootsError) as exc:
+            await self._dead_letter(delivery, f"{type(exc).__name__}: {exc}")
+            return
+        await self.queue.note_blocks([block_id], time.time())
+        self.log.info("block_noted", block_id=block_id, message=delivery.message.id)
+        self.wake.set()
+
+    async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """A message that no retry can fix goes to the dead letters at once."""
+        entry = Entry(delivery.entry_id, encode(delivery.message), delivery.deliveries)
+        await self.stream.dead_letter(entry, reason, self.consumer, list(delivery.attempts))
+        self.log.warning("message_dead_lettered", entry=delivery.entry_id, reason=reason)
+
+    # ------------------------------------------------------------------ scheduling
+    async def seconds_until_due(self) -> float:
+        cfg = self.config.services.variability_analyzer
+        outlook = await self.queue.outlook()
+        if outlook.last_finished is None:  # never run: the interval counts from our start
+            outlook = replace(outlook, last_finished=self.started, last_status=STATUS_OK)
+        return seconds_until_due(
+            outlook,
+            time.time(),
+            debounce_sec=cfg.analysis_debounce_sec,
+            interval_sec=cfg.analysis_interval_hours * 3600.0,
+        )
+
+    # ------------------------------------------------------------------ the run
+    async def run_once(self) -> RunReport | None:
+        """One analysis run under the lease; None when another host is running one."""
+        try:
+            async with self.leases.hold(LEASE_NAME) as lease:
+                report = await self._run(lease)
+        except LeaseHeldError as exc:
+            self.skipped += 1
+            self.log.info("analysis_skipped", reason=str(exc))
+            return None
+        except LeaseLostError as exc:
+            now = time.time()
+            report = RunReport(
+                STATUS_LEASE_LOST, _iso(now), now, now, Snapshot((), False), error=str(exc)
+            )
+            await self._report(report)
+        self.runs += 1
+        self.last_report = report
+        return report
+
+    async def _run(self, lease: Any) -> RunReport:
+        cfg = self.config
+        acfg = cfg.services.variability_analyzer
+        taken = await self.queue.snapshot()
+        started = time.time()
+        run_time = _iso(started)
+        thresholds = {
+            "min_data_points": acfg.min_data_points,
+            "variability_threshold": acfg.variability_threshold,
+            "p_threshold": acfg.variability_p_threshold,
+        }
+        self.log.info(
+            "analysis_started", blocks_noted=len(taken.blocks), full=taken.full, run_time=run_time
+        )
+        result: Any = None
+        error = ""
+        status = STATUS_OK
+        with anyio.move_on_after(acfg.analysis_timeout_sec) as scope:
+            try:
+                result = await self.run_in_worker(
+                    variability_run.analyze,
+                    str(cfg.paths.results_dir),
+                    thresholds,
+                    run_time,
+                    taken.full,
+                    self.max_light_curves,
+                )
+            except DSA110Error as exc:
+                status, error = STATUS_FAILED, str(exc)
+        if scope.cancelled_caught:
+            status = STATUS_TIMEOUT
+            error = f"run cancelled after analysis_timeout_sec = {acfg.analysis_timeout_sec:g} s"
+        report = RunReport(status, run_time, started, time.time(), taken, result or {}, error)
+        if report.ok:
+            await self.leases.commit(lease)  # FencingError if a newer run holds the lease
+            summary = report.result["summary"]
+            await self.store.replace(summary, report.result["candidates"])
+        await self._report(report)
+        return report
+
+    async def _report(self, report: RunReport) -> None:
+        left = await self.queue.finish(
+            report.snapshot if report.ok else None, report.record(), report.finished_at
+        )
+        message = new_message(MessageType.VARIABILITY_ANALYSIS, report.payload(), self.producer)
+        await self.announcements.publish(message)
+        fields = report.record()
+        if report.ok:
+            self.log.info("analysis_finished", still_pending=left, **fields)
+        else:
+            self.log.error("analysis_failed", **fields)
+
+
+def _iso(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).isoformat()
+
+
+@register_service("analyzer")
+class VariabilityAnalyzerService(Service):
+    """Runs the variability analysis (see the module docstring)."""
+
+    worker_modules = ("dsa110d.science.variability_run",)
+
+    def __init__(self) -> None:
+        self.handler: VariabilityAnalysisHandler | None = None
+        self.consumer: StreamConsumer | None = None
+        self.problem = ""
+
+    async def start(self, ctx: ServiceContext) -> None:
+        self.handler = VariabilityAnalysisHandler(
+            lambda: ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, service=ctx.name
+        )
+        await self.handler.stream.ensure_group()
+        self.consumer = StreamConsumer(
+            self.handler.stream, self.handler.consumer, ctx.gate(self.handler.handle)
+        )
+
+    async def run(self, ctx: ServiceContext) -> None:
+        assert self.handler is not None and self.consumer is not None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ctx.consume, self.consumer.run)
+            await self._schedule(ctx, self.handler)
+
+    async def _schedule(self, ctx: ServiceContext, handler: VariabilityAnalysisHandler) -> None:
+        """Run when due; wake early when a block is noted; survive server outages."""
+        backoff = Backoff(RetryPolicy(1, 0.5, POLL_SEC))
+        while await ctx.take_work():
+            handler.wake = anyio.Event()  # notes from now on wake the wait below
+            try:
+                wait = await handler.seconds_until_due()
+                if wait <= 0:
+                    await self._run_counted(ctx, handler)
+                    wait = 0.0
+                self.problem = ""
+                backoff.reset()
+            except StateError as exc:
+                self.problem = f"state server: {exc}"
+                wait = backoff.next_delay()
+                ctx.log.warning("analysis_scheduling_failed", error=str(exc), retry_in_sec=wait)
+            if wait <= 0:
+                continue
+            with anyio.move_on_after(min(wait, POLL_SEC)):
+                await _wait_either(handler.wake, ctx.stopping)
+            ctx.beat()
+
+    @staticmethod
+    async def _run_counted(ctx: ServiceContext, handler: VariabilityAnalysisHandler) -> None:
+        try:
+            with ctx.metrics.job():
+                report = await handler.run_once()
+                if report is not None and not report.ok:
+                    raise _RunFailed(report.error)
+        except _RunFailed:
+            ctx.metrics.add("runs_failed")
+            return
+        ctx.metrics.add("runs" if report is not None else "runs_skipped")
+
+    def health(self) -> HealthReport:
+        if self.problem:
+            return HealthReport(Health.DEGRADED, self.problem)
+        if self.consumer is not None and not self.consumer.connected:
+            return HealthReport(Health.DEGRADED, "not consuming MS_PROCESSING (state server?)")
+        report = self.handler.last_report if self.handler is not None else None
+        if report is not None and not report.ok:
+            return HealthReport(
+                Health.DEGRADED, f"last analysis run {report.status}: {report.error}"
+            )
+        return HealthReport.healthy()
+
+
+class _RunFailed(Exception):
+    """A run that ended badly (already reported); counted as a failed job."""
+
+
+async def _wait_either(first: anyio.Event, second: anyio.Event) -> None:
+    async with anyio.create_task_group() as tg:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(wait, first)
+        tg.start_soon(wait, second)
