@@ -149,6 +149,14 @@ def _catalog_for(spec: SimulationSpec, scale: layout.Scale) -> Catalog:
     return random_catalog(spec.dec_deg, n_sources, seed=spec.seed, ra_range_deg=ra_range)
 
 
+def sky_catalog(spec: SimulationSpec) -> Catalog:
+    """The catalog ``simulate(spec)`` observes (its file, or the one it would generate), so a
+    pipeline can be given the sky before the first set lands (``dsa110d demo``)."""
+    if spec.scale not in layout.SCALES:
+        raise ValueError(f"unknown scale {spec.scale!r}; choose {', '.join(layout.SCALES)}")
+    return _catalog_for(spec, layout.SCALES[spec.scale])
+
+
 def _times_jd(set_start: datetime, scale: layout.Scale) -> NDArray[np.float64]:
     t0 = Time(set_start.replace(tzinfo=None), scale="utc").jd
     centres_s = (np.arange(scale.integrations) + 0.5) * scale.integration_time_s
