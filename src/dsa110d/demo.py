@@ -64,14 +64,17 @@ ALLOW_ROOT_VAR = "DSA110_ALLOW_ROOT"
 class DemoPlan:
     """How much sky, how fast, and the demo's analysis settings."""
 
-    scale: str = "tiny"
+    scale: str = "small"
     subbands: int = 4
     sets_per_day: int = 12
-    days: int = 3
+    days: int = 4
     speed: float = 60.0
     """Simulated time runs this many times faster: one set every 309 s / speed."""
     seed: int = 110
-    min_data_points: int = 8
+    n_sources: int = 60
+    flux_range_jy: tuple[float, float] = (0.5, 5.0)
+    """The demo sky is brighter than the real one so a tiny array measures it well."""
+    min_data_points: int = 3
     workers: int = 2
     timeout_sec: float = 900.0
     """Give up (and say so) if the pipeline has not finished by then."""
@@ -81,7 +84,7 @@ class DemoPlan:
         return self.sets_per_day * self.days
 
 
-QUICK = DemoPlan(sets_per_day=6, days=2, speed=120.0, min_data_points=3)
+QUICK = DemoPlan(sets_per_day=4, days=2, speed=120.0, n_sources=20, min_data_points=2)
 """``--quick``: the smallest demo that still reaches an analysis verdict (for tests)."""
 
 
@@ -91,12 +94,12 @@ def demo_overrides(plan: DemoPlan) -> dict[str, str]:
         "DSA110__SERVICES__HDF5_WATCHER__EXPECTED_SUBBANDS": str(plan.subbands),
         "DSA110__SERVICES__HDF5_WATCHER__STABILITY_INTERVAL_SEC": "0.05",
         "DSA110__SERVICES__HDF5_WATCHER__POLL_INTERVAL_SEC": "2",
-        # 15-minute blocks every 5 minutes: a source's transit falls inside a block (not at
-        # its edge, which photometry flags partial_transit) in two or three blocks a day.
-        "DSA110__SERVICES__MS_PROCESSOR__MOSAIC_DURATION_MIN": "15",
-        "DSA110__SERVICES__MS_PROCESSOR__MOSAIC_OVERLAP_MIN": "10",
-        # The last blocks of each simulated day never get all their chunks: do not wait long.
-        "DSA110__SERVICES__MS_PROCESSOR__PROCESSING_TIMEOUT_SEC": "30",
+        # One chunk per block: each set is photometered as soon as it is converted, and no
+        # block waits for chunks that the short simulated days never produce. A source is
+        # measured once a day, in the set of its transit (six integrations at small scale,
+        # so the peak usually falls inside the block, not at its edge).
+        "DSA110__SERVICES__MS_PROCESSOR__MOSAIC_DURATION_MIN": "5",
+        "DSA110__SERVICES__MS_PROCESSOR__MOSAIC_OVERLAP_MIN": "0",
         "DSA110__SERVICES__MS_PROCESSOR__POLL_INTERVAL_SEC": "2",
         "DSA110__SERVICES__VARIABILITY_ANALYZER__MIN_DATA_POINTS": str(plan.min_data_points),
         "DSA110__SERVICES__VARIABILITY_ANALYZER__ANALYSIS_DEBOUNCE_SEC": "3",
@@ -355,7 +358,8 @@ def _run(
     console.print(f"dsa110d demo in {scratch}  (Ctrl-C stops it)")
     console.print(
         f"sky: {plan.n_sets} sets ({plan.sets_per_day} per day x {plan.days} sidereal days), "
-        f"scale {plan.scale}, {plan.subbands} subbands, seed {plan.seed}; live at {plan.speed:g}x"
+        f"scale {plan.scale}, {plan.subbands} subbands, seed {plan.seed}; live at {plan.speed:g}x; "
+        f"{plan.n_sources} sources of {plan.flux_range_jy[0]:g}-{plan.flux_range_jy[1]:g} Jy"
     )
     console.print("demo settings: " + " ".join(f"{k}={v}" for k, v in demo_overrides(plan).items()))
     for name in ("incoming", "ms", "results", "processed", "logs"):
@@ -363,9 +367,9 @@ def _run(
     embedded.ensure_server(config.paths.state_dir)
     spec = SimulationSpec(
         out=scratch / "incoming", start=START, sets=plan.sets_per_day, days=plan.days,
-        scale=plan.scale, n_subbands=plan.subbands, seed=plan.seed,
+        scale=plan.scale, n_subbands=plan.subbands, seed=plan.seed, n_sources=plan.n_sources,
     )  # fmt: skip
-    write_catalog(scratch / "catalog.csv", sky_catalog(spec))
+    write_catalog(scratch / "catalog.csv", sky_catalog(spec, plan.flux_range_jy))
     with (scratch / "demo.log").open("a") as log:
         start_processes(procs, scratch, plan, environ, log)
         try:

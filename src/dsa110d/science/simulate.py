@@ -129,7 +129,9 @@ def plan_sets(spec: SimulationSpec, rng: np.random.Generator) -> list[SetPlan]:
     return plans
 
 
-def _catalog_for(spec: SimulationSpec, scale: layout.Scale) -> Catalog:
+def _catalog_for(
+    spec: SimulationSpec, scale: layout.Scale, flux_range_jy: tuple[float, float] | None = None
+) -> Catalog:
     """The catalog file, or a random sky around the pointing over the RA range observed."""
     if spec.catalog is not None:
         return read_catalog(spec.catalog)
@@ -146,15 +148,17 @@ def _catalog_for(spec: SimulationSpec, scale: layout.Scale) -> Catalog:
     n_sources = spec.n_sources
     if n_sources is None:
         n_sources = max(1, round(GENERATED_SOURCE_DENSITY_PER_DEG2 * area))
-    return random_catalog(spec.dec_deg, n_sources, seed=spec.seed, ra_range_deg=ra_range)
+    fluxes = {} if flux_range_jy is None else {"flux_range_jy": flux_range_jy}
+    return random_catalog(spec.dec_deg, n_sources, seed=spec.seed, ra_range_deg=ra_range, **fluxes)
 
 
-def sky_catalog(spec: SimulationSpec) -> Catalog:
-    """The catalog ``simulate(spec)`` observes (its file, or the one it would generate), so a
-    pipeline can be given the sky before the first set lands (``dsa110d demo``)."""
+def sky_catalog(spec: SimulationSpec, flux_range_jy: tuple[float, float] | None = None) -> Catalog:
+    """The catalog ``simulate(spec)`` would generate over the observed sky (optionally with
+    its own flux range), to be written to a file and given to both the simulator and the
+    pipeline before the first set lands (``dsa110d demo``)."""
     if spec.scale not in layout.SCALES:
         raise ValueError(f"unknown scale {spec.scale!r}; choose {', '.join(layout.SCALES)}")
-    return _catalog_for(spec, layout.SCALES[spec.scale])
+    return _catalog_for(spec, layout.SCALES[spec.scale], flux_range_jy)
 
 
 def _times_jd(set_start: datetime, scale: layout.Scale) -> NDArray[np.float64]:
