@@ -71,7 +71,7 @@ class DemoPlan:
     speed: float = 60.0
     """Simulated time runs this many times faster: one set every 309 s / speed."""
     seed: int = 110
-    n_sources: int = 60
+    n_sources: int = 120
     flux_range_jy: tuple[float, float] = (0.5, 5.0)
     """The demo sky is brighter than the real one so a tiny array measures it well."""
     min_data_points: int = 3

@@ -43,7 +43,7 @@ from tests.system.chaoskit import (
 )
 from tests.system.daemonkit import Daemon, wait_for
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(1800)
 
 KILL_SEED = 20261126
 KILL_MOMENTS = ("detection", "conversion", "block", "analysis", "detection",

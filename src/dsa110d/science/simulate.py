@@ -38,6 +38,7 @@ from dsa110d.science import simlayout as layout
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.catalog import (
     DEFAULT_DEC_HALFWIDTH_DEG,
+    DEFAULT_FLUX_RANGE_JY,
     Catalog,
     random_catalog,
     read_catalog,
@@ -148,8 +149,13 @@ def _catalog_for(
     n_sources = spec.n_sources
     if n_sources is None:
         n_sources = max(1, round(GENERATED_SOURCE_DENSITY_PER_DEG2 * area))
-    fluxes = {} if flux_range_jy is None else {"flux_range_jy": flux_range_jy}
-    return random_catalog(spec.dec_deg, n_sources, seed=spec.seed, ra_range_deg=ra_range, **fluxes)
+    return random_catalog(
+        spec.dec_deg,
+        n_sources,
+        seed=spec.seed,
+        ra_range_deg=ra_range,
+        flux_range_jy=flux_range_jy or DEFAULT_FLUX_RANGE_JY,
+    )
 
 
 def sky_catalog(spec: SimulationSpec, flux_range_jy: tuple[float, float] | None = None) -> Catalog:
