@@ -24,6 +24,10 @@ SERVICES_YAML = REPO_ROOT / "etc" / "dsa110" / "services.yaml"
 EXTERNAL_URL = os.environ.get("DSA110_TEST_REDIS_URL")
 SERVER_KINDS = ["embedded", *(["external"] if EXTERNAL_URL else [])]
 
+# The daemon refuses to run as root; tests and CI do, and every `dsa110d run` they start
+# inherits this (tests that build their own environment pass it explicitly).
+os.environ["DSA110_ALLOW_ROOT"] = "1"
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:

@@ -227,6 +227,68 @@ class PipelineConfig(_Section):
     stages: list[str] = ["flag", "photometry"]
 
 
+class WebhookConfig(_Section):
+    url: SecretStr | None = None  # Slack/Mattermost hook URLs carry a token: never printed
+    timeout_sec: PositiveFloat = 5
+    max_attempts: PositiveInt = 5
+    base_delay_sec: PositiveFloat = 1.0
+
+
+class EmailConfig(_Section):
+    host: str | None = None  # unset: no e-mail
+    port: Port = 25
+    sender: str = "dsa110d@localhost"
+    recipients: list[str] = []
+    starttls: bool = False
+    username: str | None = None
+    password_file: Path | None = None
+    timeout_sec: PositiveFloat = 10
+
+    def secret_password(self) -> str | None:
+        """The SMTP password from ``password_file`` (never from the YAML itself)."""
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"alerts.email.password_file: cannot read {self.password_file}: {exc.strerror}"
+            ) from None
+
+
+class AlertsConfig(_Section):
+    enabled: bool = True
+    interval_sec: PositiveFloat = 30
+    repeat_interval_sec: NonNegativeFloat = 3600  # 0: never repeat
+    resolve_after_sec: PositiveFloat = 90
+    unhealthy_for_sec: NonNegativeFloat = 120
+    degraded_for_min: NonNegativeFloat = 30
+    restart_intensity_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    dead_letters_window_sec: PositiveFloat = 3600
+    queue_lag_sec: PositiveFloat = 1800
+    disk_free_min_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    candidates: bool = True
+    sink_queue_size: PositiveInt = 100
+    stream_max_len: PositiveInt = 10000
+    webhook: WebhookConfig = WebhookConfig()
+    email: EmailConfig = EmailConfig()
+
+    @model_validator(mode="after")
+    def _resolve_after_an_evaluation(self) -> AlertsConfig:
+        if self.resolve_after_sec <= self.interval_sec:
+            raise ValueError("resolve_after_sec must be greater than interval_sec")
+        return self
+
+
+class HousekeepingConfig(_Section):
+    enabled: bool = True
+    interval_sec: PositiveFloat = 3600
+    record_retention_days: PositiveFloat = 30
+    dead_letter_retention_days: PositiveFloat = 30
+    alert_retention_days: PositiveFloat = 30
+    temp_grace_sec: PositiveFloat = 6 * 3600
+
+
 class Config(_Section):
     """The effective configuration of one daemon."""
 
@@ -241,6 +303,8 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    housekeeping: HousekeepingConfig = HousekeepingConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain JSON-able data with every secret replaced by '***'."""
@@ -249,6 +313,8 @@ class Config(_Section):
             data["redis"]["password"] = "***"  # noqa: S105 - a mask, not a password
         if self.redis.url is not None:
             data["redis"]["url"] = redact_url(self.redis.url.get_secret_value())
+        if self.alerts.webhook.url is not None:
+            data["alerts"]["webhook"]["url"] = "***"
         return data
 
 
@@ -413,7 +479,7 @@ def _shown(value: Any) -> str:
     return f" (got {value!r})"
 
 
-RELOADABLE_SECTIONS = ("services", "logging", "supervisor", "retry")
+RELOADABLE_SECTIONS = ("services", "logging", "supervisor", "retry", "alerts", "housekeeping")
 
 
 def reloadable_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:

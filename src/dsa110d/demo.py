@@ -42,6 +42,7 @@ from rich.table import Table
 from dsa110d.config import Config, load_config, resolve_path
 from dsa110d.demo_report import Verdict, judge
 from dsa110d.messages import MessageType
+from dsa110d.privileges import ALLOW_ROOT_ENV
 from dsa110d.science.catalog import write_catalog
 from dsa110d.science.simulate import SimulationSpec, sky_catalog
 from dsa110d.state import embedded
@@ -57,7 +58,6 @@ START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """First simulated set (inside the bundled IERS tables, so nothing is downloaded)."""
 POLL_SEC = 0.5
 STOP_TIMEOUT_SEC = 30.0
-ALLOW_ROOT_VAR = "DSA110_ALLOW_ROOT"
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ def demo_environ(workdir: Path, plan: DemoPlan) -> dict[str, str]:
             **demo_overrides(plan),
         }
     )
-    if os.geteuid() == 0:
-        environ[ALLOW_ROOT_VAR] = "1"  # the demo runs where the user runs it, root included
+    if os.geteuid() == 0:  # a user's first try may well be as root: the demo says so and goes on
+        environ[ALLOW_ROOT_ENV] = "1"
     return environ
 
 
@@ -356,6 +356,8 @@ def _run(
     procs: Processes,
 ) -> int:
     console.print(f"dsa110d demo in {scratch}  (Ctrl-C stops it)")
+    if ALLOW_ROOT_ENV in environ:
+        console.print(f"running as root: {ALLOW_ROOT_ENV}=1 implied for the demo's daemon")
     console.print(
         f"sky: {plan.n_sets} sets ({plan.sets_per_day} per day x {plan.days} sidereal days), "
         f"scale {plan.scale}, {plan.subbands} subbands, seed {plan.seed}; live at {plan.speed:g}x; "

@@ -114,6 +114,7 @@ def _handler(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
+                _redact_secrets,  # again: a traceback's text exists only from here on
                 _renderer(fmt),
             ],
         )

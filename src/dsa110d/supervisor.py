@@ -29,8 +29,10 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from dsa110d import __version__, logs
+from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
 from dsa110d.errors import DSA110Error, MessageError, StateError
+from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
 from dsa110d.notify import Notifier, watchdog_period
@@ -236,6 +238,17 @@ class ServiceManager:
         while self._crashes and now - self._crashes[0] > self.config.supervisor.window_sec:
             self._crashes.popleft()
         return len(self._crashes) <= self.config.supervisor.max_restarts
+
+    def crashes_in_window(self) -> int:
+        """Crashes within ``supervisor.window_sec`` now (the restart-intensity alert)."""
+        now = time.monotonic()
+        return sum(1 for t in self._crashes if now - t <= self.config.supervisor.window_sec)
+
+    def start_upkeep(self, tg: TaskGroup, redis: Redis) -> None:
+        """The alert rules and housekeeping, each a periodic task that never kills the daemon."""
+        engine = AlertEngine(lambda: self.config, redis, self.crashes_in_window)
+        tg.start_soon(engine.run, name="alerts")
+        tg.start_soon(housekeeping_loop, lambda: self.config, redis, name="housekeeping")
 
     async def shutdown(self) -> None:
         """Stop taking work; wait the grace period for in-flight work; then abandon it."""
@@ -464,6 +477,7 @@ async def run_daemon(config: Config, services: list[str], reload: Reloader | Non
                 manager = ServiceManager(config, redis, pool, names, send)
                 manager.start(tg)
                 tg.start_soon(manager.heartbeat_loop, notify)
+                manager.start_upkeep(tg, redis)
                 exit_code = await _serve(manager, events, tg, notify, reload)
                 notify.stopping(f"STOPPING; {manager.status_line()}")
                 log.info("stopping", exit_code=exit_code)

@@ -29,6 +29,7 @@ def daemon_env(tmp_path: Path, embedded_server: object) -> Iterator[Callable[...
                 "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{SYSTEM_DIR}",
                 "DSA110_SERVICE_MODULES": "daemon_services",
                 "DSA110_TEST_DIR": str(tmp_path),
+                "DSA110_ALLOW_ROOT": "1",  # tests and CI run as root
                 "DSA110__REDIS__EMBEDDED": "false",
                 "DSA110__REDIS__URL": url,
                 "DSA110__REDIS__NAMESPACE": namespace,

@@ -70,3 +70,17 @@ def test_file_log_in_log_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     record = json_lines((tmp_path / "logs" / "processor.log").read_text())[-1]
     assert record["event"] == "hello"
     assert "hello" in capsys.readouterr().out
+
+
+def test_secrets_never_reach_the_log_through_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.register_secret("tb-s3cr3t")
+    logs.configure("INFO", "json", environ={})
+    try:
+        raise RuntimeError("AUTH dsa110 tb-s3cr3t refused")
+    except RuntimeError:
+        logs.get_logger("t").error("crashed", exc_info=True)
+    out = capsys.readouterr().out
+    assert "RuntimeError" in out
+    assert "tb-s3cr3t" not in out

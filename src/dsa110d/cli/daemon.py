@@ -76,11 +76,17 @@ def run(
     ] = "all",
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format")] = None,
+    allow_root: Annotated[
+        bool, typer.Option("--allow-root", help="Run as root (else DSA110_ALLOW_ROOT=1).")
+    ] = False,
 ) -> None:
     """Run the daemon with the chosen services until SIGTERM or SIGINT."""
+    from dsa110d.privileges import refuse_root, root_allowed, secure_process
     from dsa110d.supervisor import run_daemon
 
+    refuse_root(root_allowed(allow_root))
     cfg = load(config, env)
+    secure_process(cfg.paths.state_dir, cfg.redis.embedded)
     chosen = parse_services(services)
     setup_logging(
         cfg, "all" if len(chosen) == len(SERVICE_NAMES) else "+".join(chosen), log_level, log_format

@@ -6,7 +6,6 @@ This is the one place where redis-py exceptions become dsa110d exceptions.
 from __future__ import annotations
 
 import contextlib
-import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -55,7 +54,7 @@ def _pool_kwargs(rc: RedisConfig) -> dict[str, Any]:
             ssl_ca_certs=str(rc.tls.ca_file) if rc.tls.ca_file else None,
             ssl_certfile=str(rc.tls.cert_file) if rc.tls.cert_file else None,
             ssl_keyfile=str(rc.tls.key_file) if rc.tls.key_file else None,
-            ssl_cert_reqs=ssl.CERT_REQUIRED if rc.tls.verify else ssl.CERT_NONE,
+            ssl_cert_reqs="required" if rc.tls.verify else "none",  # async redis-py wants str
             ssl_check_hostname=rc.tls.verify,
         )
     return kwargs
@@ -97,6 +96,8 @@ async def connect(config: Config) -> Redis:
         server = await anyio.to_thread.run_sync(
             embedded.ensure_server, config.paths.state_dir, config.redis.embedded_port
         )
+    with translate_errors(describe_target(config)):
+        await _plain_probe(config, server)
     client = client_for(config, server)
     try:
         with translate_errors(describe_target(config)):
@@ -105,6 +106,18 @@ async def connect(config: Config) -> Redis:
         await client.aclose()
         raise
     return client
+
+
+async def _plain_probe(config: Config, server: embedded.EmbeddedServer | None) -> None:
+    """One PING without health checks and timeout retries, before the pool is made: with
+    both, redis-py recurses on an authentication error (a server that wants a password and
+    none given), hiding the cause and leaking the socket."""
+    quiet = config.redis.model_copy(update={"health_check_interval": 0, "retry_on_timeout": False})
+    probe = client_for(config.model_copy(update={"redis": quiet}), server)
+    try:
+        await probe.ping()
+    finally:
+        await probe.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -124,14 +137,23 @@ def translate_errors(target: str) -> Iterator[None]:
     try:
         yield
     except redis_errors.AuthenticationError as exc:
+        if "required" in str(exc).lower():
+            raise ServerUnavailableError(
+                f"{target}: the server wants authentication ({_first_line(exc)}); "
+                "set redis.username and redis.password or password_file"
+            ) from None
         raise ServerUnavailableError(
             f"{target}: authentication failed ({_first_line(exc)}); "
             "check redis.username and redis.password / password_file"
         ) from None
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
         raise ServerUnavailableError(
-            f"cannot reach the state server at {target}: {_first_line(exc)}; "
-            "check that it runs, the address, the firewall and the TLS settings"
+            f"cannot reach the state server at {target}: {_connection_hint(exc)}"
+        ) from None
+    except redis_errors.NoPermissionError as exc:
+        raise StateError(
+            f"{target}: the ACL user may not do this ({_first_line(exc)}); "
+            "compare the server's ACL line with docs/security.md"
         ) from None
     except redis_errors.ResponseError as exc:
         if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
@@ -140,6 +162,24 @@ def translate_errors(target: str) -> Iterator[None]:
                 "set redis.password or redis.password_file"
             ) from None
         raise StateError(f"{target}: {_first_line(exc)}") from None
+
+
+def _connection_hint(exc: BaseException) -> str:
+    """What went wrong and what to check, from the text of a connection failure."""
+    text = _first_line(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            f"TLS: the server's certificate is not trusted ({text}); check redis.tls.ca_file "
+            "and that redis.host is the name in the certificate"
+        )
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return f"TLS handshake failed ({text}); the port may not speak TLS: check redis.tls"
+    if "reset by peer" in text or "Connection closed by server" in text:
+        return (
+            f"the server closed the connection ({text}); a TLS-only server does this to "
+            "plain text: check redis.tls.enabled"
+        )
+    return f"{text}; check that it runs, the address, the firewall and the TLS settings"
 
 
 def _first_line(exc: BaseException) -> str:

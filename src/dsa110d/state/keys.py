@@ -122,4 +122,25 @@ class Keys:
         return self._key("control")
 
     def alerts(self) -> str:
+        """The stream of alert events (fire, repeat, resolve, notice) for dashboards."""
         return self._key("alerts")
+
+    def alert_record(self, fingerprint: str) -> str:
+        """Hash: the state of one alert condition (pending, firing, resolved, notice)."""
+        return self._key("alert", fingerprint)
+
+    def alert_active(self) -> str:
+        """Set of the fingerprints of alerts that are pending or firing."""
+        return self._key("alert-active")
+
+    def alert_index(self) -> str:
+        """Sorted set of alert fingerprints scored by their last change (unix seconds)."""
+        return self._key("alert-index")
+
+    def alert_mark(self, name: str) -> str:
+        """A high-water mark a rule keeps across daemons (e.g. candidates already announced)."""
+        return self._key("alert-mark", name)
+
+    def housekeeping_done(self) -> str:
+        """Present while the last housekeeping run is younger than its interval."""
+        return self._key("housekeeping", "done")

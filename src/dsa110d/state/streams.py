@@ -461,26 +461,40 @@ class ReliableStream:
     # -------------------------------------------------------------------- housekeeping
     async def trim(self, now: float | None = None) -> int:
         """Drop entries older than the retention that every group has acked; returns count."""
+        bound = await self._trim_bound(now)
+        if bound is None:
+            return 0
+        with self._guard():
+            return int(await self.redis.xtrim(self.name, minid=bound, approximate=False))
+
+    async def trimmable(self, now: float | None = None) -> int:
+        """How many entries :meth:`trim` would drop now (a dry run)."""
+        bound = await self._trim_bound(now)
+        if bound is None:
+            return 0
+        with self._guard():
+            return len(await self.redis.xrange(self.name, "-", f"({bound}"))
+
+    async def _trim_bound(self, now: float | None) -> str | None:
+        """The smallest id to keep: older than the retention and acked by every group."""
         now = self.clock() if now is None else now
         cutoff_ms = int((now - self.config.retention_sec) * 1000)
         with self._guard():
             try:
                 groups = await self.redis.xinfo_groups(self.name)
             except redis_errors.ResponseError:
-                return 0  # no such stream
+                return None  # no such stream
             if not groups:
-                return 0  # nobody has read anything: every entry is unacked
+                return None  # nobody has read anything: every entry is unacked
             bound = (cutoff_ms, 0)
             for group in groups:
                 bound = min(bound, _after(str(group["last-delivered-id"])))
                 summary = await self.redis.xpending(self.name, str(group["name"]))
                 if summary["pending"]:
                     bound = min(bound, _parse_id(str(summary["min"])))
-            if bound <= (0, 0):
-                return 0
-            return int(
-                await self.redis.xtrim(self.name, minid=f"{bound[0]}-{bound[1]}", approximate=False)
-            )
+        if bound <= (0, 0):
+            return None
+        return f"{bound[0]}-{bound[1]}"
 
     async def stats(self) -> StreamStats:
         """Length, pending, undelivered, consumers, oldest pending age, dead letters."""

@@ -68,6 +68,7 @@ def test_daemon_exits_3_when_the_server_is_unreachable(tmp_path: Path) -> None:
         timeout=60,
         env={
             "PATH": "/usr/bin:/bin",
+            "DSA110_ALLOW_ROOT": "1",  # tests and CI run as root
             "DSA110__REDIS__PORT": str(port),
             "DSA110__REDIS__SOCKET_CONNECT_TIMEOUT": "1",
             "DSA110__PATHS__LOG_DIR": str(tmp_path),

@@ -1,5 +1,5 @@
-"""Simulated subband sets and a block of synthetic MSs, built once per session and copied by
-the tests that change files."""
+"""Session-built science fixtures, copied by the tests that change files: simulated subband
+sets, and a block of synthetic Measurement Sets with known sources."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dsa110d.config import Config, PathsConfig
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.science.testms import SimBlock, build_sim_block, copy_sim_block
@@ -95,6 +96,7 @@ def small_set(small_set_master: list[Path], tmp_path: Path) -> list[Path]:
     return _copy_files(small_set_master, tmp_path / "incoming")
 
 
+# --- A block of synthetic Measurement Sets for the processing stages' tests ------------------
 @pytest.fixture(scope="session")
 def sim_block_master(tmp_path_factory: pytest.TempPathFactory) -> SimBlock:
     return build_sim_block(tmp_path_factory.mktemp("simblock"))
@@ -104,3 +106,18 @@ def sim_block_master(tmp_path_factory: pytest.TempPathFactory) -> SimBlock:
 def sim_block(sim_block_master: SimBlock, tmp_path: Path) -> SimBlock:
     """A private copy (stages write flags into the MSs)."""
     return copy_sim_block(sim_block_master, tmp_path / "ms")
+
+
+@pytest.fixture
+def science_config(tmp_path: Path) -> Config:
+    """A Config with its paths in tmp_path: science stages need no server (the root ``config``
+    fixture is parametrised over live servers)."""
+    paths = PathsConfig(
+        incoming_dir=tmp_path / "incoming",
+        ms_dir=tmp_path / "ms",
+        results_dir=tmp_path / "results",
+        processed_dir=tmp_path / "processed",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path / "logs",
+    )
+    return Config(env="testing", paths=paths)

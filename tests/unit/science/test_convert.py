@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import tracemalloc
 import warnings
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from casacore import tables
 from pyuvdata import UVData
 
-from dsa110d.errors import ConversionError, InputFileError
+from dsa110d.errors import InputFileError
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
 from dsa110d.science.convert import ConvertResult, convert_set
 from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S
@@ -107,77 +106,6 @@ def test_reads_back_with_pyuvdata_as_the_uvh5_input(tiny_set: list[Path], tmp_pa
     assert_data_close(drift, source.data_array)
 
 
-def test_partial_set_has_the_missing_channels_flagged(tiny_set: list[Path], tmp_path: Path) -> None:
-    full = convert_set(tiny_set, tmp_path / "full.ms")
-    present = [p for p in tiny_set if "_sb03" not in p.name and "_sb15" not in p.name]
-    with pytest.raises(ConversionError, match="partial"):
-        convert_set(present, tmp_path / "refused.ms")
-    result = convert_set(present, tmp_path / "partial.ms", partial=True)
-    assert result.missing_subbands == (3, 15)
-    assert result.n_channels == full.n_channels
-    np.testing.assert_array_equal(
-        col(tmp_path / "partial.ms", "CHAN_FREQ", "SPECTRAL_WINDOW"),
-        col(tmp_path / "full.ms", "CHAN_FREQ", "SPECTRAL_WINDOW"),
-    )
-    nchan = full.n_channels // 16
-    flags = col(tmp_path / "partial.ms", "FLAG")
-    data, full_data = col(tmp_path / "partial.ms", "DATA"), col(tmp_path / "full.ms", "DATA")
-    missing = np.zeros(full.n_channels, bool)
-    for sb in (3, 15):  # sb00 is the top of the band, so sbNN is slot 15 - NN from the bottom
-        slot = 15 - sb
-        missing[slot * nchan : (slot + 1) * nchan] = True
-    assert flags[:, missing].all()
-    np.testing.assert_array_equal(
-        flags[:, ~missing], col(tmp_path / "full.ms", "FLAG")[:, ~missing]
-    )
-    np.testing.assert_array_equal(data[:, ~missing], full_data[:, ~missing])
-
-
-def _drop_antenna(path: Path, antenna: int) -> None:
-    """Rewrite a (copied) subband file without the baselines of one antenna."""
-    with h5py.File(path, "r+") as f:
-        h, d = f["Header"], f["Data"]
-        keep = (h["ant_1_array"][()] != antenna) & (h["ant_2_array"][()] != antenna)
-        for group, names in (
-            (
-                h,
-                (
-                    "ant_1_array",
-                    "ant_2_array",
-                    "time_array",
-                    "integration_time",
-                    "uvw_array",
-                    "lst_array",
-                ),
-            ),
-            (d, ("visdata", "flags", "nsamples")),
-        ):
-            for name in names:
-                if name in group:
-                    values = group[name][()][keep]
-                    del group[name]
-                    group[name] = values
-        h["Nblts"][()] = int(keep.sum())
-
-
-def test_antennas_missing_from_one_subband_are_dropped_everywhere(
-    tiny_set: list[Path], tmp_path: Path
-) -> None:
-    full = convert_set(tiny_set, tmp_path / "full.ms")
-    gone = int(np.unique(col(tmp_path / "full.ms", "ANTENNA2"))[1])
-    _drop_antenna(tiny_set[5], antenna=gone)
-    result = convert_set(tiny_set, tmp_path / "dropped.ms")
-    assert result.dropped_antennas == (gone,)
-    assert result.n_antennas == full.n_antennas - 1
-    ant1, ant2 = col(tmp_path / "dropped.ms", "ANTENNA1"), col(tmp_path / "dropped.ms", "ANTENNA2")
-    assert gone not in ant1 and gone not in ant2
-    full1, full2 = col(tmp_path / "full.ms", "ANTENNA1"), col(tmp_path / "full.ms", "ANTENNA2")
-    keep = (full1 != gone) & (full2 != gone)
-    np.testing.assert_array_equal(
-        col(tmp_path / "dropped.ms", "DATA"), col(tmp_path / "full.ms", "DATA")[keep]
-    )
-
-
 def test_an_existing_complete_ms_is_not_rewritten(tiny_set: list[Path], tmp_path: Path) -> None:
     ms = tmp_path / "set.ms"
     first = convert_set(tiny_set, ms)
@@ -227,119 +155,12 @@ def _run_limited(files: list[Path], out: Path, max_bytes: int) -> subprocess.Com
 
 
 @pytest.mark.timeout(120)
-def test_a_full_disk_leaves_nothing_and_says_so(small_set: list[Path], tmp_path: Path) -> None:
+def test_a_full_disk_leaves_nothing_and_says_so(tiny_set: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "out" / "set.ms"
-    proc = _run_limited(small_set, out, max_bytes=200_000)
+    proc = _run_limited(tiny_set, out, max_bytes=20_000)  # less than the MS's DATA
     assert proc.returncode == 3, proc.stderr
     assert str(out) in proc.stdout and len(proc.stdout.strip().splitlines()) == 1
     assert list(out.parent.iterdir()) == []
-
-
-def _edit(path: Path, key: str, value: object) -> None:
-    with h5py.File(path, "r+") as f:
-        del f[key]
-        f[key] = value
-
-
-@pytest.mark.parametrize(
-    ("fault", "message"),
-    [
-        ("missing_key", "missing header key Header/extra_keywords/phase_center_dec"),
-        ("shape", "Data/flags has shape"),
-        ("times", "integration times disagree"),
-        ("antennas", "antennas of its baselines disagree"),
-        ("overlap", "overlap"),
-        ("not_hdf5", "unreadable UVH5 file"),
-    ],
-)
-def test_bad_input_is_one_line_naming_the_file(
-    tiny_set: list[Path], fault: str, message: str
-) -> None:
-    bad = tiny_set[4]
-    with h5py.File(bad, "r") as f:
-        t, a2, fl = f["Header/time_array"][()], f["Header/ant_2_array"][()], f["Data/flags"][()]
-        freq = f["Header/freq_array"][()]
-    if fault == "missing_key":
-        with h5py.File(bad, "r+") as f:
-            del f["Header/extra_keywords/phase_center_dec"]
-    elif fault == "shape":
-        _edit(bad, "Data/flags", fl[:, :, :-1])
-    elif fault == "times":
-        _edit(bad, "Header/time_array", t + 1.0 / 86400)
-    elif fault == "antennas":
-        _edit(bad, "Header/ant_2_array", np.roll(a2, 1))
-    elif fault == "overlap":
-        with h5py.File(tiny_set[3], "r") as f:
-            _edit(bad, "Header/freq_array", f["Header/freq_array"][()])
-        assert freq.shape
-    else:
-        bad.write_bytes(b"not an HDF5 file")
-    before = bad.read_bytes()
-    with pytest.raises(InputFileError) as info:
-        convert_set(tiny_set, bad.parent / "out.ms")
-    text = str(info.value)
-    assert str(bad) in text and message in text and "\n" not in text
-    assert bad.read_bytes() == before  # inputs are never modified
-    assert not (bad.parent / "out.ms").exists()
-
-
-def _peak_traced_bytes(files: list[Path], out: Path) -> int:
-    tracemalloc.start()
-    try:
-        convert_set(files, out, block_rows=256, isolate=False)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def _longer_set(files: list[Path], dest: Path, repeats: int) -> list[Path]:
-    """The same set with its integrations repeated (later times): more rows, same shape."""
-    dest.mkdir()
-    out = []
-    for path in files:
-        new = dest / path.name
-        with h5py.File(path, "r") as src, h5py.File(new, "w") as dst:
-            h = src["Header"]
-            ntimes = len(np.unique(h["time_array"][()]))
-            span = ntimes * float(h["integration_time"][0]) / 86400.0
-            for key in h:
-                if isinstance(h[key], h5py.Group):
-                    src.copy(h[key], dst, name=f"Header/{key}")
-            for key in h:
-                if isinstance(h[key], h5py.Group):
-                    continue
-                v = h[key][()]
-                if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == h["Nblts"][()]:
-                    if key == "time_array":
-                        v = np.concatenate([v + i * span for i in range(repeats)])
-                    else:
-                        v = np.concatenate([v] * repeats)
-                dst[f"Header/{key}"] = v
-            dst["Header/Nblts"][()] = int(h["Nblts"][()]) * repeats
-            dst["Header/Ntimes"][()] = ntimes * repeats
-            dst["Header"].pop("lst_array", None)  # recomputed for the new times
-            for key in ("visdata", "flags", "nsamples"):
-                dst[f"Data/{key}"] = np.concatenate([src[f"Data/{key}"][()]] * repeats)
-        out.append(new)
-    return out
-
-
-@pytest.mark.timeout(120)
-def test_memory_does_not_grow_with_the_number_of_integrations(
-    small_set: list[Path], tmp_path: Path
-) -> None:
-    longer = _longer_set(small_set, tmp_path / "longer", repeats=4)
-    short_peak = _peak_traced_bytes(small_set, tmp_path / "short.ms")
-    long_peak = _peak_traced_bytes(longer, tmp_path / "long.ms")
-    assert col(tmp_path / "long.ms", "TIME").size == 4 * col(tmp_path / "short.ms", "TIME").size
-    # Holding the visibilities whole would add at least the extra rows' DATA, FLAG and
-    # nsamples (13 B each); streaming adds only per-row header metadata.
-    rows, nchan = (
-        col(tmp_path / "short.ms", "TIME").size,
-        col(tmp_path / "short.ms", "DATA").shape[1],
-    )
-    extra_visibility_bytes = 3 * rows * nchan * 2 * 13
-    assert long_peak - short_peak < 0.25 * extra_visibility_bytes, (short_peak, long_peak)
 
 
 def test_result_is_json_friendly(tiny_set: list[Path], tmp_path: Path) -> None:
@@ -379,36 +200,6 @@ def test_mixed_conjugation_is_written_as_pyuvdata_does(
         np.testing.assert_array_equal(col(ours, name), col(theirs, name))
     assert np.max(np.abs(col(ours, "UVW") - col(theirs, "UVW"))) <= UVW_TOL_M
     assert_data_close(col(ours, "DATA"), col(theirs, "DATA"))
-
-
-@pytest.mark.timeout(120)
-def test_weight_spectrum_appears_when_nsamples_vary_and_matches_pyuvdata(
-    small_set: list[Path], tmp_path: Path
-) -> None:
-    uniform = convert_set(small_set, tmp_path / "uniform.ms")
-    with tables.table(str(uniform.ms), ack=False) as t:
-        assert "WEIGHT_SPECTRUM" not in t.colnames()  # WEIGHT says it all
-    with h5py.File(small_set[2], "r+") as f:
-        ns = f["Data/nsamples"][()]
-        ns[-40:, :, :3] = 0.5  # a late block: the rows before it are backfilled
-        f["Data/nsamples"][...] = ns
-    ours, theirs = tmp_path / "ours.ms", tmp_path / "theirs.ms"
-    result = convert_set(small_set, ours, block_rows=256)
-    pyuvdata_convert(small_set, theirs, result.phase_ra_rad, result.phase_dec_rad)
-    for name in ("WEIGHT_SPECTRUM", "WEIGHT", "SIGMA", "FLAG", "ANTENNA1", "ANTENNA2"):
-        np.testing.assert_array_equal(col(ours, name), col(theirs, name))
-    assert_data_close(col(ours, "DATA"), col(theirs, "DATA"))  # 8 pipelined blocks
-    assert np.max(np.abs(col(ours, "UVW") - col(theirs, "UVW"))) <= UVW_TOL_M
-
-
-def test_pipelined_and_in_process_writes_are_identical(
-    small_set: list[Path], tmp_path: Path
-) -> None:
-    piped = convert_set(small_set, tmp_path / "piped.ms", block_rows=256)
-    plain = convert_set(small_set, tmp_path / "plain.ms", block_rows=256, isolate=False)
-    assert piped.n_rows > 3 * 256  # more blocks than the pipeline's slots
-    for name in ("DATA", "FLAG", "UVW", "WEIGHT", "SIGMA", "FLAG_ROW", "TIME"):
-        np.testing.assert_array_equal(col(piped.ms, name), col(plain.ms, name))
 
 
 def _corrupt_visibilities(path: Path) -> None:

@@ -130,3 +130,9 @@ def test_block_factored_rotation_equals_the_direct_sum() -> None:
     direct = (vis * np.exp(2j * np.pi * delay[:, None] * freq[None, :])).sum(axis=1)
     assert blocks.split > 1
     assert np.max(np.abs(blocks.rotated_sums(vis, delay, gain) - direct)) < 1e-2
+
+
+@pytest.fixture
+def config(science_config: Config) -> Config:
+    """This module's stages need a Config but no server."""
+    return science_config

@@ -104,3 +104,9 @@ def test_a_plugin_cannot_replace_a_builtin(tmp_path: Path, monkeypatch: pytest.M
     from dsa110d.science.flagging import flag_stage
 
     assert registry()["flag"] is flag_stage
+
+
+@pytest.fixture
+def config(science_config: Config) -> Config:
+    """This module's stages need a Config but no server."""
+    return science_config

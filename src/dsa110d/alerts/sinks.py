@@ -1,0 +1,191 @@
+"""Where alerts go: always the log; a webhook and e-mail when configured.
+
+The Redis stream ``dsa110:alerts`` is written by :mod:`dsa110d.state.alerts` in the same
+script as the state change. The log line is written at once. The webhook and the e-mail are
+slow and may be dead, so :meth:`AlertSinks.deliver` only puts the event on a bounded queue
+that :meth:`AlertSinks.run` drains in the background, each request in a thread with a timeout
+and retries with backoff; when the queue is full the newest event is dropped (and logged),
+so a dead webhook never blocks the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+import anyio
+
+from dsa110d.config import AlertsConfig
+from dsa110d.logs import get_logger, register_secret
+from dsa110d.resilience import RetryPolicy, retry
+from dsa110d.state.alerts import AlertEvent
+
+log = get_logger("dsa110d.alerts")
+WEBHOOK_MAX_DELAY_SEC = 60.0
+
+
+class SinkError(Exception):
+    """One failed delivery attempt (internal: retried, then logged)."""
+
+
+def log_event(event: AlertEvent) -> None:
+    """The log sink: critical at ERROR, warning at WARNING, info and resolutions at INFO."""
+    fields: dict[str, Any] = {
+        "alert": event.fingerprint,
+        "rule": event.rule,
+        "severity": event.severity,
+        "summary": event.summary,
+    }
+    name = f"alert_{event.event}"
+    if event.event == "resolve" or event.severity == "info":
+        log.info(name, **fields)
+    elif event.severity == "critical":
+        log.error(name, **fields)
+    else:
+        log.warning(name, **fields)
+
+
+def webhook_body(event: AlertEvent) -> bytes:
+    """Slack/Mattermost-compatible: ``text`` for the channel, the rest for machines."""
+    return json.dumps(
+        {
+            "text": event.text(),
+            "fingerprint": event.fingerprint,
+            "event": event.event,
+            "rule": event.rule,
+            "severity": event.severity,
+            "summary": event.summary,
+            "since": event.since,
+            "at": event.at,
+            "details": event.details,
+        },
+        default=str,
+    ).encode()
+
+
+def post_webhook(url: str, body: bytes, timeout: float) -> None:
+    """One POST (blocking; runs in a thread); any failure is a SinkError."""
+    request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310
+            reply.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()  # it holds the response's socket
+        raise SinkError(f"HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise SinkError(f"{type(exc).__name__}: {reason}") from None
+
+
+def send_email(cfg: AlertsConfig, event: AlertEvent) -> None:
+    """One e-mail (blocking; runs in a thread); any failure is a SinkError."""
+    mail = cfg.email
+    message = EmailMessage()
+    message["From"] = mail.sender
+    message["To"] = ", ".join(mail.recipients)
+    message["Subject"] = event.text()
+    message.set_content(
+        f"{event.summary}\n\nrule: {event.rule}\nalert: {event.fingerprint}\n"
+        f"details: {json.dumps(event.details, default=str)}\n"
+    )
+    try:
+        with smtplib.SMTP(mail.host or "", mail.port, timeout=mail.timeout_sec) as smtp:
+            if mail.starttls:
+                smtp.starttls()
+            password = mail.secret_password()
+            if mail.username and password:
+                register_secret(password)
+                smtp.login(mail.username, password)
+            smtp.send_message(message)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise SinkError(f"{type(exc).__name__}: {exc}") from None
+
+
+class AlertSinks:
+    """Deliver events: the log now, the webhook and e-mail from a background task."""
+
+    def __init__(self, config: Callable[[], AlertsConfig]) -> None:
+        self._config = config
+        self._queue: deque[AlertEvent] = deque()
+        self._wake: anyio.Event | None = None  # made by run(), inside the event loop
+        self.sent: dict[str, int] = {"webhook": 0, "email": 0}
+        self.dropped = 0
+
+    def _remote(self) -> bool:
+        cfg = self._config()
+        return cfg.webhook.url is not None or bool(cfg.email.host and cfg.email.recipients)
+
+    def deliver(self, event: AlertEvent) -> None:
+        """Log the event and queue it for the remote sinks; never waits."""
+        log_event(event)
+        if not self._remote():
+            return
+        if len(self._queue) >= self._config().sink_queue_size:
+            self.dropped += 1
+            log.warning("alert_dropped", alert=event.fingerprint, reason="sink queue full")
+            return
+        self._queue.append(event)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Drain the queue until cancelled; one event's failures never stop the next."""
+        while True:
+            self._wake = anyio.Event()
+            while self._queue:
+                event = self._queue.popleft()
+                await self._to_webhook(event)
+                await self._to_email(event)
+            await self._wake.wait()
+
+    async def _to_webhook(self, event: AlertEvent) -> None:
+        hook = self._config().webhook
+        if hook.url is None:
+            return
+        url = hook.url.get_secret_value()
+        register_secret(url)
+        policy = RetryPolicy(hook.max_attempts, hook.base_delay_sec, WEBHOOK_MAX_DELAY_SEC)
+        body = webhook_body(event)
+
+        async def once() -> None:
+            await anyio.to_thread.run_sync(
+                post_webhook, url, body, hook.timeout_sec, abandon_on_cancel=True
+            )
+
+        try:
+            await retry(once, policy, retry_on=(SinkError,), on_retry=_log_retry("webhook"))
+            self.sent["webhook"] += 1
+        except SinkError as exc:
+            log.error("alert_webhook_failed", alert=event.fingerprint, error=str(exc))
+
+    async def _to_email(self, event: AlertEvent) -> None:
+        cfg = self._config()
+        if not (cfg.email.host and cfg.email.recipients):
+            return
+        policy = RetryPolicy(3, 1.0, WEBHOOK_MAX_DELAY_SEC)
+
+        async def once() -> None:
+            await anyio.to_thread.run_sync(send_email, cfg, event, abandon_on_cancel=True)
+
+        try:
+            await retry(once, policy, retry_on=(SinkError,), on_retry=_log_retry("email"))
+            self.sent["email"] += 1
+        except SinkError as exc:
+            log.error("alert_email_failed", alert=event.fingerprint, error=str(exc))
+
+
+def _log_retry(sink: str) -> Callable[[int, BaseException, float], None]:
+    def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
+        log.warning(
+            f"alert_{sink}_retry", attempt=attempt, error=str(exc), delay_sec=round(delay, 2)
+        )
+
+    return on_retry

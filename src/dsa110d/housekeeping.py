@@ -1,0 +1,202 @@
+"""Housekeeping: keep state and scratch from piling up for months.
+
+One pass removes what is past its retention (``housekeeping.*``, ``streams.retention_sec``):
+set, chunk and block records; acked stream entries; dead letters; resolved alerts and alert
+events; stale registry entries and long-gone stream consumers; and temporary outputs
+(``.tmp-*`` from :func:`dsa110d.science.atomic.temp_sibling`) that a crash left in
+``ms_dir`` and ``results_dir`` longer ago than ``temp_grace_sec``. It never removes a
+complete output (a directory with the completion marker, even under a temporary name), never
+anything under ``incoming_dir`` or ``processed_dir`` (inputs), and never follows symlinks.
+
+The daemon runs a pass every ``housekeeping.interval_sec`` on one host at a time: the pass
+holds the ``housekeeping`` lease and claims the interval in Redis, so N daemons run it once.
+``dsa110ctl housekeeping [--dry-run]`` runs the same pass by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from dsa110d.config import Config
+from dsa110d.errors import LeaseHeldError, StateError
+from dsa110d.logs import get_logger
+from dsa110d.science.atomic import is_complete_dir, is_temporary
+from dsa110d.state import housekeeping as state_hk
+from dsa110d.state.connection import Redis, describe_target
+from dsa110d.state.housekeeping import Removal
+from dsa110d.state.keys import Keys
+from dsa110d.state.leases import Leases
+
+log = get_logger("dsa110d.housekeeping")
+DAY_SEC = 86400.0
+LEASE_NAME = "housekeeping"
+CHECK_EVERY_SEC = 60.0  # how often a daemon looks whether a pass is due
+
+
+@dataclass
+class Report:
+    """What one pass removed (or, in a dry run, would remove)."""
+
+    dry_run: bool
+    removals: list[Removal] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for r in self.removals:
+            totals[r.kind] = totals.get(r.kind, 0) + r.count
+        return totals
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    return any(path == r or r in path.parents for r in roots)
+
+
+def stale_temporaries(config: Config, now: float) -> list[Removal]:
+    """Crash leftovers under ms_dir and results_dir older than the grace period."""
+    paths = config.paths
+    inputs = [p.resolve() for p in (paths.incoming_dir, paths.processed_dir)]
+    grace = config.housekeeping.temp_grace_sec
+    found = []
+    for root in dict.fromkeys(p.resolve() for p in (paths.ms_dir, paths.results_dir)):
+        if not root.is_dir() or _inside(root, inputs):
+            continue
+        for directory, subdirs, files in os.walk(root):
+            here = Path(directory)
+            keep = []
+            for name in [*subdirs, *files]:
+                path = here / name
+                if _inside(path, inputs) or path.is_symlink():
+                    continue
+                if name in subdirs and is_complete_dir(path):
+                    continue  # a complete output (maybe awaiting its rename): never removed
+                if is_temporary(path):
+                    age = now - _last_change(path)
+                    if age > grace:
+                        found.append(Removal("temporary", str(path), 1, age))
+                elif name in subdirs:
+                    keep.append(name)
+            subdirs[:] = keep  # descend only into plain directories
+    return found
+
+
+def _last_change(path: Path) -> float:
+    """Newest mtime of a temporary and its direct entries (a writer still at work touches
+    its files, not always the directory); a path that vanished meanwhile counts as new."""
+    try:
+        stamps = [path.lstat().st_mtime]
+        if path.is_dir() and not path.is_symlink():
+            stamps += [entry.stat(follow_symlinks=False).st_mtime for entry in os.scandir(path)]
+    except FileNotFoundError:
+        return float("inf")
+    return max(stamps)
+
+
+def remove_paths(removals: list[Removal]) -> None:
+    """Delete the temporaries found by :func:`stale_temporaries` (blocking)."""
+    for r in removals:
+        path = Path(r.name)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+async def run_pass(
+    config: Config, redis: Redis, *, dry_run: bool = False, now: float | None = None
+) -> Report:
+    """One housekeeping pass (no lease: see :func:`run_exclusive`)."""
+    now = time.time() if now is None else now
+    keys, target, hk = Keys(config.redis.namespace), describe_target(config), config.housekeeping
+    report = Report(dry_run)
+    report.removals += await state_hk.prune_records(
+        redis, keys, now, hk.record_retention_days * DAY_SEC, dry_run, target
+    )
+    report.removals += await state_hk.trim_acked(
+        redis, keys, config.streams, config.retry, now, dry_run, target
+    )
+    report.removals += await state_hk.prune_dead_letters(
+        redis, keys, now, hk.dead_letter_retention_days * DAY_SEC, dry_run, target
+    )
+    report.removals += await state_hk.prune_alerts(
+        redis, keys, now, hk.alert_retention_days * DAY_SEC, dry_run, target
+    )
+    report.removals += await state_hk.prune_registry(
+        redis, keys, now, config.supervisor.registry_ttl_sec, config.streams.retention_sec,
+        dry_run, target,
+    )  # fmt: skip
+    temporaries = await anyio.to_thread.run_sync(stale_temporaries, config, now)
+    if not dry_run:
+        await anyio.to_thread.run_sync(remove_paths, temporaries)
+    report.removals += temporaries
+    return report
+
+
+async def run_exclusive(config: Config, redis: Redis, *, dry_run: bool = False) -> Report:
+    """A pass under the housekeeping lease (LeaseHeldError while another host runs one)."""
+    leases = Leases(redis, Keys(config.redis.namespace), config.leases)
+    async with leases.hold(LEASE_NAME):
+        return await run_pass(config, redis, dry_run=dry_run)
+
+
+async def housekeeping_loop(config: Callable[[], Config], redis: Redis) -> None:
+    """The daemon's periodic task: one pass per interval across all daemons."""
+    while True:
+        cfg = config()
+        if cfg.housekeeping.enabled:
+            await _maybe_run(cfg, redis)
+        await anyio.sleep(min(CHECK_EVERY_SEC, cfg.housekeeping.interval_sec))
+
+
+async def _maybe_run(cfg: Config, redis: Redis) -> None:
+    keys, target = Keys(cfg.redis.namespace), describe_target(cfg)
+    try:
+        leases = Leases(redis, keys, cfg.leases, target=target)
+        async with leases.hold(LEASE_NAME):
+            if not await state_hk.claim_run(redis, keys, cfg.housekeeping.interval_sec, target):
+                return  # another daemon ran it within this interval
+            report = await run_pass(cfg, redis)
+        if report.removals:
+            log.info("housekeeping", removed=report.counts())
+    except LeaseHeldError:
+        return
+    except StateError as exc:
+        log.warning("housekeeping_failed", error=str(exc))
+    except Exception as exc:  # a bug here must not take the daemon down
+        log.error("housekeeping_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+
+
+async def run_by_hand(config: Config, dry_run: bool) -> Report:
+    """``dsa110ctl housekeeping``: a pass now, under the lease, whatever the interval."""
+    from dsa110d.state.connection import connected
+
+    async with connected(config) as redis:
+        deadline = anyio.current_time() + config.leases.ttl_sec
+        while True:  # a daemon's pass may hold the lease for a moment: wait it out
+            try:
+                return await run_exclusive(config, redis, dry_run=dry_run)
+            except LeaseHeldError:
+                if anyio.current_time() > deadline:
+                    raise
+                await anyio.sleep(0.2)
+
+
+def render_report(report: Report) -> str:
+    """One line per removal, then the totals."""
+    verb = "would remove" if report.dry_run else "removed"
+    if not report.removals:
+        return f"housekeeping: nothing to remove ({'dry run' if report.dry_run else 'done'})"
+    lines = []
+    for r in report.removals:
+        age = f" (age {r.age_sec / 3600:.1f} h)" if r.age_sec is not None else ""
+        count = f" x{r.count}" if r.count != 1 else ""
+        lines.append(f"{verb} {r.kind:15} {r.name}{count}{age}")
+    totals = ", ".join(f"{k} {v}" for k, v in sorted(report.counts().items()))
+    lines.append(f"housekeeping: {verb} {totals}")
+    return "\n".join(lines)
