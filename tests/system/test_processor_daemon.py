@@ -80,3 +80,41 @@ def test_the_daemon_converts_landed_sets_and_processes_their_block(
     assert len(daemon.events("set_converted")) == 2
     assert len(daemon.events("block_processed")) == 1
     assert daemon.stop() == 0
+
+
+def test_a_processor_killed_mid_work_finishes_after_a_restart_with_everything_done_once(
+    daemon_env: Callable[..., dict[str, str]],
+    daemons: list[Daemon],
+    notify: NotifyListener,
+    sim: Any,
+    tmp_path: Path,
+) -> None:
+    result, catalog = sim
+    incoming, ms_dir, results = tmp_path / "incoming", tmp_path / "ms", tmp_path / "results"
+    incoming.mkdir()
+    for index in (0, 1):
+        for f in set_files(result, index):
+            land(f, incoming)
+    env = daemon_env(
+        NOTIFY_SOCKET=notify.name,
+        DSA110__PATHS__INCOMING_DIR=str(incoming),
+        DSA110__PATHS__MS_DIR=str(ms_dir),
+        DSA110__PATHS__RESULTS_DIR=str(results),
+        DSA110__PATHS__PROCESSED_DIR=str(tmp_path / "processed"),
+        DSA110__PATHS__CATALOG=str(catalog),
+        **{f"DSA110__{k.upper()}": str(v) for k, v in BLOCK_SETTINGS.items()},
+    )
+    client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
+    daemons.append(first := Daemon(env, "watcher,processor"))
+    wait_for(lambda: bool(first.events("set_converted")), timeout=120, step=0.05)
+    first.kill()  # SIGKILL with the second set (or the block) in hand
+    daemons.append(second := Daemon(env, "watcher,processor"))
+    parquet = results / "photometry" / f"{FIRST_BLOCK}.parquet"
+    wait_for(lambda: any(p["kind"] == "block" for p in _ms_messages(client, env)), timeout=120)
+    payloads = _ms_messages(client, env)
+    assert sorted(p["set_id"] for p in payloads if p["kind"] == "chunk") == result.set_ids[:2]
+    assert [p["version"] for p in payloads if p["kind"] == "block"] == [1]
+    assert parquet.exists() and len(pd.read_parquet(parquet)) > 0
+    assert sorted(p.name for p in ms_dir.iterdir()) == [f"{s}.ms" for s in result.set_ids[:2]]
+    assert all(is_complete_dir(ms_dir / f"{s}.ms") for s in result.set_ids[:2])
+    assert second.stop() == 0

@@ -88,3 +88,34 @@ def test_the_watcher_daemon_announces_once_survives_bad_input_and_restarts(
     assert _set_ids(client, env) == sets.set_ids  # each once, in order, across the restart
     assert again.events("subband_fault") == []  # the corrupt file was reported the first time
     assert again.stop() == 0
+
+
+def test_two_watcher_daemons_on_one_directory_announce_each_set_once(
+    daemon_env: Callable[..., dict[str, str]],
+    daemons: list[Daemon],
+    sets: SimulationResult,
+    tmp_path: Path,
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    groups = by_set(sets.files)
+    for p in groups[0]:  # one set there before either starts (both start-up scans race)
+        land(p, incoming)
+    env = daemon_env(
+        DSA110__PATHS__INCOMING_DIR=str(incoming),
+        DSA110__SERVICES__HDF5_WATCHER__STABILITY_INTERVAL_SEC="0.05",
+    )
+    client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
+    daemons.append(first := Daemon(env, "watcher"))
+    daemons.append(second := Daemon(env, "watcher"))
+    first.wait_event("ready", timeout=30)
+    second.wait_event("ready", timeout=30)
+    for files in groups[1:]:  # the rest arrive while both watch (both see every event)
+        for p in files:
+            land(p, incoming)
+    wait_for(lambda: len(_set_ids(client, env)) >= len(sets.set_ids), timeout=15)
+    time.sleep(RECONCILIATIONS_SEC)
+    assert sorted(_set_ids(client, env)) == sorted(sets.set_ids)
+    announced = len(first.events("set_announced")) + len(second.events("set_announced"))
+    assert announced == len(sets.set_ids)
+    assert first.stop() == 0 and second.stop() == 0

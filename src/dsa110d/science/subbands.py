@@ -24,10 +24,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import h5py
 import numpy as np
+from numpy.typing import NDArray
 
 from dsa110d.errors import InputFileError
 from dsa110d.science.constants import NAME_TIME_FORMAT, SUBBAND_NAME_REGEX
@@ -171,8 +172,32 @@ def _check_openable(path: Path) -> int:
     return info.st_size
 
 
-def _scalar(dataset: h5py.Dataset) -> int:
-    return int(np.asarray(dataset[()]).reshape(-1)[0])
+# The watcher probes every file, and h5py's high-level per-access overhead (not I/O) was
+# most of a probe's cost: datasets are opened and read through the low-level API here.
+Dataset: TypeAlias = Any
+"""An ``h5py.h5d.DatasetID`` (h5py's low-level API is untyped)."""
+
+
+def _open(group: h5py.Group, name: str) -> Dataset:
+    return h5py.h5d.open(group.id, name.encode())
+
+
+def _read(ds: Dataset, dtype: type, first: int | None = None) -> NDArray[Any]:
+    """The whole dataset, or only row ``first`` (of its first axis), converted to dtype."""
+    if first is None:
+        out: NDArray[Any] = np.empty(ds.shape, dtype=dtype)
+        ds.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        return out
+    row = (1, *ds.shape[1:])
+    file_space = ds.get_space()
+    file_space.select_hyperslab((first, *([0] * (len(row) - 1))), row)
+    out = np.empty(row, dtype=dtype)
+    ds.read(h5py.h5s.create_simple(row), file_space, out)
+    return out
+
+
+def _scalar(ds: Dataset) -> int:
+    return int(_read(ds, np.int64).reshape(-1)[0])
 
 
 def _read_probe(path: Path, handle: h5py.File) -> dict[str, Any]:
@@ -180,26 +205,24 @@ def _read_probe(path: Path, handle: h5py.File) -> dict[str, Any]:
     data = handle.get("Data")
     if not isinstance(header, h5py.Group) or not isinstance(data, h5py.Group):
         raise _fail(path, "not a UVH5 file (no Header or Data group)")
-    # Each dataset is opened once (the watcher probes every file: h5py's per-access
-    # overhead, not I/O, is most of a probe's cost).
     in_header, in_data = set(header.keys()), set(data.keys())
     missing = [n for n in REQUIRED_HEADER if n not in in_header]
     missing += [f"Data/{n}" for n in DATA_DATASETS if n not in in_data]
     if missing:
         raise _fail(path, f"missing {', '.join(missing)}")
-    h = {n: header[n] for n in REQUIRED_HEADER}
-    d = {n: data[n] for n in DATA_DATASETS}
+    h = {n: _open(header, n) for n in REQUIRED_HEADER}
+    d = {n: _open(data, n) for n in DATA_DATASETS}
     n_blts, n_freqs = _scalar(h["Nblts"]), _scalar(h["Nfreqs"])
     n_pols = _scalar(h["Npols"])
     _check_shapes(path, h, d, n_blts, n_freqs, n_pols)
-    freq = np.asarray(h["freq_array"][()], dtype=np.float64)
-    time0 = np.asarray(h["time_array"][0:1], dtype=np.float64)[0]
-    integration = np.asarray(h["integration_time"][0:1], dtype=np.float64)[0]
+    freq = _read(h["freq_array"], np.float64)
+    time0 = _read(h["time_array"], np.float64, first=0)[0]
+    integration = _read(h["integration_time"], np.float64, first=0)[0]
     if not (np.isfinite(time0) and np.isfinite(integration) and np.all(np.isfinite(freq))):
         raise _fail(path, "time_array[0], integration_time[0] or freq_array is not finite")
     dec = header.get("extra_keywords/phase_center_dec")
     # Touch the last row of the visibilities: a truncated file fails here, not later.
-    d["visdata"][n_blts - 1]
+    _read(d["visdata"], d["visdata"].dtype, first=n_blts - 1)
     return {
         "time0_jd": float(time0),
         "integration_s": float(integration),
@@ -215,8 +238,8 @@ def _read_probe(path: Path, handle: h5py.File) -> dict[str, Any]:
 
 def _check_shapes(
     path: Path,
-    header: dict[str, h5py.Dataset],
-    data: dict[str, h5py.Dataset],
+    header: dict[str, Dataset],
+    data: dict[str, Dataset],
     n_blts: int,
     n_freqs: int,
     n_pols: int,

@@ -183,15 +183,26 @@ class MSProcessingHandler:
             raise
         log = self.log.bind(set_id=set_id, message_id=message.id)
         final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts
+        await self._wait_for_other_holder(f"set:{set_id}")
         try:
             with self.metrics.job():
                 await self._convert_and_record(message, set_id, files, out, partial, log)
+        except LeaseHeldError:
+            raise  # someone else is converting it: retried later, the set's record is theirs
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             state = SetState.FAILED if final_attempt else SetState.QUEUED
             await self.sets.mark(set_id, state, reason)
             log.warning("set_failed", reason=reason, final=final_attempt)
             raise
+
+    async def _wait_for_other_holder(self, lease: str) -> None:
+        """A duplicate announcement of a set being converted elsewhere waits for that
+        conversion (up to ``processing_timeout_sec``) and then finds the MS done, rather than
+        spending its retries while the other holder works."""
+        with anyio.move_on_after(self.cfg.processing_timeout_sec):
+            while await self.leases.holder(lease) is not None:
+                await anyio.sleep(self.config.leases.renew_interval_sec)
 
     def _set_inputs(self, message: Message, set_id: str) -> tuple[list[Path], Path, bool]:
         payload = message.payload
@@ -317,7 +328,10 @@ class MSProcessingHandler:
         try:
             async with self.leases.hold(f"block:{block_id}") as lease:
                 record = await self.blocks.block(block_id)
-                if record is None or not record.stale:
+                if record is None:  # pruned by housekeeping: nothing left to run
+                    await self.blocks.forget_pending(block_id)
+                    return None
+                if not record.stale:
                     return None  # already run by someone else
                 known = await self._block_chunks(block)
                 by_path = {c.path: c for c in known}
@@ -484,21 +498,24 @@ class MSProcessorService(Service):
         await ctx.consume(everything)
 
     async def _stats_loop(self, ctx: ServiceContext) -> None:
-        """Backlog and queue lag of the set stream, for health and metrics."""
-        handler = self.handler
-        assert handler is not None
         while True:
             try:
-                stats = await handler.hdf5_stream.stats()
-                pending_blocks = await handler.blocks.pending_count()
-            except DSA110Error:
-                pass
-            else:
-                self.backlog = stats.undelivered + stats.pending
-                ctx.metrics.backlog = self.backlog
-                ctx.metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
-                ctx.metrics.counters["pending_blocks"] = pending_blocks
+                await self.refresh_stats(ctx.metrics)
+            except DSA110Error as exc:
+                ctx.log.debug("stats_refresh_failed", reason=str(exc))
             await anyio.sleep(STATS_INTERVAL_SEC)
+
+    async def refresh_stats(self, metrics: ServiceMetrics) -> None:
+        """Backlog (sets waiting or in hand), queue lag and pending blocks, for health and
+        metrics."""
+        handler = self.handler
+        assert handler is not None
+        stats = await handler.hdf5_stream.stats()
+        pending_blocks = await handler.blocks.pending_count()
+        self.backlog = stats.undelivered + stats.pending
+        metrics.backlog = self.backlog
+        metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
+        metrics.counters["pending_blocks"] = pending_blocks
 
     def health(self) -> HealthReport:
         if self.consumers and not all(c.connected for c in self.consumers):

@@ -64,6 +64,7 @@ def convert_job(files: list[str], out: str, partial: bool) -> dict[str, Any]:
     from dsa110d.science.convert import convert_set
 
     _children_die_with_worker()
+    remove_temporaries(Path(out))
     result = convert_set([Path(f) for f in files], Path(out), partial=partial)
     info = chunk_info(result.ms)
     return {
@@ -75,6 +76,16 @@ def convert_job(files: list[str], out: str, partial: bool) -> dict[str, Any]:
         "seconds": result.seconds,
         "missing_subbands": list(result.missing_subbands),
     }
+
+
+def remove_temporaries(out: Path) -> None:
+    """Temporary siblings of ``out`` left by a conversion that was killed (a crash, SIGKILL,
+    a timeout): the caller holds the set's lease, so no live writer owns them."""
+    from dsa110d.science.atomic import TEMP_PREFIX
+
+    if out.parent.is_dir():
+        for leftover in out.parent.glob(f"{TEMP_PREFIX}{out.name}.*"):
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def staged_config(config_doc: dict[str, Any], staging: Path) -> Config:

@@ -39,7 +39,7 @@ import structlog
 from watchfiles import Change, awatch
 
 from dsa110d.config import Config
-from dsa110d.errors import DSA110Error
+from dsa110d.errors import ConfigError, DSA110Error, InputFileError
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.science import ingest
 from dsa110d.science.subbands import ignore_reason, parse_subband_name
@@ -151,6 +151,7 @@ class HDF5EventHandler:
         self.seen: dict[str, ingest.Look] = {}
         """Paths handled, with the look they were handled at (not probed again unless changed)."""
         self.unsettled: set[str] = set()
+        self.in_flight: set[str] = set()
         self.announced = 0
         self.rejected = 0
 
@@ -158,7 +159,10 @@ class HDF5EventHandler:
     async def start(self) -> int:
         """Create the directory and consumer group, scan, and finish any interrupted
         announcement: the start-up work that precedes READY. Returns the files handled."""
-        await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        try:
+            await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        except OSError as exc:
+            raise ConfigError(f"paths.incoming_dir: cannot create {self.root}: {exc}") from None
         self.root = await anyio.to_thread.run_sync(self.root.resolve)
         await self.stream.ensure_group()
         handled = await self.scan()
@@ -167,7 +171,10 @@ class HDF5EventHandler:
 
     async def scan(self) -> int:
         """Look at every entry of the watched directory."""
-        names = await anyio.to_thread.run_sync(os.listdir, self.root)
+        try:
+            names = await anyio.to_thread.run_sync(os.listdir, self.root)
+        except OSError as exc:
+            raise InputFileError(f"{self.root}: cannot list the watched directory: {exc}") from None
         paths = {str(self.root / n) for n in names}
         for gone in [p for p in self.seen if p not in paths]:
             del self.seen[gone]  # moved or deleted: forget it (bounded memory)
@@ -179,13 +186,19 @@ class HDF5EventHandler:
 
     async def handle(self, paths: Iterable[str]) -> int:
         """Handle a batch of paths: settle, probe, record, announce. Returns files handled."""
-        candidates = sorted({p for p in paths if self.wanted(p)})
+        # Paths another batch is handling are left to it (a scan racing the events).
+        candidates = sorted({p for p in paths if self.wanted(p)} - self.in_flight)
         if not candidates:
             return 0
+        self.in_flight.update(candidates)
+        try:
+            return await self._handle(candidates)
+        finally:
+            self.in_flight.difference_update(candidates)
+
+    async def _handle(self, candidates: list[str]) -> int:
         settled = await self._settled(candidates)
         fresh = [(p, look) for p, look in settled if self.seen.get(p) != look]
-        if not fresh:
-            return 0
         # Sorted by name is by set: a burst is probed and announced a set's worth at a time,
         # so its first sets go out before its last are probed. A backlog goes in one piece
         # (the prober spreads it over worker processes).
@@ -280,7 +293,10 @@ class HDF5EventHandler:
                 await self.sets.merge(other_id, f.set_id)
                 continue
             other = await self.sets.get(other_id)
-            if other is None or other.time0_jd is None or f.time0_jd is None:
+            if other is None:  # pruned by housekeeping
+                await self.sets.forget(other_id)
+                continue
+            if other.time0_jd is None or f.time0_jd is None:
                 continue
             reason = ingest.disagreement(
                 f.path, f.time0_jd, other_id, other.time0_jd, list(other.files.values()), tolerance
@@ -356,7 +372,8 @@ class HDF5EventHandler:
         now = time.time() if now is None else now
         for set_id, first_seen in await self.sets.open_sets():
             record = await self.sets.get(set_id)
-            if record is None:
+            if record is None:  # pruned by housekeeping
+                await self.sets.forget(set_id)
                 continue
             if record.state is SetState.QUEUED:
                 await self.publish(set_id)

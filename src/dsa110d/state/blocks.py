@@ -11,9 +11,10 @@ far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each
 chunk of the block is recorded), ``done_generation`` (the generation the last committed run
 saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed
 without their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at``
-(when its first chunk was recorded), ``attempts`` and ``error``. Every block id is in ``Keys.block_index()`` (scored by start); a block whose
-generation is ahead of its done generation is also in ``Keys.block_pending()`` (scored by its
-end), which the processor walks to find work.
+(when its first chunk was recorded), ``attempts`` and ``error``. Every block id is in
+``Keys.block_index()`` (scored by start); a block whose generation is ahead of its done
+generation is also in ``Keys.block_pending()`` (scored by its end), which the processor walks
+to find work.
 
 Recording a chunk is one Lua script and is idempotent: recording the same chunk (same path)
 again changes nothing, so a redelivered message never re-runs a block. A chunk recorded after
@@ -233,6 +234,11 @@ class Blocks:
                 self.keys.block_pending(), "-inf", high, start=0, num=limit
             )
         return [str(i) for i in ids]
+
+    async def forget_pending(self, block_id: str) -> None:
+        """Take an id off the pending list whose record is gone (housekeeping pruned it)."""
+        with translate_errors(self.target):
+            await self.redis.zrem(self.keys.block_pending(), block_id)
 
     async def pending_count(self) -> int:
         with translate_errors(self.target):

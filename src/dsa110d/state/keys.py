@@ -64,8 +64,12 @@ class Keys:
         return self._key("set", set_id)
 
     def set_index(self) -> str:
-        """Sorted set of every set id, scored by its earliest file-name time (Unix seconds)."""
+        """Sorted set of every set id, scored by when it was first seen (Unix seconds)."""
         return self._key("sets")
+
+    def set_name_times(self) -> str:
+        """Sorted set of set ids scored by their earliest file-name time (Unix seconds)."""
+        return self._key("sets", "by-name-time")
 
     def set_open(self) -> str:
         """Sorted set of sets not yet announced (scored by first seen, Unix seconds)."""

@@ -2,8 +2,11 @@
 
 A *set* is the subband files of one ~309 s chunk (DESIGN section 2). Its record lives under
 ``Keys.set_record(set_id)``; every set id is in ``Keys.set_index()`` (a sorted set scored by
-the set's earliest file-name time, Unix seconds), and sets not yet announced are also in
-``Keys.set_open()`` (scored by first seen), which the watcher's reconciliation walks.
+when the set was first seen, Unix seconds: what housekeeping prunes by) and in
+``Keys.set_name_times()`` (scored by its earliest file-name time: how a file finds the sets
+named near it), and sets not yet announced are also in ``Keys.set_open()`` (scored by first
+seen), which the watcher's reconciliation walks. A record pruned by housekeeping leaves
+stale ids in the last two; readers skip them and :meth:`Sets.forget` drops them.
 
 States (:class:`SetState`)::
 
@@ -142,20 +145,21 @@ class AddResult:
     """For a duplicate: the path already recorded for the subband."""
 
 
-# KEYS: record, index, open. ARGV: set_id, state, time0, integration, dec, name_time, now,
-# expected. Creates the record if missing; returns 1 if it created it.
+# KEYS: record, index, open, name times. ARGV: set_id, state, time0, integration, dec,
+# name_time, now, expected. Creates the record if missing; returns 1 if it created it.
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'set_id', ARGV[1], 'state', ARGV[2], 'time0', ARGV[3],
   'integration', ARGV[4], 'dec', ARGV[5], 'name_time', ARGV[6], 'first_seen', ARGV[7],
   'last_seen', ARGV[7], 'attempts', 0, 'n_errors', 0, 'n_subbands', 0, 'expected', ARGV[8],
   'partial', 0)
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 return 1
 """
 
-# KEYS: record, index, open. ARGV: the _CREATE args, then subband field, path.
+# KEYS: as _CREATE. ARGV: the _CREATE args, then subband field, path.
 _ADD_FILE = (
     "local created = (function()\n"
     + _CREATE
@@ -173,7 +177,7 @@ redis.call('HSET', KEYS[1], ARGV[9], ARGV[10])
 n = redis.call('HINCRBY', KEYS[1], 'n_subbands', 1)
 if tonumber(ARGV[6]) < tonumber(redis.call('HGET', KEYS[1], 'name_time')) then
   redis.call('HSET', KEYS[1], 'name_time', ARGV[6])
-  redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 end
 if n >= tonumber(ARGV[8]) and state ~= 'complete' then
   state = 'complete'
@@ -184,7 +188,7 @@ return {'added', state, n, created, ''}
 """
 )
 
-# KEYS: record, index, open. ARGV: the _CREATE args, then seen tag ('' = always record),
+# KEYS: as _CREATE. ARGV: the _CREATE args, then seen tag ('' = always record),
 # error JSON. Returns 1 if recorded, 0 if this fault of this file was recorded before.
 _ADD_ERROR = (
     "local created = (function()\n"
@@ -229,7 +233,7 @@ end
 return s
 """.replace("MOVES_KEPT", str(MOVES_KEPT))
 
-# KEYS: from record, into record, index, open. ARGV: from id. Moves the errors of a set
+# KEYS: from record, into record, index, open, name times. ARGV: from id. Moves the errors of a set
 # known only by file names into a timed set; 1 if merged.
 _MERGE = """
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
@@ -247,6 +251,7 @@ end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
 return 1
 """
 
@@ -283,7 +288,12 @@ class Sets:
         self._merge = redis.register_script(_MERGE)
 
     def _record_keys(self, set_id: str) -> list[str]:
-        return [self.keys.set_record(set_id), self.keys.set_index(), self.keys.set_open()]
+        return [
+            self.keys.set_record(set_id),
+            self.keys.set_index(),
+            self.keys.set_open(),
+            self.keys.set_name_times(),
+        ]
 
     @staticmethod
     def _create_args(f: NewFile, expected: int, now: float) -> list[Any]:
@@ -348,7 +358,7 @@ class Sets:
         """Sets whose earliest file-name time is within ``tolerance_sec`` of ``name_time``."""
         with translate_errors(self.target):
             found = await self.redis.zrangebyscore(
-                self.keys.set_index(),
+                self.keys.set_name_times(),
                 name_time - tolerance_sec,
                 name_time + tolerance_sec,
                 withscores=True,
@@ -362,9 +372,18 @@ class Sets:
             self.keys.set_record(into_id),
             self.keys.set_index(),
             self.keys.set_open(),
+            self.keys.set_name_times(),
         ]
         with translate_errors(self.target):
             return bool(await self._merge(keys=keys, args=[from_id]))
+
+    async def forget(self, set_id: str) -> None:
+        """Drop a set id whose record is gone (pruned) from the open and name-time lists."""
+        with translate_errors(self.target):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(self.keys.set_open(), set_id)
+                pipe.zrem(self.keys.set_name_times(), set_id)
+                await pipe.execute()
 
     async def claim(self, set_id: str, partial: bool, now: float | None = None) -> SetRecord | None:
         """Move an unannounced set to ``queued``: its record as claimed for exactly one
@@ -449,8 +468,8 @@ class Sets:
         return _record(set_id, raw) if raw else None
 
     async def list(self, state: SetState | str | None = None, limit: int = 0) -> list[SetRecord]:
-        """Sets by file-name time (oldest first), optionally only those in ``state``; at most
-        ``limit`` (0: all) of the newest matching ones."""
+        """Sets in the order first seen (oldest first), optionally only those in ``state``; at
+        most ``limit`` (0: all) of the newest matching ones."""
         wanted = SetState(state) if state is not None else None
         with translate_errors(self.target):
             ids = [str(i) for i in await self.redis.zrange(self.keys.set_index(), 0, -1)]

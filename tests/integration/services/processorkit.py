@@ -103,7 +103,7 @@ def ms_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsume
 
 
 async def drain(
-    consumer: StreamConsumer, done: Callable[[], Any] | None = None, timeout: float = 30.0
+    consumer: StreamConsumer, done: Callable[[], Any] | None = None, timeout: float = 90.0
 ) -> None:
     """Poll until nothing is left to do (or ``done()`` is true), within ``timeout``."""
     with anyio.fail_after(timeout):

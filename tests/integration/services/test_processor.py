@@ -37,7 +37,7 @@ from tests.integration.services.processorkit import (
     worker_pool,
 )
 
-pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
 
 @pytest.fixture(scope="module")
@@ -276,6 +276,22 @@ async def test_block_messages_name_paths_inside_the_roots(
         for path in [*message.payload["paths"], *message.payload["ms_paths"]]:
             assert any(Path(path).is_relative_to(r) for r in roots)
         assert message.type is MessageType.MS_PROCESSING
+
+
+async def test_a_killed_conversions_temporaries_are_removed_by_the_next_one(
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
+) -> None:
+    cfg = pconfig()
+    result, _ = sim
+    leftover = cfg.paths.ms_dir / f".tmp-{result.set_ids[0]}.ms.deadbeef"
+    (leftover / "table.f0").parent.mkdir(parents=True)
+    (leftover / "table.f0").write_bytes(b"half written")
+    async with processor(cfg, redis, pool) as handler:
+        await _convert(handler, cfg, redis, set_files(result, 0))
+    assert [p.name for p in cfg.paths.ms_dir.iterdir()] == [f"{result.set_ids[0]}.ms"]
 
 
 # last: it kills a worker, and its replacement takes seconds to import the science modules

@@ -135,3 +135,22 @@ async def test_a_malformed_record_is_one_state_error(config: Config, redis: aior
     await redis.hset(Keys(config.redis.namespace).set_record("bad"), mapping={"state": "??"})
     with pytest.raises(StateError, match="set record bad: malformed"):
         await sets.get("bad")
+
+
+async def test_the_index_is_scored_by_first_seen_and_pruned_records_are_forgotten(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """Housekeeping and alerts read ``set_index`` as first-seen times and prune records with
+    their index entry; the watcher's own lists then drop the stale id."""
+    keys = Keys(config.redis.namespace)
+    sets = _sets(config, redis)
+    await sets.add_file(_file(0), expected=2, now=1234.0)
+    set_id = "2026-03-20T06:00:00"
+    assert await redis.zscore(keys.set_index(), set_id) == 1234.0
+    assert await redis.zscore(keys.set_name_times(), set_id) == NAME_T
+    assert await sets.neighbours(NAME_T + 30, 60) == [(set_id, NAME_T)]
+    await redis.delete(keys.set_record(set_id))  # as housekeeping prunes it
+    await redis.zrem(keys.set_index(), set_id)
+    await sets.forget(set_id)
+    assert await sets.open_sets() == [] and await sets.neighbours(NAME_T, 60) == []
+    assert await sets.list() == []

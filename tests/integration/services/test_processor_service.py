@@ -1,0 +1,47 @@
+"""The processor service's health and metrics: backlog past supervisor.backlog_degraded makes
+it degraded with the reason; the backlog and queue lag are published as metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsa110d.config import Config
+from dsa110d.messages import MessageType, Producer, new_message
+from dsa110d.metrics import ServiceMetrics
+from dsa110d.services.base import Health
+from dsa110d.services.processor import MSProcessingHandler, MSProcessorService
+from dsa110d.state.connection import Redis
+from tests.conftest import make_config
+
+pytestmark = pytest.mark.anyio
+
+
+async def _no_worker(*args: object) -> object:
+    raise AssertionError("no job expected")
+
+
+async def test_a_backlog_past_the_limit_degrades_the_service_with_the_reason(
+    tmp_path: Path, server_url: str, config: Config, redis: Redis
+) -> None:
+    cfg = make_config(
+        tmp_path, server_url, redis__namespace=config.redis.namespace,
+        supervisor__backlog_degraded=2,
+    )  # fmt: skip
+    service = MSProcessorService()
+    service.handler = MSProcessingHandler(cfg, redis, _no_worker)
+    service.backlog_limit = cfg.supervisor.backlog_degraded
+    await service.handler.start()
+    metrics = ServiceMetrics()
+    await service.refresh_stats(metrics)
+    assert service.health().health is Health.HEALTHY and metrics.backlog == 0
+    for _ in range(3):
+        payload = {"set_id": "2026-03-20T06:00:00", "paths": []}
+        message = new_message(MessageType.HDF5_PROCESSING, payload, Producer.here("test"))
+        await service.handler.hdf5_stream.publish(message)
+    await service.refresh_stats(metrics)
+    report = service.health()
+    assert report.health is Health.DEGRADED
+    assert "backlog of 3 sets" in report.reason and "backlog_degraded (2)" in report.reason
+    assert metrics.snapshot()["backlog"] == 3
