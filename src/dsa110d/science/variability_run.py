@@ -28,11 +28,16 @@ asks for that rebuild on demand.
 
 The worker process keeps the state of its last run in memory, keyed by generation, so
 consecutive runs in one worker skip re-reading the state (a different generation on disk, made
-by another host, is loaded instead).
+by another host, is loaded instead); only states of at most :data:`CACHE_MAX_ROWS` measurements
+are kept, so an idle worker does not hold a large history (those are re-read, ~1 s per 10^7
+rows).
 
 Flags: the processor writes ``flags`` as a comma-separated list of flag names (empty when
 clean) while the metrics count a row only when ``flags == 0``; :func:`flags_code` maps names
-to that rule (any flag makes a row unusable). Integer flags pass unchanged.
+to that rule: a row is unusable when it carries a flag of :data:`UNUSABLE_FLAGS` or any name
+this module does not know; :data:`INFORMATIONAL_FLAGS` (``missing_chunks``: the block lacked
+some chunks, which the processor puts on *every* row of such a block, while the sources it
+measured are measured properly) keep the row. Integer flags pass unchanged.
 """
 
 from __future__ import annotations
@@ -67,6 +72,13 @@ RUN_FORMAT = 1
 MAX_LIGHT_CURVES = results.MAX_LIGHT_CURVES
 MAX_STORED_CANDIDATES = 1000
 """Candidates returned to the service for its store (the JSON file on disk has them all)."""
+UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
+"""Photometry flags (science/photometry.py) that make a row unusable: no visibilities, or a
+transit only partly covered by the block (its overlapping neighbour block has it whole)."""
+INFORMATIONAL_FLAGS = frozenset({"missing_chunks"})
+"""Photometry flags that describe the block, not the measurement: the row is kept."""
+CACHE_MAX_ROWS = 2_000_000
+"""Measurements (~40 bytes each in memory) up to which a worker keeps the state between runs."""
 _GENERATION = re.compile(r"^g(\d{6,})$")
 
 
@@ -140,8 +152,13 @@ def flags_code(flags: pd.Series) -> pd.Series:
     """Flags as the metrics want them: 0 when the row is clean (see the module docstring)."""
     if pd.api.types.is_numeric_dtype(flags) and not pd.api.types.is_bool_dtype(flags):
         return flags
-    text = flags.astype("string").fillna("").str.strip()
-    return (text != "").astype(np.int64)
+    text = flags.astype("string").fillna("")
+    codes = np.zeros(len(text), dtype=np.int64)
+    for value in pd.unique(text):  # a handful of distinct flag lists per file
+        names = {n.strip() for n in str(value).split(",")} - {""}
+        if names - INFORMATIONAL_FLAGS:
+            codes[(text == value).to_numpy()] = 1
+    return pd.Series(codes, index=flags.index)
 
 
 def read_photometry(path: Path) -> pd.DataFrame:
@@ -230,14 +247,17 @@ def _consistent(state: VariabilityState, seen: dict[str, FileSeen]) -> str | Non
 
 
 def open_state(root: Path, *, full: bool = False) -> Opened:
-    """The state to start from: cached, loaded, new, or (full / unusable) rebuilt empty."""
+    """The state to start from: cached, loaded, new, or (full / unusable) rebuilt empty.
+
+    The cached state is *taken* (the run mutates it; it is cached again only once saved).
+    """
+    cached = _CACHE.pop(str(root), None)
     if full:
         return Opened(VariabilityState(), {}, None, "rebuilt: requested")
     try:
         generation = current_generation(root)
         if generation is None:
             return Opened(VariabilityState(), {}, None, "new")
-        cached = _CACHE.get(str(root))
         if cached is not None and cached[0] == generation:
             return Opened(cached[1], dict(cached[2]), generation, "cached")
         state = VariabilityState.load(root / generation)
@@ -350,7 +370,6 @@ def analyze(
         variability_threshold=float(thresholds["variability_threshold"]),
         p_threshold=float(thresholds["p_threshold"]),
     )
-    _CACHE.pop(str(root), None)  # re-cached only once this run has saved
     opened = open_state(root, full=full)
     got = ingest(photometry_dir(res_dir), opened.state, opened.seen)
     if got.rebuild is not None:
@@ -360,7 +379,8 @@ def analyze(
     generation = opened.generation
     if got.files_read or got.bad_files or opened.fresh:
         generation = save_generation(root, opened, opened.seen)
-    if generation is not None:
+    rows = sum(chunk.codes.size for chunk in opened.state.blocks.values())
+    if generation is not None and rows <= CACHE_MAX_ROWS:
         _CACHE[str(root)] = (generation, opened.state, dict(opened.seen))
     frame = var.metrics_frame(opened.state.metrics(), limits)
     outputs = results.write_results(

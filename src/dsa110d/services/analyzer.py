@@ -48,9 +48,8 @@ from dsa110d.errors import (
     StateError,
 )
 from dsa110d.messages import MessageType, Producer, encode, new_message
-from dsa110d.paths import confine
+from dsa110d.paths import inside_roots
 from dsa110d.resilience import Backoff, RetryPolicy
-from dsa110d.science import variability_run
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.analysis import STATUS_OK, AnalysisQueue, Snapshot, seconds_until_due
 from dsa110d.state.candidates import CandidateStore
@@ -75,6 +74,17 @@ PATH_KEYS = frozenset({"path", "paths", "outputs", "photometry", "ms_paths", "re
 """Payload keys whose string values are paths (also any key ending in _path, _paths, _dir)."""
 
 WorkerRun = Callable[..., Awaitable[Any]]
+
+
+def analysis_job(*args: Any, **kwargs: Any) -> Any:
+    """The worker's entry point: :func:`dsa110d.science.variability_run.analyze`.
+
+    Imported here, in the worker, so that loading this service module (every ``dsa110d run``
+    loads every built-in service) does not pay for pandas, scipy and matplotlib.
+    """
+    from dsa110d.science import variability_run
+
+    return variability_run.analyze(*args, **kwargs)
 
 
 def message_paths(payload: Any, under_path_key: bool = False) -> Iterator[str]:
@@ -160,7 +170,7 @@ class VariabilityAnalysisHandler:
         log: structlog.stdlib.BoundLogger | None = None,
         *,
         service: str = "analyzer",
-        max_light_curves: int = variability_run.MAX_LIGHT_CURVES,
+        max_light_curves: int | None = None,
     ) -> None:
         self._config = config
         cfg = config()
@@ -178,7 +188,7 @@ class VariabilityAnalysisHandler:
         self.store = CandidateStore(redis, keys, target=target)
         self.leases = Leases(redis, keys, cfg.leases, target=target)
         self.run_in_worker = run_in_worker
-        self.max_light_curves = max_light_curves
+        self.max_light_curves = max_light_curves  # None: the science default
         self.log = log or structlog.get_logger("dsa110d.services.analyzer")
         self.producer = Producer.here(service)
         self.consumer = consumer_name(service)
@@ -186,6 +196,7 @@ class VariabilityAnalysisHandler:
         self.wake = anyio.Event()
         self.last_report: RunReport | None = None
         self.runs = 0
+        self.pending = 0  # blocks noted and not yet analysed (all hosts), for the backlog gauge
         self.skipped = 0
 
     @property
@@ -204,7 +215,7 @@ class VariabilityAnalysisHandler:
                 raise MessageError(f"block message without a block_id string: {block_id!r}")
             roots = self.config.paths.data_roots()
             for path in message_paths(payload):
-                confine(path, roots)
+                inside_roots(path, roots, f"message {delivery.message.id} payload")
         except (MessageError, PathOutsideRootsError) as exc:
             await self._dead_letter(delivery, f"{type(exc).__name__}: {exc}")
             return
@@ -222,6 +233,7 @@ class VariabilityAnalysisHandler:
     async def seconds_until_due(self) -> float:
         cfg = self.config.services.variability_analyzer
         outlook = await self.queue.outlook()
+        self.pending = outlook.pending
         if outlook.last_finished is None:  # never run: the interval counts from our start
             outlook = replace(outlook, last_finished=self.started, last_status=STATUS_OK)
         return seconds_until_due(
@@ -270,13 +282,16 @@ class VariabilityAnalysisHandler:
         status = STATUS_OK
         with anyio.move_on_after(acfg.analysis_timeout_sec) as scope:
             try:
+                extra = {}
+                if self.max_light_curves is not None:
+                    extra["max_light_curves"] = self.max_light_curves
                 result = await self.run_in_worker(
-                    variability_run.analyze,
+                    analysis_job,
                     str(cfg.paths.results_dir),
                     thresholds,
                     run_time,
                     taken.full,
-                    self.max_light_curves,
+                    **extra,
                 )
             except DSA110Error as exc:
                 status, error = STATUS_FAILED, str(exc)
@@ -342,14 +357,15 @@ class VariabilityAnalyzerService(Service):
             try:
                 wait = await handler.seconds_until_due()
                 if wait <= 0:
-                    await self._run_counted(ctx, handler)
-                    wait = 0.0
+                    ran = await self._run_counted(ctx, handler)
+                    wait = 0.0 if ran else POLL_SEC  # held elsewhere: look again later
                 self.problem = ""
                 backoff.reset()
             except StateError as exc:
                 self.problem = f"state server: {exc}"
                 wait = backoff.next_delay()
                 ctx.log.warning("analysis_scheduling_failed", error=str(exc), retry_in_sec=wait)
+            ctx.metrics.backlog = handler.pending
             if wait <= 0:
                 continue
             with anyio.move_on_after(min(wait, POLL_SEC)):
@@ -357,21 +373,25 @@ class VariabilityAnalyzerService(Service):
             ctx.beat()
 
     @staticmethod
-    async def _run_counted(ctx: ServiceContext, handler: VariabilityAnalysisHandler) -> None:
-        try:
-            with ctx.metrics.job():
-                report = await handler.run_once()
-                if report is not None and not report.ok:
-                    raise _RunFailed(report.error)
-        except _RunFailed:
+    async def _run_counted(ctx: ServiceContext, handler: VariabilityAnalysisHandler) -> bool:
+        """One run, counted in the metrics; False when another host holds the run lease."""
+        report = await handler.run_once()
+        if report is None:
+            ctx.metrics.add("runs_skipped")
+            return False
+        if report.ok:
+            ctx.metrics.processed += 1
+            ctx.metrics.add("runs")
+        else:
+            ctx.metrics.failed += 1
             ctx.metrics.add("runs_failed")
-            return
-        ctx.metrics.add("runs" if report is not None else "runs_skipped")
+        return True
 
     def health(self) -> HealthReport:
         if self.problem:
             return HealthReport(Health.DEGRADED, self.problem)
-        if self.consumer is not None and not self.consumer.connected:
+        consumer = self.consumer
+        if consumer is not None and consumer.counters.outages and not consumer.connected:
             return HealthReport(Health.DEGRADED, "not consuming MS_PROCESSING (state server?)")
         report = self.handler.last_report if self.handler is not None else None
         if report is not None and not report.ok:
@@ -379,10 +399,6 @@ class VariabilityAnalyzerService(Service):
                 Health.DEGRADED, f"last analysis run {report.status}: {report.error}"
             )
         return HealthReport.healthy()
-
-
-class _RunFailed(Exception):
-    """A run that ended badly (already reported); counted as a failed job."""
 
 
 async def _wait_either(first: anyio.Event, second: anyio.Event) -> None:

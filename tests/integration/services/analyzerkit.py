@@ -43,8 +43,22 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
 
 
 def block_message(block_id: str, **extra: Any) -> Message:
+    """A block announcement; fields beyond kind and block_id as the processor sends them."""
     payload = {"kind": "block", "block_id": block_id, **extra}
     return new_message(MessageType.MS_PROCESSING, payload, Producer.here("processor"))
+
+
+def processor_block_message(block_id: str, photometry: Path, version: int = 1) -> Message:
+    """What the processor publishes after a block (services/processor.py, branch processor)."""
+    return block_message(
+        block_id,
+        version=version,
+        results={"photometry": str(photometry)},
+        paths=[str(photometry)],
+        ms_paths=[],
+        chunks=[],
+        missing_slots=[],
+    )
 
 
 def chunk_message(chunk_id: str) -> Message:

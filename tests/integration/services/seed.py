@@ -25,6 +25,18 @@ def block_id(b: int) -> str:
     return f"2026-01-01T{b:02d}:00:00"
 
 
+PARTIAL = ("S005", 1)
+"""(source, block) of the one row flagged partial_transit (unusable); block 6 lacked a chunk,
+so all its rows carry missing_chunks (informational: kept)."""
+
+
+def flags_of(b: int, ids: list[str]) -> list[str]:
+    flags = ["missing_chunks" if b == 6 else ""] * len(ids)
+    if b == PARTIAL[1]:
+        flags[ids.index(PARTIAL[0])] = "partial_transit"
+    return flags
+
+
 def block_rows(b: int, version: int = 1, seed: int = 0, scale: float = 1.0) -> pd.DataFrame:
     """One block's photometry (deterministic in b, version and seed)."""
     rng = np.random.default_rng([seed, b, version])
@@ -50,7 +62,7 @@ def block_rows(b: int, version: int = 1, seed: int = 0, scale: float = 1.0) -> p
             "flux_err_jy": err,
             "n_vis": np.full(n, 4000),
             "beam_gain": np.full(n, 0.8),
-            "flags": [""] * n,
+            "flags": flags_of(b, ids),
             "version": version,
         }
     )

@@ -32,11 +32,19 @@ from tests.integration.services.analyzerkit import (
     handler,
     latest_frame,
     ms_stream,
+    processor_block_message,
     queue,
     temporaries,
     wait_until,
 )
-from tests.integration.services.seed import TRANSIENT, VARIABLES, block_id, seed_blocks, write_block
+from tests.integration.services.seed import (
+    PARTIAL,
+    TRANSIENT,
+    VARIABLES,
+    block_id,
+    seed_blocks,
+    write_block,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -60,16 +68,12 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
     seed_blocks(results, range(8))
     processor = ms_stream(config, redis)
     await processor.ensure_group()  # the processor's group, to show it still sees everything
-    service = VariabilityAnalyzerService()
-    ctx = ServiceContext(
-        "analyzer", lambda: config, redis, pool, structlog.get_logger("t"), ServiceMetrics()
-    )
-    await service.start(ctx)
+    service, ctx = await started_service(config, redis, pool)
     async with anyio.create_task_group() as tg:
         tg.start_soon(service.run, ctx)
         for b in range(8):  # a burst: blocks interleaved with chunks, which are ignored
-            path = str(results / "photometry" / f"{block_id(b)}.parquet")
-            await processor.publish(block_message(block_id(b), photometry=path))
+            path = results / "photometry" / f"{block_id(b)}.parquet"
+            await processor.publish(processor_block_message(block_id(b), path))
             await processor.publish(chunk_message(f"chunk-{b}"))
         await wait_until(lambda: _count(config, redis, 1))
         # quiet for several debounce times: no second run
@@ -96,7 +100,10 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
     assert (out / stamp / "eta_v.png").stat().st_size > 0
     assert sorted(p.stem for p in (out / stamp / "lightcurves").glob("*.png")) == sorted(top)
     assert not temporaries(results)
-    assert_same_metrics(latest_frame(config), expected_frame(config))
+    latest = latest_frame(config)
+    assert_same_metrics(latest, expected_frame(config))
+    n = dict(zip(latest["source_id"].astype(str), latest["n"], strict=True))
+    assert n[PARTIAL[0]] == 7 and n["S000"] == 8  # the partial transit is left out
 
     # candidates in Redis, ranked: the transient first; what dsa110ctl prints
     report = await fetch_candidates(config)
@@ -113,6 +120,44 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
 
 async def _count(config: Config, redis: Redis, n: int) -> bool:
     return len(await announcements(config, redis)) >= n
+
+
+async def started_service(
+    config: Config, redis: Redis, pool: WorkerPool
+) -> tuple[VariabilityAnalyzerService, ServiceContext]:
+    service = VariabilityAnalyzerService()
+    ctx = ServiceContext(
+        "analyzer", lambda: config, redis, pool, structlog.get_logger("t"), ServiceMetrics()
+    )
+    await service.start(ctx)
+    return service, ctx
+
+
+async def test_two_analyzer_services_sharing_a_burst_make_one_run_and_do_not_spin(
+    config: Config, redis: Redis, pool: WorkerPool
+) -> None:
+    results = config.paths.results_dir
+    seed_blocks(results, range(8))
+    processor = ms_stream(config, redis)
+    pair = [await started_service(config, redis, pool) for _ in range(2)]
+    async with anyio.create_task_group() as tg:
+        for service, ctx in pair:
+            tg.start_soon(service.run, ctx)
+        for b in range(8):
+            path = results / "photometry" / f"{block_id(b)}.parquet"
+            await processor.publish(processor_block_message(block_id(b), path))
+        await wait_until(lambda: _count(config, redis, 1))
+        await anyio.sleep(4 * config.services.variability_analyzer.analysis_debounce_sec)
+        for _, ctx in pair:
+            ctx.stopping.set()
+
+    sent = await announcements(config, redis)
+    assert [m["status"] for m in sent] == ["ok"] and sent[0]["n_blocks_noted"] == 8
+    runs = [ctx.metrics.counters for _, ctx in pair]
+    assert sorted(c.get("runs", 0) for c in runs) == [0, 1]
+    # the other one found the lease held at most a few times: it waits, it does not spin
+    assert all(c.get("runs_skipped", 0) <= 3 for c in runs)
+    assert (await queue(config, redis).outlook()).pending == 0
 
 
 async def test_a_superseded_block_changes_the_metrics_exactly_as_a_full_recompute_says(
