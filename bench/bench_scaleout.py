@@ -1,7 +1,7 @@
 """Scale-out: one server, one watcher daemon and 1, 2, 3 processor daemons, each a separate
 ``dsa110d run`` process with its own worker pool (as separate hosts would run them).
 
-For each count, ``BENCH_SCALEOUT_SETS`` (default 12) small-scale sets (16 subbands) land
+For each count, ``BENCH_SCALEOUT_SETS`` (default 8) small-scale sets (16 subbands) land
 together in a fresh directory tree and namespace; the clock runs until every set is
 converted and every block's photometry committed. Figures: sets per minute, and the
 coordination overhead per set measured at the server (commands processed and server CPU
@@ -76,7 +76,7 @@ def run_with(count: int, sim: Any, catalog: Path, root: Path, n_sets: int) -> di
 
 
 def main() -> None:
-    n_sets = int(os.environ.get("BENCH_SCALEOUT_SETS", "12"))
+    n_sets = int(os.environ.get("BENCH_SCALEOUT_SETS", "8"))
     scratch = Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     try:
         sim, catalog = kit.simulate_sets(scratch / "sky", n_sets, "small")

@@ -84,6 +84,10 @@ HEADLINES: dict[str, list[Headline]] = {
         Headline("one set landed -> photometry (median)", "set_latency_median_s", None, "",
                  "s"),
     ],
+    "demo": [
+        Headline("dsa110d demo, pipeline part", "pipeline_s", "goal_s", "goal", "s",
+                 goal="<= 300 s"),
+    ],
     "scaleout": [
         Headline("sets per minute, 1 processor daemon", "daemons.1.sets_per_min", None, "",
                  "sets/min", True),

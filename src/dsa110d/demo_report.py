@@ -79,7 +79,10 @@ def judge(truth_path: Path, results_dir: Path) -> Verdict:
     truth: dict[str, Any] = json.loads(truth_path.read_text())
     frame = pd.read_parquet(latest_table(results_dir))
     frame["source_id"] = frame["source_id"].astype(str)
-    by_id = frame.set_index("source_id")
+    found_by_id = {
+        str(sid): (str(cls), int(n))
+        for sid, cls, n in zip(frame["source_id"], frame["class"], frame["n"], strict=True)
+    }
     verdict = Verdict(counts={str(c): int(n) for c, n in frame["class"].value_counts().items()})
     constant: set[str] = set()
     for source in truth["sources"]:
@@ -87,11 +90,7 @@ def judge(truth_path: Path, results_dir: Path) -> Verdict:
         if not source["variable"]:
             constant.add(sid)
             continue
-        if sid in by_id.index:
-            row = by_id.loc[sid]
-            found, n = str(row["class"]), int(row["n"])
-        else:
-            found, n = "not measured", 0
+        found, n = found_by_id.get(sid, ("not measured", 0))
         verdict.injected.append(Injected(sid, str(source["variability"]["kind"]), found, n))
     cands = frame[frame["class"].isin(CANDIDATE_CLASSES)]
     verdict.candidates = cands
