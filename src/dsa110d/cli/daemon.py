@@ -115,8 +115,13 @@ def demo(
     from dsa110d.demo import QUICK, DemoPlan, run_demo
 
     plan = QUICK if quick else DemoPlan()
-    given = {"days": days, "sets_per_day": sets, "speed": speed, "scale": scale}
-    plan = replace(plan, **{k: v for k, v in given.items() if v is not None})
+    plan = replace(
+        plan,
+        days=days or plan.days,
+        sets_per_day=sets or plan.sets_per_day,
+        speed=speed or plan.speed,
+        scale=scale or plan.scale,
+    )
     raise typer.Exit(run_demo(workdir, plan))
 
 
