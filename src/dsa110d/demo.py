@@ -71,9 +71,13 @@ class DemoPlan:
     speed: float = 60.0
     """Simulated time runs this many times faster: one set every 309 s / speed."""
     seed: int = 110
-    n_sources: int = 120
+    n_sources: int = 40
     flux_range_jy: tuple[float, float] = (0.5, 5.0)
-    """The demo sky is brighter than the real one so a tiny array measures it well."""
+    """The demo sky is brighter than the real one so a small array measures it well."""
+    ra_margin_deg: float = -2.5
+    dec_halfwidth_deg: float = 1.0
+    """The demo sky lies where the beam sees it transit inside the simulated hours."""
+    variable_fraction: float = 0.2
     min_data_points: int = 3
     workers: int = 2
     timeout_sec: float = 900.0
@@ -84,7 +88,9 @@ class DemoPlan:
         return self.sets_per_day * self.days
 
 
-QUICK = DemoPlan(sets_per_day=4, days=2, speed=120.0, n_sources=20, min_data_points=2)
+QUICK = DemoPlan(
+    sets_per_day=4, days=2, speed=120.0, n_sources=10, ra_margin_deg=-1.0, min_data_points=2
+)
 """``--quick``: the smallest demo that still reaches an analysis verdict (for tests)."""
 
 
@@ -250,6 +256,7 @@ def start_processes(
             "--subbands", str(plan.subbands), "--seed", str(plan.seed),
             "--catalog", str(workdir / "catalog.csv"), "--truth", str(workdir / "truth.json"),
             "--live", "--speed", str(plan.speed),
+            "--variable-fraction", str(plan.variable_fraction),
         ),
         env=environ, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -371,7 +378,8 @@ def _run(
         out=scratch / "incoming", start=START, sets=plan.sets_per_day, days=plan.days,
         scale=plan.scale, n_subbands=plan.subbands, seed=plan.seed, n_sources=plan.n_sources,
     )  # fmt: skip
-    write_catalog(scratch / "catalog.csv", sky_catalog(spec, plan.flux_range_jy))
+    sky = sky_catalog(spec, plan.flux_range_jy, plan.ra_margin_deg, plan.dec_halfwidth_deg)
+    write_catalog(scratch / "catalog.csv", sky)
     with (scratch / "demo.log").open("a") as log:
         start_processes(procs, scratch, plan, environ, log)
         try:
