@@ -381,7 +381,8 @@ def check_outputs(world: World, snap: Snapshot, clean: Reference | None) -> list
     wanted = {f"{b.block_id}.parquet" for b in snap.blocks}
     if files != wanted:
         failures.append(
-            f"photometry holds {sorted(files - wanted)}, misses {sorted(wanted - files)}"
+            f"photometry holds {sorted(files - wanted)} beyond the block records "
+            f"{sorted(b.block_id for b in snap.blocks)}, misses {sorted(wanted - files)}"
         )
     staging = world.results / ".staging"
     if staging.exists() and any(staging.iterdir()):
