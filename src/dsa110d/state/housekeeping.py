@@ -3,8 +3,13 @@ removed. Every function returns what it removed (or would remove) as :class:`Rem
 
 Assumed record layout (``state/keys.py``): each of ``set_index``, ``chunk_index`` and
 ``block_index`` is a sorted set of ids scored by the record's time (unix seconds), and
-``set_record(id)`` etc. hold the record. A record whose score is older than the retention is
-removed with its index entry; a record newer than it is never touched.
+``set_record(id)`` etc. hold the record. The indexes are scored by *observation* time (a
+set's name time, a block's start), which says nothing about when the pipeline last touched a
+record: archival data (or the simulator's, dated in the past) is processed long after it was
+observed. So the score only pre-selects (a record is never older than the data it describes
+was taken), and a record is removed with its index entry only when its own wall-clock
+fields (:data:`RECORD_TIME_FIELDS`, the newest of them) are past the retention too; a record
+newer than that is never touched.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.streams import ReliableStream
 
 SCAN_COUNT = 1000
+RECORD_TIME_FIELDS = {
+    "set": ("last_seen", "first_seen"),
+    "chunk": ("recorded_at",),
+    "block": ("processed_at", "failed_at", "created_at"),
+}
+"""Wall-clock fields (unix s) of each record kind; the newest present says when it was touched."""
 STALE_REGISTRY_TTLS = 10  # an entry this many TTLs past its last update is stale whatever its TTL
 
 
@@ -46,11 +57,17 @@ async def prune_records(
         for kind, index, record in kinds:
             if await redis.type(index) != "zset":
                 continue
-            old = await redis.zrangebyscore(
+            candidates = await redis.zrangebyscore(
                 index, "-inf", f"({now - retention_sec}", withscores=True
             )
-            for member, score in old:
-                removed.append(Removal(kind, str(member), 1, now - float(score)))
+            touched = await _touched_at(redis, [record(str(m)) for m, _ in candidates], kind)
+            old = [
+                (member, score if when is None else when)
+                for (member, score), when in zip(candidates, touched, strict=True)
+                if when is None or when < now - retention_sec
+            ]
+            for member, when in old:
+                removed.append(Removal(kind, str(member), 1, now - float(when)))
             if old and not dry_run:
                 members = [str(m) for m, _ in old]
                 pipe = redis.pipeline(transaction=True)
@@ -58,6 +75,22 @@ async def prune_records(
                 pipe.zrem(index, *members)
                 await pipe.execute()
     return removed
+
+
+async def _touched_at(redis: Redis, records: list[str], kind: str) -> list[float | None]:
+    """The newest wall-clock time field of each record (None when it has none)."""
+    if not records:
+        return []
+    fields = RECORD_TIME_FIELDS[kind]
+    pipe = redis.pipeline(transaction=False)
+    for key in records:
+        pipe.hmget(key, list(fields))
+    replies = await pipe.execute()
+    times: list[float | None] = []
+    for values in replies:
+        found = [float(v) for v in values if v not in (None, "")]
+        times.append(max(found) if found else None)
+    return times
 
 
 async def trim_acked(
