@@ -200,3 +200,28 @@ async def test_one_host_at_a_time(config: Config, redis: aioredis.Redis) -> None
     assert claims == [True, False, False]
     await _maybe_run(config, redis)  # claimed already: returns without running
     assert await redis.pttl(keys.housekeeping_done()) > 0
+
+
+async def test_records_of_old_observations_touched_recently_are_kept(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """Indexes are scored by observation time: archival (or simulated) data processed today
+    keeps its records; only the records' own wall-clock times count against the retention."""
+    now = time.time()
+    keys = Keys(config.redis.namespace)
+    touched = {"set": "last_seen", "chunk": "recorded_at", "block": "processed_at"}
+    for kind, index, record in (
+        ("set", keys.set_index(), keys.set_record),
+        ("chunk", keys.chunk_index(), keys.chunk_record),
+        ("block", keys.block_index(), keys.block_record),
+    ):
+        await redis.zadd(index, {f"archival-{kind}": now - OLD, f"stale-{kind}": now - OLD})
+        await redis.hset(record(f"archival-{kind}"), mapping={touched[kind]: repr(now - RECENT)})
+        await redis.hset(record(f"stale-{kind}"), mapping={touched[kind]: repr(now - OLD)})
+    done = await run_pass(config, redis, now=now)
+    removed = {(r.kind, r.name) for r in done.removals if r.kind in touched}
+    assert removed == {(kind, f"stale-{kind}") for kind in touched}
+    for kind in touched:
+        record = getattr(keys, f"{kind}_record")
+        assert await redis.exists(record(f"archival-{kind}"))
+        assert not await redis.exists(record(f"stale-{kind}"))
