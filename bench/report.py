@@ -177,6 +177,8 @@ def render(records: list[dict[str, Any]]) -> str:
         "Rerun: `make bench` (all benchmarks, then this report) or `python -m bench NAME`",
         "and `python -m bench.report`. The machine is shared: several benchmarks also record",
         "CPU time and the load average, which say how much of a wall-clock figure is waiting.",
+        "Each section says when its benchmark ran; the machine's load average (on 2 cores) was",
+        "between 7 and 16 during these runs, so wall-clock figures are pessimistic.",
         "",
     ]
     machines = {json.dumps(r.get("machine", {}), sort_keys=True) for r in records}
