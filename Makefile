@@ -4,7 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit integration system bench clean
+# Debian packages that the integration and system tests drive for real (a TLS redis-server,
+# wsclean, promtool, scdoc/man, and the .deb built and booted under systemd-nspawn).
+DEB_TEST_DEPS := redis-server openssl wsclean prometheus scdoc man-db dpkg-dev debhelper \
+                 dh-virtualenv systemd-container debootstrap util-linux
+DEB_TEST_CMDS := redis-server openssl wsclean promtool scdoc man dpkg-buildpackage dh \
+                 dh_virtualenv systemd-nspawn debootstrap setpriv nsenter
+
+.PHONY: demo test lint typecheck unit integration system bench man clean test-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,7 +29,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench $(wildcard examples)
 	$(BIN)/mypy
 
-test: lint
+# Installs what is missing when run as root on Debian; otherwise names what to install.
+test-deps:
+	@missing=""; for c in $(DEB_TEST_CMDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian test dependencies (missing:$$missing)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_TEST_DEPS) >/dev/null; \
+	  else \
+	    echo "the tests need:$$missing; run: sudo apt-get install $(DEB_TEST_DEPS)"; exit 1; \
+	  fi; \
+	fi
+
+test: lint test-deps
 	$(BIN)/python -m pytest
 
 unit: $(STAMP)
@@ -37,6 +56,11 @@ system: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.report
+
+# The man pages from their scdoc sources (debian/rules builds them the same way).
+man:
+	mkdir -p build/man
+	for page in dsa110d.8 dsa110ctl.1 dsa110d.yaml.5; do scdoc < man/$$page.scd > build/man/$$page; done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

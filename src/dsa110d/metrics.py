@@ -82,9 +82,19 @@ class ProcessStats:
 
     def __init__(self) -> None:
         self._process = psutil.Process()
-        self._process.cpu_percent(None)  # prime: the first reading is always 0
+        with contextlib.suppress(psutil.Error, OSError):
+            self._process.cpu_percent(None)  # prime: the first reading is always 0
 
     def snapshot(self) -> dict[str, float]:
+        """The figures, or NaN where the system hides them (e.g. ProcSubset=pid hides /proc/stat):
+        a missing figure must never stop the heartbeat that carries it."""
+        try:
+            return self._measure()
+        except (psutil.Error, OSError):
+            nan = float("nan")
+            return {"rss_bytes": nan, "cpu_percent": nan, "cpu_seconds": nan}
+
+    def _measure(self) -> dict[str, float]:
         rss = self._process.memory_info().rss
         cpu_times = self._process.cpu_times()
         cpu_sec = cpu_times.user + cpu_times.system

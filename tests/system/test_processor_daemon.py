@@ -23,7 +23,7 @@ from tests.integration.services.processorkit import (
     set_files,
     simulate_sets,
 )
-from tests.integration.services.watcherkit import land
+from tests.integration.services.watcher.watcherkit import land
 from tests.system.daemonkit import Daemon, NotifyListener, wait_for
 
 pytestmark = pytest.mark.timeout(180)

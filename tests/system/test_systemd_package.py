@@ -69,7 +69,12 @@ def test_package_layout(container: nspawn.Container) -> None:
     assert container.run("stat", "-c", "%U %a", "/var/lib/dsa110").split() == ["dsa110", "700"]
     conffiles = container.run("cat", "/var/lib/dpkg/info/dsa110d.conffiles")
     assert "/etc/dsa110/services.yaml" in conffiles
-    assert container.run("readlink", "-f", "/usr/bin/dsa110d").startswith("/opt/venvs/dsa110d/")
+    for program in ("dsa110d", "dsa110ctl"):  # wrappers: /etc/default/dsa110d, production
+        assert f"exec /opt/venvs/dsa110d/bin/{program} " in container.run(
+            "cat", f"/usr/bin/{program}"
+        )
+    for page in ("man8/dsa110d.8.gz", "man1/dsa110ctl.1.gz", "man5/dsa110d.yaml.5.gz"):
+        assert container.run("test", "-s", f"/usr/share/man/{page}", check=False) == ""
 
 
 def test_unit_verifies_and_is_hardened(container: nspawn.Container) -> None:
@@ -92,6 +97,25 @@ def test_journal_holds_structured_records(container: nspawn.Container) -> None:
     records = daemon_records(container)
     assert records, "no JSON records under SYSLOG_IDENTIFIER=dsa110d-all"
     assert all("event" in r and "level" in r and "timestamp" in r for r in records)
+
+
+def test_dsa110ctl_reports_the_services(container: nspawn.Container) -> None:
+    """As root and as the dsa110 user, with the packaged (production) configuration."""
+    for user in ("root", "dsa110"):
+        out = container.run("runuser", "-u", user, "--", "dsa110ctl", "status", "--json")
+        rows = json.loads(out)
+        assert sorted(r["service"] for r in rows) == ["analyzer", "processor", "watcher"], out
+        assert {r["state"] for r in rows} == {"running"}
+        assert {r["pid"] for r in rows} == {int(container.show(UNIT, "MainPID"))}
+    assert container.run("dsa110ctl", "health").startswith("HEALTHY")
+
+
+def test_dsa110ctl_restarts_through_systemd(container: nspawn.Container) -> None:
+    pid = container.show(UNIT, "MainPID")
+    out = container.run("dsa110ctl", "restart", "all", timeout=180)
+    assert "restart all: ok" in out and "(systemd)" in out, out
+    assert container.show(UNIT, "ActiveState") == "active"
+    assert container.show(UNIT, "MainPID") not in ("0", pid)
 
 
 def test_kill_9_is_followed_by_a_restart(container: nspawn.Container) -> None:

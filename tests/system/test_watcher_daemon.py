@@ -17,7 +17,7 @@ from dsa110d.messages import MessageType
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.state.keys import Keys
-from tests.integration.services.watcherkit import by_set, land
+from tests.integration.services.watcher.watcherkit import by_set, land
 from tests.system.daemonkit import Daemon, NotifyListener, wait_for
 
 RECONCILIATIONS_SEC = 2.5

@@ -3,10 +3,11 @@
 ``convert_set`` is what the processor calls in a worker process and what
 ``dsa110d convert`` runs. It reads every header first and refuses bad input with one line
 naming the file; then it streams over blocks of rows: each block reads every subband's
-rows once, places the channels in ascending frequency, applies the w-term phase towards
-the meridian at the set's mid-time, conjugates for the MS convention and writes the block
-with ``putcol`` at its start row. The MS is built in a temporary sibling and renamed into
-place with a completion marker (``science.atomic``).
+rows once, places the channels in ascending frequency, applies the w-term phase from the
+files' own fringe-stopping centre (the meridian at the pointing declination, at each
+integration) to the meridian at the set's mid-time (``science.phasing``), conjugates for
+the MS convention and writes the block with ``putcol`` at its start row. The MS is built
+in a temporary sibling and renamed into place with a completion marker (``science.atomic``).
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ def _geometry(layout: SetLayout) -> tuple[Geometry, PhaseCentre]:
         antenna_positions=ref.antenna_positions,
         location=loc,
         centre=centre,
+        pointing_dec=ref.phase_center_dec,
     )
     return geometry, centre
 
@@ -225,7 +227,10 @@ def _write_ms(
         ant1, ant2 = np.where(flip, ant2, ant1), np.where(flip, ant1, ant2)
     try:
         _write_metadata_columns(table, layout, times, ant1, ant2, ms_uvw)
-        stream_blocks(table, layout, geometry.uvw[:, 2], block_rows, flip, pipelined)
+        # The files are fringe-stopped on the meridian at the pointing dec: phase by the
+        # w difference from there (not from w = 0, which holds only at the zenith).
+        delta_w = geometry.uvw[:, 2] - geometry.drift_w
+        stream_blocks(table, layout, delta_w, block_rows, flip, pipelined)
         msio.write_main_keywords(table, ref.vis_units)
     finally:
         table.close()

@@ -1,9 +1,15 @@
-"""Phasing a drift scan to one ICRS phase centre, the way pyuvdata does it.
+"""Phasing a drift scan to one ICRS phase centre.
 
 The geometry (apparent coordinates, frame position angle, uvw) comes from pyuvdata's own
 utility functions, called once per set on the unique integration times, so our uvw agree
 with ``UVData.phase`` to well under a millimetre. The per-visibility work (the w-term phase
 over all baselines and channels) is vectorised numpy here.
+
+The DSA-110 correlator fringe-stops its "drift" data on the meridian (hour angle 0) at the
+pointing declination (``extra_keywords/phase_center_dec``); the files' ``uvw_array`` is that
+geometry. Phasing to a new centre therefore applies the w difference ``w_new - w_drift``, as
+the instrument's own converter (dsacalib's ``uvh5_to_ms``) does. pyuvdata reads such files as
+"unprojected" (not fringe-stopped: w_drift = 0), which is only right at the zenith.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class Geometry:
     """Per-row uvw (m, pyuvdata's convention) for the new phase centre."""
 
     uvw: FloatArray  # (Nrows, 3)
+    drift_w: FloatArray  # per row, m: w towards the meridian at the pointing declination
     app_ra: FloatArray  # per row, rad
     app_dec: FloatArray
     frame_pa: FloatArray
@@ -74,8 +81,10 @@ def phased_geometry(
     antenna_positions: FloatArray,
     location: EarthLocation,
     centre: PhaseCentre,
+    pointing_dec: float,
 ) -> Geometry:
-    """uvw of every row towards ``centre``, as ``UVData.phase(..., use_ant_pos=True)`` does."""
+    """uvw of every row towards ``centre``, as ``UVData.phase(..., use_ant_pos=True)`` does,
+    and the w of the drift data's own centre (the meridian at ``pointing_dec``, apparent)."""
     unique, first, inverse = np.unique(times_jd, return_index=True, return_inverse=True)
     app_ra, app_dec = uvphase.calc_app_coords(
         lon_coord=centre.ra,
@@ -109,8 +118,22 @@ def phased_geometry(
         telescope_lat=location.lat.rad,
         telescope_lon=location.lon.rad,
     )
+    drift_uvw = uvphase.calc_uvw(
+        app_ra=lsts,
+        app_dec=np.full_like(lsts, pointing_dec),
+        frame_pa=np.zeros_like(lsts),
+        lst_array=lsts,
+        use_ant_pos=True,
+        antenna_positions=antenna_positions,
+        antenna_numbers=antenna_numbers,
+        ant_1_array=ant1,
+        ant_2_array=ant2,
+        telescope_lat=location.lat.rad,
+        telescope_lon=location.lon.rad,
+    )
     return Geometry(
         uvw=np.asarray(uvw, dtype=float),
+        drift_w=np.asarray(drift_uvw[:, 2], dtype=float),
         app_ra=np.asarray(app_ra, dtype=float),
         app_dec=np.asarray(app_dec, dtype=float),
         frame_pa=np.asarray(frame_pa, dtype=float),
@@ -124,7 +147,8 @@ def conj_w_phasor(
     out: npt.NDArray[np.complex64],
 ) -> npt.NDArray[np.complex64]:
     """conj(exp(-2 pi i w f / c)) per (row, channel), into ``out``: the drift-to-phased
-    factor, conjugated for the MS convention (pyuvdata writes conj(data) and -uvw).
+    factor for ``w = w_new - w_drift``, conjugated for the MS convention (pyuvdata writes
+    conj(data) and -uvw).
 
     ``freq_over_c`` is f/c (1/m) per channel; ``work`` holds two float64 and one float32
     (rows, channels) arrays, reused between blocks (fresh large temporaries cost more in page

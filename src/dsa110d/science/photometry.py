@@ -11,9 +11,10 @@ imaginary parts of each row's beam-weighted rotated sum (they carry no signal of
 and (b) the jackknife error over JACKKNIFE_GROUPS groups of baselines, which also captures the
 sidelobes of other sources (confusion), which do not average down like noise.
 
-Visibility convention (the Measurement Set's, and pyuvdata's): a point source of flux S at
-direction cosines (l, m, n) relative to the phase centre contributes
-``S g exp(-2 pi i (u l + v m + w (n - 1)) / lambda)`` with (u, v, w) the UVW column.
+Visibility convention (the Measurement Set's as pyuvdata's ``write_ms`` and our converter
+write it, and pyuvdata's own): a point source of flux S at direction cosines (l, m, n)
+relative to the phase centre contributes ``S g exp(+2 pi i (u l + v m + w (n - 1)) / lambda)``
+with (u, v, w) the UVW column; rotating to the source multiplies by the conjugate phase.
 
 Geometry of the drift scan: the dishes point at the apparent meridian at the declination of
 the MS's phase centre; the converter phases each chunk to the ICRS position whose RA is the
@@ -296,7 +297,7 @@ def _accumulate_slab(
         uvw_t, vis_t = uvw[it.rows], vis[it.rows]
         for s in sources[active[sources, it.index]]:
             g = gains[s, it.index]
-            delay = (uvw_t @ lmn[s]) / SPEED_OF_LIGHT_M_S
+            delay = -(uvw_t @ lmn[s]) / SPEED_OF_LIGHT_M_S  # undoes exp(+2 pi i uvw.lmn)
             r = channels.rotated_sums(vis_t, delay, g)
             sums.signal[s] += np.bincount(it.group, weights=r.real, minlength=JACKKNIFE_GROUPS)
             sums.imag_sq[s] += float(np.dot(r.imag, r.imag))

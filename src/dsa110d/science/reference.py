@@ -5,6 +5,10 @@ Read every subband file, concatenate along frequency, phase to the same ICRS cen
 ``UVData.phase(ra, dec, epoch='J2000', cat_name=...)``, order the channels by frequency and
 ``write_ms``. The real files store ``uvw_array`` as float32, which pyuvdata's checks refuse,
 so each file is read unchecked and its uvw promoted to float64 (what the real pipeline does).
+
+pyuvdata reads the drift files as "unprojected" (w = 0 before phasing), while the correlator
+fringe-stops them on the meridian at the pointing declination (``science.phasing``): the two
+agree only when that is the zenith (pointing dec = latitude, as in the sets this is run on).
 """
 
 from __future__ import annotations

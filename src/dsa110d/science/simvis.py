@@ -6,6 +6,9 @@ Conventions are pyuvdata's: ``uvw = x(ant_2) - x(ant_1)`` and
 data to a source with ``UVData.phase``: the phases vanish to 1e-8 rad).
 The phase centre of drift data is the meridian at the pointing declination at each
 integration (apparent coordinates: RA = LST), so the uvw of every baseline is that of hour angle 0.
+The data are fringe-stopped there, as the DSA-110 correlator's are: pyuvdata, which reads
+"drift" files as not fringe-stopped (w = 0), phases them right only for a zenith pointing;
+the converter phases by ``w_new - w_drift`` (``science.phasing``).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Independent of the simulator and the converter: visibilities are computed here directly
 (complex128, one exponential per source, row and channel) with the measurement equation
-``V = sum_s S_s g_s(t, nu) exp(-2 pi i (u l + v m + w (n - 1)) nu / c) + noise``, uvw from
-antenna positions for a phase centre on the meridian at the chunk's mid-time, and g the
+``V = sum_s S_s g_s(t, nu) exp(+2 pi i (u l + v m + w (n - 1)) nu / c) + noise``, UVW from
+antenna positions (ant1 - ant2: the MS convention that pyuvdata's ``write_ms`` and our
+converter write) for a phase centre on the meridian at the chunk's mid-time, and g the
 primary beam of :mod:`dsa110d.science.beam` about the meridian at the pointing declination.
 """
 
@@ -96,7 +97,8 @@ def make_ms(
     )
     hour_angle = np.repeat(SIDEREAL_RATE_RAD_S * (times - mid_time_mjd_s), n_base)
     ra0, dec0 = math.radians(phase_ra_deg), math.radians(dec_deg)
-    uvw = uvw_for(enu, np.tile(ant1, n_times), np.tile(ant2, n_times), hour_angle, dec0)
+    # The MS's UVW is pyuvdata's negated (ant1 - ant2), as write_ms and the converter write it.
+    uvw = -uvw_for(enu, np.tile(ant1, n_times), np.tile(ant2, n_times), hour_angle, dec0)
     freq = band(n_chan)
     data = _visibilities(
         sky, uvw, np.repeat(np.arange(n_times), n_base), times, freq, ra0, dec0, mid_time_mjd_s
@@ -127,7 +129,7 @@ def _visibilities(
         m_ = math.sin(dec[s]) * math.cos(dec0) - math.cos(dec[s]) * math.sin(dec0) * math.cos(dra)
         n_ = math.sqrt(1 - l_ * l_ - m_ * m_)
         delay = (uvw @ np.array([l_, m_, n_ - 1.0])) / SPEED_OF_LIGHT_M_S
-        vis = sky.flux_jy[s] * gain[t_index] * np.exp(-2j * np.pi * delay[:, None] * freq[None, :])
+        vis = sky.flux_jy[s] * gain[t_index] * np.exp(2j * np.pi * delay[:, None] * freq[None, :])
         data += vis[:, :, None]
     return data
 

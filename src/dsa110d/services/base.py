@@ -273,6 +273,7 @@ def registered_services() -> list[str]:
 
 BUILTIN_MODULES = (
     "dsa110d.services.watcher",
+    "dsa110d.services.analyzer",
     "dsa110d.services.processor",
     "dsa110d.services.analyzer",
 )

@@ -425,8 +425,9 @@ class MSProcessingHandler:
                 )
 
             await self.leases.run_fenced(lease, stage)
-        finally:
-            await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
+        finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
         return BlockOutcome(block.id, version, results, missing, tuple(ids))
 
     async def _announce_block(self, outcome: BlockOutcome, block: Block) -> None:

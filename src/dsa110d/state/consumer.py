@@ -101,6 +101,7 @@ class StreamConsumer:
         self._rng = rng
         self._retry_due: dict[str, float] = {}  # entry id -> not-before (wall clock)
         self._unacked: list[str] = []
+        self._acking: set[str] = set()  # handled, in an XACK whose reply has not come back
         self._last_reclaim = -math.inf
         self._trim_interval = trim_interval_sec
         self._last_trim = -math.inf
@@ -199,11 +200,14 @@ class StreamConsumer:
         if not self._unacked:
             return
         taken, self._unacked = self._unacked, []
+        self._acking.update(taken)
         try:
             await self.stream.ack(taken)
         except BaseException:
             self._unacked = taken + self._unacked
             raise
+        finally:
+            self._acking.difference_update(taken)
 
     async def _ack_loop(self) -> None:
         """Ack handled entries promptly even while a long handler holds the loop."""
@@ -243,7 +247,8 @@ class StreamConsumer:
 
     async def _recover_own(self) -> None:
         """Entries delivered to us whose reply was lost, or held by a previous incarnation."""
-        held = set(self._unacked) | set(self._retry_due)
+        # an entry whose ack is queued or in flight was handled already: never handle it twice
+        held = set(self._unacked) | self._acking | set(self._retry_due)
         own = await self.stream.read_own_pending(self.name, RECOVER_COUNT)
         for entry in own:
             if entry.entry_id not in held:

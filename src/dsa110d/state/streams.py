@@ -496,6 +496,15 @@ class ReliableStream:
             return None
         return f"{bound[0]}-{bound[1]}"
 
+    async def groups(self) -> list[str]:
+        """The consumer groups reading this stream (none when the stream does not exist)."""
+        with self._guard():
+            try:
+                groups = await self.redis.xinfo_groups(self.name)
+            except redis_errors.ResponseError:
+                return []
+        return [str(g["name"]) for g in groups]
+
     async def stats(self) -> StreamStats:
         """Length, pending, undelivered, consumers, oldest pending age, dead letters."""
         now = self.clock()

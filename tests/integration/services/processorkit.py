@@ -134,3 +134,20 @@ async def chunk_messages(redis: Redis, config: Config) -> list[Message]:
 
 def stream_of(handler: MSProcessingHandler, kind: MessageType) -> ReliableStream:
     return handler.hdf5_stream if kind is MessageType.HDF5_PROCESSING else handler.ms_stream
+
+
+def fork_and_wait(pid_file: str) -> None:
+    """A worker job that forks as the converter does and then hangs: the child records its
+    pid and sleeps (run with the processor jobs' fork rule armed)."""
+    import os
+    import time
+
+    from dsa110d.services.processor_jobs import _children_die_with_worker
+
+    _children_die_with_worker()
+    child = os.fork()
+    if child == 0:
+        Path(pid_file).write_text(str(os.getpid()))
+        time.sleep(120)
+        os._exit(0)
+    time.sleep(120)

@@ -294,6 +294,33 @@ async def test_a_killed_conversions_temporaries_are_removed_by_the_next_one(
     assert [p.name for p in cfg.paths.ms_dir.iterdir()] == [f"{result.set_ids[0]}.ms"]
 
 
+async def test_a_block_run_past_the_timeout_is_stopped_and_fails_after_the_attempts(
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    sim: tuple[SimulationResult, Path],
+    pool: WorkerPool,
+) -> None:
+    cfg = pconfig(retry__max_attempts=2)
+    result, _ = sim
+    block = BlockPlan.from_config(cfg.services.ms_processor).block_by_id(FIRST_BLOCK)
+    async with processor(cfg, redis, pool) as handler:
+        for index in (0, 1):
+            await _convert(handler, cfg, redis, set_files(result, index))
+    slow = pconfig(retry__max_attempts=2, services__ms_processor__processing_timeout_sec=0.05)
+    async with processor(slow, redis, pool) as handler:
+        assert await handler.check_blocks(now=block.end) == []
+        record = await handler.blocks.block(FIRST_BLOCK)
+        assert record is not None and record.attempts == 1 and record.stale
+        assert "longer than processing_timeout_sec" in record.error
+        assert await handler.check_blocks(now=block.end) == []
+        record = await handler.blocks.block(FIRST_BLOCK)
+        assert record is not None and record.state is BlockState.FAILED
+        assert await handler.blocks.pending() == [] and await block_messages(redis, cfg) == []
+    assert not (cfg.paths.results_dir / "photometry").exists()
+    staging = cfg.paths.results_dir / ".staging"
+    assert not staging.exists() or list(staging.iterdir()) == []
+
+
 # last: it kills a worker, and its replacement takes seconds to import the science modules
 async def test_a_conversion_past_the_timeout_is_stopped_and_counted_as_a_failure(
     pconfig: Callable[..., Config],

@@ -3,21 +3,26 @@ atomic and idempotent publication, bad input and bounded memory."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from astropy.time import Time
 from casacore import tables
 from pyuvdata import UVData
 
 from dsa110d.errors import InputFileError
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
+from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.convert import ConvertResult, convert_set
 from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S
 from dsa110d.science.reference import (
@@ -29,6 +34,9 @@ from dsa110d.science.reference import (
     pyuvdata_convert,
     read_set,
 )
+from dsa110d.science.simlayout import SCALES
+from dsa110d.science.simulate import SimulationSpec, simulate
+from dsa110d.science.simvis import lst_for
 
 RAD_TO_ARCSEC = 180.0 / np.pi * 3600.0
 SRC = Path(__file__).resolve().parents[3] / "src"
@@ -224,3 +232,36 @@ def test_unreadable_visibilities_name_the_file(
         convert_set(tiny_set, out, isolate=isolate)
     assert str(tiny_set[6]) in str(info.value) and "\n" not in str(info.value)
     assert not out.exists() and [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")] == []
+
+
+OFF_ZENITH_DEC_DEG = 60.0
+"""A pointing 23 deg from the zenith: the drift data's w is up to ~500 m on the outriggers."""
+OFF_ZENITH_START = datetime(2026, 3, 20, 7, 0, 0, tzinfo=UTC)
+CENTRE_PHASE_TOL_RAD = 0.02
+"""A source at the phase centre must come out real to this (noise and float32 storage)."""
+
+
+def test_off_zenith_a_source_at_the_phase_centre_comes_out_real(
+    tiny_spec: Callable[..., SimulationSpec], tmp_path: Path
+) -> None:
+    """The files are fringe-stopped on the meridian at the pointing dec, not the zenith: the
+    converter must phase from there (w_new - w_drift), or off the zenith the phases of a
+    source at the phase centre wind by hundreds of turns and the source vanishes."""
+    scale = SCALES["tiny"]
+    mid_jd = Time(OFF_ZENITH_START).jd + scale.integrations * scale.integration_time_s / 2 / 86400
+    ra = math.degrees(float(lst_for(np.array([mid_jd]))[0]))  # the MS phase centre
+    catalog = tmp_path / "one.csv"
+    write_catalog(
+        catalog, Catalog(("C",), np.array([ra]), np.array([OFF_ZENITH_DEC_DEG]), np.array([20.0]))
+    )
+    spec = tiny_spec(
+        tmp_path / "in", sets=1, n_subbands=16, start=OFF_ZENITH_START, catalog=catalog,
+        dec_deg=OFF_ZENITH_DEC_DEG, sefd_jy=1.0, variable_fraction=0.0,
+    )  # fmt: skip
+    ms = tmp_path / "set.ms"
+    result = convert_set(simulate(spec).files, ms)
+    assert math.isclose(result.phase_ra_rad, math.radians(ra), abs_tol=1e-9)
+    cross = col(ms, "ANTENNA1") != col(ms, "ANTENNA2")
+    data = col(ms, "DATA")[cross]
+    assert np.max(np.abs(np.angle(data))) < CENTRE_PHASE_TOL_RAD
+    assert np.all(np.abs(data) > 0.9 * 20.0 * 0.5)  # the source, through the beam

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from astropy.time import Time
 from casacore import tables
 
 from dsa110d.config import Config, ProcessorConfig
 from dsa110d.science.blocks import BlockPlan
+from dsa110d.science.catalog import Catalog, write_catalog
+from dsa110d.science.constants import OVRO_LAT_DEG, OVRO_LAT_RAD
 from dsa110d.science.flagging import flag_ms
 from dsa110d.science.photometry import (
     SCHEMA,
@@ -20,6 +26,10 @@ from dsa110d.science.photometry import (
     photometry_path,
     photometry_stage,
 )
+from dsa110d.science.reference import pyuvdata_convert
+from dsa110d.science.simlayout import SCALES
+from dsa110d.science.simulate import SimulationSpec, simulate
+from dsa110d.science.simvis import lst_for
 from dsa110d.science.stages import BlockJob
 from dsa110d.science.testms import START_MJD_S, SimBlock
 
@@ -136,3 +146,34 @@ def test_block_factored_rotation_equals_the_direct_sum() -> None:
 def config(science_config: Config) -> Config:
     """This module's stages need a Config but no server."""
     return science_config
+
+
+PYUVDATA_MS_FLUX_JY = 10.0
+PYUVDATA_MS_REL_TOL = 0.01
+"""Flux recovered from a near-noiseless MS written by pyuvdata, relative."""
+
+
+@pytest.mark.timeout(120)
+def test_measures_an_ms_written_by_pyuvdata(
+    tiny_spec: Callable[..., SimulationSpec], tmp_path: Path
+) -> None:
+    """The MS convention is pyuvdata's write_ms (the converter's reference), not one of our
+    own: a source simulated at the zenith pointing (where pyuvdata phases drift data right),
+    phased and written by pyuvdata, is measured at its flux, not at ~0 or a sign flip."""
+    start = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
+    scale = SCALES["tiny"]
+    mid_jd = Time(start).jd + scale.integrations * scale.integration_time_s / 2 / 86400
+    lst_mid = math.degrees(float(lst_for(np.array([mid_jd]))[0]))
+    ra, dec = lst_mid + 0.3, OVRO_LAT_DEG + 0.4  # off the phase centre in both l and m
+    one = Catalog(("P",), np.array([ra]), np.array([dec]), np.array([PYUVDATA_MS_FLUX_JY]))
+    write_catalog(tmp_path / "one.csv", one)
+    spec = tiny_spec(
+        tmp_path / "in", sets=1, n_subbands=2, start=start, catalog=tmp_path / "one.csv",
+        sefd_jy=1.0, variable_fraction=0.0,
+    )  # fmt: skip
+    ms = tmp_path / "pyuvdata.ms"
+    pyuvdata_convert(sorted(simulate(spec).files), ms, math.radians(lst_mid), OVRO_LAT_RAD)
+    job = BlockJob(PLAN.block(int(Time(start).mjd * 86400) // 3600))
+    frame = measure_block(job, [ms], one)
+    assert len(frame) == 1
+    assert abs(frame.flux_jy[0] / PYUVDATA_MS_FLUX_JY - 1) < PYUVDATA_MS_REL_TOL

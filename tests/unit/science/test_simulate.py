@@ -340,7 +340,9 @@ def test_noise_and_autocorrelations_match_the_stated_sefd(tmp_path: Path) -> Non
 
 def test_a_source_appears_with_its_flux_through_the_beam(tmp_path: Path) -> None:
     """Phase the drift data to the source with pyuvdata (independent astrometry) and compare
-    the mean real visibility with flux x beam at the source's zenith angle from astropy."""
+    the mean real visibility with flux x beam at the source's zenith angle from astropy.
+    Zenith pointing only: pyuvdata takes drift data as not fringe-stopped (w = 0), which is
+    true of these files only there (off the zenith: test_convert's off-zenith test)."""
     scale = SCALES["small"]
     mid = Time(TINY_START) + 3 * scale.integration_time_s * u.s
     lst_mid = math.degrees(float(lst_for(np.array([mid.jd]))[0]))

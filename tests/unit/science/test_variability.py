@@ -160,13 +160,29 @@ def test_not_a_new_source(snrs):
 def brute_force_pair(flux, err, mjd):
     """Every ordered pair: the definition, for the property test."""
     best = (-math.inf, -math.inf, math.nan, math.nan)
+    for i, j in significant_pairs(flux, err):
+        vs, m = pairs.pair_metrics(flux[i], err[i], flux[j], err[j])
+        if m > best[0] or (m == best[0] and vs > best[1]):
+            best = (m, vs, mjd[i], mjd[j])
+    return best
+
+
+def significant_pairs(flux, err):
     for i, j in itertools.permutations(range(len(flux)), 2):
         if not (flux[i] > flux[j] > 0) or not (np.isfinite(flux[i]) and np.isfinite(flux[j])):
             continue
-        vs, m = pairs.pair_metrics(flux[i], err[i], flux[j], err[j])
-        if vs >= pairs.VS_THRESHOLD and (m > best[0] or (m == best[0] and vs > best[1])):
-            best = (m, vs, mjd[i], mjd[j])
-    return best
+        if pairs.pair_metrics(flux[i], err[i], flux[j], err[j])[0] >= pairs.VS_THRESHOLD:
+            yield i, j
+
+
+def near_best_vs(flux, err, best_m):
+    """Vs of every significant pair whose m ties the best to METRIC_RTOL (float-noise ties)."""
+    return [
+        pairs.pair_metrics(flux[i], err[i], flux[j], err[j])[0]
+        for i, j in significant_pairs(flux, err)
+        if pairs.pair_metrics(flux[i], err[i], flux[j], err[j])[1]
+        == pytest.approx(best_m, rel=METRIC_RTOL)
+    ]
 
 
 flux_values = st.one_of(
@@ -191,13 +207,17 @@ def test_staircase_search_equals_brute_force(curves):
             flux[r, k], err[r, k] = f, e
     vs, m, _, _ = pairs.best_pairs_dense(flux, err, mjd)
     for r in range(len(curves)):
-        want_m, want_vs, _, _ = brute_force_pair(flux[r], err[r], mjd[r])
+        want_m, _, _, _ = brute_force_pair(flux[r], err[r], mjd[r])
         if want_m == -math.inf:
             assert math.isnan(m[r]) and math.isnan(vs[r])
         else:
-            # same pair, computed vectorised vs scalar: equal to the last few ulps
+            # computed vectorised vs scalar, m agrees to the last few ulps; pairs whose m ties
+            # within that noise may be chosen either way, so Vs must be one of theirs
             assert m[r] == pytest.approx(want_m, rel=METRIC_RTOL)
-            assert vs[r] == pytest.approx(want_vs, rel=METRIC_RTOL)
+            assert any(
+                vs[r] == pytest.approx(v, rel=METRIC_RTOL)
+                for v in near_best_vs(flux[r], err[r], want_m)
+            )
 
 
 def test_block_layout_fast_path_equals_the_general_path():

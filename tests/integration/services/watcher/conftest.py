@@ -11,7 +11,7 @@ from dsa110d.config import Config
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
 from tests.conftest import make_config
-from tests.integration.services.watcherkit import FAST, N_SETS, N_SUBBANDS, START
+from tests.integration.services.watcher.watcherkit import FAST, N_SETS, N_SUBBANDS, START
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from dsa110d.config import Config
 from dsa110d.science.simulate import SimulationSpec, simulate
 from dsa110d.services.watcher import HDF5EventHandler
-from tests.integration.services.watcherkit import N_SUBBANDS, START, announced
+from tests.integration.services.watcher.watcherkit import N_SUBBANDS, START, announced
 
 pytestmark = pytest.mark.anyio
 

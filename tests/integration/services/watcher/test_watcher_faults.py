@@ -22,10 +22,10 @@ from dsa110d.config import Config
 from dsa110d.science.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import ErrorKind, SetRecord, SetState
-from tests.integration.services.watcherkit import announced, by_set, fingerprint, land
+from tests.integration.services.watcher.watcherkit import announced, by_set, fingerprint, land
 
 pytestmark = pytest.mark.anyio
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def _timeout_config(make: Callable[..., Config], policy: str) -> Config:

@@ -15,7 +15,7 @@ from dsa110d.config import Config
 from dsa110d.science.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import SetState
-from tests.integration.services.watcherkit import (
+from tests.integration.services.watcher.watcherkit import (
     N_SUBBANDS,
     announced,
     by_set,

@@ -1,0 +1,113 @@
+"""``sets``, ``blocks`` and ``candidates`` read the watcher's, processor's and analyzer's
+records on a real server, in-process and as a program."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis.asyncio as aioredis
+
+from dsa110d.config import Config
+from dsa110d.errors import ConfigError
+from dsa110d.operations.records import latest_candidates, list_blocks, list_sets
+from dsa110d.state.blocks import Blocks, BlockSpan, ChunkRecord
+from dsa110d.state.candidates import CandidateStore
+from dsa110d.state.keys import Keys
+from dsa110d.state.sets import NewFile, SetError, Sets
+from tests.integration.operations.ctlkit import ctl
+
+pytestmark = pytest.mark.anyio
+T0 = 1774000000.0
+
+
+async def record_sets(config: Config, redis: aioredis.Redis) -> None:
+    """Set A complete (4 of 4), set B collecting (2 of 4) with a recorded fault."""
+    sets = Sets(redis, Keys(config.redis.namespace))
+    for sb in range(4):
+        await sets.add_file(NewFile("A", sb, f"/in/A_sb{sb:02d}.hdf5", T0, 2461119.5), 4)
+    for sb in (0, 2):
+        await sets.add_file(NewFile("B", sb, f"/in/B_sb{sb:02d}.hdf5", T0 + 309, 2461119.6), 4)
+    fault = SetError("bad_file", "truncated HDF5", "/in/B_sb01.hdf5", T0 + 310)
+    await sets.add_error("B", fault, name_time=T0 + 309, expected=4)
+
+
+async def test_sets_in_process(config: Config, redis: aioredis.Redis) -> None:
+    await record_sets(config, redis)
+    rows = await list_sets(config)
+    assert [(r.set_id, r.state, r.subbands, r.missing) for r in rows] == [
+        ("A", "complete", 4, []),
+        ("B", "collecting", 2, [1, 3]),
+    ]
+    assert rows[1].errors == 1 and rows[1].last_error == "bad_file: truncated HDF5"
+    assert [r.set_id for r in await list_sets(config, "complete")] == ["A"]
+    assert [r.set_id for r in await list_sets(config, limit=1)] == ["B"]
+    with pytest.raises(ConfigError):
+        await list_sets(config, "nonsense")
+
+
+async def test_sets_through_the_program(config: Config, redis: aioredis.Redis) -> None:
+    await record_sets(config, redis)
+    shown = ctl(config, "sets", "--state", "collecting", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [(r["set_id"], r["missing"]) for r in json.loads(shown.stdout)] == [("B", [1, 3])]
+    table = ctl(config, "sets")
+    assert "truncated HDF5" in table.stdout and "01,03" in table.stdout
+    assert ctl(config, "sets", "--state", "nonsense").returncode == 2
+
+
+CANDIDATES = [
+    {"source_id": "J1200+3000", "class": "transient", "ra_deg": 180.0, "dec_deg": 30.0, "n": 12,
+     "mean_flux_jy": 0.05, "v": 1.2, "eta": 40.0, "p_constant": 1e-9},
+    {"source_id": "J1201+3001", "class": "variable", "ra_deg": 180.25, "dec_deg": 30.02, "n": 30,
+     "mean_flux_jy": 0.8, "v": 0.21, "eta": 9.5, "p_constant": 2e-6},
+]  # fmt: skip
+RUN = {"run_time": "2026-11-26T12:00:00+00:00", "n_candidates": 2}
+
+
+async def test_candidates_in_process_and_through_the_program(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    assert await latest_candidates(config) is None
+    assert "no variability analysis has run yet" in ctl(config, "candidates").stdout
+    await CandidateStore(redis, Keys(config.redis.namespace)).replace(RUN, CANDIDATES)
+    report = await latest_candidates(config)
+    assert report is not None and report.source == "redis"
+    assert [(c["source_id"], c["rank"]) for c in report.candidates] == [
+        ("J1200+3000", 1),
+        ("J1201+3001", 2),
+    ]
+    only = await latest_candidates(config, "variable")
+    assert only is not None and [c["source_id"] for c in only.candidates] == ["J1201+3001"]
+    shown = ctl(config, "candidates", "--json", "--class", "transient")
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    assert document["run"] == RUN
+    assert [c["source_id"] for c in document["candidates"]] == ["J1200+3000"]
+    table = ctl(config, "candidates")
+    assert "J1201+3001" in table.stdout and "variable" in table.stdout
+    assert ctl(config, "candidates", "--class", "stable").returncode == 2
+
+
+async def test_blocks_in_process_and_through_the_program(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    blocks = Blocks(redis, Keys(config.redis.namespace))
+    first, second = BlockSpan("B1", T0, T0 + 3600), BlockSpan("B2", T0 + 3300, T0 + 6900)
+    chunk = ChunkRecord("C1", "C1", T0 + 3300, T0 + 3609, 0.6, "/ms/C1.ms")
+    await blocks.record_chunk(chunk, [first, second])
+    assert await blocks.record_failure("B2", "StageError: photometry: no catalog", 2) == 1
+    rows = await list_blocks(config)
+    assert [(r.block_id, r.state, r.chunks, r.stale, r.attempts) for r in rows] == [
+        ("B1", "pending", 0, True, 0),
+        ("B2", "pending", 0, True, 1),
+    ]
+    assert rows[1].error == "StageError: photometry: no catalog"
+    await blocks.record_failure("B2", "StageError: photometry: no catalog", 2)
+    assert [r.block_id for r in await list_blocks(config, "failed")] == ["B2"]
+    shown = ctl(config, "blocks", "--state", "pending", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert [r["block_id"] for r in json.loads(shown.stdout)] == ["B1"]
+    table = ctl(config, "blocks")
+    assert "no catalog" in table.stdout and "failed" in table.stdout
+    assert ctl(config, "blocks", "--state", "nonsense").returncode == 2
