@@ -55,6 +55,7 @@ system: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.report
 
 # The man pages from their scdoc sources (debian/rules builds them the same way).
 man:

@@ -97,8 +97,11 @@ class Daemon:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        try:
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+        except (ValueError, OSError):
+            return  # closed under us by kill()/wait() on a slow machine: the output is done
 
     def events(self, name: str) -> list[dict[str, object]]:
         found = []

@@ -99,11 +99,30 @@ def demo(
     workdir: Annotated[
         Path | None, typer.Option("--workdir", help="Keep the demo's files here.")
     ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The smallest sky that reaches a verdict (tests).")
+    ] = False,
+    days: Annotated[int | None, typer.Option("--days", help="Sidereal days to simulate.")] = None,
+    sets: Annotated[int | None, typer.Option("--sets", help="Sets per day.")] = None,
+    speed: Annotated[
+        float | None, typer.Option("--speed", help="Simulated time runs X times faster.")
+    ] = None,
+    scale: Annotated[str | None, typer.Option("--scale", help="tiny, small or real.")] = None,
 ) -> None:
     """Run the pipeline on simulated data with an embedded server (the README's first command)."""
-    from dsa110d.demo import run_demo
+    from dataclasses import replace
 
-    raise typer.Exit(run_demo(workdir))
+    from dsa110d.demo import QUICK, DemoPlan, run_demo
+
+    plan = QUICK if quick else DemoPlan()
+    plan = replace(
+        plan,
+        days=days or plan.days,
+        sets_per_day=sets or plan.sets_per_day,
+        speed=speed or plan.speed,
+        scale=scale or plan.scale,
+    )
+    raise typer.Exit(run_demo(workdir, plan))
 
 
 @app.command()

@@ -5,6 +5,12 @@ with their median across time; a sample further than ``FLAG_MAD_THRESHOLD`` robu
 deviations (1.4826 * MAD) from it is flagged. Exact zeros (dropped packets) and
 autocorrelations are flagged too. Existing flags are kept. The MS is read and written in
 slabs of ``FLAG_CHANNELS_PER_SLAB`` channels, so memory is bounded by one slab.
+
+Flagging an MS is done once: the statistics exclude samples already flagged, so a second
+pass would clip further (iterative sigma-clipping) and change the photometry of a block that
+is re-run (after a crash, a late chunk) or of the next block sharing the chunk (overlap). The
+table keyword :data:`FLAGGED_KEYWORD`, written after the last slab, marks a flagged MS and
+later passes leave it as it is.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ log = logging.getLogger(__name__)
 
 FLAG_MAD_THRESHOLD = 5.0
 """Flag samples more than this many robust sigmas from the median over time (dimensionless)."""
+FLAGGED_KEYWORD = "DSA110_FLAGGED"
+"""Main-table keyword set once the flag stage has flagged this MS (its value: the threshold)."""
 MAD_TO_SIGMA = 1.4826
 """Robust sigma of a Gaussian from its median absolute deviation (1 / Phi^-1(3/4))."""
 FLAG_CHANNELS_PER_SLAB = 192
@@ -75,6 +83,9 @@ def flag_ms(path: Path) -> dict[str, int]:
     except RuntimeError as exc:
         raise InputFileError(f"{path}: cannot open Measurement Set: {exc}") from None
     with ms:
+        if FLAGGED_KEYWORD in ms.keywordnames():
+            log.info("%s: already flagged, left as it is", path)
+            return counts
         t_index, b_index, n_time, n_base, autos = _grid(ms)
         n_chan = ms.getcell("DATA", 0).shape[0]
         for c0 in range(0, n_chan, FLAG_CHANNELS_PER_SLAB):
@@ -97,6 +108,7 @@ def flag_ms(path: Path) -> dict[str, int]:
             counts["total"] += int(np.count_nonzero(new))
             if new.any():
                 ms.putcolslice("FLAG", old | new, blc, trc)
+        ms.putkeyword(FLAGGED_KEYWORD, FLAG_MAD_THRESHOLD)
     return counts
 
 

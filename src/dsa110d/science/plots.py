@@ -20,6 +20,12 @@ from dsa110d.science.variability import CLASS_TRANSIENT, CLASS_VARIABLE, Thresho
 FIGURE_DPI = 110
 ETA_V_SIZE_IN = (6.4, 5.2)
 LIGHT_CURVE_SIZE_IN = (7.0, 3.6)
+EMPTY_V_LIMITS = (1e-3, 10.0)
+"""V axis of an eta-V plot with no plottable source (log axes need positive limits)."""
+EMPTY_ETA_LIMITS = (1e-2, 1e3)
+"""eta axis of an eta-V plot with no plottable source."""
+SINGLE_EPOCH_HALFWIDTH_D = 0.01
+"""Half-width (days) of a light curve's time axis when every point has the same MJD."""
 
 
 def eta_threshold(p_threshold: float, n: int) -> float:
@@ -48,6 +54,9 @@ def plot_eta_v(frame: pd.DataFrame, path: Path, thresholds: Thresholds) -> Path:
         data["v"][~is_cand], data["eta"][~is_cand], s=3, c="0.6", label="sources", rasterized=True
     )
     ax.scatter(data["v"][is_cand], data["eta"][is_cand], s=14, c="tab:red", label="candidates")
+    if not len(data):  # nothing to plot: log axes need positive limits to exist at all
+        ax.set_xlim(*EMPTY_V_LIMITS)
+        ax.set_ylim(*EMPTY_ETA_LIMITS)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.axvline(
@@ -86,6 +95,9 @@ def plot_light_curve(curve: pd.DataFrame, path: Path, title: str) -> Path:
         lw=1,
     )
     ax.axhline(0.0, color="0.7", lw=0.8)
+    if curve["mjd"].nunique() == 1:  # one epoch: give the time axis a width of its own
+        ax.set_xlim(curve["mjd"].iloc[0] - SINGLE_EPOCH_HALFWIDTH_D,
+                    curve["mjd"].iloc[0] + SINGLE_EPOCH_HALFWIDTH_D)  # fmt: skip
     ax.ticklabel_format(axis="x", useOffset=False, style="plain")
     ax.set_xlabel("MJD")
     ax.set_ylabel("flux density (mJy)")

@@ -38,6 +38,7 @@ from dsa110d.science import simlayout as layout
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.catalog import (
     DEFAULT_DEC_HALFWIDTH_DEG,
+    DEFAULT_FLUX_RANGE_JY,
     Catalog,
     random_catalog,
     read_catalog,
@@ -129,24 +130,53 @@ def plan_sets(spec: SimulationSpec, rng: np.random.Generator) -> list[SetPlan]:
     return plans
 
 
-def _catalog_for(spec: SimulationSpec, scale: layout.Scale) -> Catalog:
+def _catalog_for(
+    spec: SimulationSpec,
+    scale: layout.Scale,
+    flux_range_jy: tuple[float, float] | None = None,
+    ra_margin_deg: float = GENERATED_RA_MARGIN_DEG,
+    dec_halfwidth_deg: float = DEFAULT_DEC_HALFWIDTH_DEG,
+) -> Catalog:
     """The catalog file, or a random sky around the pointing over the RA range observed."""
     if spec.catalog is not None:
         return read_catalog(spec.catalog)
     first = _times_jd(_utc(spec.start), scale)[0]
     lst_start = math.degrees(float(lst_for(np.array([first]))[0]))
-    span = spec.sets * k.FILE_DURATION_S * 360.0 / k.SIDEREAL_DAY_S + 2 * GENERATED_RA_MARGIN_DEG
-    span = min(span, 360.0)
+    span = spec.sets * k.FILE_DURATION_S * 360.0 / k.SIDEREAL_DAY_S + 2 * ra_margin_deg
+    span = min(max(span, 0.1), 360.0)
     ra_range = (
-        (lst_start - GENERATED_RA_MARGIN_DEG) % 360.0,
-        (lst_start - GENERATED_RA_MARGIN_DEG + span) % 360.0,
+        (lst_start - ra_margin_deg) % 360.0,
+        (lst_start - ra_margin_deg + span) % 360.0,
     )
-    halfwidth = DEFAULT_DEC_HALFWIDTH_DEG
+    halfwidth = dec_halfwidth_deg
     area = span * 2 * halfwidth * math.cos(math.radians(spec.dec_deg))
     n_sources = spec.n_sources
     if n_sources is None:
         n_sources = max(1, round(GENERATED_SOURCE_DENSITY_PER_DEG2 * area))
-    return random_catalog(spec.dec_deg, n_sources, seed=spec.seed, ra_range_deg=ra_range)
+    return random_catalog(
+        spec.dec_deg,
+        n_sources,
+        seed=spec.seed,
+        ra_range_deg=ra_range,
+        flux_range_jy=flux_range_jy or DEFAULT_FLUX_RANGE_JY,
+        dec_halfwidth_deg=halfwidth,
+    )
+
+
+def sky_catalog(
+    spec: SimulationSpec,
+    flux_range_jy: tuple[float, float] | None = None,
+    ra_margin_deg: float = GENERATED_RA_MARGIN_DEG,
+    dec_halfwidth_deg: float = DEFAULT_DEC_HALFWIDTH_DEG,
+) -> Catalog:
+    """The catalog ``simulate(spec)`` would generate over the observed sky (optionally with
+    its own flux range, RA margin beyond the observed LST range, which may be negative, and
+    declination half-width), to be written to a file and given to both the simulator and the
+    pipeline before the first set lands (``dsa110d demo``)."""
+    if spec.scale not in layout.SCALES:
+        raise ValueError(f"unknown scale {spec.scale!r}; choose {', '.join(layout.SCALES)}")
+    scale = layout.SCALES[spec.scale]
+    return _catalog_for(spec, scale, flux_range_jy, ra_margin_deg, dec_halfwidth_deg)
 
 
 def _times_jd(set_start: datetime, scale: layout.Scale) -> NDArray[np.float64]:

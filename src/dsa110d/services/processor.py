@@ -36,6 +36,7 @@
 
 from __future__ import annotations
 
+import glob
 import re
 import shutil
 import time
@@ -115,6 +116,18 @@ def _number(message: Message, name: str) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise MessageError(f"message {message.id}: payload.{name} must be a number")
     return float(value)
+
+
+def remove_stale_staging(root: Path, block_id: str, token: int) -> None:
+    """Remove the staging directories of earlier holders of this block's lease: their runs
+    died (kill -9, power cut) before cleaning up, since we now hold the newest token."""
+    for path in root.glob(f"{glob.escape(block_id)}.v*.t*"):
+        try:
+            holder = int(path.name.rsplit(".t", 1)[1])
+        except ValueError:
+            continue
+        if holder < token:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _make_dirs(directories: dict[str, Path]) -> None:
@@ -413,6 +426,9 @@ class MSProcessingHandler:
         ]
         results_dir = Path(self.config.paths.results_dir).absolute()
         staging = results_dir / STAGING_DIR / f"{block.id}.v{version}.t{lease.token}"
+        await anyio.to_thread.run_sync(
+            remove_stale_staging, results_dir / STAGING_DIR, block.id, int(lease.token)
+        )
         config_doc = self.config.model_dump(mode="json", exclude={"redis"})
         timeout = self.cfg.processing_timeout_sec
         try:

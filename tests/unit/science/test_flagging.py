@@ -33,3 +33,15 @@ def test_zeros_autos_and_outliers_are_flagged_in_the_ms(sim_block: SimBlock) -> 
     assert flags[cross[0], 5, 0] and flags[cross[1], 7, 1]
     assert counts["zeros"] == 1 and counts["outliers"] >= 1
     assert flags[~autos].mean() < 0.01  # noise alone is left alone
+
+
+def test_flagging_an_ms_twice_changes_nothing(sim_block: SimBlock) -> None:
+    """A re-run block (or the next block sharing the chunk) sees the same flags."""
+    path = sim_block.ms_paths[0]
+    flag_ms(path)
+    with tables.table(str(path), ack=False) as ms:
+        first = ms.getcol("FLAG")
+    again = flag_ms(path)
+    with tables.table(str(path), ack=False) as ms:
+        assert (ms.getcol("FLAG") == first).all()
+    assert again["total"] == 0
