@@ -6,6 +6,7 @@ beam not reported, a flagged RFI burst without effect."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,11 +101,18 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         files = sorted(str(f) for f in sim.files if f.name.startswith(set_id[:16]))
         done = convert_job(files, str(root / "ms" / f"{set_id}.ms"), False)
         ms_paths.append(done["ms"])
-    clean = _run_block(config, ms_paths, root / "staging-clean")
-    _burst(ms_paths[2], flag=True, add_jy=0.0)  # the burst's samples flagged, no burst
-    flagged = _run_block(config, ms_paths, root / "staging-flagged")
-    _burst(ms_paths[2], flag=False, add_jy=RFI_JY)  # the burst, for the flag stage to find
-    burst = _run_block(config, ms_paths, root / "staging-burst")
+
+    # Each case gets pristine copies: the flag stage flags an MS once (a table keyword), as
+    # converted data never changes; these cases change the data after conversion.
+    def pristine(case: str) -> list[str]:
+        return [str(shutil.copytree(p, root / case / Path(p).name)) for p in ms_paths]
+
+    clean_ms, flagged_ms, burst_ms = pristine("clean"), pristine("flagged"), pristine("burst")
+    clean = _run_block(config, clean_ms, root / "staging-clean")
+    _burst(flagged_ms[2], flag=True, add_jy=0.0)  # the burst's samples flagged, no burst
+    flagged = _run_block(config, flagged_ms, root / "staging-flagged")
+    _burst(burst_ms[2], flag=False, add_jy=RFI_JY)  # the burst, for the flag stage to find
+    burst = _run_block(config, burst_ms, root / "staging-burst")
     return {
         "clean": clean, "flagged": flagged, "burst": burst, "injected": injected,
         "decoys": decoys,
