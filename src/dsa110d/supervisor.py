@@ -476,18 +476,32 @@ async def run_daemon(config: Config, services: list[str], reload: Reloader | Non
                 tg.start_soon(_forward_signals, signals, send)
                 manager = ServiceManager(config, redis, pool, names, send)
                 manager.start(tg)
-                tg.start_soon(manager.heartbeat_loop, notify)
+                heartbeats, heartbeats_done = anyio.CancelScope(), anyio.Event()
+                tg.start_soon(_heartbeats, manager, notify, heartbeats, heartbeats_done)
                 manager.start_upkeep(tg, redis)
                 exit_code = await _serve(manager, events, tg, notify, reload)
                 notify.stopping(f"STOPPING; {manager.status_line()}")
                 log.info("stopping", exit_code=exit_code)
                 await manager.shutdown()
+                # no heartbeat may land after the deregistration: stop them and wait first
+                heartbeats.cancel()
+                await heartbeats_done.wait()
                 await manager.deregister()
                 tg.cancel_scope.cancel()
     finally:
         notify.close()
     log.info("stopped", exit_code=exit_code)
     return exit_code
+
+
+async def _heartbeats(
+    manager: ServiceManager, notify: Notifier, scope: anyio.CancelScope, done: anyio.Event
+) -> None:
+    try:
+        with scope:
+            await manager.heartbeat_loop(notify)
+    finally:
+        done.set()
 
 
 async def _serve(

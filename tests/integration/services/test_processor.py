@@ -306,7 +306,7 @@ async def test_a_block_run_past_the_timeout_is_stopped_and_fails_after_the_attem
     async with processor(cfg, redis, pool) as handler:
         for index in (0, 1):
             await _convert(handler, cfg, redis, set_files(result, index))
-    slow = pconfig(retry__max_attempts=2, services__ms_processor__processing_timeout_sec=0.05)
+    slow = pconfig(retry__max_attempts=2, services__ms_processor__processing_timeout_sec=1e-4)
     async with processor(slow, redis, pool) as handler:
         assert await handler.check_blocks(now=block.end) == []
         record = await handler.blocks.block(FIRST_BLOCK)
