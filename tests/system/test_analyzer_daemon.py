@@ -1,9 +1,10 @@
 """``dsa110d run --env testing --services analyzer`` as a process: seeded photometry and a
 burst of block messages give one analysis run, its results on disk and its candidates; an
-operator's full-recompute request is run by the live daemon."""
+operator's full-recompute request (``dsa110ctl recompute``) is run by the live daemon."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import redis
 
 from dsa110d.config import load_config
 from dsa110d.messages import encode
-from dsa110d.state.analysis import request_recompute
 from dsa110d.state.candidates import fetch_candidates
+from tests.integration.operations.ctlkit import ctl
 from tests.integration.services.analyzerkit import processor_block_message
 from tests.integration.services.seed import TRANSIENT, VARIABLES, block_id, seed_blocks
 from tests.system.daemonkit import SERVICES_YAML, Daemon, wait_for
@@ -59,7 +60,9 @@ def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates
     client.close()
 
     # an operator asks for a full recompute: the running daemon does it, same candidates
-    anyio.run(request_recompute, config)
+    asked = ctl(config, "recompute", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["analyzers"] == 1
     wait_for(lambda: len(daemon.events("analysis_finished")) == 2, timeout=60)
     again = daemon.events("analysis_finished")[-1]
     assert again["full"] is True and str(again["state"]) == "rebuilt: requested"
