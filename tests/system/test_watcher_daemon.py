@@ -4,7 +4,6 @@ keeps running."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,9 +15,8 @@ import redis
 from dsa110d.messages import MessageType
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
-from dsa110d.state.keys import Keys
 from tests.integration.services.watcher.watcherkit import by_set, land
-from tests.system.daemonkit import Daemon, NotifyListener, wait_for
+from tests.system.daemonkit import Daemon, NotifyListener, payloads, wait_for
 
 RECONCILIATIONS_SEC = 2.5
 """Two reconciliation scans and then some (poll_interval_sec is 1 in testing)."""
@@ -39,9 +37,7 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
 
 
 def _set_ids(client: redis.Redis, env: dict[str, str]) -> list[str]:
-    stream = Keys(env["DSA110__REDIS__NAMESPACE"]).stream(MessageType.HDF5_PROCESSING.value)
-    entries = client.xrange(stream)
-    return [json.loads(fields["m"])["payload"]["set_id"] for _, fields in entries]
+    return [p["set_id"] for p in payloads(client, env, MessageType.HDF5_PROCESSING)]
 
 
 def test_the_watcher_daemon_announces_once_survives_bad_input_and_restarts(

@@ -46,17 +46,21 @@ def simulate_sets(out: Path) -> tuple[SimulationResult, Path]:
     result = simulate(
         SimulationSpec(out=out / "sets", start=START, sets=N_SETS, scale="tiny", seed=5)
     )
+    return result, truth_catalog(result, out / "catalog.csv")
+
+
+def truth_catalog(result: SimulationResult, path: Path) -> Path:
+    """The simulated sky (the simulation's truth file) written as a catalog CSV at ``path``."""
     assert result.truth_path is not None
-    truth = json.loads(result.truth_path.read_text())
-    sources = truth["sources"]
+    sources = json.loads(result.truth_path.read_text())["sources"]
     catalog = Catalog(
         tuple(s["id"] for s in sources),
         np.array([s["ra_deg"] for s in sources]),
         np.array([s["dec_deg"] for s in sources]),
         np.array([s["flux_jy"] for s in sources]),
     )
-    write_catalog(out / "catalog.csv", catalog)
-    return result, out / "catalog.csv"
+    write_catalog(path, catalog)
+    return path
 
 
 def set_files(sim: SimulationResult, index: int) -> list[Path]:
