@@ -40,7 +40,7 @@ from dsa110d.state.registry import Registry, RegistryEntry
 from dsa110d.state.sets import SetRecord, Sets, SetState
 from dsa110d.state.streams import DeadLetter, ReliableStream
 from tests.integration.services.processorkit import truth_catalog
-from tests.integration.services.watcher.watcherkit import land
+from tests.integration.services.watcher.watcherkit import land_all
 from tests.system.daemonkit import REPO, SERVICES_YAML, Daemon, wait_for
 
 T = TypeVar("T")
@@ -237,7 +237,7 @@ class World:
         daemon.wait_event("ready", timeout)
 
     def land_set(self, index: int) -> None:
-        self.add_inputs([land(f, self.incoming) for f in self.sky.set_files(index)])
+        self.add_inputs(land_all(self.sky.set_files(index), self.incoming))
         self.landed_sets.append(index)
 
     def add_inputs(self, paths: list[Path]) -> None:

@@ -21,7 +21,7 @@ from tests.integration.services.processorkit import (
     set_files,
     simulate_sets,
 )
-from tests.integration.services.watcher.watcherkit import land
+from tests.integration.services.watcher.watcherkit import land_all
 from tests.system.daemonkit import Daemon, NotifyListener, payloads, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -56,8 +56,7 @@ def _processor_env(
 def _land_first_block(result: Any, incoming: Path) -> None:
     """Sets 0 and 1: the two chunks of FIRST_BLOCK."""
     for index in (0, 1):
-        for f in set_files(result, index):
-            land(f, incoming)
+        land_all(set_files(result, index), incoming)
 
 
 def test_the_daemon_converts_landed_sets_and_processes_their_block(

@@ -16,6 +16,7 @@ import numpy as np
 
 from dsa110d.config import Config
 from dsa110d.messages import Message, MessageType, decode
+from dsa110d.science.blocks import Block, BlockPlan
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.services.processor import MSProcessingHandler, MSProcessorService
@@ -67,6 +68,11 @@ def set_files(sim: SimulationResult, index: int) -> list[Path]:
     """The 16 files of set ``index`` (by the set id's minute prefix)."""
     prefix = sim.set_ids[index][:16]
     return sorted(f for f in sim.files if f.name.startswith(prefix))
+
+
+def first_block(config: Config) -> Block:
+    """FIRST_BLOCK as the processor plans it (sets 0 and 1 are its chunks)."""
+    return BlockPlan.from_config(config.services.ms_processor).block_by_id(FIRST_BLOCK)
 
 
 def processor_config(tmp_path: Path, url: str, catalog: Path, **overrides: Any) -> Config:
