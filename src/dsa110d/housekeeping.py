@@ -5,11 +5,16 @@ set records whose input files have left ``incoming_dir`` (moved by post_handle o
 the operator: a set whose files are still there keeps its record, else a restarted watcher
 would announce it again); chunk and block records (by when recorded; never a pending block);
 acked stream entries (and, on a stream no group reads, old ones); dead letters; resolved
-alerts and alert events; stale registry entries and long-gone stream consumers; and temporary
-outputs (``.tmp-*`` from :func:`dsa110d.science.atomic.temp_sibling`) that a crash left in
-``ms_dir`` and ``results_dir`` longer ago than ``temp_grace_sec``. It never removes a
-complete output (a directory with the completion marker, even under a temporary name), never
-anything under ``incoming_dir`` or ``processed_dir`` (inputs), and never follows symlinks.
+alerts and alert events; stale registry entries and long-gone stream consumers; and what a
+crash left in the data directories: temporary outputs (``.tmp-*`` from
+:func:`dsa110d.science.atomic.temp_sibling`) in ``ms_dir`` and ``results_dir``, and block
+staging directories (``results_dir/.staging/*``, with the stages' ``.scratch`` inside) whose
+newest file is older than :func:`leftover_age_sec` (``temp_grace_sec``, but at least
+``LEFTOVER_TIMEOUT_FACTOR`` times the longest job timeout: a job past its timeout has been
+killed and its own cleanup has run, so nothing that old is still being written). It never
+removes a complete output (a directory with the completion marker, even under a temporary
+name), never anything under ``incoming_dir`` or ``processed_dir`` (inputs), nothing outside
+``ms_dir`` and ``results_dir``, and never follows symlinks.
 
 The daemon runs a pass every ``housekeeping.interval_sec`` on one host at a time: the pass
 holds the ``housekeeping`` lease and claims the interval in Redis, so N daemons run it once.
@@ -30,7 +35,7 @@ import anyio
 from dsa110d.config import Config
 from dsa110d.errors import LeaseHeldError, StateError
 from dsa110d.logs import get_logger
-from dsa110d.science.atomic import is_complete_dir, is_temporary
+from dsa110d.science.atomic import STAGING_DIR, is_complete_dir, is_temporary
 from dsa110d.state import housekeeping as state_hk
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.housekeeping import Removal
@@ -41,6 +46,9 @@ log = get_logger("dsa110d.housekeeping")
 DAY_SEC = 86400.0
 LEASE_NAME = "housekeeping"
 CHECK_EVERY_SEC = 60.0  # how often a daemon looks whether a pass is due
+LEFTOVER_TIMEOUT_FACTOR = 4.0
+"""A crash leftover is at least this many job timeouts old (processing_timeout_sec of the
+processor, analysis_timeout_sec of the analyzer) before housekeeping removes it."""
 
 
 @dataclass
@@ -61,11 +69,24 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path == r or r in path.parents for r in roots)
 
 
-def stale_temporaries(config: Config, now: float) -> list[Removal]:
-    """Crash leftovers under ms_dir and results_dir older than the grace period."""
+def leftover_age_sec(config: Config) -> float:
+    """How old (newest file) a crash leftover must be to go: ``temp_grace_sec``, and well past
+    the longest a job may run (a job past its timeout is killed and cleans up after itself)."""
+    services = config.services
+    longest_job = max(
+        services.ms_processor.processing_timeout_sec,
+        services.variability_analyzer.analysis_timeout_sec,
+    )
+    return max(config.housekeeping.temp_grace_sec, LEFTOVER_TIMEOUT_FACTOR * longest_job)
+
+
+def stale_leftovers(config: Config, now: float) -> list[Removal]:
+    """Crash leftovers under ms_dir and results_dir older than :func:`leftover_age_sec`:
+    temporaries anywhere, and each block staging directory as a whole."""
     paths = config.paths
     inputs = [p.resolve() for p in (paths.incoming_dir, paths.processed_dir)]
-    grace = config.housekeeping.temp_grace_sec
+    max_age = leftover_age_sec(config)
+    staging = paths.results_dir.resolve() / STAGING_DIR
     found = []
     for root in dict.fromkeys(p.resolve() for p in (paths.ms_dir, paths.results_dir)):
         if not root.is_dir() or _inside(root, inputs):
@@ -77,11 +98,15 @@ def stale_temporaries(config: Config, now: float) -> list[Removal]:
                 path = here / name
                 if _inside(path, inputs) or path.is_symlink():
                     continue
+                if path == staging:
+                    if name in subdirs:
+                        found += _stale_staging(path, now, max_age)
+                    continue
                 if name in subdirs and is_complete_dir(path):
                     continue  # a complete output (maybe awaiting its rename): never removed
                 if is_temporary(path):
                     age = now - _last_change(path)
-                    if age > grace:
+                    if age > max_age:
                         found.append(Removal("temporary", str(path), 1, age))
                 elif name in subdirs:
                     keep.append(name)
@@ -89,16 +114,36 @@ def stale_temporaries(config: Config, now: float) -> list[Removal]:
     return found
 
 
+def _stale_staging(staging: Path, now: float, max_age: float) -> list[Removal]:
+    """The block staging directories (and stray files) under ``staging`` past ``max_age``."""
+    found = []
+    for entry in sorted(os.scandir(staging), key=lambda e: e.name):
+        path = Path(entry.path)
+        if entry.is_symlink():
+            continue
+        age = now - _last_change(path)
+        if age > max_age:
+            found.append(Removal("staging", str(path), 1, age))
+    return found
+
+
 def _last_change(path: Path) -> float:
-    """Newest mtime of a temporary and its direct entries (a writer still at work touches
-    its files, not always the directory); a path that vanished meanwhile counts as new."""
+    """Newest mtime of a leftover and everything in it (a writer still at work touches its
+    files, not always the directories above them). Symlinks are not followed. Anything that
+    vanishes or cannot be read meanwhile makes it count as new: kept."""
     try:
         stamps = [path.lstat().st_mtime]
         if path.is_dir() and not path.is_symlink():
-            stamps += [entry.stat(follow_symlinks=False).st_mtime for entry in os.scandir(path)]
-    except FileNotFoundError:
+            for directory, subdirs, files in os.walk(path, onerror=_reraise):
+                for name in [*subdirs, *files]:
+                    stamps.append(os.lstat(os.path.join(directory, name)).st_mtime)
+    except OSError:
         return float("inf")
     return max(stamps)
+
+
+def _reraise(exc: OSError) -> None:
+    raise exc
 
 
 def still_incoming(incoming_dir: Path, batch: list[list[str]]) -> list[bool]:
@@ -119,7 +164,7 @@ def _is_incoming(root: Path, path: Path) -> bool:
 
 
 def remove_paths(removals: list[Removal]) -> None:
-    """Delete the temporaries found by :func:`stale_temporaries` (blocking)."""
+    """Delete the leftovers found by :func:`stale_leftovers` (blocking)."""
     for r in removals:
         path = Path(r.name)
         if path.is_dir() and not path.is_symlink():
@@ -156,10 +201,10 @@ async def run_pass(
         redis, keys, now, config.supervisor.registry_ttl_sec, config.streams.retention_sec,
         dry_run, target,
     )  # fmt: skip
-    temporaries = await anyio.to_thread.run_sync(stale_temporaries, config, now)
+    leftovers = await anyio.to_thread.run_sync(stale_leftovers, config, now)
     if not dry_run:
-        await anyio.to_thread.run_sync(remove_paths, temporaries)
-    report.removals += temporaries
+        await anyio.to_thread.run_sync(remove_paths, leftovers)
+    report.removals += leftovers
     return report
 
 

@@ -17,14 +17,21 @@ import redis.asyncio as aioredis
 
 from dsa110d.config import Config
 from dsa110d.errors import LeaseHeldError
-from dsa110d.housekeeping import DAY_SEC, _maybe_run, run_exclusive, run_pass
+from dsa110d.housekeeping import (
+    DAY_SEC,
+    _maybe_run,
+    leftover_age_sec,
+    run_exclusive,
+    run_pass,
+    stale_leftovers,
+)
 from dsa110d.messages import MessageType
-from dsa110d.science.atomic import COMPLETE_MARKER
+from dsa110d.science.atomic import COMPLETE_MARKER, STAGING_DIR
 from dsa110d.state.blocks import Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.housekeeping import claim_run, prune_registry
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, make_config
 
 pytestmark = pytest.mark.anyio
 
@@ -289,3 +296,69 @@ async def test_streams_nobody_reads_and_the_alert_stream_are_bounded(
     await run_pass(config, redis, now=now)
     for stream in [keys.stream(t.value) for t in MessageType] + [keys.alerts()]:
         assert [i for i, _ in await redis.xrange(stream)] == [ms_id(RECENT, now)], stream
+
+
+def write_tree(root: Path, files: list[str], mtime: float) -> None:
+    """Files (relative to ``root``, each with its directories) and every directory on the
+    way, all last changed at ``mtime``."""
+    for name in files:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    for path in [*sorted(root.rglob("*"), reverse=True), root]:
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+
+STAGED = ["photometry/B.parquet", ".scratch/imaging/block-image.fits", ".scratch/flag/.tmp-x"]
+"""What a block run's staging directory holds when its processor is killed mid-run."""
+
+
+async def test_staging_left_by_a_killed_block_run_goes_but_not_a_running_ones(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    now = time.time()
+    staging = config.paths.results_dir / STAGING_DIR
+    old, young = now - 2 * DAY_SEC, now - 3600
+    write_tree(staging / "2026-11-01T00:00:00.v1.t3", STAGED, old)  # killed long ago
+    write_tree(staging / "2026-11-01T01:00:00.v1.t4", STAGED, young)  # may still run
+    # an old tree whose job still writes deep inside (wsclean into its scratch): stays
+    busy = staging / "2026-11-01T02:00:00.v2.t9"
+    write_tree(busy, STAGED, old)
+    (busy / ".scratch" / "imaging" / "block-image.fits").write_bytes(b"more")
+    # a symlink in the staging directory is never followed or removed, nor what it points at
+    outside = config.paths.state_dir / "not-a-data-root"
+    write_tree(outside, ["keep.dat"], old)
+    (staging / "2026-11-01T03:00:00.v1.t5").symlink_to(outside)
+    os.utime(staging, (old, old))
+
+    dry = await run_pass(config, redis, dry_run=True, now=now)
+    leftovers = [(r.kind, Path(r.name)) for r in dry.removals if r.kind in ("staging", "temporary")]
+    assert leftovers == [("staging", staging / "2026-11-01T00:00:00.v1.t3")]
+    assert (staging / "2026-11-01T00:00:00.v1.t3").exists()  # a dry run removes nothing
+
+    done = await run_pass(config, redis, now=now)
+    assert [r.name for r in done.removals if r.kind == "staging"] == [str(leftovers[0][1])]
+    assert not leftovers[0][1].exists()
+    assert sorted(p.name for p in staging.iterdir()) == [
+        "2026-11-01T01:00:00.v1.t4",
+        "2026-11-01T02:00:00.v2.t9",
+        "2026-11-01T03:00:00.v1.t5",
+    ]
+    assert all((busy / f).exists() for f in STAGED)
+    assert (outside / "keep.dat").exists()
+
+
+async def test_leftovers_wait_well_past_the_longest_job_timeout(tmp_path: Path) -> None:
+    """A site whose blocks may take 12 h: a 30 h old staging directory or temporary output is
+    past temp_grace_sec (6 h) but not past 4 block timeouts, so it stays."""
+    now = time.time()
+    usual = make_config(tmp_path / "usual")
+    slow = make_config(tmp_path / "slow", services__ms_processor__processing_timeout_sec=43200)
+    assert leftover_age_sec(usual) == usual.housekeeping.temp_grace_sec == 6 * 3600
+    assert leftover_age_sec(slow) == 4 * 12 * 3600
+    for config in (usual, slow):
+        stale = now - 30 * 3600
+        write_tree(config.paths.results_dir / STAGING_DIR / "B.v1.t1", STAGED, stale)
+        write_tree(config.paths.ms_dir / ".tmp-2026-11-01T00:00:00.ms.1a2b3c4d", ["t.dat"], stale)
+    assert sorted(r.kind for r in stale_leftovers(usual, now)) == ["staging", "temporary"]
+    assert stale_leftovers(slow, now) == []

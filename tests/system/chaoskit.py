@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,9 +28,7 @@ import pandas as pd
 from dsa110d.config import Config, load_config
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import is_complete_dir
-from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
-from dsa110d.science.subbands import INCOMPLETE_SUFFIX
 from dsa110d.science.variability_results import LATEST_TABLE, RESULTS_SUBDIR
 from dsa110d.state import embedded
 from dsa110d.state.analysis import AnalysisQueue, Outlook
@@ -42,6 +39,8 @@ from dsa110d.state.leases import Leases
 from dsa110d.state.registry import Registry, RegistryEntry
 from dsa110d.state.sets import SetRecord, Sets, SetState
 from dsa110d.state.streams import DeadLetter, ReliableStream
+from tests.integration.services.processorkit import truth_catalog
+from tests.integration.services.watcher.watcherkit import land_all
 from tests.system.daemonkit import REPO, SERVICES_YAML, Daemon, wait_for
 
 T = TypeVar("T")
@@ -120,25 +119,7 @@ def make_sky(out: Path) -> Sky:
             n_subbands=N_SUBBANDS, seed=SEED,
         )
     )  # fmt: skip
-    truth = json.loads(Path(str(result.truth_path)).read_text())
-    sources = truth["sources"]
-    catalog = Catalog(
-        tuple(s["id"] for s in sources),
-        np.array([s["ra_deg"] for s in sources]),
-        np.array([s["dec_deg"] for s in sources]),
-        np.array([s["flux_jy"] for s in sources]),
-    )
-    write_catalog(out / "catalog.csv", catalog)
-    return Sky(result, out / "catalog.csv")
-
-
-def land(source: Path, incoming: Path, name: str | None = None) -> Path:
-    """As the correlator does: written under ``_incomplete``, then renamed into place."""
-    final = incoming / (name or source.name)
-    temporary = final.with_name(final.name.replace(".hdf5", INCOMPLETE_SUFFIX))
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, final)
-    return final
+    return Sky(result, truth_catalog(result, out / "catalog.csv"))
 
 
 def fingerprint(paths: list[Path]) -> dict[str, tuple[str, int, int, int]]:
@@ -256,7 +237,7 @@ class World:
         daemon.wait_event("ready", timeout)
 
     def land_set(self, index: int) -> None:
-        self.add_inputs([land(f, self.incoming) for f in self.sky.set_files(index)])
+        self.add_inputs(land_all(self.sky.set_files(index), self.incoming))
         self.landed_sets.append(index)
 
     def add_inputs(self, paths: list[Path]) -> None:

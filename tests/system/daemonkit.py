@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -12,10 +13,32 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from dsa110d.messages import MessageType
+from dsa110d.state.keys import Keys
+from dsa110d.state.streams import ENTRY_FIELD
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES_YAML = REPO / "etc" / "dsa110" / "services.yaml"
 SYSTEM_DIR = Path(__file__).resolve().parent
+EXAMPLES = REPO / "examples"
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without any DSA110* setting, the checkout's sources (and
+    the examples) importable, and ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DSA110")}
+    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{EXAMPLES}"
+    env.update(extra)
+    return env
+
+
+def payloads(client: Any, env: dict[str, str], message_type: MessageType) -> list[dict[str, Any]]:
+    """The payloads on a message type's stream in the daemon's namespace, oldest first
+    (``client``: a synchronous redis client with decode_responses)."""
+    stream = Keys(env["DSA110__REDIS__NAMESPACE"]).stream(message_type.value)
+    return [json.loads(fields[ENTRY_FIELD])["payload"] for _, fields in client.xrange(stream)]
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 10.0, step: float = 0.05) -> None:

@@ -1,9 +1,10 @@
 """``dsa110d run --env testing --services analyzer`` as a process: seeded photometry and a
 burst of block messages give one analysis run, its results on disk and its candidates; an
-operator's full-recompute request is run by the live daemon."""
+operator's full-recompute request (``dsa110ctl recompute``) is run by the live daemon."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,12 +13,12 @@ import pytest
 import redis
 
 from dsa110d.config import load_config
-from dsa110d.messages import encode
-from dsa110d.state.analysis import request_recompute
+from dsa110d.messages import MessageType, encode
 from dsa110d.state.candidates import fetch_candidates
-from tests.integration.services.analyzerkit import processor_block_message
-from tests.integration.services.seed import TRANSIENT, VARIABLES, block_id, seed_blocks
-from tests.system.daemonkit import SERVICES_YAML, Daemon, wait_for
+from tests.integration.operations.ctlkit import ctl
+from tests.integration.services.analyzerkit import seeded_block_message
+from tests.integration.services.seed import TRANSIENT, VARIABLES, seed_blocks
+from tests.system.daemonkit import SERVICES_YAML, Daemon, payloads, wait_for
 
 
 @pytest.mark.timeout(120)
@@ -38,8 +39,7 @@ def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates
     client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
     stream = f"{env['DSA110__REDIS__NAMESPACE']}:ms_processing"
     for b in range(8):
-        path = results / "photometry" / f"{block_id(b)}.parquet"
-        client.xadd(stream, {"m": encode(processor_block_message(block_id(b), path))})
+        client.xadd(stream, {"m": encode(seeded_block_message(results, b))})
 
     finished = daemon.wait_event("analysis_finished", timeout=60)
     assert finished["status"] == "ok" and finished["n_blocks_noted"] == 8
@@ -54,12 +54,13 @@ def test_the_analyzer_daemon_turns_seeded_photometry_into_results_and_candidates
     found = {c["source_id"]: c["class"] for c in report.candidates}
     assert found == {**dict.fromkeys(VARIABLES, "variable"), TRANSIENT: "transient"}
     assert report.candidates[0]["source_id"] == TRANSIENT
-    sent = client.xrange(f"{env['DSA110__REDIS__NAMESPACE']}:variability_analysis")
-    assert len(sent) == 1
+    assert len(payloads(client, env, MessageType.VARIABILITY_ANALYSIS)) == 1
     client.close()
 
     # an operator asks for a full recompute: the running daemon does it, same candidates
-    anyio.run(request_recompute, config)
+    asked = ctl(config, "recompute", "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["analyzers"] == 1
     wait_for(lambda: len(daemon.events("analysis_finished")) == 2, timeout=60)
     again = daemon.events("analysis_finished")[-1]
     assert again["full"] is True and str(again["state"]) == "rebuilt: requested"

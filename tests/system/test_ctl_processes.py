@@ -114,17 +114,24 @@ async def test_a_stale_pid_file_is_removed_not_signalled(environ: dict[str, str]
         bystander.wait()
 
 
+async def _failed_start(service: str) -> str:
+    """Start ``service`` in the background (environment as set up): it must fail and leave no
+    pid file. What the report says."""
+    backend = ProcessBackend(config_from_environ(), SERVICES_YAML)
+    outcome = await backend.start(service)
+    assert not outcome.ok
+    assert not backend.pid_file(service).exists()
+    return outcome.detail
+
+
 @pytest.mark.anyio
 async def test_a_daemon_that_exits_at_start_is_reported(
     environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DSA110_SERVICE_MODULES", "no_such_module_xyz")
-    backend = ProcessBackend(config_from_environ(), SERVICES_YAML)
-    outcome = await backend.start("analyzer")
-    assert not outcome.ok
-    assert "exited with status 2" in outcome.detail
-    assert "no_such_module_xyz" in outcome.detail
-    assert not backend.pid_file("analyzer").exists()
+    detail = await _failed_start("analyzer")
+    assert "exited with status 2" in detail
+    assert "no_such_module_xyz" in detail
 
 
 def test_the_program_in_the_development_layout(tmp_path: Path) -> None:
@@ -176,9 +183,6 @@ async def test_a_daemon_that_cannot_reach_its_server_is_reported(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("DSA110__REDIS__URL", f"redis://127.0.0.1:{port}/0")
-    backend = ProcessBackend(config_from_environ(), SERVICES_YAML)
-    outcome = await backend.start("processor")
-    assert not outcome.ok
-    assert "exited with status 3" in outcome.detail
-    assert "cannot reach the state server" in outcome.detail
-    assert not backend.pid_file("processor").exists()
+    detail = await _failed_start("processor")
+    assert "exited with status 3" in detail
+    assert "cannot reach the state server" in detail

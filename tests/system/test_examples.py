@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.system.daemonkit import REPO
+from tests.system.daemonkit import EXAMPLES, clean_environ
 
 pytestmark = pytest.mark.timeout(300)
-EXAMPLES = REPO / "examples"
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DSA110")}
-    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{EXAMPLES}"
-    env.update(extra)
-    return env
 
 
 def test_all_examples_run() -> None:

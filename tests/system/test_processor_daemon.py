@@ -4,7 +4,6 @@ file and MS_PROCESSING messages; SIGTERM then stops it cleanly."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,14 @@ import redis
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import is_complete_dir
 from dsa110d.science.photometry import SCHEMA
-from dsa110d.state.keys import Keys
 from tests.integration.services.processorkit import (
     BLOCK_SETTINGS,
     FIRST_BLOCK,
     set_files,
     simulate_sets,
 )
-from tests.integration.services.watcher.watcherkit import land
-from tests.system.daemonkit import Daemon, NotifyListener, wait_for
+from tests.integration.services.watcher.watcherkit import land_all
+from tests.system.daemonkit import Daemon, NotifyListener, payloads, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,8 +33,30 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def _ms_messages(client: redis.Redis, env: dict[str, str]) -> list[dict[str, Any]]:
-    stream = Keys(env["DSA110__REDIS__NAMESPACE"]).stream(MessageType.MS_PROCESSING.value)
-    return [json.loads(fields["m"])["payload"] for _, fields in client.xrange(stream)]
+    return payloads(client, env, MessageType.MS_PROCESSING)
+
+
+def _processor_env(
+    daemon_env: Callable[..., dict[str, str]], tmp_path: Path, catalog: Path, **extra: str
+) -> dict[str, str]:
+    """A watcher+processor daemon's environment: its data directories under ``tmp_path``
+    (incoming created), the catalog, and the processor tests' two-chunk blocks."""
+    (tmp_path / "incoming").mkdir()
+    return daemon_env(
+        DSA110__PATHS__INCOMING_DIR=str(tmp_path / "incoming"),
+        DSA110__PATHS__MS_DIR=str(tmp_path / "ms"),
+        DSA110__PATHS__RESULTS_DIR=str(tmp_path / "results"),
+        DSA110__PATHS__PROCESSED_DIR=str(tmp_path / "processed"),
+        DSA110__PATHS__CATALOG=str(catalog),
+        **{f"DSA110__{k.upper()}": str(v) for k, v in BLOCK_SETTINGS.items()},
+        **extra,
+    )
+
+
+def _land_first_block(result: Any, incoming: Path) -> None:
+    """Sets 0 and 1: the two chunks of FIRST_BLOCK."""
+    for index in (0, 1):
+        land_all(set_files(result, index), incoming)
 
 
 def test_the_daemon_converts_landed_sets_and_processes_their_block(
@@ -47,24 +67,14 @@ def test_the_daemon_converts_landed_sets_and_processes_their_block(
     tmp_path: Path,
 ) -> None:
     result, catalog = sim
-    incoming, ms_dir, results = tmp_path / "incoming", tmp_path / "ms", tmp_path / "results"
-    incoming.mkdir()
-    env = daemon_env(
-        NOTIFY_SOCKET=notify.name,
-        DSA110__PATHS__INCOMING_DIR=str(incoming),
-        DSA110__PATHS__MS_DIR=str(ms_dir),
-        DSA110__PATHS__RESULTS_DIR=str(results),
-        DSA110__PATHS__PROCESSED_DIR=str(tmp_path / "processed"),
-        DSA110__PATHS__CATALOG=str(catalog),
-        DSA110__SUPERVISOR__WORKERS="2",
-        **{f"DSA110__{k.upper()}": str(v) for k, v in BLOCK_SETTINGS.items()},
+    ms_dir, results = tmp_path / "ms", tmp_path / "results"
+    env = _processor_env(
+        daemon_env, tmp_path, catalog, NOTIFY_SOCKET=notify.name, DSA110__SUPERVISOR__WORKERS="2"
     )
     client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
     daemons.append(daemon := Daemon(env, "watcher,processor"))
     wait_for(lambda: bool(notify.times_of("READY=1")), timeout=60)
-    for index in (0, 1):
-        for f in set_files(result, index):
-            land(f, incoming)
+    _land_first_block(result, tmp_path / "incoming")
     parquet = results / "photometry" / f"{FIRST_BLOCK}.parquet"
     wait_for(parquet.exists, timeout=120, step=0.2)
     for set_id in result.set_ids[:2]:
@@ -90,20 +100,9 @@ def test_a_processor_killed_mid_work_finishes_after_a_restart_with_everything_do
     tmp_path: Path,
 ) -> None:
     result, catalog = sim
-    incoming, ms_dir, results = tmp_path / "incoming", tmp_path / "ms", tmp_path / "results"
-    incoming.mkdir()
-    for index in (0, 1):
-        for f in set_files(result, index):
-            land(f, incoming)
-    env = daemon_env(
-        NOTIFY_SOCKET=notify.name,
-        DSA110__PATHS__INCOMING_DIR=str(incoming),
-        DSA110__PATHS__MS_DIR=str(ms_dir),
-        DSA110__PATHS__RESULTS_DIR=str(results),
-        DSA110__PATHS__PROCESSED_DIR=str(tmp_path / "processed"),
-        DSA110__PATHS__CATALOG=str(catalog),
-        **{f"DSA110__{k.upper()}": str(v) for k, v in BLOCK_SETTINGS.items()},
-    )
+    ms_dir, results = tmp_path / "ms", tmp_path / "results"
+    env = _processor_env(daemon_env, tmp_path, catalog, NOTIFY_SOCKET=notify.name)
+    _land_first_block(result, tmp_path / "incoming")
     client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
     daemons.append(first := Daemon(env, "watcher,processor"))
     wait_for(lambda: bool(first.events("set_converted")), timeout=120, step=0.05)

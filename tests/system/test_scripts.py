@@ -11,17 +11,9 @@ import pytest
 
 from dsa110d.operations.processes import is_daemon
 from dsa110d.state import embedded
-from tests.system.daemonkit import REPO, SERVICES_YAML
+from tests.system.daemonkit import REPO, SERVICES_YAML, clean_environ
 
 pytestmark = pytest.mark.timeout(120)
-EXAMPLES = REPO / "examples"
-
-
-def clean_environ(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DSA110")}
-    env["PYTHONPATH"] = f"{REPO / 'src'}{os.pathsep}{EXAMPLES}"
-    env.update(extra)
-    return env
 
 
 def script(tmp_path: Path, name: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ keeps running."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,9 +15,8 @@ import redis
 from dsa110d.messages import MessageType
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
-from dsa110d.state.keys import Keys
-from tests.integration.services.watcher.watcherkit import by_set, land
-from tests.system.daemonkit import Daemon, NotifyListener, wait_for
+from tests.integration.services.watcher.watcherkit import by_set, land_all
+from tests.system.daemonkit import Daemon, NotifyListener, payloads, wait_for
 
 RECONCILIATIONS_SEC = 2.5
 """Two reconciliation scans and then some (poll_interval_sec is 1 in testing)."""
@@ -39,9 +37,7 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> SimulationResult:
 
 
 def _set_ids(client: redis.Redis, env: dict[str, str]) -> list[str]:
-    stream = Keys(env["DSA110__REDIS__NAMESPACE"]).stream(MessageType.HDF5_PROCESSING.value)
-    entries = client.xrange(stream)
-    return [json.loads(fields["m"])["payload"]["set_id"] for _, fields in entries]
+    return [p["set_id"] for p in payloads(client, env, MessageType.HDF5_PROCESSING)]
 
 
 def test_the_watcher_daemon_announces_once_survives_bad_input_and_restarts(
@@ -54,8 +50,7 @@ def test_the_watcher_daemon_announces_once_survives_bad_input_and_restarts(
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     groups = by_set(sets.files)
-    for p in groups[0]:
-        land(p, incoming)
+    land_all(groups[0], incoming)
     corrupt = incoming / "2026-03-20T06:10:20_sb00.hdf5"
     corrupt.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)  # an HDF5 signature, then nothing
     env = daemon_env(
@@ -68,8 +63,7 @@ def test_the_watcher_daemon_announces_once_survives_bad_input_and_restarts(
     daemons.append(daemon := Daemon(env, "watcher"))
     wait_for(lambda: bool(notify.times_of("READY=1")), timeout=30)
     assert _set_ids(client, env) == [sets.set_ids[0]]  # READY came after the start-up scan
-    for p in groups[1]:
-        land(p, incoming)
+    land_all(groups[1], incoming)
     wait_for(lambda: len(_set_ids(client, env)) == 2, timeout=10)
     time.sleep(RECONCILIATIONS_SEC)
     faults = daemon.events("subband_fault")
@@ -77,12 +71,10 @@ def test_the_watcher_daemon_announces_once_survives_bad_input_and_restarts(
     assert str(corrupt) in str(faults[0]["reason"])
     assert daemon.proc.poll() is None  # still running
     assert daemon.stop() == 0
-    for p in groups[2][:2]:  # half a set lands while the daemon is down
-        land(p, incoming)
+    land_all(groups[2][:2], incoming)  # half a set lands while the daemon is down
     daemons.append(again := Daemon(env, "watcher"))
     again.wait_event("ready", timeout=30)
-    for p in groups[2][2:]:
-        land(p, incoming)
+    land_all(groups[2][2:], incoming)
     wait_for(lambda: len(_set_ids(client, env)) == 3, timeout=10)
     time.sleep(RECONCILIATIONS_SEC)
     assert _set_ids(client, env) == sets.set_ids  # each once, in order, across the restart
@@ -99,8 +91,7 @@ def test_two_watcher_daemons_on_one_directory_announce_each_set_once(
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     groups = by_set(sets.files)
-    for p in groups[0]:  # one set there before either starts (both start-up scans race)
-        land(p, incoming)
+    land_all(groups[0], incoming)  # one set there before either starts (both start-up scans race)
     env = daemon_env(
         DSA110__PATHS__INCOMING_DIR=str(incoming),
         DSA110__SERVICES__HDF5_WATCHER__STABILITY_INTERVAL_SEC="0.05",
@@ -111,8 +102,7 @@ def test_two_watcher_daemons_on_one_directory_announce_each_set_once(
     first.wait_event("ready", timeout=30)
     second.wait_event("ready", timeout=30)
     for files in groups[1:]:  # the rest arrive while both watch (both see every event)
-        for p in files:
-            land(p, incoming)
+        land_all(files, incoming)
     wait_for(lambda: len(_set_ids(client, env)) >= len(sets.set_ids), timeout=15)
     time.sleep(RECONCILIATIONS_SEC)
     assert sorted(_set_ids(client, env)) == sorted(sets.set_ids)

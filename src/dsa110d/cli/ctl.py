@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ from dsa110d.cli.common import (
 )
 from dsa110d.config import ENVIRONMENTS, load_config
 from dsa110d.messages import MessageType
-from dsa110d.operations import processes, queues, records, status
+from dsa110d.operations import analysis, processes, queues, records, status
 from dsa110d.operations.processes import INSTANCES, MODES, Outcome
 
 PROGRAM = "dsa110ctl"
@@ -597,6 +598,42 @@ def candidates_command(
             for c in shown
         ),
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _recompute_lines(request: analysis.RecomputeRequest, now: float) -> list[str]:
+    """What ``recompute`` prints: the request, who will run it, what it also takes."""
+    if request.analyzers:
+        who = f"the next analyzer to look runs it ({request.analyzers} running)"
+    else:
+        who = "no analyzer is running: the first to start runs it"
+    lines = [f"full recompute requested at {_when(request.requested_at)}: {who}"]
+    if request.pending_blocks:
+        lines.append(f"the run also takes {request.pending_blocks} noted blocks")
+    if request.last_finished is None:
+        lines.append("last run: none yet")
+    else:
+        age = _duration(max(0.0, now - request.last_finished))
+        lines.append(f"last run: {request.last_status or '?'}, {age} ago")
+    return lines
+
+
+@app.command("recompute")
+def recompute_command(
+    env: EnvOption = None, config: ConfigOption = None, json_: JsonOption = False
+) -> None:
+    """Ask the variability analyzer for a full recompute from every photometry file.
+
+    The request is kept on the state server until a run that took it succeeds; whichever
+    analyzer looks next runs it at once (or the first to start, when none runs)."""
+    request = anyio.run(analysis.request_recompute, load(config, env))
+    if json_:
+        _print_json(request.to_dict())
+        return
+    for line in _recompute_lines(request, time.time()):
+        print(line)
 
 
 # --------------------------------------------------------------------------- configuration

@@ -5,6 +5,8 @@
 * :mod:`~dsa110d.operations.session` opens the state server for a command;
 * :mod:`~dsa110d.operations.status` reads the service registry (``status``, ``health``);
 * :mod:`~dsa110d.operations.queues` reads stream statistics and handles dead letters;
+* :mod:`~dsa110d.operations.records` lists sets, blocks and candidates;
+* :mod:`~dsa110d.operations.analysis` asks the variability analyzer for a full recompute;
 * :mod:`~dsa110d.operations.processes` starts, stops and restarts daemons, through systemd
   when the units are installed and systemd runs, else as background processes.
 

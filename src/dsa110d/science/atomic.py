@@ -16,6 +16,9 @@ from pathlib import Path
 
 COMPLETE_MARKER = ".dsa110d-complete"
 TEMP_PREFIX = ".tmp-"
+STAGING_DIR = ".staging"
+"""Under ``paths.results_dir``: a block run writes its outputs into its own directory here
+(``<block>.v<version>.t<lease token>``) and publishes them into place when it commits."""
 OUTPUT_DIR_MODE = 0o750
 OUTPUT_FILE_MODE = 0o640
 

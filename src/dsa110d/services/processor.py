@@ -63,7 +63,7 @@ from dsa110d.errors import (
 from dsa110d.messages import Message, MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots, paths_inside
-from dsa110d.science.atomic import is_complete_dir
+from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
 from dsa110d.science.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
@@ -80,8 +80,6 @@ PROCESSOR_GROUP = "processor"
 SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 """A set id is the set's start time (``science.subbands.set_id_from_time``); it names the MS,
 so anything else (``..``, slashes) is refused."""
-STAGING_DIR = ".staging"
-"""Under ``paths.results_dir``: block runs write here first (hidden from result globs)."""
 ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
 KIND_CHUNK = "chunk"

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from dsa110d.config import Config
-from dsa110d.state.connection import Redis, connected, describe_target, translate_errors
+from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 
 DEBOUNCE_CAP = 10.0
@@ -196,10 +194,3 @@ def _record(raw: Any) -> dict[str, Any]:
     except ValueError:
         return {}  # a corrupt record must not stop the analysis: treat it as never run
     return doc if isinstance(doc, dict) else {}
-
-
-async def request_recompute(config: Config) -> None:
-    """Ask for a full recompute (``dsa110ctl recompute``): the next analyzer to look runs it."""
-    async with connected(config) as redis:
-        queue = AnalysisQueue(redis, Keys(config.redis.namespace), target=describe_target(config))
-        await queue.request_full(time.time())

@@ -8,12 +8,29 @@ named near it), and sets not yet announced are also in ``Keys.set_open()`` (scor
 seen), which the watcher's reconciliation walks. A record pruned by housekeeping leaves
 stale ids in the last two; readers skip them and :meth:`Sets.forget` drops them.
 
-States (:class:`SetState`)::
+States (:class:`SetState`) and every move the scripts allow, with the method that makes
+it (a new record starts ``collecting``; ``converted`` is final)::
 
-    collecting --(all subbands)--> complete --(claim)--> queued --> converting --> converted
-         |                                        ^                     |
-         +--(timeout, on_incomplete=wait)--> incomplete                 +--> failed
-         +--(timeout, on_incomplete=fail)--> failed
+    collecting --> complete     (add_file: the last expected subband)
+               --> incomplete   (mark_incomplete: timed out, on_incomplete=wait)
+               --> queued       (claim: announced partial, on_incomplete=partial)
+               --> failed       (mark: timed out, on_incomplete=fail)
+    incomplete --> complete     (add_file: the missing subbands arrive after all)
+               --> queued       (claim: announced partial)
+               --> failed       (mark: on_incomplete=fail)
+    complete   --> queued       (claim: announced)
+               --> failed       (mark; no caller: its last subband may have just landed)
+    queued     --> converting   (mark: a processor starts the conversion)
+               --> converted    (mark)
+               --> failed       (mark: a garbled or dead-lettered announcement)
+    converting --> converting   (mark: a redelivery takes it over; another attempt)
+               --> converted    (mark: the MS is done)
+               --> queued       (mark: the attempt failed, it will be retried)
+               --> failed       (mark: the last attempt failed, or dead-lettered)
+    failed     --> converting   (mark: re-run, e.g. a redelivery or a replayed dead letter)
+               --> converted    (mark: the re-run converts it)
+               --> queued       (mark: the re-run failed, it will be retried)
+               --> failed       (mark: another fault recorded)
 
 Every transition is one Lua script, so two watchers racing on the same set never both
 win a claim: :meth:`Sets.claim` returns True to exactly one caller. The watcher publishes

@@ -17,7 +17,9 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("command", [["status"], ["health"], ["queues"], ["dlq", "list"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["health"], ["queues"], ["dlq", "list"], ["recompute"]]
+)
 def test_unreachable_server_is_one_line_and_exit_3(tmp_path: Path, command: list[str]) -> None:
     config = make_config(tmp_path, f"redis://127.0.0.1:{closed_port()}/0")
     done = ctl(config, *command)

@@ -24,6 +24,7 @@ from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import ReliableStream
 from dsa110d.workers import WorkerPool
+from tests.integration.services import seed
 
 WORKER_MODULES = ("dsa110d.science.variability_run",)
 PROCESSOR_GROUP = "processor"
@@ -59,6 +60,11 @@ def processor_block_message(block_id: str, photometry: Path, version: int = 1) -
         chunks=[],
         missing_slots=[],
     )
+
+
+def seeded_block_message(results_dir: Path, b: int) -> Message:
+    """The processor's message for seeded block ``b`` (:func:`seed.write_block`)."""
+    return processor_block_message(seed.block_id(b), seed.photometry_path(results_dir, b))
 
 
 def chunk_message(chunk_id: str) -> Message:

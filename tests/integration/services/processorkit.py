@@ -16,6 +16,7 @@ import numpy as np
 
 from dsa110d.config import Config
 from dsa110d.messages import Message, MessageType, decode
+from dsa110d.science.blocks import Block, BlockPlan
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.services.processor import MSProcessingHandler, MSProcessorService
@@ -46,23 +47,32 @@ def simulate_sets(out: Path) -> tuple[SimulationResult, Path]:
     result = simulate(
         SimulationSpec(out=out / "sets", start=START, sets=N_SETS, scale="tiny", seed=5)
     )
+    return result, truth_catalog(result, out / "catalog.csv")
+
+
+def truth_catalog(result: SimulationResult, path: Path) -> Path:
+    """The simulated sky (the simulation's truth file) written as a catalog CSV at ``path``."""
     assert result.truth_path is not None
-    truth = json.loads(result.truth_path.read_text())
-    sources = truth["sources"]
+    sources = json.loads(result.truth_path.read_text())["sources"]
     catalog = Catalog(
         tuple(s["id"] for s in sources),
         np.array([s["ra_deg"] for s in sources]),
         np.array([s["dec_deg"] for s in sources]),
         np.array([s["flux_jy"] for s in sources]),
     )
-    write_catalog(out / "catalog.csv", catalog)
-    return result, out / "catalog.csv"
+    write_catalog(path, catalog)
+    return path
 
 
 def set_files(sim: SimulationResult, index: int) -> list[Path]:
     """The 16 files of set ``index`` (by the set id's minute prefix)."""
     prefix = sim.set_ids[index][:16]
     return sorted(f for f in sim.files if f.name.startswith(prefix))
+
+
+def first_block(config: Config) -> Block:
+    """FIRST_BLOCK as the processor plans it (sets 0 and 1 are its chunks)."""
+    return BlockPlan.from_config(config.services.ms_processor).block_by_id(FIRST_BLOCK)
 
 
 def processor_config(tmp_path: Path, url: str, catalog: Path, **overrides: Any) -> Config:

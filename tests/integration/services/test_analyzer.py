@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -23,7 +22,6 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 from dsa110d.workers import WorkerPool
 from tests.integration.services.analyzerkit import (
-    WORKER_MODULES,
     announcements,
     assert_same_metrics,
     block_message,
@@ -32,8 +30,8 @@ from tests.integration.services.analyzerkit import (
     handler,
     latest_frame,
     ms_stream,
-    processor_block_message,
     queue,
+    seeded_block_message,
     temporaries,
     wait_until,
 )
@@ -51,29 +49,21 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def pool() -> AsyncIterator[WorkerPool]:
-    """One worker process for the module (its imports take a few seconds)."""
-    async with WorkerPool(1, WORKER_MODULES) as shared:
-        yield shared
+    return "asyncio"  # module scope, so that one analyzer_pool serves every test
 
 
 async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_and_message(
-    config: Config, redis: Redis, pool: WorkerPool
+    config: Config, redis: Redis, analyzer_pool: WorkerPool
 ) -> None:
     results = config.paths.results_dir
     seed_blocks(results, range(8))
     processor = ms_stream(config, redis)
     await processor.ensure_group()  # the processor's group, to show it still sees everything
-    service, ctx = await started_service(config, redis, pool)
+    service, ctx = await started_service(config, redis, analyzer_pool)
     async with anyio.create_task_group() as tg:
         tg.start_soon(service.run, ctx)
         for b in range(8):  # a burst: blocks interleaved with chunks, which are ignored
-            path = results / "photometry" / f"{block_id(b)}.parquet"
-            await processor.publish(processor_block_message(block_id(b), path))
+            await processor.publish(seeded_block_message(results, b))
             await processor.publish(chunk_message(f"chunk-{b}"))
         await wait_until(lambda: _count(config, redis, 1))
         # quiet for several debounce times: no second run
@@ -134,18 +124,17 @@ async def started_service(
 
 
 async def test_two_analyzer_services_sharing_a_burst_make_one_run_and_do_not_spin(
-    config: Config, redis: Redis, pool: WorkerPool
+    config: Config, redis: Redis, analyzer_pool: WorkerPool
 ) -> None:
     results = config.paths.results_dir
     seed_blocks(results, range(8))
     processor = ms_stream(config, redis)
-    pair = [await started_service(config, redis, pool) for _ in range(2)]
+    pair = [await started_service(config, redis, analyzer_pool) for _ in range(2)]
     async with anyio.create_task_group() as tg:
         for service, ctx in pair:
             tg.start_soon(service.run, ctx)
         for b in range(8):
-            path = results / "photometry" / f"{block_id(b)}.parquet"
-            await processor.publish(processor_block_message(block_id(b), path))
+            await processor.publish(seeded_block_message(results, b))
         await wait_until(lambda: _count(config, redis, 1))
         await anyio.sleep(4 * config.services.variability_analyzer.analysis_debounce_sec)
         for _, ctx in pair:
@@ -161,11 +150,11 @@ async def test_two_analyzer_services_sharing_a_burst_make_one_run_and_do_not_spi
 
 
 async def test_a_superseded_block_changes_the_metrics_exactly_as_a_full_recompute_says(
-    config: Config, redis: Redis, pool: WorkerPool
+    config: Config, redis: Redis, analyzer_pool: WorkerPool
 ) -> None:
     results = config.paths.results_dir
     seed_blocks(results, range(6))
-    analyzer = handler(config, redis, pool)
+    analyzer = handler(config, redis, analyzer_pool)
     first = await analyzer.run_once()
     assert first is not None and first.ok
     before = latest_frame(config)
@@ -189,11 +178,11 @@ async def test_a_superseded_block_changes_the_metrics_exactly_as_a_full_recomput
 
 
 async def test_two_analyzers_on_one_server_run_one_at_a_time(
-    config: Config, redis: Redis, pool: WorkerPool
+    config: Config, redis: Redis, analyzer_pool: WorkerPool
 ) -> None:
     seed_blocks(config.paths.results_dir, range(6))
     leases = Leases(redis, Keys(config.redis.namespace), config.leases)
-    first, second = handler(config, redis, pool), handler(config, redis, pool)
+    first, second = handler(config, redis, analyzer_pool), handler(config, redis, analyzer_pool)
     outcome: dict[str, object] = {}
 
     async def run_first() -> None:
@@ -215,7 +204,7 @@ async def _held(leases: Leases) -> bool:
 
 
 async def test_block_messages_with_paths_outside_the_data_roots_go_to_the_dead_letters(
-    config: Config, redis: Redis, pool: WorkerPool, tmp_path: Path
+    config: Config, redis: Redis, analyzer_pool: WorkerPool, tmp_path: Path
 ) -> None:
     results = config.paths.results_dir
     outside = tmp_path / "elsewhere"
@@ -225,7 +214,7 @@ async def test_block_messages_with_paths_outside_the_data_roots_go_to_the_dead_l
     os.symlink(outside, sneaky)
     processor = ms_stream(config, redis)
     await processor.ensure_group()
-    analyzer = handler(config, redis, pool)
+    analyzer = handler(config, redis, analyzer_pool)
     await analyzer.stream.ensure_group()
     good = str(results / "photometry" / "b1.parquet")
     await processor.publish(block_message("b1", photometry=good))
@@ -252,10 +241,10 @@ async def test_block_messages_with_paths_outside_the_data_roots_go_to_the_dead_l
 
 
 async def test_candidates_fall_back_to_the_results_file_when_redis_has_none(
-    config: Config, redis: Redis, pool: WorkerPool
+    config: Config, redis: Redis, analyzer_pool: WorkerPool
 ) -> None:
     seed_blocks(config.paths.results_dir, range(6))
-    report = await handler(config, redis, pool).run_once()
+    report = await handler(config, redis, analyzer_pool).run_once()
     assert report is not None and report.ok
     await redis.delete(Keys(config.redis.namespace).candidates_run())
     assert await CandidateStore(redis, Keys(config.redis.namespace)).latest() is None

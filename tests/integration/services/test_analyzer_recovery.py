@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -27,22 +26,15 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-async def pool() -> AsyncIterator[WorkerPool]:
-    """One worker process for the module (its imports take a few seconds)."""
-    async with WorkerPool(1, WORKER_MODULES) as shared:
-        yield shared
+    return "asyncio"  # module scope, so that one analyzer_pool serves every test
 
 
 async def test_a_restart_resumes_from_the_persisted_state_with_identical_numbers(
-    config: Config, redis: Redis, pool: WorkerPool
+    config: Config, redis: Redis, analyzer_pool: WorkerPool
 ) -> None:
     results = config.paths.results_dir
     seed_blocks(results, range(5))
-    first = await handler(config, redis, pool).run_once()
+    first = await handler(config, redis, analyzer_pool).run_once()
     assert first is not None and first.ok
     write_block(results, 5)
 
@@ -58,7 +50,7 @@ async def test_a_restart_resumes_from_the_persisted_state_with_identical_numbers
     # a corrupt state is rebuilt from all photometry, to the same numbers
     state_dir = results / "variability" / "state"
     (state_dir / "CURRENT").write_text("not json")
-    rebuilt = await handler(config, redis, pool).run_once()
+    rebuilt = await handler(config, redis, analyzer_pool).run_once()
     assert rebuilt is not None and rebuilt.ok
     assert rebuilt.result["run"]["state"].startswith("rebuilt")
     assert_same_metrics(latest_frame(config), incremental)
@@ -73,19 +65,19 @@ def with_timeout(config: Config, seconds: float) -> Config:
 
 
 async def test_a_run_past_the_timeout_is_cancelled_and_reported(
-    config: Config, redis: Redis, pool: WorkerPool
+    config: Config, redis: Redis, analyzer_pool: WorkerPool
 ) -> None:
     slow = with_timeout(config, 0.1)
     seed_blocks(slow.paths.results_dir, range(8))
     await queue(slow, redis).note_blocks([block_id(0)], time.time())
-    worker_before = set(pool.pids)
-    analyzer = handler(slow, redis, pool)
+    worker_before = set(analyzer_pool.pids)
+    analyzer = handler(slow, redis, analyzer_pool)
 
     report = await analyzer.run_once()
 
     assert report is not None and report.status == "timeout"
     assert "analysis_timeout_sec" in report.error
-    assert not set(pool.pids) & worker_before  # the worker was killed, not left running
+    assert not set(analyzer_pool.pids) & worker_before  # the worker was killed, not left running
     sent = await announcements(slow, redis)
     assert [m["status"] for m in sent] == ["timeout"]
     out = slow.paths.results_dir / "variability"

@@ -14,7 +14,6 @@ import pytest
 from dsa110d.config import Config
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
-from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.photometry import SCHEMA
 from dsa110d.science.simulate import SimulationResult
 from dsa110d.services.processor import MSProcessingHandler
@@ -28,12 +27,12 @@ from tests.integration.services.processorkit import (
     block_messages,
     chunk_messages,
     drain,
+    first_block,
     land_and_announce,
     processor,
     processor_config,
     set_consumer,
     set_files,
-    simulate_sets,
     worker_pool,
 )
 
@@ -52,10 +51,10 @@ async def pool() -> AsyncIterator[WorkerPool]:
         yield started
 
 
-@pytest.fixture(scope="session")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[SimulationResult, Path]:
-    """Three tiny 16-subband sets and their catalog, built once (read-only)."""
-    return simulate_sets(tmp_path_factory.mktemp("processor-sets"))
+@pytest.fixture
+def result(sim: tuple[SimulationResult, Path]) -> SimulationResult:
+    """The simulated sets (without their catalog)."""
+    return sim[0]
 
 
 @pytest.fixture
@@ -82,11 +81,10 @@ async def _convert(
 async def test_an_announced_set_becomes_a_complete_ms_a_chunk_record_and_a_chunk_message(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
-    result, _ = sim
     set_id = result.set_ids[0]
     async with processor(cfg, redis, pool) as handler:
         await _convert(handler, cfg, redis, set_files(result, 0))
@@ -118,13 +116,11 @@ def _start_unix(set_id: str) -> float:
 async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_block_message(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
-    result, _ = sim
-    plan = BlockPlan.from_config(cfg.services.ms_processor)
-    block = plan.block_by_id(FIRST_BLOCK)
+    block = first_block(cfg)
     async with processor(cfg, redis, pool) as handler:
         await _convert(handler, cfg, redis, set_files(result, 0))
         assert await handler.check_blocks(now=block.end) == []  # waits for its second chunk
@@ -155,13 +151,11 @@ async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_bl
 async def test_a_block_times_out_with_its_missing_chunks_recorded_and_a_late_chunk_supersedes(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
-    result, _ = sim
-    plan = BlockPlan.from_config(cfg.services.ms_processor)
-    block = plan.block_by_id(FIRST_BLOCK)
+    block = first_block(cfg)
     late_slot = block.first_slot + 1
     timeout = cfg.services.ms_processor.processing_timeout_sec
     async with processor(cfg, redis, pool) as handler:
@@ -191,15 +185,13 @@ async def test_a_block_times_out_with_its_missing_chunks_recorded_and_a_late_chu
 async def test_two_processors_racing_on_the_same_set_and_block_do_each_once(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     import anyio
 
     cfg = pconfig()
-    result, _ = sim
-    plan = BlockPlan.from_config(cfg.services.ms_processor)
-    block = plan.block_by_id(FIRST_BLOCK)
+    block = first_block(cfg)
     await land_and_announce(cfg, redis, set_files(result, 0))
     async with processor(cfg, redis, pool) as one, processor(cfg, redis, pool) as two:
         # the same set announced a second time (an operator's replay): two messages, two
@@ -236,11 +228,10 @@ async def test_two_processors_racing_on_the_same_set_and_block_do_each_once(
 async def test_a_set_that_keeps_failing_goes_to_the_dead_letters_and_its_record_to_failed(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig(retry__max_attempts=2)
-    result, _ = sim
     landed = await land_and_announce(cfg, redis, set_files(result, 0))
     landed[3].write_bytes(landed[3].read_bytes()[:4096])  # truncated after announcement
     async with processor(cfg, redis, pool) as handler:
@@ -262,11 +253,10 @@ async def test_a_set_that_keeps_failing_goes_to_the_dead_letters_and_its_record_
 async def test_block_messages_name_paths_inside_the_roots(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
-    result, _ = sim
     async with processor(cfg, redis, pool) as handler:
         for index in (0, 1):
             await _convert(handler, cfg, redis, set_files(result, index))
@@ -281,11 +271,10 @@ async def test_block_messages_name_paths_inside_the_roots(
 async def test_a_killed_conversions_temporaries_are_removed_by_the_next_one(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig()
-    result, _ = sim
     leftover = cfg.paths.ms_dir / f".tmp-{result.set_ids[0]}.ms.deadbeef"
     (leftover / "table.f0").parent.mkdir(parents=True)
     (leftover / "table.f0").write_bytes(b"half written")
@@ -297,12 +286,11 @@ async def test_a_killed_conversions_temporaries_are_removed_by_the_next_one(
 async def test_a_block_run_past_the_timeout_is_stopped_and_fails_after_the_attempts(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig(retry__max_attempts=2)
-    result, _ = sim
-    block = BlockPlan.from_config(cfg.services.ms_processor).block_by_id(FIRST_BLOCK)
+    block = first_block(cfg)
     async with processor(cfg, redis, pool) as handler:
         for index in (0, 1):
             await _convert(handler, cfg, redis, set_files(result, index))
@@ -325,11 +313,10 @@ async def test_a_block_run_past_the_timeout_is_stopped_and_fails_after_the_attem
 async def test_a_conversion_past_the_timeout_is_stopped_and_counted_as_a_failure(
     pconfig: Callable[..., Config],
     redis: Redis,
-    sim: tuple[SimulationResult, Path],
+    result: SimulationResult,
     pool: WorkerPool,
 ) -> None:
     cfg = pconfig(retry__max_attempts=1, services__ms_processor__processing_timeout_sec=0.05)
-    result, _ = sim
     await land_and_announce(cfg, redis, set_files(result, 0))
     async with processor(cfg, redis, pool) as handler:
 

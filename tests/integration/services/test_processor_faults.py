@@ -16,7 +16,7 @@ from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.leases import Leases
-from dsa110d.state.sets import NewFile, Sets, SetState
+from dsa110d.state.sets import NewFile, SetRecord, Sets, SetState
 from dsa110d.state.streams import Delivery
 from tests.conftest import make_config
 from tests.integration.services.processorkit import set_consumer
@@ -96,27 +96,33 @@ async def test_a_converted_mark_stands_even_after_a_failed_mark(cfg: Config, red
     assert await sets.mark(SET_ID, SetState.CONVERTED)
 
 
-async def test_a_bad_message_cannot_fail_a_set_still_collecting(
-    cfg: Config, redis: Redis, tmp_path: Path
-) -> None:
-    sets, _ = await _set_in(cfg, redis, SetState.COLLECTING)
+async def _after_a_bad_message(
+    cfg: Config, redis: Redis, tmp_path: Path, state: SetState
+) -> tuple[Sets, SetRecord]:
+    """A set in ``state``, then a message for it naming a file outside the roots (refused):
+    the set's record afterwards."""
+    sets, _ = await _set_in(cfg, redis, state)
     handler = MSProcessingHandler(cfg, redis, _no_worker)
     with pytest.raises(PathOutsideRootsError):
         await handler.handle_set(_delivery([str(tmp_path / "elsewhere.hdf5")]))
     record = await sets.get(SET_ID)
-    assert record is not None and record.state is SetState.COLLECTING
+    assert record is not None
+    return sets, record
+
+
+async def test_a_bad_message_cannot_fail_a_set_still_collecting(
+    cfg: Config, redis: Redis, tmp_path: Path
+) -> None:
+    sets, record = await _after_a_bad_message(cfg, redis, tmp_path, SetState.COLLECTING)
+    assert record.state is SetState.COLLECTING
     assert SET_ID in await redis.zrange(sets.keys.set_open(), 0, -1)
 
 
 async def test_a_bad_message_for_an_announced_set_fails_it(
     cfg: Config, redis: Redis, tmp_path: Path
 ) -> None:
-    sets, _ = await _set_in(cfg, redis, SetState.QUEUED)
-    handler = MSProcessingHandler(cfg, redis, _no_worker)
-    with pytest.raises(PathOutsideRootsError):
-        await handler.handle_set(_delivery([str(tmp_path / "elsewhere.hdf5")]))
-    record = await sets.get(SET_ID)
-    assert record is not None and record.state is SetState.FAILED
+    _, record = await _after_a_bad_message(cfg, redis, tmp_path, SetState.QUEUED)
+    assert record.state is SetState.FAILED
 
 
 async def test_mark_with_from_states_refuses_other_sources(cfg: Config, redis: Redis) -> None:

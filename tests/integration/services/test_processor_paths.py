@@ -24,16 +24,10 @@ from tests.integration.services.processorkit import (
     land_and_announce,
     processor_config,
     set_files,
-    simulate_sets,
 )
 
 pytestmark = pytest.mark.anyio
 SET_ID = "2026-03-20T06:00:00"
-
-
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    return simulate_sets(tmp_path_factory.mktemp("path-sets"))
 
 
 async def _no_worker(*args: object, **kwargs: object) -> object:

@@ -23,6 +23,14 @@ def _chunk(set_id: str, start: float, path: str = "") -> ChunkRecord:
     return ChunkRecord(set_id, set_id, start, start + 309.0, 0.65, path or f"/ms/{set_id}.ms")
 
 
+async def _with_its_first_chunk(config: Config, redis: Redis) -> tuple[Blocks, Leases]:
+    """BLOCK pending with its first chunk recorded; the block records and the leases."""
+    keys = Keys(config.redis.namespace)
+    blocks = Blocks(redis, keys)
+    await blocks.record_chunk(_chunk("2026-03-20T06:00:00", BLOCK.start), [BLOCK])
+    return blocks, Leases(redis, keys, config.leases)
+
+
 async def test_recording_a_chunk_twice_changes_nothing(config: Config, redis: Redis) -> None:
     blocks = Blocks(redis, Keys(config.redis.namespace))
     chunk = _chunk("2026-03-20T06:00:00", BLOCK.start)
@@ -50,9 +58,7 @@ async def test_an_overlap_chunk_marks_both_its_blocks(config: Config, redis: Red
 async def test_a_fenced_commit_closes_the_block_and_a_late_chunk_reopens_it(
     config: Config, redis: Redis
 ) -> None:
-    keys = Keys(config.redis.namespace)
-    blocks, leases = Blocks(redis, keys), Leases(redis, keys, config.leases)
-    await blocks.record_chunk(_chunk("2026-03-20T06:00:00", BLOCK.start), [BLOCK])
+    blocks, leases = await _with_its_first_chunk(config, redis)
     record = await blocks.block(BLOCK.block_id)
     assert record is not None
     lease = await leases.acquire(f"block:{BLOCK.block_id}")
@@ -77,9 +83,7 @@ async def test_a_fenced_commit_closes_the_block_and_a_late_chunk_reopens_it(
 
 
 async def test_a_commit_by_a_superseded_holder_is_refused(config: Config, redis: Redis) -> None:
-    keys = Keys(config.redis.namespace)
-    blocks, leases = Blocks(redis, keys), Leases(redis, keys, config.leases)
-    await blocks.record_chunk(_chunk("2026-03-20T06:00:00", BLOCK.start), [BLOCK])
+    blocks, leases = await _with_its_first_chunk(config, redis)
     old = await leases.acquire(f"block:{BLOCK.block_id}", ttl_sec=0.05)
     assert old is not None
     import anyio
@@ -98,9 +102,7 @@ async def test_a_commit_by_a_superseded_holder_is_refused(config: Config, redis:
 async def test_a_commit_while_a_newer_chunk_arrived_keeps_the_block_pending(
     config: Config, redis: Redis
 ) -> None:
-    keys = Keys(config.redis.namespace)
-    blocks, leases = Blocks(redis, keys), Leases(redis, keys, config.leases)
-    await blocks.record_chunk(_chunk("2026-03-20T06:00:00", BLOCK.start), [BLOCK])
+    blocks, leases = await _with_its_first_chunk(config, redis)
     seen = await blocks.block(BLOCK.block_id)
     assert seen is not None
     await blocks.record_chunk(_chunk("2026-03-20T06:05:09", BLOCK.start + 309), [BLOCK])
@@ -117,8 +119,7 @@ async def test_a_commit_while_a_newer_chunk_arrived_keeps_the_block_pending(
 async def test_failures_count_up_to_failed_and_a_new_chunk_retries(
     config: Config, redis: Redis
 ) -> None:
-    blocks = Blocks(redis, Keys(config.redis.namespace))
-    await blocks.record_chunk(_chunk("2026-03-20T06:00:00", BLOCK.start), [BLOCK])
+    blocks, _ = await _with_its_first_chunk(config, redis)
     assert await blocks.record_failure(BLOCK.block_id, "StageError: boom", 2) == 1
     assert await blocks.pending() == [BLOCK.block_id]
     assert await blocks.record_failure(BLOCK.block_id, "StageError: boom", 2) == 2

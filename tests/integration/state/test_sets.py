@@ -1,7 +1,9 @@
 """Set records on a real server: atomic add and claim under races, the processor's moves,
-the readers' API, and faults recorded once."""
+the readers' API, faults recorded once, and the module's state diagram against the scripts."""
 
 from __future__ import annotations
+
+import re
 
 import anyio
 import pytest
@@ -154,3 +156,62 @@ async def test_the_index_is_scored_by_first_seen_and_pruned_records_are_forgotte
     await sets.forget(set_id)
     assert await sets.open_sets() == [] and await sets.neighbours(NAME_T, 60) == []
     assert await sets.list() == []
+
+
+def documented_moves() -> set[tuple[str, str, str]]:
+    """(from, to, method) of every move the module docstring's state diagram lists."""
+    from dsa110d.state import sets as module
+
+    assert module.__doc__ is not None
+    diagram = module.__doc__.split("States (:class:`SetState`)", 1)[1].split("Every transition")[0]
+    moves, source = set(), ""
+    for line in diagram.splitlines():
+        found = re.match(r"^    (\w+)?\s+--> (\w+)\s+\((\w+)", line)
+        if found:
+            source = found[1] or source
+            moves.add((source, found[2], found[3]))
+    return moves
+
+
+async def test_the_state_diagram_lists_exactly_the_moves_the_scripts_allow(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """Every method tried from every state on a real server: the moves that happen are the
+    diagram's, no more and no fewer."""
+    sets, keys = _sets(config, redis), Keys(config.redis.namespace)
+    fault = SetError(ErrorKind.INCOMPLETE, "timed out")
+    allowed: set[tuple[str, str, str]] = set()
+    for n, source in enumerate(SetState):
+        set_id = f"2026-03-20T06:{n:02d}:00"
+
+        async def from_source(set_id: str = set_id, source: SetState = source) -> None:
+            """The set in ``source`` with one of its two subbands."""
+            await redis.delete(keys.set_record(set_id))
+            await sets.add_file(_file(0, set_id), expected=2)
+            await redis.hset(keys.set_record(set_id), "state", source.value)
+
+        async def state(set_id: str = set_id) -> str:
+            record = await sets.get(set_id)
+            assert record is not None
+            return record.state.value
+
+        await from_source()
+        await sets.add_file(_file(1, set_id), expected=2)
+        if await state() != source.value:
+            allowed.add((source.value, await state(), "add_file"))
+        await from_source()
+        if await sets.mark_incomplete(set_id, fault):
+            allowed.add((source.value, await state(), "mark_incomplete"))
+        await from_source()
+        if await sets.claim(set_id, partial=True) is not None:
+            allowed.add((source.value, await state(), "claim"))
+        for target in SetState:
+            await from_source()
+            try:
+                moved = await sets.mark(set_id, target, error="x")
+            except StateError:
+                continue  # not a state mark() moves to
+            if moved:
+                assert await state() == target.value
+                allowed.add((source.value, target.value, "mark"))
+    assert allowed == documented_moves()

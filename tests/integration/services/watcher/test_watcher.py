@@ -21,6 +21,8 @@ from tests.integration.services.watcher.watcherkit import (
     by_set,
     fingerprint,
     land,
+    land_all,
+    started_on,
 )
 
 pytestmark = pytest.mark.anyio
@@ -31,7 +33,7 @@ async def test_a_complete_set_is_announced_once_with_its_files(
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    landed = [land(p, incoming) for p in first]
+    landed = land_all(first, incoming)
     before = fingerprint(landed)
     handler = HDF5EventHandler(config, redis)
     await handler.start()
@@ -57,8 +59,7 @@ async def test_incomplete_files_and_other_names_are_ignored(
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, incoming)
+    land_all(first[:-1], incoming)
     last = first[-1]
     shutil.copyfile(last, incoming / last.name.replace(".hdf5", "_incomplete.hdf5"))
     shutil.copyfile(last, incoming / f".{last.name}.Ab12Cd")  # rsync temporary
@@ -89,8 +90,7 @@ async def test_two_watchers_racing_on_one_directory_announce_each_set_once(
         tg.start_soon(b.watch, stop)
         await anyio.sleep(0.3)  # both watches armed
         for files in by_set(tiny_sets.files):
-            for p in files:
-                land(p, incoming)
+            land_all(files, incoming)
         # and both also rescan, concurrently with their event handling
         async with anyio.create_task_group() as scans:
             for handler in (a, b, a, b):
@@ -108,8 +108,7 @@ async def test_many_racing_handlers_on_the_same_files(
     config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult
 ) -> None:
     incoming = config.paths.incoming_dir
-    for p in tiny_sets.files:
-        land(p, incoming)
+    land_all(tiny_sets.files, incoming)
     handlers = [HDF5EventHandler(config, redis) for _ in range(6)]
     async with anyio.create_task_group() as tg:
         for h in handlers:
@@ -124,11 +123,9 @@ async def test_restart_midway_neither_repeats_nor_misses(
     incoming = config.paths.incoming_dir
     sets = by_set(tiny_sets.files)
     first = HDF5EventHandler(config, redis)
-    for p in [*sets[0], *sets[1][:2]]:
-        land(p, incoming)
+    land_all([*sets[0], *sets[1][:2]], incoming)
     await first.start()  # set 0 announced, set 1 half recorded; then "stopped"
-    for p in [*sets[1][2:], *sets[2]]:
-        land(p, incoming)
+    land_all([*sets[1][2:], *sets[2]], incoming)
     second = HDF5EventHandler(config, redis)
     await second.start()
     third = HDF5EventHandler(config, redis)  # and again, with nothing new
@@ -143,10 +140,7 @@ async def test_a_crash_between_claim_and_publish_is_repaired_by_the_next_start(
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, incoming)
-    crashed = HDF5EventHandler(config, redis)
-    await crashed.start()
+    crashed = await started_on(config, redis, first[:-1])
     land(first[-1], incoming)
     await crashed.handle([str(incoming / first[-1].name)])
     # simulate the crash: undo the publish, keep the claim (state queued, still open)
@@ -166,8 +160,7 @@ async def test_files_arriving_during_the_start_up_scan_are_announced_once(
 ) -> None:
     incoming = config.paths.incoming_dir
     sets = by_set(tiny_sets.files)
-    for p in sets[0]:
-        land(p, incoming)
+    land_all(sets[0], incoming)
     handler = HDF5EventHandler(config, redis)
     stop = anyio.Event()
 
@@ -206,10 +199,7 @@ async def test_a_file_still_growing_counts_only_once_its_size_is_stable(
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, incoming)
-    handler = HDF5EventHandler(config, redis)
-    await handler.start()
+    handler = await started_on(config, redis, first[:-1])
     data = first[-1].read_bytes()
     growing = incoming / first[-1].name
     with growing.open("wb") as out:  # written in place under its final name (no rename)
@@ -243,7 +233,7 @@ async def test_post_handle_moves_converted_sets_only_when_configured(
 ) -> None:
     config = watcher_config(services__hdf5_watcher__post_handle=post_handle)
     incoming = config.paths.incoming_dir
-    landed = [land(p, incoming) for p in by_set(tiny_sets.files)[0]]
+    landed = land_all(by_set(tiny_sets.files)[0], incoming)
     digests = {p.name: d for p, (d, _, _) in zip(landed, fingerprint(landed).values(), strict=True)}
     handler = HDF5EventHandler(config, redis)
     await handler.start()
@@ -271,7 +261,7 @@ async def test_a_failed_move_keeps_the_set_for_the_next_try(
     tiny_sets: SimulationResult,
 ) -> None:
     config = watcher_config(services__hdf5_watcher__post_handle="move")
-    landed = [land(p, config.paths.incoming_dir) for p in by_set(tiny_sets.files)[0]]
+    landed = land_all(by_set(tiny_sets.files)[0], config.paths.incoming_dir)
     config.paths.processed_dir.parent.mkdir(parents=True, exist_ok=True)
     config.paths.processed_dir.write_text("a file where the directory should be\n")
     handler = HDF5EventHandler(config, redis)

@@ -22,7 +22,14 @@ from dsa110d.config import Config
 from dsa110d.science.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import ErrorKind, SetRecord, SetState
-from tests.integration.services.watcher.watcherkit import announced, by_set, fingerprint, land
+from tests.integration.services.watcher.watcherkit import (
+    announced,
+    by_set,
+    fingerprint,
+    land,
+    land_all,
+    started_on,
+)
 
 pytestmark = pytest.mark.anyio
 REPO = Path(__file__).resolve().parents[4]
@@ -90,7 +97,7 @@ async def test_a_bad_subband_is_recorded_and_logged_once_and_the_watcher_goes_on
     config = _timeout_config(watcher_config, "partial")
     incoming = config.paths.incoming_dir
     sets = by_set(tiny_sets.files)
-    landed = [land(p, incoming) for p in [*sets[0], *sets[1]]]
+    landed = land_all([*sets[0], *sets[1]], incoming)
     spoil, expected = SPOILERS[kind]
     bad = landed[2]  # set 0, sb02
     spoil(bad)
@@ -124,8 +131,7 @@ async def test_a_symlink_out_of_the_watched_tree_is_refused(
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, incoming)
+    land_all(first[:-1], incoming)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     target = shutil.copy(first[-1], outside / first[-1].name)
@@ -149,8 +155,7 @@ async def test_a_symlink_inside_the_tree_is_announced_by_its_resolved_path(
     store = incoming / "store"
     store.mkdir()
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, incoming)
+    land_all(first[:-1], incoming)
     real = shutil.copy(first[-1], store / "real.hdf5")
     (incoming / first[-1].name).symlink_to(real)
     handler = HDF5EventHandler(config, redis)
@@ -164,7 +169,7 @@ async def test_times_that_disagree_are_recorded_on_both_sets(
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    landed = [land(p, incoming) for p in first]
+    landed = land_all(first, incoming)
     with h5py.File(landed[3], "r+") as f:
         f["Header/time_array"][0] = f["Header/time_array"][0] + 2.0 / 86400
     handler = HDF5EventHandler(config, redis)
@@ -226,10 +231,7 @@ async def test_a_late_subband_is_recorded_and_does_not_reannounce(
     config = _timeout_config(watcher_config, "partial")
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, incoming)
-    handler = HDF5EventHandler(config, redis)
-    await handler.start()
+    handler = await started_on(config, redis, first[:-1])
     await anyio.sleep(0.35)
     await handler.check_open_sets()
     (message,) = await announced(redis, config)
@@ -254,12 +256,12 @@ async def test_a_second_file_for_a_subband_is_recorded_and_the_set_still_goes_ou
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    landed = [land(p, incoming) for p in first[:2]]
+    landed = land_all(first[:2], incoming)
     twin = land(first[1], incoming, name=first[1].name.replace(":0", ":1", 1))
     handler = HDF5EventHandler(config, redis)
     with capture_logs() as logs:
         await handler.start()
-        landed += [land(p, incoming) for p in first[2:]]
+        landed += land_all(first[2:], incoming)
         await handler.tick()
     (message,) = await announced(redis, config)
     assert message.payload["paths"] == [str(p.resolve()) for p in landed]
@@ -274,8 +276,7 @@ async def _incomplete_after_timeout(
 ) -> tuple[HDF5EventHandler, SetRecord, list[dict[str, object]]]:
     config = _timeout_config(make, policy)
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, config.paths.incoming_dir)
+    land_all(first[:-1], config.paths.incoming_dir)
     handler = HDF5EventHandler(config, redis)
     with capture_logs() as logs:
         await handler.start()
@@ -346,8 +347,7 @@ async def test_a_bad_file_seen_before_its_set_joins_the_set_when_it_appears(
     await handler.start()
     (provisional,) = await handler.sets.list()
     assert provisional.set_id.endswith("_byname") and provisional.time0_jd is None
-    for p in first[1:]:
-        land(p, incoming)
+    land_all(first[1:], incoming)
     await handler.tick()
     (record,) = await handler.sets.list()  # the by-name set was folded into the timed one
     assert record.set_id == tiny_sets.set_ids[0]
@@ -360,8 +360,7 @@ async def test_a_dangling_symlink_is_reported_not_ignored(
 ) -> None:
     incoming = config.paths.incoming_dir
     first = by_set(tiny_sets.files)[0]
-    for p in first[:-1]:
-        land(p, incoming)
+    land_all(first[:-1], incoming)
     (incoming / first[-1].name).symlink_to(incoming / "nowhere.bin")
     handler = HDF5EventHandler(config, redis)
     with capture_logs() as logs:
@@ -398,8 +397,7 @@ async def test_on_incomplete_fail_never_fails_a_set_that_completed_meanwhile(
     """The last subband may land between the timeout check and the mark: the mark must
     then refuse (it applies only to a set still collecting)."""
     config = _timeout_config(watcher_config, "fail")
-    for p in by_set(tiny_sets.files)[0]:
-        land(p, config.paths.incoming_dir)
+    land_all(by_set(tiny_sets.files)[0], config.paths.incoming_dir)
     handler = HDF5EventHandler(config, redis)
     await handler.start()
     await handler.check_open_sets()

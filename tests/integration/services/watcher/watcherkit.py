@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from dsa110d.config import Config
 from dsa110d.messages import Message, MessageType, decode
 from dsa110d.science.subbands import INCOMPLETE_SUFFIX, parse_subband_name
+from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import ENTRY_FIELD
@@ -49,6 +51,19 @@ def land(source: Path, incoming: Path, name: str | None = None) -> Path:
     shutil.copyfile(source, temporary)
     os.replace(temporary, final)
     return final
+
+
+def land_all(sources: Iterable[Path], incoming: Path) -> list[Path]:
+    """Each file landed in turn (:func:`land`); their paths in incoming."""
+    return [land(source, incoming) for source in sources]
+
+
+async def started_on(config: Config, redis: Redis, files: Iterable[Path]) -> HDF5EventHandler:
+    """A watcher started (its start-up scan done) once ``files`` have landed in incoming."""
+    land_all(files, config.paths.incoming_dir)
+    handler = HDF5EventHandler(config, redis)
+    await handler.start()
+    return handler
 
 
 def fingerprint(paths: list[Path]) -> dict[str, tuple[str, int, int]]:
