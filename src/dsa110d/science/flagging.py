@@ -4,7 +4,10 @@ Per baseline, channel and polarisation, the visibility amplitudes of a chunk are
 with their median across time; a sample further than ``FLAG_MAD_THRESHOLD`` robust standard
 deviations (1.4826 * MAD) from it is flagged. Exact zeros (dropped packets) and
 autocorrelations are flagged too. Existing flags are kept. The MS is read and written in
-slabs of ``FLAG_CHANNELS_PER_SLAB`` channels, so memory is bounded by one slab.
+slabs of at most ``FLAG_SLAB_VISIBILITIES`` visibilities, so memory is bounded by one slab:
+slabs of whole baselines when the rows are the full (time, baseline) grid, as the converter
+writes them (each slab is then a few row ranges, read whole as the MS stores them), slabs of
+channels otherwise. The flag stage flags a block's MSs in parallel, each in a forked child.
 
 Flagging an MS is done once: the statistics exclude samples already flagged, so a second
 pass would clip further (iterative sigma-clipping) and change the photometry of a block that
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,7 +29,8 @@ from casacore import tables
 from numpy.typing import NDArray
 
 from dsa110d.config import Config
-from dsa110d.errors import InputFileError
+from dsa110d.errors import DSA110Error, InputFileError, StageError
+from dsa110d.science.isolate import run_forked_each
 from dsa110d.science.stages import BlockJob, StageResult
 
 log = logging.getLogger(__name__)
@@ -36,9 +41,10 @@ FLAGGED_KEYWORD = "DSA110_FLAGGED"
 """Main-table keyword set once the flag stage has flagged this MS (its value: the threshold)."""
 MAD_TO_SIGMA = 1.4826
 """Robust sigma of a Gaussian from its median absolute deviation (1 / Phi^-1(3/4))."""
-FLAG_SLAB_VISIBILITIES = 2**25
-"""Visibilities read, flagged and written at once: ~270 MB of DATA and ~0.6 GB in all. Bounds
-the memory of flagging one MS; wider slabs are no faster (measured at real scale)."""
+FLAG_SLAB_VISIBILITIES = 2**23
+"""Visibilities read, flagged and written at once (~67 MB of DATA): bounds the memory of
+flagging one MS (~250 MB at its peak at real scale). Measured on a real-scale chunk, wider
+slabs are no faster (2**25: 0.7 GB, 2**27: 2.1 GB, both ~15% slower), narrower ones no faster."""
 KERNEL_SERIES = 16384
 """Time series whose statistics are computed together (their ~1.5 MB stays in cache)."""
 
@@ -258,13 +264,36 @@ def _flag_slab(
     return old | new if new.any() else None
 
 
+def flag_processes(config: Config, n_ms: int) -> int:
+    """How many MSs of a block to flag at once: ``supervisor.workers`` (0: one per core the
+    process may use), at most one per MS. Each holds one slab (~250 MB at real scale)."""
+    cores = config.supervisor.workers or len(os.sched_getaffinity(0))
+    return max(1, min(cores, n_ms))
+
+
+def _flag_one(path: Path) -> Counts:
+    """flag_ms, any failure but a known one turned into a StageError naming the MS."""
+    try:
+        return flag_ms(path)
+    except DSA110Error:
+        raise
+    except Exception as exc:
+        raise StageError(f"{path}: flagging failed: {type(exc).__name__}: {exc}") from exc
+
+
 def flag_stage(
     job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
 ) -> StageResult:
-    """Flag every MS of the block (outliers, zeros, autocorrelations)."""
+    """Flag every MS of the block (outliers, zeros, autocorrelations), several at once in
+    forked children (see :func:`flag_processes`) when the block has several."""
+    processes = flag_processes(config, len(ms_paths))
+    if processes > 1:
+        counts = run_forked_each(ms_paths, _flag_one, processes=processes, failure=StageError)
+    else:
+        counts = [_flag_one(path) for path in ms_paths]
     totals: dict[str, int] = {}
-    for path in ms_paths:
-        for reason, n in flag_ms(path).items():
+    for one in counts:
+        for reason, n in one.items():
             totals[reason] = totals.get(reason, 0) + n
-    log.info("block %s: flagged %s", job.block_id, totals)
+    log.info("block %s: flagged %s (%d at once)", job.block_id, totals, processes)
     return StageResult("flag", "ok", summary={f"flagged_{k}": v for k, v in totals.items()})
