@@ -17,6 +17,7 @@ Pure functions for the HDF5 watcher (DESIGN section 2):
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import stat
@@ -58,6 +59,8 @@ REQUIRED_HEADER = (
     "Nants_data",
 )
 """``Header/`` datasets a subband must have for the watcher to count it."""
+NAMES_CACHED = 65536
+"""File names whose parse is remembered (the watcher looks at each name several times)."""
 DATA_DATASETS = ("visdata", "flags", "nsamples")
 """``Data/`` datasets, each of shape (Nblts, 1, Nfreqs, Npols) (or without the spw axis)."""
 
@@ -79,7 +82,11 @@ def subband_file_name(moment: datetime, subband: int, *, incomplete: bool = Fals
 
 def parse_subband_name(name: str | os.PathLike[str]) -> SubbandName | None:
     """The timestamp and subband of a subband file name, or None if it is not one."""
-    base = os.path.basename(os.fspath(name))
+    return _parse_base(os.path.basename(os.fspath(name)))
+
+
+@functools.lru_cache(maxsize=NAMES_CACHED)
+def _parse_base(base: str) -> SubbandName | None:
     match = SUBBAND_NAME.search(base)
     if match is None or base != match.group(0):
         return None
