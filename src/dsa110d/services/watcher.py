@@ -12,6 +12,13 @@ HDF5_PROCESSING message per complete set.
   ``_incomplete``, not an rsync temporary), two looks ``stability_interval_sec`` apart see the
   same size and mtime, it resolves inside the watched directory, and the probe
   (:func:`~dsa110d.science.subbands.probe_subband`, run off the event loop) accepts it.
+* **Probing and recording**: a batch of settled files (sorted by name, so by set) is probed
+  in parts, a set's worth at a time in a burst and BACKLOG_CHUNK files at a time in a backlog,
+  ahead of the recording: while one part's sets are recorded and announced (which mostly waits
+  on the server's fsyncs) the next is probed; the recording takes every part probed by then
+  in one go, one script call per set. A rescan stats each known file once and probes only
+  files whose size or mtime changed. Probes run in a thread (h5py holds the GIL, so one at a
+  time); :func:`pooled_prober` with ``probe_lanes`` spreads parts over worker processes.
 * **Grouping**: a good file joins the set named by its ``time_array[0]``; a bad one is
   recorded on the set nearest its name timestamp within ``group_tolerance_sec``.
 * **Exactly once**: :meth:`Sets.claim <dsa110d.state.sets.Sets.claim>` lets one caller move
@@ -533,9 +540,12 @@ class HDF5WatcherService(Service):
         self.fault = ""
 
     async def start(self, ctx: ServiceContext) -> None:
-        # Probes run in a thread: the worker processes measured slower for a 10,000-file
-        # backlog on the shared 2-core host (bench_watcher: 42 s vs 31 s), and in a daemon
-        # that also converts they may be busy for minutes. pooled_prober is there to revisit.
+        # Probes run in a thread: worker processes measured slower for a 10,000-file backlog
+        # on the shared 2-core host, where the kernel's autogroup scheduling gives this
+        # daemon's session a fixed share of the CPUs however many processes it runs (two
+        # probing processes each got ~35 % of a core, one alone ~83 %); and in a daemon that
+        # also converts, the workers may be busy for minutes. pooled_prober is there to
+        # revisit on a host with idle cores (bench_watcher measures both).
         self.handler = HDF5EventHandler(ctx.config, ctx.redis, ctx.log, probe_in_threads)
         handled = await self.handler.start()
         ctx.log.info("watcher_started", directory=str(self.handler.root), files=handled)
