@@ -60,9 +60,9 @@ HEADLINES: dict[str, list[Headline]] = {
                  "", "s", goal="<= 0.1 s"),
     ],
     "watcher": [
-        Headline("set landed -> announced, p99", "latency_inotify.p99_ms",
+        Headline("set landed -> announced, p99 (bursts of 5 sets/s)", "latency_inotify.p99_ms",
                  "latency_original_60s_polling_expected.p99_ms",
-                 "the original 60 s polling (modelled)", "ms"),
+                 "the original 60 s polling (modelled)", "ms", goal="< 500 ms"),
         Headline("set landed -> announced, p50", "latency_inotify.p50_ms",
                  "latency_original_60s_polling_expected.p50_ms",
                  "the original 60 s polling (modelled)", "ms"),
