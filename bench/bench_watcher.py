@@ -64,6 +64,7 @@ POLL_BURST = 10
 POLL_INTERVAL_SEC = 1.0
 BACKLOG_FILES = int(os.environ.get("BENCH_WATCHER_BACKLOG", "10000"))
 SUBBANDS = 16
+FSYNC_STALL_MS = 100
 ORIGINAL_POLL_SEC = 60.0
 START = datetime(2026, 3, 20, 6, tzinfo=UTC)
 
@@ -181,6 +182,7 @@ def latency_run(
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     sets = [template.write_set(incoming, i, incomplete=True) for i in range(n_sets)]
     client = redis.Redis.from_url(url, decode_responses=True)
+    _watch_fsync_stalls(client)
     proc = _daemon(_env(url, namespace, work, **extra))
     renamed: dict[str, float] = {}
     try:
@@ -192,6 +194,7 @@ def latency_run(
                 renamed[set_id] = time.time()
             time.sleep(gap)
         seen = _wait_for_entries(client, namespace, n_sets, timeout=120)
+        stalls = _fsync_stalls(client)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -208,6 +211,23 @@ def latency_run(
         "p50_ms": 1000 * _quantile(latencies, 0.50),
         "p99_ms": 1000 * _quantile(latencies, 0.99),
         "max_ms": 1000 * latencies[-1],
+        **stalls,
+    }
+
+
+def _watch_fsync_stalls(client: redis.Redis) -> None:
+    """Have the state server note fsyncs slower than FSYNC_STALL_MS (appendfsync always: a
+    write's reply waits for its fsync, so a slow disk shows in every latency)."""
+    client.config_set("latency-monitor-threshold", FSYNC_STALL_MS)
+    client.execute_command("LATENCY", "RESET")
+
+
+def _fsync_stalls(client: redis.Redis) -> dict[str, Any]:
+    """The seconds in which an fsync of the state server stalled, and the longest stall."""
+    history = client.execute_command("LATENCY", "HISTORY", "aof-fsync-always") or []
+    return {
+        f"server_seconds_with_fsync_over_{FSYNC_STALL_MS}_ms": len(history),
+        "server_fsync_max_ms": max((int(ms) for _, ms in history), default=0),
     }
 
 
@@ -258,11 +278,10 @@ async def backlog_run(template: Template, url: str, workers: int) -> dict[str, A
     try:
         if workers:
             async with WorkerPool(workers) as pool:
-                seconds, handler = await _timed_start(
-                    config, client, pooled_prober(pool.run, workers)
-                )
+                prober = pooled_prober(pool.run, workers)
+                seconds, handler = await _timed_start(config, client, prober, workers + 1)
         else:
-            seconds, handler = await _timed_start(config, client, probe_in_threads)
+            seconds, handler = await _timed_start(config, client, probe_in_threads, 1)
         stream_len = await client.xlen(_stream(namespace))
     finally:
         async for key in client.scan_iter(match=f"{namespace}:*", count=1000):
@@ -280,8 +299,10 @@ async def backlog_run(template: Template, url: str, workers: int) -> dict[str, A
     }
 
 
-async def _timed_start(config: Config, client: Any, prober: Any) -> tuple[float, HDF5EventHandler]:
-    handler = HDF5EventHandler(config, client, prober=prober)
+async def _timed_start(
+    config: Config, client: Any, prober: Any, lanes: int
+) -> tuple[float, HDF5EventHandler]:
+    handler = HDF5EventHandler(config, client, prober=prober, probe_lanes=lanes)
     began = time.perf_counter()
     await handler.start()
     return time.perf_counter() - began, handler

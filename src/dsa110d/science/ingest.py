@@ -75,11 +75,14 @@ def is_settled(first: Look | None, second: Look | None) -> bool:
 # --- Is it inside the watched tree? -----------------------------------------------------
 
 
-def resolve_inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> Path:
+def resolve_inside(
+    path: str | os.PathLike[str], root: str | os.PathLike[str], root_resolved: bool = False
+) -> Path:
     """``path`` absolute and resolved; ``InputFileError`` if it (a symlink) leads out of
-    ``root``, since a message may only carry paths under the watched directory."""
+    ``root``, since a message may only carry paths under the watched directory
+    (``root_resolved``: ``root`` is already absolute and resolved, as for a whole batch)."""
     resolved = Path(path).resolve()
-    real_root = Path(root).resolve()
+    real_root = Path(root) if root_resolved else Path(root).resolve()
     if not resolved.is_relative_to(real_root):
         raise InputFileError(
             f"{path}: symlink points outside the watched directory {real_root} (to {resolved})"
@@ -96,12 +99,13 @@ def probe_files(paths: Sequence[str], root: str) -> list[dict[str, Any]]:
     "subband", "name_time", "time0_jd", "integration_s", "dec_rad"}`` or ``{"path", "ok":
     False, "kind", "reason"}`` with a one-line reason naming the file (kind ``outside_tree``,
     ``bad_file``, or ``gone`` when the path vanished while being looked at)."""
-    return [_probe_one(p, root) for p in paths]
+    real_root = Path(root).resolve()
+    return [_probe_one(p, real_root) for p in paths]
 
 
-def _probe_one(path: str, root: str) -> dict[str, Any]:
+def _probe_one(path: str, root: Path) -> dict[str, Any]:
     try:
-        resolved = resolve_inside(path, root)
+        resolved = resolve_inside(path, root, root_resolved=True)
     except InputFileError as exc:
         return {"path": path, "ok": False, "kind": OUTSIDE_TREE, "reason": str(exc)}
     try:

@@ -17,6 +17,7 @@ Pure functions for the HDF5 watcher (DESIGN section 2):
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import stat
@@ -58,6 +59,8 @@ REQUIRED_HEADER = (
     "Nants_data",
 )
 """``Header/`` datasets a subband must have for the watcher to count it."""
+NAMES_CACHED = 65536
+"""File names whose parse is remembered (the watcher looks at each name several times)."""
 DATA_DATASETS = ("visdata", "flags", "nsamples")
 """``Data/`` datasets, each of shape (Nblts, 1, Nfreqs, Npols) (or without the spw axis)."""
 
@@ -79,7 +82,11 @@ def subband_file_name(moment: datetime, subband: int, *, incomplete: bool = Fals
 
 def parse_subband_name(name: str | os.PathLike[str]) -> SubbandName | None:
     """The timestamp and subband of a subband file name, or None if it is not one."""
-    base = os.path.basename(os.fspath(name))
+    return _parse_base(os.path.basename(os.fspath(name)))
+
+
+@functools.lru_cache(maxsize=NAMES_CACHED)
+def _parse_base(base: str) -> SubbandName | None:
     match = SUBBAND_NAME.search(base)
     if match is None or base != match.group(0):
         return None
@@ -172,14 +179,28 @@ def _check_openable(path: Path) -> int:
     return info.st_size
 
 
-# The watcher probes every file, and h5py's high-level per-access overhead (not I/O) was
-# most of a probe's cost: datasets are opened and read through the low-level API here.
+# The watcher probes every file, and h5py's per-access overhead (not I/O) was most of a
+# probe's cost: the file is opened and its datasets read through the low-level API, each
+# dataset opened once by its full path (no group objects, no listing of the groups' members:
+# those are looked at only to name what is missing when an open fails).
 Dataset: TypeAlias = Any
 """An ``h5py.h5d.DatasetID`` (h5py's low-level API is untyped)."""
+_HEADER_PATHS = {n: f"Header/{n}".encode() for n in REQUIRED_HEADER}
+_DATA_PATHS = {n: f"Data/{n}".encode() for n in DATA_DATASETS}
+_DEC_PATH = b"Header/extra_keywords/phase_center_dec"
+_file_access: list[Any] = []
+"""The probe's file access property list (made on first use, once per process)."""
 
 
-def _open(group: h5py.Group, name: str) -> Dataset:
-    return h5py.h5d.open(group.id, name.encode())
+def _read_only_access() -> Any:
+    """File access as ``h5py.File(path, "r", locking=False)`` sets it up: earliest..latest
+    format versions, and no file lock (a probe must not block, or be blocked by, a writer)."""
+    if not _file_access:
+        plist = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+        plist.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_LATEST)
+        plist.set_file_locking(False, ignore_when_disabled=False)
+        _file_access.append(plist)
+    return _file_access[0]
 
 
 def _read(ds: Dataset, dtype: type, first: int | None = None) -> NDArray[Any]:
@@ -196,31 +217,45 @@ def _read(ds: Dataset, dtype: type, first: int | None = None) -> NDArray[Any]:
     return out
 
 
-def _scalar(ds: Dataset) -> int:
-    return int(_read(ds, np.int64).reshape(-1)[0])
+def _number(path: Path, ds: Dataset, name: str, dtype: type) -> Any:
+    values = _read(ds, dtype).reshape(-1)
+    if values.size != 1:
+        raise _fail(path, f"{name} holds {values.size} values, not one")
+    return values[0]
 
 
-def _read_probe(path: Path, handle: h5py.File) -> dict[str, Any]:
-    header = handle.get("Header")
-    data = handle.get("Data")
+def _missing(path: Path, fid: Any) -> InputFileError | None:
+    """Why a required dataset could not be opened (no group, or the missing names), or None."""
+    handle = h5py.File(fid)
+    header, data = handle.get("Header"), handle.get("Data")
     if not isinstance(header, h5py.Group) or not isinstance(data, h5py.Group):
-        raise _fail(path, "not a UVH5 file (no Header or Data group)")
-    in_header, in_data = set(header.keys()), set(data.keys())
-    missing = [n for n in REQUIRED_HEADER if n not in in_header]
-    missing += [f"Data/{n}" for n in DATA_DATASETS if n not in in_data]
-    if missing:
-        raise _fail(path, f"missing {', '.join(missing)}")
-    h = {n: _open(header, n) for n in REQUIRED_HEADER}
-    d = {n: _open(data, n) for n in DATA_DATASETS}
-    n_blts, n_freqs = _scalar(h["Nblts"]), _scalar(h["Nfreqs"])
-    n_pols = _scalar(h["Npols"])
+        return _fail(path, "not a UVH5 file (no Header or Data group)")
+    missing = [n for n in REQUIRED_HEADER if not isinstance(header.get(n), h5py.Dataset)]
+    missing += [f"Data/{n}" for n in DATA_DATASETS if not isinstance(data.get(n), h5py.Dataset)]
+    return _fail(path, f"missing {', '.join(missing)}") if missing else None
+
+
+def _read_probe(path: Path, fid: Any) -> dict[str, Any]:
+    try:
+        h = {n: h5py.h5d.open(fid, p) for n, p in _HEADER_PATHS.items()}
+        d = {n: h5py.h5d.open(fid, p) for n, p in _DATA_PATHS.items()}
+    except KeyError:
+        raise _missing(path, fid) or _fail(path, "a required dataset cannot be opened") from None
+    n_blts = int(_number(path, h["Nblts"], "Header/Nblts", np.int64))
+    n_freqs = int(_number(path, h["Nfreqs"], "Header/Nfreqs", np.int64))
+    n_pols = int(_number(path, h["Npols"], "Header/Npols", np.int64))
     _check_shapes(path, h, d, n_blts, n_freqs, n_pols)
     freq = _read(h["freq_array"], np.float64)
     time0 = _read(h["time_array"], np.float64, first=0)[0]
     integration = _read(h["integration_time"], np.float64, first=0)[0]
     if not (np.isfinite(time0) and np.isfinite(integration) and np.all(np.isfinite(freq))):
         raise _fail(path, "time_array[0], integration_time[0] or freq_array is not finite")
-    dec = header.get("extra_keywords/phase_center_dec")
+    try:
+        dec_ds = h5py.h5d.open(fid, _DEC_PATH)
+    except KeyError:  # optional
+        dec = None
+    else:
+        dec = float(_number(path, dec_ds, "Header/extra_keywords/phase_center_dec", np.float64))
     # Touch the last row of the visibilities: a truncated file fails here, not later.
     _read(d["visdata"], d["visdata"].dtype, first=n_blts - 1)
     return {
@@ -229,10 +264,10 @@ def _read_probe(path: Path, handle: h5py.File) -> dict[str, Any]:
         "n_blts": n_blts,
         "n_freqs": n_freqs,
         "n_pols": n_pols,
-        "n_ants_data": _scalar(h["Nants_data"]),
+        "n_ants_data": int(_number(path, h["Nants_data"], "Header/Nants_data", np.int64)),
         "freq_min_hz": float(freq.min()),
         "freq_max_hz": float(freq.max()),
-        "phase_center_dec_rad": float(dec[()]) if dec is not None else None,
+        "phase_center_dec_rad": dec,
     }
 
 
@@ -273,14 +308,22 @@ def probe_subband(path: str | os.PathLike[str]) -> SubbandProbe:
     path = Path(path)
     size = _check_openable(path)
     try:
-        with h5py.File(path, "r", locking=False) as handle:
-            fields = _read_probe(path, handle)
+        fid = h5py.h5f.open(os.fsencode(path), h5py.h5f.ACC_RDONLY, fapl=_read_only_access())
+    except PermissionError:
+        raise _fail(path, "no read permission") from None
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise _fail(path, f"truncated or corrupt HDF5 ({_short(exc)})") from None
+    try:
+        fields = _read_probe(path, fid)
     except InputFileError:
         raise
     except PermissionError:
         raise _fail(path, "no read permission") from None
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise _fail(path, f"truncated or corrupt HDF5 ({_short(exc)})") from None
+    finally:  # as h5py.File.close: every object of the file, then the file
+        fid._close_open_objects(h5py.h5f.OBJ_LOCAL | ~h5py.h5f.OBJ_FILE)
+        fid.close()
     name = parse_subband_name(path)
     return SubbandProbe(
         path=path,

@@ -12,6 +12,13 @@ HDF5_PROCESSING message per complete set.
   ``_incomplete``, not an rsync temporary), two looks ``stability_interval_sec`` apart see the
   same size and mtime, it resolves inside the watched directory, and the probe
   (:func:`~dsa110d.science.subbands.probe_subband`, run off the event loop) accepts it.
+* **Probing and recording**: a batch of settled files (sorted by name, so by set) is probed
+  in parts, a set's worth at a time in a burst and BACKLOG_CHUNK files at a time in a backlog,
+  ahead of the recording: while one part's sets are recorded and announced (which mostly waits
+  on the server's fsyncs) the next is probed; the recording takes every part probed by then
+  in one go, one script call per set. A rescan stats each known file once and probes only
+  files whose size or mtime changed. Probes run in a thread (h5py holds the GIL, so one at a
+  time); :func:`pooled_prober` with ``probe_lanes`` spreads parts over worker processes.
 * **Grouping**: a good file joins the set named by its ``time_array[0]``; a bad one is
   recorded on the set nearest its name timestamp within ``group_tolerance_sec``.
 * **Exactly once**: :meth:`Sets.claim <dsa110d.state.sets.Sets.claim>` lets one caller move
@@ -53,10 +60,14 @@ PROCESSOR_GROUP = "processor"
 """The consumer group of HDF5_PROCESSING (created here too, so no message precedes it)."""
 PROBE_CHUNK = 64
 """Files probed per thread hop (~2 ms each on tiny files): the loop stays responsive."""
-WORKER_CHUNK = 500
-"""Files per worker-pool job when a large backlog is probed in parallel."""
-WORKER_THRESHOLD = 1000
-"""Batches this large also use the worker processes (start-up backlog)."""
+BACKLOG_CHUNK = 256
+"""Files probed and recorded at a time once a batch holds more than one chunk (a backlog):
+the probe of the next chunk overlaps the recording of this one, and sets go out as they
+complete rather than after the whole backlog is probed."""
+PARTS_AHEAD = 8
+"""Parts probed ahead of the recording at most (a burst's sets; bounded memory)."""
+WORKER_MIN_FILES = 128
+"""Batches this large may go to a worker process (pooled_prober)."""
 WATCH_DEBOUNCE_MS = 200
 WATCH_STEP_MS = 20
 """watchfiles batching: yield after 20 ms without new events, at most 200 ms after the first."""
@@ -82,28 +93,20 @@ async def probe_in_threads(paths: list[str], root: str) -> list[dict[str, Any]]:
 
 
 def pooled_prober(worker: Worker, lanes: int) -> Prober:
-    """A prober that spreads large batches over ``lanes`` worker processes plus a thread."""
+    """A prober that sends a batch of at least WORKER_MIN_FILES to one of ``lanes`` worker
+    processes when one is free, else probes it in a thread. The handler keeps up to
+    ``lanes + 1`` batches in flight (its ``probe_lanes``), so all lanes stay busy."""
+    free = [lanes]
 
     async def probe(paths: list[str], root: str) -> list[dict[str, Any]]:
-        if len(paths) < WORKER_THRESHOLD or lanes < 1:
+        if len(paths) < WORKER_MIN_FILES or free[0] < 1:
             return await probe_in_threads(paths, root)
-        chunks = [paths[i : i + WORKER_CHUNK] for i in range(0, len(paths), WORKER_CHUNK)]
-        results: list[list[dict[str, Any]]] = [[] for _ in chunks]
-        queue = list(enumerate(chunks))
-
-        async def lane(use_worker: bool) -> None:
-            while queue:
-                index, chunk = queue.pop(0)
-                if use_worker:
-                    results[index] = await worker(ingest.probe_files, chunk, root)
-                else:
-                    results[index] = await probe_in_threads(chunk, root)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lane, False)
-            for _ in range(lanes):
-                tg.start_soon(lane, True)
-        return [r for chunk in results for r in chunk]
+        free[0] -= 1
+        try:
+            found: list[dict[str, Any]] = await worker(ingest.probe_files, paths, root)
+            return found
+        finally:
+            free[0] += 1
 
     return probe
 
@@ -126,6 +129,26 @@ async def _concurrently(job: Callable[[T], Awaitable[Any]], items: Sequence[T]) 
             tg.start_soon(one, item)
 
 
+class _Probing:
+    """A part of a batch being probed (as a task), awaited by the recording loop."""
+
+    def __init__(self, part: list[tuple[str, ingest.Look]]) -> None:
+        self.part = part
+        self.done = anyio.Event()
+        self._found: list[dict[str, Any]] = []
+
+    async def run(self, lane: anyio.Semaphore, prober: Prober, root: str) -> None:
+        try:
+            self._found = await prober([p for p, _ in self.part], root)
+        finally:
+            lane.release()
+        self.done.set()
+
+    async def outcomes(self) -> list[dict[str, Any]]:
+        await self.done.wait()
+        return self._found
+
+
 class HDF5EventHandler:
     """Paths seen in the watched directory -> set records and announcements."""
 
@@ -136,6 +159,7 @@ class HDF5EventHandler:
         log: structlog.stdlib.BoundLogger | None = None,
         prober: Prober = probe_in_threads,
         service: str = "watcher",
+        probe_lanes: int = 1,
     ) -> None:
         self.config = config
         self.cfg = config.services.hdf5_watcher
@@ -147,6 +171,8 @@ class HDF5EventHandler:
         )
         self.log = log or structlog.get_logger("dsa110d.services.watcher")
         self.prober = prober
+        self.probe_lanes = max(1, probe_lanes)
+        """Probes run at once (1 for threads: h5py holds the GIL; 1 + workers for a pool)."""
         self.producer = Producer.here(service)
         self.seen: dict[str, ingest.Look] = {}
         """Paths handled, with the look they were handled at (not probed again unless changed)."""
@@ -186,8 +212,11 @@ class HDF5EventHandler:
 
     async def handle(self, paths: Iterable[str]) -> int:
         """Handle a batch of paths: settle, probe, record, announce. Returns files handled."""
-        # Paths another batch is handling are left to it (a scan racing the events).
-        candidates = sorted({p for p in paths if self.wanted(p)} - self.in_flight)
+        # Paths another batch is handling are left to it (a scan racing the events). A path
+        # handled before was wanted then (the rules are by name): a rescan of a directory of
+        # thousands of known files costs a stat each, not a name check each.
+        fresh = {p for p in paths if p in self.seen or self.wanted(p)}
+        candidates = sorted(fresh - self.in_flight)
         if not candidates:
             return 0
         self.in_flight.update(candidates)
@@ -197,33 +226,77 @@ class HDF5EventHandler:
             self.in_flight.difference_update(candidates)
 
     async def _handle(self, candidates: list[str]) -> int:
-        settled = await self._settled(candidates)
-        fresh = [(p, look) for p, look in settled if self.seen.get(p) != look]
-        # Sorted by name is by set: a burst is probed and announced a set's worth at a time,
-        # so its first sets go out before its last are probed. A backlog goes in one piece
-        # (the prober spreads it over worker processes).
-        step = len(fresh) if len(fresh) >= WORKER_THRESHOLD else self.cfg.expected_subbands
-        for i in range(0, len(fresh), step):
-            part = fresh[i : i + step]
-            outcomes = await self.prober([p for p, _ in part], str(self.root))
-            await self._record(outcomes)
-            for p, look in part:
-                self.seen[p] = look
+        fresh = await self._settled(candidates)
+        # Sorted by name is by set: a burst is probed a set's worth at a time, a backlog
+        # BACKLOG_CHUNK files at a time, probe_lanes parts at once, ahead of the recording
+        # (the probe is CPU in a thread or worker, the recording mostly waits on the server).
+        # The recording takes every part probed by then in one go (their writes share round
+        # trips and the server's fsyncs), in order; the first set of a burst goes out alone.
+        size = self.cfg.expected_subbands if len(fresh) <= BACKLOG_CHUNK else BACKLOG_CHUNK
+        parts = [fresh[i : i + size] for i in range(0, len(fresh), size)]
+        root = str(self.root)
+        lanes = anyio.Semaphore(self.probe_lanes)
+        send, receive = anyio.create_memory_object_stream[_Probing](PARTS_AHEAD)
+
+        async def probe_all() -> None:
+            async with send, anyio.create_task_group() as tg:
+                for part in parts:
+                    probing = _Probing(part)
+                    await lanes.acquire()  # at most probe_lanes probes at once
+                    tg.start_soon(probing.run, lanes, self.prober, root)
+                    await send.send(probing)  # at most PARTS_AHEAD parts ahead
+
+        async def record_all() -> None:
+            held: _Probing | None = None
+            async with receive:
+                while True:
+                    try:
+                        head = held or await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    batch, held = [head], None
+                    outcomes = list(await head.outcomes())
+                    while held is None:
+                        try:
+                            ahead = receive.receive_nowait()
+                        except (anyio.WouldBlock, anyio.EndOfStream):
+                            break
+                        if ahead.done.is_set():
+                            batch.append(ahead)
+                            outcomes += await ahead.outcomes()
+                        else:
+                            held = ahead  # still probing: next round
+                    await self._record(outcomes)
+                    for probing in batch:
+                        self.seen.update(probing.part)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(probe_all)
+            await record_all()
         return len(fresh)
 
     async def _settled(self, paths: list[str]) -> list[tuple[str, ingest.Look]]:
-        """The paths whose two looks agree; the others wait in ``unsettled``."""
+        """The paths whose two looks agree, less those handled before and unchanged since;
+        the others wait in ``unsettled``."""
         first = await anyio.to_thread.run_sync(lambda: [ingest.look_at(p) for p in paths])
+        changed = []
+        for p, a in zip(paths, first, strict=True):
+            if a is not None and a == self.seen.get(p):
+                self.unsettled.discard(p)  # handled at this very look: nothing to do
+            else:
+                changed.append((p, a))
+        if not changed:
+            return []
         now = time.time_ns()
         interval = self.cfg.stability_interval_sec
         wait = max(
-            (ingest.settle_wait_sec(lk, now, interval) for lk in first if lk is not None),
+            (ingest.settle_wait_sec(a, now, interval) for _, a in changed if a is not None),
             default=0.0,
         )
         await anyio.sleep(wait)
-        second = await anyio.to_thread.run_sync(lambda: [ingest.look_at(p) for p in paths])
+        second = await anyio.to_thread.run_sync(lambda: [ingest.look_at(p) for p, _ in changed])
         ready = []
-        for p, a, b in zip(paths, first, second, strict=True):
+        for (p, a), b in zip(changed, second, strict=True):
             if ingest.is_settled(a, b) and b is not None:
                 ready.append((p, b))
                 self.unsettled.discard(p)
@@ -231,7 +304,7 @@ class HDF5EventHandler:
                 self.unsettled.add(p)  # still being written: look again
             else:
                 self.unsettled.discard(p)  # gone (renamed away or deleted)
-        return ready
+        return [(p, b) for p, b in ready if self.seen.get(p) != b]
 
     async def retry_unsettled(self) -> int:
         return await self.handle(list(self.unsettled)) if self.unsettled else 0
@@ -467,9 +540,12 @@ class HDF5WatcherService(Service):
         self.fault = ""
 
     async def start(self, ctx: ServiceContext) -> None:
-        # Probes run in a thread: the worker processes measured slower for a 10,000-file
-        # backlog on the shared 2-core host (bench_watcher: 42 s vs 31 s), and in a daemon
-        # that also converts they may be busy for minutes. pooled_prober is there to revisit.
+        # Probes run in a thread: worker processes measured slower for a 10,000-file backlog
+        # on the shared 2-core host, where the kernel's autogroup scheduling gives this
+        # daemon's session a fixed share of the CPUs however many processes it runs (two
+        # probing processes each got ~35 % of a core, one alone ~83 %); and in a daemon that
+        # also converts, the workers may be busy for minutes. pooled_prober is there to
+        # revisit on a host with idle cores (bench_watcher measures both).
         self.handler = HDF5EventHandler(ctx.config, ctx.redis, ctx.log, probe_in_threads)
         handled = await self.handler.start()
         ctx.log.info("watcher_started", directory=str(self.handler.root), files=handled)

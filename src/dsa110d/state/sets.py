@@ -178,32 +178,56 @@ redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 return 1
 """
 
-# KEYS: as _CREATE. ARGV: the _CREATE args, then subband field, path.
+# The body of adding one file (subband field ``sb``, ``path``, name time ``t``) to the record
+# KEYS[1] (made by _CREATE); ``created`` says whether _CREATE made it. ARGV: the _CREATE args.
+_ADD_ONE = """
+local function add(sb, path, t, created)
+  local state = redis.call('HGET', KEYS[1], 'state')
+  local n = tonumber(redis.call('HGET', KEYS[1], 'n_subbands'))
+  redis.call('HSET', KEYS[1], 'last_seen', ARGV[7])
+  local have = redis.call('HGET', KEYS[1], sb)
+  if have == path then return {'known', state, n, created, have} end
+  if have then return {'duplicate', state, n, created, have} end
+  if state ~= 'collecting' and state ~= 'complete' and state ~= 'incomplete' then
+    return {'late', state, n, created, ''}
+  end
+  redis.call('HSET', KEYS[1], sb, path)
+  n = redis.call('HINCRBY', KEYS[1], 'n_subbands', 1)
+  if tonumber(t) < tonumber(redis.call('HGET', KEYS[1], 'name_time')) then
+    redis.call('HSET', KEYS[1], 'name_time', t)
+    redis.call('ZADD', KEYS[4], t, ARGV[1])
+  end
+  if n >= tonumber(ARGV[8]) and state ~= 'complete' then
+    state = 'complete'
+    redis.call('HSET', KEYS[1], 'state', state)
+    redis.call('ZADD', KEYS[3], 'NX', ARGV[7], ARGV[1])
+  end
+  return {'added', state, n, created, ''}
+end
+"""
+
+# KEYS: as _CREATE. ARGV: the _CREATE args, then subband field, path. One file.
 _ADD_FILE = (
     "local created = (function()\n"
     + _CREATE
-    + """end)()
-local state = redis.call('HGET', KEYS[1], 'state')
-local n = tonumber(redis.call('HGET', KEYS[1], 'n_subbands'))
-redis.call('HSET', KEYS[1], 'last_seen', ARGV[7])
-local have = redis.call('HGET', KEYS[1], ARGV[9])
-if have == ARGV[10] then return {'known', state, n, created, have} end
-if have then return {'duplicate', state, n, created, have} end
-if state ~= 'collecting' and state ~= 'complete' and state ~= 'incomplete' then
-  return {'late', state, n, created, ''}
+    + "end)()\n"
+    + _ADD_ONE
+    + "return add(ARGV[9], ARGV[10], ARGV[6], created)\n"
+)
+
+# KEYS: as _CREATE. ARGV: the _CREATE args (of the first file), then (subband field, path,
+# name time) per file of the same set. One reply per file, as _ADD_FILE's for each in turn.
+_ADD_SET_FILES = (
+    "local created = (function()\n"
+    + _CREATE
+    + "end)()\n"
+    + _ADD_ONE
+    + """local replies = {}
+for i = 9, #ARGV, 3 do
+  replies[#replies + 1] = add(ARGV[i], ARGV[i + 1], ARGV[i + 2], created)
+  created = 0
 end
-redis.call('HSET', KEYS[1], ARGV[9], ARGV[10])
-n = redis.call('HINCRBY', KEYS[1], 'n_subbands', 1)
-if tonumber(ARGV[6]) < tonumber(redis.call('HGET', KEYS[1], 'name_time')) then
-  redis.call('HSET', KEYS[1], 'name_time', ARGV[6])
-  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
-end
-if n >= tonumber(ARGV[8]) and state ~= 'complete' then
-  state = 'complete'
-  redis.call('HSET', KEYS[1], 'state', state)
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[7], ARGV[1])
-end
-return {'added', state, n, created, ''}
+return replies
 """
 )
 
@@ -301,6 +325,7 @@ class Sets:
         self.keys = keys
         self.target = target
         self._add_file = redis.register_script(_ADD_FILE)
+        self._add_set_files = redis.register_script(_ADD_SET_FILES)
         self._add_error = redis.register_script(_ADD_ERROR)
         self._claim = redis.register_script(_CLAIM)
         self._mark = redis.register_script(_MARK)
@@ -342,15 +367,29 @@ class Sets:
     async def add_files(
         self, files: Sequence[NewFile], expected: int, now: float | None = None
     ) -> list[AddResult]:
-        """:meth:`add_file` for many files in one round trip (each file still atomic)."""
+        """:meth:`add_file` for many files in one round trip: one script call per set (each
+        call atomic, its files added in the given order); results in the order of ``files``."""
         now = time.time() if now is None else now
+        by_set: dict[str, list[int]] = {}
+        for i, f in enumerate(files):
+            by_set.setdefault(f.set_id, []).append(i)
+        if not by_set:
+            return []
         with translate_errors(self.target):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for f in files:
-                    args = [*self._create_args(f, expected, now), f"sb:{f.subband:02d}", f.path]
-                    await self._add_file(keys=self._record_keys(f.set_id), args=args, client=pipe)
+                for set_id, members in by_set.items():
+                    args = self._create_args(files[members[0]], expected, now)
+                    for i in members:
+                        f = files[i]
+                        args += [f"sb:{f.subband:02d}", f.path, repr(float(f.name_time))]
+                    keys = self._record_keys(set_id)
+                    await self._add_set_files(keys=keys, args=args, client=pipe)
                 replies = await pipe.execute()
-        return [_add_result(r) for r in replies]
+        results: list[AddResult | None] = [None] * len(files)
+        for members, reply in zip(by_set.values(), replies, strict=True):
+            for i, one in zip(members, reply, strict=True):
+                results[i] = _add_result(one)
+        return [r for r in results if r is not None]
 
     async def add_error(
         self,

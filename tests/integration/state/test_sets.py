@@ -83,6 +83,58 @@ async def test_racing_adds_of_every_subband_complete_the_set_once(
     assert [r.n_subbands for r in added if r.state is SetState.COMPLETE] == [16]
 
 
+async def test_a_batch_is_recorded_as_file_by_file_adds_would_be(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """add_files (one script call per set) answers each file in order exactly as add_file
+    does one by one: interleaved sets, a known path, a duplicate, a late subband."""
+    a, b = "2026-03-20T06:00:00", "2026-03-20T06:05:09"
+    batch = [
+        _file(1, a), _file(0, b), _file(0, a), _file(1, a), _file(1, b, "/in/other_sb01.hdf5"),
+        _file(1, b), _file(2, b, "/in/late.hdf5"),
+    ]  # fmt: skip
+    batch[1] = NewFile(b, 0, batch[1].path, NAME_T + 400, T0 + 0.0036, 12.9, 0.5)
+    reference = Sets(redis, Keys(config.redis.namespace + ":one-by-one"))
+    expected = []
+    for i, f in enumerate(batch):
+        if i == 6:
+            await reference.claim(b, partial=False)  # b is announced before its last file
+        expected.append(await reference.add_file(f, expected=2, now=50.0))
+    sets = _sets(config, redis)
+    got = await sets.add_files(batch[:6], expected=2, now=50.0)
+    await sets.claim(b, partial=False)
+    got += await sets.add_files(batch[6:], expected=2, now=50.0)
+    assert got == expected
+    assert [r.outcome for r in got] == [
+        "added", "added", "added", "known", "added", "duplicate", "late",
+    ]  # fmt: skip
+    assert [r.created for r in got] == [True, True, False, False, False, False, False]
+    for set_id in (a, b):
+        mine, theirs = await sets.get(set_id), await reference.get(set_id)
+        assert mine is not None and theirs is not None
+        assert (mine.files, mine.time0_jd, mine.name_time) == (
+            theirs.files, theirs.time0_jd, theirs.name_time,
+        )  # fmt: skip
+    pattern = f"{config.redis.namespace}:one-by-one:*"
+    await redis.delete(*[k async for k in redis.scan_iter(pattern)])
+
+
+async def test_racing_batches_complete_each_set_once(config: Config, redis: aioredis.Redis) -> None:
+    batches = [[_file(sb, s) for s in ("A", "B") for sb in range(16)] for _ in range(6)]
+    results = []
+
+    async def add(batch: list[NewFile]) -> None:
+        results.extend(await _sets(config, redis).add_files(batch, expected=16))
+
+    async with anyio.create_task_group() as tg:
+        for batch in batches:
+            tg.start_soon(add, batch)
+    completed = [r for r in results if r.outcome == "added" and r.state is SetState.COMPLETE]
+    assert len(completed) == 2 and [r.n_subbands for r in completed] == [16, 16]
+    assert sum(r.created for r in results) == 2
+    assert sum(r.outcome == "added" for r in results) == 32
+
+
 async def test_the_processors_moves(config: Config, redis: aioredis.Redis) -> None:
     sets = _sets(config, redis)
     set_id = "2026-03-20T06:00:00"

@@ -192,6 +192,51 @@ def test_missing_header_dataset(tiny_run: SimulationResult, tmp_path: Path) -> N
     _expect(path, "missing time_array")
 
 
+def test_missing_datasets_are_all_named(tiny_run: SimulationResult, tmp_path: Path) -> None:
+    path = _copy(tiny_run, tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f["Header/Nants_data"]
+        del f["Data/flags"]
+    _expect(path, "missing Nants_data, Data/flags")
+
+
+def test_a_header_group_where_a_dataset_belongs_is_missing(
+    tiny_run: SimulationResult, tmp_path: Path
+) -> None:
+    path = _copy(tiny_run, tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f["Header/uvw_array"]
+        f["Header"].create_group("uvw_array")
+    _expect(path, "missing uvw_array")
+
+
+def test_a_count_that_is_not_one_number(tiny_run: SimulationResult, tmp_path: Path) -> None:
+    path = _copy(tiny_run, tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f["Header/Nblts"]
+        f["Header"].create_dataset("Nblts", data=[1, 2])
+    _expect(path, "Header/Nblts holds 2 values, not one")
+
+
+def test_the_probe_leaves_no_file_open(tiny_run: SimulationResult, tmp_path: Path) -> None:
+    """Good files and each kind of failure close the file (the watcher probes thousands)."""
+    truncated = _copy(tiny_run, tmp_path)
+    with truncated.open("r+b") as handle:
+        handle.truncate(truncated.stat().st_size - 1000)
+    missing = tmp_path / "2026-03-20T06:00:04_sb01.hdf5"
+    shutil.copyfile(tiny_run.files[0], missing)
+    with h5py.File(missing, "r+") as f:
+        del f["Header/time_array"]
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        probe_subband(tiny_run.files[1])
+        for bad in (truncated, missing):
+            with pytest.raises(InputFileError):
+                probe_subband(bad)
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0
+
+
 def test_hdf5_but_not_uvh5(tmp_path: Path) -> None:
     path = tmp_path / "2026-03-20T06:00:04_sb00.hdf5"
     with h5py.File(path, "w") as f:
