@@ -1,5 +1,5 @@
-"""The block loop of a conversion: read every subband's rows once, place the channels in
-ascending frequency, phase, and write the block into the MS at its start row.
+"""The block loop of a conversion: read every subband's rows once, phase them, place the
+channels in ascending frequency, and write the block into the MS at its start row.
 
 Memory is fixed by the block size (preallocated arrays reused for every block), not by the
 number of integrations.
@@ -53,20 +53,23 @@ def _array(shape: tuple[int, ...], dtype: type, shared: bool) -> npt.NDArray[Any
 
 
 class _Work:
-    """The reader's scratch arrays for one block (phasor terms, one subband's rows)."""
+    """The reader's scratch arrays for one subband's rows of a block (its rows as read, and
+    the phasor terms over its channels): small enough to stay in cache between the read,
+    the phasing and the placement."""
 
     def __init__(self, nrows: int, layout: SetLayout) -> None:
-        nchan = layout.freq_hz.size
-        self.cycles = np.empty((nrows, nchan), dtype=np.float64)
-        self.turns = np.empty((nrows, nchan), dtype=np.float64)
-        self.angle = np.empty((nrows, nchan), dtype=np.float32)
-        self.phasor = np.empty((nrows, nchan), dtype=np.complex64)
         sub = layout.reference
+        pair = (nrows, sub.nfreqs)
+        self.cycles = np.empty(pair, dtype=np.float64)
+        self.turns = np.empty(pair, dtype=np.float64)
+        self.angle = np.empty(pair, dtype=np.float32)
+        self.phasor = np.empty(pair, dtype=np.complex64)
+        self.per_pol = np.empty((*pair, sub.npols), dtype=np.complex64)  # phasor per cell
         self.subband = RowBuffers.allocate(nrows, sub.nfreqs, sub.npols)
 
 
 class _Reader:
-    """Prepares blocks: reads every subband's rows once, places channels, phases."""
+    """Prepares blocks: reads every subband's rows once, phases them, places channels."""
 
     def __init__(
         self,
@@ -78,34 +81,53 @@ class _Reader:
     ) -> None:
         self.layout, self.w, self.flip, self.files = layout, w, flip, files
         self.work = _Work(block_rows, layout)
-        self.freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
+        freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
+        # f/c of each subband's channels in the file's own order (the phasing runs on the
+        # rows as read, before they are placed in ascending frequency)
+        self.file_freq_over_c = [
+            freq_over_c[p.channels][:: -1 if p.descending else 1] for p in layout.placements
+        ]
 
     def fill(self, slot: _Slot, start: int, stop: int) -> None:
         m, work, layout = stop - start, self.work, self.layout
         v, fl, ns = slot.vis[:m], slot.flags[:m], slot.nsamples[:m]
-        for f, p in zip(self.files, layout.placements, strict=True):
-            _read_block(f, p, start, stop, work.subband, slot)
+        for f, p, freq_over_c in zip(
+            self.files, layout.placements, self.file_freq_over_c, strict=True
+        ):
+            _read_subband(f, p, start, stop, work.subband)
+            self._phase(m, self.w[start:stop], freq_over_c)
+            _place(work.subband, m, p, slot)
         for gap in layout.missing_channels:
             v[:, gap] = 0
             fl[:, gap] = True
             ns[:, gap] = 0
-        np.conjugate(v, out=v)
-        phasor = conj_w_phasor(
-            self.w[start:stop],
-            self.freq_over_c,
-            (work.cycles[:m], work.turns[:m], work.angle[:m]),
-            work.phasor[:m],
-        )
-        v *= phasor[:, :, None]
         if self.flip is not None and self.flip[start:stop].any():
             rows = np.flatnonzero(self.flip[start:stop])
             v[rows] = np.conjugate(v[rows])
         weight = slot.weight[:m]
-        weight[:] = band_weight(ns)
+        slot.uniform[0] = band_weight(ns, out=weight)
         slot.sigma[:m] = 0
         np.power(weight, -0.5, where=weight > 0, out=slot.sigma[:m])
         slot.flag_row[:m] = fl.reshape(m, -1).all(axis=1)
-        slot.uniform[0] = bool(np.all(ns == weight[:, None, :]))
+
+    def _phase(
+        self, m: int, w: npt.NDArray[np.float64], freq_over_c: npt.NDArray[np.float64]
+    ) -> None:
+        """conj(vis) x phasor for one subband's rows as read (in place, in cache)."""
+        work = self.work
+        vis = work.subband.vis[:m]
+        phasor = conj_w_phasor(
+            w, freq_over_c, (work.cycles[:m], work.turns[:m], work.angle[:m]), work.phasor[:m]
+        )
+        # the same phasor for every polarisation: copied per polarisation as plain 8-byte
+        # items, so the multiply runs over contiguous arrays (a broadcast over the short
+        # polarisation axis makes numpy loop two elements at a time, ~4x slower)
+        per_pol = work.per_pol[:m]
+        cells, source = per_pol.view(np.uint64), phasor.view(np.uint64)
+        for k in range(per_pol.shape[2]):
+            cells[:, :, k] = source
+        np.conjugate(vis, out=vis)
+        np.multiply(vis, per_pol, out=vis)
 
 
 class _Writer:
@@ -251,16 +273,21 @@ def _start_weight_spectrum(
         table.putcol("WEIGHT_SPECTRUM", spectrum, startrow=start, nrow=m)
 
 
-def band_weight(nsamples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """WEIGHT: the median over channels of each row's nsamples per polarisation (as pyuvdata
-    writes it). Rows whose nsamples are all equal (the usual case) skip the median."""
+def band_weight(nsamples: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> bool:
+    """WEIGHT into ``out``: the median over channels of each row's nsamples per polarisation
+    (as pyuvdata writes it). Rows whose nsamples are all equal (the usual case) skip the
+    median. Returns whether nsamples equal WEIGHT in every cell (WEIGHT_SPECTRUM then says
+    nothing more), checking cell by cell only the rows that took the median: an all-equal
+    row holds no NaN, so its cells equal its WEIGHT."""
     m = nsamples.shape[0]
     flat = nsamples.reshape(m, -1)
     uniform = np.all(flat == flat[:, :1], axis=1)
-    weight = np.repeat(flat[:, :1], nsamples.shape[2], axis=1)
-    if not uniform.all():
-        weight[~uniform] = np.median(nsamples[~uniform], axis=1)
-    return weight
+    out[:] = nsamples[:, 0]
+    if uniform.all():
+        return True
+    odd = ~uniform
+    out[odd] = np.median(nsamples[odd], axis=1)
+    return bool(np.all(nsamples[odd] == out[odd][:, None, :]))
 
 
 def _open(header: SubbandHeader) -> h5py.File:
@@ -270,10 +297,8 @@ def _open(header: SubbandHeader) -> h5py.File:
         raise InputFileError(f"{header.path}: cannot open ({exc})") from exc
 
 
-def _read_block(
-    f: h5py.File, p: Placement, start: int, stop: int, sub: RowBuffers, block: _Slot
-) -> None:
-    """Copy one subband's rows [start, stop) of the set into its channels of the block."""
+def _read_subband(f: h5py.File, p: Placement, start: int, stop: int, sub: RowBuffers) -> None:
+    """Read one subband's rows [start, stop) of the set into ``sub`` (file channel order)."""
     rows: slice | npt.NDArray[np.int64]
     if isinstance(p.rows, slice):
         first = p.rows.start or 0
@@ -281,9 +306,13 @@ def _read_block(
     else:
         rows = p.rows[start:stop]
     try:
-        m = read_rows(f, p.header, rows, sub)
+        read_rows(f, p.header, rows, sub)
     except (OSError, ValueError, TypeError) as exc:
         raise InputFileError(f"{p.header.path}: cannot read rows {start}..{stop} ({exc})") from exc
+
+
+def _place(sub: RowBuffers, m: int, p: Placement, block: _Slot) -> None:
+    """Copy one subband's ``m`` rows into its channels of the block, ascending."""
     step = -1 if p.descending else 1
     # Move whole (pol) cells per channel: viewing the Npols axis as one wider item makes the
     # channel-reversing copy run over channels instead of over 2-element rows (~6x faster).
