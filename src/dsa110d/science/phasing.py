@@ -160,8 +160,7 @@ def conj_w_phasor(
     np.multiply.outer(w, freq_over_c, out=cycles)
     np.rint(cycles, out=whole)
     cycles -= whole
-    cycles *= 2.0 * np.pi
-    np.copyto(angle, cycles, casting="same_kind")
+    np.multiply(cycles, 2.0 * np.pi, out=angle, casting="same_kind")  # float64 product, stored
     np.cos(angle, out=out.real)
     np.sin(angle, out=out.imag)
     return out

@@ -64,7 +64,6 @@ class _Work:
         self.turns = np.empty(pair, dtype=np.float64)
         self.angle = np.empty(pair, dtype=np.float32)
         self.phasor = np.empty(pair, dtype=np.complex64)
-        self.per_pol = np.empty((*pair, sub.npols), dtype=np.complex64)  # phasor per cell
         self.subband = RowBuffers.allocate(nrows, sub.nfreqs, sub.npols)
 
 
@@ -87,16 +86,21 @@ class _Reader:
         self.file_freq_over_c = [
             freq_over_c[p.channels][:: -1 if p.descending else 1] for p in layout.placements
         ]
+        # nsamples are placed only when WEIGHT cannot say it all (see _DeferredNsamples)
+        self.defer_nsamples = not layout.missing_channels
 
     def fill(self, slot: _Slot, start: int, stop: int) -> None:
         m, work, layout = stop - start, self.work, self.layout
         v, fl, ns = slot.vis[:m], slot.flags[:m], slot.nsamples[:m]
+        deferred = _DeferredNsamples(ns) if self.defer_nsamples else None
         for f, p, freq_over_c in zip(
             self.files, layout.placements, self.file_freq_over_c, strict=True
         ):
-            _read_subband(f, p, start, stop, work.subband)
+            sub = work.subband
+            _read_subband(f, p, start, stop, sub)
             self._phase(m, self.w[start:stop], freq_over_c)
-            _place(work.subband, m, p, slot)
+            skip = deferred is not None and deferred.defer(p.channels, sub.nsamples[:m])
+            _place(sub, m, p, slot, nsamples=not skip)
         for gap in layout.missing_channels:
             v[:, gap] = 0
             fl[:, gap] = True
@@ -105,7 +109,13 @@ class _Reader:
             rows = np.flatnonzero(self.flip[start:stop])
             v[rows] = np.conjugate(v[rows])
         weight = slot.weight[:m]
-        slot.uniform[0] = band_weight(ns, out=weight)
+        if deferred is not None and deferred.value is not None and not deferred.placed:
+            weight[:] = deferred.value[:, None]  # nsamples equal it in every cell
+            slot.uniform[0] = True
+        else:
+            slot.uniform[0] = band_weight(ns, out=weight)
+            # the writer keeps WEIGHT_SPECTRUM from the first block that needs it on
+            self.defer_nsamples = self.defer_nsamples and bool(slot.uniform[0])
         slot.sigma[:m] = 0
         np.power(weight, -0.5, where=weight > 0, out=slot.sigma[:m])
         slot.flag_row[:m] = fl.reshape(m, -1).all(axis=1)
@@ -119,15 +129,45 @@ class _Reader:
         phasor = conj_w_phasor(
             w, freq_over_c, (work.cycles[:m], work.turns[:m], work.angle[:m]), work.phasor[:m]
         )
-        # the same phasor for every polarisation: copied per polarisation as plain 8-byte
-        # items, so the multiply runs over contiguous arrays (a broadcast over the short
-        # polarisation axis makes numpy loop two elements at a time, ~4x slower)
-        per_pol = work.per_pol[:m]
-        cells, source = per_pol.view(np.uint64), phasor.view(np.uint64)
-        for k in range(per_pol.shape[2]):
-            cells[:, :, k] = source
         np.conjugate(vis, out=vis)
-        np.multiply(vis, per_pol, out=vis)
+        # one multiply per polarisation: a broadcast over the short polarisation axis makes
+        # numpy loop two elements at a time (~4x slower)
+        for k in range(vis.shape[2]):
+            np.multiply(vis[:, :, k], phasor, out=vis[:, :, k])
+
+
+class _DeferredNsamples:
+    """One block's nsamples, placed only when needed. While every subband's rows hold one
+    value per row, the same in every subband (the usual case: WEIGHT is that value and no
+    WEIGHT_SPECTRUM is written), placing them is skipped; the first subband that differs
+    places the skipped ones (that value per row) and itself, and every later subband is
+    placed as usual. Values are compared bit for bit, so a row taken as uniform is uniform
+    (a NaN in the first subband places everything: it is never uniform)."""
+
+    def __init__(self, block: npt.NDArray[np.float32]) -> None:
+        self.block = block  # the slot's (rows, channels, pols) nsamples
+        self.value: npt.NDArray[np.float32] | None = None  # per row
+        self.skipped: list[slice] = []
+        self.placed = False
+
+    def defer(self, channels: slice, nsamples: npt.NDArray[np.float32]) -> bool:
+        """Whether this subband's ``nsamples`` (rows as read) need not be placed."""
+        if self.placed:
+            return False
+        m = nsamples.shape[0]
+        if self.value is None:
+            self.value = nsamples[:, 0, 0].copy()
+            if np.isnan(self.value).any():
+                self.placed = True
+                return False
+        bits = self.value.view(np.uint32)
+        if np.all(nsamples.view(np.uint32).reshape(m, -1) == bits[:, None]):
+            self.skipped.append(channels)
+            return True
+        self.placed = True
+        for skipped in self.skipped:
+            self.block[:, skipped] = self.value[:, None, None]
+        return False
 
 
 class _Writer:
@@ -311,16 +351,15 @@ def _read_subband(f: h5py.File, p: Placement, start: int, stop: int, sub: RowBuf
         raise InputFileError(f"{p.header.path}: cannot read rows {start}..{stop} ({exc})") from exc
 
 
-def _place(sub: RowBuffers, m: int, p: Placement, block: _Slot) -> None:
+def _place(sub: RowBuffers, m: int, p: Placement, block: _Slot, nsamples: bool = True) -> None:
     """Copy one subband's ``m`` rows into its channels of the block, ascending."""
     step = -1 if p.descending else 1
+    pairs = [(sub.vis, block.vis), (sub.flags, block.flags)]
+    if nsamples:
+        pairs.append((sub.nsamples, block.nsamples))
     # Move whole (pol) cells per channel: viewing the Npols axis as one wider item makes the
     # channel-reversing copy run over channels instead of over 2-element rows (~6x faster).
-    for src, dst in (
-        (sub.vis, block.vis),
-        (sub.flags, block.flags),
-        (sub.nsamples, block.nsamples),
-    ):
+    for src, dst in pairs:
         _cells(dst[:m, p.channels])[:] = _cells(src[:m])[:, ::step]
 
 
