@@ -23,7 +23,7 @@ from casacore import tables
 
 from dsa110d.errors import ConversionError, InputFileError
 from dsa110d.science import msio
-from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S, conj_w_phasor
+from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S, SubbandPhasors
 from dsa110d.science.setlayout import Placement, SetLayout
 from dsa110d.science.uvh5 import RowBuffers, SubbandHeader, read_rows
 
@@ -57,13 +57,15 @@ class _Work:
     the phasor terms over its channels; ~20 MB at 8192 rows of 48 channels), reused for
     every subband, so the read, the phasing and the placement work on cached memory."""
 
-    def __init__(self, nrows: int, layout: SetLayout) -> None:
+    def __init__(self, nrows: int, layout: SetLayout, w: npt.NDArray[np.float64]) -> None:
         sub = layout.reference
-        pair = (nrows, sub.nfreqs)
-        self.cycles = np.empty(pair, dtype=np.float64)
-        self.turns = np.empty(pair, dtype=np.float64)
-        self.angle = np.empty(pair, dtype=np.float32)
-        self.phasor = np.empty(pair, dtype=np.complex64)
+        freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
+        # f/c of each subband's channels in the file's own order (the phasing runs on the
+        # rows as read, before they are placed in ascending frequency)
+        per_subband = [
+            freq_over_c[p.channels][:: -1 if p.descending else 1] for p in layout.placements
+        ]
+        self.phasors = SubbandPhasors(per_subband, w, nrows)
         self.subband = RowBuffers.allocate(nrows, sub.nfreqs, sub.npols)
 
 
@@ -79,13 +81,7 @@ class _Reader:
         files: list[h5py.File],
     ) -> None:
         self.layout, self.w, self.flip, self.files = layout, w, flip, files
-        self.work = _Work(block_rows, layout)
-        freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
-        # f/c of each subband's channels in the file's own order (the phasing runs on the
-        # rows as read, before they are placed in ascending frequency)
-        self.file_freq_over_c = [
-            freq_over_c[p.channels][:: -1 if p.descending else 1] for p in layout.placements
-        ]
+        self.work = _Work(block_rows, layout, w)
         # nsamples are placed only when WEIGHT cannot say it all (see _DeferredNsamples)
         self.defer_nsamples = not layout.missing_channels
 
@@ -93,12 +89,11 @@ class _Reader:
         m, work, layout = stop - start, self.work, self.layout
         v, fl, ns = slot.vis[:m], slot.flags[:m], slot.nsamples[:m]
         deferred = _DeferredNsamples(ns) if self.defer_nsamples else None
-        for f, p, freq_over_c in zip(
-            self.files, layout.placements, self.file_freq_over_c, strict=True
-        ):
+        work.phasors.block(self.w[start:stop])
+        for index, (f, p) in enumerate(zip(self.files, layout.placements, strict=True)):
             sub = work.subband
             _read_subband(f, p, start, stop, sub)
-            self._phase(m, self.w[start:stop], freq_over_c)
+            _phase(sub.vis[:m], work.phasors.subband(index))
             skip = deferred is not None and deferred.defer(p.channels, sub.nsamples[:m])
             _place(sub, m, p, slot, nsamples=not skip)
         for gap in layout.missing_channels:
@@ -119,21 +114,6 @@ class _Reader:
         slot.sigma[:m] = 0
         np.power(weight, -0.5, where=weight > 0, out=slot.sigma[:m])
         slot.flag_row[:m] = fl.reshape(m, -1).all(axis=1)
-
-    def _phase(
-        self, m: int, w: npt.NDArray[np.float64], freq_over_c: npt.NDArray[np.float64]
-    ) -> None:
-        """conj(vis) x phasor for one subband's rows as read (in place, in cache)."""
-        work = self.work
-        vis = work.subband.vis[:m]
-        phasor = conj_w_phasor(
-            w, freq_over_c, (work.cycles[:m], work.turns[:m], work.angle[:m]), work.phasor[:m]
-        )
-        np.conjugate(vis, out=vis)
-        # one multiply per polarisation: a broadcast over the short polarisation axis makes
-        # numpy loop two elements at a time (~4x slower)
-        for k in range(vis.shape[2]):
-            np.multiply(vis[:, :, k], phasor, out=vis[:, :, k])
 
 
 class _DeferredNsamples:
@@ -335,6 +315,15 @@ def _open(header: SubbandHeader) -> h5py.File:
         return h5py.File(header.path, "r")
     except OSError as exc:
         raise InputFileError(f"{header.path}: cannot open ({exc})") from exc
+
+
+def _phase(vis: npt.NDArray[np.complex64], phasor: npt.NDArray[np.complex64]) -> None:
+    """conj(vis) x phasor for one subband's rows as read (in place, in cache)."""
+    np.conjugate(vis, out=vis)
+    # one multiply per polarisation: a broadcast over the short polarisation axis makes
+    # numpy loop two elements at a time (~4x slower)
+    for k in range(vis.shape[2]):
+        np.multiply(vis[:, :, k], phasor, out=vis[:, :, k])
 
 
 def _read_subband(f: h5py.File, p: Placement, start: int, stop: int, sub: RowBuffers) -> None:
