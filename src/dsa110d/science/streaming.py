@@ -1,5 +1,5 @@
-"""The block loop of a conversion: read every subband's rows once, place the channels in
-ascending frequency, phase, and write the block into the MS at its start row.
+"""The block loop of a conversion: read every subband's rows once, phase them, place the
+channels in ascending frequency, and write the block into the MS at its start row.
 
 Memory is fixed by the block size (preallocated arrays reused for every block), not by the
 number of integrations.
@@ -23,7 +23,7 @@ from casacore import tables
 
 from dsa110d.errors import ConversionError, InputFileError
 from dsa110d.science import msio
-from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S, conj_w_phasor
+from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S, SubbandPhasors
 from dsa110d.science.setlayout import Placement, SetLayout
 from dsa110d.science.uvh5 import RowBuffers, SubbandHeader, read_rows
 
@@ -53,20 +53,24 @@ def _array(shape: tuple[int, ...], dtype: type, shared: bool) -> npt.NDArray[Any
 
 
 class _Work:
-    """The reader's scratch arrays for one block (phasor terms, one subband's rows)."""
+    """The reader's scratch arrays for one subband's rows of a block (its rows as read, and
+    the phasor terms over its channels; ~20 MB at 8192 rows of 48 channels), reused for
+    every subband, so the read, the phasing and the placement work on cached memory."""
 
-    def __init__(self, nrows: int, layout: SetLayout) -> None:
-        nchan = layout.freq_hz.size
-        self.cycles = np.empty((nrows, nchan), dtype=np.float64)
-        self.turns = np.empty((nrows, nchan), dtype=np.float64)
-        self.angle = np.empty((nrows, nchan), dtype=np.float32)
-        self.phasor = np.empty((nrows, nchan), dtype=np.complex64)
+    def __init__(self, nrows: int, layout: SetLayout, w: npt.NDArray[np.float64]) -> None:
         sub = layout.reference
+        freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
+        # f/c of each subband's channels in the file's own order (the phasing runs on the
+        # rows as read, before they are placed in ascending frequency)
+        per_subband = [
+            freq_over_c[p.channels][:: -1 if p.descending else 1] for p in layout.placements
+        ]
+        self.phasors = SubbandPhasors(per_subband, w, nrows)
         self.subband = RowBuffers.allocate(nrows, sub.nfreqs, sub.npols)
 
 
 class _Reader:
-    """Prepares blocks: reads every subband's rows once, places channels, phases."""
+    """Prepares blocks: reads every subband's rows once, phases them, places channels."""
 
     def __init__(
         self,
@@ -77,35 +81,73 @@ class _Reader:
         files: list[h5py.File],
     ) -> None:
         self.layout, self.w, self.flip, self.files = layout, w, flip, files
-        self.work = _Work(block_rows, layout)
-        self.freq_over_c = layout.freq_hz / SPEED_OF_LIGHT_M_S
+        self.work = _Work(block_rows, layout, w)
+        # nsamples are placed only when WEIGHT cannot say it all (see _DeferredNsamples)
+        self.defer_nsamples = not layout.missing_channels
 
     def fill(self, slot: _Slot, start: int, stop: int) -> None:
         m, work, layout = stop - start, self.work, self.layout
         v, fl, ns = slot.vis[:m], slot.flags[:m], slot.nsamples[:m]
-        for f, p in zip(self.files, layout.placements, strict=True):
-            _read_block(f, p, start, stop, work.subband, slot)
+        deferred = _DeferredNsamples(ns) if self.defer_nsamples else None
+        work.phasors.block(self.w[start:stop])
+        for index, (f, p) in enumerate(zip(self.files, layout.placements, strict=True)):
+            sub = work.subband
+            _read_subband(f, p, start, stop, sub)
+            _phase(sub.vis[:m], work.phasors.subband(index))
+            skip = deferred is not None and deferred.defer(p.channels, sub.nsamples[:m])
+            _place(sub, m, p, slot, nsamples=not skip)
         for gap in layout.missing_channels:
             v[:, gap] = 0
             fl[:, gap] = True
             ns[:, gap] = 0
-        np.conjugate(v, out=v)
-        phasor = conj_w_phasor(
-            self.w[start:stop],
-            self.freq_over_c,
-            (work.cycles[:m], work.turns[:m], work.angle[:m]),
-            work.phasor[:m],
-        )
-        v *= phasor[:, :, None]
         if self.flip is not None and self.flip[start:stop].any():
             rows = np.flatnonzero(self.flip[start:stop])
             v[rows] = np.conjugate(v[rows])
         weight = slot.weight[:m]
-        weight[:] = band_weight(ns)
+        if deferred is not None and deferred.value is not None and not deferred.placed:
+            weight[:] = deferred.value[:, None]  # nsamples equal it in every cell
+            slot.uniform[0] = True
+        else:
+            slot.uniform[0] = band_weight(ns, out=weight)
+            # the writer keeps WEIGHT_SPECTRUM from the first block that needs it on
+            self.defer_nsamples = self.defer_nsamples and bool(slot.uniform[0])
         slot.sigma[:m] = 0
         np.power(weight, -0.5, where=weight > 0, out=slot.sigma[:m])
         slot.flag_row[:m] = fl.reshape(m, -1).all(axis=1)
-        slot.uniform[0] = bool(np.all(ns == weight[:, None, :]))
+
+
+class _DeferredNsamples:
+    """One block's nsamples, placed only when needed. While every subband's rows hold one
+    value per row, the same in every subband (the usual case: WEIGHT is that value and no
+    WEIGHT_SPECTRUM is written), placing them is skipped; the first subband that differs
+    places the skipped ones (that value per row) and itself, and every later subband is
+    placed as usual. Values are compared bit for bit, so a row taken as uniform is uniform
+    (a NaN in the first subband places everything: it is never uniform)."""
+
+    def __init__(self, block: npt.NDArray[np.float32]) -> None:
+        self.block = block  # the slot's (rows, channels, pols) nsamples
+        self.value: npt.NDArray[np.float32] | None = None  # per row
+        self.skipped: list[slice] = []
+        self.placed = False
+
+    def defer(self, channels: slice, nsamples: npt.NDArray[np.float32]) -> bool:
+        """Whether this subband's ``nsamples`` (rows as read) need not be placed."""
+        if self.placed:
+            return False
+        m = nsamples.shape[0]
+        if self.value is None:
+            self.value = nsamples[:, 0, 0].copy()
+            if np.isnan(self.value).any():
+                self.placed = True
+                return False
+        bits = self.value.view(np.uint32)
+        if np.all(nsamples.view(np.uint32).reshape(m, -1) == bits[:, None]):
+            self.skipped.append(channels)
+            return True
+        self.placed = True
+        for skipped in self.skipped:
+            self.block[:, skipped] = self.value[:, None, None]
+        return False
 
 
 class _Writer:
@@ -251,16 +293,21 @@ def _start_weight_spectrum(
         table.putcol("WEIGHT_SPECTRUM", spectrum, startrow=start, nrow=m)
 
 
-def band_weight(nsamples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """WEIGHT: the median over channels of each row's nsamples per polarisation (as pyuvdata
-    writes it). Rows whose nsamples are all equal (the usual case) skip the median."""
+def band_weight(nsamples: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> bool:
+    """WEIGHT into ``out``: the median over channels of each row's nsamples per polarisation
+    (as pyuvdata writes it). Rows whose nsamples are all equal (the usual case) skip the
+    median. Returns whether nsamples equal WEIGHT in every cell (WEIGHT_SPECTRUM then says
+    nothing more), checking cell by cell only the rows that took the median: an all-equal
+    row holds no NaN, so its cells equal its WEIGHT."""
     m = nsamples.shape[0]
     flat = nsamples.reshape(m, -1)
     uniform = np.all(flat == flat[:, :1], axis=1)
-    weight = np.repeat(flat[:, :1], nsamples.shape[2], axis=1)
-    if not uniform.all():
-        weight[~uniform] = np.median(nsamples[~uniform], axis=1)
-    return weight
+    out[:] = nsamples[:, 0]
+    if uniform.all():
+        return True
+    odd = ~uniform
+    out[odd] = np.median(nsamples[odd], axis=1)
+    return bool(np.all(nsamples[odd] == out[odd][:, None, :]))
 
 
 def _open(header: SubbandHeader) -> h5py.File:
@@ -270,10 +317,17 @@ def _open(header: SubbandHeader) -> h5py.File:
         raise InputFileError(f"{header.path}: cannot open ({exc})") from exc
 
 
-def _read_block(
-    f: h5py.File, p: Placement, start: int, stop: int, sub: RowBuffers, block: _Slot
-) -> None:
-    """Copy one subband's rows [start, stop) of the set into its channels of the block."""
+def _phase(vis: npt.NDArray[np.complex64], phasor: npt.NDArray[np.complex64]) -> None:
+    """conj(vis) x phasor for one subband's rows as read (in place, in cache)."""
+    np.conjugate(vis, out=vis)
+    # one multiply per polarisation: a broadcast over the short polarisation axis makes
+    # numpy loop two elements at a time (~4x slower)
+    for k in range(vis.shape[2]):
+        np.multiply(vis[:, :, k], phasor, out=vis[:, :, k])
+
+
+def _read_subband(f: h5py.File, p: Placement, start: int, stop: int, sub: RowBuffers) -> None:
+    """Read one subband's rows [start, stop) of the set into ``sub`` (file channel order)."""
     rows: slice | npt.NDArray[np.int64]
     if isinstance(p.rows, slice):
         first = p.rows.start or 0
@@ -281,17 +335,20 @@ def _read_block(
     else:
         rows = p.rows[start:stop]
     try:
-        m = read_rows(f, p.header, rows, sub)
+        read_rows(f, p.header, rows, sub)
     except (OSError, ValueError, TypeError) as exc:
         raise InputFileError(f"{p.header.path}: cannot read rows {start}..{stop} ({exc})") from exc
+
+
+def _place(sub: RowBuffers, m: int, p: Placement, block: _Slot, nsamples: bool = True) -> None:
+    """Copy one subband's ``m`` rows into its channels of the block, ascending."""
     step = -1 if p.descending else 1
+    pairs = [(sub.vis, block.vis), (sub.flags, block.flags)]
+    if nsamples:
+        pairs.append((sub.nsamples, block.nsamples))
     # Move whole (pol) cells per channel: viewing the Npols axis as one wider item makes the
     # channel-reversing copy run over channels instead of over 2-element rows (~6x faster).
-    for src, dst in (
-        (sub.vis, block.vis),
-        (sub.flags, block.flags),
-        (sub.nsamples, block.nsamples),
-    ):
+    for src, dst in pairs:
         _cells(dst[:m, p.channels])[:] = _cells(src[:m])[:, ::step]
 
 

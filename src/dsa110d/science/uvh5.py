@@ -16,6 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 import numpy.typing as npt
+from h5py import h5s
 
 from dsa110d.errors import InputFileError
 
@@ -239,7 +240,7 @@ def read_rows(f: h5py.File, header: SubbandHeader, rows: slice | IntArray, out: 
         for key, buf in targets:
             dset = data[key]
             if dset.dtype == buf.dtype:
-                dset.read_direct(buf, source_sel=source, dest_sel=np.s_[0:n])
+                _read_slab(dset, int(rows.start), n, buf)
             else:
                 buf[:n] = _as(dset[source], buf.dtype)
         return n
@@ -249,6 +250,17 @@ def read_rows(f: h5py.File, header: SubbandHeader, rows: slice | IntArray, out: 
     out.flags[:n] = data["flags"][sel]
     out.nsamples[:n] = data["nsamples"][sel]
     return n
+
+
+def _read_slab(dset: h5py.Dataset, start: int, n: int, buf: npt.NDArray[Any]) -> None:
+    """Rows [start, start + n) of ``dset`` into ``buf[:n]`` (same type), straight from HDF5:
+    the same read as ``read_direct`` without its per-call selection parsing (~4x the cost
+    of this at a block's ~50 reads of one subband each)."""
+    file_space = dset.id.get_space()
+    file_space.select_hyperslab((start,) + (0,) * (dset.ndim - 1), (n, *dset.shape[1:]))
+    memory_space = h5s.create_simple(buf.shape)
+    memory_space.select_hyperslab((0,) * buf.ndim, (n, *buf.shape[1:]))
+    dset.id.read(memory_space, file_space, buf)
 
 
 def _as(values: npt.NDArray[Any], dtype: np.dtype[Any]) -> npt.NDArray[Any]:

@@ -115,3 +115,24 @@ def test_pipelined_and_in_process_writes_are_identical(
     assert piped.n_rows > 3 * 256  # more blocks than the pipeline's slots
     for name in ("DATA", "FLAG", "UVW", "WEIGHT", "SIGMA", "FLAG_ROW", "TIME"):
         np.testing.assert_array_equal(col(piped.ms, name), col(plain.ms, name))
+
+
+@pytest.mark.timeout(120)
+def test_blocks_after_one_with_varying_nsamples_keep_their_own_weight_spectrum(
+    small_set: list[Path], tmp_path: Path
+) -> None:
+    # nsamples vary in the first block only, in a subband after the first: the rows of the
+    # subbands before it are backfilled, and every later block (uniform again) still writes
+    # its own WEIGHT_SPECTRUM rather than what a reused block buffer held before.
+    with h5py.File(small_set[len(small_set) // 2], "r+") as f:
+        ns = f["Data/nsamples"][()]
+        ns[:40, :, 5:9] = 0.25
+        f["Data/nsamples"][...] = ns
+    ours, theirs = tmp_path / "ours.ms", tmp_path / "theirs.ms"
+    result = convert_set(small_set, ours, block_rows=256)
+    plain = convert_set(small_set, tmp_path / "plain.ms", block_rows=256, isolate=False)
+    assert result.n_rows > 3 * 256
+    pyuvdata_convert(small_set, theirs, result.phase_ra_rad, result.phase_dec_rad)
+    for name in ("WEIGHT_SPECTRUM", "WEIGHT", "SIGMA"):
+        np.testing.assert_array_equal(col(ours, name), col(theirs, name))
+        np.testing.assert_array_equal(col(plain.ms, name), col(theirs, name))
