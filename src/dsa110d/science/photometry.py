@@ -69,6 +69,32 @@ JACKKNIFE_GROUPS = 16
 """Baselines are dealt into this many groups; the scatter of the leave-one-group-out fluxes
 measures the error including confusion from other sources' sidelobes, which the per-visibility
 noise misses (it does not average down as 1/sqrt(N))."""
+JOINT_FIT_MAX_SOURCES = 32
+"""At each integration at most this many in-beam sources, the brightest by catalog flux x beam
+gain, are fitted jointly (their mutual sidelobes modelled). Fainter ones at that integration
+are treated as isolated, as before the joint fit: their pair terms are left out, so their
+sidelobes stay in the others' data (and in the others' noise estimate, which grows to match)
+and the others' sidelobes stay in theirs. The cost of the pair terms grows as the square of
+this number; a pathological catalog of 1,000 sources in the beam costs what 32 do."""
+JOINT_FIT_MAX_CORRELATION = 0.95
+"""Two sources whose normalised coupling A_jk / sqrt(A_jj A_kk) exceeds this (closer than about
+a synthesized beam) cannot be separated usefully (the joint error would be > 3x the isolated
+one): the fainter is measured alone, its flux includes the brighter's, and it is flagged
+``blended``."""
+JOINT_FIT_MIN_EIGENVALUE = 1e-3
+"""If the normalised joint matrix still has an eigenvalue below this (several sources jointly
+degenerate), the most entangled source is taken out of the fit (flagged ``blended``) until not."""
+PARTIAL_TRANSIT_GAIN_FRACTION = 0.8
+"""A row is flagged ``partial_transit`` when the source's best beam gain in the block is below
+this fraction of its gain at transit (its offset then being |apparent dec - pointing dec|).
+The beam correction makes every block's flux unbiased, but away from transit the error grows
+and the flux leans on the beam model's flank (a pointing error of 0.05 deg is a 3% flux error
+at 0.8 of the transit gain, ~0.8 deg from transit at 1.4 GHz, and grows linearly beyond): the
+one or two blocks nearest transit each day are kept."""
+_PAIR_ROWS = 1024
+"""Rows per step of the pair terms (bounds their (rows, sources, sources) work arrays)."""
+_DIRICHLET_EPS = 1e-6
+"""Below this |sin(x / 2)| the within-block channel sum takes its limit (the channel count)."""
 _CHANNEL_SPLIT = 32
 """Phasors over channels are built as an outer product of two short factors of this size."""
 _UNIFORM_TOL_HZ = 1e-3
@@ -139,11 +165,10 @@ def apparent_positions(
 
 
 def beam_offsets(
-    geometry: MsGeometry, ra: NDArray[np.float64], dec: NDArray[np.float64]
+    geometry: MsGeometry, app_ra: NDArray[np.float64], app_dec: NDArray[np.float64]
 ) -> NDArray[np.float64]:
-    """Offsets (rad) of ICRS directions from the pointing, (sources, integrations)."""
-    # Apparent places change by < 0.1 arcsec over a chunk: one transform at mid-time.
-    app_ra, app_dec = apparent_positions(ra, dec, geometry.mid_time)
+    """Offsets (rad) of apparent directions (:func:`apparent_positions` at the MS's mid-time:
+    they change by < 0.1 arcsec over a chunk) from the pointing, (sources, integrations)."""
     pointing = pointing_ra(geometry, geometry.times)
     return angular_offset_rad(
         pointing[None, :], geometry.phase_dec, app_ra[:, None], app_dec[:, None]
@@ -239,19 +264,39 @@ def _geometric(
 
 
 class _Sums:
-    """Per-source running sums over a block."""
+    """Per-source running sums over a block, and the joint fit's pair sums.
+
+    Sources fitted jointly at some integration get a *slot*; ``pair[i, k, g]`` holds A_jk for
+    the sources in slots i and k (j != k) over baseline group g (its diagonal is unused: the
+    diagonal is ``weight``). Every sum is additive over MSs, slabs and integrations.
+    """
 
     def __init__(self, n: int) -> None:
-        self.signal = np.zeros((n, JACKKNIFE_GROUPS))  # sum g Re z, per baseline group
-        self.weight = np.zeros((n, JACKKNIFE_GROUPS))  # sum g^2 w, per baseline group
+        self.signal = np.zeros((n, JACKKNIFE_GROUPS))  # b: sum g Re z, per baseline group
+        self.weight = np.zeros((n, JACKKNIFE_GROUPS))  # A_jj: sum g^2 w, per baseline group
         self.gain_weight = np.zeros(n)  # sum g w
-        self.imag_sq = np.zeros(n)  # sum over rows of (Im sum_c g z)^2
+        self.noise_sq = np.zeros(n)  # sum over rows of (Im sum_c g z - catalog model)^2
         self.n_vis = np.zeros(n, dtype=np.int64)  # sum w
         self.time_weight = np.zeros(n)  # sum t g^2 w
         self.peak_gain = np.zeros(n)
-        self.peak_time = np.zeros(n)
-        self.first_time = math.inf
-        self.last_time = -math.inf
+        self.transit_gain = np.zeros(n)  # band-centre gain at transit
+        self.slot_of = np.full(n, -1, dtype=np.intp)
+        self.slots: list[int] = []  # catalog index of each slot
+        self.pair = np.zeros((0, 0, JACKKNIFE_GROUPS))
+
+    def slots_for(self, sources: NDArray[np.intp]) -> NDArray[np.intp]:
+        """The slots of ``sources``, giving new ones a slot (and growing ``pair``)."""
+        new = sources[self.slot_of[sources] < 0]
+        if new.size:
+            self.slot_of[new] = len(self.slots) + np.arange(new.size)
+            self.slots.extend(int(s) for s in new)
+            held = self.pair.shape[0]
+            if len(self.slots) > held:
+                size = max(len(self.slots), 2 * held)
+                grown = np.zeros((size, size, JACKKNIFE_GROUPS))
+                grown[:held, :held] = self.pair
+                self.pair = grown
+        return self.slot_of[sources]
 
 
 @dataclass(frozen=True)
@@ -263,6 +308,10 @@ class _Integration:
     group: NDArray[np.intp]
     weight: NDArray[np.float32]
     """(JACKKNIFE_GROUPS, n_blocks): unflagged visibilities per baseline group and block."""
+    row_weight: NDArray[np.float32]
+    """(rows, n_blocks): unflagged visibilities per row and channel block."""
+    onehot: NDArray[np.float32]
+    """(JACKKNIFE_GROUPS, rows): 1 where the row's baseline is in the group."""
 
 
 def _integrations(
@@ -275,8 +324,11 @@ def _integrations(
     for lo, hi in itertools.pairwise(bounds):
         onehot = (group[lo:hi][None, :] == np.arange(JACKKNIFE_GROUPS)[:, None]).astype(np.float32)
         found.append(
-            _Integration(int(t_index[lo]), slice(lo, hi), group[lo:hi], onehot @ per_block[lo:hi])
-        )
+            _Integration(
+                int(t_index[lo]), slice(lo, hi), group[lo:hi], onehot @ per_block[lo:hi],
+                per_block[lo:hi], onehot,
+            )
+        )  # fmt: skip
     return found
 
 
@@ -285,27 +337,110 @@ def _accumulate_slab(
     sources: NDArray[np.intp],
     lmn: NDArray[np.float64],
     gains: NDArray[np.float32],
+    apparent: NDArray[np.float64],
     active: NDArray[np.bool_],
     integrations: list[_Integration],
     uvw: NDArray[np.float64],
     vis: NDArray[np.complex64],
     channels: ChannelBlocks,
     times: NDArray[np.float64],
+    catalog_flux: NDArray[np.float64],
 ) -> None:
-    """Add one slab of time-sorted usable rows to the sums of every source in the beam."""
+    """Add one slab of time-sorted usable rows to the sums of every source in the beam.
+
+    ``apparent`` is catalog flux x band-centre gain, (sources, integrations): it picks the
+    JOINT_FIT_MAX_SOURCES sources fitted jointly at each integration.
+    """
     for it in integrations:
         uvw_t, vis_t = uvw[it.rows], vis[it.rows]
-        for s in sources[active[sources, it.index]]:
+        here = sources[active[sources, it.index]]
+        if here.size == 0:
+            continue
+        delays = (uvw_t @ lmn[here].T) / SPEED_OF_LIGHT_M_S  # d = uvw.lmn / c, (rows, sources)
+        imag = np.empty(delays.shape, dtype=np.float32)
+        for i, s in enumerate(here):
             g = gains[s, it.index]
-            delay = -(uvw_t @ lmn[s]) / SPEED_OF_LIGHT_M_S  # undoes exp(+2 pi i uvw.lmn)
-            r = channels.rotated_sums(vis_t, delay, g)
+            r = channels.rotated_sums(vis_t, -delays[:, i], g)  # undoes exp(+2 pi i f d)
             sums.signal[s] += np.bincount(it.group, weights=r.real, minlength=JACKKNIFE_GROUPS)
-            sums.imag_sq[s] += float(np.dot(r.imag, r.imag))
+            imag[:, i] = r.imag
             g2w = it.weight @ (g * g)
             sums.weight[s] += g2w
             sums.gain_weight[s] += float((it.weight @ g).sum())
             sums.time_weight[s] += float(g2w.sum()) * times[it.index]
             sums.n_vis[s] += int(it.weight.sum())
+        brightest = np.argsort(-apparent[here, it.index], kind="stable")
+        joint = np.sort(brightest[:JOINT_FIT_MAX_SOURCES])
+        if joint.size > 1:
+            imag[:, joint] -= _add_pairs(
+                sums, here[joint], delays[:, joint], gains[here[joint], it.index], it, channels,
+                catalog_flux[here[joint]].astype(np.float32),
+            )  # fmt: skip
+        sums.noise_sq[here] += np.square(imag, dtype=np.float64).sum(axis=0)
+
+
+def _add_pairs(
+    sums: _Sums,
+    joint: NDArray[np.intp],
+    delays: NDArray[np.float64],
+    gains: NDArray[np.float32],
+    it: _Integration,
+    channels: ChannelBlocks,
+    model_flux: NDArray[np.float32],
+) -> NDArray[np.float32]:
+    """Add the pair terms of the ``joint`` sources at one integration to ``sums.pair``; return
+    the imaginary part of each source's rotated sum that the others (at ``model_flux``) put
+    there, (rows, sources).
+
+    Per row, with gain constant over a channel block of n uniformly spaced channels, the sum
+    over the block of exp(2 pi i f (d_k - d_j)) is exp(2 pi i f_c (d_k - d_j)) D_n(x) with
+    f_c the block's centre frequency, x = 2 pi df (d_k - d_j) and D_n(x) = sin(n x / 2) /
+    sin(x / 2) the Dirichlet kernel: so the pair sums cost rows x pairs x blocks (a Gram
+    matrix of the block-centre phasors per row), not x channels. A block's weight enters as
+    its mean per channel (exact unless a block is partly flagged).
+    """
+    n_rows, n_src = delays.shape
+    n = channels.split
+    pair = np.zeros((JACKKNIFE_GROUPS, n_src * n_src), dtype=np.float64)
+    model = np.empty((n_rows, n_src), dtype=np.float32)
+    for lo in range(0, n_rows, _PAIR_ROWS):
+        part = slice(lo, min(lo + _PAIR_ROWS, n_rows))
+        d = delays[part]
+        amp = np.sqrt(it.row_weight[part] / n)[:, None, :] * gains[None, :, :]
+        q = _block_phasors(d, channels) * amp.astype(np.float32)  # (rows, sources, blocks)
+        t = np.matmul(q.conj(), q.transpose(0, 2, 1))  # sum_a W/n g_j g_k e^{2 pi i f_c dd}
+        if n > 1:
+            t *= _dirichlet(d, channels.step_hz, n)
+        pair += it.onehot[:, part] @ np.ascontiguousarray(t.real).reshape(-1, n_src * n_src)
+        model[part] = t.imag @ model_flux
+    slots = sums.slots_for(joint)
+    sums.pair[np.ix_(slots, slots)] += pair.reshape(-1, n_src, n_src).transpose(1, 2, 0)
+    return model
+
+
+def _block_phasors(delays: NDArray[np.float64], channels: ChannelBlocks) -> NDArray[np.complex64]:
+    """exp(2 pi i d f_c) at each channel block's centre, (rows, sources, blocks)."""
+    flat = delays.ravel()
+    if channels.split > 1:
+        step = channels.split * channels.step_hz
+        terms = _geometric(flat, float(channels.centre_hz[0]), step, channels.centre_hz.size)
+    else:
+        terms = np.exp(2j * np.pi * flat[:, None] * channels.centre_hz[None, :]).astype(
+            np.complex64
+        )
+    return terms.reshape(*delays.shape, -1)
+
+
+def _dirichlet(delays: NDArray[np.float64], step_hz: float, n: int) -> NDArray[np.float32]:
+    """D_n(2 pi df (d_k - d_j)) for every row and pair, (rows, sources, sources).
+
+    sin(m pi df (d_k - d_j)) = Im(e_k conj(e_j)) with e = exp(i m pi df d): separable, so no
+    sines of pairs are taken."""
+    half = np.pi * step_hz * delays
+    whole, one = np.exp(1j * n * half), np.exp(1j * half)
+    num = (whole.conj()[:, :, None] * whole[:, None, :]).imag
+    den = (one.conj()[:, :, None] * one[:, None, :]).imag
+    small = np.abs(den) < _DIRICHLET_EPS
+    return np.where(small, float(n), num / np.where(small, 1.0, den)).astype(np.float32)
 
 
 def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
@@ -318,16 +453,21 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
         geometry = read_geometry(ms, path)
         channels = ChannelBlocks.of(geometry.freq_hz)
         ra, dec = np.radians(catalog.ra_deg), np.radians(catalog.dec_deg)
-        offsets = beam_offsets(geometry, ra, dec)
-        centre_gain = primary_beam(offsets, np.mean(geometry.freq_hz))
+        app_ra, app_dec = apparent_positions(ra, dec, geometry.mid_time)
+        offsets = beam_offsets(geometry, app_ra, app_dec)
+        band_centre = np.mean(geometry.freq_hz)
+        centre_gain = primary_beam(offsets, band_centre)
         active = centre_gain >= BEAM_GAIN_MIN
-        _note_peaks(sums, centre_gain, geometry.times)
+        sums.peak_gain = np.fmax(sums.peak_gain, centre_gain.max(axis=1))
+        transit = primary_beam(np.abs(app_dec - geometry.phase_dec), band_centre)
+        sums.transit_gain = np.fmax(sums.transit_gain, transit)
         sources = np.flatnonzero(active.any(axis=1))
         if sources.size == 0:
             return
         # Gain per source, integration and channel block, for the sources seen in this MS.
         gains = np.zeros((ra.size, geometry.times.size, channels.centre_hz.size), np.float32)
         gains[sources] = primary_beam(offsets[sources, :, None], channels.centre_hz[None, None, :])
+        apparent = catalog.flux_jy[:, None] * centre_gain
         l_, m_, n_ = direction_cosines(ra, dec, geometry.phase_ra, geometry.phase_dec)
         lmn = np.stack([l_, m_, n_ - 1.0], axis=1)
         for start in range(0, ms.nrows(), ROWS_PER_READ):
@@ -347,8 +487,8 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
             group = (ant1 * 7919 + ant2)[rows] % JACKKNIFE_GROUPS
             slab = _integrations(t_index, group, weight, channels.split)
             _accumulate_slab(
-                sums, sources, lmn, gains, active, slab, uvw[rows], vis, channels,
-                geometry.times,
+                sums, sources, lmn, gains, apparent, active, slab, uvw[rows], vis, channels,
+                geometry.times, catalog.flux_jy,
             )  # fmt: skip
 
 
@@ -368,14 +508,14 @@ def _stokes_sum(
     return vis.astype(np.complex64, copy=False), good.sum(axis=2, dtype=np.float32)
 
 
-def _note_peaks(sums: _Sums, centre_gain: NDArray[np.float64], times: NDArray[np.float64]) -> None:
-    """Track each source's peak gain and when it happened, and the span of the block's data."""
-    peak = centre_gain.max(axis=1)
-    higher = peak > sums.peak_gain
-    sums.peak_gain = np.where(higher, peak, sums.peak_gain)
-    sums.peak_time = np.where(higher, times[centre_gain.argmax(axis=1)], sums.peak_time)
-    sums.first_time = min(sums.first_time, float(times[0]))
-    sums.last_time = max(sums.last_time, float(times[-1]))
+def _jackknife_spread(loo: NDArray[np.float64], used: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Jackknife error from leave-one-group-out values (sources, groups), over used groups."""
+    k = used.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loo = np.where(used, loo, 0.0)
+        mean = loo.sum(axis=1, keepdims=True) / k[:, None]
+        spread = np.where(used, (loo - mean) ** 2, 0.0).sum(axis=1)
+        return np.asarray(np.sqrt((k - 1) / k * spread), dtype=np.float64)
 
 
 def _jackknife_error(
@@ -383,14 +523,89 @@ def _jackknife_error(
 ) -> NDArray[np.float64]:
     """Leave-one-group-out error of signal / weight, per source (rows)."""
     total_s, total_w = signal.sum(axis=1, keepdims=True), weight.sum(axis=1, keepdims=True)
-    used = weight > 0
-    k = used.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         loo = (total_s - signal) / (total_w - weight)
-        loo = np.where(used, loo, 0.0)
-        mean = loo.sum(axis=1, keepdims=True) / k[:, None]
-        spread = np.where(used, (loo - mean) ** 2, 0.0).sum(axis=1)
-        return np.asarray(np.sqrt((k - 1) / k * spread), dtype=np.float64)
+    return _jackknife_spread(loo, weight > 0)
+
+
+@dataclass
+class _Solution:
+    """Fluxes and errors of every catalog source (NaN where it has no data)."""
+
+    flux: NDArray[np.float64]
+    error: NDArray[np.float64]
+    blended: NDArray[np.bool_]
+
+
+def _separable(
+    a: NDArray[np.float64], brightness: NDArray[np.float64]
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Which sources of the joint matrix ``a`` can be fitted together (see
+    JOINT_FIT_MAX_CORRELATION, JOINT_FIT_MIN_EIGENVALUE; the brighter are kept first), and
+    which are blended: too close to another catalog source, or left out as degenerate."""
+    scale = 1.0 / np.sqrt(np.diag(a))
+    corr = a * scale[:, None] * scale[None, :]
+    close = np.abs(corr) > JOINT_FIT_MAX_CORRELATION
+    np.fill_diagonal(close, False)
+    keep = np.zeros(a.shape[0], dtype=bool)
+    for j in np.argsort(-brightness, kind="stable"):
+        keep[j] = not close[j, keep].any()
+    while keep.sum() > 1:
+        kept = np.flatnonzero(keep)
+        sub = corr[np.ix_(kept, kept)]
+        if np.linalg.eigvalsh(sub)[0] >= JOINT_FIT_MIN_EIGENVALUE:
+            break
+        keep[kept[int(np.argmax(np.abs(sub).sum(axis=1)))]] = False
+    return keep, ~keep | close.any(axis=1)
+
+
+def _solve(sums: _Sums, catalog_flux: NDArray[np.float64]) -> _Solution:
+    """Fluxes and errors: sources never fitted jointly by signal / weight, the others by the
+    normal equations A S = b over the slots, each with its jackknife (leave one baseline group
+    out of both A and b) and thermal error (sigma sqrt((A^-1)_jj), sigma^2 the residual
+    imaginary power per unit weight)."""
+    signal, weight = sums.signal.sum(axis=1), sums.weight.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flux = signal / weight
+        thermal = np.sqrt(sums.noise_sq) / weight
+    jackknife = _jackknife_error(sums.signal, sums.weight)
+    blended = np.zeros(signal.size, dtype=bool)
+    slots = np.asarray(sums.slots, dtype=np.intp)
+    with_data = weight[slots] > 0
+    if with_data.sum() > 1:
+        pick = np.flatnonzero(with_data)
+        a_g = sums.pair[np.ix_(pick, pick)]  # (m, m, groups), zero diagonal
+        a_g[np.arange(pick.size), np.arange(pick.size)] = sums.weight[slots[pick]]
+        keep, close = _separable(
+            a_g.sum(axis=2), catalog_flux[slots[pick]] * sums.peak_gain[slots[pick]]
+        )
+        blended[slots[pick[close]]] = True
+        joint = slots[pick[keep]]
+        a_g = a_g[np.ix_(keep, keep)]
+        b_g = sums.signal[joint]
+        a, b = a_g.sum(axis=2), b_g.sum(axis=1)
+        inverse = np.linalg.inv(a)
+        flux[joint] = inverse @ b
+        thermal[joint] = np.sqrt(sums.noise_sq[joint] / np.diag(a) * np.diag(inverse))
+        jackknife[joint] = _joint_jackknife(a, b, a_g, b_g)
+    return _Solution(flux, np.fmax(thermal, jackknife), blended)
+
+
+def _joint_jackknife(
+    a: NDArray[np.float64], b: NDArray[np.float64], a_g: NDArray[np.float64],
+    b_g: NDArray[np.float64],
+) -> NDArray[np.float64]:  # fmt: skip
+    """Jackknife error of the joint solution: S^(-g) = (A - A^g)^-1 (b - b^g) per group g."""
+    loo_a = a[None] - np.moveaxis(a_g, 2, 0)  # (groups, m, m)
+    loo_b = b[None] - b_g.T
+    diag = np.diagonal(loo_a, axis1=1, axis2=2)
+    empty = diag <= 0  # a source with data in this group only: left out of that solve
+    loo_a = np.where(empty[:, :, None] | empty[:, None, :], 0.0, loo_a)
+    loo_a += np.eye(a.shape[0])[None] * empty[:, None, :]
+    loo_b = np.where(empty, 0.0, loo_b)
+    loo = np.linalg.solve(loo_a, loo_b[..., None])[..., 0]
+    used = (np.diagonal(a_g, axis1=0, axis2=1) > 0) & ~empty  # (groups, m)
+    return _jackknife_spread(np.asarray(loo.T, dtype=np.float64), used.T)
 
 
 def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> pd.DataFrame:
@@ -399,20 +614,21 @@ def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> 
     for path in sorted(ms_paths):
         measure_ms(Path(path), catalog, sums)
     seen = np.flatnonzero(sums.peak_gain >= BEAM_GAIN_MIN)
+    solution = _solve(sums, catalog.flux_jy)
+    weight = sums.weight.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        signal, weight = sums.signal.sum(axis=1), sums.weight.sum(axis=1)
-        flux = signal / weight
-        thermal = np.sqrt(sums.imag_sq / sums.n_vis / weight)
-        error = np.fmax(thermal, _jackknife_error(sums.signal, sums.weight))
         gain = weight / sums.gain_weight
         mjd = sums.time_weight / weight / SECONDS_PER_DAY
+    far = sums.peak_gain < PARTIAL_TRANSIT_GAIN_FRACTION * sums.transit_gain
     rows = []
     for s in seen:
         flags = ["missing_chunks"] if job.missing_slots else []
-        if sums.peak_time[s] in (sums.first_time, sums.last_time):  # transit not covered
+        if far[s]:  # the block does not reach near the source's transit
             flags.append("partial_transit")
         if sums.n_vis[s] == 0:
             flags.append("no_data")
+        if solution.blended[s]:
+            flags.append("blended")
         rows.append(
             {
                 "source_id": catalog.ids[s],
@@ -420,8 +636,8 @@ def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> 
                 "dec_deg": float(catalog.dec_deg[s]),
                 "block_id": job.block_id,
                 "mjd": float(mjd[s]),
-                "flux_jy": float(flux[s]),
-                "flux_err_jy": float(error[s]),
+                "flux_jy": float(solution.flux[s]),
+                "flux_err_jy": float(solution.error[s]),
                 "n_vis": int(sums.n_vis[s]),
                 "beam_gain": float(gain[s]),
                 "flags": ",".join(flags),
