@@ -1,15 +1,46 @@
 """The ``photometry`` stage: forced photometry in the visibility domain at catalog positions.
 
 For every catalog source inside the primary beam during a block, the cross-correlations are
-phase-rotated to the source, weighted by the primary beam and averaged over baselines
-(short ones excluded), channels, both polarisations (Stokes I = (XX + YY) / 2 for an
-unpolarised source) and the integrations of its transit. With rotated visibilities
-``z = g S + noise`` (g the beam gain at that time and frequency) the least-squares flux is
-``S = sum(g Re z) / sum(g^2)``: this is the beam correction. Its error is the larger of
-(a) the thermal error ``sigma / sqrt(sum(g^2))``, ``sigma`` measured from the scatter of the
-imaginary parts of each row's beam-weighted rotated sum (they carry no signal of the source),
-and (b) the jackknife error over JACKKNIFE_GROUPS groups of baselines, which also captures the
-sidelobes of other sources (confusion), which do not average down like noise.
+phase-rotated to the source, weighted by the primary beam and summed over baselines (short ones
+excluded), channels, both polarisations (Stokes I = (XX + YY) / 2 for an unpolarised source)
+and the integrations of its transit: ``b_j = sum g_j Re z_j`` with ``z_j`` the visibilities
+rotated to source j and g_j its beam gain at that time and frequency.
+
+Why a joint fit. Measured alone (``S_j = b_j / sum g_j^2 w``, the beam correction), a source
+also collects the sidelobes of every other source in the beam. With a sparse array these are
+~0.1-0.4 Jy for Jy-level neighbours, far above the thermal noise (~1-5 mJy at small scale),
+and the baseline jackknife that measured them made every error confusion-sized; but they are
+the same at the same LST every day (same uv coverage), so constant sources scattered far less
+than their errors and real variables looked constant. So the catalog sources in the beam are
+fitted together: the normal equations ``A S = b`` with
+``A_jk = sum over rows, channels, pols of w g_j g_k Re exp(2 pi i f (d_k - d_j))``,
+``d = uvw . (l, m, n - 1) / c`` (A_jj the single-source weight). A is additive over MSs,
+slabs and integrations and only pairs of sources both fitted at an integration contribute; with
+gain constant over a block of uniformly spaced channels the channel sum is the block-centre
+phasor times a Dirichlet kernel (:func:`_add_pairs`), so the pair terms cost pairs x rows x
+channel blocks. Fitted are, at each integration, the JOINT_FIT_MAX_SOURCES brightest (catalog
+flux x gain) sources with gain >= JOINT_FIT_GAIN_MIN, which includes the beam's flank: their
+sidelobes reach the sources in the beam too. Sources closer together than the fit can separate
+(JOINT_FIT_MAX_CORRELATION, JOINT_FIT_MIN_EIGENVALUE) are measured alone and flagged
+``blended``; sources beyond the cap are measured alone (as before the joint fit).
+
+What the error means: the larger of
+(a) the thermal error ``sigma sqrt((A^-1)_jj)``, with ``sigma^2`` the power per unit weight of
+the imaginary parts of each row's beam-weighted rotated sum (a point source at the rotation
+centre puts nothing there) *after subtracting the imaginary part that the other fitted sources
+put there at their catalog fluxes*. The catalog model, not the fitted fluxes, because the
+residual must be summed over rows before the fit is known; a source whose flux differs from the
+catalog's (a variable) leaves some of its sidelobes in its neighbours' noise estimate, which can
+only make their errors larger, never smaller; and
+(b) the jackknife error over JACKKNIFE_GROUPS groups of baselines, on the joint solution
+(``S^(-g) = (A - A^g)^-1 (b - b^g)``), which catches what the model lacks (sources not in the
+catalog, a wrong beam). Both describe the noise of the data, which is what repeated
+measurements of a constant source scatter by; systematic errors that repeat at the same LST
+(beam model, uncatalogued sidelobes) are only partly in them.
+
+Flags: ``partial_transit`` when the block's best band-centre gain for the source is below
+PARTIAL_TRANSIT_GAIN_FRACTION of its gain at transit (the block is far from the transit; the
+variability analysis skips those rows), ``blended``, ``missing_chunks``, ``no_data``.
 
 Visibility convention (the Measurement Set's as pyuvdata's ``write_ms`` and our converter
 write it, and pyuvdata's own): a point source of flux S at direction cosines (l, m, n)
@@ -57,8 +88,14 @@ log = logging.getLogger(__name__)
 MIN_BASELINE_M = 20.0
 """Baselines shorter than this (m) are excluded: they see extended emission and cross-talk."""
 BEAM_GAIN_MIN = 0.2
-"""A source is in the beam at an integration when its band-centre gain is at least this; only
-such integrations are used, and sources never reaching it during a block are not reported."""
+"""A source is in the beam at an integration when its band-centre gain is at least this; its
+integrations in the beam are always used, and sources never reaching it during a block are not
+reported."""
+JOINT_FIT_GAIN_MIN = 0.02
+"""Sources on the beam's flank (band-centre gain between this and BEAM_GAIN_MIN) are fitted
+too, when among the JOINT_FIT_MAX_SOURCES brightest (catalog flux x gain) at an integration:
+their sidelobes are in the data (a 5 Jy source at gain 0.1 is 0.5 Jy) and left unmodelled they
+double the errors. This is nearly the whole main lobe (the first sidelobe peaks at 0.0175)."""
 ROWS_PER_READ = 8192
 """Main-table rows read at once (~100 MB of DATA at 768 channels x 2 polarisations)."""
 SIDEREAL_RATE_RAD_S = 2.0 * math.pi / SIDEREAL_DAY_S
@@ -66,9 +103,9 @@ SIDEREAL_RATE_RAD_S = 2.0 * math.pi / SIDEREAL_DAY_S
 SECONDS_PER_DAY = 86400.0
 MJD_TO_JD = 2400000.5
 JACKKNIFE_GROUPS = 16
-"""Baselines are dealt into this many groups; the scatter of the leave-one-group-out fluxes
-measures the error including confusion from other sources' sidelobes, which the per-visibility
-noise misses (it does not average down as 1/sqrt(N))."""
+"""Baselines are dealt into this many groups; the scatter of the leave-one-group-out joint
+solutions measures the error including what the model lacks (sidelobes of sources missing from
+the catalog or beyond the cap), which the thermal estimate misses."""
 JOINT_FIT_MAX_SOURCES = 32
 """At each integration at most this many in-beam sources, the brightest by catalog flux x beam
 gain, are fitted jointly (their mutual sidelobes modelled). Fainter ones at that integration
@@ -107,10 +144,10 @@ SCHEMA: dict[str, str] = {
     "block_id": "string: the block (UTC start of its own hour), dsa110d.science.blocks",
     "mjd": "float64: beam-weighted mean time of the source's data, MJD (UTC)",
     "flux_jy": "float64: beam-corrected Stokes I flux density, Jy (NaN when no data)",
-    "flux_err_jy": "float64: 1-sigma error from the visibility noise, Jy",
+    "flux_err_jy": "float64: 1-sigma error of the joint fit (thermal or jackknife), Jy",
     "n_vis": "int64: unflagged single-polarisation visibilities (row x channel x pol) used",
     "beam_gain": "float64: effective primary-beam gain, sum(g^2 w) / sum(g w)",
-    "flags": "string: comma-separated quality flags (missing_chunks, partial_transit, no_data)",
+    "flags": "string: comma-separated flags (missing_chunks, partial_transit, no_data, blended)",
     "version": "int64: run of the block; a higher version supersedes a lower one",
 }
 
@@ -310,6 +347,10 @@ class _Integration:
     """(JACKKNIFE_GROUPS, n_blocks): unflagged visibilities per baseline group and block."""
     row_weight: NDArray[np.float32]
     """(rows, n_blocks): unflagged visibilities per row and channel block."""
+    channel_weight: NDArray[np.float32]
+    """(rows, channels): unflagged polarisations per row and channel."""
+    uneven: NDArray[np.intp]
+    """Rows (within the integration) with a channel block whose channels differ in weight."""
     onehot: NDArray[np.float32]
     """(JACKKNIFE_GROUPS, rows): 1 where the row's baseline is in the group."""
 
@@ -319,14 +360,17 @@ def _integrations(
 ) -> list[_Integration]:
     """Cut time-sorted rows into integrations, with their per-group, per-block weights."""
     bounds = np.flatnonzero(np.r_[True, t_index[1:] != t_index[:-1], True])
-    per_block = weight.reshape(weight.shape[0], -1, split).sum(axis=2)
+    by_block = weight.reshape(weight.shape[0], -1, split)
+    per_block = by_block.sum(axis=2)
+    uneven = (by_block.min(axis=2) != by_block.max(axis=2)).any(axis=1)
     found = []
     for lo, hi in itertools.pairwise(bounds):
         onehot = (group[lo:hi][None, :] == np.arange(JACKKNIFE_GROUPS)[:, None]).astype(np.float32)
         found.append(
             _Integration(
                 int(t_index[lo]), slice(lo, hi), group[lo:hi], onehot @ per_block[lo:hi],
-                per_block[lo:hi], onehot,
+                row_weight=per_block[lo:hi], channel_weight=weight[lo:hi],
+                uneven=np.flatnonzero(uneven[lo:hi]), onehot=onehot,
             )
         )  # fmt: skip
     return found
@@ -337,8 +381,7 @@ def _accumulate_slab(
     sources: NDArray[np.intp],
     lmn: NDArray[np.float64],
     gains: NDArray[np.float32],
-    apparent: NDArray[np.float64],
-    active: NDArray[np.bool_],
+    centre_gain: NDArray[np.float64],
     integrations: list[_Integration],
     uvw: NDArray[np.float64],
     vis: NDArray[np.complex64],
@@ -348,12 +391,17 @@ def _accumulate_slab(
 ) -> None:
     """Add one slab of time-sorted usable rows to the sums of every source in the beam.
 
-    ``apparent`` is catalog flux x band-centre gain, (sources, integrations): it picks the
-    JOINT_FIT_MAX_SOURCES sources fitted jointly at each integration.
+    At each integration the JOINT_FIT_MAX_SOURCES brightest sources (catalog flux x band-centre
+    gain ``centre_gain``, (sources, integrations)) with gain >= JOINT_FIT_GAIN_MIN are fitted
+    jointly; the other sources in the beam (gain >= BEAM_GAIN_MIN) are measured alone.
     """
     for it in integrations:
         uvw_t, vis_t = uvw[it.rows], vis[it.rows]
-        here = sources[active[sources, it.index]]
+        gain_t = centre_gain[sources, it.index]
+        flank = sources[gain_t >= JOINT_FIT_GAIN_MIN]
+        brightest = np.argsort(-catalog_flux[flank] * gain_t[gain_t >= JOINT_FIT_GAIN_MIN])
+        fitted = flank[brightest[:JOINT_FIT_MAX_SOURCES]]
+        here = np.union1d(sources[gain_t >= BEAM_GAIN_MIN], fitted)
         if here.size == 0:
             continue
         delays = (uvw_t @ lmn[here].T) / SPEED_OF_LIGHT_M_S  # d = uvw.lmn / c, (rows, sources)
@@ -368,8 +416,7 @@ def _accumulate_slab(
             sums.gain_weight[s] += float((it.weight @ g).sum())
             sums.time_weight[s] += float(g2w.sum()) * times[it.index]
             sums.n_vis[s] += int(it.weight.sum())
-        brightest = np.argsort(-apparent[here, it.index], kind="stable")
-        joint = np.sort(brightest[:JOINT_FIT_MAX_SOURCES])
+        joint = np.flatnonzero(np.isin(here, fitted))
         if joint.size > 1:
             imag[:, joint] -= _add_pairs(
                 sums, here[joint], delays[:, joint], gains[here[joint], it.index], it, channels,
@@ -395,26 +442,58 @@ def _add_pairs(
     over the block of exp(2 pi i f (d_k - d_j)) is exp(2 pi i f_c (d_k - d_j)) D_n(x) with
     f_c the block's centre frequency, x = 2 pi df (d_k - d_j) and D_n(x) = sin(n x / 2) /
     sin(x / 2) the Dirichlet kernel: so the pair sums cost rows x pairs x blocks (a Gram
-    matrix of the block-centre phasors per row), not x channels. A block's weight enters as
-    its mean per channel (exact unless a block is partly flagged).
+    matrix of the block-centre phasors per row), not x channels. Rows with a partly flagged
+    block (channels of unequal weight) are summed channel by channel instead.
     """
     n_rows, n_src = delays.shape
-    n = channels.split
     pair = np.zeros((JACKKNIFE_GROUPS, n_src * n_src), dtype=np.float64)
     model = np.empty((n_rows, n_src), dtype=np.float32)
-    for lo in range(0, n_rows, _PAIR_ROWS):
-        part = slice(lo, min(lo + _PAIR_ROWS, n_rows))
-        d = delays[part]
-        amp = np.sqrt(it.row_weight[part] / n)[:, None, :] * gains[None, :, :]
-        q = _block_phasors(d, channels) * amp.astype(np.float32)  # (rows, sources, blocks)
-        t = np.matmul(q.conj(), q.transpose(0, 2, 1))  # sum_a W/n g_j g_k e^{2 pi i f_c dd}
-        if n > 1:
-            t *= _dirichlet(d, channels.step_hz, n)
-        pair += it.onehot[:, part] @ np.ascontiguousarray(t.real).reshape(-1, n_src * n_src)
-        model[part] = t.imag @ model_flux
+    even = np.ones(n_rows, dtype=bool)
+    even[it.uneven] = False
+    steps = [(r, False) for r in _steps(np.flatnonzero(even), _PAIR_ROWS)]
+    steps += [(r, True) for r in _steps(it.uneven, max(1, _PAIR_ROWS // channels.split))]
+    for rows, exact in steps:
+        d = delays[rows]
+        if exact:  # a partly flagged block: channel by channel
+            t = _channel_gram(d, gains, it.channel_weight[rows], channels)
+        else:
+            t = _block_gram(d, gains, it.row_weight[rows], channels)
+        pair += it.onehot[:, rows] @ np.ascontiguousarray(t.real).reshape(-1, n_src * n_src)
+        model[rows] = t.imag @ model_flux
     slots = sums.slots_for(joint)
     sums.pair[np.ix_(slots, slots)] += pair.reshape(-1, n_src, n_src).transpose(1, 2, 0)
     return model
+
+
+def _steps(rows: NDArray[np.intp], size: int) -> list[NDArray[np.intp]]:
+    return [rows[lo : lo + size] for lo in range(0, rows.size, size)]
+
+
+def _block_gram(
+    delays: NDArray[np.float64], gains: NDArray[np.float32], block_weight: NDArray[np.float32],
+    channels: ChannelBlocks,
+) -> NDArray[np.complex64]:  # fmt: skip
+    """sum over channels of w g_j g_k exp(2 pi i f (d_k - d_j)), (rows, j, k), for rows whose
+    blocks are evenly weighted: block-centre Gram matrix x Dirichlet kernel."""
+    n = channels.split
+    amp = np.sqrt(block_weight / n)[:, None, :] * gains[None, :, :]
+    q = _block_phasors(delays, channels) * amp.astype(np.float32)  # (rows, sources, blocks)
+    t = np.asarray(np.matmul(q.conj(), q.transpose(0, 2, 1)), dtype=np.complex64)
+    if n > 1:
+        t *= _dirichlet(delays, channels.step_hz, n)
+    return t
+
+
+def _channel_gram(
+    delays: NDArray[np.float64], gains: NDArray[np.float32], weight: NDArray[np.float32],
+    channels: ChannelBlocks,
+) -> NDArray[np.complex64]:  # fmt: skip
+    """The same sum as :func:`_block_gram`, channel by channel (any weights)."""
+    freq = (channels.first_hz[:, None] + channels.step_hz * np.arange(channels.split)).ravel()
+    amp = np.sqrt(weight)[:, None, :] * np.repeat(gains, channels.split, axis=1)[None, :, :]
+    phase = np.exp(2j * np.pi * delays[:, :, None] * freq[None, None, :])
+    q = (phase * amp).astype(np.complex64)
+    return np.asarray(np.matmul(q.conj(), q.transpose(0, 2, 1)), dtype=np.complex64)
 
 
 def _block_phasors(delays: NDArray[np.float64], channels: ChannelBlocks) -> NDArray[np.complex64]:
@@ -457,17 +536,15 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
         offsets = beam_offsets(geometry, app_ra, app_dec)
         band_centre = np.mean(geometry.freq_hz)
         centre_gain = primary_beam(offsets, band_centre)
-        active = centre_gain >= BEAM_GAIN_MIN
         sums.peak_gain = np.fmax(sums.peak_gain, centre_gain.max(axis=1))
         transit = primary_beam(np.abs(app_dec - geometry.phase_dec), band_centre)
         sums.transit_gain = np.fmax(sums.transit_gain, transit)
-        sources = np.flatnonzero(active.any(axis=1))
+        sources = np.flatnonzero(centre_gain.max(axis=1) >= JOINT_FIT_GAIN_MIN)
         if sources.size == 0:
             return
         # Gain per source, integration and channel block, for the sources seen in this MS.
         gains = np.zeros((ra.size, geometry.times.size, channels.centre_hz.size), np.float32)
         gains[sources] = primary_beam(offsets[sources, :, None], channels.centre_hz[None, None, :])
-        apparent = catalog.flux_jy[:, None] * centre_gain
         l_, m_, n_ = direction_cosines(ra, dec, geometry.phase_ra, geometry.phase_dec)
         lmn = np.stack([l_, m_, n_ - 1.0], axis=1)
         for start in range(0, ms.nrows(), ROWS_PER_READ):
@@ -487,7 +564,7 @@ def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
             group = (ant1 * 7919 + ant2)[rows] % JACKKNIFE_GROUPS
             slab = _integrations(t_index, group, weight, channels.split)
             _accumulate_slab(
-                sums, sources, lmn, gains, apparent, active, slab, uvw[rows], vis, channels,
+                sums, sources, lmn, gains, centre_gain, slab, uvw[rows], vis, channels,
                 geometry.times, catalog.flux_jy,
             )  # fmt: skip
 
