@@ -28,10 +28,11 @@ What the error means: the larger of
 (a) the thermal error ``sigma sqrt((A^-1)_jj)``, with ``sigma^2`` the power per unit weight of
 the imaginary parts of each row's beam-weighted rotated sum (a point source at the rotation
 centre puts nothing there) *after subtracting the imaginary part that the other fitted sources
-put there at their catalog fluxes*. The catalog model, not the fitted fluxes, because the
-residual must be summed over rows before the fit is known; a source whose flux differs from the
-catalog's (a variable) leaves some of its sidelobes in its neighbours' noise estimate, which can
-only make their errors larger, never smaller; and
+put there*, at the fluxes of the running joint solution (the sums up to and including that
+integration; :func:`_running_fluxes`). Not the catalog fluxes: a catalog flux that is off (a
+variable, a catalog at another epoch or frequency) would leave that source's sidelobes in its
+neighbours' noise estimate (in the demo, a flaring source tripled its neighbours' errors), and
+not the final fluxes, which are known only after the residual has been summed over the rows;
 (b) the jackknife error over JACKKNIFE_GROUPS groups of baselines, on the joint solution
 (``S^(-g) = (A - A^g)^-1 (b - b^g)``), which catches what the model lacks (sources not in the
 catalog, a wrong beam). Both describe the noise of the data, which is what repeated
@@ -128,6 +129,9 @@ The beam correction makes every block's flux unbiased, but away from transit the
 and the flux leans on the beam model's flank (a pointing error of 0.05 deg is a 3% flux error
 at 0.8 of the transit gain, ~0.8 deg from transit at 1.4 GHz, and grows linearly beyond): the
 one or two blocks nearest transit each day are kept."""
+RUNNING_FIT_RIDGE = 1e-3
+"""Ridge added to the normalised matrix of the running joint solution (:func:`_running_fluxes`)
+so that an unseparable pair cannot make its model fluxes blow up."""
 _PAIR_ROWS = 1024
 """Rows per step of the pair terms (bounds their (rows, sources, sources) work arrays)."""
 _DIRICHLET_EPS = 1e-6
@@ -418,10 +422,11 @@ def _accumulate_slab(
             sums.n_vis[s] += int(it.weight.sum())
         joint = np.flatnonzero(np.isin(here, fitted))
         if joint.size > 1:
-            imag[:, joint] -= _add_pairs(
-                sums, here[joint], delays[:, joint], gains[here[joint], it.index], it, channels,
-                catalog_flux[here[joint]].astype(np.float32),
-            )  # fmt: skip
+            coupling = _add_pairs(
+                sums, here[joint], delays[:, joint], gains[here[joint], it.index], it, channels
+            )
+            model = _running_fluxes(sums, here[joint], catalog_flux).astype(np.float32)
+            imag[:, joint] -= coupling @ model
         sums.noise_sq[here] += np.square(imag, dtype=np.float64).sum(axis=0)
 
 
@@ -432,11 +437,10 @@ def _add_pairs(
     gains: NDArray[np.float32],
     it: _Integration,
     channels: ChannelBlocks,
-    model_flux: NDArray[np.float32],
 ) -> NDArray[np.float32]:
     """Add the pair terms of the ``joint`` sources at one integration to ``sums.pair``; return
-    the imaginary part of each source's rotated sum that the others (at ``model_flux``) put
-    there, (rows, sources).
+    their imaginary parts per row, (rows, j, k): what source k of unit flux puts into the
+    imaginary part of source j's rotated sum.
 
     Per row, with gain constant over a channel block of n uniformly spaced channels, the sum
     over the block of exp(2 pi i f (d_k - d_j)) is exp(2 pi i f_c (d_k - d_j)) D_n(x) with
@@ -447,7 +451,7 @@ def _add_pairs(
     """
     n_rows, n_src = delays.shape
     pair = np.zeros((JACKKNIFE_GROUPS, n_src * n_src), dtype=np.float64)
-    model = np.empty((n_rows, n_src), dtype=np.float32)
+    coupling = np.empty((n_rows, n_src, n_src), dtype=np.float32)
     even = np.ones(n_rows, dtype=bool)
     even[it.uneven] = False
     steps = [(r, False) for r in _steps(np.flatnonzero(even), _PAIR_ROWS)]
@@ -459,10 +463,29 @@ def _add_pairs(
         else:
             t = _block_gram(d, gains, it.row_weight[rows], channels)
         pair += it.onehot[:, rows] @ np.ascontiguousarray(t.real).reshape(-1, n_src * n_src)
-        model[rows] = t.imag @ model_flux
+        coupling[rows] = t.imag
     slots = sums.slots_for(joint)
     sums.pair[np.ix_(slots, slots)] += pair.reshape(-1, n_src, n_src).transpose(1, 2, 0)
-    return model
+    return coupling
+
+
+def _running_fluxes(
+    sums: _Sums, joint: NDArray[np.intp], catalog_flux: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The joint solution for ``joint`` from the sums so far (their catalog fluxes where it
+    is not finite): the model whose sidelobes the thermal estimate subtracts."""
+    slots = sums.slot_of[joint]
+    a = sums.pair[np.ix_(slots, slots)].sum(axis=2)
+    diag = sums.weight[joint].sum(axis=1)
+    a[np.diag_indices_from(a)] = diag
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = 1.0 / np.sqrt(diag)
+        normal = a * np.outer(scale, scale) + RUNNING_FIT_RIDGE * np.eye(joint.size)
+        normal = np.where(np.isfinite(normal), normal, 0.0)
+    normal[np.diag_indices_from(normal)] = np.where(diag > 0, normal.diagonal(), 1.0)
+    rhs = np.where(diag > 0, sums.signal[joint].sum(axis=1) * scale, 0.0)
+    flux = scale * np.linalg.solve(normal, rhs)
+    return np.where(np.isfinite(flux) & (diag > 0), flux, catalog_flux[joint])
 
 
 def _steps(rows: NDArray[np.intp], size: int) -> list[NDArray[np.intp]]:
