@@ -353,8 +353,8 @@ class _Integration:
     """(rows, n_blocks): unflagged visibilities per row and channel block."""
     channel_weight: NDArray[np.float32]
     """(rows, channels): unflagged polarisations per row and channel."""
-    uneven: NDArray[np.intp]
-    """Rows (within the integration) with a channel block whose channels differ in weight."""
+    uneven: NDArray[np.bool_]
+    """(rows, n_blocks): the block's channels differ in weight (partly flagged)."""
     onehot: NDArray[np.float32]
     """(JACKKNIFE_GROUPS, rows): 1 where the row's baseline is in the group."""
 
@@ -366,7 +366,7 @@ def _integrations(
     bounds = np.flatnonzero(np.r_[True, t_index[1:] != t_index[:-1], True])
     by_block = weight.reshape(weight.shape[0], -1, split)
     per_block = by_block.sum(axis=2)
-    uneven = (by_block.min(axis=2) != by_block.max(axis=2)).any(axis=1)
+    uneven = by_block.min(axis=2) != by_block.max(axis=2)
     found = []
     for lo, hi in itertools.pairwise(bounds):
         onehot = (group[lo:hi][None, :] == np.arange(JACKKNIFE_GROUPS)[:, None]).astype(np.float32)
@@ -374,7 +374,7 @@ def _integrations(
             _Integration(
                 int(t_index[lo]), slice(lo, hi), group[lo:hi], onehot @ per_block[lo:hi],
                 row_weight=per_block[lo:hi], channel_weight=weight[lo:hi],
-                uneven=np.flatnonzero(uneven[lo:hi]), onehot=onehot,
+                uneven=uneven[lo:hi], onehot=onehot,
             )
         )  # fmt: skip
     return found
@@ -452,14 +452,17 @@ def _add_pairs(
     n_rows, n_src = delays.shape
     pair = np.zeros((JACKKNIFE_GROUPS, n_src * n_src), dtype=np.float64)
     coupling = np.empty((n_rows, n_src, n_src), dtype=np.float32)
-    even = np.ones(n_rows, dtype=bool)
-    even[it.uneven] = False
-    steps = [(r, False) for r in _steps(np.flatnonzero(even), _PAIR_ROWS)]
-    steps += [(r, True) for r in _steps(it.uneven, max(1, _PAIR_ROWS // channels.split))]
+    uneven = it.uneven.any(axis=1)
+    steps = [(r, False) for r in _steps(np.flatnonzero(~uneven), _PAIR_ROWS)]
+    steps += [(r, True) for r in _steps(np.flatnonzero(uneven), _PAIR_ROWS // channels.split)]
     for rows, exact in steps:
         d = delays[rows]
-        if exact:  # a partly flagged block: channel by channel
-            t = _channel_gram(d, gains, it.channel_weight[rows], channels)
+        if exact:  # partly flagged blocks: those channel by channel, the rest by block
+            blocks = np.flatnonzero(it.uneven[rows].any(axis=0))
+            block_weight = it.row_weight[rows]
+            block_weight[:, blocks] = 0.0
+            t = _block_gram(d, gains, block_weight, channels)
+            t += _channel_gram(d, gains, it.channel_weight[rows], channels, blocks)
         else:
             t = _block_gram(d, gains, it.row_weight[rows], channels)
         pair += it.onehot[:, rows] @ np.ascontiguousarray(t.real).reshape(-1, n_src * n_src)
@@ -509,11 +512,14 @@ def _block_gram(
 
 def _channel_gram(
     delays: NDArray[np.float64], gains: NDArray[np.float32], weight: NDArray[np.float32],
-    channels: ChannelBlocks,
+    channels: ChannelBlocks, blocks: NDArray[np.intp],
 ) -> NDArray[np.complex64]:  # fmt: skip
-    """The same sum as :func:`_block_gram`, channel by channel (any weights)."""
-    freq = (channels.first_hz[:, None] + channels.step_hz * np.arange(channels.split)).ravel()
-    amp = np.sqrt(weight)[:, None, :] * np.repeat(gains, channels.split, axis=1)[None, :, :]
+    """The same sum as :func:`_block_gram` over the channels of ``blocks`` only, channel by
+    channel (any weights)."""
+    split = channels.split
+    freq = (channels.first_hz[blocks, None] + channels.step_hz * np.arange(split)).ravel()
+    picked = (blocks[:, None] * split + np.arange(split)).ravel()
+    amp = np.sqrt(weight[:, picked])[:, None, :] * np.repeat(gains[:, blocks], split, axis=1)
     phase = np.exp(2j * np.pi * delays[:, :, None] * freq[None, None, :])
     q = (phase * amp).astype(np.complex64)
     return np.asarray(np.matmul(q.conj(), q.transpose(0, 2, 1)), dtype=np.complex64)

@@ -20,8 +20,13 @@ from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog
 from dsa110d.science.constants import INTEGRATION_TIME_S
 from dsa110d.science.photometry import (
+    JACKKNIFE_GROUPS,
     JOINT_FIT_MAX_CORRELATION,
     SIDEREAL_RATE_RAD_S,
+    ChannelBlocks,
+    _add_pairs,
+    _integrations,
+    _Sums,
     apparent_positions,
     measure_block,
 )
@@ -156,3 +161,41 @@ def test_partial_transit_flags_exactly_the_blocks_far_from_transit(
     # The cases the old definition (peak on the block's first or last integration) got wrong
     # are there, and so are the ones it must flag.
     assert inside >= 5 and near_outside >= 3 and far >= 5
+
+
+# --- The pair terms' factorisation --------------------------------------------------------------
+PAIR_REL_TOL = 1e-4
+"""Pair sums by block x Dirichlet kernel vs the direct channel sum (float32 phasors)."""
+
+
+@pytest.mark.parametrize("partly_flagged", [False, True])
+def test_pair_terms_equal_the_direct_channel_sum(partly_flagged: bool) -> None:
+    """A_jk = sum over rows, channels of w g_j g_k exp(2 pi i f (d_k - d_j)), real part into
+    the pair sums per baseline group and imaginary part returned per row, whether the blocks
+    are evenly weighted (Dirichlet path) or partly flagged (channel-by-channel path)."""
+    rng = np.random.default_rng(3)
+    n_rows, n_src = 40, 4
+    freq = np.linspace(1498.75e6, 1311.25e6, 768)
+    channels = ChannelBlocks.of(freq)
+    assert channels.split > 1
+    delays = rng.uniform(-4e-7, 4e-7, (n_rows, n_src))
+    gains = rng.uniform(0.2, 1.0, (n_src, channels.centre_hz.size)).astype(np.float32)
+    weight = np.full((n_rows, freq.size), 2.0, dtype=np.float32)
+    if partly_flagged:
+        weight[::3, 40:56] = 0.0  # half a block
+        weight[1::4, 100:101] = 1.0  # one polarisation of one channel
+    group = rng.integers(0, JACKKNIFE_GROUPS, n_rows)
+    (it,) = _integrations(np.zeros(n_rows, dtype=np.intp), group, weight, channels.split)
+    assert it.uneven.any() == partly_flagged
+    sums = _Sums(n_src)
+    coupling = _add_pairs(sums, np.arange(n_src), delays, gains, it, channels)
+
+    g = np.repeat(gains, channels.split, axis=1)  # (sources, channels)
+    phase = np.exp(2j * np.pi * (delays[:, None, :] - delays[:, :, None])[..., None] * freq)
+    direct = np.einsum("rc,jc,kc,rjkc->rjk", weight, g, g, phase)
+    per_group = np.stack([direct[group == k].real.sum(axis=0) for k in range(JACKKNIFE_GROUPS)])
+    scale = np.abs(direct).max()
+    assert np.abs(sums.pair[:n_src, :n_src].transpose(2, 0, 1) - per_group).max() < (
+        PAIR_REL_TOL * scale
+    )
+    assert np.abs(coupling - direct.imag).max() < PAIR_REL_TOL * scale
