@@ -355,8 +355,6 @@ class _Integration:
     """(rows, channels): unflagged polarisations per row and channel."""
     uneven: NDArray[np.bool_]
     """(rows, n_blocks): the block's channels differ in weight (partly flagged)."""
-    onehot: NDArray[np.float32]
-    """(JACKKNIFE_GROUPS, rows): 1 where the row's baseline is in the group."""
 
 
 def _integrations(
@@ -374,7 +372,7 @@ def _integrations(
             _Integration(
                 int(t_index[lo]), slice(lo, hi), group[lo:hi], onehot @ per_block[lo:hi],
                 row_weight=per_block[lo:hi], channel_weight=weight[lo:hi],
-                uneven=uneven[lo:hi], onehot=onehot,
+                uneven=uneven[lo:hi],
             )
         )  # fmt: skip
     return found
@@ -450,12 +448,16 @@ def _add_pairs(
     block (channels of unequal weight) are summed channel by channel instead.
     """
     n_rows, n_src = delays.shape
-    pair = np.zeros((JACKKNIFE_GROUPS, n_src * n_src), dtype=np.float64)
+    pair = np.zeros((JACKKNIFE_GROUPS, n_src, n_src), dtype=np.float64)
     coupling = np.empty((n_rows, n_src, n_src), dtype=np.float32)
     uneven = it.uneven.any(axis=1)
-    steps = [(r, False) for r in _steps(np.flatnonzero(~uneven), _PAIR_ROWS)]
-    steps += [(r, True) for r in _steps(np.flatnonzero(uneven), _PAIR_ROWS // channels.split)]
-    for rows, exact in steps:
+    steps = []  # (group, rows, exact): each step's rows are of one baseline group
+    for group in range(JACKKNIFE_GROUPS):
+        mine = it.group == group
+        steps += [(group, r, False) for r in _steps(np.flatnonzero(mine & ~uneven), _PAIR_ROWS)]
+        partly = np.flatnonzero(mine & uneven)
+        steps += [(group, r, True) for r in _steps(partly, _PAIR_ROWS // channels.split)]
+    for group, rows, exact in steps:
         d = delays[rows]
         if exact:  # partly flagged blocks: those channel by channel, the rest by block
             blocks = np.flatnonzero(it.uneven[rows].any(axis=0))
@@ -465,10 +467,10 @@ def _add_pairs(
             t += _channel_gram(d, gains, it.channel_weight[rows], channels, blocks)
         else:
             t = _block_gram(d, gains, it.row_weight[rows], channels)
-        pair += it.onehot[:, rows] @ np.ascontiguousarray(t.real).reshape(-1, n_src * n_src)
+        pair[group] += t.real.sum(axis=0)
         coupling[rows] = t.imag
     slots = sums.slots_for(joint)
-    sums.pair[np.ix_(slots, slots)] += pair.reshape(-1, n_src, n_src).transpose(1, 2, 0)
+    sums.pair[np.ix_(slots, slots)] += pair.transpose(1, 2, 0)
     return coupling
 
 
@@ -529,8 +531,12 @@ def _block_phasors(delays: NDArray[np.float64], channels: ChannelBlocks) -> NDAr
     """exp(2 pi i d f_c) at each channel block's centre, (rows, sources, blocks)."""
     flat = delays.ravel()
     if channels.split > 1:
+        # A running product like _geometric's, in complex64: ~24 steps lose < 1e-5 in phase.
+        terms = np.empty((flat.size, channels.centre_hz.size), dtype=np.complex64)
+        terms[:, 0] = np.exp(2j * np.pi * flat * channels.centre_hz[0])
         step = channels.split * channels.step_hz
-        terms = _geometric(flat, float(channels.centre_hz[0]), step, channels.centre_hz.size)
+        terms[:, 1:] = np.exp(2j * np.pi * flat * step)[:, None]
+        np.cumprod(terms, axis=1, out=terms)
     else:
         terms = np.exp(2j * np.pi * flat[:, None] * channels.centre_hz[None, :]).astype(
             np.complex64
@@ -541,14 +547,13 @@ def _block_phasors(delays: NDArray[np.float64], channels: ChannelBlocks) -> NDAr
 def _dirichlet(delays: NDArray[np.float64], step_hz: float, n: int) -> NDArray[np.float32]:
     """D_n(2 pi df (d_k - d_j)) for every row and pair, (rows, sources, sources).
 
-    sin(m pi df (d_k - d_j)) = Im(e_k conj(e_j)) with e = exp(i m pi df d): separable, so no
-    sines of pairs are taken."""
-    half = np.pi * step_hz * delays
-    whole, one = np.exp(1j * n * half), np.exp(1j * half)
-    num = (whole.conj()[:, :, None] * whole[:, None, :]).imag
-    den = (one.conj()[:, :, None] * one[:, None, :]).imag
+    Half-angles pi df (d_k - d_j) are < 1 rad inside the beam, so float32 sines are accurate
+    to ~1e-6 of D (and 2-3x faster than float64)."""
+    half = (np.pi * step_hz * (delays[:, None, :] - delays[:, :, None])).astype(np.float32)
+    den = np.sin(half)
     small = np.abs(den) < _DIRICHLET_EPS
-    return np.where(small, float(n), num / np.where(small, 1.0, den)).astype(np.float32)
+    num = np.sin(np.float32(n) * half)
+    return np.where(small, np.float32(n), num / np.where(small, np.float32(1.0), den))
 
 
 def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
