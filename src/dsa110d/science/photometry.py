@@ -505,7 +505,7 @@ def _block_gram(
     blocks are evenly weighted: block-centre Gram matrix x Dirichlet kernel."""
     n = channels.split
     amp = np.sqrt(block_weight / n)[:, None, :] * gains[None, :, :]
-    q = _block_phasors(delays, channels) * amp.astype(np.float32)  # (rows, sources, blocks)
+    q = _block_phasors(delays, channels) * amp.astype(np.float32, copy=False)
     t = np.asarray(np.matmul(q.conj(), q.transpose(0, 2, 1)), dtype=np.complex64)
     if n > 1:
         t *= _dirichlet(delays, channels.step_hz, n)
@@ -531,12 +531,17 @@ def _block_phasors(delays: NDArray[np.float64], channels: ChannelBlocks) -> NDAr
     """exp(2 pi i d f_c) at each channel block's centre, (rows, sources, blocks)."""
     flat = delays.ravel()
     if channels.split > 1:
-        # A running product like _geometric's, in complex64: ~24 steps lose < 1e-5 in phase.
-        terms = np.empty((flat.size, channels.centre_hz.size), dtype=np.complex64)
-        terms[:, 0] = np.exp(2j * np.pi * flat * channels.centre_hz[0])
-        step = channels.split * channels.step_hz
-        terms[:, 1:] = np.exp(2j * np.pi * flat * step)[:, None]
-        np.cumprod(terms, axis=1, out=terms)
+        # A running product over the blocks, each step one vectorised multiply over every
+        # (row, source) in complex64 (~24 steps lose < 1e-6 in phase; the phases start in
+        # float64); np.cumprod along the short axis is ~3x slower.
+        n_blocks = channels.centre_hz.size
+        by_block = np.empty((n_blocks, flat.size), dtype=np.complex64)
+        by_block[0] = np.exp(2j * np.pi * flat * channels.centre_hz[0])
+        step = np.exp(2j * np.pi * flat * (channels.split * channels.step_hz))
+        step = step.astype(np.complex64)
+        for a in range(1, n_blocks):
+            np.multiply(by_block[a - 1], step, out=by_block[a])
+        terms = np.ascontiguousarray(by_block.T)
     else:
         terms = np.exp(2j * np.pi * flat[:, None] * channels.centre_hz[None, :]).astype(
             np.complex64
@@ -547,13 +552,16 @@ def _block_phasors(delays: NDArray[np.float64], channels: ChannelBlocks) -> NDAr
 def _dirichlet(delays: NDArray[np.float64], step_hz: float, n: int) -> NDArray[np.float32]:
     """D_n(2 pi df (d_k - d_j)) for every row and pair, (rows, sources, sources).
 
-    Half-angles pi df (d_k - d_j) are < 1 rad inside the beam, so float32 sines are accurate
-    to ~1e-6 of D (and 2-3x faster than float64)."""
-    half = (np.pi * step_hz * (delays[:, None, :] - delays[:, :, None])).astype(np.float32)
-    den = np.sin(half)
-    small = np.abs(den) < _DIRICHLET_EPS
-    num = np.sin(np.float32(n) * half)
-    return np.where(small, np.float32(n), num / np.where(small, np.float32(1.0), den))
+    In float32 (2-3x faster than float64): the half-angles pi df d are < 3 rad inside the
+    beam, so their differences are good to ~3e-7 rad, and D is smooth in them (|dD/dh| <
+    n^2): D is good to ~1e-4 of its peak n."""
+    half = (np.pi * step_hz * delays).astype(np.float32)
+    pairs = half[:, None, :] - half[:, :, None]
+    den = np.sin(pairs)
+    dirichlet = np.full(pairs.shape, n, dtype=np.float32)
+    pairs *= np.float32(n)
+    np.divide(np.sin(pairs), den, out=dirichlet, where=np.abs(den) >= _DIRICHLET_EPS)
+    return dirichlet
 
 
 def measure_ms(path: Path, catalog: Catalog, sums: _Sums) -> None:
