@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from dsa110d.config import ProcessorConfig
+from dsa110d.science import photometry
 from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog
 from dsa110d.science.constants import INTEGRATION_TIME_S
@@ -199,3 +200,17 @@ def test_pair_terms_equal_the_direct_channel_sum(partly_flagged: bool) -> None:
         PAIR_REL_TOL * scale
     )
     assert np.abs(coupling - direct.imag).max() < PAIR_REL_TOL * scale
+
+
+def test_sources_beyond_the_cap_are_measured_alone(
+    realisations: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for two, the brightest two (by apparent flux) are fitted jointly and the rest
+    are measured as if alone: every source is still reported, the faint neighbour again with
+    its single-source bias."""
+    monkeypatch.setattr(photometry, "JOINT_FIT_MAX_SOURCES", 2)
+    capped = measure_block(JOB, realisations[:1], SKY).set_index("source_id")
+    alone = measure_block(JOB, realisations[:1], _only(SKY, "FAINT")).set_index("source_id")
+    assert set(capped.index) == set(SKY.ids)
+    assert np.isfinite(capped.flux_jy).all() and np.isfinite(capped.flux_err_jy).all()
+    assert capped.flux_jy["FAINT"] == pytest.approx(alone.flux_jy["FAINT"], rel=1e-6)
