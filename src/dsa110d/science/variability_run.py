@@ -37,7 +37,8 @@ clean) while the metrics count a row only when ``flags == 0``; :func:`flags_code
 to that rule: a row is unusable when it carries a flag of :data:`UNUSABLE_FLAGS` or any name
 this module does not know; :data:`INFORMATIONAL_FLAGS` (``missing_chunks``: the block lacked
 some chunks, which the processor puts on *every* row of such a block, while the sources it
-measured are measured properly) keep the row. Integer flags pass unchanged.
+measured are measured properly; ``blended``: the flux includes an unseparated neighbour's) keep
+the row. Integer flags pass unchanged.
 """
 
 from __future__ import annotations
@@ -74,9 +75,12 @@ MAX_STORED_CANDIDATES = 1000
 """Candidates returned to the service for its store (the JSON file on disk has them all)."""
 UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
 """Photometry flags (science/photometry.py) that make a row unusable: no visibilities, or a
-transit only partly covered by the block (its overlapping neighbour block has it whole)."""
-INFORMATIONAL_FLAGS = frozenset({"missing_chunks"})
-"""Photometry flags that describe the block, not the measurement: the row is kept."""
+block far from the source's transit (its best beam gain below a fraction of the transit gain:
+a block nearer the transit measures it better)."""
+INFORMATIONAL_FLAGS = frozenset({"missing_chunks", "blended"})
+"""Photometry flags that describe the block or the source's surroundings, not a fault of the
+measurement: the row is kept (a blend with a neighbour too close to separate is the same blend
+every day, so its variability is still real)."""
 CACHE_MAX_ROWS = 2_000_000
 """Measurements (~40 bytes each in memory) up to which a worker keeps the state between runs."""
 _GENERATION = re.compile(r"^g(\d{6,})$")

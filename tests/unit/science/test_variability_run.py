@@ -51,10 +51,11 @@ def assert_matches_recompute(results: Path) -> None:
 
 def test_flags_names_map_to_the_metrics_rule() -> None:
     names = pd.Series(
-        ["", "partial_transit", None, "missing_chunks,no_data", "missing_chunks", "new_flag"],
+        ["", "partial_transit", None, "missing_chunks,no_data", "missing_chunks", "new_flag",
+         "blended", "blended,partial_transit"],
         dtype="string",
-    )
-    assert list(run.flags_code(names)) == [0, 1, 0, 1, 0, 1]
+    )  # fmt: skip
+    assert list(run.flags_code(names)) == [0, 1, 0, 1, 0, 1, 0, 1]
     ints = pd.Series([0, 4, 0])
     assert list(run.flags_code(ints)) == [0, 4, 0]
 
