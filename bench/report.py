@@ -130,7 +130,8 @@ NOTES: dict[str, str] = {
     ),
     "demo": (
         "The default demo: 48 small-scale sets (4 subbands) over 4 sidereal days landing live "
-        "at 60x, all three services, to the final analysis run."
+        "at 60x, all three services, to the final analysis run; recovered, judged and "
+        "false_positives are its verdict against the simulator's truth."
     ),
 }
 """What a reader must know to read a benchmark's figures, rendered under its section."""
@@ -180,14 +181,20 @@ def headline_row(record: dict[str, Any], h: Headline) -> str:
     return f"| {h.what} | {fmt(ours)} {h.unit} | {baseline} | {ratio or '-'} | {h.goal or '-'} |"
 
 
+def _load_averages(node: Any, named: bool = False) -> list[float]:
+    """Every 1-minute load average in a record (a number, or the first of a 1/5/15 list)."""
+    if isinstance(node, dict):
+        return [x for k, v in node.items() for x in _load_averages(v, named or "load_average" in k)]
+    if named and isinstance(node, list) and node and isinstance(node[0], int | float):
+        return [float(node[0])]
+    if named and isinstance(node, int | float) and not isinstance(node, bool):
+        return [float(node)]
+    return []
+
+
 def load_sentence(records: list[dict[str, Any]]) -> str:
     """The range of the load averages the benchmarks recorded (on how many cores)."""
-    loads = [
-        float(v)
-        for r in records
-        for key, v in flatten(r)
-        if "load_average" in key and isinstance(v, int | float) and not isinstance(v, bool)
-    ]
+    loads = [one_minute for r in records for one_minute in _load_averages(r)]
     if not loads:
         return "The benchmarks recorded no load average."
     return (
