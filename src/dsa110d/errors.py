@@ -6,6 +6,9 @@ key or message at fault. Builtin mix-ins let callers catch by kind (``ValueError
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class DSA110Error(Exception):
     """Root of every dsa110d error."""
@@ -73,3 +76,26 @@ class WorkerJobError(DSA110Error):
 
 class VariabilityInputError(DSA110Error, ValueError):
     """Photometry rows or saved variability state are malformed; names the file and the fault."""
+
+
+@contextmanager
+def sole_error() -> Iterator[None]:
+    """Around a task group: its failure is raised as itself, not inside an ExceptionGroup.
+
+    Callers catch by kind (``except StateError`` waits out an outage); a group would slip past
+    them and crash the service. When every task failed with an error of ours (an outage fails
+    them all alike) the first is raised; a group holding anything else is raised as it is.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if len(leaves) == 1 or all(isinstance(e, DSA110Error) for e in leaves):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]

@@ -46,7 +46,7 @@ import structlog
 from watchfiles import Change, awatch
 
 from dsa110d.config import Config
-from dsa110d.errors import ConfigError, DSA110Error, InputFileError
+from dsa110d.errors import ConfigError, DSA110Error, InputFileError, sole_error
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.science import ingest
 from dsa110d.science.subbands import ignore_reason, parse_subband_name
@@ -124,9 +124,10 @@ async def _concurrently(job: Callable[[T], Awaitable[Any]], items: Sequence[T]) 
         async with limiter:
             await job(item)
 
-    async with anyio.create_task_group() as tg:
-        for item in items:
-            tg.start_soon(one, item)
+    with sole_error():
+        async with anyio.create_task_group() as tg:
+            for item in items:
+                tg.start_soon(one, item)
 
 
 class _Probing:
@@ -270,9 +271,10 @@ class HDF5EventHandler:
                     for probing in batch:
                         self.seen.update(probing.part)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(probe_all)
-            await record_all()
+        with sole_error():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(probe_all)
+                await record_all()
         return len(fresh)
 
     async def _settled(self, paths: list[str]) -> list[tuple[str, ingest.Look]]:
