@@ -40,7 +40,7 @@ import redis.exceptions as redis_errors
 from redis.asyncio.client import Pipeline
 
 from dsa110d.config import LeasesConfig
-from dsa110d.errors import FencingError, LeaseHeldError, LeaseLostError, StateError
+from dsa110d.errors import FencingError, LeaseHeldError, LeaseLostError, StateError, sole_error
 from dsa110d.logs import get_logger
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
@@ -205,18 +205,14 @@ class Leases:
             raise LeaseHeldError(f"lease {name!r} is held by {who}")
         lost: list[str] = []
         try:
-            async with anyio.create_task_group() as tg:
-                with anyio.CancelScope() as work:
-                    tg.start_soon(self._keep_renewed, lease, work, lost)
-                    yield lease
-                # cancel the renewer only now: an outer cancelled scope would otherwise take
-                # the work scope's cancellation and the loss would go unreported
-                tg.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            await self._release_quietly(lease)
-            if len(group.exceptions) == 1:  # the body's own error, not a group of ours
-                raise group.exceptions[0] from None
-            raise
+            with sole_error():  # the body's own error, not a group of ours
+                async with anyio.create_task_group() as tg:
+                    with anyio.CancelScope() as work:
+                        tg.start_soon(self._keep_renewed, lease, work, lost)
+                        yield lease
+                    # cancel the renewer only now: an outer cancelled scope would otherwise
+                    # take the work scope's cancellation and the loss would go unreported
+                    tg.cancel_scope.cancel()
         except BaseException:
             await self._release_quietly(lease)
             raise

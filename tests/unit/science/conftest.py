@@ -108,16 +108,22 @@ def sim_block(sim_block_master: SimBlock, tmp_path: Path) -> SimBlock:
     return copy_sim_block(sim_block_master, tmp_path / "ms")
 
 
+def config_under(root: Path, catalog: Path | None = None) -> Config:
+    """A testing Config whose paths all lie under ``root``."""
+    paths = PathsConfig(
+        incoming_dir=root / "incoming",
+        ms_dir=root / "ms",
+        results_dir=root / "results",
+        processed_dir=root / "processed",
+        state_dir=root / "state",
+        log_dir=root / "logs",
+        catalog=catalog,
+    )
+    return Config(env="testing", paths=paths)
+
+
 @pytest.fixture
 def science_config(tmp_path: Path) -> Config:
     """A Config with its paths in tmp_path: science stages need no server (the root ``config``
     fixture is parametrised over live servers)."""
-    paths = PathsConfig(
-        incoming_dir=tmp_path / "incoming",
-        ms_dir=tmp_path / "ms",
-        results_dir=tmp_path / "results",
-        processed_dir=tmp_path / "processed",
-        state_dir=tmp_path / "state",
-        log_dir=tmp_path / "logs",
-    )
-    return Config(env="testing", paths=paths)
+    return config_under(tmp_path)

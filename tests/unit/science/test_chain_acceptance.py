@@ -24,7 +24,7 @@ from astropy.coordinates import FK5, SkyCoord
 from astropy.time import Time
 from casacore import tables
 
-from dsa110d.config import Config, PathsConfig, ProcessorConfig
+from dsa110d.config import ProcessorConfig
 from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.constants import FILE_DURATION_S, SIDEREAL_DAY_S
@@ -33,6 +33,7 @@ from dsa110d.science.photometry import measure_block, photometry_path
 from dsa110d.science.simulate import SimulationSpec, simulate
 from dsa110d.science.simvis import lst_for
 from dsa110d.science.stages import BlockJob, build_pipeline, run_pipeline
+from tests.unit.science.conftest import config_under
 
 # --- The acceptance criteria (issue #7) ------------------------------------------------------
 SNR_MIN = 20.0
@@ -167,22 +168,9 @@ def _copy(chain: Chain, dest: Path) -> list[Path]:
     return [Path(shutil.copytree(p, dest / p.name)) for p in chain.ms_paths]
 
 
-def _config(chain: Chain, tmp_path: Path) -> Config:
-    paths = PathsConfig(
-        incoming_dir=tmp_path / "incoming",
-        ms_dir=tmp_path / "ms",
-        results_dir=tmp_path / "results",
-        processed_dir=tmp_path / "processed",
-        state_dir=tmp_path / "state",
-        log_dir=tmp_path / "logs",
-        catalog=chain.catalog_path,
-    )
-    return Config(env="testing", paths=paths)
-
-
 def _run_block(chain: Chain, ms_paths: list[Path], tmp_path: Path) -> pd.DataFrame:
     """The configured pipeline (flag, photometry) on the block; its photometry table."""
-    config = _config(chain, tmp_path)
+    config = config_under(tmp_path, chain.catalog_path)
     assert [name for name, _ in build_pipeline(config)] == ["flag", "photometry"]
     scratch = tmp_path / "scratch"
     run_pipeline(build_pipeline(config), chain.job, ms_paths, config, scratch)
