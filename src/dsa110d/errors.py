@@ -6,8 +6,14 @@ key or message at fault. Builtin mix-ins let callers catch by kind (``ValueError
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+# A reason recorded against a unit of work (dead letter, file fault, log line) is one line
+# of at most this many characters: enough to name the fault, never a flood from hostile input.
+REASON_MAX_CHARS = 300
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 
 class DSA110Error(Exception):
@@ -99,3 +105,40 @@ def _leaves(error: BaseException) -> list[BaseException]:
     if isinstance(error, BaseExceptionGroup):
         return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
     return [error]
+
+
+def describe(exc: BaseException, limit: int = REASON_MAX_CHARS) -> str:
+    """One printable line naming an exception: ``Type: message``, control characters removed.
+
+    The one way a fault is recorded against a unit of work (a dead letter's reason, a file
+    fault, a ``control_rejected`` line): hostile input may put newlines, terminal escapes or
+    megabytes into an exception's text; none of it reaches a log, a table or the state.
+    """
+    text = str(exc)
+    if isinstance(exc, DSA110Error) or not text:
+        line = text or type(exc).__name__
+    else:
+        line = f"{type(exc).__name__}: {text}"
+    line = _CONTROL_CHARS.sub(" ", line).strip()
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def is_service_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault of the service itself rather than of the unit it worked on.
+
+    The classification every fault boundary uses (DESIGN.md section 5). A boundary around one
+    unit of work (a file, a stream entry, a control message, an alert delivery, an open set)
+    catches ``Exception``; it re-raises a service fault, which the service waits out or counts
+    toward its restart intensity, and records anything else against the unit and goes on.
+    Service faults: the state server unreachable or misbehaving (:class:`StateError`, except a
+    lost or held lease, which concerns one unit), and anything that is not an ``Exception``
+    (cancellation, ``KeyboardInterrupt``, ``SystemExit``). A ``MemoryError`` or
+    ``RecursionError`` raised while parsing one input is that input's fault.
+    """
+    if not isinstance(exc, Exception):
+        return True
+    if isinstance(exc, LeaseLostError | LeaseHeldError):
+        return False
+    # redis-py errors are translated in state.connection; one that slipped past is still the
+    # server's fault, not the input's.
+    return isinstance(exc, StateError) or type(exc).__module__.startswith("redis.")
