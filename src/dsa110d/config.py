@@ -104,6 +104,25 @@ class TLSConfig(_Section):
 class SentinelConfig(_Section):
     master_name: str | None = None
     addresses: list[str] = []
+    # The sentinels' own credentials (sentinel.conf ``requirepass``), which may differ from the
+    # master's; the sentinels speak TLS when ``redis.tls.enabled``, with the same files.
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    def secret_password(self) -> str | None:
+        """The sentinels' password, from ``password`` or else from ``password_file``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"redis.sentinel.password_file: cannot read {self.password_file}: "
+                    f"{exc.strerror}"
+                ) from None
+        return None
 
     @model_validator(mode="after")
     def _addresses_are_host_port(self) -> SentinelConfig:
@@ -134,6 +153,15 @@ class RedisConfig(_Section):
     embedded_port: Annotated[int, Field(ge=0, le=65535)] = 0
     tls: TLSConfig = TLSConfig()
     sentinel: SentinelConfig = SentinelConfig()
+    # Acknowledged writes wait (WAIT) for this many replicas; None: 1 with Sentinel, else 0.
+    wait_replicas: Annotated[int, Field(ge=0)] | None = None
+    wait_timeout_ms: PositiveInt = 1000
+
+    def acked_replicas(self) -> int:
+        """How many replicas must hold an acknowledged write before it counts as done."""
+        if self.wait_replicas is not None:
+            return self.wait_replicas
+        return 1 if self.sentinel.addresses else 0
 
     def secret_password(self) -> str | None:
         """The password, from ``password`` or else from ``password_file``."""
@@ -210,6 +238,11 @@ class SupervisorConfig(_Section):
     registry_ttl_sec: PositiveFloat = 30
     workers: Annotated[int, Field(ge=0)] = 0  # 0: one per core
     backlog_degraded: PositiveInt = 50
+
+
+class BreakersConfig(_Section):
+    failure_threshold: PositiveInt = 5
+    reset_timeout_sec: PositiveFloat = 30
 
 
 class MetricsConfig(_Section):
@@ -300,6 +333,7 @@ class Config(_Section):
     streams: StreamsConfig = StreamsConfig()
     leases: LeasesConfig = LeasesConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
+    breakers: BreakersConfig = BreakersConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     pipeline: PipelineConfig = PipelineConfig()
@@ -311,6 +345,8 @@ class Config(_Section):
         data: dict[str, Any] = self.model_dump(mode="json")
         if self.redis.password is not None:
             data["redis"]["password"] = "***"  # noqa: S105 - a mask, not a password
+        if self.redis.sentinel.password is not None:
+            data["redis"]["sentinel"]["password"] = "***"  # noqa: S105 - a mask
         if self.redis.url is not None:
             data["redis"]["url"] = redact_url(self.redis.url.get_secret_value())
         if self.alerts.webhook.url is not None:

@@ -32,6 +32,10 @@ class ServerUnavailableError(StateError, ConnectionError):
     """The state server cannot be reached; the message says where and what to check."""
 
 
+class ReplicationError(StateError):
+    """A write was not confirmed by the configured number of replicas within the timeout."""
+
+
 class EmbeddedServerError(StateError):
     """The embedded Valkey server could not be started or attached."""
 

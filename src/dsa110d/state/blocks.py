@@ -40,6 +40,7 @@ from redis.asyncio.client import Pipeline
 
 from dsa110d.errors import StateError
 from dsa110d.state.connection import Redis, translate_errors
+from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
 
 
@@ -187,7 +188,9 @@ class Blocks:
         for b in blocks:
             args += [b.block_id, repr(b.start), repr(b.end)]
         with translate_errors(self.target):
-            return bool(await self._record_chunk(keys=keys, args=args))
+            new = bool(await self._record_chunk(keys=keys, args=args))
+        await confirm(self.redis, self.keys, self.target, f"chunk {chunk.chunk_id}")
+        return new
 
     def stage_commit(
         self,

@@ -48,16 +48,35 @@ def _pool_kwargs(rc: RedisConfig) -> dict[str, Any]:
         "health_check_interval": rc.health_check_interval,
         "decode_responses": True,
     }
-    if rc.tls.enabled:
-        kwargs.update(
-            ssl=True,
-            ssl_ca_certs=str(rc.tls.ca_file) if rc.tls.ca_file else None,
-            ssl_certfile=str(rc.tls.cert_file) if rc.tls.cert_file else None,
-            ssl_keyfile=str(rc.tls.key_file) if rc.tls.key_file else None,
-            ssl_cert_reqs="required" if rc.tls.verify else "none",  # async redis-py wants str
-            ssl_check_hostname=rc.tls.verify,
-        )
+    kwargs.update(_tls_kwargs(rc))
     return kwargs
+
+
+def _tls_kwargs(rc: RedisConfig) -> dict[str, Any]:
+    if not rc.tls.enabled:
+        return {}
+    return {
+        "ssl": True,
+        "ssl_ca_certs": str(rc.tls.ca_file) if rc.tls.ca_file else None,
+        "ssl_certfile": str(rc.tls.cert_file) if rc.tls.cert_file else None,
+        "ssl_keyfile": str(rc.tls.key_file) if rc.tls.key_file else None,
+        "ssl_cert_reqs": "required" if rc.tls.verify else "none",  # async redis-py wants str
+        "ssl_check_hostname": rc.tls.verify,
+    }
+
+
+def _sentinel_kwargs(rc: RedisConfig) -> dict[str, Any]:
+    """How to talk to the sentinels themselves: their own credentials, the same TLS."""
+    password = rc.sentinel.secret_password()
+    register_secret(password)
+    return {
+        "username": rc.sentinel.username,
+        "password": password,
+        "socket_timeout": rc.socket_timeout,
+        "socket_connect_timeout": rc.socket_connect_timeout,
+        "decode_responses": True,
+        **_tls_kwargs(rc),
+    }
 
 
 def client_for(config: Config, server: embedded.EmbeddedServer | None = None) -> Redis:
@@ -68,7 +87,9 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
         return aioredis.Redis(unix_socket_path=str(server.socket_path), **_unix_kwargs(kwargs))
     if rc.sentinel.addresses:
         nodes = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in rc.sentinel.addresses]
-        sentinel = Sentinel(nodes, socket_timeout=rc.socket_timeout)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            nodes, sentinel_kwargs=_sentinel_kwargs(rc), socket_timeout=rc.socket_timeout
+        )
         master: Redis = sentinel.master_for(rc.sentinel.master_name or "", **kwargs)
         return master
     if rc.url is not None:
@@ -105,6 +126,11 @@ async def connect(config: Config) -> Redis:
     except BaseException:
         await client.aclose()
         raise
+    if server is None:  # the embedded server has no replicas to wait for
+        from dsa110d.state import durability  # it builds on this module
+
+        policy = durability.Durability(config.redis.acked_replicas(), config.redis.wait_timeout_ms)
+        durability.attach(client, policy)
     return client
 
 

@@ -37,6 +37,11 @@ class Keys:
         """Hash of entry id -> JSON list of failed attempts."""
         return f"{stream}:attempts"
 
+    # replication -------------------------------------------------------------
+    def replication_barrier(self) -> str:
+        """A counter bumped before WAIT: its replication marks every earlier write."""
+        return self._key("replication", "barrier")
+
     # leases ------------------------------------------------------------------
     def lease(self, name: str) -> str:
         return self._key("lease", name)

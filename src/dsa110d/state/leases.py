@@ -43,6 +43,7 @@ from dsa110d.config import LeasesConfig
 from dsa110d.errors import FencingError, LeaseHeldError, LeaseLostError, StateError, sole_error
 from dsa110d.logs import get_logger
 from dsa110d.state.connection import Redis, translate_errors
+from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
 
 log = get_logger(__name__)
@@ -168,6 +169,7 @@ class Leases:
                 f"lease {lease.name!r}: token {lease.token} is stale (token {int(other)} "
                 "has been issued since); this holder must not commit"
             )
+        await confirm(self.redis, self.keys, self.target, f"the commit of lease {lease.name!r}")
 
     async def run_fenced(self, lease: Lease, stage: Callable[[Pipeline], Any]) -> list[Any]:
         """Apply ``stage(pipe)``'s queued commands only if the token is the newest (atomic)."""
@@ -193,6 +195,7 @@ class Leases:
                 f"lease {lease.name!r}: a newer holder appeared during the commit of token "
                 f"{lease.token}; change not applied"
             ) from None
+        await confirm(self.redis, self.keys, self.target, f"the commit of lease {lease.name!r}")
         return results[:-1]
 
     @asynccontextmanager

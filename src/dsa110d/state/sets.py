@@ -58,6 +58,7 @@ from typing import Any
 
 from dsa110d.errors import StateError
 from dsa110d.state.connection import Redis, translate_errors
+from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
 
 
@@ -452,6 +453,7 @@ class Sets:
             reply = await self._claim(keys=keys, args=[int(partial), repr(now)])
         if not reply:
             return None
+        await confirm(self.redis, self.keys, self.target, f"the claim of set {set_id}")
         return _record(set_id, dict(zip(reply[::2], reply[1::2], strict=True)))
 
     async def sent(self, set_id: str, message_id: str | None) -> None:
@@ -463,6 +465,7 @@ class Sets:
                 pipe.hsetnx(self.keys.set_record(set_id), "announced_at", repr(time.time()))
                 pipe.zrem(self.keys.set_open(), set_id)
                 await pipe.execute()
+        await confirm(self.redis, self.keys, self.target, f"set {set_id} sent")
 
     async def open_sets(self) -> list[tuple[str, float]]:
         """Sets not yet announced (or announced but not yet confirmed sent), with first seen."""
@@ -532,7 +535,10 @@ class Sets:
             int(target is SetState.CONVERTING),
         ]
         with translate_errors(self.target):
-            return await self._mark(keys=keys, args=args) is not None
+            moved = await self._mark(keys=keys, args=args) is not None
+        if moved:
+            await confirm(self.redis, self.keys, self.target, f"set {set_id} {target.value}")
+        return moved
 
     # ------------------------------------------------------------------ readers
     async def get(self, set_id: str) -> SetRecord | None:

@@ -45,6 +45,7 @@ from dsa110d.config import RetryConfig, StreamsConfig
 from dsa110d.errors import MessageError
 from dsa110d.messages import Message, MessageType, encode
 from dsa110d.state.connection import Redis, translate_errors
+from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
 
 ENTRY_FIELD = "m"
@@ -238,10 +239,13 @@ class ReliableStream:
             )
         with self._guard():
             if dedup_key is None:
-                return str(await self.redis.xadd(self.name, {ENTRY_FIELD: raw}))
+                entry_id = str(await self.redis.xadd(self.name, {ENTRY_FIELD: raw}))
+                await confirm(self.redis, self.keys, self.target, f"message {message.id}")
+                return entry_id
             ttl_ms = int(self.config.retention_sec * 1000)
             marker = self.keys.dedup(self.name, dedup_key)
             result = await self._publish_once(keys=[self.name, marker], args=[raw, ttl_ms])
+        await confirm(self.redis, self.keys, self.target, f"message {message.id} on {self.name}")
         return None if result is None else str(result)
 
     async def publish_raw(self, raw: str) -> str:
@@ -372,6 +376,7 @@ class ReliableStream:
             pipe.xack(self.name, self.group, *entry_ids)
             pipe.hdel(self.attempts_key, *entry_ids)
             acked, _ = await pipe.execute()
+        await confirm(self.redis, self.keys, self.target, f"the ack of {len(entry_ids)} entries")
         return int(acked)
 
     async def heartbeat(self, consumer: str) -> None:
@@ -427,6 +432,7 @@ class ReliableStream:
             pipe.xack(self.name, self.group, entry.entry_id)
             pipe.hdel(self.attempts_key, entry.entry_id)
             dead_id, _, _ = await pipe.execute()
+        await confirm(self.redis, self.keys, self.target, f"dead letter of {entry.entry_id}")
         return str(dead_id)
 
     # -------------------------------------------------------------------- dead letters
