@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psutil
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from dsa110d.resilience import BREAKER_GAUGE, BreakerSnapshot
 
 DURATION_SAMPLES = 1000  # recent job durations kept for percentiles
 QUANTILES = (0.5, 0.9, 0.99)
@@ -123,10 +125,14 @@ class PrometheusCollector(Collector):
     """Turns the manager's latest per-service snapshots into ``dsa110_*`` families."""
 
     def __init__(
-        self, snapshots: Callable[[], Snapshot], process: Callable[[], Mapping[str, float]]
+        self,
+        snapshots: Callable[[], Snapshot],
+        process: Callable[[], Mapping[str, float]],
+        breakers: Callable[[], Sequence[BreakerSnapshot]] = list,
     ):
         self._snapshots = snapshots
         self._process = process
+        self._breakers = breakers
 
     def collect(self) -> Iterator[Any]:
         services = self._snapshots()
@@ -166,6 +172,7 @@ class PrometheusCollector(Collector):
             for key, value in metrics.get("duration_sec", {}).items():
                 duration.add_metric([name, f"{int(key[1:]) / 100:g}"], value)
         yield from (processed, failed, restarts, lag, backlog, health, duration)
+        yield from self._breaker_families()
         proc = self._process()
         yield GaugeMetricFamily(
             "dsa110_process_resident_memory_bytes",
@@ -177,6 +184,22 @@ class PrometheusCollector(Collector):
             "CPU time of the daemon and its worker processes.",
             value=proc["cpu_seconds"],
         )
+
+    def _breaker_families(self) -> Iterator[Any]:
+        state = GaugeMetricFamily(
+            "dsa110_circuit_breaker_state",
+            "0 closed, 1 half-open (one probe allowed), 2 open (calls refused).",
+            labels=["breaker"],
+        )
+        failures = GaugeMetricFamily(
+            "dsa110_circuit_breaker_failures",
+            "Consecutive failures behind a breaker.",
+            labels=["breaker"],
+        )
+        for snap in self._breakers():
+            state.add_metric([snap.name], BREAKER_GAUGE[snap.state])
+            failures.add_metric([snap.name], snap.consecutive_failures)
+        yield from (state, failures)
 
 
 def serve_prometheus(host: str, port: int, collector: Collector) -> Callable[[], None]:

@@ -17,6 +17,12 @@ Circuit breaker
     it is HALF_OPEN and lets exactly one probe call through: success closes it, failure opens
     it again. ``state`` and ``snapshot()`` are readable at any time so that service health can
     report DEGRADED while a breaker is open. Time comes from an injectable monotonic clock.
+    :class:`BreakerBoard` holds a daemon's breakers by name, for health and the metrics.
+
+Where the breakers are: around the remote alert sinks (``webhook``, ``email``), around the
+external programs the processor's stages run (``wsclean``: an open breaker skips the image
+stage rather than failing every block), and around the state server for the daemon's own
+periodic calls (``state_server``: heartbeats and alert passes fail fast during an outage).
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import TypeVar
 
 import anyio
 
-from dsa110d.config import RetryConfig
+from dsa110d.config import BreakersConfig, RetryConfig
 from dsa110d.errors import CircuitOpenError
 
 T = TypeVar("T")
@@ -199,3 +205,70 @@ class CircuitBreaker:
         if probe_failed or self._failures >= self.failure_threshold:
             self._state = BreakerState.OPEN
             self._opened_at = self._clock()
+
+
+STATE_SERVER_BREAKER = "state_server"
+BREAKER_GAUGE = {BreakerState.CLOSED: 0, BreakerState.HALF_OPEN: 1, BreakerState.OPEN: 2}
+"""The value of a breaker's Prometheus gauge (``dsa110_circuit_breaker_state``)."""
+
+
+class BreakerBoard:
+    """The circuit breakers of one daemon, by name, each owned by a service or by the daemon.
+
+    A breaker owned by a service (``owner="processor"``) degrades that service's health while
+    it is not closed; one owned by the daemon (``owner=None``: the alert sinks, the state
+    server) degrades every service's. Every breaker shares the thresholds of the
+    ``breakers`` section.
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        reset_timeout_sec: float = 30.0,
+        *,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.reset_timeout_sec = reset_timeout_sec
+        self._clock = clock
+        self._breakers: dict[str, tuple[str | None, CircuitBreaker]] = {}
+
+    @classmethod
+    def from_config(cls, config: BreakersConfig) -> BreakerBoard:
+        return cls(config.failure_threshold, config.reset_timeout_sec)
+
+    def get(
+        self,
+        name: str,
+        owner: str | None = None,
+        counted: tuple[type[BaseException], ...] = (Exception,),
+    ) -> CircuitBreaker:
+        """The breaker called ``name``, made on first use."""
+        if name not in self._breakers:
+            breaker = CircuitBreaker(
+                name,
+                self.failure_threshold,
+                self.reset_timeout_sec,
+                counted=counted,
+                clock=self._clock,
+            )
+            self._breakers[name] = (owner, breaker)
+        return self._breakers[name][1]
+
+    def snapshots(self) -> list[BreakerSnapshot]:
+        return [breaker.snapshot() for _, breaker in self._breakers.values()]
+
+    def trouble(self, service: str) -> str:
+        """Why ``service`` is degraded by a breaker that is not closed ('' when none is)."""
+        reasons = []
+        for owner, breaker in self._breakers.values():
+            if owner not in (None, service):
+                continue
+            snap = breaker.snapshot()
+            if snap.state is BreakerState.CLOSED:
+                continue
+            reasons.append(
+                f"circuit {snap.name!r} {snap.state.value} after {snap.consecutive_failures} "
+                f"failures (last: {snap.last_error})"
+            )
+        return "; ".join(reasons)

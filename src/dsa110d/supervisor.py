@@ -31,11 +31,18 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from dsa110d import __version__, logs
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
-from dsa110d.errors import DSA110Error, MessageError, StateError
+from dsa110d.errors import (
+    CircuitOpenError,
+    DSA110Error,
+    MessageError,
+    ServerUnavailableError,
+    StateError,
+)
 from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
 from dsa110d.notify import Notifier, watchdog_period
+from dsa110d.resilience import STATE_SERVER_BREAKER, BreakerBoard
 from dsa110d.services.base import (
     DEFAULT_SERVICES,
     Health,
@@ -128,6 +135,7 @@ class ServiceManager:
         self.registry = Registry(redis, Keys(config.redis.namespace), target)
         self.control = ControlChannel(redis, Keys(config.redis.namespace), target)
         self.process = ProcessStats()
+        self.breakers = BreakerBoard.from_config(config.breakers)
         self._events = events
         self._crashes: deque[float] = deque()
         self._random = random.Random()
@@ -144,6 +152,7 @@ class ServiceManager:
             self.pool,
             get_logger(f"dsa110d.services.{name}", service=name),
             ServiceMetrics(),
+            self.breakers,
         )
 
     # ----------------------------------------------------------------- supervision
@@ -246,7 +255,9 @@ class ServiceManager:
 
     def start_upkeep(self, tg: TaskGroup, redis: Redis) -> None:
         """The alert rules and housekeeping, each a periodic task that never kills the daemon."""
-        engine = AlertEngine(lambda: self.config, redis, self.crashes_in_window)
+        engine = AlertEngine(
+            lambda: self.config, redis, self.crashes_in_window, breakers=self.breakers
+        )
         tg.start_soon(engine.run, name="alerts")
         tg.start_soon(housekeeping_loop, lambda: self.config, redis, name="housekeeping")
 
@@ -290,6 +301,9 @@ class ServiceManager:
             return HealthReport(Health.UNHEALTHY, f"health() raised {type(exc).__name__}: {exc}")
         if report.health is Health.HEALTHY and self.server_problem:
             return HealthReport(Health.DEGRADED, self.server_problem)
+        tripped = self.breakers.trouble(slot.name)
+        if report.health is Health.HEALTHY and tripped:
+            return HealthReport(Health.DEGRADED, tripped)
         deaths = self.pool.recent_deaths()
         if report.health is Health.HEALTHY and deaths >= DEATHS_DEGRADED:
             return HealthReport(Health.DEGRADED, f"{deaths} worker processes died recently")
@@ -313,6 +327,7 @@ class ServiceManager:
         report = self.slot_health(slot)
         metrics = {**slot.ctx.metrics.snapshot(), "process": dict(process)}
         metrics["restarts"] = slot.restarts
+        metrics["breakers"] = {b.name: b.state.value for b in self.breakers.snapshots()}
         self._snapshots[slot.name] = {
             "metrics": metrics,
             "restarts": slot.restarts,
@@ -333,12 +348,23 @@ class ServiceManager:
         )
 
     async def publish_heartbeats(self) -> None:
-        """One registry entry per service; an unreachable server degrades, never crashes."""
+        """One registry entry per service; an unreachable server degrades, never crashes.
+
+        Through the ``state_server`` breaker: during an outage the heartbeats fail fast
+        instead of each waiting out the connection timeouts, and one probe finds the server
+        back."""
         process = self.process.snapshot()
         ttl = self.config.supervisor.registry_ttl_sec
-        try:
+        breaker = self.breakers.get(STATE_SERVER_BREAKER, counted=(ServerUnavailableError,))
+
+        async def publish() -> None:
             for slot in self.slots.values():
                 await self.registry.publish(self._entry(slot, process), ttl)
+
+        try:
+            await breaker.call(publish)
+        except CircuitOpenError:
+            self.server_problem = "state server unreachable"
         except StateError as exc:
             if not self.server_problem:
                 log.warning("heartbeat_failed", error=str(exc))
@@ -554,7 +580,9 @@ def _start_metrics(manager: ServiceManager) -> Callable[[], None] | None:
     port = manager.config.metrics.port
     if port is None:
         return None
-    collector = PrometheusCollector(manager.snapshots, manager.process.snapshot)
+    collector = PrometheusCollector(
+        manager.snapshots, manager.process.snapshot, manager.breakers.snapshots
+    )
     try:
         stop = serve_prometheus(manager.config.metrics.host, port, collector)
     except OSError as exc:

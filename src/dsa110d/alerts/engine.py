@@ -22,8 +22,9 @@ import anyio
 from dsa110d.alerts import rules
 from dsa110d.alerts.sinks import AlertSinks
 from dsa110d.config import Config
-from dsa110d.errors import StateError
+from dsa110d.errors import CircuitOpenError, ServerUnavailableError, StateError
 from dsa110d.logs import get_logger
+from dsa110d.resilience import STATE_SERVER_BREAKER, BreakerBoard
 from dsa110d.state.alerts import (
     AlertEvent,
     AlertStore,
@@ -66,6 +67,7 @@ class AlertEngine:
         pid: int | None = None,
         clock: Callable[[], float] = time.time,
         sinks: AlertSinks | None = None,
+        breakers: BreakerBoard | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -80,7 +82,8 @@ class AlertEngine:
             redis, self.keys, host=self.host, stream_max_len=cfg.alerts.stream_max_len,
             target=self.target,
         )  # fmt: skip
-        self.sinks = sinks or AlertSinks(lambda: self.config().alerts)
+        self.breakers = breakers or BreakerBoard.from_config(cfg.breakers)
+        self.sinks = sinks or AlertSinks(lambda: self.config().alerts, self.breakers)
         self._failing = False
 
     async def run(self) -> None:
@@ -94,8 +97,11 @@ class AlertEngine:
                 await anyio.sleep(cfg.interval_sec)
 
     async def _pass(self) -> None:
+        server = self.breakers.get(STATE_SERVER_BREAKER, counted=(ServerUnavailableError,))
         try:
-            await self.evaluate_once()
+            await server.call(self.evaluate_once)
+        except CircuitOpenError:
+            self._failing = True  # the outage is already logged and shown in health
         except StateError as exc:
             if not self._failing:
                 log.warning("alerts_unavailable", error=str(exc))

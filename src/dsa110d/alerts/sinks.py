@@ -5,7 +5,10 @@ script as the state change. The log line is written at once. The webhook and the
 slow and may be dead, so :meth:`AlertSinks.deliver` only puts the event on a bounded queue
 that :meth:`AlertSinks.run` drains in the background, each request in a thread with a timeout
 and retries with backoff; when the queue is full the newest event is dropped (and logged),
-so a dead webhook never blocks the daemon.
+so a dead webhook never blocks the daemon. Each attempt goes through the sink's circuit
+breaker (``webhook``, ``email``): once a sink has failed ``breakers.failure_threshold`` times in
+a row its deliveries are refused at once, until a probe after ``breakers.reset_timeout_sec``
+finds it back (the open breaker makes the daemon DEGRADED meanwhile).
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ import smtplib
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from typing import Any
 
 import anyio
 
 from dsa110d.config import AlertsConfig
+from dsa110d.errors import CircuitOpenError
 from dsa110d.logs import get_logger, register_secret
-from dsa110d.resilience import RetryPolicy, retry
+from dsa110d.resilience import BreakerBoard, RetryPolicy, retry
 from dsa110d.state.alerts import AlertEvent
 
 log = get_logger("dsa110d.alerts")
@@ -112,11 +116,16 @@ def send_email(cfg: AlertsConfig, event: AlertEvent) -> None:
 class AlertSinks:
     """Deliver events: the log now, the webhook and e-mail from a background task."""
 
-    def __init__(self, config: Callable[[], AlertsConfig]) -> None:
+    def __init__(
+        self, config: Callable[[], AlertsConfig], breakers: BreakerBoard | None = None
+    ) -> None:
         self._config = config
+        self._breakers = breakers or BreakerBoard()
         self._queue: deque[AlertEvent] = deque()
         self._wake: anyio.Event | None = None  # made by run(), inside the event loop
         self.sent: dict[str, int] = {"webhook": 0, "email": 0}
+        self.refused: dict[str, int] = {"webhook": 0, "email": 0}
+        """Deliveries refused at once because the sink's circuit breaker was open."""
         self.dropped = 0
 
     def _remote(self) -> bool:
@@ -155,16 +164,12 @@ class AlertSinks:
         policy = RetryPolicy(hook.max_attempts, hook.base_delay_sec, WEBHOOK_MAX_DELAY_SEC)
         body = webhook_body(event)
 
-        async def once() -> None:
+        async def post() -> None:
             await anyio.to_thread.run_sync(
                 post_webhook, url, body, hook.timeout_sec, abandon_on_cancel=True
             )
 
-        try:
-            await retry(once, policy, retry_on=(SinkError,), on_retry=_log_retry("webhook"))
-            self.sent["webhook"] += 1
-        except SinkError as exc:
-            log.error("alert_webhook_failed", alert=event.fingerprint, error=str(exc))
+        await self._through_breaker("webhook", post, policy, event)
 
     async def _to_email(self, event: AlertEvent) -> None:
         cfg = self._config()
@@ -172,14 +177,34 @@ class AlertSinks:
             return
         policy = RetryPolicy(3, 1.0, WEBHOOK_MAX_DELAY_SEC)
 
-        async def once() -> None:
+        async def send() -> None:
             await anyio.to_thread.run_sync(send_email, cfg, event, abandon_on_cancel=True)
 
+        await self._through_breaker("email", send, policy, event)
+
+    async def _through_breaker(
+        self,
+        sink: str,
+        attempt: Callable[[], Awaitable[None]],
+        policy: RetryPolicy,
+        event: AlertEvent,
+    ) -> None:
+        """Each attempt through the sink's circuit breaker: a dead sink is retried with backoff
+        until the breaker opens; then the deliveries are refused at once (and logged) until
+        its probe finds the sink back."""
+        breaker = self._breakers.get(sink, counted=(SinkError,))
+
+        async def once() -> None:
+            await breaker.call(attempt)
+
         try:
-            await retry(once, policy, retry_on=(SinkError,), on_retry=_log_retry("email"))
-            self.sent["email"] += 1
+            await retry(once, policy, retry_on=(SinkError,), on_retry=_log_retry(sink))
+            self.sent[sink] += 1
         except SinkError as exc:
-            log.error("alert_email_failed", alert=event.fingerprint, error=str(exc))
+            log.error(f"alert_{sink}_failed", alert=event.fingerprint, error=str(exc))
+        except CircuitOpenError as exc:
+            self.refused[sink] += 1
+            log.warning(f"alert_{sink}_refused", alert=event.fingerprint, reason=str(exc))
 
 
 def _log_retry(sink: str) -> Callable[[int, BaseException, float], None]:

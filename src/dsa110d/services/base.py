@@ -58,6 +58,7 @@ import structlog
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
 from dsa110d.metrics import ServiceMetrics
+from dsa110d.resilience import BreakerBoard
 from dsa110d.state.connection import Redis
 
 if TYPE_CHECKING:
@@ -115,8 +116,11 @@ class ServiceContext:
         pool: WorkerPool,
         logger: structlog.stdlib.BoundLogger,
         metrics: ServiceMetrics,
+        breakers: BreakerBoard | None = None,
     ) -> None:
         self.name = name
+        self.breakers = breakers or BreakerBoard()
+        """The daemon's circuit breakers: ``ctx.breakers.get(name, owner=ctx.name)``."""
         self._config = config
         self.redis = redis
         self.pool = pool

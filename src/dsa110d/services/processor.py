@@ -51,6 +51,7 @@ import structlog
 
 from dsa110d.config import Config
 from dsa110d.errors import (
+    CircuitOpenError,
     ConfigError,
     ConversionError,
     DSA110Error,
@@ -59,10 +60,12 @@ from dsa110d.errors import (
     MessageError,
     PathOutsideRootsError,
     StageError,
+    WorkerJobError,
 )
 from dsa110d.messages import Message, MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots, paths_inside
+from dsa110d.resilience import BreakerBoard
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
 from dsa110d.science.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
@@ -84,6 +87,12 @@ ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
 KIND_CHUNK = "chunk"
 KIND_BLOCK = "block"
+EXTERNAL_PROGRAMS = {"image": "wsclean"}
+"""Stages that run a program outside the daemon, and the program: each such stage runs in a
+worker call of its own through the program's circuit breaker. While the breaker is open the
+stage is skipped (reported ``skipped`` with the reason) instead of failing every block."""
+BREAKER_COUNTED = (StageError, WorkerJobError)
+"""Failures of an external stage that count against its program's breaker."""
 STATS_INTERVAL_SEC = 5.0
 """How often the backlog and queue lag are refreshed for health and metrics."""
 
@@ -138,6 +147,19 @@ def _make_dirs(directories: dict[str, Path]) -> None:
             raise ConfigError(f"{key}: cannot create {directory}: {exc}") from None
 
 
+def stage_segments(stages: list[str]) -> list[tuple[list[str], str | None]]:
+    """The stages in order, cut into worker calls: runs of in-process stages (program None)
+    and each stage that runs an external program on its own, with the program's name."""
+    segments: list[tuple[list[str], str | None]] = []
+    for name in stages:
+        program = EXTERNAL_PROGRAMS.get(name)
+        if program is None and segments and segments[-1][1] is None:
+            segments[-1][0].append(name)
+        else:
+            segments.append(([name], program))
+    return segments
+
+
 def _clock(record: BlockRecord, now: float) -> float:
     """The time to judge a block's timeout by: its chunks get ``processing_timeout_sec`` from
     the later of its end and when its first chunk was recorded, so that a backlog of old data
@@ -158,8 +180,11 @@ class MSProcessingHandler:
         metrics: ServiceMetrics | None = None,
         service: str = "processor",
         beat: Callable[[], None] | None = None,
+        breakers: BreakerBoard | None = None,
     ) -> None:
         self.config = config
+        self.service = service
+        self.breakers = breakers or BreakerBoard.from_config(config.breakers)
         self.beat = beat or (lambda: None)
         """The service's heartbeat: called while a job waits on something other than a worker."""
         self.cfg = config.services.ms_processor
@@ -431,10 +456,9 @@ class MSProcessingHandler:
         timeout = self.cfg.processing_timeout_sec
         try:
             with anyio.move_on_after(timeout) as scope:
-                stages = await self.run_in_worker(
-                    processor_jobs.block_job, config_doc, block.id, version, list(missing),
-                    ms_paths, str(staging),
-                )  # fmt: skip
+                stages = await self._run_stages(
+                    config_doc, block.id, version, missing, ms_paths, staging
+                )
             if scope.cancelled_caught:
                 raise StageError(
                     f"block {block.id}: processing took longer than processing_timeout_sec "
@@ -461,6 +485,42 @@ class MSProcessingHandler:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
         return BlockOutcome(block.id, version, results, missing, tuple(ids))
+
+    async def _run_stages(
+        self,
+        config_doc: dict[str, Any],
+        block_id: str,
+        version: int,
+        missing: tuple[int, ...],
+        ms_paths: list[str],
+        staging: Path,
+    ) -> list[dict[str, Any]]:
+        """The configured stages in order: the in-process ones together in one worker call,
+        each external program's stage in its own call through that program's breaker."""
+        results: list[dict[str, Any]] = []
+        for names, program in stage_segments(self.config.pipeline.stages):
+
+            async def run(names: list[str] = names) -> list[dict[str, Any]]:
+                done: list[dict[str, Any]] = await self.run_in_worker(
+                    processor_jobs.block_job, config_doc, block_id, version, list(missing),
+                    ms_paths, str(staging), names,
+                )  # fmt: skip
+                return done
+
+            if program is None:
+                results += await run()
+                continue
+            breaker = self.breakers.get(program, owner=self.service, counted=BREAKER_COUNTED)
+            try:
+                results += await breaker.call(run)
+            except CircuitOpenError as exc:
+                self.log.warning("stage_skipped", block_id=block_id, stages=names, reason=str(exc))
+                results += [
+                    {"stage": n, "status": "skipped", "outputs": {}, "summary": {},
+                     "message": str(exc)}
+                    for n in names
+                ]  # fmt: skip
+        return results
 
     async def _announce_block(self, outcome: BlockOutcome, block: Block) -> None:
         chunk_paths = [
@@ -520,8 +580,9 @@ class MSProcessorService(Service):
 
     async def start(self, ctx: ServiceContext) -> None:
         self.handler = MSProcessingHandler(
-            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics, beat=ctx.beat
-        )
+            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics,
+            service=ctx.name, beat=ctx.beat, breakers=ctx.breakers,
+        )  # fmt: skip
         self.backlog_limit = ctx.config.supervisor.backlog_degraded
         await self.handler.start()
 

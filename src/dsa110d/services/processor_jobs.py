@@ -102,14 +102,19 @@ def block_job(
     missing_slots: list[int],
     ms_paths: list[str],
     staging: str,
+    stages: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the configured stages on one block; outputs under ``staging``; their results."""
+    """Run the configured stages (or only ``stages``, in that order) on one block; outputs
+    under ``staging``; their results."""
     from dsa110d.science.stages import BlockJob, build_pipeline, run_pipeline
 
     _children_die_with_worker()
     root = Path(staging)
     root.mkdir(parents=True, exist_ok=True)
     config = staged_config(config_doc, root)
+    if stages is not None:
+        pipeline = config.pipeline.model_copy(update={"stages": stages})
+        config = config.model_copy(update={"pipeline": pipeline})
     block = BlockPlan.from_config(config.services.ms_processor).block_by_id(block_id)
     job = BlockJob(block, version, tuple(missing_slots))
     scratch = root / SCRATCH_NAME
