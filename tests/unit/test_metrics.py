@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from dsa110d.metrics import ProcessStats, ServiceMetrics
+from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics
+from dsa110d.resilience import BreakerSnapshot, BreakerState
 
 
 def test_metrics_count_jobs_and_give_duration_percentiles() -> None:
@@ -32,3 +33,25 @@ def test_process_stats_survive_a_hidden_proc(monkeypatch: pytest.MonkeyPatch) ->
     snap = stats.snapshot()
     assert set(snap) == {"rss_bytes", "cpu_percent", "cpu_seconds"}
     assert math.isnan(snap["cpu_percent"])
+
+
+def test_the_collector_shows_each_breaker_state_and_failures() -> None:
+    snapshots = [
+        BreakerSnapshot("webhook", BreakerState.OPEN, 5, 1.0, "SinkError: HTTP 500"),
+        BreakerSnapshot("wsclean", BreakerState.CLOSED, 0, 0.0, None),
+    ]
+    collector = PrometheusCollector(
+        dict, lambda: {"rss_bytes": 1.0, "cpu_seconds": 1.0}, lambda: snapshots
+    )
+    samples = {
+        (s.name, s.labels.get("breaker")): s.value
+        for family in collector.collect()
+        for s in family.samples
+        if s.name.startswith("dsa110_circuit_breaker")
+    }
+    assert samples == {
+        ("dsa110_circuit_breaker_state", "webhook"): 2.0,
+        ("dsa110_circuit_breaker_state", "wsclean"): 0.0,
+        ("dsa110_circuit_breaker_failures", "webhook"): 5.0,
+        ("dsa110_circuit_breaker_failures", "wsclean"): 0.0,
+    }

@@ -8,7 +8,9 @@ import pytest
 from dsa110d.config import RetryConfig
 from dsa110d.errors import CircuitOpenError
 from dsa110d.resilience import (
+    BREAKER_GAUGE,
     Backoff,
+    BreakerBoard,
     BreakerState,
     CircuitBreaker,
     RetryPolicy,
@@ -177,3 +179,27 @@ async def test_failed_probe_opens_the_breaker_again() -> None:
 
 async def _record(call, outcomes: list[str]) -> None:  # type: ignore[no-untyped-def]
     outcomes.append(await call)
+
+
+async def test_an_open_breaker_degrades_its_owner_and_a_daemon_wide_one_every_service() -> None:
+    clock = FakeClock()
+    board = BreakerBoard(failure_threshold=1, reset_timeout_sec=10, clock=clock)
+    wsclean = board.get("wsclean", owner="processor")
+    webhook = board.get("webhook")
+    assert board.get("wsclean") is wsclean  # one breaker per name
+    assert board.trouble("processor") == "" and board.trouble("watcher") == ""
+    with pytest.raises(OSError):
+        await wsclean.call(_fail)
+    assert board.trouble("processor") == (
+        "circuit 'wsclean' open after 1 failures (last: OSError: redis down)"
+    )
+    assert board.trouble("watcher") == ""  # not the watcher's dependency
+    with pytest.raises(OSError):
+        await webhook.call(_fail)
+    assert "circuit 'webhook' open" in board.trouble("watcher")
+    clock.now = 10
+    assert "circuit 'webhook' half_open" in board.trouble("watcher")  # not yet recovered
+    assert await webhook.call(_ok) == "ok"
+    assert board.trouble("watcher") == ""
+    states = {s.name: BREAKER_GAUGE[s.state] for s in board.snapshots()}
+    assert states == {"wsclean": 1, "webhook": 0}

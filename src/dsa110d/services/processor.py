@@ -456,7 +456,7 @@ class MSProcessingHandler:
         timeout = self.cfg.processing_timeout_sec
         try:
             with anyio.move_on_after(timeout) as scope:
-                stages = await self._run_stages(
+                stages = await self.run_stages(
                     config_doc, block.id, version, missing, ms_paths, staging
                 )
             if scope.cancelled_caught:
@@ -486,7 +486,7 @@ class MSProcessingHandler:
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
         return BlockOutcome(block.id, version, results, missing, tuple(ids))
 
-    async def _run_stages(
+    async def run_stages(
         self,
         config_doc: dict[str, Any],
         block_id: str,
