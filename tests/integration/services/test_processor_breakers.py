@@ -1,0 +1,69 @@
+"""The processor's circuit breaker around an external program: the real wsclean, failing on a
+block whose Measurement Sets it cannot open, fails the image stage until its breaker opens;
+then the stage is skipped at once (no worker, no wsclean) with the reason, the processor is
+degraded, and after the reset timeout one probe runs wsclean again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from dsa110d.config import Config
+from dsa110d.errors import StageError
+from dsa110d.services.processor import MSProcessingHandler
+from dsa110d.state.connection import Redis
+from tests.conftest import make_config
+from tests.integration.services.processorkit import BLOCK_SETTINGS, FIRST_BLOCK, worker_pool
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+FAILURE_THRESHOLD = 2
+RESET_TIMEOUT_SEC = 1.0
+
+
+async def test_a_failing_wsclean_opens_its_breaker_and_image_is_skipped_until_a_probe(
+    tmp_path: Path, server_url: str, config: Config, redis: Redis
+) -> None:
+    cfg = make_config(
+        tmp_path, server_url, redis__namespace=config.redis.namespace, **BLOCK_SETTINGS,
+        pipeline__stages="[image]", breakers__failure_threshold=FAILURE_THRESHOLD,
+        breakers__reset_timeout_sec=RESET_TIMEOUT_SEC,
+    )  # fmt: skip
+    missing_ms = [str(tmp_path / "ms" / "gone.ms")]  # wsclean cannot open it: exits non-zero
+    stages_run: list[list[str]] = []
+    async with worker_pool(1) as pool:
+
+        async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
+            stages_run.append(args[-1])  # the stage names of this worker call
+            return await pool.run(func, *args, **kwargs)
+
+        handler = MSProcessingHandler(cfg, redis, counted)
+        config_doc = cfg.model_dump(mode="json", exclude={"redis"})
+
+        async def run_image() -> list[dict[str, Any]]:
+            staging = tmp_path / "staging"
+            done: list[dict[str, Any]] = await handler.run_stages(
+                config_doc, FIRST_BLOCK, 1, (), missing_ms, staging
+            )
+            return done
+
+        for _ in range(FAILURE_THRESHOLD):
+            with pytest.raises(StageError, match="wsclean failed"):
+                await run_image()
+        assert handler.breakers.trouble("processor").startswith("circuit 'wsclean' open")
+
+        stages_run.clear()
+        results = await run_image()  # refused at once: wsclean is not run
+        assert stages_run == []
+        [image] = results
+        assert (image["stage"], image["status"]) == ("image", "skipped")
+        assert "circuit 'wsclean' is open" in image["message"]
+
+        await anyio.sleep(RESET_TIMEOUT_SEC)
+        stages_run.clear()
+        with pytest.raises(StageError, match="wsclean failed"):  # the half-open probe
+            await run_image()
+        assert stages_run == [["image"]]
+        assert handler.breakers.trouble("processor").startswith("circuit 'wsclean' open")
