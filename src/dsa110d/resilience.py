@@ -36,8 +36,8 @@ from typing import TypeVar
 
 import anyio
 
-from dsa110d.config import BreakersConfig, RetryConfig
-from dsa110d.errors import CircuitOpenError
+from dsa110d.config import BreakersConfig, Config, RetryConfig
+from dsa110d.errors import CircuitOpenError, ServerUnavailableError
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -242,13 +242,18 @@ class BreakerBoard:
         name: str,
         owner: str | None = None,
         counted: tuple[type[BaseException], ...] = (Exception,),
+        reset_timeout_sec: float | None = None,
     ) -> CircuitBreaker:
-        """The breaker called ``name``, made on first use."""
+        """The breaker called ``name``, made on first use (``reset_timeout_sec``: shorter
+        than the board's, for a dependency that must be probed more often)."""
         if name not in self._breakers:
+            timeout = self.reset_timeout_sec
+            if reset_timeout_sec is not None:
+                timeout = min(timeout, reset_timeout_sec)
             breaker = CircuitBreaker(
                 name,
                 self.failure_threshold,
-                self.reset_timeout_sec,
+                timeout,
                 counted=counted,
                 clock=self._clock,
             )
@@ -272,3 +277,14 @@ class BreakerBoard:
                 f"failures (last: {snap.last_error})"
             )
         return "; ".join(reasons)
+
+
+def state_server_breaker(board: BreakerBoard, config: Config) -> CircuitBreaker:
+    """The daemon's ``state_server`` breaker: it counts only an unreachable server, and probes
+    at least every half ``supervisor.registry_ttl_sec``, so that once the server is back the
+    heartbeats resume before the registry entries lapse."""
+    return board.get(
+        STATE_SERVER_BREAKER,
+        counted=(ServerUnavailableError,),
+        reset_timeout_sec=config.supervisor.registry_ttl_sec / 2,
+    )

@@ -35,14 +35,13 @@ from dsa110d.errors import (
     CircuitOpenError,
     DSA110Error,
     MessageError,
-    ServerUnavailableError,
     StateError,
 )
 from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
 from dsa110d.notify import Notifier, watchdog_period
-from dsa110d.resilience import STATE_SERVER_BREAKER, BreakerBoard
+from dsa110d.resilience import BreakerBoard, state_server_breaker
 from dsa110d.services.base import (
     DEFAULT_SERVICES,
     Health,
@@ -355,7 +354,7 @@ class ServiceManager:
         back."""
         process = self.process.snapshot()
         ttl = self.config.supervisor.registry_ttl_sec
-        breaker = self.breakers.get(STATE_SERVER_BREAKER, counted=(ServerUnavailableError,))
+        breaker = state_server_breaker(self.breakers, self.config)
 
         async def publish() -> None:
             for slot in self.slots.values():

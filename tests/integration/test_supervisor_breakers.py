@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dsa110d.resilience import STATE_SERVER_BREAKER, BreakerState
+from dsa110d.resilience import BreakerState, state_server_breaker
 from dsa110d.services.base import Health, load_service_modules
 from dsa110d.state.connection import client_for
 from dsa110d.supervisor import ServiceManager
@@ -40,7 +40,7 @@ async def test_heartbeats_fail_fast_while_the_state_server_breaker_is_open(tmp_p
     redis = client_for(config)
     send, events = anyio.create_memory_object_stream[tuple[str, str]](4)
     manager = ServiceManager(config, redis, WorkerPool(1), ["watcher"], send)
-    breaker = manager.breakers.get(STATE_SERVER_BREAKER)
+    breaker = state_server_breaker(manager.breakers, config)
     try:
         for _ in range(FAILURE_THRESHOLD):
             await manager.publish_heartbeats()

@@ -5,16 +5,18 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from dsa110d.config import RetryConfig
+from dsa110d.config import Config, RetryConfig
 from dsa110d.errors import CircuitOpenError
 from dsa110d.resilience import (
     BREAKER_GAUGE,
+    STATE_SERVER_BREAKER,
     Backoff,
     BreakerBoard,
     BreakerState,
     CircuitBreaker,
     RetryPolicy,
     retry,
+    state_server_breaker,
 )
 
 pytestmark = pytest.mark.anyio
@@ -203,3 +205,12 @@ async def test_an_open_breaker_degrades_its_owner_and_a_daemon_wide_one_every_se
     assert board.trouble("watcher") == ""
     states = {s.name: BREAKER_GAUGE[s.state] for s in board.snapshots()}
     assert states == {"wsclean": 1, "webhook": 0}
+
+
+def test_the_state_server_breaker_probes_before_registry_entries_lapse() -> None:
+    config = Config.model_validate(
+        {"supervisor": {"registry_ttl_sec": 30}, "breakers": {"reset_timeout_sec": 60}}
+    )
+    breaker = state_server_breaker(BreakerBoard.from_config(config.breakers), config)
+    assert breaker.reset_timeout_sec == 15  # half the registry TTL, not the board's 60 s
+    assert breaker.name == STATE_SERVER_BREAKER

@@ -22,9 +22,9 @@ import anyio
 from dsa110d.alerts import rules
 from dsa110d.alerts.sinks import AlertSinks
 from dsa110d.config import Config
-from dsa110d.errors import CircuitOpenError, ServerUnavailableError, StateError
+from dsa110d.errors import CircuitOpenError, StateError
 from dsa110d.logs import get_logger
-from dsa110d.resilience import STATE_SERVER_BREAKER, BreakerBoard
+from dsa110d.resilience import BreakerBoard, state_server_breaker
 from dsa110d.state.alerts import (
     AlertEvent,
     AlertStore,
@@ -97,7 +97,7 @@ class AlertEngine:
                 await anyio.sleep(cfg.interval_sec)
 
     async def _pass(self) -> None:
-        server = self.breakers.get(STATE_SERVER_BREAKER, counted=(ServerUnavailableError,))
+        server = state_server_breaker(self.breakers, self.config())
         try:
             await server.call(self.evaluate_once)
         except CircuitOpenError:

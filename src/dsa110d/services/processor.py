@@ -29,6 +29,12 @@
   (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives after
   its block was processed makes the block pending again; the re-run's results (version n+1)
   replace the old file atomically.
+* **External programs**: a stage that runs a program outside the daemon (``image``: wsclean)
+  runs in a worker call of its own through that program's circuit breaker
+  (:data:`EXTERNAL_PROGRAMS`). A failure fails the block as any stage's does, until
+  ``breakers.failure_threshold`` in a row open the breaker: then the stage is reported
+  ``skipped`` with the reason at once, the block goes on without it, and the processor is
+  DEGRADED, until a probe after ``breakers.reset_timeout_sec`` succeeds.
 * **Poison**: a message whose set id or paths fail the checks raises MessageError or
   PathOutsideRootsError, which the consumer dead-letters at once (no retries); no file named
   only by such a message is read, written or removed.
