@@ -30,7 +30,9 @@ from tests.system.daemonkit import REPO, Daemon, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
-N_SETS = 4
+SETS_BEFORE, SETS_AFTER = 2, 1
+"""Sets landed before the master is killed (one converted, the next likely in hand) and after."""
+N_SETS = SETS_BEFORE + SETS_AFTER
 N_SUBBANDS = 4
 """The testing environment's expected_subbands."""
 NAMESPACE = "ha"
@@ -138,13 +140,13 @@ def test_daemons_follow_the_promoted_replica_and_convert_every_set_once(
         daemon.wait_event("ready", timeout=60)
     set_ids = list(sky.set_ids)
 
-    for index in range(N_SETS // 2):
+    for index in range(SETS_BEFORE):
         land_all(_set_files(sky, index), incoming)
     wait_for(lambda: len(_converted(ha_daemons, "new_chunk")) >= 1, CONVERT_TIMEOUT_SEC, 0.1)
 
     old_master = cluster.master_port
     cluster.kill_master()  # mid-stream: the second set may be in hand
-    for index in range(N_SETS // 2, N_SETS):
+    for index in range(SETS_BEFORE, N_SETS):
         land_all(_set_files(sky, index), incoming)
     wait_for(lambda: cluster.master_port_now() != old_master, FAILOVER_TIMEOUT_SEC, 0.1)
     assert cluster.master_port_now() == cluster.replica_port
