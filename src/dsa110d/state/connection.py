@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from dsa110d.config import Config, RedisConfig, redact_url
 from dsa110d.errors import ServerUnavailableError, StateError
@@ -90,7 +90,9 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             nodes, sentinel_kwargs=_sentinel_kwargs(rc), socket_timeout=rc.socket_timeout
         )
-        master: Redis = sentinel.master_for(rc.sentinel.master_name or "", **kwargs)
+        master: Redis = sentinel.master_for(
+            rc.sentinel.master_name or "", connection_pool_class=_SentinelPool, **kwargs
+        )
         return master
     if rc.url is not None:
         url = rc.url.get_secret_value()
@@ -99,6 +101,16 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
         client: Redis = aioredis.Redis.from_url(url, **url_kwargs)
         return client
     return aioredis.Redis(host=rc.host, port=rc.port, **kwargs)
+
+
+class _SentinelPool(SentinelConnectionPool):
+    """The master's pool, which also closes the connections to the sentinels when it is
+    closed (redis-py leaves them open)."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        for sentinel in self.sentinel_manager.sentinels:
+            await sentinel.connection_pool.disconnect()
 
 
 def _url_password(url: str) -> str | None:

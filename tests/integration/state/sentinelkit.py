@@ -51,13 +51,28 @@ class Cluster:
     replica_port: int = field(default_factory=free_port)
     sentinel_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    certs: Path | None = None
+    """With ``ca.crt``, ``server.crt`` and ``server.key`` here, every node speaks TLS only."""
+
+    def _tls(self, port: int) -> list[str]:
+        """How a node listens: plain ``port``, or TLS only on it (the same files everywhere)."""
+        if self.certs is None:
+            return ["port", str(port)]
+        return [
+            "port", "0", "tls-port", str(port), "tls-cert-file", str(self.certs / "server.crt"),
+            "tls-key-file", str(self.certs / "server.key"),
+            "tls-ca-cert-file", str(self.certs / "ca.crt"), "tls-replication", "yes",
+            "tls-auth-clients", "optional",
+        ]  # fmt: skip
 
     # ------------------------------------------------------------------ processes
     def _data_node(self, name: str, port: int, *extra: str) -> None:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
+        pairs = self._tls(port)
+        listen = [f"--{a}" if i % 2 == 0 else a for i, a in enumerate(pairs)]
         command = [
-            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder),
+            "redis-server", *listen, "--bind", "127.0.0.1", "--dir", str(folder),
             "--save", "", "--appendonly", "no", "--requirepass", PASSWORD,
             "--masterauth", PASSWORD, "--logfile", str(folder / "redis.log"), *extra,
         ]  # fmt: skip
@@ -67,8 +82,10 @@ class Cluster:
         folder = self.root / f"sentinel{index}"
         folder.mkdir(parents=True, exist_ok=True)
         conf = folder / "sentinel.conf"
+        pairs = self._tls(port)
+        listen = "".join(f"{k} {v}\n" for k, v in zip(pairs[::2], pairs[1::2], strict=True))
         conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {folder}\nlogfile {folder / 'sentinel.log'}\n"
+            f"{listen}bind 127.0.0.1\ndir {folder}\nlogfile {folder / 'sentinel.log'}\n"
             f"requirepass {SENTINEL_PASSWORD}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2\n"
             f"sentinel auth-pass {MASTER_NAME} {PASSWORD}\n"
@@ -109,13 +126,21 @@ class Cluster:
                 proc.wait(timeout=10)
 
     # ------------------------------------------------------------------ clients and state
+    def _client(self, port: int, password: str) -> redis.Redis:
+        if self.certs is None:
+            return redis.Redis(
+                port=port, password=password, decode_responses=True, socket_timeout=2
+            )
+        return redis.Redis(
+            port=port, password=password, decode_responses=True, socket_timeout=2, ssl=True,
+            ssl_ca_certs=str(self.certs / "ca.crt"),
+        )  # fmt: skip
+
     def data_client(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, password=PASSWORD, decode_responses=True, socket_timeout=2)
+        return self._client(port, PASSWORD)
 
     def sentinel_client(self, port: int) -> redis.Redis:
-        return redis.Redis(
-            port=port, password=SENTINEL_PASSWORD, decode_responses=True, socket_timeout=2
-        )
+        return self._client(port, SENTINEL_PASSWORD)
 
     @property
     def sentinel_addresses(self) -> list[str]:
