@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pyuvdata import UVData
 
-from dsa110d.science.msio import FIELD_NAME
+from dsa110d.science.conversion.msio import FIELD_NAME
 
 # How closely our MS must agree with pyuvdata's (issue #6), column by column.
 DATA_RTOL = 1e-5  # relative, DATA

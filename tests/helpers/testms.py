@@ -28,7 +28,7 @@ from dsa110d.science.constants import (
     SB00_TOP_FREQ_HZ,
     TELESCOPE_NAME,
 )
-from dsa110d.science.photometry import SIDEREAL_RATE_RAD_S, apparent_positions
+from dsa110d.science.photometry.geometry import SIDEREAL_RATE_RAD_S, apparent_positions
 
 ARRAY_HALF_EXTENT_M = (1200.0, 600.0)
 """Random antenna positions span +/- these (east, north), metres: DSA-110's ~2.5 km T."""

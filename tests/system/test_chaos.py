@@ -23,7 +23,7 @@ import pytest
 
 from dsa110d.config import Config
 from dsa110d.messages import MessageType, Producer, new_message
-from dsa110d.science.ingest import announcement
+from dsa110d.science.hdf5.ingest import announcement
 from dsa110d.state import embedded
 from dsa110d.state.connection import connected
 from dsa110d.state.keys import Keys

@@ -14,7 +14,7 @@ import redis
 
 from dsa110d.messages import MessageType
 from dsa110d.science.astrometry import use_offline_iers
-from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
+from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from tests.integration.services.watcher.watcherkit import by_set, land_all
 from tests.system.daemonkit import Daemon, NotifyListener, payloads, wait_for
 

@@ -152,8 +152,8 @@ def simulate(
     ] = 1.0,
 ) -> None:
     """Write simulated DSA-110 subband files (UVH5) laid out as the real correlator's."""
-    from dsa110d.science.simulate import DEFAULT_DEC_DEG, SimulationSpec
-    from dsa110d.science.simulate import simulate as run_simulation
+    from dsa110d.science.simulation.simulate import DEFAULT_DEC_DEG, SimulationSpec
+    from dsa110d.science.simulation.simulate import simulate as run_simulation
 
     try:
         moment = datetime.fromisoformat(start)
@@ -189,7 +189,7 @@ def convert(
     is left as it is)."""
     import json
 
-    from dsa110d.science.convert import convert_set
+    from dsa110d.science.conversion.convert import convert_set
 
     result = convert_set(files, out, partial=partial)
     if json_out:

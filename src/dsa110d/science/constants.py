@@ -61,6 +61,22 @@ FILE_DURATION_S: Final = INTEGRATION_TIME_S * INTEGRATIONS_PER_FILE
 """Span of one file (one set), ~309.24 s. DESIGN."""
 SIDEREAL_DAY_S: Final = 86164.0905
 """Mean sidereal day, SI seconds (IERS conventions)."""
+SECONDS_PER_DAY: Final = 86400.0
+"""Seconds in a day of the MJD/JD scales (UTC days as used by the MS TIME column and UVH5)."""
+
+# --- Epochs ----------------------------------------------------------------------------------
+MJD_TO_JD: Final = 2400000.5
+"""JD of MJD 0 (1858-11-17T00:00): JD = MJD + MJD_TO_JD. IAU."""
+UNIX_EPOCH_MJD: Final = 40587.0
+"""1970-01-01T00:00:00 UTC as an MJD. IAU."""
+UNIX_EPOCH_JD: Final = UNIX_EPOCH_MJD + MJD_TO_JD
+"""1970-01-01T00:00:00 UTC as a JD (2440587.5)."""
+UNIX_EPOCH_MJD_S: Final = UNIX_EPOCH_MJD * SECONDS_PER_DAY
+"""1970-01-01T00:00:00 UTC in MJD seconds (the scale of the MS TIME column)."""
+
+# --- Physics ---------------------------------------------------------------------------------
+SPEED_OF_LIGHT_M_S: Final = 299_792_458.0
+"""Speed of light in vacuum, m/s, exact (SI); pyuvdata uses astropy's, the same value."""
 
 # --- Noise -----------------------------------------------------------------------------------
 SEFD_JY: Final = 5800.0

@@ -18,7 +18,7 @@
 * **One run at a time** across all hosts: the run holds the lease ``analyzer:run``
   (auto-renewed; a host that finds it held skips, its notes stay pending), and the results are
   committed only if the lease's fencing token is still the newest.
-* **The run** is :func:`dsa110d.science.variability_run.analyze` in a worker process (plain
+* **The run** is :func:`dsa110d.science.variability.run.analyze` in a worker process (plain
   arguments), bounded by ``analysis_timeout_sec``: past it the worker is killed, the state on
   disk stays at its previous generation, and the run is reported as ``timeout``.
 * **Reporting.** After each run: the candidates into Redis
@@ -77,12 +77,12 @@ WorkerRun = Callable[..., Awaitable[Any]]
 
 
 def analysis_job(*args: Any, **kwargs: Any) -> Any:
-    """The worker's entry point: :func:`dsa110d.science.variability_run.analyze`.
+    """The worker's entry point: :func:`dsa110d.science.variability.run.analyze`.
 
     Imported here, in the worker, so that loading this service module (every ``dsa110d run``
     loads every built-in service) does not pay for pandas, scipy and matplotlib.
     """
-    from dsa110d.science import variability_run
+    from dsa110d.science.variability import run as variability_run
 
     return variability_run.analyze(*args, **kwargs)
 
@@ -327,7 +327,7 @@ def _iso(stamp: float) -> str:
 class VariabilityAnalyzerService(Service):
     """Runs the variability analysis (see the module docstring)."""
 
-    worker_modules = ("dsa110d.science.variability_run",)
+    worker_modules = ("dsa110d.science.variability.run",)
 
     def __init__(self) -> None:
         self.handler: VariabilityAnalysisHandler | None = None

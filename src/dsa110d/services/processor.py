@@ -64,7 +64,7 @@ from dsa110d.messages import Message, MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots, paths_inside
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
-from dsa110d.science.blocks import Block, BlockPlan, Chunk
+from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
@@ -504,11 +504,11 @@ class MSProcessorService(Service):
     """The ``processor`` service: two stream consumers and the block loop."""
 
     worker_modules = (
-        "dsa110d.science.convert",
-        "dsa110d.science.chunkinfo",
-        "dsa110d.science.stages",
-        "dsa110d.science.flagging",
-        "dsa110d.science.photometry",
+        "dsa110d.science.conversion.convert",
+        "dsa110d.science.pipeline.chunkinfo",
+        "dsa110d.science.pipeline.stages",
+        "dsa110d.science.pipeline.flagging",
+        "dsa110d.science.photometry.stage",
         "dsa110d.services.processor_jobs",
     )
 

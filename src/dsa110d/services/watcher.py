@@ -11,7 +11,7 @@ HDF5_PROCESSING message per complete set.
 * **When a file counts**: its name is a subband name matching ``file_pattern`` (not
   ``_incomplete``, not an rsync temporary), two looks ``stability_interval_sec`` apart see the
   same size and mtime, it resolves inside the watched directory, and the probe
-  (:func:`~dsa110d.science.subbands.probe_subband`, run off the event loop) accepts it.
+  (:func:`~dsa110d.science.hdf5.subbands.probe_subband`, run off the event loop) accepts it.
 * **Probing and recording**: a batch of settled files (sorted by name, so by set) is probed
   in parts, a set's worth at a time in a burst and BACKLOG_CHUNK files at a time in a backlog,
   ahead of the recording: while one part's sets are recorded and announced (which mostly waits
@@ -48,8 +48,8 @@ from watchfiles import Change, awatch
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError, DSA110Error, InputFileError, sole_error
 from dsa110d.messages import MessageType, Producer, new_message
-from dsa110d.science import ingest
-from dsa110d.science.subbands import ignore_reason, parse_subband_name
+from dsa110d.science.hdf5 import ingest
+from dsa110d.science.hdf5.subbands import ignore_reason, parse_subband_name
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys

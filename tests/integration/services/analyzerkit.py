@@ -15,9 +15,9 @@ import structlog
 
 from dsa110d.config import Config
 from dsa110d.messages import Message, MessageType, Producer, new_message
-from dsa110d.science import variability as var
-from dsa110d.science.variability_run import flags_code
-from dsa110d.science.variability_state import METRIC_RTOL
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability.run import flags_code
+from dsa110d.science.variability.state import METRIC_RTOL
 from dsa110d.services.analyzer import VariabilityAnalysisHandler
 from dsa110d.state.analysis import AnalysisQueue
 from dsa110d.state.connection import Redis
@@ -26,7 +26,7 @@ from dsa110d.state.streams import ReliableStream
 from dsa110d.workers import WorkerPool
 from tests.integration.services import seed
 
-WORKER_MODULES = ("dsa110d.science.variability_run",)
+WORKER_MODULES = ("dsa110d.science.variability.run",)
 PROCESSOR_GROUP = "processor"
 
 

@@ -14,8 +14,8 @@ import pytest
 from dsa110d.config import Config
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
-from dsa110d.science.photometry import SCHEMA
-from dsa110d.science.simulate import SimulationResult
+from dsa110d.science.photometry.stage import SCHEMA
+from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.blocks import BlockState
 from dsa110d.state.connection import Redis

@@ -13,7 +13,7 @@ import pytest
 
 from dsa110d.config import Config
 from dsa110d.messages import MessageType, Producer, new_message
-from dsa110d.science import ingest
+from dsa110d.science.hdf5 import ingest
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.consumer import StreamConsumer

@@ -28,12 +28,12 @@ from astropy.coordinates import EarthLocation
 from casacore import tables
 
 from dsa110d.errors import ConversionError, DSA110Error
-from dsa110d.science import msio
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.atomic import TEMP_PREFIX, atomic_dir, is_complete_dir
 from dsa110d.science.constants import DISH_DIAMETER_M
-from dsa110d.science.isolate import run_forked
-from dsa110d.science.phasing import (
+from dsa110d.science.conversion import msio
+from dsa110d.science.conversion.layout import SetLayout, plan_set
+from dsa110d.science.conversion.phasing import (
     Geometry,
     PhaseCentre,
     lsts_for,
@@ -41,9 +41,9 @@ from dsa110d.science.phasing import (
     phased_geometry,
     telescope_location,
 )
-from dsa110d.science.setlayout import SetLayout, plan_set
-from dsa110d.science.streaming import stream_blocks
-from dsa110d.science.uvh5 import SubbandHeader, read_header
+from dsa110d.science.conversion.streaming import stream_blocks
+from dsa110d.science.hdf5.reader import SubbandHeader, read_header
+from dsa110d.science.isolate import run_forked
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from dsa110d.errors import ConversionError
 from dsa110d.science.constants import CHANNEL_WIDTH_HZ
 from dsa110d.science.constants import N_SUBBANDS as SUBBANDS_PER_SET
-from dsa110d.science.uvh5 import SubbandHeader
+from dsa110d.science.hdf5.reader import SubbandHeader
 
 TIME_TOL_DAYS = 1e-3 / 86400.0  # 1 ms: subbands of one set share their integration times
 FREQ_TOL_HZ = 1.0  # channel centres agree with the grid to well under a channel

@@ -22,10 +22,10 @@ import numpy.typing as npt
 from casacore import tables
 
 from dsa110d.errors import ConversionError, InputFileError
-from dsa110d.science import msio
-from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S, SubbandPhasors
-from dsa110d.science.setlayout import Placement, SetLayout
-from dsa110d.science.uvh5 import RowBuffers, SubbandHeader, read_rows
+from dsa110d.science.conversion import msio
+from dsa110d.science.conversion.layout import Placement, SetLayout
+from dsa110d.science.conversion.phasing import SPEED_OF_LIGHT_M_S, SubbandPhasors
+from dsa110d.science.hdf5.reader import RowBuffers, SubbandHeader, read_rows
 
 
 class _Slot:

@@ -3,7 +3,7 @@ the watched tree, what a probe found (as plain data for a worker process), how a
 waited too long is treated, and the HDF5_PROCESSING payload.
 
 Pure and synchronous (stdlib, numpy-free), so the service stays a thin adapter and each rule
-has a unit test. Names, probing and grouping themselves are :mod:`dsa110d.science.subbands`.
+has a unit test. Names, probing and grouping themselves are :mod:`dsa110d.science.hdf5.subbands`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from dsa110d.errors import InputFileError
 from dsa110d.science.constants import NAME_TIME_FORMAT
-from dsa110d.science.subbands import (
+from dsa110d.science.hdf5.subbands import (
     SubbandFile,
     SubbandGroup,
     parse_subband_name,

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from dsa110d.config import Config
 from dsa110d.errors import DSA110Error, InputFileError, StageError
 from dsa110d.science.isolate import run_forked_each
-from dsa110d.science.stages import BlockJob, StageResult
+from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
 log = logging.getLogger(__name__)
 

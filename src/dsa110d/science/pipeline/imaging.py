@@ -19,7 +19,7 @@ from astropy.io import fits
 from dsa110d.config import Config
 from dsa110d.errors import StageError
 from dsa110d.science.atomic import atomic_file
-from dsa110d.science.stages import BlockJob, StageResult
+from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,6 @@ from astropy.time import Time
 from numpy.typing import NDArray
 
 from dsa110d.science import constants as k
-from dsa110d.science import simlayout as layout
 from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.catalog import (
     DEFAULT_DEC_HALFWIDTH_DEG,
@@ -43,10 +42,16 @@ from dsa110d.science.catalog import (
     random_catalog,
     read_catalog,
 )
-from dsa110d.science.simsky import Variability, draw_variability, true_fluxes
-from dsa110d.science.simvis import drift_geometry, lst_for, sky_in_view, visibility_chunks
-from dsa110d.science.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
-from dsa110d.science.uvh5write import SubbandHeader, SubbandWriter
+from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
+from dsa110d.science.hdf5.writer import SubbandHeader, SubbandWriter
+from dsa110d.science.simulation import layout
+from dsa110d.science.simulation.sky import Variability, draw_variability, true_fluxes
+from dsa110d.science.simulation.visibilities import (
+    drift_geometry,
+    lst_for,
+    sky_in_view,
+    visibility_chunks,
+)
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy import stats
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science import variability_pairs as pairs
+from dsa110d.science.variability import pairs
 
 log = logging.getLogger(__name__)
 

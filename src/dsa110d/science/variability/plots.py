@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from dsa110d.science.atomic import atomic_file
-from dsa110d.science.variability import CLASS_TRANSIENT, CLASS_VARIABLE, Thresholds
+from dsa110d.science.variability.metrics import CLASS_TRANSIENT, CLASS_VARIABLE, Thresholds
 
 FIGURE_DPI = 110
 ETA_V_SIZE_IN = (6.4, 5.2)

@@ -26,9 +26,9 @@ from typing import Any
 
 import pandas as pd
 
-from dsa110d.science import plots
 from dsa110d.science.atomic import atomic_file
-from dsa110d.science.variability import (
+from dsa110d.science.variability import plots
+from dsa110d.science.variability.metrics import (
     CLASS_TRANSIENT,
     CLASS_VARIABLE,
     CLASSES,

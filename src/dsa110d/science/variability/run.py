@@ -7,10 +7,10 @@ result). It
    the processor with a higher ``version`` when the block is re-run) and reads only the files
    whose identity (inode, mtime, size) changed since the state last saw them: a run costs
    O(rows in new or superseded blocks), plus a ``stat`` per file;
-2. folds them into the :class:`~dsa110d.science.variability_state.VariabilityState` in time
+2. folds them into the :class:`~dsa110d.science.variability.state.VariabilityState` in time
    order (latest version of each block wins; the state subtracts a superseded version);
 3. saves the state as a new *generation* and switches to it atomically;
-4. writes the run's results (:func:`~dsa110d.science.variability_results.write_results`).
+4. writes the run's results (:func:`~dsa110d.science.variability.results.write_results`).
 
 State on disk, under ``<results_dir>/variability/state/`` (shared by every analyzer host)::
 
@@ -58,10 +58,10 @@ import numpy as np
 import pandas as pd
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science import variability as var
-from dsa110d.science import variability_results as results
 from dsa110d.science.atomic import atomic_file, is_temporary
-from dsa110d.science.variability_state import BLOCKS_DIR, BlockUpdate, VariabilityState
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability import results
+from dsa110d.science.variability.state import BLOCKS_DIR, BlockUpdate, VariabilityState
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ MAX_LIGHT_CURVES = results.MAX_LIGHT_CURVES
 MAX_STORED_CANDIDATES = 1000
 """Candidates returned to the service for its store (the JSON file on disk has them all)."""
 UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
-"""Photometry flags (science/photometry.py) that make a row unusable: no visibilities, or a
+"""Photometry flags (science/photometry/) that make a row unusable: no visibilities, or a
 block far from the source's transit (its best beam gain below a fraction of the transit gain:
 a block nearer the transit measures it better)."""
 INFORMATIONAL_FLAGS = frozenset({"missing_chunks", "blended"})

@@ -40,9 +40,9 @@ import numpy.typing as npt
 import pandas as pd
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science import variability as var
-from dsa110d.science import variability_pairs as pairs
 from dsa110d.science.atomic import atomic_file
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability import pairs
 
 log = logging.getLogger(__name__)
 

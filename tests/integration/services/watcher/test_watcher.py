@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dsa110d.config import Config
-from dsa110d.science.simulate import SimulationResult
+from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import SetState
 from tests.integration.services.watcher.watcherkit import (

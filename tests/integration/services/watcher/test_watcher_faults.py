@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from dsa110d.config import Config
-from dsa110d.science.simulate import SimulationResult
+from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import ErrorKind, SetRecord, SetState
 from tests.integration.services.watcher.watcherkit import (
@@ -208,7 +208,7 @@ def test_a_file_without_read_permission_is_refused_by_the_watchers_check(
 
 def _check_as_nobody(path: Path, incoming: Path, ok: bool = False) -> None:
     script = (
-        "import json, sys; from dsa110d.science.ingest import probe_files; "
+        "import json, sys; from dsa110d.science.hdf5.ingest import probe_files; "
         "print(json.dumps(probe_files([sys.argv[1]], sys.argv[2])))"
     )
     done = subprocess.run(

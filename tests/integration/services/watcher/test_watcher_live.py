@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from dsa110d.config import Config
-from dsa110d.science.simulate import SimulationSpec, simulate
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 from dsa110d.services.watcher import HDF5EventHandler
 from tests.integration.services.watcher.watcherkit import N_SUBBANDS, START, announced
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dsa110d.config import Config
 from dsa110d.messages import Message, MessageType, decode
-from dsa110d.science.subbands import INCOMPLETE_SUFFIX, parse_subband_name
+from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, parse_subband_name
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys

@@ -23,9 +23,12 @@ from pyuvdata import UVData
 from dsa110d.errors import InputFileError
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.convert import ConvertResult, convert_set
-from dsa110d.science.phasing import SPEED_OF_LIGHT_M_S
-from dsa110d.science.reference import (
+from dsa110d.science.conversion.convert import ConvertResult, convert_set
+from dsa110d.science.conversion.phasing import SPEED_OF_LIGHT_M_S
+from dsa110d.science.simulation.layout import SCALES
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
+from dsa110d.science.simulation.visibilities import lst_for
+from tests.helpers.reference import (
     ANTENNA_POSITION_TOL_M,
     DATA_RTOL,
     PHASE_CENTRE_TOL_ARCSEC,
@@ -34,12 +37,9 @@ from dsa110d.science.reference import (
     pyuvdata_convert,
     read_set,
 )
-from dsa110d.science.simlayout import SCALES
-from dsa110d.science.simulate import SimulationSpec, simulate
-from dsa110d.science.simvis import lst_for
 
 RAD_TO_ARCSEC = 180.0 / np.pi * 3600.0
-SRC = Path(__file__).resolve().parents[3] / "src"
+SRC = Path(__file__).resolve().parents[4] / "src"
 
 
 def col(ms: Path, name: str, sub: str | None = None) -> np.ndarray:
@@ -146,7 +146,7 @@ def _run_limited(files: list[Path], out: Path, max_bytes: int) -> subprocess.Com
         import resource, signal, sys
         from pathlib import Path
         from dsa110d.errors import ConversionError
-        from dsa110d.science.convert import convert_set
+        from dsa110d.science.conversion.convert import convert_set
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, ({max_bytes}, {max_bytes}))
         try:

@@ -10,7 +10,7 @@ import pytest
 from casacore import tables
 
 from dsa110d.errors import ConversionError, InputFileError
-from dsa110d.science.convert import convert_set
+from dsa110d.science.conversion.convert import convert_set
 
 
 def col(ms: Path, name: str, sub: str | None = None) -> np.ndarray:

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from casacore import tables
 
-from dsa110d.science.convert import convert_set
-from dsa110d.science.reference import (
+from dsa110d.science.conversion.convert import convert_set
+from tests.helpers.reference import (
     DATA_RTOL,
     UVW_TOL_M,
     pyuvdata_convert,

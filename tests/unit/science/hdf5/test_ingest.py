@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dsa110d.errors import InputFileError
-from dsa110d.science.ingest import (
+from dsa110d.science.hdf5.ingest import (
     BY_NAME_SUFFIX,
     Look,
     announcement,

@@ -18,9 +18,7 @@ from hypothesis import strategies as st
 
 from dsa110d.errors import InputFileError
 from dsa110d.science import constants as k
-from dsa110d.science.simlayout import SCALES, subband_frequencies_hz
-from dsa110d.science.simulate import SimulationResult
-from dsa110d.science.subbands import (
+from dsa110d.science.hdf5.subbands import (
     SubbandFile,
     group_subbands,
     ignore_reason,
@@ -30,6 +28,8 @@ from dsa110d.science.subbands import (
     subband_file_name,
     time_disagreement,
 )
+from dsa110d.science.simulation.layout import SCALES, subband_frequencies_hz
+from dsa110d.science.simulation.simulate import SimulationResult
 
 JD_2026 = 2461120.5
 """A Julian date in 2026, for synthetic grouping keys."""
@@ -272,7 +272,7 @@ def test_file_without_read_permission(tiny_run: SimulationResult) -> None:
             return
         script = (
             "import sys; from pathlib import Path; from dsa110d.errors import InputFileError; "
-            "from dsa110d.science.subbands import probe_subband\n"
+            "from dsa110d.science.hdf5.subbands import probe_subband\n"
             "try:\n    probe_subband(Path(sys.argv[1]))\n"
             "except InputFileError as exc:\n    print(exc)"
         )

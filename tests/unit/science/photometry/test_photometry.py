@@ -14,24 +14,23 @@ from astropy.time import Time
 from casacore import tables
 
 from dsa110d.config import Config, ProcessorConfig
-from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.constants import OVRO_LAT_DEG, OVRO_LAT_RAD
-from dsa110d.science.flagging import flag_ms
-from dsa110d.science.photometry import (
+from dsa110d.science.photometry.geometry import ChannelBlocks, phasors
+from dsa110d.science.photometry.stage import (
     SCHEMA,
-    ChannelBlocks,
     measure_block,
-    phasors,
     photometry_path,
     photometry_stage,
 )
-from dsa110d.science.reference import pyuvdata_convert
-from dsa110d.science.simlayout import SCALES
-from dsa110d.science.simulate import SimulationSpec, simulate
-from dsa110d.science.simvis import lst_for
-from dsa110d.science.stages import BlockJob
-from dsa110d.science.testms import START_MJD_S, SimBlock
+from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.flagging import flag_ms
+from dsa110d.science.pipeline.stage import BlockJob
+from dsa110d.science.simulation.layout import SCALES
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
+from dsa110d.science.simulation.visibilities import lst_for
+from tests.helpers.reference import pyuvdata_convert
+from tests.helpers.testms import START_MJD_S, SimBlock
 
 SNR_MIN = 20.0
 PULL_MAX = 3.0

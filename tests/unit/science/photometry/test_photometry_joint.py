@@ -16,23 +16,21 @@ import pandas as pd
 import pytest
 
 from dsa110d.config import ProcessorConfig
-from dsa110d.science import photometry
-from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog
 from dsa110d.science.constants import INTEGRATION_TIME_S
-from dsa110d.science.photometry import (
-    JACKKNIFE_GROUPS,
-    JOINT_FIT_MAX_CORRELATION,
+from dsa110d.science.photometry import accumulation as photometry
+from dsa110d.science.photometry.geometry import (
     SIDEREAL_RATE_RAD_S,
     ChannelBlocks,
-    _add_pairs,
-    _integrations,
-    _Sums,
     apparent_positions,
-    measure_block,
 )
-from dsa110d.science.stages import BlockJob
-from dsa110d.science.testms import (
+from dsa110d.science.photometry.pairs import add_pairs
+from dsa110d.science.photometry.solve import JOINT_FIT_MAX_CORRELATION
+from dsa110d.science.photometry.stage import measure_block
+from dsa110d.science.photometry.sums import JACKKNIFE_GROUPS, Sums, integrations
+from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.stage import BlockJob
+from tests.helpers.testms import (
     START_MJD_S,
     START_RA_DEG,
     SimBlock,
@@ -134,7 +132,7 @@ FAR_S = 300.0
 def _transit_distance_s(sim: SimBlock, chunk: int) -> pd.Series:
     """Seconds from each source's transit (pointing RA = its apparent RA) to the nearest
     integration of one chunk (0 when the transit is inside it)."""
-    from dsa110d.science.testms import CHUNK_SEC, START_MJD_S
+    from tests.helpers.testms import CHUNK_SEC, START_MJD_S
 
     app_ra, _ = apparent_positions(
         np.radians(sim.catalog.ra_deg), np.radians(sim.catalog.dec_deg), START_MJD_S
@@ -186,10 +184,10 @@ def test_pair_terms_equal_the_direct_channel_sum(partly_flagged: bool) -> None:
         weight[::3, 40:56] = 0.0  # half a block
         weight[1::4, 100:101] = 1.0  # one polarisation of one channel
     group = rng.integers(0, JACKKNIFE_GROUPS, n_rows)
-    (it,) = _integrations(np.zeros(n_rows, dtype=np.intp), group, weight, channels.split)
+    (it,) = integrations(np.zeros(n_rows, dtype=np.intp), group, weight, channels.split)
     assert it.uneven.any() == partly_flagged
-    sums = _Sums(n_src)
-    coupling = _add_pairs(sums, np.arange(n_src), delays, gains, it, channels)
+    sums = Sums(n_src)
+    coupling = add_pairs(sums, np.arange(n_src), delays, gains, it, channels)
 
     g = np.repeat(gains, channels.split, axis=1)  # (sources, channels)
     phase = np.exp(2j * np.pi * (delays[:, None, :] - delays[:, :, None])[..., None] * freq)

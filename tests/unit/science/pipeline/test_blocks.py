@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dsa110d.config import ProcessorConfig
 from dsa110d.errors import ConfigError
-from dsa110d.science.blocks import SLOT_TOLERANCE_SEC, BlockPlan, Chunk
+from dsa110d.science.pipeline.blocks import SLOT_TOLERANCE_SEC, BlockPlan, Chunk
 
 SEED = ProcessorConfig()
 PLAN = BlockPlan.from_config(SEED)

@@ -25,14 +25,15 @@ from astropy.time import Time
 from casacore import tables
 
 from dsa110d.config import ProcessorConfig
-from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.constants import FILE_DURATION_S, SIDEREAL_DAY_S
-from dsa110d.science.convert import convert_set
-from dsa110d.science.photometry import measure_block, photometry_path
-from dsa110d.science.simulate import SimulationSpec, simulate
-from dsa110d.science.simvis import lst_for
-from dsa110d.science.stages import BlockJob, build_pipeline, run_pipeline
+from dsa110d.science.conversion.convert import convert_set
+from dsa110d.science.photometry.stage import measure_block, photometry_path
+from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.stage import BlockJob
+from dsa110d.science.pipeline.stages import build_pipeline, run_pipeline
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
+from dsa110d.science.simulation.visibilities import lst_for
 from tests.unit.science.conftest import config_under
 
 # --- The acceptance criteria (issue #7) ------------------------------------------------------

@@ -11,10 +11,10 @@ from casacore import tables
 
 from dsa110d.config import Config, SupervisorConfig
 from dsa110d.errors import InputFileError, StageError
-from dsa110d.science.blocks import BlockPlan
-from dsa110d.science.flagging import FLAGGED_KEYWORD, flag_processes, flag_stage
-from dsa110d.science.stages import BlockJob
-from dsa110d.science.testms import SimBlock, copy_sim_block
+from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.flagging import FLAGGED_KEYWORD, flag_processes, flag_stage
+from dsa110d.science.pipeline.stage import BlockJob
+from tests.helpers.testms import SimBlock, copy_sim_block
 
 
 def _with_workers(config: Config, workers: int) -> Config:

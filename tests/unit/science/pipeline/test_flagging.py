@@ -9,13 +9,13 @@ import pytest
 from casacore import tables
 from numpy.typing import NDArray
 
-from dsa110d.science.flagging import (
+from dsa110d.science.pipeline.flagging import (
     FLAG_MAD_THRESHOLD,
     MAD_TO_SIGMA,
     flag_ms,
     outlier_mask,
 )
-from dsa110d.science.testms import SimBlock
+from tests.helpers.testms import SimBlock
 
 
 # --- The reference: the first implementation (np.sort along time on a dense cube) ----------

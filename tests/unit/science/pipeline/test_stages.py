@@ -9,10 +9,11 @@ import pytest
 
 from dsa110d.config import Config, ProcessorConfig
 from dsa110d.errors import ConfigError
-from dsa110d.science.blocks import BlockPlan
-from dsa110d.science.imaging import image_stage
-from dsa110d.science.stages import BlockJob, StageResult, build_pipeline, registry, run_pipeline
-from dsa110d.science.testms import SimBlock
+from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.imaging import image_stage
+from dsa110d.science.pipeline.stage import BlockJob, StageResult
+from dsa110d.science.pipeline.stages import build_pipeline, registry, run_pipeline
+from tests.helpers.testms import SimBlock
 
 JOB = BlockJob(BlockPlan.from_config(ProcessorConfig()).block(0))
 
@@ -62,7 +63,7 @@ def test_image_is_skipped_without_wsclean(
 def test_image_with_wsclean_keeps_fits_and_png(
     config: Config, sim_block: SimBlock, tmp_path: Path
 ) -> None:
-    from dsa110d.science import imaging
+    from dsa110d.science.pipeline import imaging
 
     started = time.monotonic()
     image = imaging.image_block(sim_block.ms_paths[:1], tmp_path, size_px=256, niter=50)
@@ -76,7 +77,7 @@ def test_image_with_wsclean_keeps_fits_and_png(
 def _install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, entries: str) -> None:
     """A real installed distribution (dist-info on sys.path) declaring dsa110d.stages."""
     (root / "dsa110d_fake_stage.py").write_text(
-        "from dsa110d.science.stages import StageResult\n"
+        "from dsa110d.science.pipeline.stages import StageResult\n"
         "def fake(job, ms_paths, config, scratch):\n"
         "    return StageResult('fake', 'ok', summary={'n_ms': len(ms_paths)})\n"
     )
@@ -100,7 +101,7 @@ def test_third_party_stages_come_from_entry_points(
 
 def test_a_plugin_cannot_replace_a_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _install_plugin(tmp_path, monkeypatch, "flag = dsa110d_fake_stage:fake")
-    from dsa110d.science.flagging import flag_stage
+    from dsa110d.science.pipeline.flagging import flag_stage
 
     assert registry()["flag"] is flag_stage
 

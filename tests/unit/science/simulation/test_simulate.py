@@ -20,16 +20,16 @@ from pyuvdata import UVData
 from dsa110d.science import constants as k
 from dsa110d.science.beam import primary_beam
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.simlayout import SCALES, subband_frequencies_hz
-from dsa110d.science.simulate import (
+from dsa110d.science.hdf5.subbands import SUBBAND_NAME, parse_subband_name, probe_subband
+from dsa110d.science.simulation.layout import SCALES, subband_frequencies_hz
+from dsa110d.science.simulation.simulate import (
     GENERATED_RA_MARGIN_DEG,
     MAX_NAME_JITTER_S,
     SimulationResult,
     SimulationSpec,
     simulate,
 )
-from dsa110d.science.simvis import lst_for, noise_sigma_jy
-from dsa110d.science.subbands import SUBBAND_NAME, parse_subband_name, probe_subband
+from dsa110d.science.simulation.visibilities import lst_for, noise_sigma_jy
 
 FREQ_TOL_HZ = 1e-3
 """Frequencies are computed, not measured: agree to a millihertz."""
@@ -211,7 +211,7 @@ def test_uvw_off_zenith_is_for_the_meridian_at_the_pointing_dec(
 
 
 def _ecef0() -> np.ndarray:
-    from dsa110d.science.simlayout import telescope_ecef_m
+    from dsa110d.science.simulation.layout import telescope_ecef_m
 
     return telescope_ecef_m()
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 
 from dsa110d.science.beam import SPEED_OF_LIGHT_M_S, primary_beam
-from dsa110d.science.simlayout import SCALES, band_frequencies_hz
-from dsa110d.science.simvis import noise_sigma_jy, sky_visibilities
+from dsa110d.science.simulation.layout import SCALES, band_frequencies_hz
+from dsa110d.science.simulation.visibilities import noise_sigma_jy, sky_visibilities
 
 VIS_TOL_JY = 1e-4
 """complex64 model against a float64 direct sum of a few Jy: agree to 0.1 mJy."""

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsa110d.science import variability as var
+from dsa110d.science.variability import metrics as var
 
 SEED = 20260108
 N_STABLE = 10_000

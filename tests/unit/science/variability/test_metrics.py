@@ -1,4 +1,4 @@
-"""Metrics, the pair search and the classification of science/variability.py."""
+"""Metrics, the pair search and the classification of science/variability/metrics.py."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science import variability as var
-from dsa110d.science import variability_pairs as pairs
-from dsa110d.science.variability_state import METRIC_RTOL
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability import pairs
+from dsa110d.science.variability.state import METRIC_RTOL
 
 HAND_TOL = 1e-12
 

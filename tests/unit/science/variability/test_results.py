@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from dsa110d.science import variability as var
-from dsa110d.science import variability_results as results
 from dsa110d.science.atomic import TEMP_PREFIX
-from dsa110d.science.plots import eta_threshold
-from dsa110d.science.variability_state import VariabilityState
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability import results
+from dsa110d.science.variability.plots import eta_threshold
+from dsa110d.science.variability.state import VariabilityState
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN_TIME = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)

@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsa110d.science import plots
-from dsa110d.science import variability as var
-from dsa110d.science import variability_run as run
-from dsa110d.science.variability_state import METRIC_RTOL
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability import plots, run
+from dsa110d.science.variability.state import METRIC_RTOL
 from tests.integration.services.seed import photometry_path, seed_blocks, write_block
 
 THRESHOLDS = {"min_data_points": 3, "variability_threshold": 0.1, "p_threshold": 1e-3}

@@ -1,4 +1,4 @@
-"""The incremental state of science/variability_state.py agrees with a full recompute."""
+"""The incremental state of science/variability/state.py agrees with a full recompute."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science import variability as var
-from dsa110d.science.variability_state import METRIC_RTOL, VariabilityState
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
 
 N_SOURCES = 120
 N_BLOCKS = 24
