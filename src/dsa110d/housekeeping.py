@@ -36,6 +36,7 @@ from dsa110d.config import Config
 from dsa110d.errors import LeaseHeldError, StateError
 from dsa110d.logs import get_logger
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir, is_temporary
+from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.state import housekeeping as state_hk
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.housekeeping import Removal
@@ -43,7 +44,6 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 
 log = get_logger("dsa110d.housekeeping")
-DAY_SEC = 86400.0
 LEASE_NAME = "housekeeping"
 CHECK_EVERY_SEC = 60.0  # how often a daemon looks whether a pass is due
 LEFTOVER_TIMEOUT_FACTOR = 4.0
@@ -186,16 +186,22 @@ async def run_pass(
         return await anyio.to_thread.run_sync(still_incoming, incoming, batch)
 
     report.removals += await state_hk.prune_records(
-        redis, keys, now, hk.record_retention_days * DAY_SEC, dry_run, target, inputs_present
+        redis,
+        keys,
+        now,
+        hk.record_retention_days * SECONDS_PER_DAY,
+        dry_run,
+        target,
+        inputs_present,
     )
     report.removals += await state_hk.trim_acked(
         redis, keys, config.streams, config.retry, now, dry_run, target
     )
     report.removals += await state_hk.prune_dead_letters(
-        redis, keys, now, hk.dead_letter_retention_days * DAY_SEC, dry_run, target
+        redis, keys, now, hk.dead_letter_retention_days * SECONDS_PER_DAY, dry_run, target
     )
     report.removals += await state_hk.prune_alerts(
-        redis, keys, now, hk.alert_retention_days * DAY_SEC, dry_run, target
+        redis, keys, now, hk.alert_retention_days * SECONDS_PER_DAY, dry_run, target
     )
     report.removals += await state_hk.prune_registry(
         redis, keys, now, config.supervisor.registry_ttl_sec, config.streams.retention_sec,

@@ -19,13 +19,14 @@ import numpy as np
 from casacore import tables
 from numpy.typing import NDArray
 
-from dsa110d.science.beam import SPEED_OF_LIGHT_M_S, angular_offset_rad, primary_beam
+from dsa110d.science.beam import angular_offset_rad, primary_beam
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.constants import (
     BAND_BOTTOM_FREQ_HZ,
     INTEGRATION_TIME_S,
     OVRO_LAT_RAD,
     SB00_TOP_FREQ_HZ,
+    SPEED_OF_LIGHT_M_S,
     TELESCOPE_NAME,
 )
 from dsa110d.science.photometry.geometry import SIDEREAL_RATE_RAD_S, apparent_positions

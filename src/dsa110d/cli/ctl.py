@@ -38,6 +38,7 @@ from dsa110d.config import ENVIRONMENTS, load_config
 from dsa110d.messages import MessageType
 from dsa110d.operations import analysis, processes, queues, records, status
 from dsa110d.operations.processes import INSTANCES, MODES, Outcome
+from dsa110d.science.constants import SECONDS_PER_DAY
 
 PROGRAM = "dsa110ctl"
 
@@ -121,7 +122,7 @@ def _duration(seconds: float | None) -> str:
     if seconds < 10:
         return f"{seconds:.1f}s"
     whole = int(seconds)
-    days, rest = divmod(whole, 86400)
+    days, rest = divmod(whole, int(SECONDS_PER_DAY))
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:

@@ -15,11 +15,11 @@ import numpy as np
 import numpy.typing as npt
 
 from dsa110d.errors import ConversionError
-from dsa110d.science.constants import CHANNEL_WIDTH_HZ
+from dsa110d.science.constants import CHANNEL_WIDTH_HZ, SECONDS_PER_DAY
 from dsa110d.science.constants import N_SUBBANDS as SUBBANDS_PER_SET
 from dsa110d.science.hdf5.reader import SubbandHeader
 
-TIME_TOL_DAYS = 1e-3 / 86400.0  # 1 ms: subbands of one set share their integration times
+TIME_TOL_DAYS = 1e-3 / SECONDS_PER_DAY  # 1 ms: subbands of one set share their integration times
 FREQ_TOL_HZ = 1.0  # channel centres agree with the grid to well under a channel
 
 

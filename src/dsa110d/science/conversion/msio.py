@@ -19,10 +19,10 @@ from casacore import tables
 from pyuvdata.utils.io import ms as ms_utils
 from pyuvdata.utils.phase_center_catalog import generate_phase_center_cat_entry
 
+from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.science.conversion.phasing import PHASE_EPOCH, PHASE_FRAME, PhaseCentre
 
 TILE_ROWS = 64  # rows per tile of the bulk columns; a DATA tile of 768x2 channels is ~0.8 MB
-SECONDS_PER_DAY = 86400.0
 FIELD_NAME = "meridian"
 
 

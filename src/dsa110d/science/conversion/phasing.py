@@ -23,7 +23,6 @@ from astropy.coordinates import EarthLocation
 from pyuvdata.utils import phasing as uvphase
 from pyuvdata.utils.times import get_lst_for_time
 
-SPEED_OF_LIGHT_M_S = 299_792_458.0  # m/s, exact (SI); pyuvdata uses astropy's, the same value
 PHASE_FRAME = "icrs"
 PHASE_EPOCH = "J2000"  # the epoch pyuvdata's UVData.phase is called with for the reference
 

@@ -22,9 +22,10 @@ import numpy.typing as npt
 from casacore import tables
 
 from dsa110d.errors import ConversionError, InputFileError
+from dsa110d.science.constants import SPEED_OF_LIGHT_M_S
 from dsa110d.science.conversion import msio
 from dsa110d.science.conversion.layout import Placement, SetLayout
-from dsa110d.science.conversion.phasing import SPEED_OF_LIGHT_M_S, SubbandPhasors
+from dsa110d.science.conversion.phasing import SubbandPhasors
 from dsa110d.science.hdf5.reader import RowBuffers, SubbandHeader, read_rows
 
 

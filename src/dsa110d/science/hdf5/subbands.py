@@ -32,7 +32,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dsa110d.errors import InputFileError
-from dsa110d.science.constants import NAME_TIME_FORMAT, SUBBAND_NAME_REGEX
+from dsa110d.science.constants import (
+    NAME_TIME_FORMAT,
+    SECONDS_PER_DAY,
+    SUBBAND_NAME_REGEX,
+    UNIX_EPOCH_JD,
+)
 
 SUBBAND_NAME = re.compile(SUBBAND_NAME_REGEX)
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
@@ -43,8 +48,6 @@ DEFAULT_FILE_PATTERN = "20*T*.hdf5"
 """The watcher's default ``file_pattern`` glob (config ``services.hdf5_watcher``)."""
 DEFAULT_GROUP_TOLERANCE_SEC = 60.0
 """Name timestamps of one set's subbands differ by up to this, seconds (real code: 60-120)."""
-JD_UNIX_EPOCH = 2440587.5
-"""Julian date of 1970-01-01T00:00:00 UTC."""
 REQUIRED_HEADER = (
     "time_array",
     "integration_time",
@@ -118,7 +121,7 @@ def set_id_from_time(time0_jd: float, integration_s: float = 0.0) -> str:
     A pure function of header values shared bit for bit by all subbands of a set, so any
     watcher, seeing the files in any order, derives the same id.
     """
-    seconds = (time0_jd - JD_UNIX_EPOCH) * 86400.0 - integration_s / 2.0
+    seconds = (time0_jd - UNIX_EPOCH_JD) * SECONDS_PER_DAY - integration_s / 2.0
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=round(seconds))
     return moment.strftime(NAME_TIME_FORMAT)
 
@@ -465,7 +468,7 @@ def time_disagreement(
     )
     if not near:
         return None
-    delta_s = (f.time0_jd - group.time0_jd) * 86400.0
+    delta_s = (f.time0_jd - group.time0_jd) * SECONDS_PER_DAY
     return (
         f"{f.path}: time_array[0] differs by {delta_s:+.3f} s from set {group.set_id} "
         f"whose files are named within {tolerance_sec:g} s of it"

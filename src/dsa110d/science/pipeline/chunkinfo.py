@@ -14,9 +14,7 @@ import numpy as np
 from casacore import tables
 
 from dsa110d.errors import InputFileError
-
-MJD_UNIX_EPOCH_S = 40587.0 * 86400.0
-"""1970-01-01T00:00:00 UTC in MJD seconds (the MS TIME column's scale, IAU MJD 40587)."""
+from dsa110d.science.constants import UNIX_EPOCH_MJD_S
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,6 @@ def chunk_info(ms: Path) -> ChunkInfo:
     except RuntimeError as exc:
         raise InputFileError(f"{ms}: cannot read the Measurement Set ({exc})") from None
     first, last = int(np.argmin(times)), int(np.argmax(times))
-    start = times[first] - 0.5 * interval[first] - MJD_UNIX_EPOCH_S
-    end = times[last] + 0.5 * interval[last] - MJD_UNIX_EPOCH_S
+    start = times[first] - 0.5 * interval[first] - UNIX_EPOCH_MJD_S
+    end = times[last] + 0.5 * interval[last] - UNIX_EPOCH_MJD_S
     return ChunkInfo(float(start), float(end), dec)

@@ -187,7 +187,7 @@ def sky_catalog(
 def _times_jd(set_start: datetime, scale: layout.Scale) -> NDArray[np.float64]:
     t0 = Time(set_start.replace(tzinfo=None), scale="utc").jd
     centres_s = (np.arange(scale.integrations) + 0.5) * scale.integration_time_s
-    return np.asarray(t0 + centres_s / 86400.0, dtype=np.float64)
+    return np.asarray(t0 + centres_s / k.SECONDS_PER_DAY, dtype=np.float64)
 
 
 def _mjd(moment: datetime) -> float:

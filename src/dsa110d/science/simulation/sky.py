@@ -22,9 +22,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dsa110d.science.catalog import Catalog
-from dsa110d.science.constants import SIDEREAL_DAY_S
+from dsa110d.science.constants import SECONDS_PER_DAY, SIDEREAL_DAY_S
 
-SECONDS_PER_DAY = 86400.0
 """SI seconds in a day (MJD unit)."""
 VARIABILITY_KINDS = ("flare", "step", "sinusoid")
 """The kinds of variability the simulator draws, in equal shares."""

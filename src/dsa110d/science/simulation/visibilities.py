@@ -23,7 +23,7 @@ from pyuvdata.utils.phasing import calc_uvw, transform_icrs_to_app
 from pyuvdata.utils.times import get_lst_for_time
 
 from dsa110d.science import constants as k
-from dsa110d.science.beam import SPEED_OF_LIGHT_M_S, angular_offset_rad, primary_beam
+from dsa110d.science.beam import angular_offset_rad, primary_beam
 from dsa110d.science.catalog import Catalog
 
 APPARENT_FLUX_FLOOR_JY = 1e-3
@@ -183,7 +183,7 @@ def _block_visibilities(
     freq_hz: NDArray[np.float64],
 ) -> NDArray[np.complex64]:
     n_bls = uvw_m.shape[0]
-    delay_s = (uvw_m @ (lmn - np.array([0.0, 0.0, 1.0])).T) / SPEED_OF_LIGHT_M_S  # (Nbls, Nsrc)
+    delay_s = (uvw_m @ (lmn - np.array([0.0, 0.0, 1.0])).T) / k.SPEED_OF_LIGHT_M_S  # (Nbls, Nsrc)
     sb0 = freq_hz[:, 0]
     chan_offset = freq_hz[0] - freq_hz[0, 0]
     per_sb = _phasor(delay_s[:, None, :] * sb0[None, :, None])  # (Nbls, Nsb, Nsrc)

@@ -23,8 +23,8 @@ from pyuvdata import UVData
 from dsa110d.errors import InputFileError
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
 from dsa110d.science.catalog import Catalog, write_catalog
+from dsa110d.science.constants import SPEED_OF_LIGHT_M_S
 from dsa110d.science.conversion.convert import ConvertResult, convert_set
-from dsa110d.science.conversion.phasing import SPEED_OF_LIGHT_M_S
 from dsa110d.science.simulation.layout import SCALES
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 from dsa110d.science.simulation.visibilities import lst_for

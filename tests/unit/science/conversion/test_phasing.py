@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsa110d.science.constants import CHANNEL_WIDTH_HZ
-from dsa110d.science.conversion.phasing import SPEED_OF_LIGHT_M_S, SubbandPhasors, conj_w_phasor
+from dsa110d.science.constants import CHANNEL_WIDTH_HZ, SPEED_OF_LIGHT_M_S
+from dsa110d.science.conversion.phasing import SubbandPhasors, conj_w_phasor
 
 SPLIT_PHASE_TOL_RAD = 5e-7  # the split's product of two complex64 factors
 

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from dsa110d.science.beam import SPEED_OF_LIGHT_M_S, primary_beam
+from dsa110d.science.beam import primary_beam
+from dsa110d.science.constants import SPEED_OF_LIGHT_M_S
 from dsa110d.science.simulation.layout import SCALES, band_frequencies_hz
 from dsa110d.science.simulation.visibilities import noise_sigma_jy, sky_visibilities
 
