@@ -33,7 +33,7 @@ from pathlib import Path
 import anyio
 
 from dsa110d.config import Config
-from dsa110d.errors import LeaseHeldError, StateError
+from dsa110d.errors import LeaseHeldError, StateError, describe
 from dsa110d.logs import get_logger
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir, is_temporary
 from dsa110d.science.constants import SECONDS_PER_DAY
@@ -245,7 +245,7 @@ async def _maybe_run(cfg: Config, redis: Redis) -> None:
     except StateError as exc:
         log.warning("housekeeping_failed", error=str(exc))
     except Exception as exc:  # a bug here must not take the daemon down
-        log.error("housekeeping_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        log.error("housekeeping_error", error=describe(exc), exc_info=True)
 
 
 async def run_by_hand(config: Config, dry_run: bool) -> Report:

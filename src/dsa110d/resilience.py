@@ -31,7 +31,7 @@ from typing import TypeVar
 import anyio
 
 from dsa110d.config import RetryConfig
-from dsa110d.errors import CircuitOpenError
+from dsa110d.errors import CircuitOpenError, describe
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -193,7 +193,7 @@ class CircuitBreaker:
 
     def record_failure(self, exc: BaseException) -> None:
         self._failures += 1
-        self._last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self._last_error = describe(exc)
         probe_failed = self._state is BreakerState.HALF_OPEN
         self._probe_in_flight = False
         if probe_failed or self._failures >= self.failure_threshold:

@@ -31,7 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from dsa110d import __version__, logs
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
-from dsa110d.errors import DSA110Error, MessageError, StateError
+from dsa110d.errors import DSA110Error, MessageError, StateError, describe
 from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
@@ -214,7 +214,7 @@ class ServiceManager:
                     error = "run() returned while the daemon was not stopping"
                     log.error("service_crashed", service=slot.name, error=error)
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe(exc)
                 log.error("service_crashed", service=slot.name, error=error, exc_info=True)
         slot.scope = None
         if scope.cancelled_caught and not error:
@@ -287,7 +287,7 @@ class ServiceManager:
         try:
             report = slot.service.health()
         except Exception as exc:
-            return HealthReport(Health.UNHEALTHY, f"health() raised {type(exc).__name__}: {exc}")
+            return HealthReport(Health.UNHEALTHY, f"health() raised {describe(exc)}")
         if report.health is Health.HEALTHY and self.server_problem:
             return HealthReport(Health.DEGRADED, self.server_problem)
         deaths = self.pool.recent_deaths()
@@ -378,7 +378,7 @@ class ServiceManager:
                 await self.publish_heartbeats()
                 notify.status(self.status_line())
             except Exception as exc:
-                log.error("heartbeat_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                log.error("heartbeat_error", error=describe(exc), exc_info=True)
             await anyio.sleep(self.config.supervisor.heartbeat_interval_sec)
 
     async def control_loop(self) -> None:

@@ -46,6 +46,7 @@ from dsa110d.errors import (
     MessageError,
     PathOutsideRootsError,
     StateError,
+    describe,
 )
 from dsa110d.messages import MessageType, Producer, encode, new_message
 from dsa110d.paths import inside_roots
@@ -217,7 +218,7 @@ class VariabilityAnalysisHandler:
             for path in message_paths(payload):
                 inside_roots(path, roots, f"message {delivery.message.id} payload")
         except (MessageError, PathOutsideRootsError) as exc:
-            await self._dead_letter(delivery, f"{type(exc).__name__}: {exc}")
+            await self._dead_letter(delivery, describe(exc))
             return
         await self.queue.note_blocks([block_id], time.time())
         self.log.info("block_noted", block_id=block_id, message=delivery.message.id)

@@ -59,6 +59,7 @@ from dsa110d.errors import (
     MessageError,
     PathOutsideRootsError,
     StageError,
+    describe,
 )
 from dsa110d.messages import Message, MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
@@ -222,7 +223,7 @@ class MSProcessingHandler:
             # is a LeaseLostError): the set's record is theirs, so leave it alone.
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = describe(exc)
             state = SetState.FAILED if final_attempt else SetState.QUEUED
             await self.sets.mark(set_id, state, reason)
             log.warning("set_failed", reason=reason, final=final_attempt)
@@ -396,7 +397,7 @@ class MSProcessingHandler:
             self.log.warning("block_superseded", block_id=block_id, reason=str(exc))
             return None
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = describe(exc)
             attempts = await self.blocks.record_failure(
                 block_id, reason, self.config.retry.max_attempts
             )

@@ -29,7 +29,7 @@ from casacore import tables
 from numpy.typing import NDArray
 
 from dsa110d.config import Config
-from dsa110d.errors import DSA110Error, InputFileError, StageError
+from dsa110d.errors import DSA110Error, InputFileError, StageError, describe
 from dsa110d.science.isolate import run_forked_each
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
@@ -278,7 +278,7 @@ def _flag_one(path: Path) -> Counts:
     except DSA110Error:
         raise
     except Exception as exc:
-        raise StageError(f"{path}: flagging failed: {type(exc).__name__}: {exc}") from exc
+        raise StageError(f"{path}: flagging failed: {describe(exc)}") from exc
 
 
 def flag_stage(
