@@ -12,7 +12,6 @@ make the daemon exit non-zero so that systemd restarts it.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import signal
@@ -36,6 +35,7 @@ from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
 from dsa110d.notify import Notifier, watchdog_period
+from dsa110d.resilience import RetryPolicy
 from dsa110d.services.base import (
     DEFAULT_SERVICES,
     Health,
@@ -62,13 +62,11 @@ CONFIG_SECTION = {
 }
 
 log = get_logger("dsa110d.supervisor")
+RESTART_MIN_FRACTION = 0.5
+"""A restarted service waits at least half its backoff ceiling: never straight back."""
+CONTROL_RETRY = RetryPolicy(base_delay_sec=0.5, max_delay_sec=30.0, min_fraction=0.5)
+"""Waiting out an unreachable state server between attempts to listen for control commands."""
 Reloader = Callable[[], Config]
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float]) -> float:
-    """Jittered exponential backoff: uniform in [d/2, d] with d = min(cap, base * 2**attempt)."""
-    ceiling = min(cap, base * math.pow(2, min(attempt, 62)))
-    return ceiling * (0.5 + 0.5 * rand())
 
 
 def enabled_services(config: Config, names: list[str]) -> list[str]:
@@ -184,12 +182,11 @@ class ServiceManager:
                 log.error("giving_up", reason=reason)
                 await self._events.send(("fatal", reason))
                 break
-            delay = backoff_delay(
-                attempt,
-                self.config.supervisor.restart_base_delay_sec,
-                self.config.supervisor.restart_max_delay_sec,
-                self._random.random,
-            )
+            delay = RetryPolicy(
+                base_delay_sec=self.config.supervisor.restart_base_delay_sec,
+                max_delay_sec=self.config.supervisor.restart_max_delay_sec,
+                min_fraction=RESTART_MIN_FRACTION,
+            ).delay(attempt + 1, self._random.random)
             attempt += 1
             slot.state = "backoff"
             log.warning("service_restarting", service=slot.name, delay_sec=round(delay, 3))
@@ -389,7 +386,7 @@ class ServiceManager:
                 await self.control.serve(self.on_control)
             except StateError as exc:
                 failures += 1
-                delay = backoff_delay(failures, 0.5, 30, self._random.random)
+                delay = CONTROL_RETRY.delay(failures + 1, self._random.random)
                 log.warning("control_unavailable", error=str(exc), retry_in_sec=round(delay, 2))
                 await anyio.sleep(delay)
 
@@ -579,4 +576,4 @@ def _beat_sec(config: Config) -> float:
     return max(0.05, config.supervisor.registry_ttl_sec / 3)
 
 
-__all__ = ["DEFAULT_SERVICES", "ServiceManager", "backoff_delay", "run_daemon"]
+__all__ = ["DEFAULT_SERVICES", "ServiceManager", "run_daemon"]
