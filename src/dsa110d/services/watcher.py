@@ -46,6 +46,7 @@ import structlog
 from watchfiles import Change, awatch
 
 from dsa110d.config import Config
+from dsa110d.contracts import PROCESSOR_GROUP, SetAnnounced
 from dsa110d.errors import ConfigError, DSA110Error, InputFileError, sole_error
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.science.hdf5 import ingest
@@ -56,8 +57,6 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.sets import ErrorKind, NewFile, SetError, SetRecord, Sets, SetState
 from dsa110d.state.streams import ReliableStream
 
-PROCESSOR_GROUP = "processor"
-"""The consumer group of HDF5_PROCESSING (created here too, so no message precedes it)."""
 PROBE_CHUNK = 64
 """Files probed per thread hop (~2 ms each on tiny files): the loop stays responsive."""
 BACKLOG_CHUNK = 256
@@ -420,7 +419,7 @@ class HDF5EventHandler:
 
     async def _publish(self, record: SetRecord) -> bool:
         set_id = record.set_id
-        payload = ingest.announcement(
+        announced = SetAnnounced.of(
             set_id,
             record.files,
             record.time0_jd,
@@ -428,7 +427,7 @@ class HDF5EventHandler:
             record.expected,
             record.partial,
         )
-        message = new_message(MessageType.HDF5_PROCESSING, payload, self.producer)
+        message = new_message(MessageType.HDF5_PROCESSING, announced.to_payload(), self.producer)
         entry = await self.stream.publish(message, dedup_key=set_id)
         await self.sets.sent(set_id, message.id if entry else None)
         if entry is not None:

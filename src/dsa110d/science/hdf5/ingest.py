@@ -1,6 +1,6 @@
 """The watcher's decisions that need no server: when a file is settled, whether it is inside
 the watched tree, what a probe found (as plain data for a worker process), how a set that
-waited too long is treated, and the HDF5_PROCESSING payload.
+waited too long is treated. (The HDF5_PROCESSING payload is in :mod:`dsa110d.contracts`.)
 
 Pure and synchronous (stdlib, numpy-free), so the service stays a thin adapter and each rule
 has a unit test. Names, probing and grouping themselves are :mod:`dsa110d.science.hdf5.subbands`.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,29 +214,3 @@ def move_files(paths: Sequence[str], dest: str | os.PathLike[str]) -> list[str]:
             continue
         moved.append(str(shutil.move(source, target / source.name)))
     return moved
-
-
-# --- The announcement -------------------------------------------------------------------
-
-
-def announcement(
-    set_id: str,
-    files: Mapping[int, str],
-    time0_jd: float | None,
-    dec_rad: float | None,
-    expected: int,
-    partial: bool,
-) -> dict[str, Any]:
-    """The HDF5_PROCESSING payload: the set, its files by subband (absolute paths), the
-    missing subbands (flagged channels when ``partial``)."""
-    ordered = sorted(files.items())
-    return {
-        "set_id": set_id,
-        "files": [{"subband": sb, "path": path} for sb, path in ordered],
-        "paths": [path for _, path in ordered],
-        "time0_jd": time0_jd,
-        "dec_rad": dec_rad,
-        "expected_subbands": expected,
-        "missing_subbands": [sb for sb in range(expected) if sb not in files],
-        "partial": partial,
-    }

@@ -24,6 +24,7 @@ from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import ErrorKind, SetRecord, SetState
 from tests.integration.services.watcher.watcherkit import (
     announced,
+    announced_paths,
     by_set,
     fingerprint,
     land,
@@ -161,7 +162,7 @@ async def test_a_symlink_inside_the_tree_is_announced_by_its_resolved_path(
     handler = HDF5EventHandler(config, redis)
     await handler.start()
     (message,) = await announced(redis, config)
-    assert str(Path(real).resolve()) in message.payload["paths"]
+    assert str(Path(real).resolve()) in announced_paths(message)
 
 
 async def test_times_that_disagree_are_recorded_on_both_sets(
@@ -264,7 +265,7 @@ async def test_a_second_file_for_a_subband_is_recorded_and_the_set_still_goes_ou
         landed += land_all(first[2:], incoming)
         await handler.tick()
     (message,) = await announced(redis, config)
-    assert message.payload["paths"] == [str(p.resolve()) for p in landed]
+    assert announced_paths(message) == [str(p.resolve()) for p in landed]
     (fault,) = _faults(logs)
     assert fault["kind"] == "duplicate" and str(twin.resolve()) in str(fault["reason"])
     record = await handler.sets.get(message.payload["set_id"])

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dsa110d.config import Config
+from dsa110d.contracts import SetAnnounced
 from dsa110d.messages import Message, MessageType, decode
 from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, parse_subband_name
 from dsa110d.services.watcher import HDF5EventHandler
@@ -80,3 +81,8 @@ async def announced(redis: Redis, config: Config) -> list[Message]:
     stream = Keys(config.redis.namespace).stream(MessageType.HDF5_PROCESSING.value)
     entries = await redis.xrange(stream)
     return [decode(fields[ENTRY_FIELD], 1 << 20) for _, fields in entries]
+
+
+def announced_paths(message: Message) -> list[str]:
+    """The subband paths an HDF5_PROCESSING message names, in subband order."""
+    return list(SetAnnounced.from_payload(message.payload, message.id).paths())

@@ -11,7 +11,6 @@ from dsa110d.errors import InputFileError
 from dsa110d.science.hdf5.ingest import (
     BY_NAME_SUFFIX,
     Look,
-    announcement,
     by_name_set_id,
     disagreement,
     incomplete_action,
@@ -83,13 +82,6 @@ def test_disagreement_names_the_file_and_the_set() -> None:
 )
 def test_incomplete_action(policy: str, age: float, n: int, action: str) -> None:
     assert incomplete_action(policy, age, 300, n) == action
-
-
-def test_announcement_lists_files_by_subband_and_the_missing() -> None:
-    payload = announcement("S", {2: "/in/c", 0: "/in/a"}, 2461119.75, 0.6, 4, True)
-    assert payload["files"] == [{"subband": 0, "path": "/in/a"}, {"subband": 2, "path": "/in/c"}]
-    assert payload["paths"] == ["/in/a", "/in/c"]
-    assert payload["missing_subbands"] == [1, 3] and payload["partial"] is True
 
 
 def test_move_files_moves_content_unchanged_and_is_repeatable(tmp_path: Path) -> None:
