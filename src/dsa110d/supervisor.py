@@ -27,7 +27,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from dsa110d import __version__, logs
+from dsa110d import __version__, catalogue, logs
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
 from dsa110d.errors import DSA110Error, MessageError, StateError, describe
@@ -37,7 +37,6 @@ from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, s
 from dsa110d.notify import Notifier, watchdog_period
 from dsa110d.resilience import RetryPolicy
 from dsa110d.services.base import (
-    DEFAULT_SERVICES,
     Health,
     HealthReport,
     Service,
@@ -55,11 +54,6 @@ from dsa110d.workers import DEATHS_DEGRADED, WorkerPool
 EXIT_OK = 0
 EXIT_FAILED = 1
 STOP_HOOK_TIMEOUT_SEC = 5.0
-CONFIG_SECTION = {
-    "watcher": "hdf5_watcher",
-    "processor": "ms_processor",
-    "analyzer": "variability_analyzer",
-}
 
 log = get_logger("dsa110d.supervisor")
 RESTART_MIN_FRACTION = 0.5
@@ -73,7 +67,7 @@ def enabled_services(config: Config, names: list[str]) -> list[str]:
     """The chosen services minus the built-in ones switched off in the config."""
     kept = []
     for name in names:
-        section = CONFIG_SECTION.get(name)
+        section = catalogue.section_of(name)
         if section is not None and not getattr(config.services, section).enabled:
             log.info("service_disabled", service=name, key=f"services.{section}.enabled")
             continue
@@ -576,4 +570,4 @@ def _beat_sec(config: Config) -> float:
     return max(0.05, config.supervisor.registry_ttl_sec / 3)
 
 
-__all__ = ["DEFAULT_SERVICES", "ServiceManager", "run_daemon"]
+__all__ = ["ServiceManager", "run_daemon"]

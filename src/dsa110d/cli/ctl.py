@@ -74,7 +74,8 @@ def _check_id(value: str | None) -> str | None:
 ServiceArgument = Annotated[
     str | None,
     typer.Argument(
-        help="watcher, processor, analyzer or all (default: every one).",
+        help="hdf5_watcher, ms_processor, variability_analyzer, service_manager or all "
+        "(default: every one); watcher, processor, analyzer also work.",
         autocompletion=_complete(INSTANCES),
         show_default=False,
     ),
@@ -297,7 +298,8 @@ def restart_command(
     service: Annotated[
         str,
         typer.Argument(
-            help="watcher, processor, analyzer or all.", autocompletion=_complete(INSTANCES)
+            help="hdf5_watcher, ms_processor, variability_analyzer, service_manager or all.",
+            autocompletion=_complete(INSTANCES),
         ),
     ],
     env: EnvOption = None,
