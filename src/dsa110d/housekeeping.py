@@ -92,26 +92,31 @@ def stale_leftovers(config: Config, now: float) -> list[Removal]:
         if not root.is_dir() or _inside(root, inputs):
             continue
         for directory, subdirs, files in os.walk(root):
-            here = Path(directory)
             keep = []
             for name in [*subdirs, *files]:
-                path = here / name
-                if _inside(path, inputs) or path.is_symlink():
-                    continue
-                if path == staging:
-                    if name in subdirs:
-                        found += _stale_staging(path, now, max_age)
-                    continue
-                if name in subdirs and is_complete_dir(path):
-                    continue  # a complete output (maybe awaiting its rename): never removed
-                if is_temporary(path):
-                    age = now - _last_change(path)
-                    if age > max_age:
-                        found.append(Removal("temporary", str(path), 1, age))
-                elif name in subdirs:
+                path, is_dir = Path(directory) / name, name in subdirs
+                removals, descend = _leftover(path, is_dir, inputs, staging, now, max_age)
+                found += removals
+                if descend:
                     keep.append(name)
             subdirs[:] = keep  # descend only into plain directories
     return found
+
+
+def _leftover(
+    path: Path, is_dir: bool, inputs: list[Path], staging: Path, now: float, max_age: float
+) -> tuple[list[Removal], bool]:
+    """What to remove at ``path`` and whether to look inside it."""
+    if _inside(path, inputs) or path.is_symlink():
+        return [], False
+    if path == staging:
+        return (_stale_staging(path, now, max_age) if is_dir else []), False
+    if is_dir and is_complete_dir(path):
+        return [], False  # a complete output (maybe awaiting its rename): never removed
+    if is_temporary(path):
+        age = now - _last_change(path)
+        return ([Removal("temporary", str(path), 1, age)] if age > max_age else []), False
+    return [], is_dir
 
 
 def _stale_staging(staging: Path, now: float, max_age: float) -> list[Removal]:

@@ -117,36 +117,10 @@ def read_header(path: Path) -> SubbandHeader:
         raise InputFileError(f"{path}: unreadable UVH5 file ({exc})") from exc
 
 
-def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
-    if "Header" not in f or "Data" not in f:
-        raise InputFileError(f"{path}: not a UVH5 file (no Header or Data group)")
-    h = f["Header"]
-    for key in REQUIRED_HEADER_KEYS:
-        if key not in h:
-            raise InputFileError(f"{path}: missing header key Header/{key}")
-    nblts, nfreqs, npols = (int(h[k][()]) for k in ("Nblts", "Nfreqs", "Npols"))
-    per_row = {k: _floats(h[k]) for k in ("time_array", "integration_time")}
-    ant1 = _ints(h["ant_1_array"])
-    ant2 = _ints(h["ant_2_array"])
-    for key, arr in (*per_row.items(), ("ant_1_array", ant1), ("ant_2_array", ant2)):
-        if arr.size != nblts:
-            raise InputFileError(f"{path}: Header/{key} has {arr.size} entries, Nblts is {nblts}")
-    lst = _floats(h["lst_array"]) if "lst_array" in h else None
-    if lst is not None and lst.size != nblts:
-        raise InputFileError(f"{path}: Header/lst_array has {lst.size} entries, Nblts is {nblts}")
-    freq = _floats(h["freq_array"])
-    width = _floats(h["channel_width"])
-    if width.size == 1:
-        width = np.full(nfreqs, width[0])
-    if freq.size != nfreqs or width.size != nfreqs:
-        raise InputFileError(
-            f"{path}: Header/freq_array has {freq.size} channels, Nfreqs is {nfreqs}"
-        )
-    pols = _ints(h["polarization_array"])
-    if pols.size != npols:
-        raise InputFileError(
-            f"{path}: Header/polarization_array has {pols.size} entries, Npols is {npols}"
-        )
+def _antennas(
+    path: Path, h: h5py.Group, ant1: IntArray, ant2: IntArray
+) -> tuple[IntArray, tuple[str, ...], FloatArray]:
+    """The antenna numbers, names and positions, checked against each other and the baselines."""
     numbers = _ints(h["antenna_numbers"])
     names = tuple(_text(n) for n in np.asarray(h["antenna_names"][()]).reshape(-1))
     positions = np.asarray(h["antenna_positions"][()], dtype=float)
@@ -160,6 +134,39 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
         raise InputFileError(
             f"{path}: baselines use antennas {missing.tolist()} not in antenna_numbers"
         )
+    return numbers, names, positions
+
+
+def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
+    if "Header" not in f or "Data" not in f:
+        raise InputFileError(f"{path}: not a UVH5 file (no Header or Data group)")
+    h = f["Header"]
+    for key in REQUIRED_HEADER_KEYS:
+        if key not in h:
+            raise InputFileError(f"{path}: missing header key Header/{key}")
+    nblts, nfreqs, npols = (int(h[k][()]) for k in ("Nblts", "Nfreqs", "Npols"))
+    per_row = {k: _floats(h[k]) for k in ("time_array", "integration_time")}
+    ant1 = _ints(h["ant_1_array"])
+    ant2 = _ints(h["ant_2_array"])
+    lst = _floats(h["lst_array"]) if "lst_array" in h else None
+    rows = {**per_row, "ant_1_array": ant1, "ant_2_array": ant2}
+    for key, arr in (*rows.items(), *([("lst_array", lst)] if lst is not None else [])):
+        if arr.size != nblts:
+            raise InputFileError(f"{path}: Header/{key} has {arr.size} entries, Nblts is {nblts}")
+    freq = _floats(h["freq_array"])
+    width = _floats(h["channel_width"])
+    if width.size == 1:
+        width = np.full(nfreqs, width[0])
+    if freq.size != nfreqs or width.size != nfreqs:
+        raise InputFileError(
+            f"{path}: Header/freq_array has {freq.size} channels, Nfreqs is {nfreqs}"
+        )
+    pols = _ints(h["polarization_array"])
+    if pols.size != npols:
+        raise InputFileError(
+            f"{path}: Header/polarization_array has {pols.size} entries, Npols is {npols}"
+        )
+    numbers, names, positions = _antennas(path, h, ant1, ant2)
     diameters = _floats(h["antenna_diameters"]) if "antenna_diameters" in h else None
     has_spw_axis = _check_data_shapes(path, f["Data"], nblts, nfreqs, npols)
     return SubbandHeader(

@@ -79,10 +79,6 @@ class Block:
         own_start = self.own_first_slot * self.slot_sec
         return datetime.fromtimestamp(own_start, tz=UTC).strftime(BLOCK_ID_FORMAT)
 
-    def slot_range(self, slot: int) -> tuple[float, float]:
-        """A slot's time range (Unix s)."""
-        return slot * self.slot_sec, (slot + 1) * self.slot_sec
-
 
 @dataclass(frozen=True)
 class BlockStatus:
