@@ -264,6 +264,8 @@ def _read_probe(path: Path, fid: Any, size: int) -> dict[str, Any]:
         d = {n: h5py.h5d.open(fid, p) for n, p in _DATA_PATHS.items()}
     except KeyError:
         raise _missing(path, fid) or _fail(path, "a required dataset cannot be opened") from None
+    _check_own(path, fid, {f"Header/{n}": ds for n, ds in h.items()})
+    _check_own(path, fid, {f"Data/{n}": ds for n, ds in d.items()})
     n_blts = int(_number(path, h["Nblts"], "Header/Nblts", np.int64, size))
     n_freqs = int(_number(path, h["Nfreqs"], "Header/Nfreqs", np.int64, size))
     n_pols = int(_number(path, h["Npols"], "Header/Npols", np.int64, size))
@@ -281,6 +283,7 @@ def _read_probe(path: Path, fid: Any, size: int) -> dict[str, Any]:
         dec = None
     else:
         name = "Header/extra_keywords/phase_center_dec"
+        _check_own(path, fid, {name: dec_ds})
         dec = float(_number(path, dec_ds, name, np.float64, size))
     _check_values(path, time0, integration, freq, dec, n_ants)
     # Touch the last row of the visibilities: a truncated file fails here, not later.
@@ -299,6 +302,14 @@ def _read_probe(path: Path, fid: Any, size: int) -> dict[str, Any]:
         "freq_max_hz": float(freq.max()),
         "phase_center_dec_rad": dec,
     }
+
+
+def _check_own(path: Path, fid: Any, datasets: dict[str, Dataset]) -> None:
+    """Every dataset is in the file itself: an external link would have the watcher (and the
+    converter after it) read another file, anywhere, as if it were this one."""
+    for name, ds in datasets.items():
+        if ds.fileno != fid.fileno:
+            raise _fail(path, f"{name} is an external link (a subband holds its own datasets)")
 
 
 _NUMERIC_KINDS = "biufc"
