@@ -130,6 +130,9 @@ def _probe_one(path: str, root: Path) -> dict[str, Any]:
         resolved = resolve_inside(path, root, root_resolved=True)
     except InputFileError as exc:
         return file_fault(path, exc, OUTSIDE_TREE)
+    if not str(resolved).isascii() and not _is_utf8(str(resolved)):
+        # a symlink to a name of undecodable bytes: no message or record could carry it
+        return file_fault(path, f"{path}: leads to a name that is not UTF-8 ({resolved!a})")
     try:
         probe = probe_subband(resolved, name=path)
     except InputFileError as exc:
@@ -150,6 +153,15 @@ def _probe_one(path: str, root: Path) -> dict[str, Any]:
         "integration_s": probe.integration_s,
         "dec_rad": probe.phase_center_dec_rad,
     }
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (a file name of undecodable bytes holds surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- Which set does a file belong to? ---------------------------------------------------

@@ -246,6 +246,7 @@ SYMLINKS: dict[str, Callable[[Path], str]] = {
     "nowhere": lambda p: str(p.with_name("missing.hdf5")),
     "a directory": lambda p: str(p.parent),
     "a device": lambda p: "/dev/zero",
+    "an undecodable name": lambda p: os.fsdecode(os.fsencode(p.parent) + b"/\xff.hdf5"),
 }
 
 
@@ -259,5 +260,7 @@ def test_hostile_symlinks_never_escape_the_probe(kind: str, subband: int) -> Non
         path.symlink_to(target)
         if kind == "a loop of two":
             Path(target).symlink_to(path)
+        if kind == "an undecodable name":
+            Path(target).write_bytes(TEMPLATE)  # a good subband, but its name is no text
         outcome = _check_outcome(path, root)
         assert outcome["ok"] is False

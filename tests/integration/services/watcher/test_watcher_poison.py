@@ -5,6 +5,7 @@ sets still time out."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -158,3 +159,24 @@ async def test_a_symlink_loop_does_not_stop_the_watcher(
     assert str(fault["reason"]).startswith(str(loop)) and "loop" in str(fault["reason"])
     assert [m.payload["set_id"] for m in await announced(redis, config)] == tiny_sets.set_ids[:1]
     shutil.rmtree(incoming)  # the loop must not trouble the fixture's clean-up either
+
+
+async def test_a_symlink_to_a_name_that_is_not_utf8_does_not_stop_the_watcher(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult
+) -> None:
+    """The target's name is bytes no UTF-8 text holds: no record or message could carry it
+    (the state server's client refused it, and the watcher crashed on every restart)."""
+    incoming = config.paths.incoming_dir
+    groups = by_set(tiny_sets.files)
+    land_all(groups[0], incoming)
+    undecodable = os.path.join(os.fsencode(incoming), b"\xff\xfe.hdf5")
+    shutil.copyfile(groups[1][0], undecodable)
+    link = incoming / groups[1][0].name
+    os.symlink(undecodable, os.fsencode(link))
+    handler = HDF5EventHandler(config, redis)
+    with capture_logs() as logs:
+        await handler.start()
+        await handler.tick()
+    (fault,) = _events(logs, "subband_fault")
+    assert str(fault["reason"]).startswith(str(link)) and "not UTF-8" in str(fault["reason"])
+    assert [m.payload["set_id"] for m in await announced(redis, config)] == tiny_sets.set_ids[:1]
