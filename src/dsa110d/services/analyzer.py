@@ -273,6 +273,10 @@ class VariabilityAnalysisHandler:
             "min_data_points": acfg.min_data_points,
             "variability_threshold": acfg.variability_threshold,
             "p_threshold": acfg.variability_p_threshold,
+            "vs_threshold": acfg.vs_threshold,
+            "m_threshold": acfg.m_threshold,
+            "false_discovery_rate": acfg.false_discovery_rate,
+            "min_mean_snr": acfg.min_mean_snr,
         }
         self.log.info(
             "analysis_started", blocks_noted=len(taken.blocks), full=taken.full, run_time=run_time

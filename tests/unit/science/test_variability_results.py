@@ -74,6 +74,7 @@ def test_summary_counts_classes_and_is_json(tmp_path):
         "variable": 3,
         "stable": 56,
         "insufficient_data": 0,
+        "faint": 0,
     }
     assert summary["n_candidates"] == 4 and len(summary["top_candidates"]) == 2
     assert summary["n_measurements"] == 900
