@@ -10,6 +10,7 @@ enough in the simulated hours). A candidate that the truth holds constant is a f
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,50 @@ class Verdict:
     @property
     def judged(self) -> int:
         return sum(i.judged for i in self.injected)
+
+
+VERDICT_PATTERN = re.compile(
+    r"recovered (\d+) of (\d+) injected variables \((\d+) had enough measurements to judge\); "
+    r"false positives: (\d+)"
+)
+"""The verdict line as :func:`verdict_line` prints it (whitespace collapsed)."""
+
+
+def verdict_line(verdict: Verdict) -> str:
+    """The demo's one-line verdict; :func:`parse_verdict` reads it back."""
+    line = (
+        f"recovered {verdict.recovered} of {len(verdict.injected)} injected variables "
+        f"({verdict.judged} had enough measurements to judge); "
+        f"false positives: {len(verdict.false_positives)}"
+    )
+    if verdict.false_positives:
+        line += f" ({', '.join(verdict.false_positives)})"
+    return line
+
+
+@dataclass(frozen=True)
+class ParsedVerdict:
+    """The numbers of a printed verdict line."""
+
+    recovered: int
+    injected: int
+    judged: int
+    false_positives: int
+
+    @property
+    def perfect(self) -> bool:
+        """Every injected variable recovered (at least one injected) and no false positive."""
+        return self.injected > 0 and self.recovered == self.injected and not self.false_positives
+
+
+def parse_verdict(text: str) -> ParsedVerdict | None:
+    """The verdict in the demo's output (rich may wrap it: whitespace is collapsed first);
+    None when there is no verdict line."""
+    found = VERDICT_PATTERN.search(" ".join(text.split()))
+    if found is None:
+        return None
+    recovered, injected, judged, false_positives = (int(g) for g in found.groups())
+    return ParsedVerdict(recovered, injected, judged, false_positives)
 
 
 def latest_table(results_dir: Path) -> Path:
