@@ -60,6 +60,7 @@ from dsa110d.science import variability_results as results
 from dsa110d.science.atomic import atomic_file, is_temporary
 from dsa110d.science.variability_pairs import VS_THRESHOLD
 from dsa110d.science.variability_state import BLOCKS_DIR, BlockUpdate, VariabilityState
+from dsa110d.science.voevent import DEFAULT_AUTHORITY
 
 log = logging.getLogger(__name__)
 
@@ -355,8 +356,13 @@ def analyze(
     run_time: str,
     full: bool = False,
     max_light_curves: int = MAX_LIGHT_CURVES,
+    voevent_authority: str | None = DEFAULT_AUTHORITY,
 ) -> dict[str, Any]:
-    """One analysis run (see the module docstring); returns the run summary as JSON data."""
+    """One analysis run (see the module docstring); returns the run summary as JSON data.
+
+    ``voevents`` lists the VOEvent packets this run wrote (new candidates), for the service
+    to announce; None as the authority writes none.
+    """
     started = time.monotonic()
     res_dir = Path(results_dir)
     root = state_root(res_dir)
@@ -383,6 +389,7 @@ def analyze(
         limits,
         opened.state.light_curves,
         max_light_curves=max_light_curves,
+        voevent_authority=voevent_authority,
     )
     cands = results.candidates(frame)
     actions = [u.action for u in got.updates]
@@ -405,6 +412,11 @@ def analyze(
             "candidates": str(outputs.candidates),
             "eta_v_plot": None if outputs.eta_v_plot is None else str(outputs.eta_v_plot),
             "light_curves": [str(p) for p in outputs.light_curves],
+            "light_curve_tables": [str(p) for p in outputs.light_curve_tables],
+            "candidates_votable": (
+                None if outputs.candidates_votable is None else str(outputs.candidates_votable)
+            ),
         },
+        "voevents": [{k: results._json_value(v) for k, v in e.items()} for e in outputs.voevents],
         "candidates": results.candidate_records(cands.head(MAX_STORED_CANDIDATES)),
     }

@@ -25,6 +25,11 @@
   (:class:`~dsa110d.state.candidates.CandidateStore`, for ``dsa110ctl candidates``), the run
   record, and a VARIABILITY_ANALYSIS message with the status, the summary and the top
   candidates (failed and timed-out runs are announced too, with the error).
+* **New candidates.** The run writes a VOEvent 2.0 packet for each candidate that has none
+  yet (``results/variability/voevents/``); each is announced on the alerts stream as a
+  one-shot ``notice`` of rule ``variability_candidate`` (fingerprint ``candidate:<source>_<class>``,
+  so a retried announcement is sent once), with the packet's ivorn and path, unless
+  ``alerts.enabled`` or ``alerts.candidates`` is off.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from dsa110d.messages import MessageType, Producer, encode, new_message
 from dsa110d.paths import inside_roots
 from dsa110d.resilience import Backoff, RetryPolicy
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
+from dsa110d.state.alerts import AlertStore, Condition
 from dsa110d.state.analysis import STATUS_OK, AnalysisQueue, Snapshot, seconds_until_due
 from dsa110d.state.candidates import CandidateStore
 from dsa110d.state.connection import Redis, describe_target
@@ -70,6 +76,7 @@ MESSAGE_BLOCKS = 100
 STATUS_TIMEOUT = "timeout"
 STATUS_FAILED = "failed"
 STATUS_LEASE_LOST = "lease_lost"
+CANDIDATE_RULE = "variability_candidate"
 PATH_KEYS = frozenset({"path", "paths", "outputs", "photometry", "ms_paths", "results"})
 """Payload keys whose string values are paths (also any key ending in _path, _paths, _dir)."""
 
@@ -151,6 +158,8 @@ class RunReport:
         if self.result:
             outputs = dict(self.result.get("outputs", {}))
             outputs["light_curves"] = len(outputs.get("light_curves") or [])
+            outputs["light_curve_tables"] = len(outputs.get("light_curve_tables") or [])
+            outputs["voevents"] = [v.get("ivorn") for v in self.result.get("voevents") or []]
             doc.update(
                 summary=self.result.get("summary", {}),
                 run=self.result.get("run", {}),
@@ -186,6 +195,10 @@ class VariabilityAnalysisHandler:
         )  # fmt: skip
         self.queue = AnalysisQueue(redis, keys, target=target)
         self.store = CandidateStore(redis, keys, target=target)
+        self.alerts = AlertStore(
+            redis, keys, host=Producer.here(service).host, stream_max_len=cfg.alerts.stream_max_len,
+            target=target,
+        )  # fmt: skip
         self.leases = Leases(redis, keys, cfg.leases, target=target)
         self.run_in_worker = run_in_worker
         self.max_light_curves = max_light_curves  # None: the science default
@@ -295,6 +308,7 @@ class VariabilityAnalysisHandler:
                     thresholds,
                     run_time,
                     taken.full,
+                    voevent_authority=acfg.voevent_authority,
                     **extra,
                 )
             except DSA110Error as exc:
@@ -307,8 +321,31 @@ class VariabilityAnalysisHandler:
             await self.leases.commit(lease)  # FencingError if a newer run holds the lease
             summary = report.result["summary"]
             await self.store.replace(summary, report.result["candidates"])
+            await self._announce(report.result.get("voevents") or [])
         await self._report(report)
         return report
+
+    async def _announce(self, packets: list[dict[str, Any]]) -> None:
+        """Each new candidate's VOEvent as a one-shot notice on the alerts stream."""
+        cfg = self.config.alerts
+        if not (cfg.enabled and cfg.candidates):
+            return
+        now = time.time()
+        for packet in packets:
+            local = str(packet["ivorn"]).rsplit("#", 1)[-1]
+            where = ""
+            if packet.get("ra_deg") is not None and packet.get("dec_deg") is not None:
+                where = f" at RA {packet['ra_deg']:.5f}, Dec {packet['dec_deg']:+.5f} deg"
+            condition = Condition(
+                f"candidate:{local}",
+                CANDIDATE_RULE,
+                "info",
+                f"new {packet['class']} candidate {packet['source_id']}{where} ({packet['ivorn']})",
+                details={k: v for k, v in packet.items() if v is not None},
+            )
+            await self.alerts.notice(condition, now)
+        if packets:
+            self.log.info("candidates_announced", count=len(packets))
 
     async def _report(self, report: RunReport) -> None:
         left = await self.queue.finish(
