@@ -4,7 +4,9 @@ Pure functions over files (the truth JSON, ``variability/latest.parquet``, the r
 the demo's verdict can be tested without running the pipeline. A source the simulator made
 variable is *recovered* when the analysis classed it variable or transient; it is *unseen*
 when the analysis had too few measurements of it to judge (it never crossed the beam often
-enough in the simulated hours). A candidate that the truth holds constant is a false positive.
+enough in the simulated hours), or none usable (the photometry files, read through the one
+photometry reader, hold only flagged rows of it), or none at all. A candidate that the truth
+holds constant is a false positive.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from typing import Any
 
 import pandas as pd
 
+from dsa110d.science import photometry_table
 from dsa110d.science.variability import CLASS_INSUFFICIENT, CLASS_TRANSIENT, CLASS_VARIABLE
 from dsa110d.science.variability_results import LATEST_TABLE, RESULTS_SUBDIR
 
 CANDIDATE_CLASSES = (CLASS_VARIABLE, CLASS_TRANSIENT)
+NOT_MEASURED = "not measured"
+NO_USABLE = "no usable measurement"
 
 
 @dataclass(frozen=True)
@@ -30,7 +35,8 @@ class Injected:
     source_id: str
     kind: str
     found_class: str
-    """The analysis class, or ``"not measured"`` when no photometry of it exists."""
+    """The analysis class; ``"not measured"`` when no photometry of it exists, ``"no usable
+    measurement"`` when every row of it is flagged."""
     n: int
 
     @property
@@ -40,7 +46,7 @@ class Injected:
     @property
     def judged(self) -> bool:
         """The analysis had enough measurements to decide (so a miss is a real miss)."""
-        return self.found_class not in (CLASS_INSUFFICIENT, "not measured")
+        return self.found_class not in (CLASS_INSUFFICIENT, NOT_MEASURED, NO_USABLE)
 
 
 @dataclass
@@ -128,6 +134,8 @@ def judge(truth_path: Path, results_dir: Path) -> Verdict:
         str(sid): (str(cls), int(n))
         for sid, cls, n in zip(frame["source_id"], frame["class"], frame["n"], strict=True)
     }
+    rows = photometry_table.read_tables(photometry_table.photometry_files(results_dir))
+    measured = set(rows["source_id"].astype(str))
     verdict = Verdict(counts={str(c): int(n) for c, n in frame["class"].value_counts().items()})
     constant: set[str] = set()
     for source in truth["sources"]:
@@ -135,7 +143,7 @@ def judge(truth_path: Path, results_dir: Path) -> Verdict:
         if not source["variable"]:
             constant.add(sid)
             continue
-        found, n = found_by_id.get(sid, ("not measured", 0))
+        found, n = found_by_id.get(sid, (NO_USABLE if sid in measured else NOT_MEASURED, 0))
         verdict.injected.append(Injected(sid, str(source["variability"]["kind"]), found, n))
     cands = frame[frame["class"].isin(CANDIDATE_CLASSES)]
     verdict.candidates = cands

@@ -8,7 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from dsa110d.demo_report import ParsedVerdict, judge, parse_verdict, verdict_line
+from dsa110d.science import photometry
 from dsa110d.science.variability import CLASS_INSUFFICIENT, CLASS_STABLE, CLASS_VARIABLE
+from tests.integration.services.seed import block_rows
 
 
 def _source(sid: str, kind: str | None) -> dict[str, object]:
@@ -20,7 +22,7 @@ def test_judge_counts_recovered_unjudged_and_false_positives(tmp_path: Path) -> 
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({"sources": [
         _source("A", "flare"), _source("B", "step"), _source("C", "sinusoid"),
-        _source("D", None), _source("E", None), _source("F", "flare"),
+        _source("D", None), _source("E", None), _source("F", "flare"), _source("G", "step"),
     ]}))  # fmt: skip
     variability = tmp_path / "results" / "variability"
     (variability / "2026-01-01T00-00-00Z" / "lightcurves").mkdir(parents=True)
@@ -36,6 +38,12 @@ def test_judge_counts_recovered_unjudged_and_false_positives(tmp_path: Path) -> 
             "eta": [40.0, 0.9, float("nan"), 20.0, 1.1],
         }
     ).to_parquet(variability / "latest.parquet")  # fmt: skip
+    # G: measured in one block, flagged there (the processor's flag names, its writer)
+    flagged = block_rows(0).iloc[:1].assign(source_id="G", flags="partial_transit")
+    photometry.write_photometry(
+        flagged.astype({"source_id": "string", "flags": "string"}),
+        tmp_path / "results" / "photometry" / "blk.parquet",
+    )
     verdict = judge(truth, tmp_path / "results")
     found = {i.source_id: (i.found_class, i.recovered, i.judged) for i in verdict.injected}
     assert found == {
@@ -43,6 +51,7 @@ def test_judge_counts_recovered_unjudged_and_false_positives(tmp_path: Path) -> 
         "B": (CLASS_STABLE, False, True),
         "C": (CLASS_INSUFFICIENT, False, False),
         "F": ("not measured", False, False),
+        "G": ("no usable measurement", False, False),
     }
     assert (verdict.recovered, verdict.judged) == (1, 2)
     assert verdict.false_positives == ["D"]

@@ -636,6 +636,52 @@ def recompute_command(
         print(line)
 
 
+@app.command("lightcurve")
+def lightcurve_command(
+    source: Annotated[str, typer.Argument(help="The source id (as in the catalog).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the light curve to this file."),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="File format for --output: csv or votable.",
+            autocompletion=_complete(analysis.LIGHT_CURVE_FORMATS),
+        ),
+    ] = "csv",
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """One source's light curve from the photometry files (the latest version of each block).
+
+    Printed as a table (or JSON); with --output, written as CSV or an IVOA VOTable."""
+    if fmt not in analysis.LIGHT_CURVE_FORMATS:
+        raise typer.BadParameter(f"--format: {fmt!r} is not csv or votable")
+    curve = analysis.light_curve(load(config, env), source)
+    if output is not None:
+        path = analysis.export_light_curve(curve, fmt, output)
+        print(f"{len(curve)} measurements of {source} written to {path}")
+        return
+    if json_:
+        _print_json(analysis.light_curve_records(curve))
+        return
+    if not len(curve):
+        print(f"no photometry of {source}")
+        return
+    _table(
+        f"light curve of {source} ({len(curve)} measurements, {int(curve['usable'].sum())} usable)",
+        ["block", "mjd", "flux Jy", "error Jy", "flags", "usable"],
+        (
+            [r.block_id, f"{r.mjd:.6f}", _number(r.flux_jy, 5), _number(r.flux_err_jy, 3),
+             getattr(r, "flag_names", "") or "-", "yes" if r.usable else "no"]
+            for r in curve.itertuples(index=False)
+        ),
+    )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- configuration
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from dsa110d.errors import VariabilityInputError
@@ -53,6 +54,19 @@ def flags_code(flags: pd.Series) -> pd.Series:
     return pd.Series(codes, index=flags.index)
 
 
+def usable_mask(rows: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """The rows the metrics count (whatever their version): flag code 0, the flux and its
+    positive error finite."""
+    flux = rows["flux_jy"].to_numpy(dtype=np.float64)
+    err = rows["flux_err_jy"].to_numpy(dtype=np.float64)
+    flags = flags_code(rows["flags"]).to_numpy()
+    with np.errstate(invalid="ignore"):
+        good: npt.NDArray[np.bool_] = (
+            (flags == 0) & np.isfinite(flux) & np.isfinite(err) & (err > 0)
+        )
+    return good
+
+
 def check_columns(rows: pd.DataFrame, where: str) -> None:
     """One VariabilityInputError line naming the input when a needed column is missing."""
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
@@ -83,24 +97,40 @@ def typed(rows: pd.DataFrame, *, where: str = "photometry") -> pd.DataFrame:
     return out
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """One photometry file as the typed frame; a bad file is one VariabilityInputError line."""
+def read_table(path: Path, source_id: str | None = None) -> pd.DataFrame:
+    """One photometry file as the typed frame (only one source's rows when ``source_id`` is
+    given, read with a Parquet filter); a bad file is one VariabilityInputError line."""
     try:
-        rows = pd.read_parquet(path)
+        if source_id is None:
+            rows = pd.read_parquet(path)
+        else:
+            rows = pd.read_parquet(path, filters=[("source_id", "==", source_id)])
     except (OSError, ValueError, TypeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise VariabilityInputError(f"{path}: unreadable photometry: {first}") from None
     return typed(rows, where=str(path))
 
 
-def read_tables(paths: Iterable[Path]) -> pd.DataFrame:
+def read_tables(paths: Iterable[Path], source_id: str | None = None) -> pd.DataFrame:
     """Several photometry files (e.g. a results directory's ``photometry/*.parquet``) as one
-    typed frame, in the order given."""
-    frames = [read_table(Path(p)) for p in paths]
+    typed frame, in the order given (one source's rows when ``source_id`` is given)."""
+    frames = [read_table(Path(p), source_id) for p in paths]
     if not frames:
         empty = pd.DataFrame({c: pd.Series(dtype=np.float64) for c in REQUIRED_COLUMNS})
         return typed(empty.astype({"flags": np.int64, "version": np.int64}), where="no files")
     return pd.concat(frames, ignore_index=True)
+
+
+def light_curve(results_dir: Path, source_id: str) -> pd.DataFrame:
+    """One source's measurements from every photometry file: the latest version of each block,
+    in time order, with ``usable`` saying whether the metrics count the row."""
+    rows = read_tables(photometry_files(results_dir), source_id)
+    if not len(rows):
+        return rows.assign(usable=pd.Series(dtype=bool))
+    latest = rows.groupby("block_id")["version"].transform("max")
+    rows = rows[rows["version"] == latest].copy()
+    rows["usable"] = usable_mask(rows)
+    return rows.sort_values("mjd", kind="stable").reset_index(drop=True)
 
 
 def photometry_files(results_dir: Path) -> list[Path]:

@@ -316,12 +316,8 @@ def _usable_mask(
     codes, _ = pd.factorize(rows["block_id"], sort=False)
     latest = np.full(codes.max(initial=-1) + 1, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(latest, codes, version)
-    flux = rows["flux_jy"].to_numpy(dtype=np.float64)
-    err = rows["flux_err_jy"].to_numpy(dtype=np.float64)
     is_latest = version == latest[codes]
-    flags = photometry_table.flags_code(rows["flags"]).to_numpy()
-    good = (flags == 0) & np.isfinite(flux) & np.isfinite(err) & (err > 0)
-    return is_latest, good
+    return is_latest, photometry_table.usable_mask(rows)
 
 
 def usable_rows(rows: pd.DataFrame, *, where: str = "photometry") -> pd.DataFrame:
