@@ -299,7 +299,7 @@ def print_report(console: Console, verdict: Verdict, workdir: Path) -> None:
     injected = Table("injected source", "kind", "measurements", "class found", "recovered",
                      title="injected variable sources (simulator truth)")  # fmt: skip
     for i in verdict.injected:
-        mark = "yes" if i.recovered else ("no" if i.judged else "too few points to judge")
+        mark = "yes" if i.recovered else ("no" if i.judged else i.why_unjudged)
         injected.add_row(i.source_id, i.kind, str(i.n), i.found_class, mark)
     console.print(injected)
     console.print(verdict_line(verdict))
