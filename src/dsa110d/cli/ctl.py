@@ -590,11 +590,12 @@ def candidates_command(
         return
     _table(
         f"candidates of the run of {run_time} ({len(report.candidates)}; from {report.source})",
-        ["rank", "source", "class", "ra", "dec", "n", "mean Jy", "V", "eta", "p(const)"],
+        ["rank", "source", "class", "by", "ra", "dec", "n", "mean Jy", "V", "eta", "q", "m"],
         (
-            [c.get("rank"), c.get("source_id"), c.get("class"), _number(c.get("ra_deg"), 7),
-             _number(c.get("dec_deg"), 6), c.get("n"), _number(c.get("mean_flux_jy")),
-             _number(c.get("v")), _number(c.get("eta")), _number(c.get("p_constant"))]
+            [c.get("rank"), c.get("source_id"), c.get("class"), c.get("variable_by") or "-",
+             _number(c.get("ra_deg"), 7), _number(c.get("dec_deg"), 6), c.get("n"),
+             _number(c.get("mean_flux_jy")), _number(c.get("v")), _number(c.get("eta")),
+             _number(c.get("q_value")), _number(c.get("m"))]
             for c in shown
         ),
     )  # fmt: skip
