@@ -94,7 +94,11 @@ CLASSES = (CLASS_TRANSIENT, CLASS_VARIABLE, CLASS_STABLE, CLASS_INSUFFICIENT, CL
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Classification thresholds; the service fills them from ``variability_analyzer`` config."""
+    """Classification thresholds; the service fills them from ``variability_analyzer`` config.
+
+    ``vs_threshold`` is also the |Vs| the pair search needs: pass the same value to
+    :func:`recompute` (or the state), else the reported pair may not be the one to test.
+    """
 
     min_data_points: int = 10
     variability_threshold: float = 0.1

@@ -212,11 +212,15 @@ def write_new_voevents(
     limit: int = MAX_NEW_VOEVENTS,
 ) -> list[dict[str, Any]]:
     """A packet for each candidate (source, class) without one yet, best-ranked first; the
-    packet's file is what makes a candidate old, so a re-run or a retry writes none twice."""
+    packet's file is what makes a candidate old, so a re-run or a retry writes none twice.
+    A candidate without a position (photometry rows without ra_deg/dec_deg) gets none: a
+    VOEvent must say where."""
     written: list[dict[str, Any]] = []
     for record in records:
         if len(written) >= limit:
             break
+        if record.get("ra_deg") is None or record.get("dec_deg") is None:
+            continue
         path = directory / f"{voevent.local_id(record['source_id'], str(record['class']))}.xml"
         if path.exists():
             continue

@@ -123,3 +123,13 @@ def test_summary_counts_classes_and_is_json(tmp_path):
 def test_eta_threshold_is_the_chi_square_quantile():
     # 2 degrees of freedom: sf(x) = exp(-x/2), so x = -2 ln p and eta = x / 2.
     assert abs(eta_threshold(1e-3, 3) - (-np.log(1e-3))) < 1e-9
+
+
+def test_a_candidate_without_a_position_gets_no_voevent(tmp_path):
+    records = [
+        {"source_id": "A", "class": "variable", "ra_deg": None, "dec_deg": None},
+        {"source_id": "B", "class": "transient", "ra_deg": 1.5, "dec_deg": -2.0},
+    ]
+    written = results.write_new_voevents(records, tmp_path, "x.test", RUN_TIME)
+    assert [w["source_id"] for w in written] == ["B"]
+    assert [p.name for p in tmp_path.iterdir()] == ["B_transient.xml"]
