@@ -83,6 +83,13 @@ class AnalyzerConfig(_Section):
     min_data_points: Annotated[int, Field(ge=2)] = 10
     variability_threshold: PositiveFloat = 0.1
     variability_p_threshold: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+    vs_threshold: PositiveFloat = 4.3
+    m_threshold: PositiveFloat = 0.26
+    false_discovery_rate: Annotated[float, Field(gt=0, le=1)] = 0.01
+    min_mean_snr: NonNegativeFloat = 3.0
+    voevent_authority: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._~-]{2,}$")] = (
+        "dsa110.caltech"
+    )
     analysis_timeout_sec: PositiveFloat = 600
     analysis_debounce_sec: PositiveFloat = 30
 

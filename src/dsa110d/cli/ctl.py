@@ -593,11 +593,12 @@ def candidates_command(
         return
     _table(
         f"candidates of the run of {run_time} ({len(report.candidates)}; from {report.source})",
-        ["rank", "source", "class", "ra", "dec", "n", "mean Jy", "V", "eta", "p(const)"],
+        ["rank", "source", "class", "by", "ra", "dec", "n", "mean Jy", "V", "eta", "q", "m"],
         (
-            [c.get("rank"), c.get("source_id"), c.get("class"), _number(c.get("ra_deg"), 7),
-             _number(c.get("dec_deg"), 6), c.get("n"), _number(c.get("mean_flux_jy")),
-             _number(c.get("v")), _number(c.get("eta")), _number(c.get("p_constant"))]
+            [c.get("rank"), c.get("source_id"), c.get("class"), c.get("variable_by") or "-",
+             _number(c.get("ra_deg"), 7), _number(c.get("dec_deg"), 6), c.get("n"),
+             _number(c.get("mean_flux_jy")), _number(c.get("v")), _number(c.get("eta")),
+             _number(c.get("q_value")), _number(c.get("m"))]
             for c in shown
         ),
     )  # fmt: skip
@@ -637,6 +638,52 @@ def recompute_command(
         return
     for line in _recompute_lines(request, time.time()):
         print(line)
+
+
+@app.command("lightcurve")
+def lightcurve_command(
+    source: Annotated[str, typer.Argument(help="The source id (as in the catalog).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the light curve to this file."),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="File format for --output: csv or votable.",
+            autocompletion=_complete(analysis.LIGHT_CURVE_FORMATS),
+        ),
+    ] = "csv",
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """One source's light curve from the photometry files (the latest version of each block).
+
+    Printed as a table (or JSON); with --output, written as CSV or an IVOA VOTable."""
+    if fmt not in analysis.LIGHT_CURVE_FORMATS:
+        raise typer.BadParameter(f"--format: {fmt!r} is not csv or votable")
+    curve = analysis.light_curve(load(config, env), source)
+    if output is not None:
+        path = analysis.export_light_curve(curve, fmt, output)
+        print(f"{len(curve)} measurements of {source} written to {path}")
+        return
+    if json_:
+        _print_json(analysis.light_curve_records(curve))
+        return
+    if not len(curve):
+        print(f"no photometry of {source}")
+        return
+    _table(
+        f"light curve of {source} ({len(curve)} measurements, {int(curve['usable'].sum())} usable)",
+        ["block", "mjd", "flux Jy", "error Jy", "flags", "usable"],
+        (
+            [r.block_id, f"{r.mjd:.6f}", _number(r.flux_jy, 5), _number(r.flux_err_jy, 3),
+             getattr(r, "flag_names", "") or "-", "yes" if r.usable else "no"]
+            for r in curve.itertuples(index=False)
+        ),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- configuration

@@ -1,6 +1,6 @@
 """The MS processor's jobs as they run in worker processes: plain JSON in, plain JSON out.
 
-Thin wrappers over ``science``: :func:`convert_job` (``science.convert.convert_set`` plus the
+Thin wrappers over ``science``: :func:`convert_job` (``science.conversion.convert.convert_set`` plus the
 chunk's span from ``science.chunkinfo``) and :func:`block_job` (the configured stages of
 ``science.stages`` on one block, with every output written under a private staging directory
 that :func:`publish_outputs` later moves into ``paths.results_dir``, once the block's fencing
