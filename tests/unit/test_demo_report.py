@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dsa110d.demo_report import ParsedVerdict, judge, parse_verdict, verdict_line
-from dsa110d.science import photometry
+from dsa110d.science.photometry import stage as photometry
 from dsa110d.science.variability.metrics import CLASS_INSUFFICIENT, CLASS_STABLE, CLASS_VARIABLE
 from tests.integration.services.seed import block_rows
 

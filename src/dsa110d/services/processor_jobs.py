@@ -1,8 +1,8 @@
 """The MS processor's jobs as they run in worker processes: plain JSON in, plain JSON out.
 
-Thin wrappers over ``science``: :func:`convert_job` (``science.conversion.convert.convert_set`` plus the
-chunk's span from ``science.chunkinfo``) and :func:`block_job` (the configured stages of
-``science.stages`` on one block, with every output written under a private staging directory
+Thin wrappers over ``science``: :func:`convert_job` (``conversion.convert.convert_set``
+plus the chunk's span from ``pipeline.chunkinfo``) and :func:`block_job` (the configured stages
+of ``pipeline.stages`` on one block, with every output written under a private staging directory
 that :func:`publish_outputs` later moves into ``paths.results_dir``, once the block's fencing
 token has been checked). A worker imports this module, and so the heavy libraries, once.
 

@@ -12,7 +12,7 @@ from astropy.io import votable
 from typer.testing import CliRunner
 
 from dsa110d.cli import ctl
-from dsa110d.science import photometry
+from dsa110d.science.photometry import stage as photometry
 from tests.integration.services.seed import PARTIAL, block_rows
 
 SERVICES_YAML = Path(__file__).resolve().parents[3] / "etc" / "dsa110" / "services.yaml"

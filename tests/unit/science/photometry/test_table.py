@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science import photometry
+from dsa110d.science.photometry import stage as photometry
 from dsa110d.science.photometry import table as photometry_table
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import run as run

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsa110d.science import variability as var
-from dsa110d.science import variability_classify as vclass
+from dsa110d.science.variability import classify as vclass
+from dsa110d.science.variability import metrics as var
 
 SEEDS = (20260108, 7, 1919)
 N_STABLE = 10_000

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science import variability as var
-from dsa110d.science import variability_pairs as pairs
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability import pairs as pairs
 from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
 
 HAND_TOL = 1e-12
