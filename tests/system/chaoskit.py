@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import select
-import shutil
 import signal
 import struct
 import threading
@@ -307,7 +306,7 @@ class World:
     prints: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
     """Fingerprints of every input, taken when it landed."""
     run_as: tuple[str, ...] = ()
-    """A command the daemons run under (``setpriv`` for an unprivileged world)."""
+    """A command the daemons run under (:data:`WITHOUT_DAC` to drop privileges)."""
     publications: Publications | None = None
     """Renames into ms_dir, counted from the first daemon's start (after any mount on it)."""
 
@@ -440,36 +439,23 @@ class World:
             self.publications.close()
 
 
-UNPRIVILEGED_UID = 65534
-"""nobody: what the unprivileged world's daemons run as."""
-SETPRIV = ("setpriv", f"--reuid={UNPRIVILEGED_UID}", f"--regid={UNPRIVILEGED_UID}",
-           "--clear-groups")  # fmt: skip
+CAP_DAC_OVERRIDE = 1
+CAP_DAC_READ_SEARCH = 2
+"""The capabilities that let root read a file whatever its mode (capabilities(7))."""
+_NO_DAC = "-dac_override,-dac_read_search"
+WITHOUT_DAC = ("setpriv", f"--inh-caps={_NO_DAC}", f"--bounding-set={_NO_DAC}")
+"""Run a daemon as root without the capabilities that bypass file modes, it and every process
+it starts: a mode-000 file is then as unreadable to it as to the ``dsa110`` user the unit
+runs as. (Running it as nobody instead needs an interpreter nobody may execute: a venv whose
+Python lives under /root, as on the development hosts, is not one.)"""
 
 
-def unprivileged_world(top: Path, sky: Sky) -> World:
-    """A world whose daemons run as nobody (root reads every file, whatever its mode): under
-    ``top`` (which nobody must be able to enter), its directories nobody's, the catalog
-    copied in, and a home of its own (astropy and matplotlib write their caches there)."""
-    top.chmod(0o755)
-    root = top / "world"
-    home = root / "home"
-    home.mkdir(parents=True)
-    catalog = Path(shutil.copy(sky.catalog, root / sky.catalog.name))
-    env = {"HOME": str(home), "MPLCONFIGDIR": str(home / "matplotlib"),
-           "DSA110__PATHS__CATALOG": str(catalog)}  # fmt: skip
-    world = World(root, sky, extra_env=env, run_as=SETPRIV)
-    for path in [root, *root.rglob("*")]:
-        os.chown(path, UNPRIVILEGED_UID, UNPRIVILEGED_UID)
-    catalog.chmod(0o644)
-    return world
-
-
-def uid_of(pid: int) -> int:
-    """The real user id of a running process."""
+def effective_caps(pid: int) -> int:
+    """A running process's effective capability set, as a bit mask."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"process {pid} has no Uid line")
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"process {pid} has no CapEff line")
 
 
 def summary(snap: Snapshot) -> str:
