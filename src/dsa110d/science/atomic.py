@@ -1,8 +1,14 @@
 """Atomic publication: outputs appear under their final name only when complete.
 
-A directory output (a Measurement Set) is written into a temporary sibling, gets a
-completion marker, and is renamed into place. A file output is written to a temporary
-sibling and renamed. "It exists" therefore means "it is complete".
+A directory output (a Measurement Set) is written into a temporary sibling, renamed into
+place and then given a completion marker. A file output is written to a temporary sibling and
+renamed. "It exists" therefore means "it is complete".
+
+"Complete" also holds after a power cut: :func:`publish` makes the data durable before its
+name does (every file and directory of the tree fsynced, then the rename, then the parent
+directory fsynced, then the marker and its directory fsynced). Without it the page cache may
+write the rename and the marker back before the data, and a set the state server records as
+converted (it fsyncs every write) would lie on disk as empty files under its final name.
 """
 
 from __future__ import annotations
@@ -38,9 +44,52 @@ def is_temporary(path: Path) -> bool:
     return path.name.startswith(TEMP_PREFIX)
 
 
+def fsync_path(path: Path) -> None:
+    """Flush one file's or directory's data and metadata to the disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file of ``root`` (a file or a directory tree), then every directory from the
+    leaves up, so that each directory's entries name data that is already on the disk."""
+    if not root.is_dir():
+        fsync_path(root)
+        return
+    for directory, _subdirs, files in os.walk(root, topdown=False):
+        here = Path(directory)
+        for name in files:
+            if not (here / name).is_symlink():
+                fsync_path(here / name)
+        fsync_path(here)
+
+
+def publish(temp: Path, final: Path, *, marker: bool = False) -> None:
+    """Make ``temp`` (a file or a tree) durable, rename it to ``final`` and make the rename
+    durable; with ``marker``, then write the completion marker inside ``final`` durably.
+
+    The order is what makes "it exists (and is marked complete)" survive a power cut: no
+    rename reaches the disk before the data it names, and no marker before the rename.
+    """
+    fsync_tree(temp)
+    os.replace(temp, final)
+    fsync_path(final.parent)
+    if marker:
+        flag = os.open(final / COMPLETE_MARKER, os.O_WRONLY | os.O_CREAT, OUTPUT_FILE_MODE)
+        try:
+            os.fsync(flag)
+        finally:
+            os.close(flag)
+        fsync_path(final)
+
+
 @contextlib.contextmanager
 def atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary directory; on success mark it complete and rename it to ``final``.
+    """Yield a temporary directory; on success publish it durably to ``final`` and mark it
+    complete (:func:`publish`).
 
     An existing complete ``final`` is an error for the caller to avoid (check
     :func:`is_complete_dir` first); an incomplete one (a crash before the marker) is replaced.
@@ -51,10 +100,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     temp.mkdir(mode=OUTPUT_DIR_MODE)
     try:
         yield temp
-        (temp / COMPLETE_MARKER).touch(mode=OUTPUT_FILE_MODE)
         if final.exists():
             shutil.rmtree(final)
-        os.rename(temp, final)
+        publish(temp, final, marker=True)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -62,14 +110,14 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary file path; on success rename it to ``final``."""
+    """Yield a temporary file path; on success publish it durably to ``final``."""
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(final)
     try:
         yield temp
         if temp.exists():
             temp.chmod(OUTPUT_FILE_MODE)
-        os.replace(temp, final)
+        publish(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

@@ -135,7 +135,11 @@ def block_job(
 def publish_outputs(staging: Path, results_dir: Path, outputs: dict[str, str]) -> dict[str, str]:
     """Move staged outputs (kind -> path relative to staging) to the same place under
     ``results_dir``, each with one atomic rename (a reader sees the old file or the new one,
-    never a torn one); returns kind -> final path."""
+    never a torn one), made durable before the block is recorded as processed (a power cut
+    cannot leave the record naming data that never reached the disk); returns kind -> final
+    path."""
+    from dsa110d.science.atomic import publish
+
     finals: dict[str, str] = {}
     for kind, relative in outputs.items():
         if Path(relative).is_absolute() or ".." in Path(relative).parts:
@@ -143,6 +147,6 @@ def publish_outputs(staging: Path, results_dir: Path, outputs: dict[str, str]) -
         source = staging / relative
         final = results_dir / relative
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, final)
+        publish(source, final)
         finals[kind] = str(final)
     return finals
