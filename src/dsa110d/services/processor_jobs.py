@@ -14,22 +14,20 @@ a killed conversion leaves no orphan writing on.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from dsa110d.config import Config
 from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.workers import die_with_parent
 
 # The heavy science modules (casacore, pyuvdata, pandas) are imported inside the jobs, so
 # that the daemon can name these functions without importing them; the workers import them
 # once at start-up (MSProcessorService.worker_modules).
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SCRATCH_NAME = ".scratch"
 """The stages' scratch directory inside a block's staging directory (never published)."""
 
@@ -43,10 +41,7 @@ def _remember_parent() -> None:
 
 
 def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != _parent_pid:  # the parent died before the request took effect
-        os._exit(1)
+    die_with_parent(_parent_pid)
 
 
 def _children_die_with_worker() -> None:
