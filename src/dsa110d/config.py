@@ -8,9 +8,11 @@ configuration is ``defaults`` deep-merged with ``environments[<env>]``, then wit
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -318,14 +320,30 @@ class Config(_Section):
         return data
 
 
+# redis-py also takes the password from the query string (``redis://host/0?password=...``).
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """Hide the password of a ``redis://user:password@host`` URL."""
+    """Hide the passwords of a URL: ``redis://user:password@host`` and ``?password=...``."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url
     credentials, _, location = rest.rpartition("@")
     user = credentials.split(":", 1)[0] if ":" in credentials else ""
     return f"{scheme}://{user}:***@{location}"
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password a URL carries (userinfo and query string), as written and decoded, so
+    the logs can hide each one."""
+    found = [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    rest = url.partition("://")[2]
+    if "@" in rest.split("?", 1)[0]:
+        found.append(rest.rpartition("@")[0].partition(":")[2])
+    decoded = [unquote(p) for p in found]
+    return [p for p in dict.fromkeys([*found, *decoded]) if p]
 
 
 # --------------------------------------------------------------------------- loading
