@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import unquote
 
 import yaml
@@ -324,6 +324,25 @@ class Config(_Section):
 _QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
 
 
+def _secret_paths(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> frozenset[tuple[str, ...]]:
+    """The key paths of every SecretStr field (``("redis", "password")``, ...)."""
+    found: set[tuple[str, ...]] = set()
+    for name, info in model.model_fields.items():
+        kinds = get_args(info.annotation) or (info.annotation,)
+        if SecretStr in kinds:
+            found.add((*prefix, name))
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found |= _secret_paths(kind, (*prefix, name))
+    return frozenset(found)
+
+
+SECRET_PATHS = _secret_paths(Config)
+"""Where secrets live: taken from the environment as plain strings, never shown in an error."""
+
+
 def redact_url(url: str) -> str:
     """Hide the passwords of a URL: ``redis://user:password@host`` and ``?password=...``."""
     url = _QUERY_PASSWORD.sub(r"\1***", url)
@@ -453,7 +472,8 @@ def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str,
 def apply_environ_overrides(
     document: Mapping[str, Any], environ: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Apply ``DSA110__A__B=value``: the path is lower-cased, the value parsed as YAML."""
+    """Apply ``DSA110__A__B=value``: the path is lower-cased, the value parsed as YAML (a
+    secret, :data:`SECRET_PATHS`, is taken as the plain string)."""
     result = dict(document)
     for name in sorted(environ):
         if not name.startswith(ENV_VAR_PREFIX):
@@ -461,10 +481,13 @@ def apply_environ_overrides(
         keys = [part.lower() for part in name[len(ENV_VAR_PREFIX) :].split("__")]
         if not all(keys):
             raise ConfigError(f"{name}: malformed override name (use DSA110__SECTION__KEY)")
-        try:
-            value = yaml.safe_load(environ[name])
-        except yaml.YAMLError:
-            value = environ[name]
+        if tuple(keys) in SECRET_PATHS:
+            value: Any = environ[name]  # a secret is the string as given, never YAML
+        else:
+            try:
+                value = yaml.safe_load(environ[name])
+            except yaml.YAMLError:
+                value = environ[name]
         override: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             override = {key: override}
@@ -488,7 +511,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     if kind == "extra_forbidden":
         return f"{path}: unknown key (check its spelling)"
     message = error["msg"].removeprefix("Value error, ")
-    shown = "" if kind in {"missing"} or "input" not in error else _shown(error["input"])
+    secret = any(tuple(error["loc"][: len(p)]) == p for p in SECRET_PATHS)
+    hidden = secret or kind in {"missing"} or "input" not in error
+    shown = "" if hidden else _shown(error["input"])
     where = f"{path}: " if path else ""
     return f"{where}{message}{shown}"
 

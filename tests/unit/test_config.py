@@ -278,3 +278,28 @@ def test_daemon_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert done.stderr.strip().count("\n") == 0
     assert "unknown key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "secret", ["123456", "yes", "0o17", "[x, y]", "a: b", "pw # not a comment"]
+)
+def test_secrets_from_the_environment_are_plain_strings(secret: str) -> None:
+    environ = {
+        "DSA110__REDIS__PASSWORD": secret,
+        "DSA110__REDIS__URL": f"redis://:{secret}@db",
+        "DSA110__ALERTS__WEBHOOK__URL": f"https://hooks.example/{secret}",
+    }
+    cfg = load_config(SERVICES_YAML, "production", environ)
+    assert cfg.redis.password is not None and cfg.redis.password.get_secret_value() == secret
+    assert cfg.redis.url is not None and cfg.redis.url.get_secret_value() == f"redis://:{secret}@db"
+    hook = cfg.alerts.webhook.url
+    assert hook is not None and hook.get_secret_value() == f"https://hooks.example/{secret}"
+
+
+def test_a_validation_error_never_echoes_a_secret(tmp_path: Path) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text("defaults:\n  redis:\n    password: 424242\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, "production", {})
+    assert "redis.password" in str(caught.value)
+    assert "424242" not in str(caught.value)
