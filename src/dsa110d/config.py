@@ -403,6 +403,29 @@ def load_config(
     return validate(merged, source)
 
 
+def check_file(
+    path: Path, env: str | None = None, environ: Mapping[str, str] = os.environ
+) -> dict[str, ConfigError | None]:
+    """Validate ``path`` for ``env``, or without one for every environment the file defines
+    (the default one when it defines none): a fault in ``defaults`` that one environment's
+    overlay hides must still be found. Environment name -> its error, or None when valid."""
+    document = read_document(path)
+    if env is not None:
+        names = [resolve_env(env, environ)]
+    else:
+        defined = document.get("environments")
+        names = [n for n in ENVIRONMENTS if isinstance(defined, dict) and n in defined]
+        names = names or [DEFAULT_ENV]
+    results: dict[str, ConfigError | None] = {}
+    for name in names:
+        try:
+            load_config(path, name, environ)
+            results[name] = None
+        except ConfigError as exc:
+            results[name] = exc
+    return results
+
+
 def read_document(path: Path) -> dict[str, Any]:
     """Parse the YAML file; a syntax error names the file and line."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -303,3 +304,46 @@ def test_a_validation_error_never_echoes_a_secret(tmp_path: Path) -> None:
         load_config(path, "production", {})
     assert "redis.password" in str(caught.value)
     assert "424242" not in str(caught.value)
+
+
+MASKED_BY_DEVELOPMENT = (
+    "defaults:\n  services:\n    ms_processor:\n      mosaic_overlap_min: 60\n"
+    "environments:\n  development:\n    services:\n      ms_processor:\n"
+    "        mosaic_overlap_min: 5\n  production: {}\n"
+)
+
+
+def ctl_check(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "dsa110ctl"), "config", "check", str(path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DSA110_ENV": "development"},
+    )
+
+
+def test_config_check_without_env_checks_every_environment_the_file_defines(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text(MASKED_BY_DEVELOPMENT)
+    done = ctl_check(path)
+    assert done.returncode == 2, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "environment production:" in lines[0]
+    assert "mosaic_overlap_min (60) must be less than" in lines[0]
+
+
+def test_config_check_with_env_checks_only_that_environment(tmp_path: Path) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text(MASKED_BY_DEVELOPMENT)
+    assert ctl_check(path, "--env", "development").returncode == 0
+    assert ctl_check(path, "--env", "production").returncode == 2
+
+
+def test_config_check_names_every_environment_it_validated() -> None:
+    done = ctl_check(SERVICES_YAML)
+    assert done.returncode == 0, done.stderr
+    assert "valid for environments development, production, testing" in done.stdout

@@ -34,7 +34,7 @@ from dsa110d.cli.common import (
     load,
     run_app,
 )
-from dsa110d.config import ENVIRONMENTS, load_config
+from dsa110d.config import ENVIRONMENTS, check_file
 from dsa110d.messages import MessageType
 from dsa110d.operations import analysis, processes, queues, records, status
 from dsa110d.operations.processes import INSTANCES, MODES, Outcome
@@ -656,11 +656,28 @@ def config_show(
 @config_app.command("check")
 def config_check(
     file: Annotated[Path, typer.Argument(help="The configuration file to validate.")],
-    env: EnvOption = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", help="Check only this environment (default: every one the file defines)."
+        ),
+    ] = None,
 ) -> None:
-    """Validate a configuration file: exit 0 when valid, 2 with one line naming the fault."""
-    cfg = load_config(file, env)
-    print(f"{file}: valid for environment {cfg.env}")
+    """Validate a configuration file for every environment it defines (or only --env).
+
+    Exit 0 when valid, 2 with one line per fault naming the environments, key and fault."""
+    results = check_file(file, env)
+    faults: dict[str, list[str]] = {}
+    for name, error in results.items():
+        if error is not None:
+            faults.setdefault(str(error), []).append(name)
+    for message, names in faults.items():
+        label = "environment" if len(names) == 1 else "environments"
+        print(f"{PROGRAM}: {label} {', '.join(names)}: {message}", file=sys.stderr)
+    if faults:
+        raise typer.Exit(EXIT_USAGE)
+    label = "environment" if len(results) == 1 else "environments"
+    print(f"{file}: valid for {label} {', '.join(results)}")
     raise typer.Exit(EXIT_OK)
 
 
