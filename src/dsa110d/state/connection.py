@@ -65,6 +65,9 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
     rc = config.redis
     kwargs = _pool_kwargs(rc)
     if server is not None:
+        if server.password is not None:  # the embedded server's own, generated at its start
+            register_secret(server.password)
+            kwargs.update(username=None, password=server.password)
         return aioredis.Redis(unix_socket_path=str(server.socket_path), **_unix_kwargs(kwargs))
     if rc.sentinel.addresses:
         nodes = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in rc.sentinel.addresses]

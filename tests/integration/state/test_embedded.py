@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -84,3 +86,52 @@ def test_long_state_dir_gets_a_short_socket(tmp_path: Path) -> None:
         assert client(server).ping()
     finally:
         embedded.stop_server(deep)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_tcp_port_runs_with_a_generated_password(state_dir: Path) -> None:
+    port = free_port()
+    server = embedded.ensure_server(state_dir, port)
+    stranger = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        stranger.ping()  # any local user can reach the port: it must not get in
+    stranger.close()
+    assert server.port == port and server.password
+    owner = redis.Redis(host="127.0.0.1", port=port, password=server.password, socket_timeout=5)
+    assert owner.ping()
+    owner.close()
+    secret_file = server.directory / embedded.PASSWORD_NAME
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert server.password not in (server.directory / "valkey.log").read_text()
+    # another process attaching finds the same server and its password
+    again = embedded.running_server(state_dir)
+    assert again is not None and again.pid == server.pid and again.password == server.password
+
+
+@pytest.mark.anyio
+async def test_the_password_reaches_clients_through_the_connection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dsa110d import logs
+    from dsa110d.state.connection import connected
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path, None, REDIS__EMBEDDED="true", REDIS__EMBEDDED_PORT=free_port())
+    try:
+        async with connected(config) as client:
+            assert await client.ping()
+            server = embedded.running_server(config.paths.state_dir)
+            assert server is not None and server.password
+            logs.configure("INFO", "json", environ={})
+            logs.get_logger("dsa110d.test").warning("probe", detail=f"pw {server.password}")
+        assert server.password not in capsys.readouterr().out
+    finally:
+        embedded.stop_server(config.paths.state_dir)
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
