@@ -18,6 +18,7 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -64,14 +65,45 @@ def _binary() -> Path:
 
 
 def _socket_path(directory: Path) -> Path:
-    """The socket path, falling back to a short one: AF_UNIX paths are limited to ~107 bytes."""
+    """The socket path, falling back to a short one: AF_UNIX paths are limited to ~107 bytes.
+
+    The fallback lies in the world-writable /tmp under a name anyone can predict (every
+    process of this state_dir must find it): another user may have made it first, as a
+    symlink or a directory open to all. It is used only when it is a real directory owned
+    by us and closed to others; otherwise EmbeddedServerError says what to remove.
+    """
     path = directory / SOCKET_NAME
     if len(os.fsencode(path)) < 100:
         return path
     digest = hashlib.sha256(os.fsencode(directory)).hexdigest()[:12]
-    short = Path(f"/tmp/dsa110-{os.getuid()}-{digest}")  # noqa: S108 - private 0700 dir
-    short.mkdir(mode=0o700, exist_ok=True)
+    short = Path(f"/tmp/dsa110-{os.getuid()}-{digest}")  # noqa: S108 - checked below
+    with contextlib.suppress(FileExistsError):
+        short.mkdir(mode=0o700)
+    _check_private(short)
     return short / SOCKET_NAME
+
+
+def _check_private(directory: Path) -> None:
+    """EmbeddedServerError unless ``directory`` is a directory (not a symlink) that this user
+    owns and no one else may enter or write."""
+    try:
+        st = os.lstat(directory)
+    except OSError as exc:
+        raise EmbeddedServerError(
+            f"{directory}: cannot use it for the socket: {exc.strerror}"
+        ) from None
+    problem = None
+    if not stat.S_ISDIR(st.st_mode):
+        problem = "is not a directory (a symlink or file someone else may have put there)"
+    elif st.st_uid != os.getuid():
+        problem = f"is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+    elif stat.S_IMODE(st.st_mode) & 0o077:
+        problem = f"has mode {stat.S_IMODE(st.st_mode):04o}, open to other users (want 0700)"
+    if problem is not None:
+        raise EmbeddedServerError(
+            f"{directory}: the embedded server's socket directory {problem}; remove it, or "
+            "use a shorter paths.state_dir"
+        )
 
 
 @contextlib.contextmanager

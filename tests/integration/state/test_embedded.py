@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -16,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dsa110d.errors import EmbeddedServerError
 from dsa110d.state import embedded
 
 
@@ -135,3 +138,46 @@ async def test_the_password_reaches_clients_through_the_connection(
         for handler in list(logging.getLogger().handlers):
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def fallback_dir(state_dir: Path) -> Path:
+    """Where a long state_dir's socket goes: /tmp/dsa110-<uid>-<sha256 of the server dir>."""
+    server = state_dir.resolve() / "valkey"
+    digest = hashlib.sha256(os.fsencode(server)).hexdigest()[:12]
+    return Path(f"/tmp/dsa110-{os.getuid()}-{digest}")
+
+
+@pytest.mark.parametrize("planted", ["open directory", "symlink"])
+def test_a_planted_socket_fallback_directory_is_refused(tmp_path: Path, planted: str) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "state"
+    short = fallback_dir(deep)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o777)
+    if planted == "symlink":
+        short.symlink_to(elsewhere)
+    else:
+        short.mkdir()
+        short.chmod(0o777)
+    try:
+        with pytest.raises(EmbeddedServerError, match="socket directory"):
+            embedded.ensure_server(deep)
+        assert not any(elsewhere.iterdir())
+        assert not (short / embedded.SOCKET_NAME).exists()
+    finally:
+        embedded.stop_server(deep)
+        if short.is_symlink():
+            short.unlink()
+        else:
+            shutil.rmtree(short, ignore_errors=True)
+
+
+def test_the_socket_fallback_directory_is_private(tmp_path: Path) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "state"
+    try:
+        server = embedded.ensure_server(deep)
+        st = os.lstat(server.socket_path.parent)
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+        assert stat.S_IMODE(st.st_mode) == 0o700
+    finally:
+        embedded.stop_server(deep)
+        shutil.rmtree(fallback_dir(deep), ignore_errors=True)
