@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -47,10 +49,15 @@ class WebhookServer:
 
 
 class SMTPServer:
-    """Just enough SMTP (EHLO, MAIL, RCPT, DATA, QUIT) to receive messages."""
+    """Just enough SMTP (EHLO, MAIL, RCPT, DATA, QUIT) to receive messages; with ``tls`` it
+    offers STARTTLS with that context, with ``auth`` it offers AUTH PLAIN and LOGIN. Every
+    command is recorded with whether it came over TLS."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None, auth: bool = False) -> None:
         self.messages: list[str] = []
+        self.commands: list[tuple[str, bool]] = []  # (verb, over TLS)
+        self.tls = tls
+        self.auth = auth
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
@@ -60,6 +67,9 @@ class SMTPServer:
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
+    def verbs(self) -> list[str]:
+        return [verb for verb, _ in self.commands]
+
     def _serve(self) -> None:
         while not self._stop:
             try:
@@ -68,9 +78,22 @@ class SMTPServer:
                 continue
             with conn:
                 conn.settimeout(5)
-                self._session(conn.makefile("rwb"))
+                # the client may hang up mid-session (e.g. it refused our certificate)
+                with contextlib.suppress(OSError):
+                    self._session(conn)
 
-    def _session(self, stream: Any) -> None:
+    def _session(self, conn: socket.socket) -> None:
+        self._conn = conn
+        try:
+            self._dialogue()
+        finally:
+            self._conn.close()  # the TLS socket when STARTTLS wrapped it
+
+    def _dialogue(self) -> None:
+        conn = self._conn
+        stream = conn.makefile("rwb")
+        secure = False
+
         def say(line: str) -> None:
             stream.write(line.encode() + b"\r\n")
             stream.flush()
@@ -79,8 +102,25 @@ class SMTPServer:
         while True:
             line = stream.readline().decode().strip()
             verb = line.split(" ", 1)[0].upper()
+            if line:
+                self.commands.append((verb, secure))
             if verb in ("EHLO", "HELO"):
-                say("250 test")
+                offers = ["test"]
+                if self.tls is not None and not secure:
+                    offers.append("STARTTLS")
+                if self.auth:
+                    offers.append("AUTH PLAIN LOGIN")
+                for offer in offers[:-1]:
+                    say(f"250-{offer}")
+                say(f"250 {offers[-1]}")
+            elif verb == "STARTTLS" and self.tls is not None and not secure:
+                say("220 go ahead")
+                stream.close()
+                conn = self._conn = self.tls.wrap_socket(conn, server_side=True)
+                stream = conn.makefile("rwb")
+                secure = True
+            elif verb == "AUTH" and self.auth:
+                say("235 accepted")
             elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
                 say("250 OK")
             elif verb == "DATA":
