@@ -213,7 +213,7 @@ class MSProcessingHandler:
             raise
         log = self.log.bind(set_id=set_id, message_id=message.id)
         final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts
-        await self._wait_for_other_holder(f"set:{set_id}")
+        await self._wait_for_other_holder(Keys.set_lease(set_id))
         try:
             with self.metrics.job():
                 await self._convert_and_record(message, set_id, files, out, partial, log)
@@ -271,7 +271,7 @@ class MSProcessingHandler:
         partial: bool,
         log: structlog.stdlib.BoundLogger,
     ) -> None:
-        async with self.leases.hold(f"set:{set_id}") as lease:
+        async with self.leases.hold(Keys.set_lease(set_id)) as lease:
             await self.sets.mark(set_id, SetState.CONVERTING)
             timeout = self.cfg.processing_timeout_sec
             with anyio.move_on_after(timeout) as scope:
@@ -371,7 +371,7 @@ class MSProcessingHandler:
             self.log.warning("block_id_unusable", block_id=block_id, reason=str(exc))
             return None
         try:
-            async with self.leases.hold(f"block:{block_id}") as lease:
+            async with self.leases.hold(Keys.block_lease(block_id)) as lease:
                 record = await self.blocks.block(block_id)
                 if record is None:  # pruned by housekeeping: nothing left to run
                     await self.blocks.forget_pending(block_id)

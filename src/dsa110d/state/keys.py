@@ -49,6 +49,21 @@ class Keys:
         """The highest fencing token that has committed for one lease."""
         return self._key("committed", name)
 
+    def fencing_keys(self, name: str) -> tuple[str, str]:
+        """The keys one lease leaves behind for good: its fence counter and commit mark
+        (housekeeping removes them with the record the lease guarded)."""
+        return self.fence(name), self.committed_token(name)
+
+    @staticmethod
+    def set_lease(set_id: str) -> str:
+        """The name of the lease that guards one set's conversion."""
+        return f"set:{set_id}"
+
+    @staticmethod
+    def block_lease(block_id: str) -> str:
+        """The name of the lease that guards one block's runs."""
+        return f"block:{block_id}"
+
     # registry ----------------------------------------------------------------
     def registry_entry(self, host: str, pid: int, service: str) -> str:
         return self._key("registry", host, str(pid), service)
