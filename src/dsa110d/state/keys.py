@@ -42,8 +42,13 @@ class Keys:
         return self._key("lease", name)
 
     def fence(self, name: str) -> str:
-        """The monotonically increasing fencing-token counter of one lease."""
+        """The newest fencing token issued for one lease."""
         return self._key("fence", name)
+
+    def fence_tokens(self) -> str:
+        """The namespace's one fencing-token counter: every lease's tokens come from it, so a
+        token is never issued twice, even for a lease whose keys housekeeping removed."""
+        return self._key("fence-tokens")
 
     def committed_token(self, name: str) -> str:
         """The highest fencing token that has committed for one lease."""
