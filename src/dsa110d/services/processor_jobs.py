@@ -3,8 +3,8 @@
 Thin wrappers over ``science``: :func:`convert_job` (``science.convert.convert_set`` plus the
 chunk's span from ``science.chunkinfo``) and :func:`block_job` (the configured stages of
 ``science.stages`` on one block, with every output written under a private staging directory
-that :func:`publish_outputs` later moves into ``paths.results_dir``, once the block's fencing
-token has been checked). A worker imports this module, and so the heavy libraries, once.
+that :func:`publish_outputs` later moves into ``paths.results_dir`` under names that carry the
+run's version and fencing token). A worker imports this module, and so the heavy libraries, once.
 
 A job cancelled by the daemon (``processing_timeout_sec``, shutdown) has its worker killed
 with SIGKILL. The converter writes in forked children; :func:`_children_die_with_worker`
@@ -15,6 +15,7 @@ a killed conversion leaves no orphan writing on.
 from __future__ import annotations
 
 import ctypes
+import glob
 import os
 import shutil
 import signal
@@ -131,17 +132,52 @@ def block_job(
     ]
 
 
-def publish_outputs(staging: Path, results_dir: Path, outputs: dict[str, str]) -> dict[str, str]:
+def publish_outputs(
+    staging: Path, results_dir: Path, outputs: dict[str, str], version: int, token: int
+) -> dict[str, str]:
     """Move staged outputs (kind -> path relative to staging) to the same place under
-    ``results_dir``, each with one atomic rename (a reader sees the old file or the new one,
-    never a torn one); returns kind -> final path."""
+    ``results_dir``, named for this run (``atomic.fenced_name``: version and fencing token),
+    each with one atomic rename; returns kind -> final path.
+
+    The names are this holder's alone, so publishing never replaces another holder's file;
+    what makes them the block's results is the record naming them, written in the fenced
+    transaction afterwards (``Leases.run_fenced``).
+    """
+    from dsa110d.science.atomic import fenced_name
+
     finals: dict[str, str] = {}
     for kind, relative in outputs.items():
         if Path(relative).is_absolute() or ".." in Path(relative).parts:
             raise ValueError(f"staged output {relative!r} is not inside the staging directory")
         source = staging / relative
-        final = results_dir / relative
+        final = fenced_name(results_dir / relative, version, token)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, final)
         finals[kind] = str(final)
     return finals
+
+
+def remove_outputs(finals: dict[str, str]) -> None:
+    """Take back what :func:`publish_outputs` published: its holder was superseded before
+    the record could name the files (no one else ever writes these names)."""
+    for path in finals.values():
+        Path(path).unlink(missing_ok=True)
+
+
+def remove_superseded(finals: dict[str, str], token: int) -> list[str]:
+    """After the commit of ``token``: remove the files of the same outputs published under
+    an older token (the previous version, or a superseded holder's leftovers) and under the
+    name used before names were fenced. A newer token's files are never touched. Returns
+    the paths removed."""
+    from dsa110d.science.atomic import unfenced
+
+    removed = []
+    for path in map(Path, finals.values()):
+        base = unfenced(path.name)[0]
+        stem = Path(base).stem
+        for other in path.parent.glob(f"{glob.escape(stem)}*{glob.escape(Path(base).suffix)}"):
+            other_base, _, other_token = unfenced(other.name)
+            if other_base == base and other_token < token and other.is_file():
+                other.unlink(missing_ok=True)
+                removed.append(str(other))
+    return removed
