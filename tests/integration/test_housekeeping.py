@@ -402,3 +402,38 @@ async def test_fencing_keys_go_with_their_records_but_not_while_a_lease_is_held(
     assert await redis.exists(*kept) == len(kept)
     assert await blocks.block("b-old-busy") is not None  # its holder will commit to it
     assert await leases.holder("block:b-old-busy") is not None
+
+
+async def test_outputs_a_committed_run_superseded_go_when_its_holder_died_before_removing_them(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    now = time.time()
+    keys = Keys(config.redis.namespace)
+    blocks = Blocks(redis, keys)
+    photometry = config.paths.results_dir / "photometry"
+    photometry.mkdir(parents=True)
+    block = "2026-03-20T06:00:00"
+    names = {
+        "older": f"{block}.v1.t3.parquet",  # the previous version: goes
+        "committed": f"{block}.v2.t7.parquet",  # what the record names: stays
+        "newer": f"{block}.v3.t9.parquet",  # a newer run, not yet committed: stays
+    }
+    for name in names.values():
+        (photometry / name).write_bytes(b"x")
+    outside = config.paths.ms_dir / "x.v1.t1.parquet"  # a record naming a path elsewhere
+    outside.parent.mkdir(parents=True)
+    outside.write_bytes(b"x")
+    (outside.parent / "x.parquet").write_bytes(b"not results: never touched")
+    for block_id, path in ((block, photometry / names["committed"]), ("b-odd", outside)):
+        chunk = ChunkRecord(block_id, block_id, now, now + 300, 0.5, f"/ms/{block_id}.ms")
+        await blocks.record_chunk(chunk, [BlockSpan(block_id, now, now + 300)], now)
+        pipe = redis.pipeline(transaction=True)
+        blocks.stage_commit(pipe, block_id, 2, 1, [block_id], [], {"photometry": str(path)}, now)
+        await pipe.execute()
+    dry = await run_pass(config, redis, dry_run=True, now=now)
+    older = str(photometry / names["older"])
+    assert [r.name for r in dry.removals if r.kind == "superseded-output"] == [older]
+    assert (photometry / names["older"]).exists()
+    await run_pass(config, redis, now=now)
+    assert sorted(p.name for p in photometry.iterdir()) == [names["committed"], names["newer"]]
+    assert outside.exists() and (outside.parent / "x.parquet").exists()

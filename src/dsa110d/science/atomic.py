@@ -8,6 +8,7 @@ sibling and renamed. "It exists" therefore means "it is complete".
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import shutil
@@ -44,6 +45,22 @@ def unfenced(name: str) -> tuple[str, int, int]:
         return name, 0, 0
     base = match["stem"] + match["suffix"]
     return base, int(match["version"]), int(match["token"])
+
+
+def superseded_outputs(finals: list[Path], token: int) -> list[Path]:
+    """The files beside each of ``finals`` (a committed run's outputs, published under
+    ``token``) that hold the same output under an older token, or under its name from before
+    names were fenced: the previous version, leftovers of superseded holders. A newer token's
+    file is never among them."""
+    found = []
+    for final in finals:
+        base = unfenced(final.name)[0]
+        pattern = f"{glob.escape(Path(base).stem)}*{glob.escape(Path(base).suffix)}"
+        for other in sorted(final.parent.glob(pattern)):
+            other_base, _, other_token = unfenced(other.name)
+            if other_base == base and other_token < token and other.is_file():
+                found.append(other)
+    return found
 
 
 def newest_fenced(names: list[str]) -> list[str]:

@@ -15,7 +15,6 @@ a killed conversion leaves no orphan writing on.
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
 import shutil
 import signal
@@ -166,18 +165,10 @@ def remove_outputs(finals: dict[str, str]) -> None:
 
 def remove_superseded(finals: dict[str, str], token: int) -> list[str]:
     """After the commit of ``token``: remove the files of the same outputs published under
-    an older token (the previous version, or a superseded holder's leftovers) and under the
-    name used before names were fenced. A newer token's files are never touched. Returns
-    the paths removed."""
-    from dsa110d.science.atomic import unfenced
+    an older token (``atomic.superseded_outputs``). Returns the paths removed."""
+    from dsa110d.science.atomic import superseded_outputs
 
-    removed = []
-    for path in map(Path, finals.values()):
-        base = unfenced(path.name)[0]
-        stem = Path(base).stem
-        for other in path.parent.glob(f"{glob.escape(stem)}*{glob.escape(Path(base).suffix)}"):
-            other_base, _, other_token = unfenced(other.name)
-            if other_base == base and other_token < token and other.is_file():
-                other.unlink(missing_ok=True)
-                removed.append(str(other))
-    return removed
+    removed = superseded_outputs([Path(p) for p in finals.values()], token)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return [str(p) for p in removed]

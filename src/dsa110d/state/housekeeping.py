@@ -12,6 +12,7 @@ fence counter and commit mark) go with its record.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -204,6 +205,29 @@ async def _pending(redis: Redis, keys: Keys, ids: list[str]) -> set[str]:
         return set()
     scores = await redis.zmscore(keys.block_pending(), ids)
     return {i for i, s in zip(ids, scores, strict=True) if s is not None}
+
+
+async def block_results(redis: Redis, keys: Keys, target: str) -> dict[str, dict[str, str]]:
+    """Block id -> the results (kind -> path) its committed run recorded, for every block that
+    has some; a record whose results cannot be read is left out (not an error: housekeeping
+    goes on)."""
+    with translate_errors(target):
+        if await redis.type(keys.block_index()) != "zset":
+            return {}
+        ids = [str(i) for i in await redis.zrange(keys.block_index(), 0, -1)]
+        async with redis.pipeline(transaction=False) as pipe:
+            for block_id in ids:
+                pipe.hget(keys.block_record(block_id), "results")
+            raws = await pipe.execute()
+    found = {}
+    for block_id, raw in zip(ids, raws, strict=True):
+        try:
+            results = json.loads(raw) if raw else {}
+        except ValueError:
+            continue
+        if isinstance(results, dict) and results:
+            found[block_id] = {str(k): str(v) for k, v in results.items()}
+    return found
 
 
 async def _leased(redis: Redis, keys: Keys, ids: list[str]) -> set[str]:
