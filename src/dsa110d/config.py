@@ -246,6 +246,15 @@ class EmailConfig(_Section):
     password_file: Path | None = None
     timeout_sec: PositiveFloat = 10
 
+    @model_validator(mode="after")
+    def _login_only_over_tls(self) -> EmailConfig:
+        if self.username and self.password_file is not None and not self.starttls:
+            raise ValueError(
+                "username and password_file need starttls: the SMTP password is never sent "
+                "without TLS"
+            )
+        return self
+
     def secret_password(self) -> str | None:
         """The SMTP password from ``password_file`` (never from the YAML itself)."""
         if self.password_file is None:

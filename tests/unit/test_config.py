@@ -347,3 +347,16 @@ def test_config_check_names_every_environment_it_validated() -> None:
     done = ctl_check(SERVICES_YAML)
     assert done.returncode == 0, done.stderr
     assert "valid for environments development, production, testing" in done.stdout
+
+
+def test_an_smtp_login_without_starttls_is_a_configuration_error() -> None:
+    environ = {
+        "DSA110__ALERTS__EMAIL__USERNAME": "dsa110",
+        "DSA110__ALERTS__EMAIL__PASSWORD_FILE": "/etc/dsa110/smtp.password",
+    }
+    with pytest.raises(
+        ConfigError, match=r"alerts\.email: username and password_file need starttls"
+    ):
+        load_config(SERVICES_YAML, "production", environ)
+    with_tls = {**environ, "DSA110__ALERTS__EMAIL__STARTTLS": "true"}
+    assert load_config(SERVICES_YAML, "production", with_tls).alerts.email.starttls
