@@ -23,6 +23,7 @@ from typing import Any
 import anyio
 
 from dsa110d.config import AlertsConfig
+from dsa110d.errors import describe
 from dsa110d.logs import get_logger, register_secret
 from dsa110d.resilience import RetryPolicy, retry
 from dsa110d.state.alerts import AlertEvent
@@ -114,7 +115,7 @@ def send_email(cfg: AlertsConfig, event: AlertEvent) -> None:
                 smtp.login(mail.username, password)
             smtp.send_message(message)
     except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
-        raise SinkError(f"{type(exc).__name__}: {exc}") from None
+        raise SinkError(describe(exc)) from None
 
 
 class AlertSinks:

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import anyio
 
-from dsa110d.errors import MessageError, PathOutsideRootsError, StateError
+from dsa110d.errors import MessageError, PathOutsideRootsError, StateError, describe
 from dsa110d.logs import get_logger
 from dsa110d.messages import decode
 from dsa110d.resilience import Backoff, RetryPolicy
@@ -291,7 +291,7 @@ class StreamConsumer:
             await self.handler(delivery)
         except PERMANENT_ERRORS as exc:
             self.counters.failed += 1
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = describe(exc)
             await self._dead(entry, reason, attempts, delivery)
             return
         except Exception as exc:
@@ -304,7 +304,7 @@ class StreamConsumer:
         self, entry: Entry, exc: Exception, failures: int, delivery: Delivery
     ) -> None:
         self.counters.failed += 1
-        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        error = describe(exc)
         delay = self.policy.delay(failures, self._rng)
         not_before = self.stream.clock() + delay
         record = await self.stream.record_failure(
@@ -336,7 +336,7 @@ class StreamConsumer:
                 self._log.error(
                     "on_dead hook failed",
                     entry=entry.entry_id,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=describe(exc),
                 )
         self.counters.dead_lettered += 1
         await self.stream.dead_letter(entry, reason, self.name, list(attempts))

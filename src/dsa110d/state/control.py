@@ -15,8 +15,6 @@ one process when several daemons share a host.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -76,10 +74,6 @@ class ControlCommand:
             pid=pid,
             id=str(data.get("id", "")),
         )
-
-
-def this_host() -> tuple[str, int]:
-    return socket.gethostname(), os.getpid()
 
 
 class ControlChannel:

@@ -84,57 +84,66 @@ class SMTPServer:
 
     def _session(self, conn: socket.socket) -> None:
         self._conn = conn
+        self._stream = conn.makefile("rwb")
+        self._secure = False
         try:
-            self._dialogue()
+            self._say("220 test ESMTP")
+            while self._command(self._stream.readline().decode().strip()):
+                pass
         finally:
             self._conn.close()  # the TLS socket when STARTTLS wrapped it
 
-    def _dialogue(self) -> None:
-        conn = self._conn
-        stream = conn.makefile("rwb")
-        secure = False
+    def _say(self, line: str) -> None:
+        self._stream.write(line.encode() + b"\r\n")
+        self._stream.flush()
 
-        def say(line: str) -> None:
-            stream.write(line.encode() + b"\r\n")
-            stream.flush()
+    def _command(self, line: str) -> bool:
+        """Answer one command; False when the session is over."""
+        verb = line.split(" ", 1)[0].upper()
+        if line:
+            self.commands.append((verb, self._secure))
+        if verb in ("EHLO", "HELO"):
+            self._ehlo()
+        elif verb == "STARTTLS" and self.tls is not None and not self._secure:
+            self._starttls()
+        elif verb == "AUTH" and self.auth:
+            self._say("235 accepted")
+        elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+            self._say("250 OK")
+        elif verb == "DATA":
+            self._data()
+        elif verb == "QUIT" or not line:
+            self._say("221 bye")
+            return False
+        else:
+            self._say("502 not implemented")
+        return True
 
-        say("220 test ESMTP")
-        while True:
-            line = stream.readline().decode().strip()
-            verb = line.split(" ", 1)[0].upper()
-            if line:
-                self.commands.append((verb, secure))
-            if verb in ("EHLO", "HELO"):
-                offers = ["test"]
-                if self.tls is not None and not secure:
-                    offers.append("STARTTLS")
-                if self.auth:
-                    offers.append("AUTH PLAIN LOGIN")
-                for offer in offers[:-1]:
-                    say(f"250-{offer}")
-                say(f"250 {offers[-1]}")
-            elif verb == "STARTTLS" and self.tls is not None and not secure:
-                say("220 go ahead")
-                stream.close()
-                conn = self._conn = self.tls.wrap_socket(conn, server_side=True)
-                stream = conn.makefile("rwb")
-                secure = True
-            elif verb == "AUTH" and self.auth:
-                say("235 accepted")
-            elif verb in ("MAIL", "RCPT", "RSET", "NOOP"):
-                say("250 OK")
-            elif verb == "DATA":
-                say("354 go ahead")
-                lines = []
-                while (data := stream.readline().decode()) not in (".\r\n", ""):
-                    lines.append(data)
-                self.messages.append("".join(lines))
-                say("250 OK queued")
-            elif verb == "QUIT" or not line:
-                say("221 bye")
-                return
-            else:
-                say("502 not implemented")
+    def _ehlo(self) -> None:
+        offers = ["test"]
+        if self.tls is not None and not self._secure:
+            offers.append("STARTTLS")
+        if self.auth:
+            offers.append("AUTH PLAIN LOGIN")
+        for offer in offers[:-1]:
+            self._say(f"250-{offer}")
+        self._say(f"250 {offers[-1]}")
+
+    def _starttls(self) -> None:
+        assert self.tls is not None
+        self._say("220 go ahead")
+        self._stream.close()
+        self._conn = self.tls.wrap_socket(self._conn, server_side=True)
+        self._stream = self._conn.makefile("rwb")
+        self._secure = True
+
+    def _data(self) -> None:
+        self._say("354 go ahead")
+        lines = []
+        while (data := self._stream.readline().decode()) not in (".\r\n", ""):
+            lines.append(data)
+        self.messages.append("".join(lines))
+        self._say("250 OK queued")
 
     def close(self) -> None:
         self._stop = True
