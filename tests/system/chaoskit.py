@@ -548,7 +548,11 @@ def _check_photometry(world: World, snap: Snapshot) -> list[str]:
     failures = []
     photometry = world.results / "photometry"
     files = {p.name for p in photometry.iterdir()} if photometry.exists() else set()
-    wanted = {f"{b.block_id}.parquet" for b in snap.blocks}
+    # each block's file is the one its record names (``<block>.v<n>.t<token>.parquet``)
+    named = {
+        b.block_id: Path(b.results.get("photometry", f"{b.block_id}.none")) for b in snap.blocks
+    }
+    wanted = {path.name for path in named.values()}
     if files != wanted:
         failures.append(
             f"photometry holds {sorted(files - wanted)} beyond the block records "
@@ -558,7 +562,7 @@ def _check_photometry(world: World, snap: Snapshot) -> list[str]:
     if staging.exists() and any(staging.iterdir()):
         failures.append(f"staging left behind: {sorted(p.name for p in staging.iterdir())}")
     for block in snap.blocks:
-        path = photometry / f"{block.block_id}.parquet"
+        path = photometry / named[block.block_id].name
         if not path.exists():
             continue
         frame = pd.read_parquet(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import ssl
 import urllib.error
 import urllib.request
 from collections import deque
@@ -100,13 +101,20 @@ def send_email(cfg: AlertsConfig, event: AlertEvent) -> None:
     try:
         with smtplib.SMTP(mail.host or "", mail.port, timeout=mail.timeout_sec) as smtp:
             if mail.starttls:
-                smtp.starttls()
+                # the system's trust store and a check of the relay's name: the stdlib's own
+                # default context verifies nothing, so anyone on the path could read the login
+                smtp.starttls(context=ssl.create_default_context())
             password = mail.secret_password()
             if mail.username and password:
+                if not isinstance(smtp.sock, ssl.SSLSocket):
+                    raise SinkError(
+                        "refusing to send the SMTP password without TLS: set "
+                        "alerts.email.starttls (the relay must offer STARTTLS)"
+                    )
                 register_secret(password)
                 smtp.login(mail.username, password)
             smtp.send_message(message)
-    except (smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
         raise SinkError(describe(exc)) from None
 
 

@@ -14,7 +14,9 @@ converted (it fsyncs every write) would lie on disk as empty files under its fin
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,54 @@ STAGING_DIR = ".staging"
 (``<block>.v<version>.t<lease token>``) and publishes them into place when it commits."""
 OUTPUT_DIR_MODE = 0o750
 OUTPUT_FILE_MODE = 0o640
+_FENCED = re.compile(r"^(?P<stem>.+)\.v(?P<version>\d+)\.t(?P<token>\d+)(?P<suffix>\.[^.]+)$")
+
+
+def fenced_name(path: Path, version: int, token: int) -> Path:
+    """The name a block run publishes ``path`` under: the run's version and its lease's
+    fencing token before the suffix (``photometry/B.parquet`` -> ``photometry/B.v2.t7.parquet``).
+
+    Tokens are unique, so two holders of a block (a paused one that lost the lease, and the
+    one that took it over) never write the same path: the stale one cannot overwrite the
+    newer one's results, whatever the timing.
+    """
+    return path.with_name(f"{path.stem}.v{version}.t{token}{path.suffix}")
+
+
+def unfenced(name: str) -> tuple[str, int, int]:
+    """``(name without version and token, version, token)`` of a :func:`fenced_name`; a name
+    without them (written before names were fenced) is ``(name, 0, 0)``: older than any."""
+    match = _FENCED.match(name)
+    if match is None:
+        return name, 0, 0
+    base = match["stem"] + match["suffix"]
+    return base, int(match["version"]), int(match["token"])
+
+
+def superseded_outputs(finals: list[Path], token: int) -> list[Path]:
+    """The files beside each of ``finals`` (a committed run's outputs, published under
+    ``token``) that hold the same output under an older token, or under its name from before
+    names were fenced: the previous version, leftovers of superseded holders. A newer token's
+    file is never among them."""
+    found = []
+    for final in finals:
+        base = unfenced(final.name)[0]
+        pattern = f"{glob.escape(Path(base).stem)}*{glob.escape(Path(base).suffix)}"
+        for other in sorted(final.parent.glob(pattern)):
+            other_base, _, other_token = unfenced(other.name)
+            if other_base == base and other_token < token and other.is_file():
+                found.append(other)
+    return found
+
+
+def newest_fenced(names: list[str]) -> list[str]:
+    """Of the names that :func:`unfenced` maps to one base name, only the newest token's."""
+    best: dict[str, tuple[int, str]] = {}
+    for name in names:
+        base, _, token = unfenced(name)
+        if base not in best or token > best[base][0]:
+            best[base] = (token, name)
+    return sorted(name for _, name in best.values())
 
 
 def temp_sibling(final: Path) -> Path:

@@ -3,10 +3,11 @@
 :func:`analyze` is the analyzer service's worker-process job (plain JSON arguments, a JSON
 result). It
 
-1. lists ``<results_dir>/photometry/*.parquet`` (one file per block, replaced atomically by
-   the processor with a higher ``version`` when the block is re-run) and reads only the files
-   whose identity (inode, mtime, size) changed since the state last saw them: a run costs
-   O(rows in new or superseded blocks), plus a ``stat`` per file;
+1. lists ``<results_dir>/photometry/*.parquet`` (one file per block run,
+   ``<block>.v<n>.t<token>.parquet``: a re-run publishes a higher ``version`` under a new name
+   and then removes the old file; of a block's files only the newest token's counts) and reads
+   only the files whose identity (inode, mtime, size) changed since the state last saw them:
+   a run costs O(rows in new or superseded blocks), plus a ``stat`` per file;
 2. folds them into the :class:`~dsa110d.science.variability.state.VariabilityState` in time
    order (latest version of each block wins; the state subtracts a superseded version);
 3. saves the state as a new *generation* and switches to it atomically;
@@ -21,7 +22,8 @@ State on disk, under ``<results_dir>/variability/state/`` (shared by every analy
 A new generation hard-links the previous one's block files, so only new blocks are written,
 and CURRENT is replaced last: a run killed at any point (its timeout, a lost lease, a power
 cut) leaves the previous generation whole. A missing, unreadable or inconsistent state, a
-photometry file that vanished, or a block whose newest file holds an older version than the
+photometry file that vanished (unless a newer version of each of its blocks is held from
+another file: a re-run's), or a block whose newest file holds an older version than the
 state does, all lead to a full rebuild from every file, which gives the same numbers as the
 incremental path (``state`` guarantees it to ``METRIC_RTOL``). ``full=True``
 asks for that rebuild on demand.
@@ -54,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science.atomic import atomic_file, is_temporary
+from dsa110d.science.atomic import atomic_file, is_temporary, newest_fenced
 from dsa110d.science.photometry import table as photometry_table
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import results as results
@@ -131,7 +133,10 @@ class FileSeen:
 
 
 def scan_photometry(directory: Path) -> dict[str, os.stat_result]:
-    """The complete photometry files (``*.parquet``, no temporaries), by name."""
+    """The complete photometry files (``*.parquet``, no temporaries), by name; of a block's
+    files (``<block>.v<n>.t<token>.parquet``, :func:`~dsa110d.science.atomic.fenced_name`)
+    only the newest token's: an older one is the previous version, about to be removed, or a
+    superseded holder's."""
     found: dict[str, os.stat_result] = {}
     try:
         entries = list(os.scandir(directory))
@@ -143,7 +148,7 @@ def scan_photometry(directory: Path) -> dict[str, os.stat_result]:
         if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
             continue
         found[entry.name] = entry.stat(follow_symlinks=False)
-    return found
+    return {name: found[name] for name in newest_fenced(list(found))}
 
 
 def read_photometry(path: Path) -> pd.DataFrame:
@@ -309,9 +314,6 @@ def ingest(directory: Path, state: VariabilityState, seen: dict[str, FileSeen]) 
     files = scan_photometry(directory)
     out = Ingested()
     gone = sorted(set(seen) - set(files))
-    if gone:
-        out.rebuild = f"photometry file(s) removed: {', '.join(gone[:5])}"
-        return out
     changed = [n for n, st in files.items() if n not in seen or not seen[n].same_file(st)]
     changed.sort(key=lambda n: (_first_mjd(directory / n), n))
     for name in changed:
@@ -333,6 +335,12 @@ def ingest(directory: Path, state: VariabilityState, seen: dict[str, FileSeen]) 
             held = state.blocks.get(block_id)
             if held is not None and held.version != version:
                 out.rebuild = f"block {block_id}: {path} holds v{version}, state v{held.version}"
+    if gone and out.rebuild is None:
+        if all(_superseded(seen[name], seen, files) for name in gone):
+            for name in gone:  # a re-run's newer file replaced it: its blocks are held already
+                del seen[name]
+        else:
+            out.rebuild = f"photometry file(s) removed: {', '.join(gone[:5])}"
     return out
 
 
@@ -348,6 +356,17 @@ def thresholds_from(doc: dict[str, Any]) -> var.Thresholds:
         false_discovery_rate=float(doc.get("false_discovery_rate", base.false_discovery_rate)),
         min_mean_snr=float(doc.get("min_mean_snr", base.min_mean_snr)),
     )
+
+
+def _superseded(old: FileSeen, seen: dict[str, FileSeen], files: dict[str, os.stat_result]) -> bool:
+    """True when every block of a vanished file is held from a present file at a newer
+    version (the state then holds nothing of the vanished one). The same version from
+    another file is not enough: the state may hold the vanished file's rows of it."""
+    newest: dict[str, int] = {}
+    for name in files:
+        for block_id, version in seen[name].blocks.items() if name in seen else ():
+            newest[block_id] = max(version, newest.get(block_id, 0))
+    return all(newest.get(b, -1) > v for b, v in old.blocks.items())
 
 
 def analyze(
