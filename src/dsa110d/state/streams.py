@@ -186,6 +186,12 @@ class AttemptRecord:
             return cls([])  # a corrupt history must not wedge the entry
 
 
+async def read_bytes(redis: Redis, *args: Any) -> Any:
+    """One command whose reply is read as bytes, not decoded: any command that returns the
+    contents of stream entries (see the module docstring). Ids in the reply are bytes too."""
+    return await redis.execute_command(*args, **NEVER_DECODE)  # type: ignore[no-untyped-call]
+
+
 def entry_age_sec(entry_id: str, now: float) -> float:
     """Seconds since the entry was appended (its id starts with the server's ms clock)."""
     return max(0.0, now - int(entry_id.split("-", 1)[0]) / 1000.0)
@@ -289,8 +295,7 @@ class ReliableStream:
         return await self._read_bytes(*args)
 
     async def _read_bytes(self, *args: Any) -> Any:
-        """One command whose reply is read as bytes, not decoded (see the module docstring)."""
-        return await self.redis.execute_command(*args, **NEVER_DECODE)  # type: ignore[no-untyped-call]
+        return await read_bytes(self.redis, *args)
 
     async def claim_own(self, consumer: str, entry_ids: list[str]) -> list[Entry]:
         """Re-deliver entries this consumer already holds (a retry): bumps delivery counts."""
@@ -479,8 +484,8 @@ class ReliableStream:
 
     async def _all_dead_ids(self) -> list[str]:
         with self._guard():
-            reply = await self.redis.xrange(self.dead_name, "-", "+")
-        return [str(i) for i, _ in reply]
+            reply = await self._read_bytes("XRANGE", self.dead_name, "-", "+")
+        return [_text(i) for i, _ in reply or []]
 
     # -------------------------------------------------------------------- housekeeping
     async def trim(self, now: float | None = None) -> int:
@@ -498,7 +503,7 @@ class ReliableStream:
         if bound is None:
             return 0
         with self._guard():
-            return len(await self.redis.xrange(self.name, "-", f"({bound}"))
+            return len(await self._read_bytes("XRANGE", self.name, "-", f"({bound}"))
 
     async def _trim_bound(self, now: float | None) -> str | None:
         """The smallest id to keep: older than the retention and acked by every group (by
