@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import smtplib
 import urllib.error
 import urllib.parse
@@ -40,6 +41,7 @@ log = get_logger("dsa110d.alerts")
 WEBHOOK_MAX_DELAY_SEC = 60.0
 WEBHOOK_SCHEMES = ("http", "https")
 URL_PLACEHOLDER = "<alerts.webhook.url>"
+SCRUB_MIN_CHARS = 4  # shorter pieces of a URL ("/", "api") are no secret and too common
 
 
 class SinkError(Exception):
@@ -115,11 +117,26 @@ def post_webhook(url: str, body: bytes, timeout: float) -> None:
 
 
 def _scrub(text: str, url: str) -> str:
-    """``text`` without the webhook URL (nor its path and query, where tokens live)."""
-    parts = urllib.parse.urlsplit(url)
-    for secret in (url, parts.path, parts.query):
-        if len(secret) > 1:
-            text = text.replace(secret, URL_PLACEHOLDER)
+    """``text`` without the webhook URL or any part of it where a token may live.
+
+    Errors quote the URL, or its path and query (the request line), as written, escaped
+    (``repr``) or percent-encoded: each form is replaced by a placeholder. If a piece of the
+    URL still shows after that, the whole text is withheld rather than guessed at.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        parts = urllib.parse.SplitResult("", "", url, "", "")
+    selector = parts.path + (f"?{parts.query}" if parts.query else "")
+    pieces = [url, selector, parts.path, parts.query, parts.fragment, parts.netloc]
+    for piece in sorted(pieces, key=len, reverse=True):
+        if len(piece) < SCRUB_MIN_CHARS:
+            continue
+        for form in dict.fromkeys([piece, repr(piece)[1:-1], urllib.parse.quote(piece)]):
+            text = text.replace(form, URL_PLACEHOLDER)
+    words = re.split(r"[/?&=#:@]", f"{parts.path}/{parts.query}/{parts.fragment}/{parts.netloc}")
+    if any(len(w) >= SCRUB_MIN_CHARS and w in text for w in words):
+        return "delivery failed (details withheld: they quote alerts.webhook.url)"
     return text
 
 
