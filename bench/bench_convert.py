@@ -46,7 +46,7 @@ before = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_
 cpu_before = sum(u.ru_utime + u.ru_stime for u in before)
 started = time.monotonic()
 if sys.argv[1].startswith("ours"):
-    from dsa110d.science.convert import convert_set
+    from dsa110d.science.conversion.convert import convert_set
     if sys.argv[1] == "ours-warm":  # the processor's long-lived worker: imports, IERS loaded
         import shutil
         convert_set(files, out)
@@ -57,7 +57,7 @@ if sys.argv[1].startswith("ours"):
     result = convert_set(files, out)
     centre = [result.phase_ra_rad, result.phase_dec_rad]
 else:
-    from dsa110d.science.reference import pyuvdata_convert
+    from tests.helpers.reference import pyuvdata_convert
     ra, dec = (float(x) for x in sys.argv[1].split(","))
     pyuvdata_convert(files, out, ra, dec)
     centre = [ra, dec]
@@ -77,7 +77,7 @@ def simulated_set() -> list[Path]:
         return files
     shutil.rmtree(here, ignore_errors=True)
     from dsa110d.science.astrometry import use_offline_iers
-    from dsa110d.science.simulate import SimulationSpec, simulate
+    from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 
     use_offline_iers()
     spec = SimulationSpec(out=here, start=SET_START, sets=1, scale="real", seed=11)

@@ -44,10 +44,10 @@ from bench.common import report
 from dsa110d.config import Config, load_config
 from dsa110d.messages import MessageType
 from dsa110d.science import constants as k
-from dsa110d.science import ingest
 from dsa110d.science.astrometry import use_offline_iers
-from dsa110d.science.simulate import SimulationSpec, simulate
-from dsa110d.science.subbands import parse_subband_name, set_id_from_time, subband_file_name
+from dsa110d.science.hdf5 import ingest
+from dsa110d.science.hdf5.subbands import parse_subband_name, set_id_from_time, subband_file_name
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 from dsa110d.services.watcher import HDF5EventHandler, pooled_prober, probe_in_threads
 from dsa110d.state import embedded
 from dsa110d.state.connection import connect

@@ -44,7 +44,7 @@ from dsa110d.demo_report import Verdict, judge
 from dsa110d.messages import MessageType
 from dsa110d.privileges import ALLOW_ROOT_ENV
 from dsa110d.science.catalog import write_catalog
-from dsa110d.science.simulate import SimulationSpec, sky_catalog
+from dsa110d.science.simulation.simulate import SimulationSpec, sky_catalog
 from dsa110d.state import embedded
 from dsa110d.state.analysis import AnalysisQueue
 from dsa110d.state.blocks import Blocks, BlockState

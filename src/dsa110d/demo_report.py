@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from dsa110d.science.variability import CLASS_INSUFFICIENT, CLASS_TRANSIENT, CLASS_VARIABLE
-from dsa110d.science.variability_results import LATEST_TABLE, RESULTS_SUBDIR
+from dsa110d.science.variability.metrics import CLASS_INSUFFICIENT, CLASS_TRANSIENT, CLASS_VARIABLE
+from dsa110d.science.variability.results import LATEST_TABLE, RESULTS_SUBDIR
 
 CANDIDATE_CLASSES = (CLASS_VARIABLE, CLASS_TRANSIENT)
 

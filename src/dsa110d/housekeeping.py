@@ -33,9 +33,10 @@ from pathlib import Path
 import anyio
 
 from dsa110d.config import Config
-from dsa110d.errors import LeaseHeldError, StateError
+from dsa110d.errors import LeaseHeldError, StateError, describe
 from dsa110d.logs import get_logger
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir, is_temporary
+from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.state import housekeeping as state_hk
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.housekeeping import Removal
@@ -43,7 +44,6 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 
 log = get_logger("dsa110d.housekeeping")
-DAY_SEC = 86400.0
 LEASE_NAME = "housekeeping"
 CHECK_EVERY_SEC = 60.0  # how often a daemon looks whether a pass is due
 LEFTOVER_TIMEOUT_FACTOR = 4.0
@@ -92,26 +92,31 @@ def stale_leftovers(config: Config, now: float) -> list[Removal]:
         if not root.is_dir() or _inside(root, inputs):
             continue
         for directory, subdirs, files in os.walk(root):
-            here = Path(directory)
             keep = []
             for name in [*subdirs, *files]:
-                path = here / name
-                if _inside(path, inputs) or path.is_symlink():
-                    continue
-                if path == staging:
-                    if name in subdirs:
-                        found += _stale_staging(path, now, max_age)
-                    continue
-                if name in subdirs and is_complete_dir(path):
-                    continue  # a complete output (maybe awaiting its rename): never removed
-                if is_temporary(path):
-                    age = now - _last_change(path)
-                    if age > max_age:
-                        found.append(Removal("temporary", str(path), 1, age))
-                elif name in subdirs:
+                path, is_dir = Path(directory) / name, name in subdirs
+                removals, descend = _leftover(path, is_dir, inputs, staging, now, max_age)
+                found += removals
+                if descend:
                     keep.append(name)
             subdirs[:] = keep  # descend only into plain directories
     return found
+
+
+def _leftover(
+    path: Path, is_dir: bool, inputs: list[Path], staging: Path, now: float, max_age: float
+) -> tuple[list[Removal], bool]:
+    """What to remove at ``path`` and whether to look inside it."""
+    if _inside(path, inputs) or path.is_symlink():
+        return [], False
+    if path == staging:
+        return (_stale_staging(path, now, max_age) if is_dir else []), False
+    if is_dir and is_complete_dir(path):
+        return [], False  # a complete output (maybe awaiting its rename): never removed
+    if is_temporary(path):
+        age = now - _last_change(path)
+        return ([Removal("temporary", str(path), 1, age)] if age > max_age else []), False
+    return [], is_dir
 
 
 def _stale_staging(staging: Path, now: float, max_age: float) -> list[Removal]:
@@ -186,16 +191,22 @@ async def run_pass(
         return await anyio.to_thread.run_sync(still_incoming, incoming, batch)
 
     report.removals += await state_hk.prune_records(
-        redis, keys, now, hk.record_retention_days * DAY_SEC, dry_run, target, inputs_present
+        redis,
+        keys,
+        now,
+        hk.record_retention_days * SECONDS_PER_DAY,
+        dry_run,
+        target,
+        inputs_present,
     )
     report.removals += await state_hk.trim_acked(
         redis, keys, config.streams, config.retry, now, dry_run, target
     )
     report.removals += await state_hk.prune_dead_letters(
-        redis, keys, now, hk.dead_letter_retention_days * DAY_SEC, dry_run, target
+        redis, keys, now, hk.dead_letter_retention_days * SECONDS_PER_DAY, dry_run, target
     )
     report.removals += await state_hk.prune_alerts(
-        redis, keys, now, hk.alert_retention_days * DAY_SEC, dry_run, target
+        redis, keys, now, hk.alert_retention_days * SECONDS_PER_DAY, dry_run, target
     )
     report.removals += await state_hk.prune_registry(
         redis, keys, now, config.supervisor.registry_ttl_sec, config.streams.retention_sec,
@@ -239,7 +250,7 @@ async def _maybe_run(cfg: Config, redis: Redis) -> None:
     except StateError as exc:
         log.warning("housekeeping_failed", error=str(exc))
     except Exception as exc:  # a bug here must not take the daemon down
-        log.error("housekeeping_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        log.error("housekeeping_error", error=describe(exc), exc_info=True)
 
 
 async def run_by_hand(config: Config, dry_run: bool) -> Report:

@@ -12,7 +12,6 @@ make the daemon exit non-zero so that systemd restarts it.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import signal
@@ -28,7 +27,7 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from dsa110d import __version__, logs
+from dsa110d import __version__, catalogue, logs
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
 from dsa110d.errors import DSA110Error, MessageError, StateError, describe, is_service_fault
@@ -36,8 +35,8 @@ from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
 from dsa110d.notify import Notifier, watchdog_period
+from dsa110d.resilience import RetryPolicy
 from dsa110d.services.base import (
-    DEFAULT_SERVICES,
     Health,
     HealthReport,
     Service,
@@ -55,27 +54,20 @@ from dsa110d.workers import DEATHS_DEGRADED, WorkerPool
 EXIT_OK = 0
 EXIT_FAILED = 1
 STOP_HOOK_TIMEOUT_SEC = 5.0
-CONFIG_SECTION = {
-    "watcher": "hdf5_watcher",
-    "processor": "ms_processor",
-    "analyzer": "variability_analyzer",
-}
 
 log = get_logger("dsa110d.supervisor")
+RESTART_MIN_FRACTION = 0.5
+"""A restarted service waits at least half its backoff ceiling: never straight back."""
+CONTROL_RETRY = RetryPolicy(base_delay_sec=0.5, max_delay_sec=30.0, min_fraction=0.5)
+"""Waiting out an unreachable state server between attempts to listen for control commands."""
 Reloader = Callable[[], Config]
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float]) -> float:
-    """Jittered exponential backoff: uniform in [d/2, d] with d = min(cap, base * 2**attempt)."""
-    ceiling = min(cap, base * math.pow(2, min(attempt, 62)))
-    return ceiling * (0.5 + 0.5 * rand())
 
 
 def enabled_services(config: Config, names: list[str]) -> list[str]:
     """The chosen services minus the built-in ones switched off in the config."""
     kept = []
     for name in names:
-        section = CONFIG_SECTION.get(name)
+        section = catalogue.section_of(name)
         if section is not None and not getattr(config.services, section).enabled:
             log.info("service_disabled", service=name, key=f"services.{section}.enabled")
             continue
@@ -184,12 +176,11 @@ class ServiceManager:
                 log.error("giving_up", reason=reason)
                 await self._events.send(("fatal", reason))
                 break
-            delay = backoff_delay(
-                attempt,
-                self.config.supervisor.restart_base_delay_sec,
-                self.config.supervisor.restart_max_delay_sec,
-                self._random.random,
-            )
+            delay = RetryPolicy(
+                base_delay_sec=self.config.supervisor.restart_base_delay_sec,
+                max_delay_sec=self.config.supervisor.restart_max_delay_sec,
+                min_fraction=RESTART_MIN_FRACTION,
+            ).delay(attempt + 1, self._random.random)
             attempt += 1
             slot.state = "backoff"
             log.warning("service_restarting", service=slot.name, delay_sec=round(delay, 3))
@@ -214,7 +205,7 @@ class ServiceManager:
                     error = "run() returned while the daemon was not stopping"
                     log.error("service_crashed", service=slot.name, error=error)
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe(exc)
                 log.error("service_crashed", service=slot.name, error=error, exc_info=True)
         slot.scope = None
         if scope.cancelled_caught and not error:
@@ -287,7 +278,7 @@ class ServiceManager:
         try:
             report = slot.service.health()
         except Exception as exc:
-            return HealthReport(Health.UNHEALTHY, f"health() raised {type(exc).__name__}: {exc}")
+            return HealthReport(Health.UNHEALTHY, f"health() raised {describe(exc)}")
         if report.health is Health.HEALTHY and self.server_problem:
             return HealthReport(Health.DEGRADED, self.server_problem)
         deaths = self.pool.recent_deaths()
@@ -378,7 +369,7 @@ class ServiceManager:
                 await self.publish_heartbeats()
                 notify.status(self.status_line())
             except Exception as exc:
-                log.error("heartbeat_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                log.error("heartbeat_error", error=describe(exc), exc_info=True)
             await anyio.sleep(self.config.supervisor.heartbeat_interval_sec)
 
     async def control_loop(self) -> None:
@@ -395,7 +386,7 @@ class ServiceManager:
                 await self.control.serve(self.on_control)
             except Exception as exc:
                 failures += 1
-                delay = backoff_delay(failures, 0.5, 30, self._random.random)
+                delay = CONTROL_RETRY.delay(failures + 1, self._random.random)
                 event = "control_unavailable" if is_service_fault(exc) else "control_error"
                 log.warning(event, error=describe(exc), retry_in_sec=round(delay, 2))
                 await anyio.sleep(delay)
@@ -598,4 +589,4 @@ def _beat_sec(config: Config) -> float:
     return max(0.05, config.supervisor.registry_ttl_sec / 3)
 
 
-__all__ = ["DEFAULT_SERVICES", "ServiceManager", "backoff_delay", "run_daemon"]
+__all__ = ["ServiceManager", "run_daemon"]

@@ -18,7 +18,6 @@ import redis.asyncio as aioredis
 from dsa110d.config import Config
 from dsa110d.errors import LeaseHeldError
 from dsa110d.housekeeping import (
-    DAY_SEC,
     _maybe_run,
     leftover_age_sec,
     run_exclusive,
@@ -27,6 +26,7 @@ from dsa110d.housekeeping import (
 )
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import COMPLETE_MARKER, STAGING_DIR
+from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.state.blocks import Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.housekeeping import claim_run, prune_registry
 from dsa110d.state.keys import Keys
@@ -35,7 +35,7 @@ from tests.conftest import REPO_ROOT, make_config
 
 pytestmark = pytest.mark.anyio
 
-OLD = 40 * DAY_SEC  # past every retention (30 days; streams 7 days)
+OLD = 40 * SECONDS_PER_DAY  # past every retention (30 days; streams 7 days)
 RECENT = 3600.0  # within every retention
 
 
@@ -90,7 +90,7 @@ async def seed_redis(redis: aioredis.Redis, keys: Keys, now: float) -> set[tuple
 def seed_files(config: Config, now: float) -> tuple[set[Path], set[Path]]:
     """Crash leftovers and real outputs; returns (must go, must stay)."""
     paths = config.paths
-    old = now - 2 * DAY_SEC  # past the 6 h grace
+    old = now - 2 * SECONDS_PER_DAY  # past the 6 h grace
     ms, photometry = paths.ms_dir, paths.results_dir / "photometry"
     go = {ms / ".tmp-2026-11-01T00:00:00.ms.1a2b3c4d", photometry / ".tmp-block7.parquet.5e6f"}
     stay = {
@@ -246,7 +246,7 @@ async def test_chunks_and_blocks_age_by_when_recorded_and_pending_blocks_stay(
     now = time.time()
     keys = Keys(config.redis.namespace)
     blocks = Blocks(redis, keys)
-    january = now - 300 * DAY_SEC  # data time, far past the retention
+    january = now - 300 * SECONDS_PER_DAY  # data time, far past the retention
 
     async def record(name: str, recorded: float) -> None:
         start = january + 1000 * len(await blocks.chunks())  # each its own block
@@ -318,7 +318,7 @@ async def test_staging_left_by_a_killed_block_run_goes_but_not_a_running_ones(
 ) -> None:
     now = time.time()
     staging = config.paths.results_dir / STAGING_DIR
-    old, young = now - 2 * DAY_SEC, now - 3600
+    old, young = now - 2 * SECONDS_PER_DAY, now - 3600
     write_tree(staging / "2026-11-01T00:00:00.v1.t3", STAGED, old)  # killed long ago
     write_tree(staging / "2026-11-01T01:00:00.v1.t4", STAGED, young)  # may still run
     # an old tree whose job still writes deep inside (wsclean into its scratch): stays

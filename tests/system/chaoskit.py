@@ -28,8 +28,8 @@ import pandas as pd
 from dsa110d.config import Config, load_config
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import is_complete_dir
-from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
-from dsa110d.science.variability_results import LATEST_TABLE, RESULTS_SUBDIR
+from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
+from dsa110d.science.variability.results import LATEST_TABLE, RESULTS_SUBDIR
 from dsa110d.state import embedded
 from dsa110d.state.analysis import AnalysisQueue, Outlook
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockState

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from dsa110d.config import Config
+from dsa110d.contracts import SetAnnounced
 from dsa110d.messages import MessageType, Producer, new_message
-from dsa110d.science.ingest import announcement
 from dsa110d.state import embedded
 from dsa110d.state.connection import connected
 from dsa110d.state.keys import Keys
@@ -268,9 +268,9 @@ def _bad_files(world: World, scratch: Path) -> dict[str, Path]:
 
 async def _publish_outside(config: Config) -> str:
     keys = Keys(config.redis.namespace)
-    payload = announcement(
+    payload = SetAnnounced.of(
         "2026-03-20T10:00:00", {0: "/etc/passwd", 1: "/etc/hostname"}, 2461119.9, 0.65, 2, True
-    )
+    ).to_payload()
     message = new_message(MessageType.HDF5_PROCESSING, payload, Producer.here("chaos"))
     async with connected(config) as redis:
         stream = ReliableStream(

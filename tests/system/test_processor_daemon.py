@@ -14,7 +14,7 @@ import redis
 
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import is_complete_dir
-from dsa110d.science.photometry import SCHEMA
+from dsa110d.science.photometry.stage import SCHEMA
 from tests.integration.services.processorkit import (
     BLOCK_SETTINGS,
     FIRST_BLOCK,

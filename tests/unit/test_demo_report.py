@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from dsa110d.demo_report import judge
-from dsa110d.science.variability import CLASS_INSUFFICIENT, CLASS_STABLE, CLASS_VARIABLE
+from dsa110d.science.variability.metrics import CLASS_INSUFFICIENT, CLASS_STABLE, CLASS_VARIABLE
 
 
 def _source(sid: str, kind: str | None) -> dict[str, object]:

@@ -161,7 +161,7 @@ def send_email(cfg: AlertsConfig, event: AlertEvent) -> None:
                 smtp.login(mail.username, password)
             smtp.send_message(message)
     except (smtplib.SMTPException, OSError) as exc:
-        raise SinkError(f"{type(exc).__name__}: {exc}") from None
+        raise SinkError(describe(exc)) from None
 
 
 class AlertSinks:

@@ -38,6 +38,7 @@ from dsa110d.config import ENVIRONMENTS, load_config
 from dsa110d.messages import MessageType
 from dsa110d.operations import analysis, processes, queues, records, status
 from dsa110d.operations.processes import INSTANCES, MODES, Outcome
+from dsa110d.science.constants import SECONDS_PER_DAY
 
 PROGRAM = "dsa110ctl"
 
@@ -73,7 +74,8 @@ def _check_id(value: str | None) -> str | None:
 ServiceArgument = Annotated[
     str | None,
     typer.Argument(
-        help="watcher, processor, analyzer or all (default: every one).",
+        help="hdf5_watcher, ms_processor, variability_analyzer, service_manager or all "
+        "(default: every one); watcher, processor, analyzer also work.",
         autocompletion=_complete(INSTANCES),
         show_default=False,
     ),
@@ -121,7 +123,7 @@ def _duration(seconds: float | None) -> str:
     if seconds < 10:
         return f"{seconds:.1f}s"
     whole = int(seconds)
-    days, rest = divmod(whole, 86400)
+    days, rest = divmod(whole, int(SECONDS_PER_DAY))
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
@@ -296,7 +298,8 @@ def restart_command(
     service: Annotated[
         str,
         typer.Argument(
-            help="watcher, processor, analyzer or all.", autocompletion=_complete(INSTANCES)
+            help="hdf5_watcher, ms_processor, variability_analyzer, service_manager or all.",
+            autocompletion=_complete(INSTANCES),
         ),
     ],
     env: EnvOption = None,

@@ -50,6 +50,13 @@ import anyio.to_thread
 import structlog
 
 from dsa110d.config import Config
+from dsa110d.contracts import (
+    PROCESSOR_GROUP,
+    BlockProcessed,
+    ChunkConverted,
+    SetAnnounced,
+    ms_message,
+)
 from dsa110d.errors import (
     ConfigError,
     ConversionError,
@@ -59,12 +66,13 @@ from dsa110d.errors import (
     MessageError,
     PathOutsideRootsError,
     StageError,
+    describe,
 )
 from dsa110d.messages import Message, MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots, paths_inside
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
-from dsa110d.science.blocks import Block, BlockPlan, Chunk
+from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
@@ -75,15 +83,11 @@ from dsa110d.state.leases import Leases
 from dsa110d.state.sets import Sets, SetState
 from dsa110d.state.streams import Delivery, ReliableStream
 
-PROCESSOR_GROUP = "processor"
-"""The processor's consumer group on HDF5_PROCESSING and on MS_PROCESSING."""
 SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 """A set id is the set's start time (``science.subbands.set_id_from_time``); it names the MS,
 so anything else (``..``, slashes) is refused."""
 ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
-KIND_CHUNK = "chunk"
-KIND_BLOCK = "block"
 STATS_INTERVAL_SEC = 5.0
 """How often the backlog and queue lag are refreshed for health and metrics."""
 
@@ -107,13 +111,6 @@ def set_id_of(message: Message) -> str:
     if not isinstance(set_id, str) or not SET_ID_PATTERN.match(set_id):
         raise MessageError(f"message {message.id}: payload.set_id {set_id!r} is not a set id")
     return set_id
-
-
-def _number(message: Message, name: str) -> float:
-    value = message.payload.get(name)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise MessageError(f"message {message.id}: payload.{name} must be a number")
-    return float(value)
 
 
 def remove_stale_staging(root: Path, block_id: str, token: int) -> None:
@@ -222,7 +219,7 @@ class MSProcessingHandler:
             # is a LeaseLostError): the set's record is theirs, so leave it alone.
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = describe(exc)
             state = SetState.FAILED if final_attempt else SetState.QUEUED
             await self.sets.mark(set_id, state, reason)
             log.warning("set_failed", reason=reason, final=final_attempt)
@@ -250,17 +247,16 @@ class MSProcessingHandler:
                 await anyio.sleep(self.config.leases.renew_interval_sec)
 
     def _set_inputs(self, message: Message, set_id: str) -> tuple[list[Path], Path, bool]:
-        payload = message.payload
-        raw = payload.get("paths")
-        if raw is None and isinstance(payload.get("files"), list):
-            raw = [f.get("path") if isinstance(f, dict) else f for f in payload["files"]]
-        files = paths_inside(raw, self.roots, f"message {message.id} payload.paths")
+        announced = SetAnnounced.from_payload(message.payload, message.id)
+        files = paths_inside(
+            list(announced.paths()), self.roots, f"message {message.id} payload.files"
+        )
         out = inside_roots(
             str(Path(self.config.paths.ms_dir).absolute() / f"{set_id}.ms"),
             self.roots,
             f"set {set_id} MS",
         )
-        return files, out, bool(payload.get("partial", False))
+        return files, out, announced.partial
 
     async def _convert_and_record(
         self,
@@ -307,43 +303,31 @@ class MSProcessingHandler:
 
     async def _announce_chunk(self, chunk: ChunkRecord, trace_id: str) -> None:
         blocks = self.plan.blocks_of_chunk(Chunk(chunk.start, chunk.end, chunk.path))
-        payload = {
-            "kind": KIND_CHUNK,
-            "set_id": chunk.set_id,
-            "chunk_id": chunk.chunk_id,
-            "ms_path": chunk.path,
-            "paths": [chunk.path],
-            "start": chunk.start,
-            "end": chunk.end,
-            "dec_rad": chunk.dec_rad,
-            "blocks": [b.id for b in blocks],
-        }
-        message = new_message(MessageType.MS_PROCESSING, payload, self.producer, trace_id)
+        converted = ChunkConverted(
+            chunk.set_id, chunk.chunk_id, chunk.path, chunk.start, chunk.end, chunk.dec_rad,
+            tuple(b.id for b in blocks),
+        )  # fmt: skip
+        message = new_message(
+            MessageType.MS_PROCESSING, converted.to_payload(), self.producer, trace_id
+        )
         await self.ms_stream.publish(message, dedup_key=f"chunk:{chunk.chunk_id}")
 
     # ------------------------------------------------------------------ MS_PROCESSING
     async def handle_ms_message(self, delivery: Delivery) -> None:
         """Check a chunk or block message; record a foreign chunk; wake the block loop."""
         message = delivery.message
-        kind = message.payload.get("kind")
-        if kind not in (KIND_CHUNK, KIND_BLOCK):
-            raise MessageError(f"message {message.id}: payload.kind {kind!r} is not chunk/block")
-        paths_inside(
-            message.payload.get("paths"), self.roots, f"message {message.id} payload.paths"
-        )
-        if kind == KIND_BLOCK:
+        contract = ms_message(message.payload, message.id)
+        paths_inside(list(contract.paths()), self.roots, f"message {message.id} payload paths")
+        if isinstance(contract, BlockProcessed):
             return
         set_id = set_id_of(message)
-        ms = inside_roots(
-            message.payload.get("ms_path"), self.roots, f"message {message.id} payload.ms_path"
-        )
+        ms = inside_roots(contract.ms_path, self.roots, f"message {message.id} payload.ms_path")
         if await self.blocks.chunk(set_id) is None:
             if not await anyio.to_thread.run_sync(is_complete_dir, ms):
                 raise ConversionError(f"message {message.id}: {ms} is not a complete MS")
             chunk = ChunkRecord(
-                set_id, set_id, _number(message, "start"), _number(message, "end"),
-                _number(message, "dec_rad"), str(ms),
-            )  # fmt: skip
+                set_id, set_id, contract.start, contract.end, contract.dec_rad, str(ms)
+            )
             await self._record(chunk)
         self.wake.set()
 
@@ -396,7 +380,7 @@ class MSProcessingHandler:
             self.log.warning("block_superseded", block_id=block_id, reason=str(exc))
             return None
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = describe(exc)
             attempts = await self.blocks.record_failure(
                 block_id, reason, self.config.retry.max_attempts
             )
@@ -466,19 +450,11 @@ class MSProcessingHandler:
         chunk_paths = [
             c.path for c in await self._block_chunks(block) if c.chunk_id in outcome.chunks
         ]
-        payload = {
-            "kind": KIND_BLOCK,
-            "block_id": outcome.block_id,
-            "version": outcome.version,
-            "results": outcome.results,
-            "paths": list(outcome.results.values()) or chunk_paths,
-            "ms_paths": chunk_paths,
-            "chunks": list(outcome.chunks),
-            "missing_slots": list(outcome.missing_slots),
-            "start": block.start,
-            "end": block.end,
-        }
-        message = new_message(MessageType.MS_PROCESSING, payload, self.producer)
+        processed = BlockProcessed(
+            outcome.block_id, outcome.version, outcome.results, tuple(chunk_paths),
+            outcome.chunks, outcome.missing_slots, block.start, block.end,
+        )  # fmt: skip
+        message = new_message(MessageType.MS_PROCESSING, processed.to_payload(), self.producer)
         await self.ms_stream.publish(
             message, dedup_key=f"block:{outcome.block_id}:v{outcome.version}"
         )
@@ -504,11 +480,11 @@ class MSProcessorService(Service):
     """The ``processor`` service: two stream consumers and the block loop."""
 
     worker_modules = (
-        "dsa110d.science.convert",
-        "dsa110d.science.chunkinfo",
-        "dsa110d.science.stages",
-        "dsa110d.science.flagging",
-        "dsa110d.science.photometry",
+        "dsa110d.science.conversion.convert",
+        "dsa110d.science.pipeline.chunkinfo",
+        "dsa110d.science.pipeline.stages",
+        "dsa110d.science.pipeline.flagging",
+        "dsa110d.science.photometry.stage",
         "dsa110d.services.processor_jobs",
     )
 

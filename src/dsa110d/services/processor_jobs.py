@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from dsa110d.config import Config
-from dsa110d.science.blocks import BlockPlan
+from dsa110d.science.pipeline.blocks import BlockPlan
 
 # The heavy science modules (casacore, pyuvdata, pandas) are imported inside the jobs, so
 # that the daemon can name these functions without importing them; the workers import them
@@ -60,8 +60,8 @@ def _children_die_with_worker() -> None:
 
 def convert_job(files: list[str], out: str, partial: bool) -> dict[str, Any]:
     """Convert one set into ``out`` and describe the chunk (span in Unix s, dec in rad)."""
-    from dsa110d.science.chunkinfo import chunk_info
-    from dsa110d.science.convert import convert_set
+    from dsa110d.science.conversion.convert import convert_set
+    from dsa110d.science.pipeline.chunkinfo import chunk_info
 
     _children_die_with_worker()
     remove_temporaries(Path(out))
@@ -104,7 +104,8 @@ def block_job(
     staging: str,
 ) -> list[dict[str, Any]]:
     """Run the configured stages on one block; outputs under ``staging``; their results."""
-    from dsa110d.science.stages import BlockJob, build_pipeline, run_pipeline
+    from dsa110d.science.pipeline.stage import BlockJob
+    from dsa110d.science.pipeline.stages import build_pipeline, run_pipeline
 
     _children_die_with_worker()
     root = Path(staging)

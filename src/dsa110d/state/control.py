@@ -23,8 +23,6 @@ leaves :meth:`serve`.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -84,10 +82,6 @@ class ControlCommand:
             pid=pid,
             id=str(data.get("id", "")),
         )
-
-
-def this_host() -> tuple[str, int]:
-    return socket.gethostname(), os.getpid()
 
 
 class ControlChannel:

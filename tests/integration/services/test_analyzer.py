@@ -217,11 +217,11 @@ async def test_block_messages_with_paths_outside_the_data_roots_go_to_the_dead_l
     analyzer = handler(config, redis, analyzer_pool)
     await analyzer.stream.ensure_group()
     good = str(results / "photometry" / "b1.parquet")
-    await processor.publish(block_message("b1", photometry=good))
-    await processor.publish(block_message("b2", photometry="/etc/passwd"))
-    await processor.publish(block_message("b3", outputs={"photometry": str(sneaky / "x.parquet")}))
-    await processor.publish(block_message("b4", paths=[good, f"{results}/../../x"]))
-    await processor.publish(block_message("", photometry=good))
+    await processor.publish(block_message("b1", {"photometry": good}))
+    await processor.publish(block_message("b2", {"photometry": "/etc/passwd"}))
+    await processor.publish(block_message("b3", {"photometry": str(sneaky / "x.parquet")}))
+    await processor.publish(block_message("b4", {"photometry": good}, (f"{results}/../../x",)))
+    await processor.publish(block_message("", {"photometry": good}))
     consumer = StreamConsumer(analyzer.stream, analyzer.consumer, analyzer.handle)
 
     while await consumer.poll_once(block_ms=50):

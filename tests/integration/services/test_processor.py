@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from dsa110d.config import Config
+from dsa110d.contracts import BlockProcessed
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
-from dsa110d.science.photometry import SCHEMA
-from dsa110d.science.simulate import SimulationResult
+from dsa110d.science.photometry.stage import SCHEMA
+from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.blocks import BlockState
 from dsa110d.state.connection import Redis
@@ -263,7 +264,7 @@ async def test_block_messages_name_paths_inside_the_roots(
         await handler.check_blocks(now=time.time())
         (message,) = await block_messages(redis, cfg)
         roots = [r.resolve() for r in cfg.paths.data_roots()]
-        for path in [*message.payload["paths"], *message.payload["ms_paths"]]:
+        for path in BlockProcessed.from_payload(message.payload, message.id).paths():
             assert any(Path(path).is_relative_to(r) for r in roots)
         assert message.type is MessageType.MS_PROCESSING
 
