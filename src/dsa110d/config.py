@@ -24,11 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from dsa110d.errors import ConfigError
+from dsa110d.errors import ConfigError, describe
 
 ENVIRONMENTS = ("development", "production", "testing")
 DEFAULT_ENV = "development"
 ENV_VAR_PREFIX = "DSA110__"
+CONFIG_ERROR_MAX_CHARS = 1000  # one line naming the file, the key and the fault
 CONFIG_SEARCH_PATH = (Path("etc/dsa110/services.yaml"), Path("/etc/dsa110/services.yaml"))
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -409,14 +410,29 @@ def load_config(
     environ: Mapping[str, str] = os.environ,
 ) -> Config:
     """Load, overlay and validate; every failure is one ConfigError line."""
-    chosen_env = resolve_env(env, environ)
-    chosen_path = resolve_path(path, environ)
-    document = read_document(chosen_path) if chosen_path is not None else {}
-    source = str(chosen_path) if chosen_path is not None else "built-in defaults"
-    merged = overlay_document(document, chosen_env, source)
-    merged = apply_environ_overrides(merged, environ)
-    merged["env"] = chosen_env
-    return validate(merged, source)
+    try:
+        chosen_env = resolve_env(env, environ)
+        chosen_path = resolve_path(path, environ)
+        document = read_document(chosen_path) if chosen_path is not None else {}
+        source = str(chosen_path) if chosen_path is not None else "built-in defaults"
+        merged = overlay_document(document, chosen_env, source)
+        merged = apply_environ_overrides(merged, environ)
+        merged["env"] = chosen_env
+        return validate(merged, source)
+    except ConfigError as exc:
+        # Key paths and variable names come from the input and may hold newlines or
+        # terminal escapes: the line printed is always one printable line.
+        raise ConfigError(describe(exc, CONFIG_ERROR_MAX_CHARS)) from None
+
+
+def _parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` whose every failure is a YAMLError: PyYAML lets ValueError out of
+    its constructors (an impossible date, an integer of 5000 digits) and RecursionError out
+    of its composer (brackets nested thousands deep)."""
+    try:
+        return yaml.safe_load(text)
+    except (ValueError, OverflowError, RecursionError) as exc:
+        raise yaml.YAMLError(describe(exc)) from None
 
 
 def check_file(
@@ -455,7 +471,7 @@ def read_document(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        document = yaml.safe_load(text)
+        document = _parse_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -524,7 +540,7 @@ def apply_environ_overrides(
             value: Any = environ[name]  # a secret is the string as given, never YAML
         else:
             try:
-                value = yaml.safe_load(environ[name])
+                value = _parse_yaml(environ[name])
             except yaml.YAMLError:
                 value = environ[name]
         override: dict[str, Any] = {keys[-1]: value}

@@ -213,7 +213,7 @@ class VariabilityAnalysisHandler:
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """A message that no retry can fix goes to the dead letters at once."""
-        entry = Entry(delivery.entry_id, encode(delivery.message), delivery.deliveries)
+        entry = Entry(delivery.entry_id, encode(delivery.message).encode(), delivery.deliveries)
         await self.stream.dead_letter(entry, reason, self.consumer, list(delivery.attempts))
         self.log.warning("message_dead_lettered", entry=delivery.entry_id, reason=reason)
 

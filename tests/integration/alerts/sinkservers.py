@@ -149,3 +149,45 @@ class SMTPServer:
         self._stop = True
         self.thread.join(timeout=5)
         self.sock.close()
+
+
+class GarbageServer:
+    """Answers every connection with bytes that are not HTTP, then hangs up: a webhook
+    endpoint gone wrong (a misrouted port, a proxy speaking another protocol)."""
+
+    REPLY = b"\x00\xffnot http at all\r\n\r\n"
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/secret-token"
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                self.connections += 1
+                conn.settimeout(2)
+                try:
+                    conn.recv(65536)  # the request, unread beyond its first chunk
+                    conn.sendall(self.REPLY)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(timeout=5)
+        self.sock.close()
