@@ -25,6 +25,7 @@ from dsa110d.state.sets import ErrorKind, NewFile, SetState
 from dsa110d.workers import WorkerPool
 from tests.integration.services.watcher.watcherkit import (
     CRASH_MARKER,
+    HANG_MARKER,
     N_SUBBANDS,
     announced,
     announced_paths,
@@ -37,6 +38,8 @@ from tests.integration.services.watcher.watcherkit import (
 pytestmark = pytest.mark.anyio
 TIMEOUT_SEC = 0.3
 """processing_timeout_sec of these tests."""
+HANG_DEADLINE_SEC = 8.0
+"""A probe job's deadline in the hang test."""
 
 
 def _events(logs: list[dict[str, object]], name: str) -> list[dict[str, object]]:
@@ -181,3 +184,29 @@ async def test_a_symlink_to_a_name_that_is_not_utf8_does_not_stop_the_watcher(
     (fault,) = _events(logs, "subband_fault")
     assert str(fault["reason"]).startswith(str(link)) and "not UTF-8" in str(fault["reason"])
     assert [m.payload["set_id"] for m in await announced(redis, config)] == tiny_sets.set_ids[:1]
+
+
+async def test_a_file_that_hangs_the_probe_process_is_killed_and_recorded(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult
+) -> None:
+    """A probe job past its deadline kills its worker; the part is retried a file per job,
+    the hanging file is recorded with the reason, the good ones are announced."""
+    incoming = config.paths.incoming_dir
+    good = land_all(by_set(tiny_sets.files)[0], incoming)
+    name = parse_subband_name(good[0])
+    assert name is not None
+    hanger = incoming / subband_file_name(name.timestamp + timedelta(seconds=1), 9)
+    hanger.write_bytes(HANG_MARKER + b"\0" * 4096)
+    async with WorkerPool(1, PROBE_MODULES) as pool:
+        # a deadline well above a fresh worker's imports (each kill costs one; seconds when
+        # the host is loaded), well below the hang
+        prober = isolated_prober(pool, probe_or_crash, base_sec=HANG_DEADLINE_SEC, per_file_sec=0)
+        handler = HDF5EventHandler(config, redis, prober=prober)
+        with capture_logs() as logs:
+            await handler.start()
+    (message,) = await announced(redis, config)
+    assert message.payload["paths"] == [str(p) for p in good]
+    (fault,) = _events(logs, "subband_fault")
+    reason = str(fault["reason"])
+    assert reason.startswith(str(hanger)), reason
+    assert f"took more than {HANG_DEADLINE_SEC:g} s (killed)" in reason, reason
