@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import anyio
 import h5py
@@ -20,9 +21,15 @@ from structlog.testing import capture_logs
 from dsa110d.config import Config
 from dsa110d.science.hdf5.subbands import parse_subband_name, subband_file_name
 from dsa110d.science.simulation.simulate import SimulationResult
-from dsa110d.services.watcher import PROBE_MODULES, HDF5EventHandler, isolated_prober
+from dsa110d.services.base import Health
+from dsa110d.services.watcher import (
+    PROBE_MODULES,
+    HDF5EventHandler,
+    HDF5WatcherService,
+    isolated_prober,
+)
 from dsa110d.state.sets import ErrorKind, NewFile, SetState
-from dsa110d.workers import WorkerPool
+from dsa110d.workers import DEATHS_DEGRADED, WorkerPool
 from tests.integration.services.watcher.watcherkit import (
     CRASH_MARKER,
     HANG_MARKER,
@@ -210,3 +217,24 @@ async def test_a_file_that_hangs_the_probe_process_is_killed_and_recorded(
     reason = str(fault["reason"])
     assert reason.startswith(str(hanger)), reason
     assert f"took more than {HANG_DEADLINE_SEC:g} s (killed)" in reason, reason
+
+
+async def test_probe_processes_dying_again_and_again_degrade_the_watcher(
+    config: Config, tmp_path: Path
+) -> None:
+    crashers = []
+    for i in range(DEATHS_DEGRADED):
+        crashers.append(tmp_path / f"crasher{i}")
+        crashers[-1].write_bytes(CRASH_MARKER)
+    service = HDF5WatcherService()
+    async with WorkerPool(1, PROBE_MODULES) as pool:
+        service.probes = pool
+        prober = isolated_prober(pool, probe_or_crash)
+        for crasher in crashers[:-1]:
+            (outcome,) = await prober([str(crasher)], str(tmp_path))
+            assert "SIGSEGV" in outcome["reason"]
+        assert service.health().health is Health.HEALTHY
+        await prober([str(crashers[-1])], str(tmp_path))
+        report = service.health()
+    assert report.health is Health.DEGRADED
+    assert f"{DEATHS_DEGRADED} probe processes died recently" in report.reason
