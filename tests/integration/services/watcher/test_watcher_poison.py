@@ -212,7 +212,7 @@ async def test_a_file_that_hangs_the_probe_process_is_killed_and_recorded(
         with capture_logs() as logs:
             await handler.start()
     (message,) = await announced(redis, config)
-    assert message.payload["paths"] == [str(p) for p in good]
+    assert announced_paths(message) == [str(p) for p in good]
     (fault,) = _events(logs, "subband_fault")
     reason = str(fault["reason"])
     assert reason.startswith(str(hanger)), reason
