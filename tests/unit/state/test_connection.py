@@ -1,47 +1,47 @@
-"""Sentinel connections take their own credentials and the TLS settings."""
+"""A password in the Redis URL's query string is as secret as one in its userinfo."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import logging
+from collections.abc import Iterator
 
-from dsa110d.config import Config
-from dsa110d.state.connection import client_for
+import pytest
+
+from dsa110d import logs
+from dsa110d.config import load_config, redact_url
+from dsa110d.state.connection import client_for, describe_target
+
+QUERY_URL = "redis://db.example:6379/0?db=0&password=qu%3Ary-s3cret"
 
 
-def test_sentinels_get_their_own_password_and_the_tls_files(tmp_path: Path) -> None:
-    (tmp_path / "sentinel.pw").write_text("s3cret\n")
-    config = Config.model_validate(
-        {
-            "redis": {
-                "password": "data-pw",
-                "tls": {"enabled": True, "ca_file": str(tmp_path / "ca.pem")},
-                "sentinel": {
-                    "master_name": "dsa110",
-                    "addresses": ["10.0.0.1:26379", "10.0.0.2:26379"],
-                    "username": "watcher",
-                    "password_file": str(tmp_path / "sentinel.pw"),
-                },
-            }
-        }
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    yield
+    for handler in list(logging.getLogger().handlers):
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def test_redact_url_hides_the_query_string_password() -> None:
+    assert redact_url(QUERY_URL) == "redis://db.example:6379/0?db=0&password=***"
+    assert (
+        redact_url("unix:///run/v.sock?password=x1&db=2") == "unix:///run/v.sock?password=***&db=2"
     )
-    client = client_for(config)
-    pool = client.connection_pool
-    sentinel = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs  # type: ignore[attr-defined]
-    assert (sentinel["username"], sentinel["password"]) == ("watcher", "s3cret")
-    assert sentinel["ssl_ca_certs"] == str(tmp_path / "ca.pem")
-    master = pool.connection_kwargs
-    assert (master["password"], master["ssl_ca_certs"]) == ("data-pw", str(tmp_path / "ca.pem"))
+    assert redact_url("redis://u:pw@h:1/0?password=x") == "redis://u:***@h:1/0?password=***"
 
 
-def test_with_sentinel_acknowledged_writes_wait_for_one_replica_by_default() -> None:
-    sentinel = {"master_name": "m", "addresses": ["127.0.0.1:26379"]}
-    assert Config.model_validate({"redis": {"sentinel": sentinel}}).redis.acked_replicas() == 1
-    assert Config().redis.acked_replicas() == 0
-    explicit = {"sentinel": sentinel, "wait_replicas": 2}
-    assert Config.model_validate({"redis": explicit}).redis.acked_replicas() == 2
-
-
-def test_the_sentinel_password_is_redacted() -> None:
-    sentinel = {"master_name": "m", "addresses": ["127.0.0.1:26379"], "password": "s3cret"}
-    shown = Config.model_validate({"redis": {"sentinel": sentinel}}).redacted()
-    assert shown["redis"]["sentinel"]["password"] == "***"
+def test_the_query_string_password_never_reaches_the_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = load_config(None, "production", {"DSA110__REDIS__URL": QUERY_URL})
+    client_for(config)  # registers the URL's secrets; connects to nothing yet
+    assert "s3cret" not in describe_target(config)
+    logs.configure("INFO", "json", environ={})
+    logs.get_logger("dsa110d.test").warning(
+        "cannot connect", url=QUERY_URL, detail="password qu:ry-s3cret refused"
+    )
+    out = capsys.readouterr().out
+    record = json.loads(out.splitlines()[-1])
+    assert "s3cret" not in out
+    assert record["url"].endswith("password=***")
