@@ -87,10 +87,21 @@ class AnalyzerConfig(_Section):
     analysis_debounce_sec: PositiveFloat = 30
 
 
+class WebConfig(_Section):
+    """The read-only web console and HTTP API (``dsa110d.services.web``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 8110
+    token_file: Path | None = None
+    refresh_sec: PositiveFloat = 5
+
+
 class ServicesConfig(_Section):
     hdf5_watcher: WatcherConfig = WatcherConfig()
     ms_processor: ProcessorConfig = ProcessorConfig()
     variability_analyzer: AnalyzerConfig = AnalyzerConfig()
+    web: WebConfig = WebConfig()
 
 
 class TLSConfig(_Section):

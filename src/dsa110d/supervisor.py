@@ -59,6 +59,7 @@ CONFIG_SECTION = {
     "watcher": "hdf5_watcher",
     "processor": "ms_processor",
     "analyzer": "variability_analyzer",
+    "web": "web",
 }
 
 log = get_logger("dsa110d.supervisor")

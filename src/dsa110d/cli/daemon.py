@@ -21,7 +21,7 @@ from dsa110d.cli.common import (
 from dsa110d.config import Config
 from dsa110d.errors import DSA110Error
 
-SERVICE_NAMES = ("watcher", "processor", "analyzer")  # what ``all`` means
+SERVICE_NAMES = ("watcher", "processor", "analyzer", "web")  # ``all`` (web only when enabled)
 
 app = typer.Typer(
     name="dsa110d",

@@ -44,7 +44,7 @@ from dsa110d.state.registry import Registry
 
 Mode = Literal["auto", "systemd", "process"]
 MODES: tuple[str, ...] = ("auto", "systemd", "process")
-INSTANCES = ("all", "watcher", "processor", "analyzer")  # what dsa110d@.service takes
+INSTANCES = ("all", "watcher", "processor", "analyzer", "web")  # what dsa110d@.service takes
 UNIT_TEMPLATE = "dsa110d@.service"
 SYSTEMD_RUNTIME = Path("/run/systemd/system")
 START_TIMEOUT_SEC = 60.0

@@ -275,6 +275,7 @@ BUILTIN_MODULES = (
     "dsa110d.services.watcher",
     "dsa110d.services.analyzer",
     "dsa110d.services.processor",
+    "dsa110d.services.web",
 )
 EXTRA_MODULES_VAR = "DSA110_SERVICE_MODULES"
 DEFAULT_SERVICES = ("watcher", "processor", "analyzer")

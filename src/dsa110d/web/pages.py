@@ -1,0 +1,184 @@
+"""The console's pages: server-rendered (Jinja2, autoescaped) from the same API handlers, then
+kept fresh by ``static/console.js`` polling the API (no reload, no build step).
+
+A table is described once here (:class:`Column`): the template renders its first rows and the
+script re-renders them from the API with the same keys and formats, always as text, so no
+string from the pipeline (a file name, a reason, a source id) is ever parsed as markup.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+
+SUBSTITUTE = "-"
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    fmt: str = "text"
+    """``text``, ``num`` (3 significant digits), ``int``, ``time`` (epoch s, UTC), ``age``
+    (seconds), ``list``, ``json``."""
+    link: str = ""
+    """A link for the cell: a template like ``/sources/{source_id}`` (each value URL-encoded)."""
+
+
+def fmt(value: Any, kind: str) -> str:
+    """A cell's text (console.js's ``format`` does the same in the browser)."""
+    if value is None or value == "":
+        return SUBSTITUTE
+    if kind == "num" and isinstance(value, int | float):
+        if not math.isfinite(value):
+            return SUBSTITUTE
+        return f"{value:.3g}"
+    if kind == "int" and isinstance(value, int | float):
+        return str(int(value))
+    if kind == "time" and isinstance(value, int | float):
+        if value <= 0:
+            return SUBSTITUTE
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if kind == "age" and isinstance(value, int | float):
+        return duration(float(value))
+    if kind == "list" and isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or SUBSTITUTE
+    if kind == "json" and isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or SUBSTITUTE
+    return str(value)
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min {seconds % 60:.0f} s"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f} h {seconds % 3600 // 60:.0f} min"
+    return f"{seconds // 86400:.0f} d {seconds % 86400 // 3600:.0f} h"
+
+
+def link(template: str, row: dict[str, Any]) -> str:
+    from urllib.parse import quote
+
+    out = template
+    for key, value in row.items():
+        out = out.replace("{" + key + "}", quote(str(value), safe="/"))
+    return out
+
+
+SERVICES = (
+    Column("host", "host"),
+    Column("service", "service"),
+    Column("pid", "pid", "int"),
+    Column("state", "state"),
+    Column("health", "health"),
+    Column("reason", "reason"),
+    Column("uptime_sec", "up", "age"),
+    Column("heartbeat_age_sec", "heartbeat", "age"),
+    Column("processed", "processed", "int"),
+    Column("failed", "failed", "int"),
+    Column("queue_lag_sec", "lag", "age"),
+    Column("backlog", "backlog", "int"),
+    Column("restarts", "restarts", "int"),
+)
+QUEUES = (
+    Column("message_type", "type"),
+    Column("group", "group"),
+    Column("length", "length", "int"),
+    Column("pending", "pending", "int"),
+    Column("undelivered", "undelivered", "int"),
+    Column("consumers_alive", "consumers alive", "int"),
+    Column("oldest_pending_age_sec", "oldest pending", "age"),
+    Column("dead_letters", "dead letters", "int"),
+)
+ALERTS = (
+    Column("status", "status"),
+    Column("severity", "severity"),
+    Column("since", "since", "time"),
+    Column("rule", "rule"),
+    Column("summary", "summary"),
+)
+SETS = (
+    Column("set_id", "set"),
+    Column("state", "state"),
+    Column("subbands", "subbands", "int"),
+    Column("expected", "expected", "int"),
+    Column("missing", "missing", "list"),
+    Column("attempts", "attempts", "int"),
+    Column("last_error", "last error"),
+    Column("first_seen", "first seen", "time"),
+)
+BLOCKS = (
+    Column("block_id", "block"),
+    Column("start", "start", "time"),
+    Column("end", "end", "time"),
+    Column("state", "state"),
+    Column("version", "version", "int"),
+    Column("chunks", "chunks", "int"),
+    Column("missing_slots", "missing slots", "list"),
+    Column("attempts", "attempts", "int"),
+    Column("error", "error"),
+    Column("results", "results and QA", "json"),
+)
+DEAD_REASONS = (
+    Column("message_type", "type"),
+    Column("reason", "reason"),
+    Column("count", "count", "int"),
+)
+DEAD_LETTERS = (
+    Column("message_type", "type"),
+    Column("dead_id", "id"),
+    Column("dead_at", "dead at", "time"),
+    Column("consumer", "consumer"),
+    Column("reason", "reason"),
+)
+CANDIDATES = (
+    Column("rank", "rank", "int"),
+    Column("source_id", "source", link="/sources/{source_id}"),
+    Column("class", "class"),
+    Column("ra_deg", "RA (deg)", "num"),
+    Column("dec_deg", "Dec (deg)", "num"),
+    Column("n", "n", "int"),
+    Column("mean_flux_jy", "mean flux (Jy)", "num"),
+    Column("v", "V", "num"),
+    Column("eta", "eta", "num"),
+    Column("p_constant", "p(constant)", "num"),
+)
+FILES = (
+    Column("path", "file", link="/files/{path}"),
+    Column("kind", "kind"),
+    Column("size", "bytes", "int"),
+    Column("modified", "modified", "time"),
+)
+ANALYSIS_RUNS = (
+    Column("run", "run"),
+    Column("candidates", "candidates", "int"),
+    Column("file", "file", link="/files/{file}"),
+)
+
+NAV = (
+    ("/", "overview"),
+    ("/sets", "sets"),
+    ("/blocks", "blocks"),
+    ("/dead-letters", "dead letters"),
+    ("/candidates", "candidates"),
+    ("/files", "files"),
+)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("dsa110d.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(fmt=fmt, link=link, nav=NAV)
+    return env
