@@ -19,7 +19,6 @@ import logging
 
 import anyio
 
-from dsa110d.config import Config
 from dsa110d.logs import get_logger
 from dsa110d.services.base import (
     Health,
@@ -37,17 +36,6 @@ SHUTDOWN_GRACE_SEC = 2.0
 """Requests in flight get this long to finish at shutdown (they are reads: short)."""
 
 log = get_logger("dsa110d.services.web")
-
-
-def console_url(config: Config) -> str:
-    """Where the console answers (``dsa110ctl web-url``, the demo's banner)."""
-    web = config.services.web
-    host = web.host
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{web.port}/"
 
 
 @register_service("web")
@@ -72,7 +60,7 @@ class WebService(Service):
         server.errorlog = logging.getLogger("dsa110d.web.server")
         server.graceful_timeout = SHUTDOWN_GRACE_SEC
         server.include_server_header = False
-        url = console_url(ctx.config)
+        url = web.url
         while not ctx.stopping.is_set():
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._beat, ctx)
