@@ -175,6 +175,9 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
         return FileResponse(path, media_type=media, filename=path.name,
                             content_disposition_type=disposition)  # fmt: skip
 
+    async def favicon(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
     async def not_found(request: Request, exc: Exception) -> Response:
         if request.url.path.startswith(api.API_PREFIX):
             return StrictJSON({"error": f"no endpoint {request.url.path[:80]}"}, status_code=404)
@@ -190,6 +193,7 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
         Route("/candidates", candidates_page, methods=["GET"]),
         Route("/sources/{source_id}", source_page, methods=["GET"]),
         Route("/files", files_page, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/files/{path:path}", result_file, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

@@ -117,7 +117,7 @@ def test_the_token_file(tmp_path: Path) -> None:
     assert read_token(None) is None
     short = tmp_path / "short"
     short.write_text("abc\n")
-    with pytest.raises(ConfigError, match="services.web.token_file: .*short"):
+    with pytest.raises(ConfigError, match=r"services\.web\.token_file: .*short"):
         read_token(short)
     with pytest.raises(ConfigError, match="cannot read"):
         read_token(tmp_path / "missing")

@@ -159,6 +159,9 @@
   function pointsOnly(label, stroke) {
     return { label, stroke, fill: stroke, paths: () => null, points: { show: true, size: 6, fill: stroke } };
   }
+  const UTC_DATES = { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC") };
+  const FROM_ZERO = (u, min, max) => [0, Math.max(1, max * 1.1)];
+
   function draw(el, options, data) {
     const old = charts.get(el.id);
     if (old && old.series.length === options.series.length) {
@@ -188,8 +191,9 @@
       const data = await getJSON(el.dataset.api);
       const rows = data.sets_per_hour || [];
       draw(el, {
-        scales: { x: { time: true } },
-        axes: [{}, { label: "sets per hour" }],
+        ...UTC_DATES,
+        scales: { x: { time: true }, y: { range: FROM_ZERO } },
+        axes: [{}, { label: "sets per hour (UTC)" }],
         series: [{}, { label: "sets", stroke: "#2f6fdf", fill: "rgba(47,111,223,0.3)",
           paths: uPlot.paths.bars({ size: [0.8, 40] }) }],
       }, [rows.map((r) => r.hour), rows.map((r) => r.sets)]);
@@ -198,7 +202,8 @@
       const rows = (await getJSON(el.dataset.api)).map((r) => ({ ...r, t: setTime(r.set_id) }));
       const { states, data } = byState(rows, "t", "subbands", "state");
       draw(el, {
-        scales: { x: { time: true } },
+        ...UTC_DATES,
+        scales: { x: { time: true }, y: { range: FROM_ZERO } },
         axes: [{}, { label: "subbands" }],
         series: [{}, ...states.map((s) => pointsOnly(s, PALETTE[s] || "#555"))],
       }, data);
@@ -207,7 +212,8 @@
       const rows = await getJSON(el.dataset.api);
       const { states, data } = byState(rows, "start", "chunks", "state");
       draw(el, {
-        scales: { x: { time: true } },
+        ...UTC_DATES,
+        scales: { x: { time: true }, y: { range: FROM_ZERO } },
         axes: [{}, { label: "chunks" }],
         series: [{}, ...states.map((s) => pointsOnly(s, PALETTE[s] || "#555"))],
       }, data);
