@@ -188,7 +188,9 @@ def test_every_page_in_a_real_browser(browser: Any, console: tuple[str, Config, 
         lambda: browser.find_element("id", "eta-v").get_attribute("data-sources") is not None,
         timeout=PAGE_TIMEOUT_SEC,
     )
-    assert int(browser.find_element("id", "eta-v").get_attribute("data-sources")) == recorded.sources
+    assert (
+        int(browser.find_element("id", "eta-v").get_attribute("data-sources")) == recorded.sources
+    )
     assert XSS_SOURCE in cells(browser, "candidates", 1)
     assert browser.find_elements("id", "xss") == []
     eta_header = browser.find_element("css selector", "#candidates th[data-key=eta]")
@@ -205,8 +207,10 @@ def test_every_page_in_a_real_browser(browser: Any, console: tuple[str, Config, 
     select.find_element("css selector", "option[value=transient]").click()
     click(browser, "#candidates tbody tr")
     wait_for(
-        lambda: browser.find_element("id", "light-curve").get_attribute("data-points")
-        == str(recorded.points),
+        lambda: (
+            browser.find_element("id", "light-curve").get_attribute("data-points")
+            == str(recorded.points)
+        ),
         timeout=PAGE_TIMEOUT_SEC,
     )
     assert browser.find_element("css selector", "#light-curve canvas")
@@ -220,8 +224,10 @@ def test_every_page_in_a_real_browser(browser: Any, console: tuple[str, Config, 
     refreshed(browser)
     assert browser.current_url.endswith(f"/sources/{recorded.transient.replace('+', '%2B')}")
     wait_for(
-        lambda: browser.find_element("id", "light-curve").get_attribute("data-points")
-        == str(recorded.points),
+        lambda: (
+            browser.find_element("id", "light-curve").get_attribute("data-points")
+            == str(recorded.points)
+        ),
         timeout=PAGE_TIMEOUT_SEC,
     )
     assert errors_in(browser) == []

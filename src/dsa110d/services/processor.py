@@ -291,6 +291,7 @@ class MSProcessingHandler:
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)
         self.metrics.add("sets")
+        self.metrics.observe("conversion", float(done["seconds"]))
         log.info(
             "set_converted", ms=str(out), reused=done["reused"], new_chunk=new,
             seconds=round(float(done["seconds"]), 2),
@@ -386,10 +387,12 @@ class MSProcessingHandler:
                 if not status.ready or not status.chunks:
                     return None
                 chunks = [by_path[c.path] for c in status.chunks]
+                began = time.monotonic()
                 with self.metrics.job():
                     outcome = await self._run_block(
                         lease, block, record, chunks, status.missing_slots
                     )
+                self.metrics.observe("block", time.monotonic() - began)
         except LeaseHeldError:
             return None
         except LeaseLostError as exc:  # FencingError too: a newer holder owns the block
@@ -563,7 +566,9 @@ class MSProcessorService(Service):
         handler = self.handler
         assert handler is not None
         stats = await handler.hdf5_stream.stats()
+        ms_stats = await handler.ms_stream.stats()
         pending_blocks = await handler.blocks.pending_count()
+        metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
         self.backlog = stats.undelivered + stats.pending
         metrics.backlog = self.backlog
         metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
