@@ -16,6 +16,7 @@ pipeline's restart intensity, and so the pipeline, down with it.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 
@@ -44,16 +45,31 @@ class WebService(Service):
 
     def __init__(self) -> None:
         self._health = HealthReport.healthy()
+        self._app: Any = None
+
+    async def start(self, ctx: ServiceContext) -> None:
+        """Build the application (and read the token file) before READY: a token file that
+        cannot be used is a configuration error, reported at start-up in one line."""
+        from dsa110d.web.app import create_app
+        from dsa110d.web.security import is_loopback, read_token
+
+        web = ctx.config.services.web
+        token = read_token(web.token_file)
+        if token is None and not is_loopback(web.host):
+            log.warning(
+                "web_console_open",
+                host=web.host,
+                reason="listening beyond loopback without services.web.token_file: anyone "
+                "who reaches the port can read the console",
+            )
+        self._app = create_app(lambda: ctx.config, token)
 
     async def run(self, ctx: ServiceContext) -> None:
         from hypercorn.asyncio import serve
         from hypercorn.config import Config as HypercornConfig
 
-        from dsa110d.web.app import create_app
-        from dsa110d.web.security import read_token
-
         web = ctx.config.services.web
-        app = create_app(lambda: ctx.config, read_token(web.token_file))
+        app = self._app
         server = HypercornConfig()
         server.bind = [f"[{web.host}]:{web.port}" if ":" in web.host else f"{web.host}:{web.port}"]
         server.accesslog = None
@@ -68,7 +84,7 @@ class WebService(Service):
                 log.info("web_console", url=url, bind=server.bind[0])
                 try:
                     with lending(ctx.redis):
-                        await serve(app, server, shutdown_trigger=ctx.stopping.wait)  # type: ignore[arg-type]
+                        await serve(app, server, shutdown_trigger=ctx.stopping.wait)
                     failure = ""
                 except OSError as exc:
                     failure = f"cannot listen on {server.bind[0]}: {exc.strerror or exc}"
