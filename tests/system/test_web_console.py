@@ -232,3 +232,34 @@ def test_every_page_in_a_real_browser(browser: Any, console: tuple[str, Config, 
     )
     assert errors_in(browser) == []
     shoot(browser, "source")
+
+
+def test_a_taken_port_makes_the_console_unhealthy_not_the_pipeline(
+    daemon_env: Callable[..., dict[str, str]], daemons: list[Daemon], tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = daemon_env(
+            DSA110__SERVICES__WEB__ENABLED="true",
+            DSA110__SERVICES__WEB__PORT=port,
+            DSA110__PATHS__INCOMING_DIR=tmp_path / "incoming",
+        )
+        daemon = Daemon(env, "watcher,web")
+        daemons.append(daemon)
+        daemon.wait_event("ready", timeout=60)
+        failure = daemon.wait_event("web_console_unavailable", timeout=30)
+        assert f"cannot listen on 127.0.0.1:{port}" in str(failure["reason"])
+        config = load_config(SERVICES_YAML, "testing", env)
+
+        async def health() -> dict[str, str]:
+            from dsa110d.operations.status import service_status
+
+            rows = await service_status(config, fresh=False)
+            return {r.service: r.health for r in rows}
+
+        wait_for(lambda: anyio.run(health) == {"watcher": "HEALTHY", "web": "UNHEALTHY"}, 30)
+        assert daemon.proc.poll() is None  # the pipeline goes on
