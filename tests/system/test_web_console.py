@@ -230,6 +230,9 @@ def test_every_page_in_a_real_browser(browser: Any, console: tuple[str, Config, 
         ),
         timeout=PAGE_TIMEOUT_SEC,
     )
+    links = browser.find_elements("css selector", "#source-files a")
+    assert len(links) == recorded.points
+    assert all(a.get_attribute("href").endswith(".parquet") for a in links)
     assert errors_in(browser) == []
     shoot(browser, "source")
 

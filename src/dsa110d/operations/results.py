@@ -56,17 +56,23 @@ def light_curve(config: Config, source_id: str) -> dict[str, Any]:
     import pyarrow.dataset as ds
 
     check_source_id(source_id)
-    files = _data_files(config.paths.results_dir / PHOTOMETRY_SUBDIR, "*.parquet")
+    root = config.paths.results_dir
+    files = _data_files(root / PHOTOMETRY_SUBDIR, "*.parquet")
     points: dict[str, dict[str, Any]] = {}
+    holding: list[str] = []
     if files:
         dataset = ds.dataset([str(f) for f in files], format="parquet")
         wanted = [c for c in LIGHT_CURVE_COLUMNS if c in dataset.schema.names]
-        table = dataset.to_table(columns=wanted, filter=pc.field("source_id") == source_id)
-        for row in table.to_pylist():
-            block = str(row.get("block_id", ""))
-            kept = points.get(block)
-            if kept is None or int(row.get("version") or 0) > int(kept.get("version") or 0):
-                points[block] = row
+        where = pc.field("source_id") == source_id
+        for fragment in dataset.get_fragments():
+            table = fragment.to_table(schema=dataset.schema, columns=wanted, filter=where)
+            if table.num_rows:
+                holding.append(Path(fragment.path).relative_to(root).as_posix())
+            for row in table.to_pylist():
+                block = str(row.get("block_id", ""))
+                kept = points.get(block)
+                if kept is None or int(row.get("version") or 0) > int(kept.get("version") or 0):
+                    points[block] = row
     rows = [r for r in points.values() if _finite(r.get("flux_jy")) and _finite(r.get("mjd"))]
     if not rows:
         raise NotFoundError(f"no photometry for source {source_id}")
@@ -78,7 +84,19 @@ def light_curve(config: Config, source_id: str) -> dict[str, Any]:
         "flux_err_jy": [_number(r.get("flux_err_jy")) for r in rows],
         "block_id": [str(r.get("block_id", "")) for r in rows],
         "flags": [str(r.get("flags") or "") for r in rows],
+        "files": holding,
+        "plots": [
+            p.relative_to(root).as_posix()
+            for p in _data_files(
+                root / VARIABILITY_SUBDIR, f"*/lightcurves/{_plot_name(source_id)}"
+            )
+        ][::-1],
     }
+
+
+def _plot_name(source_id: str) -> str:
+    """The light-curve plot's file name (``variability_results``: unsafe characters as _)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", source_id) + ".png"
 
 
 def _finite(value: Any) -> bool:

@@ -145,6 +145,7 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
         except DSA110Error as exc:
             return render(request, "error.html", 400, error=describe(exc))
         report, error = await fetch(api.get_candidates, request)
+        curve, _ = await fetch(api.get_light_curve, request, source_id=source_id)
         candidate = next(
             (
                 c
@@ -154,7 +155,7 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
             None,
         )
         return render(request, "source.html", source_id=source_id, candidate=candidate,
-                      error=error)  # fmt: skip
+                      curve=curve, error=error)  # fmt: skip
 
     async def files_page(request: Request) -> Response:
         rows, error = await fetch(api.get_files, request)

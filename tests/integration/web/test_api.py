@@ -81,6 +81,9 @@ async def test_answers_are_the_operations_that_dsa110ctl_calls(
         assert len(curve["mjd"]) == recorded.points == 5
         assert curve["mjd"] == sorted(curve["mjd"])
         assert curve["flux_jy"][-1] == pytest.approx(TRANSIENT_JUMP_JY)
+        assert sorted(curve["files"]) == sorted(
+            f"photometry/{block}.v1.parquet" for block in curve["block_id"]
+        )
         eta_v = (await aget(url + "/api/v1/variability/eta-v")).json()
         assert len(eta_v["eta"]) == len(eta_v["v"]) == recorded.sources
 
