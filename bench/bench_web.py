@@ -100,11 +100,11 @@ async def _record(config: Config) -> None:
             await blocks.record_chunk(chunk, [BlockSpan(block_id, begin, begin + HOUR)])
         ids = [f"J{n:05d}+3000" for n in range(SOURCES)]
         rng = np.random.default_rng(1)
+        stored = min(STORED_CANDIDATES, SOURCES)
         candidates = [
             {"source_id": s, "class": "variable", "ra_deg": 1.0, "dec_deg": 30.0, "n": BLOCKS,
              "mean_flux_jy": 1.0, "v": 0.2, "eta": float(e), "p_constant": 1e-6}
-            for s, e in zip(ids[:STORED_CANDIDATES], rng.uniform(5, 50, STORED_CANDIDATES),
-                            strict=True)
+            for s, e in zip(ids[:stored], rng.uniform(5, 50, stored), strict=True)
         ]  # fmt: skip
         run = {"run_time": "2026-11-18T12:00:00+00:00", "n_candidates": len(candidates)}
         await CandidateStore(redis, keys).replace(run, candidates)
@@ -260,7 +260,7 @@ def main() -> None:
         {
             "sources": SOURCES,
             "blocks": BLOCKS,
-            "stored_candidates": STORED_CANDIDATES,
+            "stored_candidates": min(STORED_CANDIDATES, SOURCES),
             "photometry_blocks": PHOT_BLOCKS,
             "requests_per_endpoint": N,
             "record_sec": round(recorded_sec, 1),

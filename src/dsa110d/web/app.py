@@ -65,9 +65,11 @@ def _clean(value: Any) -> Any:
 
 class StrictJSON(JSONResponse):
     def render(self, content: Any) -> bytes:
-        return json.dumps(
-            _clean(content), allow_nan=False, separators=(",", ":"), default=str
-        ).encode()
+        try:  # the common case, without walking the content twice
+            text = json.dumps(content, allow_nan=False, separators=(",", ":"), default=str)
+        except ValueError:
+            text = json.dumps(_clean(content), allow_nan=False, separators=(",", ":"), default=str)
+        return text.encode()
 
 
 def _no_store(response: Response) -> Response:
