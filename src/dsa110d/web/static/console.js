@@ -268,14 +268,24 @@
   };
 
   // ------------------------------------------------------------------ the page
+  // What changes only with an analysis run (the candidates, the eta-V diagram, the files)
+  // is marked data-slow and refreshed every SLOW_EVERY ticks: a page left open costs the
+  // daemon little.
+  const SLOW_EVERY = 12;
+  let tick = 0;
+  const due = (el) => tick % SLOW_EVERY === 0 || el.dataset.slow === undefined;
+
   async function refresh() {
     const jobs = [];
-    for (const state of tables.values()) jobs.push(refreshTable(state));
-    for (const el of document.querySelectorAll("[data-api]:not(table):not(.chart)")) jobs.push(refreshFields(el));
+    for (const state of tables.values()) if (due(state.el)) jobs.push(refreshTable(state));
+    for (const el of document.querySelectorAll("[data-api]:not(table):not(.chart)")) {
+      if (due(el)) jobs.push(refreshFields(el));
+    }
     for (const el of document.querySelectorAll(".chart[data-chart]")) {
       const make = CHARTS[el.dataset.chart];
-      if (make && (el.dataset.api || el.dataset.source)) jobs.push(make(el));
+      if (make && (el.dataset.api || el.dataset.source) && due(el)) jobs.push(make(el));
     }
+    tick += 1;
     const outcomes = await Promise.allSettled(jobs);
     const failed = outcomes.find((o) => o.status === "rejected");
     showError(failed ? failed.reason.message : "");
