@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from dsa110d.config import Config
 from dsa110d.errors import BadRequestError, NotFoundError, StateError
 from dsa110d.operations.session import open_state
@@ -147,12 +149,24 @@ async def analysis_runs(config: Config, limit: int = 50) -> AnalysisRuns:
     keys = Keys(config.redis.namespace)
     async with open_state(config) as redis:
         outlook = await AnalysisQueue(redis, keys, target=describe_target(config)).outlook()
+    runs = await anyio.to_thread.run_sync(published_runs, config, limit)
+    return AnalysisRuns(
+        pending_blocks=outlook.pending,
+        full_requested=outlook.full,
+        last_finished=outlook.last_finished,
+        last_status=outlook.last_status,
+        runs=runs,
+    )
+
+
+def published_runs(config: Config, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` runs' candidate files, newest first, with how many each holds."""
     directory = config.paths.results_dir / VARIABILITY_SUBDIR
     files = _data_files(directory, "*" + RUN_CANDIDATES_SUFFIX)[::-1][:limit]
     runs = []
     for path in files:
         try:
-            count = len(json.loads(path.read_text()).get("candidates") or [])
+            count: int | None = len(json.loads(path.read_text()).get("candidates") or [])
         except (OSError, ValueError, AttributeError):
             count = None
         runs.append(
@@ -162,13 +176,7 @@ async def analysis_runs(config: Config, limit: int = 50) -> AnalysisRuns:
                 "file": str(path.relative_to(config.paths.results_dir)),
             }
         )
-    return AnalysisRuns(
-        pending_blocks=outlook.pending,
-        full_requested=outlook.full,
-        last_finished=outlook.last_finished,
-        last_status=outlook.last_status,
-        runs=runs,
-    )
+    return runs
 
 
 @dataclass(frozen=True)
