@@ -12,8 +12,8 @@ photometry for ``BENCH_WEB_PHOT_BLOCKS`` blocks (default 100: the light curve's 
   and candidates. Baseline, same run: the same operations called as ``dsa110ctl`` calls them
   (in-process, a new connection each time, no HTTP), p99; the ratio is baseline / API.
 * Idle CPU: the daemon's CPU (with its children) over ``IDLE_SEC`` with no client, then over
-  ``IDLE_SEC`` with the overview page open: the requests ``console.js`` makes every
-  ``services.web.refresh_sec`` (overview, status, alerts, queues). Goal: no measurable change.
+  ``IDLE_SEC`` with the overview page open: the request ``console.js`` makes every
+  ``services.web.refresh_sec`` (the overview). Goal: no measurable change.
 """
 
 from __future__ import annotations
@@ -59,8 +59,7 @@ GOAL_P99_MS = 50.0
 T0 = 1795000000.0
 HOUR = 3600.0
 SET_SEC = 309.237648
-OVERVIEW_FETCHES = ("/api/v1/overview", "/api/v1/status", "/api/v1/alerts?active=true",
-                    "/api/v1/queues")  # fmt: skip
+OVERVIEW_FETCHES = ("/api/v1/overview",)  # everything the overview page shows, in one answer
 
 
 def _stamp(seconds: float) -> str:

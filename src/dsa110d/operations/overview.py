@@ -38,6 +38,10 @@ class Overview:
     reason: str
     hosts: dict[str, list[dict[str, Any]]]
     """Host -> its services (``ServiceStatus`` fields)."""
+    services: list[dict[str, Any]]
+    """The same services as one list (host, pid, service order)."""
+    queues: list[dict[str, Any]]
+    """Every stream per consumer group (``QueueRow`` fields)."""
     lag_sec: float
     """The oldest waiting work anywhere: the largest service queue lag or pending entry age."""
     backlog: int
@@ -98,6 +102,8 @@ async def overview(config: Config) -> Overview:
         health=summary.health,
         reason=summary.reason,
         hosts=hosts,
+        services=[s.to_dict() for s in statuses],
+        queues=[asdict(q) for q in queues],
         lag_sec=lag(statuses, queues),
         backlog=sum(s.backlog for s in statuses),
         sets_per_hour=sets_per_hour(sets),

@@ -155,8 +155,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/overview", "overview", "The front page: services per host, lag, sets per hour, "
              "real-time factor, dead letters and alerts firing.", get_overview,
              schema={"type": "object",
-                     "required": ["health", "hosts", "lag_sec", "sets_per_hour",
-                                  "real_time_factor", "alerts_firing", "dead_letters"]}),
+                     "required": ["health", "hosts", "services", "queues", "lag_sec",
+                                  "sets_per_hour", "real_time_factor", "alerts_firing",
+                                  "dead_letters"]}),
     Endpoint("/queues", "queues", "Every stream per consumer group: length, pending, consumers, "
              "oldest pending age, dead letters (as dsa110ctl queues).", get_queues, schema=ARRAY),
     Endpoint("/dead-letters", "dead_letters", "Dead letters counted by type and reason, with the "

@@ -118,9 +118,7 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
 
     async def overview_page(request: Request) -> Response:
         data, error = await fetch(api.get_overview, request)
-        alerts, alerts_error = await fetch(api.get_alerts, request)
-        return render(request, "overview.html", data=data, error=error or alerts_error,
-                      alerts=alerts or [])  # fmt: skip
+        return render(request, "overview.html", data=data, error=error)
 
     async def sets_page(request: Request) -> Response:
         rows, error = await fetch(api.get_sets, request)
