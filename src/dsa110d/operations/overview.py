@@ -16,7 +16,7 @@ from typing import Any
 from dsa110d.alerts.report import alert_rows
 from dsa110d.config import Config
 from dsa110d.operations.queues import QueueRow, queue_stats
-from dsa110d.operations.records import SetRow, list_sets
+from dsa110d.operations.records import newest_set_ids
 from dsa110d.operations.status import ServiceStatus, service_status, summarize
 
 SET_CADENCE_SEC = 24 * 12.884902
@@ -57,12 +57,12 @@ class Overview:
         return asdict(self)
 
 
-def sets_per_hour(rows: list[SetRow], hours: int = HOURS_SHOWN) -> list[dict[str, Any]]:
+def sets_per_hour(set_ids: list[str], hours: int = HOURS_SHOWN) -> list[dict[str, Any]]:
     """Sets counted per UTC hour of their observation time (the set id), newest ``hours``."""
     counts: Counter[float] = Counter()
-    for row in rows:
+    for set_id in set_ids:
         try:
-            when = datetime.strptime(row.set_id, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+            when = datetime.strptime(set_id, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
         except ValueError:
             continue
         counts[when.replace(minute=0, second=0).timestamp()] += 1
@@ -91,7 +91,7 @@ async def overview(config: Config) -> Overview:
     """The front page, from the registry as the heartbeats left it (no status round)."""
     statuses = await service_status(config, fresh=False)
     queues = await queue_stats(config)
-    sets = await list_sets(config, None, SETS_READ)
+    set_ids = await newest_set_ids(config, SETS_READ)
     firing = await alert_rows(config, True)
     summary = summarize(statuses, "the registry")
     hosts: dict[str, list[dict[str, Any]]] = {}
@@ -106,7 +106,7 @@ async def overview(config: Config) -> Overview:
         queues=[asdict(q) for q in queues],
         lag_sec=lag(statuses, queues),
         backlog=sum(s.backlog for s in statuses),
-        sets_per_hour=sets_per_hour(sets),
+        sets_per_hour=sets_per_hour(set_ids),
         real_time_factor=real_time_factor(statuses),
         dead_letters=sum({q.message_type: q.dead_letters for q in queues}.values()),
         alerts_firing=firing,

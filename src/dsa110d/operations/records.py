@@ -84,6 +84,13 @@ async def list_sets(config: Config, state: str | None = None, limit: int = 0) ->
     return [SetRow.from_record(r) for r in records]
 
 
+async def newest_set_ids(config: Config, limit: int) -> list[str]:
+    """The ids of the newest ``limit`` sets, oldest first (no records read: cheap)."""
+    async with open_state(config) as redis:
+        sets = Sets(redis, Keys(config.redis.namespace), describe_target(config))
+        return await sets.ids(limit)
+
+
 async def latest_candidates(config: Config, kind: str | None = None) -> CandidateReport | None:
     """The newest analysis run's candidates, best first (only ``kind``: transient or
     variable); None when no run has produced any."""

@@ -8,16 +8,11 @@ import pytest
 
 from dsa110d.operations.overview import SET_CADENCE_SEC, lag, real_time_factor, sets_per_hour
 from dsa110d.operations.queues import QueueRow
-from dsa110d.operations.records import SetRow
 from dsa110d.operations.status import ServiceStatus
 
 pytestmark = pytest.mark.unit
 
 HOUR_0 = 1795003200.0  # 2026-11-18T12:00:00Z
-
-
-def set_row(set_id: str) -> SetRow:
-    return SetRow(set_id, "converted", 16, 16, [], False, 1, 0, "", 0.0, 0.0, "1-0")
 
 
 def service(name: str, lag_sec: float = 0.0, p50: float | None = None) -> ServiceStatus:
@@ -27,8 +22,7 @@ def service(name: str, lag_sec: float = 0.0, p50: float | None = None) -> Servic
 
 
 def test_sets_are_counted_per_utc_hour_of_their_observation() -> None:
-    rows = [set_row(s) for s in ("2026-11-18T12:00:05", "2026-11-18T12:59:59",
-                                 "2026-11-18T13:00:00", "not-a-set-id")]  # fmt: skip
+    rows = ["2026-11-18T12:00:05", "2026-11-18T12:59:59", "2026-11-18T13:00:00", "not-a-set-id"]
     assert sets_per_hour(rows) == [{"hour": HOUR_0, "sets": 2}, {"hour": HOUR_0 + 3600, "sets": 1}]
     assert sets_per_hour(rows, hours=1) == [{"hour": HOUR_0 + 3600, "sets": 1}]
 
