@@ -272,8 +272,9 @@ class Blocks:
         """Blocks by start time (oldest first), optionally only those in ``state``; at most
         ``limit`` (0: all) of the newest matching ones."""
         wanted = BlockState(state) if state is not None else None
+        first = -limit if limit and wanted is None else 0  # the newest only, when they suffice
         with translate_errors(self.target):
-            ids = [str(i) for i in await self.redis.zrange(self.keys.block_index(), 0, -1)]
+            ids = [str(i) for i in await self.redis.zrange(self.keys.block_index(), first, -1)]
             raws = await self._hgetall([self.keys.block_record(i) for i in ids])
         records = [_block(i, r) for i, r in zip(ids, raws, strict=True) if r]
         if wanted is not None:
