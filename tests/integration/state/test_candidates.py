@@ -24,7 +24,7 @@ async def test_a_new_run_is_seen_at_once_and_an_unchanged_one_is_not_read_again(
     assert await fetch_candidates(config) is None
     await store.replace({"run_time": "2026-11-18T12:00:00+00:00"}, candidates(1))
     first = await fetch_candidates(config)
-    assert first is not None and [c["source_id"] for c in first.candidates][0] == "J1-0"
+    assert first is not None and first.candidates[0]["source_id"] == "J1-0"
     assert await fetch_candidates(config) is first  # unchanged: kept, not read again
     await store.replace({"run_time": "2026-11-18T13:00:00+00:00"}, candidates(2))
     second = await fetch_candidates(config)
