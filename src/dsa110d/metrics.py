@@ -36,6 +36,8 @@ class ServiceMetrics:
         self.counters: dict[str, int] = {}
         self.dead_letters = 0
         """Dead letters waiting in the streams this service consumes (a level)."""
+        self.flag_fraction: float | None = None
+        """Fraction of the last processed block's samples that are flagged (None before one)."""
         self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._stages: dict[str, deque[float]] = {}
 
@@ -86,6 +88,7 @@ class ServiceMetrics:
             "counters": dict(self.counters),
             "dead_letters": self.dead_letters,
             "stage_sec": self.stage_percentiles(),
+            "flag_fraction": self.flag_fraction,
         }
 
 
@@ -190,6 +193,11 @@ class PrometheusCollector(Collector):
             "Recent duration quantiles of one step of a job (conversion, block).",
             labels=["service", "stage", "quantile"],
         )
+        flagged = GaugeMetricFamily(
+            "dsa110_flag_fraction",
+            "Fraction of the last processed block's samples that are flagged.",
+            labels=["service"],
+        )
         for name, snap in services.items():
             metrics = snap.get("metrics", {})
             processed.add_metric([name], metrics.get("processed", 0))
@@ -204,11 +212,13 @@ class PrometheusCollector(Collector):
                 if kind in RESULT_KINDS:
                     results.add_metric([name, kind], count)
             dead.add_metric([name], metrics.get("dead_letters", 0))
+            if metrics.get("flag_fraction") is not None:
+                flagged.add_metric([name], metrics["flag_fraction"])
             for stage, quantiles in metrics.get("stage_sec", {}).items():
                 for key, value in quantiles.items():
                     stages.add_metric([name, stage, f"{int(key[1:]) / 100:g}"], value)
         yield from (processed, failed, restarts, lag, backlog, health, duration)
-        yield from (results, dead, stages)
+        yield from (results, dead, stages, flagged)
         proc = self._process()
         yield GaugeMetricFamily(
             "dsa110_process_resident_memory_bytes",

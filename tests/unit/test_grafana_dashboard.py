@@ -22,6 +22,7 @@ WANTED = {
     "restarts": "dsa110_service_restarts_total",
     "dead letters": "dsa110_dead_letters",
     "conversion and block times": "dsa110_stage_duration_seconds",
+    "flag fraction": "dsa110_flag_fraction",
 }
 
 
@@ -33,6 +34,7 @@ def served_metric_names() -> set[str]:
         metrics.observe("conversion", 120.0)
         metrics.observe("block", 300.0)
     metrics.dead_letters = 2
+    metrics.flag_fraction = 0.032
     snapshot = {"processor": {"metrics": metrics.snapshot(), "restarts": 1, "severity": 0}}
     process = {"rss_bytes": 1.0, "cpu_percent": 0.0, "cpu_seconds": 1.0}
     registry = CollectorRegistry(auto_describe=False)

@@ -443,6 +443,9 @@ class MSProcessingHandler:
                     f"block {block.id}: processing took longer than processing_timeout_sec "
                     f"({timeout:g} s); its worker was stopped"
                 )
+            fraction = processor_jobs.flag_fraction(stages)
+            if fraction is not None:
+                self.metrics.flag_fraction = fraction
             outputs = {
                 f"{s['stage']}.{kind}" if kind != s["stage"] else kind: path
                 for s in stages
