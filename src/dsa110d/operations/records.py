@@ -117,6 +117,7 @@ class BlockRow:
     error: str
     processed_at: float
     results: dict[str, str]
+    qa: dict[str, Any]
 
     @classmethod
     def from_record(cls, record: BlockRecord) -> BlockRow:
@@ -133,6 +134,7 @@ class BlockRow:
             error=record.error,
             processed_at=record.processed_at,
             results=dict(record.results),
+            qa=dict(record.qa),
         )
 
     def to_dict(self) -> dict[str, Any]:

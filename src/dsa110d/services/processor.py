@@ -457,9 +457,11 @@ class MSProcessingHandler:
             )
             ids = [c.chunk_id for c in chunks]
 
+            qa = {str(s["stage"]): s.get("summary") or {} for s in stages}
+
             def stage(pipe: Any) -> None:
                 self.blocks.stage_commit(
-                    pipe, block.id, version, record.generation, ids, missing, results
+                    pipe, block.id, version, record.generation, ids, missing, results, qa=qa
                 )
 
             await self.leases.run_fenced(lease, stage)

@@ -16,6 +16,8 @@ from typing import Any
 import jinja2
 
 SUBSTITUTE = "-"
+WHOLE_LIMIT = 1e15
+"""Whole numbers below this show every digit (a count), others three significant digits."""
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class Column:
     label: str
     fmt: str = "text"
     """``text``, ``num`` (3 significant digits), ``int``, ``time`` (epoch s, UTC), ``age``
-    (seconds), ``list``, ``json``."""
+    (seconds), ``list``, ``json`` (key: value), ``qa`` (stage: key value per stage)."""
     link: str = ""
     """A link for the cell: a template like ``/sources/{source_id}`` (each value URL-encoded)."""
 
@@ -36,6 +38,8 @@ def fmt(value: Any, kind: str) -> str:
     if kind == "num" and isinstance(value, int | float):
         if not math.isfinite(value):
             return SUBSTITUTE
+        if float(value).is_integer() and abs(value) < WHOLE_LIMIT:
+            return str(int(value))  # counts stay whole, as the browser shows them
         return f"{value:.3g}"
     if kind == "int" and isinstance(value, int | float):
         return str(int(value))
@@ -49,6 +53,15 @@ def fmt(value: Any, kind: str) -> str:
         return ", ".join(str(v) for v in value) or SUBSTITUTE
     if kind == "json" and isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items()) or SUBSTITUTE
+    if kind == "qa" and isinstance(value, dict):
+        return (
+            "; ".join(
+                f"{stage}: " + ", ".join(f"{k} {fmt(v, 'num')}" for k, v in summary.items())
+                for stage, summary in value.items()
+                if isinstance(summary, dict) and summary
+            )
+            or SUBSTITUTE
+        )
     return str(value)
 
 
@@ -124,7 +137,8 @@ BLOCKS = (
     Column("missing_slots", "missing slots", "list"),
     Column("attempts", "attempts", "int"),
     Column("error", "error"),
-    Column("results", "results and QA", "json"),
+    Column("results", "results", "json"),
+    Column("qa", "QA", "qa"),
 )
 DEAD_REASONS = (
     Column("message_type", "type"),

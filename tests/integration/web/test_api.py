@@ -19,6 +19,7 @@ from dsa110d.operations.records import latest_candidates, list_blocks, list_sets
 from dsa110d.web import api
 from dsa110d.web.security import CONTENT_SECURITY_POLICY
 from tests.integration.web.webkit import (
+    BLOCK_QA,
     TRANSIENT_JUMP_JY,
     XSS_FILE,
     XSS_REASON,
@@ -62,6 +63,8 @@ async def test_answers_are_the_operations_that_dsa110ctl_calls(
         blocks = (await aget(url + "/api/v1/blocks?state=failed")).json()
         assert blocks == [r.to_dict() for r in await list_blocks(config, "failed")]
         assert [b["error"] for b in blocks] == ["StageError: flag: <aoflagger> died"]
+        processed = (await aget(url + "/api/v1/blocks?state=processed")).json()
+        assert [b["qa"] for b in processed] == [BLOCK_QA] * 4
         queues = (await aget(url + "/api/v1/queues")).json()
         assert queues == [r.__dict__ for r in await queue_stats(config)]
         report = await latest_candidates(config, "variable")

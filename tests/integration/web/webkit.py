@@ -42,6 +42,8 @@ XSS_FILE = '<img src=x onerror="window.xss=3">.json'
 XSS_SOURCE = 'J0000+0000<b id="xss">'
 """A candidate id with markup (the analyzer takes ids from the catalog: untrusted too)."""
 FLUX_JY = 1.0
+BLOCK_QA = {"flag": {"flagged_total": 1234, "samples": 38400, "flag_fraction": 0.032},
+            "photometry": {"sources": 40}}  # fmt: skip
 TRANSIENT_JUMP_JY = 4.0
 
 
@@ -98,8 +100,10 @@ async def record_blocks(config: Config, redis: Redis, count: int, start: float =
             await blocks.record_failure(block_id, "StageError: flag: <aoflagger> died", 1)
             continue
         pipe = redis.pipeline(transaction=True)
-        results = {"photometry": f"photometry/{block_id}.v1.parquet", "flag": "flagged 3.2%"}
-        blocks.stage_commit(pipe, block_id, 1, 1, [block_id], [], results, now=begin + HOUR)
+        results = {"photometry": f"photometry/{block_id}.v1.parquet"}
+        blocks.stage_commit(
+            pipe, block_id, 1, 1, [block_id], [], results, now=begin + HOUR, qa=BLOCK_QA
+        )
         await pipe.execute()
 
 

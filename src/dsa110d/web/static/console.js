@@ -30,7 +30,9 @@
   function format(value, kind) {
     if (value === null || value === undefined || value === "") return "-";
     if (kind === "num" && typeof value === "number") {
-      return Number.isFinite(value) ? Number(value.toPrecision(3)).toString() : "-";
+      if (!Number.isFinite(value)) return "-";
+      if (Number.isInteger(value) && Math.abs(value) < 1e15) return String(value);
+      return Number(value.toPrecision(3)).toString();
     }
     if (kind === "int" && typeof value === "number") return String(Math.trunc(value));
     if (kind === "time" && typeof value === "number") return value > 0 ? utc(value) : "-";
@@ -40,6 +42,13 @@
     if (kind === "json" && typeof value === "object") {
       const parts = Object.entries(value).map(([k, v]) => `${k}: ${v}`);
       return parts.length ? parts.join(", ") : "-";
+    }
+    if (kind === "qa" && typeof value === "object") {
+      const parts = Object.entries(value)
+        .filter(([, summary]) => summary && typeof summary === "object" && Object.keys(summary).length)
+        .map(([stage, summary]) => `${stage}: ` +
+          Object.entries(summary).map(([k, v]) => `${k} ${format(v, "num")}`).join(", "));
+      return parts.length ? parts.join("; ") : "-";
     }
     return String(value);
   }
