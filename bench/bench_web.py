@@ -199,9 +199,13 @@ def main() -> None:
     env = _environ(workdir, port)
     config = load_config(REPO / "etc" / "dsa110" / "services.yaml", "production", env)
     embedded.ensure_server(config.paths.state_dir)
-    began = time.monotonic()
-    anyio.run(_record, config)
-    recorded_sec = time.monotonic() - began
+    try:
+        began = time.monotonic()
+        anyio.run(_record, config)
+        recorded_sec = time.monotonic() - began
+    except BaseException:
+        embedded.stop_server(config.paths.state_dir)  # the daemon's finally is not reached
+        raise
     daemon = subprocess.Popen(
         [sys.executable, "-c", "from dsa110d.cli.daemon import main; main()", "run", "--env",
          "production", "--config", str(REPO / "etc" / "dsa110" / "services.yaml"),
