@@ -8,9 +8,10 @@ STAMP  := $(VENV)/.installed
 # wsclean, promtool, scdoc/man, the .deb built and booted under systemd-nspawn, and the web
 # console in a headless Chromium through its WebDriver).
 DEB_TEST_DEPS := redis-server openssl wsclean prometheus scdoc man-db dpkg-dev debhelper \
-                 dh-virtualenv systemd-container debootstrap util-linux chromium chromium-driver
+                 dh-virtualenv systemd-container debootstrap util-linux strace chromium \
+                 chromium-driver
 DEB_TEST_CMDS := redis-server openssl wsclean promtool scdoc man dpkg-buildpackage dh \
-                 dh_virtualenv systemd-nspawn debootstrap setpriv nsenter chromium chromedriver
+                 dh_virtualenv systemd-nspawn debootstrap setpriv nsenter strace chromium chromedriver
 
 .PHONY: demo test lint typecheck unit integration system bench man clean test-deps
 

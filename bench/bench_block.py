@@ -30,13 +30,15 @@ from casacore import tables
 from bench.common import report
 from dsa110d.config import Config, ProcessorConfig, SupervisorConfig
 from dsa110d.science.beam import angular_offset_rad, primary_beam
-from dsa110d.science.blocks import BlockPlan
 from dsa110d.science.catalog import Catalog, random_catalog
 from dsa110d.science.constants import INTEGRATION_TIME_S, INTEGRATIONS_PER_FILE
-from dsa110d.science.flagging import flag_ms, flag_processes, flag_stage
-from dsa110d.science.photometry import BEAM_GAIN_MIN, SIDEREAL_RATE_RAD_S, measure_block
-from dsa110d.science.stages import BlockJob
-from dsa110d.science.testms import SkyModel, make_ms
+from dsa110d.science.photometry.accumulation import BEAM_GAIN_MIN
+from dsa110d.science.photometry.geometry import SIDEREAL_RATE_RAD_S
+from dsa110d.science.photometry.stage import measure_block
+from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.flagging import flag_ms, flag_processes, flag_stage
+from dsa110d.science.pipeline.stage import BlockJob
+from tests.helpers.testms import SkyModel, make_ms
 
 CHUNKS_PER_BLOCK = 13
 GOAL_SEC = 360.0

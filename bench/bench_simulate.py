@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.common import report
 from dsa110d.science import constants as k
-from dsa110d.science.simulate import SimulationSpec, simulate
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 
 GOAL_SECONDS = 60.0
 """Issue #5: a real-scale set in well under a minute."""

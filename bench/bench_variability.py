@@ -30,9 +30,9 @@ import pandas as pd
 from scipy import stats
 
 from bench.common import ratio, report
-from dsa110d.science import variability as var
-from dsa110d.science.variability_pairs import VS_THRESHOLD
-from dsa110d.science.variability_state import VariabilityState
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability.pairs import VS_THRESHOLD
+from dsa110d.science.variability.state import VariabilityState
 
 N_SOURCES = 100_000
 N_BLOCKS = 100

@@ -19,8 +19,8 @@ import psutil
 
 from dsa110d.config import Config, load_config
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
-from dsa110d.science.subbands import INCOMPLETE_SUFFIX
+from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX
+from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.state import embedded
 from dsa110d.state.blocks import Blocks, BlockState
 from dsa110d.state.connection import connected

@@ -39,7 +39,7 @@ from dsa110d.operations.queues import queue_stats
 from dsa110d.operations.records import SetRow, latest_candidates, list_blocks, list_sets
 from dsa110d.operations.status import ServiceStatus, service_status
 from dsa110d.science.atomic import atomic_file
-from dsa110d.science.simulate import SimulationSpec, simulate
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 from dsa110d.services.base import load_service_modules
 from dsa110d.state import embedded
 from dsa110d.state.blocks import Blocks

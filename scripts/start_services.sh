@@ -1,7 +1,8 @@
 #!/bin/sh
 # start_services.sh ENV [SERVICE]: start the pipeline (the older interface; see dsa110ctl(1)).
 #   ENV      development, production or testing
-#   SERVICE  watcher, processor, analyzer or all (default)
+#   SERVICE  hdf5_watcher, ms_processor, variability_analyzer, service_manager (the manager
+#            alone) or all (default); watcher, processor, analyzer also work
 # Under systemd this is 'systemctl start dsa110d@SERVICE'; otherwise a background daemon with
 # its pid file under the state directory and its log in <log_dir>/SERVICE.log.
 set -eu

@@ -14,7 +14,9 @@ newest file is older than :func:`leftover_age_sec` (``temp_grace_sec``, but at l
 killed and its own cleanup has run, so nothing that old is still being written). It never
 removes a complete output (a directory with the completion marker, even under a temporary
 name), never anything under ``incoming_dir`` or ``processed_dir`` (inputs), nothing outside
-``ms_dir`` and ``results_dir``, and never follows symlinks.
+``ms_dir`` and ``results_dir``, and never follows symlinks. It also removes a processed block's
+output files of tokens older than the committed run's (:func:`superseded_block_outputs`: left
+when a holder died between its commit and its own clean-up).
 
 The daemon runs a pass every ``housekeeping.interval_sec`` on one host at a time: the pass
 holds the ``housekeeping`` lease and claims the interval in Redis, so N daemons run it once.
@@ -33,9 +35,17 @@ from pathlib import Path
 import anyio
 
 from dsa110d.config import Config
-from dsa110d.errors import LeaseHeldError, StateError
+from dsa110d.errors import LeaseHeldError, PathOutsideRootsError, StateError, describe
 from dsa110d.logs import get_logger
-from dsa110d.science.atomic import STAGING_DIR, is_complete_dir, is_temporary
+from dsa110d.paths import inside_roots
+from dsa110d.science.atomic import (
+    STAGING_DIR,
+    is_complete_dir,
+    is_temporary,
+    superseded_outputs,
+    unfenced,
+)
+from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.state import housekeeping as state_hk
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.housekeeping import Removal
@@ -43,7 +53,6 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 
 log = get_logger("dsa110d.housekeeping")
-DAY_SEC = 86400.0
 LEASE_NAME = "housekeeping"
 CHECK_EVERY_SEC = 60.0  # how often a daemon looks whether a pass is due
 LEFTOVER_TIMEOUT_FACTOR = 4.0
@@ -92,26 +101,31 @@ def stale_leftovers(config: Config, now: float) -> list[Removal]:
         if not root.is_dir() or _inside(root, inputs):
             continue
         for directory, subdirs, files in os.walk(root):
-            here = Path(directory)
             keep = []
             for name in [*subdirs, *files]:
-                path = here / name
-                if _inside(path, inputs) or path.is_symlink():
-                    continue
-                if path == staging:
-                    if name in subdirs:
-                        found += _stale_staging(path, now, max_age)
-                    continue
-                if name in subdirs and is_complete_dir(path):
-                    continue  # a complete output (maybe awaiting its rename): never removed
-                if is_temporary(path):
-                    age = now - _last_change(path)
-                    if age > max_age:
-                        found.append(Removal("temporary", str(path), 1, age))
-                elif name in subdirs:
+                path, is_dir = Path(directory) / name, name in subdirs
+                removals, descend = _leftover(path, is_dir, inputs, staging, now, max_age)
+                found += removals
+                if descend:
                     keep.append(name)
             subdirs[:] = keep  # descend only into plain directories
     return found
+
+
+def _leftover(
+    path: Path, is_dir: bool, inputs: list[Path], staging: Path, now: float, max_age: float
+) -> tuple[list[Removal], bool]:
+    """What to remove at ``path`` and whether to look inside it."""
+    if _inside(path, inputs) or path.is_symlink():
+        return [], False
+    if path == staging:
+        return (_stale_staging(path, now, max_age) if is_dir else []), False
+    if is_dir and is_complete_dir(path):
+        return [], False  # a complete output (maybe awaiting its rename): never removed
+    if is_temporary(path):
+        age = now - _last_change(path)
+        return ([Removal("temporary", str(path), 1, age)] if age > max_age else []), False
+    return [], is_dir
 
 
 def _stale_staging(staging: Path, now: float, max_age: float) -> list[Removal]:
@@ -186,26 +200,56 @@ async def run_pass(
         return await anyio.to_thread.run_sync(still_incoming, incoming, batch)
 
     report.removals += await state_hk.prune_records(
-        redis, keys, now, hk.record_retention_days * DAY_SEC, dry_run, target, inputs_present
+        redis,
+        keys,
+        now,
+        hk.record_retention_days * SECONDS_PER_DAY,
+        dry_run,
+        target,
+        inputs_present,
     )
     report.removals += await state_hk.trim_acked(
         redis, keys, config.streams, config.retry, now, dry_run, target
     )
     report.removals += await state_hk.prune_dead_letters(
-        redis, keys, now, hk.dead_letter_retention_days * DAY_SEC, dry_run, target
+        redis, keys, now, hk.dead_letter_retention_days * SECONDS_PER_DAY, dry_run, target
     )
     report.removals += await state_hk.prune_alerts(
-        redis, keys, now, hk.alert_retention_days * DAY_SEC, dry_run, target
+        redis, keys, now, hk.alert_retention_days * SECONDS_PER_DAY, dry_run, target
     )
     report.removals += await state_hk.prune_registry(
         redis, keys, now, config.supervisor.registry_ttl_sec, config.streams.retention_sec,
         dry_run, target,
     )  # fmt: skip
     leftovers = await anyio.to_thread.run_sync(stale_leftovers, config, now)
+    results = await state_hk.block_results(redis, keys, target)
+    leftovers += await anyio.to_thread.run_sync(superseded_block_outputs, config, results)
     if not dry_run:
         await anyio.to_thread.run_sync(remove_paths, leftovers)
     report.removals += leftovers
     return report
+
+
+def superseded_block_outputs(config: Config, results: dict[str, dict[str, str]]) -> list[Removal]:
+    """Output files that a block's committed run superseded (older tokens' files, which the
+    committing holder removes itself unless it died between its commit and the removal).
+    Only files inside ``results_dir`` beside the ones a record names are considered."""
+    removals = []
+    for block_id, outputs in sorted(results.items()):
+        try:
+            finals = [
+                inside_roots(p, [config.paths.results_dir], f"block {block_id} results")
+                for p in outputs.values()
+            ]
+        except PathOutsideRootsError as exc:
+            log.warning("block_results_outside_results_dir", reason=str(exc))
+            continue
+        if finals:
+            token = max(unfenced(p.name)[2] for p in finals)
+            removals += [
+                Removal("superseded-output", str(p)) for p in superseded_outputs(finals, token)
+            ]
+    return removals
 
 
 async def run_exclusive(config: Config, redis: Redis, *, dry_run: bool = False) -> Report:
@@ -239,7 +283,7 @@ async def _maybe_run(cfg: Config, redis: Redis) -> None:
     except StateError as exc:
         log.warning("housekeeping_failed", error=str(exc))
     except Exception as exc:  # a bug here must not take the daemon down
-        log.error("housekeeping_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+        log.error("housekeeping_error", error=describe(exc), exc_info=True)
 
 
 async def run_by_hand(config: Config, dry_run: bool) -> Report:

@@ -31,7 +31,7 @@ from typing import TypeVar
 import anyio
 
 from dsa110d.config import RetryConfig
-from dsa110d.errors import CircuitOpenError
+from dsa110d.errors import CircuitOpenError, describe
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
@@ -45,6 +45,9 @@ class RetryPolicy:
     max_attempts: int = 5
     base_delay_sec: float = 1.0
     max_delay_sec: float = 60.0
+    min_fraction: float = 0.0
+    """The least fraction of the ceiling a delay may be: 0 is full jitter (retries spread
+    best); 0.5 keeps at least half, for a restart that must not come back at once."""
 
     @classmethod
     def from_config(cls, config: RetryConfig) -> RetryPolicy:
@@ -56,8 +59,8 @@ class RetryPolicy:
         return min(self.max_delay_sec, self.base_delay_sec * 2.0**exponent)
 
     def delay(self, retry_number: int, rng: Callable[[], float] = random.random) -> float:
-        """Full jitter: uniform in [0, ceiling(retry_number)]."""
-        return rng() * self.ceiling(retry_number)
+        """Jitter: uniform in [min_fraction, 1] x ceiling(retry_number) (full jitter at 0)."""
+        return self.ceiling(retry_number) * (self.min_fraction + (1.0 - self.min_fraction) * rng())
 
 
 async def retry(
@@ -193,7 +196,7 @@ class CircuitBreaker:
 
     def record_failure(self, exc: BaseException) -> None:
         self._failures += 1
-        self._last_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self._last_error = describe(exc)
         probe_failed = self._state is BreakerState.HALF_OPEN
         self._probe_in_flight = False
         if probe_failed or self._failures >= self.failure_threshold:

@@ -12,7 +12,6 @@ make the daemon exit non-zero so that systemd restarts it.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import random
 import signal
@@ -28,16 +27,23 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from dsa110d import __version__, logs
+from dsa110d import __version__, catalogue, logs
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
-from dsa110d.errors import ConfigError, DSA110Error, MessageError, StateError
+from dsa110d.errors import (
+    ConfigError,
+    DSA110Error,
+    MessageError,
+    StateError,
+    describe,
+    is_service_fault,
+)
 from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
 from dsa110d.notify import Notifier, watchdog_period
+from dsa110d.resilience import RetryPolicy
 from dsa110d.services.base import (
-    DEFAULT_SERVICES,
     Health,
     HealthReport,
     Service,
@@ -55,21 +61,13 @@ from dsa110d.workers import DEATHS_DEGRADED, WorkerPool
 EXIT_OK = 0
 EXIT_FAILED = 1
 STOP_HOOK_TIMEOUT_SEC = 5.0
-CONFIG_SECTION = {
-    "watcher": "hdf5_watcher",
-    "processor": "ms_processor",
-    "analyzer": "variability_analyzer",
-    "web": "web",
-}
 
 log = get_logger("dsa110d.supervisor")
+RESTART_MIN_FRACTION = 0.5
+"""A restarted service waits at least half its backoff ceiling: never straight back."""
+CONTROL_RETRY = RetryPolicy(base_delay_sec=0.5, max_delay_sec=30.0, min_fraction=0.5)
+"""Waiting out an unreachable state server between attempts to listen for control commands."""
 Reloader = Callable[[], Config]
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float]) -> float:
-    """Jittered exponential backoff: uniform in [d/2, d] with d = min(cap, base * 2**attempt)."""
-    ceiling = min(cap, base * math.pow(2, min(attempt, 62)))
-    return ceiling * (0.5 + 0.5 * rand())
 
 
 def enabled_services(config: Config, names: list[str]) -> list[str]:
@@ -79,7 +77,7 @@ def enabled_services(config: Config, names: list[str]) -> list[str]:
     nothing and report healthy: a configuration error instead, naming the keys."""
     kept, off = [], []
     for name in names:
-        section = CONFIG_SECTION.get(name)
+        section = catalogue.section_of(name)
         if section is not None and not getattr(config.services, section).enabled:
             log.info("service_disabled", service=name, key=f"services.{section}.enabled")
             off.append(f"services.{section}.enabled")
@@ -191,12 +189,11 @@ class ServiceManager:
                 log.error("giving_up", reason=reason)
                 await self._events.send(("fatal", reason))
                 break
-            delay = backoff_delay(
-                attempt,
-                self.config.supervisor.restart_base_delay_sec,
-                self.config.supervisor.restart_max_delay_sec,
-                self._random.random,
-            )
+            delay = RetryPolicy(
+                base_delay_sec=self.config.supervisor.restart_base_delay_sec,
+                max_delay_sec=self.config.supervisor.restart_max_delay_sec,
+                min_fraction=RESTART_MIN_FRACTION,
+            ).delay(attempt + 1, self._random.random)
             attempt += 1
             slot.state = "backoff"
             log.warning("service_restarting", service=slot.name, delay_sec=round(delay, 3))
@@ -221,7 +218,7 @@ class ServiceManager:
                     error = "run() returned while the daemon was not stopping"
                     log.error("service_crashed", service=slot.name, error=error)
             except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = describe(exc)
                 log.error("service_crashed", service=slot.name, error=error, exc_info=True)
         slot.scope = None
         if scope.cancelled_caught and not error:
@@ -294,7 +291,7 @@ class ServiceManager:
         try:
             report = slot.service.health()
         except Exception as exc:
-            return HealthReport(Health.UNHEALTHY, f"health() raised {type(exc).__name__}: {exc}")
+            return HealthReport(Health.UNHEALTHY, f"health() raised {describe(exc)}")
         if report.health is Health.HEALTHY and self.server_problem:
             return HealthReport(Health.DEGRADED, self.server_problem)
         deaths = self.pool.recent_deaths()
@@ -385,19 +382,26 @@ class ServiceManager:
                 await self.publish_heartbeats()
                 notify.status(self.status_line())
             except Exception as exc:
-                log.error("heartbeat_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+                log.error("heartbeat_error", error=describe(exc), exc_info=True)
             await anyio.sleep(self.config.supervisor.heartbeat_interval_sec)
 
     async def control_loop(self) -> None:
-        """Listen for control commands; an unreachable server means retry, never a crash."""
+        """Listen for control commands; an unreachable server means retry, never a crash.
+
+        Each message is its own fault boundary (ControlChannel.serve and on_control): what
+        reaches this loop is the server's fault, or a bug of the listener; either way the
+        daemon listens again after a backoff, because this task is not supervised and its
+        end would be the daemon's.
+        """
         failures = 0
         while True:
             try:
                 await self.control.serve(self.on_control)
-            except StateError as exc:
+            except Exception as exc:
                 failures += 1
-                delay = backoff_delay(failures, 0.5, 30, self._random.random)
-                log.warning("control_unavailable", error=str(exc), retry_in_sec=round(delay, 2))
+                delay = CONTROL_RETRY.delay(failures + 1, self._random.random)
+                event = "control_unavailable" if is_service_fault(exc) else "control_error"
+                log.warning(event, error=describe(exc), retry_in_sec=round(delay, 2))
                 await anyio.sleep(delay)
 
     async def watchdog_loop(self, notify: Notifier, period: float) -> None:
@@ -415,10 +419,22 @@ class ServiceManager:
     # ----------------------------------------------------------------- control and reload
 
     async def on_control(self, command: ControlCommand | MessageError) -> None:
-        """Act on one control command addressed to this daemon."""
+        """Act on one control command addressed to this daemon: the fault boundary of one
+        control message. A malformed message, or any fault acting on it that is not the
+        service's, is one ``control_rejected`` line; the daemon goes on listening."""
         if isinstance(command, MessageError):
-            log.warning("control_rejected", error=str(command))
+            log.warning("control_rejected", error=describe(command))
             return
+        try:
+            await self._act(command)
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise
+            log.warning(
+                "control_rejected", command=command.id, action=command.action, error=describe(exc)
+            )
+
+    async def _act(self, command: ControlCommand) -> None:
         if not command.matches(self.host, self.pid):
             return
         names = list(self.slots) if command.service == ANY else [command.service]
@@ -586,4 +602,4 @@ def _beat_sec(config: Config) -> float:
     return max(0.05, config.supervisor.registry_ttl_sec / 3)
 
 
-__all__ = ["DEFAULT_SERVICES", "ServiceManager", "backoff_delay", "run_daemon"]
+__all__ = ["ServiceManager", "run_daemon"]

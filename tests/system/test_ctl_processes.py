@@ -90,7 +90,7 @@ async def test_start_restart_stop_a_background_daemon(
     assert restarted.pid != started.pid and not psutil.pid_exists(started.pid)
 
     stopped = await backend.stop(None)
-    assert [(o.service, o.ok) for o in stopped] == [("watcher", True)]
+    assert [(o.service, o.ok) for o in stopped] == [("hdf5_watcher", True)]  # the seed's name
     assert "SIGTERM" in stopped[0].detail
     assert not psutil.pid_exists(restarted.pid or 0)
     assert not backend.pid_file("watcher").exists()
@@ -155,18 +155,18 @@ def test_the_program_in_the_development_layout(tmp_path: Path) -> None:
     try:
         start = ctl("start", "testing", "processor", "--mode", "process")
         assert start.returncode == 0, start.stdout + start.stderr
-        assert start.stdout.startswith("start processor: ok pid ")
+        assert start.stdout.startswith("start ms_processor: ok pid ")
         status = ctl("status", "--env", "testing", "--json")
         assert [r["service"] for r in json.loads(status.stdout)] == ["processor"]
         assert ctl("health", "--env", "testing").returncode == 0
         stop = ctl("stop", "--env", "testing", "--mode", "process")
         assert stop.returncode == 0, stop.stderr
-        assert "stop processor: ok" in stop.stdout
+        assert "stop ms_processor: ok" in stop.stdout
         assert "stopped the embedded Valkey" in stop.stdout
         assert embedded.running_server(tmp_path / "state") is None
         none = ctl("health", "--env", "testing")
         assert none.returncode == 2 and "no dsa110d daemon is running" in none.stdout
-        assert (tmp_path / "logs" / "processor.log").exists()
+        assert (tmp_path / "logs" / "ms_processor.log").exists()
     finally:
         for path in (tmp_path / "state" / "run").glob("*.pid"):
             pid = int(path.read_text())

@@ -38,3 +38,12 @@ def test_troubleshooting_covers_streams_and_debug() -> None:
     assert "xlen dsa110:hdf5_processing" in text
     assert "DSA110_LOG_LEVEL=DEBUG" in text
     assert "cannot reach the state server" in text
+
+
+def test_the_architecture_is_linked_and_in_the_repository() -> None:
+    text = README.read_text()
+    assert "(docs/architecture.md)" in text and "DESIGN.md" not in text
+    architecture = (README.parent / "docs" / "architecture.md").read_text()
+    for heading in ("## Layers", "## Data flow and messages", "## State machines"):
+        assert heading in architecture
+    assert "## Where to add things" in architecture

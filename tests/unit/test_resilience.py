@@ -45,6 +45,15 @@ def test_full_jitter_spans_zero_to_the_ceiling() -> None:
     assert policy.delay(3, rng=lambda: 1.0) == 4.0
 
 
+def test_a_floor_keeps_part_of_the_ceiling_as_restarts_need() -> None:
+    # The supervisor's restart backoff: never straight back, at most the cap.
+    policy = RetryPolicy(base_delay_sec=0.5, max_delay_sec=30.0, min_fraction=0.5)
+    assert policy.delay(1, lambda: 1.0) == 0.5
+    assert policy.delay(4, lambda: 1.0) == 4.0
+    assert policy.delay(4, lambda: 0.0) == 2.0  # jitter: down to half
+    assert policy.delay(101, lambda: 1.0) == 30.0
+
+
 async def test_retry_succeeds_after_transient_failures_with_backoff() -> None:
     clock = FakeClock()
     calls = 0

@@ -22,7 +22,7 @@ import anyio
 from dsa110d.alerts import rules
 from dsa110d.alerts.sinks import AlertSinks
 from dsa110d.config import Config
-from dsa110d.errors import StateError
+from dsa110d.errors import StateError, describe
 from dsa110d.logs import get_logger
 from dsa110d.state.alerts import (
     AlertEvent,
@@ -101,7 +101,7 @@ class AlertEngine:
                 log.warning("alerts_unavailable", error=str(exc))
             self._failing = True
         except Exception as exc:  # a bug in a rule must not take the daemon down
-            log.error("alerts_error", error=f"{type(exc).__name__}: {exc}", exc_info=True)
+            log.error("alerts_error", error=describe(exc), exc_info=True)
         else:
             if self._failing:
                 log.info("alerts_recovered")

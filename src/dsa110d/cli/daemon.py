@@ -9,7 +9,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from dsa110d import logs
+from dsa110d import catalogue, logs
 from dsa110d.cli.common import (
     ConfigOption,
     EnvOption,
@@ -20,8 +20,6 @@ from dsa110d.cli.common import (
 )
 from dsa110d.config import Config
 from dsa110d.errors import DSA110Error
-
-SERVICE_NAMES = ("watcher", "processor", "analyzer", "web")  # ``all`` (web only when enabled)
 
 app = typer.Typer(
     name="dsa110d",
@@ -38,22 +36,35 @@ def _root(version: VersionOption = False) -> None:
 
 
 def parse_services(spec: str) -> list[str]:
-    """``all`` or a comma-separated subset of the registered services (watcher, processor,
-    analyzer, and any added through ``$DSA110_SERVICE_MODULES``)."""
+    """``all``, ``service_manager`` (the manager alone) or a comma-separated subset of the
+    registered services, each by either of its names (``watcher`` or ``hdf5_watcher``...;
+    services added through ``$DSA110_SERVICE_MODULES`` by their registered name)."""
     from dsa110d.services.base import load_service_modules
 
     known = load_service_modules()
     names = [part.strip() for part in spec.split(",") if part.strip()]
-    if names == ["all"]:
-        return list(SERVICE_NAMES)
-    unknown = [n for n in names if n not in known]
+    if names in ([catalogue.ALL], [catalogue.MANAGER]):
+        return catalogue.services_of(names[0])
+    chosen = [catalogue.canonical(n) for n in names]
+    unknown = [n for n, c in zip(names, chosen, strict=True) if c not in known]
     if unknown or not names:
         fail(
             f"--services: unknown service {unknown[0] if unknown else spec!r}; "
-            f"choose from {', '.join(known)} or all",
+            f"choose from {', '.join(known)}, their configuration names "
+            f"({', '.join(e.section for e in catalogue.SERVICES)}), "
+            f"{catalogue.ALL} or {catalogue.MANAGER}",
             code=2,
         )
-    return names
+    return chosen
+
+
+def instance_label(chosen: list[str]) -> str:
+    """What a daemon running ``chosen`` is called in its log (and its log file's name)."""
+    if not chosen:
+        return catalogue.MANAGER
+    if sorted(chosen) == sorted(catalogue.BUILTIN):
+        return catalogue.ALL
+    return "+".join(catalogue.section_of(name) or name for name in chosen)
 
 
 def setup_logging(
@@ -72,7 +83,12 @@ def run(
     env: EnvOption = None,
     config: ConfigOption = None,
     services: Annotated[
-        str, typer.Option("--services", help="watcher,processor,analyzer or all.")
+        str,
+        typer.Option(
+            "--services",
+            help="all, service_manager, or names: hdf5_watcher (watcher), ms_processor "
+            "(processor), variability_analyzer (analyzer).",
+        ),
     ] = "all",
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format")] = None,
@@ -88,9 +104,7 @@ def run(
     cfg = load(config, env)
     secure_process(cfg.paths.state_dir, cfg.redis.embedded)
     chosen = parse_services(services)
-    setup_logging(
-        cfg, "all" if len(chosen) == len(SERVICE_NAMES) else "+".join(chosen), log_level, log_format
-    )
+    setup_logging(cfg, instance_label(chosen), log_level, log_format)
     raise typer.Exit(anyio.run(run_daemon, cfg, chosen, lambda: load(config, env)))
 
 
@@ -163,8 +177,8 @@ def simulate(
     ] = 1.0,
 ) -> None:
     """Write simulated DSA-110 subband files (UVH5) laid out as the real correlator's."""
-    from dsa110d.science.simulate import DEFAULT_DEC_DEG, SimulationSpec
-    from dsa110d.science.simulate import simulate as run_simulation
+    from dsa110d.science.simulation.simulate import DEFAULT_DEC_DEG, SimulationSpec
+    from dsa110d.science.simulation.simulate import simulate as run_simulation
 
     try:
         moment = datetime.fromisoformat(start)
@@ -200,7 +214,7 @@ def convert(
     is left as it is)."""
     import json
 
-    from dsa110d.science.convert import convert_set
+    from dsa110d.science.conversion.convert import convert_set
 
     result = convert_set(files, out, partial=partial)
     if json_out:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import anyio
 import psutil
 
+from dsa110d import catalogue
 from dsa110d.config import Config, resolve_path
 from dsa110d.errors import ConfigError, StateError
 from dsa110d.operations.session import attach
@@ -44,7 +45,7 @@ from dsa110d.state.registry import Registry
 
 Mode = Literal["auto", "systemd", "process"]
 MODES: tuple[str, ...] = ("auto", "systemd", "process")
-INSTANCES = ("all", "watcher", "processor", "analyzer", "web")  # what dsa110d@.service takes
+INSTANCES = catalogue.INSTANCES  # what dsa110d@.service takes
 UNIT_TEMPLATE = "dsa110d@.service"
 SYSTEMD_RUNTIME = Path("/run/systemd/system")
 START_TIMEOUT_SEC = 60.0
@@ -69,11 +70,32 @@ class Outcome:
         return asdict(self)
 
 
+def _logged_ready(log: Path) -> bool:
+    """Whether a daemon's log has its ``ready`` event (JSON lines; other lines are skipped)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "ready":
+            return True
+    return False
+
+
+def _instance(service: str) -> str:
+    """A known service's instance name; any other name (a file found on disk) as it is."""
+    found = catalogue.entry(service)
+    return service if found is None else found.section
+
+
 def check_instance(service: str) -> str:
-    """``all`` or one service name; anything else is a usage error."""
-    if service not in INSTANCES:
-        raise ConfigError(f"unknown service {service!r}: choose from {', '.join(INSTANCES)}")
-    return service
+    """The instance name (``all``, ``service_manager`` or a service's seed name, whichever of
+    its names it was given by); anything else is a usage error."""
+    return catalogue.instance_name(service)
 
 
 # --------------------------------------------------------------------------- choosing
@@ -242,13 +264,14 @@ class ProcessBackend(Backend):
 
     # ---------------------------------------------------------------- files
     def pid_file(self, service: str) -> Path:
-        return self.run_dir / f"{service}.pid"
+        return self.run_dir / f"{_instance(service)}.pid"
 
     def launch_file(self, service: str) -> Path:
-        return self.run_dir / f"{service}.json"
+        return self.run_dir / f"{_instance(service)}.json"
 
     def log_file(self, service: str) -> Path:
-        return self.log_dir / f"{service}.log"
+        """``<log_dir>/<instance>.log``: the seed's name (``hdf5_watcher.log``...)."""
+        return self.log_dir / f"{_instance(service)}.log"
 
     def read_pid(self, service: str) -> int | None:
         try:
@@ -325,7 +348,7 @@ class ProcessBackend(Backend):
         return pid
 
     async def start(self, service: str, argv: list[str] | None = None) -> Outcome:
-        check_instance(service)
+        service = check_instance(service)
         conflict = self._conflict(service)
         if conflict is not None:
             return Outcome(service, "start", False, conflict, self.running().get(service))
@@ -347,7 +370,11 @@ class ProcessBackend(Backend):
                     f"the daemon exited with status {code}: {last_error(log)} (see {log})",
                     pid,
                 )
-            if await self._registered(pid):
+            if catalogue.services_of(service):
+                up = await self._registered(pid)
+            else:  # the manager alone registers no service: its log says when it is ready
+                up = await anyio.to_thread.run_sync(_logged_ready, log)
+            if up:
                 return Outcome(service, "start", True, f"running; log {log}", pid)
             await anyio.sleep(POLL_SEC)
         return Outcome(
@@ -423,7 +450,7 @@ class ProcessBackend(Backend):
 
     # ---------------------------------------------------------------- restart
     async def restart(self, service: str) -> Outcome:
-        check_instance(service)
+        service = check_instance(service)
         argv = self._recorded_argv(service)
         stopped = await self._stop_one(service)
         if not stopped.ok:

@@ -29,7 +29,6 @@ PHOTOMETRY_SUBDIR = "photometry"
 VARIABILITY_SUBDIR = "variability"
 LATEST_TABLE = "latest.parquet"
 RUN_CANDIDATES_SUFFIX = ".candidates.json"
-LIGHT_CURVE_COLUMNS = ("block_id", "mjd", "flux_jy", "flux_err_jy", "flags", "version")
 ETA_V_COLUMNS = ("source_id", "class", "eta", "v", "n", "mean_flux_jy")
 MAX_FILES = 2000
 """Files listed at most per directory (the newest first)."""
@@ -52,40 +51,35 @@ def _data_files(directory: Path, pattern: str) -> list[Path]:
 
 
 def light_curve(config: Config, source_id: str) -> dict[str, Any]:
-    """One source's measurements from every block's photometry, the newest version of each
-    block, sorted by time (NaN fluxes, blocks without data for it, are left out)."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
+    """One source's light curve as columns: what ``dsa110ctl lightcurve`` reads
+    (:func:`dsa110d.operations.analysis.light_curve`: the newest version of each block, time
+    order), without the measurements that have no flux, plus the files that hold it."""
+    from dsa110d.operations.analysis import light_curve as read_light_curve
+    from dsa110d.operations.analysis import light_curve_records
 
     check_source_id(source_id)
-    root = config.paths.results_dir
-    files = _data_files(root / PHOTOMETRY_SUBDIR, "*.parquet")
-    points: dict[str, dict[str, Any]] = {}
-    holding: list[str] = []
-    if files:
-        dataset = ds.dataset([str(f) for f in files], format="parquet")
-        wanted = [c for c in LIGHT_CURVE_COLUMNS if c in dataset.schema.names]
-        where = pc.field("source_id") == source_id
-        for fragment in dataset.get_fragments():
-            table = fragment.to_table(schema=dataset.schema, columns=wanted, filter=where)
-            if table.num_rows:
-                holding.append(Path(fragment.path).relative_to(root).as_posix())
-            for row in table.to_pylist():
-                block = str(row.get("block_id", ""))
-                kept = points.get(block)
-                if kept is None or int(row.get("version") or 0) > int(kept.get("version") or 0):
-                    points[block] = row
-    rows = [r for r in points.values() if _finite(r.get("flux_jy")) and _finite(r.get("mjd"))]
+    rows = [
+        r
+        for r in light_curve_records(read_light_curve(config, source_id))
+        if _finite(r.get("flux_jy")) and _finite(r.get("mjd"))
+    ]
     if not rows:
         raise NotFoundError(f"no photometry for source {source_id}")
-    rows.sort(key=lambda r: float(r["mjd"]))
+    root = config.paths.results_dir
+    blocks = {str(r.get("block_id", "")) for r in rows}
+    holding = [
+        p.relative_to(root).as_posix()
+        for p in _data_files(root / PHOTOMETRY_SUBDIR, "*.parquet")
+        if p.name.split(".", 1)[0] in blocks
+    ]
     return {
         "source_id": source_id,
         "mjd": [float(r["mjd"]) for r in rows],
         "flux_jy": [float(r["flux_jy"]) for r in rows],
         "flux_err_jy": [_number(r.get("flux_err_jy")) for r in rows],
         "block_id": [str(r.get("block_id", "")) for r in rows],
-        "flags": [str(r.get("flags") or "") for r in rows],
+        "flags": [_flag_text(r.get("flag_names")) for r in rows],
+        "usable": [bool(r.get("usable", True)) for r in rows],
         "files": holding,
         "plots": [
             p.relative_to(root).as_posix()
@@ -94,6 +88,14 @@ def light_curve(config: Config, source_id: str) -> dict[str, Any]:
             )
         ][::-1],
     }
+
+
+def _flag_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _plot_name(source_id: str) -> str:

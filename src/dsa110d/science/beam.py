@@ -14,9 +14,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import j1
 
-from dsa110d.science.constants import DISH_DIAMETER_M
+from dsa110d.science.constants import DISH_DIAMETER_M, SPEED_OF_LIGHT_M_S
 
-SPEED_OF_LIGHT_M_S = 299792458.0
 """Speed of light in vacuum, m/s (SI, exact)."""
 AIRY_FWHM_FACTOR = 1.028993969962188
 """FWHM of the Airy power pattern in units of lambda / D (solves (2 J1(x)/x)^2 = 1/2)."""

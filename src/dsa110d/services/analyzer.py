@@ -18,19 +18,24 @@
 * **One run at a time** across all hosts: the run holds the lease ``analyzer:run``
   (auto-renewed; a host that finds it held skips, its notes stay pending), and the results are
   committed only if the lease's fencing token is still the newest.
-* **The run** is :func:`dsa110d.science.variability_run.analyze` in a worker process (plain
+* **The run** is :func:`dsa110d.science.variability.run.analyze` in a worker process (plain
   arguments), bounded by ``analysis_timeout_sec``: past it the worker is killed, the state on
   disk stays at its previous generation, and the run is reported as ``timeout``.
 * **Reporting.** After each run: the candidates into Redis
   (:class:`~dsa110d.state.candidates.CandidateStore`, for ``dsa110ctl candidates``), the run
   record, and a VARIABILITY_ANALYSIS message with the status, the summary and the top
   candidates (failed and timed-out runs are announced too, with the error).
+* **New candidates.** The run writes a VOEvent 2.0 packet for each candidate that has none
+  yet (``results/variability/voevents/``); each is announced on the alerts stream as a
+  one-shot ``notice`` of rule ``variability_candidate`` (fingerprint ``candidate:<source>_<class>``,
+  so a retried announcement is sent once), with the packet's ivorn and path, unless
+  ``alerts.enabled`` or ``alerts.candidates`` is off.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +44,7 @@ import anyio
 import structlog
 
 from dsa110d.config import Config
+from dsa110d.contracts import ANALYZER_GROUP, AnalysisRun, BlockProcessed, MsKind, RunStatus
 from dsa110d.errors import (
     DSA110Error,
     LeaseHeldError,
@@ -46,12 +52,14 @@ from dsa110d.errors import (
     MessageError,
     PathOutsideRootsError,
     StateError,
+    describe,
 )
 from dsa110d.messages import MessageType, Producer, encode, new_message
 from dsa110d.paths import inside_roots
 from dsa110d.resilience import Backoff, RetryPolicy
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
-from dsa110d.state.analysis import STATUS_OK, AnalysisQueue, Snapshot, seconds_until_due
+from dsa110d.state.alerts import AlertStore, Condition
+from dsa110d.state.analysis import AnalysisQueue, Snapshot, seconds_until_due
 from dsa110d.state.candidates import CandidateStore
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.consumer import StreamConsumer, consumer_name
@@ -59,53 +67,32 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 from dsa110d.state.streams import Delivery, Entry, ReliableStream
 
-ANALYZER_GROUP = "analyzer"
-"""The analyzer's consumer group on MS_PROCESSING (the processor has its own)."""
 LEASE_NAME = "analyzer:run"
-BLOCK_KIND = "block"
 POLL_SEC = 5.0
 """How often a host looks at the shared queue when nothing wakes it (other hosts' notes)."""
 MESSAGE_BLOCKS = 100
 """Block ids listed in a VARIABILITY_ANALYSIS message at most (the count is always given)."""
-STATUS_TIMEOUT = "timeout"
-STATUS_FAILED = "failed"
-STATUS_LEASE_LOST = "lease_lost"
-PATH_KEYS = frozenset({"path", "paths", "outputs", "photometry", "ms_paths", "results"})
-"""Payload keys whose string values are paths (also any key ending in _path, _paths, _dir)."""
+CANDIDATE_RULE = "variability_candidate"
 
 WorkerRun = Callable[..., Awaitable[Any]]
 
 
 def analysis_job(*args: Any, **kwargs: Any) -> Any:
-    """The worker's entry point: :func:`dsa110d.science.variability_run.analyze`.
+    """The worker's entry point: :func:`dsa110d.science.variability.run.analyze`.
 
     Imported here, in the worker, so that loading this service module (every ``dsa110d run``
     loads every built-in service) does not pay for pandas, scipy and matplotlib.
     """
-    from dsa110d.science import variability_run
+    from dsa110d.science.variability import run as variability_run
 
     return variability_run.analyze(*args, **kwargs)
-
-
-def message_paths(payload: Any, under_path_key: bool = False) -> Iterator[str]:
-    """Every string in the payload that sits under a path-bearing key (see PATH_KEYS)."""
-    if isinstance(payload, dict):
-        for key, value in payload.items():
-            name = str(key)
-            is_path = name in PATH_KEYS or name.endswith(("_path", "_paths", "_dir"))
-            yield from message_paths(value, under_path_key or is_path)
-    elif isinstance(payload, list):
-        for value in payload:
-            yield from message_paths(value, under_path_key)
-    elif isinstance(payload, str) and under_path_key:
-        yield payload
 
 
 @dataclass
 class RunReport:
     """What one run did, as recorded in Redis and announced."""
 
-    status: str
+    status: RunStatus
     run_time: str
     started_at: float
     finished_at: float
@@ -115,7 +102,7 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        return self.status == STATUS_OK
+        return self.status is RunStatus.OK
 
     def record(self) -> dict[str, Any]:
         run = self.result.get("run", {})
@@ -137,26 +124,25 @@ class RunReport:
             "blocks_replaced": run.get("blocks_replaced"),
         }
 
-    def payload(self) -> dict[str, Any]:
-        blocks = list(self.snapshot.blocks)
-        doc: dict[str, Any] = {
-            "status": self.status,
-            "run_time": self.run_time,
-            "seconds": round(self.finished_at - self.started_at, 3),
-            "error": self.error,
-            "full": self.snapshot.full,
-            "n_blocks_noted": len(blocks),
-            "blocks": blocks[:MESSAGE_BLOCKS],
-        }
+    def message(self) -> AnalysisRun:
+        blocks = tuple(self.snapshot.blocks)
+        outputs = dict(self.result.get("outputs", {}))
         if self.result:
-            outputs = dict(self.result.get("outputs", {}))
             outputs["light_curves"] = len(outputs.get("light_curves") or [])
-            doc.update(
-                summary=self.result.get("summary", {}),
-                run=self.result.get("run", {}),
-                outputs=outputs,
-            )
-        return doc
+            outputs["light_curve_tables"] = len(outputs.get("light_curve_tables") or [])
+            outputs["voevents"] = [v.get("ivorn") for v in self.result.get("voevents") or []]
+        return AnalysisRun(
+            status=self.status,
+            run_time=self.run_time,
+            seconds=round(self.finished_at - self.started_at, 3),
+            error=self.error,
+            full=self.snapshot.full,
+            n_blocks_noted=len(blocks),
+            blocks=blocks[:MESSAGE_BLOCKS],
+            summary=self.result.get("summary", {}),
+            run=self.result.get("run", {}),
+            outputs=outputs,
+        )
 
 
 class VariabilityAnalysisHandler:
@@ -186,6 +172,10 @@ class VariabilityAnalysisHandler:
         )  # fmt: skip
         self.queue = AnalysisQueue(redis, keys, target=target)
         self.store = CandidateStore(redis, keys, target=target)
+        self.alerts = AlertStore(
+            redis, keys, host=Producer.here(service).host, stream_max_len=cfg.alerts.stream_max_len,
+            target=target,
+        )  # fmt: skip
         self.leases = Leases(redis, keys, cfg.leases, target=target)
         self.run_in_worker = run_in_worker
         self.max_light_curves = max_light_curves  # None: the science default
@@ -206,26 +196,24 @@ class VariabilityAnalysisHandler:
     # ------------------------------------------------------------------ intake
     async def handle(self, delivery: Delivery) -> None:
         """Note a block announcement (chunks and other kinds are ignored)."""
-        payload = delivery.message.payload
-        if payload.get("kind") != BLOCK_KIND:
+        message = delivery.message
+        if message.payload.get("kind") != MsKind.BLOCK:
             return
-        block_id = payload.get("block_id")
         try:
-            if not isinstance(block_id, str) or not block_id:
-                raise MessageError(f"block message without a block_id string: {block_id!r}")
+            block = BlockProcessed.from_payload(message.payload, message.id)
             roots = self.config.paths.data_roots()
-            for path in message_paths(payload):
-                inside_roots(path, roots, f"message {delivery.message.id} payload")
+            for path in block.paths():
+                inside_roots(path, roots, f"message {message.id} payload")
         except (MessageError, PathOutsideRootsError) as exc:
-            await self._dead_letter(delivery, f"{type(exc).__name__}: {exc}")
+            await self._dead_letter(delivery, describe(exc))
             return
-        await self.queue.note_blocks([block_id], time.time())
-        self.log.info("block_noted", block_id=block_id, message=delivery.message.id)
+        await self.queue.note_blocks([block.block_id], time.time())
+        self.log.info("block_noted", block_id=block.block_id, message=message.id)
         self.wake.set()
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """A message that no retry can fix goes to the dead letters at once."""
-        entry = Entry(delivery.entry_id, encode(delivery.message), delivery.deliveries)
+        entry = Entry(delivery.entry_id, encode(delivery.message).encode(), delivery.deliveries)
         await self.stream.dead_letter(entry, reason, self.consumer, list(delivery.attempts))
         self.log.warning("message_dead_lettered", entry=delivery.entry_id, reason=reason)
 
@@ -235,7 +223,7 @@ class VariabilityAnalysisHandler:
         outlook = await self.queue.outlook()
         self.pending = outlook.pending
         if outlook.last_finished is None:  # never run: the interval counts from our start
-            outlook = replace(outlook, last_finished=self.started, last_status=STATUS_OK)
+            outlook = replace(outlook, last_finished=self.started, last_status=RunStatus.OK)
         return seconds_until_due(
             outlook,
             time.time(),
@@ -256,7 +244,7 @@ class VariabilityAnalysisHandler:
         except LeaseLostError as exc:
             now = time.time()
             report = RunReport(
-                STATUS_LEASE_LOST, _iso(now), now, now, Snapshot((), False), error=str(exc)
+                RunStatus.LEASE_LOST, _iso(now), now, now, Snapshot((), False), error=str(exc)
             )
             await self._report(report)
         self.runs += 1
@@ -273,13 +261,17 @@ class VariabilityAnalysisHandler:
             "min_data_points": acfg.min_data_points,
             "variability_threshold": acfg.variability_threshold,
             "p_threshold": acfg.variability_p_threshold,
+            "vs_threshold": acfg.vs_threshold,
+            "m_threshold": acfg.m_threshold,
+            "false_discovery_rate": acfg.false_discovery_rate,
+            "min_mean_snr": acfg.min_mean_snr,
         }
         self.log.info(
             "analysis_started", blocks_noted=len(taken.blocks), full=taken.full, run_time=run_time
         )
         result: Any = None
         error = ""
-        status = STATUS_OK
+        status = RunStatus.OK
         with anyio.move_on_after(acfg.analysis_timeout_sec) as scope:
             try:
                 extra = {}
@@ -291,26 +283,52 @@ class VariabilityAnalysisHandler:
                     thresholds,
                     run_time,
                     taken.full,
+                    voevent_authority=acfg.voevent_authority,
                     **extra,
                 )
             except DSA110Error as exc:
-                status, error = STATUS_FAILED, str(exc)
+                status, error = RunStatus.FAILED, str(exc)
         if scope.cancelled_caught:
-            status = STATUS_TIMEOUT
+            status = RunStatus.TIMEOUT
             error = f"run cancelled after analysis_timeout_sec = {acfg.analysis_timeout_sec:g} s"
         report = RunReport(status, run_time, started, time.time(), taken, result or {}, error)
         if report.ok:
             await self.leases.commit(lease)  # FencingError if a newer run holds the lease
             summary = report.result["summary"]
             await self.store.replace(summary, report.result["candidates"])
+            await self._announce(report.result.get("voevents") or [])
         await self._report(report)
         return report
+
+    async def _announce(self, packets: list[dict[str, Any]]) -> None:
+        """Each new candidate's VOEvent as a one-shot notice on the alerts stream."""
+        cfg = self.config.alerts
+        if not (cfg.enabled and cfg.candidates):
+            return
+        now = time.time()
+        for packet in packets:
+            local = str(packet["ivorn"]).rsplit("#", 1)[-1]
+            where = ""
+            if packet.get("ra_deg") is not None and packet.get("dec_deg") is not None:
+                where = f" at RA {packet['ra_deg']:.5f}, Dec {packet['dec_deg']:+.5f} deg"
+            condition = Condition(
+                f"candidate:{local}",
+                CANDIDATE_RULE,
+                "info",
+                f"new {packet['class']} candidate {packet['source_id']}{where} ({packet['ivorn']})",
+                details={k: v for k, v in packet.items() if v is not None},
+            )
+            await self.alerts.notice(condition, now)
+        if packets:
+            self.log.info("candidates_announced", count=len(packets))
 
     async def _report(self, report: RunReport) -> None:
         left = await self.queue.finish(
             report.snapshot if report.ok else None, report.record(), report.finished_at
         )
-        message = new_message(MessageType.VARIABILITY_ANALYSIS, report.payload(), self.producer)
+        message = new_message(
+            MessageType.VARIABILITY_ANALYSIS, report.message().to_payload(), self.producer
+        )
         await self.announcements.publish(message)
         fields = report.record()
         if report.ok:
@@ -327,7 +345,7 @@ def _iso(stamp: float) -> str:
 class VariabilityAnalyzerService(Service):
     """Runs the variability analysis (see the module docstring)."""
 
-    worker_modules = ("dsa110d.science.variability_run",)
+    worker_modules = ("dsa110d.science.variability.run",)
 
     def __init__(self) -> None:
         self.handler: VariabilityAnalysisHandler | None = None

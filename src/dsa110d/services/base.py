@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import anyio
 import structlog
 
+from dsa110d import catalogue
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
 from dsa110d.metrics import ServiceMetrics
@@ -271,21 +272,14 @@ def registered_services() -> list[str]:
     return sorted(_SERVICES)
 
 
-BUILTIN_MODULES = (
-    "dsa110d.services.watcher",
-    "dsa110d.services.analyzer",
-    "dsa110d.services.processor",
-    "dsa110d.services.web",
-)
 EXTRA_MODULES_VAR = "DSA110_SERVICE_MODULES"
-DEFAULT_SERVICES = ("watcher", "processor", "analyzer")
 
 
 def load_service_modules(environ: Mapping[str, str] = os.environ) -> list[str]:
     """Import the built-in service modules and any in ``$DSA110_SERVICE_MODULES``
     (comma-separated; how tests and site plugins add a service); returns the registered names."""
     extra = [m.strip() for m in environ.get(EXTRA_MODULES_VAR, "").split(",") if m.strip()]
-    for module in (*BUILTIN_MODULES, *extra):
+    for module in (*(e.module for e in catalogue.SERVICES), *extra):
         try:
             importlib.import_module(module)
         except ImportError as exc:

@@ -24,11 +24,13 @@
   ``processing_timeout_sec`` past (``science.blocks.BlockPlan.status``; for old data, counted
   from when its first chunk was recorded). Under the lease
   ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
-  then the token is checked, the outputs are renamed into ``paths.results_dir`` and the
-  block record is committed at version n+1 in the same transaction as the token check
-  (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives after
-  its block was processed makes the block pending again; the re-run's results (version n+1)
-  replace the old file atomically.
+  then the token is checked, the outputs are renamed into ``paths.results_dir`` under names
+  that carry the run's version and fencing token (``photometry/<block>.v<n>.t<token>.parquet``:
+  a paused holder that lost the lease can never overwrite the new holder's files) and the
+  block record naming them is committed at version n+1 in the same transaction as the token
+  check (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives
+  after its block was processed makes the block pending again; once the re-run (version n+1)
+  has committed, the files of older tokens are removed (:meth:`MSProcessingHandler.publish_run`).
 * **Poison**: a message whose set id or paths fail the checks raises MessageError or
   PathOutsideRootsError, which the consumer dead-letters at once (no retries); no file named
   only by such a message is read, written or removed.
@@ -50,40 +52,45 @@ import anyio.to_thread
 import structlog
 
 from dsa110d.config import Config
+from dsa110d.contracts import (
+    PROCESSOR_GROUP,
+    BlockProcessed,
+    ChunkConverted,
+    SetAnnounced,
+    ms_message,
+)
 from dsa110d.errors import (
     ConfigError,
     ConversionError,
     DSA110Error,
+    FencingError,
     LeaseHeldError,
     LeaseLostError,
     MessageError,
     PathOutsideRootsError,
     StageError,
+    describe,
 )
 from dsa110d.messages import Message, MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots, paths_inside
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
-from dsa110d.science.blocks import Block, BlockPlan, Chunk
+from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.connection import Redis
 from dsa110d.state.consumer import StreamConsumer, consumer_name
 from dsa110d.state.keys import Keys
-from dsa110d.state.leases import Leases
+from dsa110d.state.leases import Lease, Leases
 from dsa110d.state.sets import Sets, SetState
 from dsa110d.state.streams import Delivery, ReliableStream
 
-PROCESSOR_GROUP = "processor"
-"""The processor's consumer group on HDF5_PROCESSING and on MS_PROCESSING."""
 SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
-"""A set id is the set's start time (``science.subbands.set_id_from_time``); it names the MS,
+"""A set id is the set's start time (``science.hdf5.subbands.set_id_from_time``); it names the MS,
 so anything else (``..``, slashes) is refused."""
 ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
-KIND_CHUNK = "chunk"
-KIND_BLOCK = "block"
 STATS_INTERVAL_SEC = 5.0
 """How often the backlog and queue lag are refreshed for health and metrics."""
 
@@ -107,13 +114,6 @@ def set_id_of(message: Message) -> str:
     if not isinstance(set_id, str) or not SET_ID_PATTERN.match(set_id):
         raise MessageError(f"message {message.id}: payload.set_id {set_id!r} is not a set id")
     return set_id
-
-
-def _number(message: Message, name: str) -> float:
-    value = message.payload.get(name)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise MessageError(f"message {message.id}: payload.{name} must be a number")
-    return float(value)
 
 
 def remove_stale_staging(root: Path, block_id: str, token: int) -> None:
@@ -213,7 +213,7 @@ class MSProcessingHandler:
             raise
         log = self.log.bind(set_id=set_id, message_id=message.id)
         final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts
-        await self._wait_for_other_holder(f"set:{set_id}")
+        await self._wait_for_other_holder(Keys.set_lease(set_id))
         try:
             with self.metrics.job():
                 await self._convert_and_record(message, set_id, files, out, partial, log)
@@ -222,7 +222,7 @@ class MSProcessingHandler:
             # is a LeaseLostError): the set's record is theirs, so leave it alone.
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = describe(exc)
             state = SetState.FAILED if final_attempt else SetState.QUEUED
             await self.sets.mark(set_id, state, reason)
             log.warning("set_failed", reason=reason, final=final_attempt)
@@ -250,17 +250,16 @@ class MSProcessingHandler:
                 await anyio.sleep(self.config.leases.renew_interval_sec)
 
     def _set_inputs(self, message: Message, set_id: str) -> tuple[list[Path], Path, bool]:
-        payload = message.payload
-        raw = payload.get("paths")
-        if raw is None and isinstance(payload.get("files"), list):
-            raw = [f.get("path") if isinstance(f, dict) else f for f in payload["files"]]
-        files = paths_inside(raw, self.roots, f"message {message.id} payload.paths")
+        announced = SetAnnounced.from_payload(message.payload, message.id)
+        files = paths_inside(
+            list(announced.paths()), self.roots, f"message {message.id} payload.files"
+        )
         out = inside_roots(
             str(Path(self.config.paths.ms_dir).absolute() / f"{set_id}.ms"),
             self.roots,
             f"set {set_id} MS",
         )
-        return files, out, bool(payload.get("partial", False))
+        return files, out, announced.partial
 
     async def _convert_and_record(
         self,
@@ -271,7 +270,7 @@ class MSProcessingHandler:
         partial: bool,
         log: structlog.stdlib.BoundLogger,
     ) -> None:
-        async with self.leases.hold(f"set:{set_id}") as lease:
+        async with self.leases.hold(Keys.set_lease(set_id)) as lease:
             await self.sets.mark(set_id, SetState.CONVERTING)
             timeout = self.cfg.processing_timeout_sec
             with anyio.move_on_after(timeout) as scope:
@@ -308,43 +307,31 @@ class MSProcessingHandler:
 
     async def _announce_chunk(self, chunk: ChunkRecord, trace_id: str) -> None:
         blocks = self.plan.blocks_of_chunk(Chunk(chunk.start, chunk.end, chunk.path))
-        payload = {
-            "kind": KIND_CHUNK,
-            "set_id": chunk.set_id,
-            "chunk_id": chunk.chunk_id,
-            "ms_path": chunk.path,
-            "paths": [chunk.path],
-            "start": chunk.start,
-            "end": chunk.end,
-            "dec_rad": chunk.dec_rad,
-            "blocks": [b.id for b in blocks],
-        }
-        message = new_message(MessageType.MS_PROCESSING, payload, self.producer, trace_id)
+        converted = ChunkConverted(
+            chunk.set_id, chunk.chunk_id, chunk.path, chunk.start, chunk.end, chunk.dec_rad,
+            tuple(b.id for b in blocks),
+        )  # fmt: skip
+        message = new_message(
+            MessageType.MS_PROCESSING, converted.to_payload(), self.producer, trace_id
+        )
         await self.ms_stream.publish(message, dedup_key=f"chunk:{chunk.chunk_id}")
 
     # ------------------------------------------------------------------ MS_PROCESSING
     async def handle_ms_message(self, delivery: Delivery) -> None:
         """Check a chunk or block message; record a foreign chunk; wake the block loop."""
         message = delivery.message
-        kind = message.payload.get("kind")
-        if kind not in (KIND_CHUNK, KIND_BLOCK):
-            raise MessageError(f"message {message.id}: payload.kind {kind!r} is not chunk/block")
-        paths_inside(
-            message.payload.get("paths"), self.roots, f"message {message.id} payload.paths"
-        )
-        if kind == KIND_BLOCK:
+        contract = ms_message(message.payload, message.id)
+        paths_inside(list(contract.paths()), self.roots, f"message {message.id} payload paths")
+        if isinstance(contract, BlockProcessed):
             return
         set_id = set_id_of(message)
-        ms = inside_roots(
-            message.payload.get("ms_path"), self.roots, f"message {message.id} payload.ms_path"
-        )
+        ms = inside_roots(contract.ms_path, self.roots, f"message {message.id} payload.ms_path")
         if await self.blocks.chunk(set_id) is None:
             if not await anyio.to_thread.run_sync(is_complete_dir, ms):
                 raise ConversionError(f"message {message.id}: {ms} is not a complete MS")
             chunk = ChunkRecord(
-                set_id, set_id, _number(message, "start"), _number(message, "end"),
-                _number(message, "dec_rad"), str(ms),
-            )  # fmt: skip
+                set_id, set_id, contract.start, contract.end, contract.dec_rad, str(ms)
+            )
             await self._record(chunk)
         self.wake.set()
 
@@ -372,7 +359,7 @@ class MSProcessingHandler:
             self.log.warning("block_id_unusable", block_id=block_id, reason=str(exc))
             return None
         try:
-            async with self.leases.hold(f"block:{block_id}") as lease:
+            async with self.leases.hold(Keys.block_lease(block_id)) as lease:
                 record = await self.blocks.block(block_id)
                 if record is None:  # pruned by housekeeping: nothing left to run
                     await self.blocks.forget_pending(block_id)
@@ -399,7 +386,7 @@ class MSProcessingHandler:
             self.log.warning("block_superseded", block_id=block_id, reason=str(exc))
             return None
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            reason = describe(exc)
             attempts = await self.blocks.record_failure(
                 block_id, reason, self.config.retry.max_attempts
             )
@@ -451,42 +438,67 @@ class MSProcessingHandler:
                 for s in stages
                 for kind, path in s["outputs"].items()
             }
-            await self.leases.commit(lease)  # FencingError: a newer holder publishes instead
-            results = await anyio.to_thread.run_sync(
-                processor_jobs.publish_outputs, staging, results_dir, outputs
-            )
             ids = [c.chunk_id for c in chunks]
-
             qa = {str(s["stage"]): s.get("summary") or {} for s in stages}
-
-            def stage(pipe: Any) -> None:
-                self.blocks.stage_commit(
-                    pipe, block.id, version, record.generation, ids, missing, results, qa=qa
-                )
-
-            await self.leases.run_fenced(lease, stage)
+            results = await self.publish_run(
+                lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
+            )
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
         return BlockOutcome(block.id, version, results, missing, tuple(ids))
 
+    async def publish_run(
+        self,
+        lease: Lease,
+        block_id: str,
+        version: int,
+        generation: int,
+        chunk_ids: list[str],
+        missing: tuple[int, ...],
+        staging: Path,
+        outputs: dict[str, str],
+        qa: dict[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """Publish a run's staged outputs and commit the block record that names them (with
+        ``qa``: each stage's summary).
+
+        The files are renamed into ``paths.results_dir`` under names that carry the run's
+        version and fencing token (``processor_jobs.publish_outputs``), so no other holder's
+        file is ever replaced; the record naming them is written in the same transaction as
+        the token check (``Leases.run_fenced``). A holder superseded meanwhile (paused past
+        its lease) gets FencingError and takes its files back; after a commit, the files of
+        older tokens (the previous version, leftovers of superseded holders) are removed.
+        """
+        results_dir = Path(self.config.paths.results_dir).absolute()
+        await self.leases.commit(lease)  # FencingError: a newer holder publishes instead
+        results: dict[str, str] = await anyio.to_thread.run_sync(
+            processor_jobs.publish_outputs, staging, results_dir, outputs, version, lease.token
+        )
+
+        def stage(pipe: Any) -> None:
+            self.blocks.stage_commit(
+                pipe, block_id, version, generation, chunk_ids, missing, results, qa=qa
+            )
+
+        try:
+            await self.leases.run_fenced(lease, stage)
+        except FencingError:  # not applied: nothing names our files, no one else writes them
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(processor_jobs.remove_outputs, results)
+            raise
+        await anyio.to_thread.run_sync(processor_jobs.remove_superseded, results, lease.token)
+        return results
+
     async def _announce_block(self, outcome: BlockOutcome, block: Block) -> None:
         chunk_paths = [
             c.path for c in await self._block_chunks(block) if c.chunk_id in outcome.chunks
         ]
-        payload = {
-            "kind": KIND_BLOCK,
-            "block_id": outcome.block_id,
-            "version": outcome.version,
-            "results": outcome.results,
-            "paths": list(outcome.results.values()) or chunk_paths,
-            "ms_paths": chunk_paths,
-            "chunks": list(outcome.chunks),
-            "missing_slots": list(outcome.missing_slots),
-            "start": block.start,
-            "end": block.end,
-        }
-        message = new_message(MessageType.MS_PROCESSING, payload, self.producer)
+        processed = BlockProcessed(
+            outcome.block_id, outcome.version, outcome.results, tuple(chunk_paths),
+            outcome.chunks, outcome.missing_slots, block.start, block.end,
+        )  # fmt: skip
+        message = new_message(MessageType.MS_PROCESSING, processed.to_payload(), self.producer)
         await self.ms_stream.publish(
             message, dedup_key=f"block:{outcome.block_id}:v{outcome.version}"
         )
@@ -512,11 +524,11 @@ class MSProcessorService(Service):
     """The ``processor`` service: two stream consumers and the block loop."""
 
     worker_modules = (
-        "dsa110d.science.convert",
-        "dsa110d.science.chunkinfo",
-        "dsa110d.science.stages",
-        "dsa110d.science.flagging",
-        "dsa110d.science.photometry",
+        "dsa110d.science.conversion.convert",
+        "dsa110d.science.pipeline.chunkinfo",
+        "dsa110d.science.pipeline.stages",
+        "dsa110d.science.pipeline.flagging",
+        "dsa110d.science.photometry.stage",
         "dsa110d.services.processor_jobs",
     )
 

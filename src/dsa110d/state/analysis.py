@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from dsa110d.contracts import RunStatus
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 
@@ -31,7 +32,6 @@ DEBOUNCE_CAP = 10.0
 """A steady stream of notes still gives a run this many debounce times after the first."""
 FAILED_RETRY_SEC = 60.0
 """A failed or timed-out run is retried after this (at most the interval, at least the debounce)."""
-STATUS_OK = "ok"
 
 # KEYS[1] pending, KEYS[2] times, KEYS[3] full, KEYS[4] last run;
 # ARGV[1] now, ARGV[2] last-run JSON, ARGV[3] "1" if the run took the full request,
@@ -89,7 +89,7 @@ def seconds_until_due(
         due = min(noted + debounce_sec, first + DEBOUNCE_CAP * debounce_sec)
         if outlook.full:
             due = now
-        if last is not None and outlook.last_status not in (None, STATUS_OK):
+        if last is not None and outlook.last_status not in (None, RunStatus.OK):
             due = max(due, last + retry_delay(interval_sec, debounce_sec))
         waits.append(due - now)
     return max(0.0, min(waits))

@@ -1,8 +1,11 @@
 """Leases with a TTL and fencing tokens, for anything exclusive (a set, a block, the analyzer).
 
 A lease is one key, ``<ns>:lease:<name>``, whose value is ``"<token> <owner>"`` and whose TTL
-is ``leases.ttl_sec``. Acquiring it increments ``<ns>:fence:<name>`` (INCR), so every holder
-ever gets a larger token than the one before: the **fencing token**. All operations are Lua
+is ``leases.ttl_sec``. Acquiring it takes the next value of the namespace's one counter
+``<ns>:fence-tokens`` (INCR) and records it in ``<ns>:fence:<name>``, so every holder ever gets
+a larger token than the one before: the **fencing token**. Tokens are unique in the namespace
+and keep growing after housekeeping removed a lease's keys with the record it guarded, so a
+token can name a holder's output files (a block run's) for good. All operations are Lua
 scripts checked against the owner, so a holder can only renew or release its own lease.
 
 Why tokens: a holder can pause (GC, a stalled disk, a suspended VM) past its TTL, lose the
@@ -47,10 +50,18 @@ from dsa110d.state.keys import Keys
 
 log = get_logger(__name__)
 
-# KEYS[1] lease, KEYS[2] fence counter; ARGV[1] owner, ARGV[2] ttl ms. Returns token or nil.
+# KEYS[1] lease, KEYS[2] its newest token, KEYS[3] the namespace's token counter;
+# ARGV[1] owner, ARGV[2] ttl ms. Returns token or nil. (A per-lease counter written by an
+# older version may be ahead of the shared one: the shared one then jumps past it.)
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2])
+local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
+local token = redis.call('INCR', KEYS[3])
+if token <= newest then
+  token = newest + 1
+  redis.call('SET', KEYS[3], token)
+end
+redis.call('SET', KEYS[2], token)
 redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return token
 """
@@ -129,7 +140,8 @@ class Leases:
         ttl = ttl_sec or self.config.ttl_sec
         with self._guard():
             token = await self._acquire(
-                keys=[self.keys.lease(name), self.keys.fence(name)], args=[owner, int(ttl * 1000)]
+                keys=[self.keys.lease(name), self.keys.fence(name), self.keys.fence_tokens()],
+                args=[owner, int(ttl * 1000)],
             )
         return None if token is None else Lease(name, owner, int(token), ttl)
 

@@ -77,16 +77,19 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddleware:
-    """The console for the configuration ``config()`` returns (re-read per request: a SIGHUP
-    reload applies at once)."""
-    templates = pages.environment()
+class Console:
+    """The console's handlers, over the configuration ``config()`` returns (re-read per
+    request: a SIGHUP reload applies at once)."""
 
-    def api_route(endpoint: api.Endpoint) -> Route:
+    def __init__(self, config: ConfigSource) -> None:
+        self.config = config
+        self.templates = pages.environment()
+
+    def api_route(self, endpoint: api.Endpoint) -> Route:
         async def handle(request: Request) -> Response:
             try:
                 data = await endpoint.handler(
-                    config(), dict(request.query_params), dict(request.path_params)
+                    self.config(), dict(request.query_params), dict(request.path_params)
                 )
             except DSA110Error as exc:
                 return _no_store(StrictJSON({"error": describe(exc)}, status_code=status_of(exc)))
@@ -94,12 +97,14 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
 
         return Route(api.API_PREFIX + endpoint.path, handle, methods=["GET"], name=endpoint.name)
 
-    async def openapi(request: Request) -> Response:
+    async def openapi(self, request: Request) -> Response:
         return StrictJSON(api.openapi())
 
-    def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-        cfg = config()
-        body = templates.get_template(template).render(
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> Response:
+        cfg = self.config()
+        body = self.templates.get_template(template).render(
             path=request.url.path,
             refresh_ms=int(cfg.services.web.refresh_sec * 1000),
             namespace=cfg.redis.namespace,
@@ -109,61 +114,55 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
         )
         return _no_store(HTMLResponse(body, status_code=status_code))
 
-    async def fetch(handler: api.Handler, request: Request, **path: str) -> tuple[Any, str]:
+    async def fetch(self, handler: api.Handler, request: Request, **path: str) -> tuple[Any, str]:
         """An API handler's data for a page, or (None, the one-line error)."""
         try:
-            return await handler(config(), dict(request.query_params), path), ""
+            return await handler(self.config(), dict(request.query_params), path), ""
         except DSA110Error as exc:
             return None, describe(exc)
 
-    async def overview_page(request: Request) -> Response:
-        data, error = await fetch(api.get_overview, request)
-        return render(request, "overview.html", data=data, error=error)
+    async def overview_page(self, request: Request) -> Response:
+        data, error = await self.fetch(api.get_overview, request)
+        return self.render(request, "overview.html", data=data, error=error)
 
-    async def sets_page(request: Request) -> Response:
-        rows, error = await fetch(api.get_sets, request)
-        return render(request, "sets.html", rows=rows or [], error=error)
+    async def sets_page(self, request: Request) -> Response:
+        rows, error = await self.fetch(api.get_sets, request)
+        return self.render(request, "sets.html", rows=rows or [], error=error)
 
-    async def blocks_page(request: Request) -> Response:
-        rows, error = await fetch(api.get_blocks, request)
-        return render(request, "blocks.html", rows=rows or [], error=error)
+    async def blocks_page(self, request: Request) -> Response:
+        rows, error = await self.fetch(api.get_blocks, request)
+        return self.render(request, "blocks.html", rows=rows or [], error=error)
 
-    async def dead_letters_page(request: Request) -> Response:
-        data, error = await fetch(api.get_dead_letters, request)
-        return render(request, "dead_letters.html", data=data, error=error)
+    async def dead_letters_page(self, request: Request) -> Response:
+        data, error = await self.fetch(api.get_dead_letters, request)
+        return self.render(request, "dead_letters.html", data=data, error=error)
 
-    async def candidates_page(request: Request) -> Response:
-        data, error = await fetch(api.get_candidates, request)
-        runs, runs_error = await fetch(api.get_analysis, request)
-        return render(request, "candidates.html", data=data, runs=runs,
-                      error=error or runs_error)  # fmt: skip
+    async def candidates_page(self, request: Request) -> Response:
+        data, error = await self.fetch(api.get_candidates, request)
+        runs, runs_error = await self.fetch(api.get_analysis, request)
+        return self.render(request, "candidates.html", data=data, runs=runs,
+                           error=error or runs_error)  # fmt: skip
 
-    async def source_page(request: Request) -> Response:
+    async def source_page(self, request: Request) -> Response:
         source_id = request.path_params["source_id"]
         try:
             results.check_source_id(source_id)
         except DSA110Error as exc:
-            return render(request, "error.html", 400, error=describe(exc))
-        report, error = await fetch(api.get_candidates, request)
-        curve, _ = await fetch(api.get_light_curve, request, source_id=source_id)
-        candidate = next(
-            (
-                c
-                for c in (report or {}).get("candidates", [])
-                if str(c.get("source_id")) == source_id
-            ),
-            None,
-        )
-        return render(request, "source.html", source_id=source_id, candidate=candidate,
-                      curve=curve, error=error)  # fmt: skip
+            return self.render(request, "error.html", 400, error=describe(exc))
+        report, error = await self.fetch(api.get_candidates, request)
+        curve, _ = await self.fetch(api.get_light_curve, request, source_id=source_id)
+        listed = (report or {}).get("candidates", [])
+        candidate = next((c for c in listed if str(c.get("source_id")) == source_id), None)
+        return self.render(request, "source.html", source_id=source_id, candidate=candidate,
+                           curve=curve, error=error)  # fmt: skip
 
-    async def files_page(request: Request) -> Response:
-        rows, error = await fetch(api.get_files, request)
-        return render(request, "files.html", rows=rows or [], error=error)
+    async def files_page(self, request: Request) -> Response:
+        rows, error = await self.fetch(api.get_files, request)
+        return self.render(request, "files.html", rows=rows or [], error=error)
 
-    async def result_file(request: Request) -> Response:
+    async def result_file(self, request: Request) -> Response:
         try:
-            path = results.result_file(config(), request.path_params["path"])
+            path = results.result_file(self.config(), request.path_params["path"])
         except DSA110Error as exc:
             return Response(describe(exc) + "\n", status_of(exc), media_type="text/plain")
         kind = results.FILE_KINDS.get(path.suffix.lower())
@@ -176,27 +175,33 @@ def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddle
         return FileResponse(path, media_type=media, filename=path.name,
                             content_disposition_type=disposition)  # fmt: skip
 
-    async def favicon(request: Request) -> Response:
+    async def favicon(self, request: Request) -> Response:
         return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
 
-    async def not_found(request: Request, exc: Exception) -> Response:
+    async def not_found(self, request: Request, exc: Exception) -> Response:
         if request.url.path.startswith(api.API_PREFIX):
             return StrictJSON({"error": f"no endpoint {request.url.path[:80]}"}, status_code=404)
-        return render(request, "error.html", 404, error=f"no page {request.url.path[:80]}")
+        return self.render(request, "error.html", 404, error=f"no page {request.url.path[:80]}")
 
-    routes = [
-        *(api_route(e) for e in api.ENDPOINTS),
-        Route(api.API_PREFIX + "/openapi.json", openapi, methods=["GET"]),
-        Route("/", overview_page, methods=["GET"]),
-        Route("/sets", sets_page, methods=["GET"]),
-        Route("/blocks", blocks_page, methods=["GET"]),
-        Route("/dead-letters", dead_letters_page, methods=["GET"]),
-        Route("/candidates", candidates_page, methods=["GET"]),
-        Route("/sources/{source_id}", source_page, methods=["GET"]),
-        Route("/files", files_page, methods=["GET"]),
-        Route("/favicon.ico", favicon, methods=["GET"]),
-        Route("/files/{path:path}", result_file, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
-    ]
-    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    def routes(self) -> list[Route | Mount]:
+        return [
+            *(self.api_route(e) for e in api.ENDPOINTS),
+            Route(api.API_PREFIX + "/openapi.json", self.openapi, methods=["GET"]),
+            Route("/", self.overview_page, methods=["GET"]),
+            Route("/sets", self.sets_page, methods=["GET"]),
+            Route("/blocks", self.blocks_page, methods=["GET"]),
+            Route("/dead-letters", self.dead_letters_page, methods=["GET"]),
+            Route("/candidates", self.candidates_page, methods=["GET"]),
+            Route("/sources/{source_id}", self.source_page, methods=["GET"]),
+            Route("/files", self.files_page, methods=["GET"]),
+            Route("/favicon.ico", self.favicon, methods=["GET"]),
+            Route("/files/{path:path}", self.result_file, methods=["GET"]),
+            Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        ]
+
+
+def create_app(config: ConfigSource, token: str | None = None) -> SecurityMiddleware:
+    """The console for the configuration ``config()`` returns, behind the security layer."""
+    console = Console(config)
+    app = Starlette(routes=console.routes(), exception_handlers={404: console.not_found})
     return SecurityMiddleware(app, token)

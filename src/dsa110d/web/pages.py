@@ -9,6 +9,7 @@ string from the pipeline (a file name, a reason, a source id) is ever parsed as 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,34 +36,65 @@ def fmt(value: Any, kind: str) -> str:
     """A cell's text (console.js's ``format`` does the same in the browser)."""
     if value is None or value == "":
         return SUBSTITUTE
-    if kind == "num" and isinstance(value, int | float):
-        if not math.isfinite(value):
-            return SUBSTITUTE
-        if float(value).is_integer() and abs(value) < WHOLE_LIMIT:
-            return str(int(value))  # counts stay whole, as the browser shows them
-        return f"{value:.3g}"
-    if kind == "int" and isinstance(value, int | float):
-        return str(int(value))
-    if kind == "time" and isinstance(value, int | float):
-        if value <= 0:
-            return SUBSTITUTE
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    if kind == "age" and isinstance(value, int | float):
-        return duration(float(value))
-    if kind == "list" and isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) or SUBSTITUTE
-    if kind == "json" and isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items()) or SUBSTITUTE
-    if kind == "qa" and isinstance(value, dict):
-        return (
-            "; ".join(
-                f"{stage}: " + ", ".join(f"{k} {fmt(v, 'num')}" for k, v in summary.items())
-                for stage, summary in value.items()
-                if isinstance(summary, dict) and summary
-            )
-            or SUBSTITUTE
+    formatter = _FORMATTERS.get(kind)
+    return formatter(value) if formatter is not None else str(value)
+
+
+def _num(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return str(value)
+    if not math.isfinite(value):
+        return SUBSTITUTE
+    if float(value).is_integer() and abs(value) < WHOLE_LIMIT:
+        return str(int(value))  # counts stay whole, as the browser shows them
+    return f"{value:.3g}"
+
+
+def _int(value: Any) -> str:
+    return str(int(value)) if isinstance(value, int | float) else str(value)
+
+
+def _time(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return str(value)
+    if value <= 0:
+        return SUBSTITUTE
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(value: Any) -> str:
+    return duration(float(value)) if isinstance(value, int | float) else str(value)
+
+
+def _list(value: Any) -> str:
+    if not isinstance(value, list | tuple):
+        return str(value)
+    return ", ".join(str(v) for v in value) or SUBSTITUTE
+
+
+def _json(value: Any) -> str:
+    if not isinstance(value, dict):
+        return str(value)
+    return ", ".join(f"{k}: {v}" for k, v in value.items()) or SUBSTITUTE
+
+
+def _qa(value: Any) -> str:
+    if not isinstance(value, dict):
+        return str(value)
+    return (
+        "; ".join(
+            f"{stage}: " + ", ".join(f"{k} {fmt(v, 'num')}" for k, v in summary.items())
+            for stage, summary in value.items()
+            if isinstance(summary, dict) and summary
         )
-    return str(value)
+        or SUBSTITUTE
+    )
+
+
+_FORMATTERS: dict[str, Callable[[Any], str]] = {
+    "num": _num, "int": _int, "time": _time, "age": _age, "list": _list, "json": _json,
+    "qa": _qa,
+}  # fmt: skip
 
 
 def duration(seconds: float) -> str:

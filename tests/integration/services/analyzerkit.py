@@ -14,10 +14,11 @@ import pandas as pd
 import structlog
 
 from dsa110d.config import Config
+from dsa110d.contracts import PROCESSOR_GROUP, BlockProcessed
 from dsa110d.messages import Message, MessageType, Producer, new_message
-from dsa110d.science import variability as var
-from dsa110d.science.variability_run import flags_code
-from dsa110d.science.variability_state import METRIC_RTOL
+from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability.run import flags_code
+from dsa110d.science.variability.state import METRIC_RTOL
 from dsa110d.services.analyzer import VariabilityAnalysisHandler
 from dsa110d.state.analysis import AnalysisQueue
 from dsa110d.state.connection import Redis
@@ -26,8 +27,7 @@ from dsa110d.state.streams import ReliableStream
 from dsa110d.workers import WorkerPool
 from tests.integration.services import seed
 
-WORKER_MODULES = ("dsa110d.science.variability_run",)
-PROCESSOR_GROUP = "processor"
+WORKER_MODULES = ("dsa110d.science.variability.run",)
 
 
 def queue(config: Config, redis: Redis) -> AnalysisQueue:
@@ -43,22 +43,23 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float = 20.0
     raise AssertionError(f"condition not met within {timeout} s")
 
 
-def block_message(block_id: str, **extra: Any) -> Message:
-    """A block announcement; fields beyond kind and block_id as the processor sends them."""
-    payload = {"kind": "block", "block_id": block_id, **extra}
-    return new_message(MessageType.MS_PROCESSING, payload, Producer.here("processor"))
+def block_message(
+    block_id: str, results: dict[str, str] | None = None, ms_paths: tuple[str, ...] = ()
+) -> Message:
+    """A block announcement as the processor sends it (:class:`BlockProcessed`)."""
+    processed = BlockProcessed(block_id, 1, results or {}, ms_paths, (), (), 0.0, 3600.0)
+    return new_message(
+        MessageType.MS_PROCESSING, processed.to_payload(), Producer.here("processor")
+    )
 
 
 def processor_block_message(block_id: str, photometry: Path, version: int = 1) -> Message:
-    """What the processor publishes after a block (services/processor.py, branch processor)."""
-    return block_message(
-        block_id,
-        version=version,
-        results={"photometry": str(photometry)},
-        paths=[str(photometry)],
-        ms_paths=[],
-        chunks=[],
-        missing_slots=[],
+    """What the processor publishes after a block (services/processor.py)."""
+    processed = BlockProcessed(
+        block_id, version, {"photometry": str(photometry)}, (), (), (), 0.0, 3600.0
+    )
+    return new_message(
+        MessageType.MS_PROCESSING, processed.to_payload(), Producer.here("processor")
     )
 
 
@@ -99,8 +100,10 @@ async def announcements(config: Config, redis: Redis) -> list[dict[str, Any]]:
 def thresholds(config: Config) -> var.Thresholds:
     cfg = config.services.variability_analyzer
     return var.Thresholds(
-        cfg.min_data_points, cfg.variability_threshold, cfg.variability_p_threshold
-    )
+        cfg.min_data_points, cfg.variability_threshold, cfg.variability_p_threshold,
+        vs_threshold=cfg.vs_threshold, m_threshold=cfg.m_threshold,
+        false_discovery_rate=cfg.false_discovery_rate, min_mean_snr=cfg.min_mean_snr,
+    )  # fmt: skip
 
 
 def expected_frame(config: Config) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dsa110d.science.simulate import SimulationResult
+from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.workers import WorkerPool
 from tests.integration.services.analyzerkit import WORKER_MODULES
 from tests.integration.services.processorkit import simulate_sets

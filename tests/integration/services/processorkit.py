@@ -16,9 +16,9 @@ import numpy as np
 
 from dsa110d.config import Config
 from dsa110d.messages import Message, MessageType, decode
-from dsa110d.science.blocks import Block, BlockPlan
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
+from dsa110d.science.pipeline.blocks import Block, BlockPlan
+from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.services.processor import MSProcessingHandler, MSProcessorService
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from dsa110d.config import Config
-from dsa110d.science import variability_run
+from dsa110d.science.variability import run as variability_run
 from dsa110d.state.connection import Redis
 from dsa110d.workers import WorkerPool
 from tests.integration.services.analyzerkit import (

@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from dsa110d.config import Config
+from dsa110d.contracts import SetAnnounced
 from dsa110d.errors import ConfigError, LeaseLostError, PathOutsideRootsError
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.services.processor import MSProcessingHandler
@@ -56,7 +57,7 @@ async def _set_in(cfg: Config, redis: Redis, state: SetState) -> tuple[Sets, Pat
 
 
 def _delivery(paths: list[str]) -> Delivery:
-    payload = {"set_id": SET_ID, "paths": paths}
+    payload = SetAnnounced.of(SET_ID, dict(enumerate(paths)), None, None, 1, False).to_payload()
     message = new_message(MessageType.HDF5_PROCESSING, payload, Producer.here("test"))
     return Delivery("1-0", message, 1)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from dsa110d.config import Config
+from dsa110d.contracts import SetAnnounced
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.services.base import Health
@@ -37,7 +38,7 @@ async def test_a_backlog_past_the_limit_degrades_the_service_with_the_reason(
     await service.refresh_stats(metrics)
     assert service.health().health is Health.HEALTHY and metrics.backlog == 0
     for _ in range(3):
-        payload = {"set_id": "2026-03-20T06:00:00", "paths": []}
+        payload = SetAnnounced.of("2026-03-20T06:00:00", {}, None, None, 16, False).to_payload()
         message = new_message(MessageType.HDF5_PROCESSING, payload, Producer.here("test"))
         await service.handler.hdf5_stream.publish(message)
     await service.refresh_stats(metrics)

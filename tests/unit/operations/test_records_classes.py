@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from dsa110d.operations.records import CANDIDATE_CLASSES
-from dsa110d.science.variability import CLASS_TRANSIENT, CLASS_VARIABLE
+from dsa110d.science.variability.metrics import CLASS_TRANSIENT, CLASS_VARIABLE
 
 
 def test_candidate_classes_match_the_science() -> None:

@@ -10,7 +10,9 @@ import pytest
 from dsa110d.config import Config
 from dsa110d.errors import BadRequestError, NotFoundError
 from dsa110d.operations import overview, records, results
-from dsa110d.science import constants, variability_results, variability_run
+from dsa110d.science import constants
+from dsa110d.science.variability import results as variability_results
+from dsa110d.science.variability import run as variability_run
 from tests.conftest import make_config
 
 pytestmark = pytest.mark.unit

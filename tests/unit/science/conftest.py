@@ -12,8 +12,8 @@ import pytest
 
 from dsa110d.config import Config, PathsConfig
 from dsa110d.science.astrometry import use_offline_iers
-from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
-from dsa110d.science.testms import SimBlock, build_sim_block, copy_sim_block
+from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
+from tests.helpers.testms import SimBlock, build_sim_block, copy_sim_block
 
 TINY_START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """Start of the session's tiny simulation (inside the bundled IERS tables' range)."""

@@ -9,7 +9,7 @@ import pytest
 
 from dsa110d.config import Config
 from dsa110d.science.astrometry import use_offline_iers
-from dsa110d.science.simulate import SimulationResult, SimulationSpec, simulate
+from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from tests.conftest import make_config
 from tests.integration.services.watcher.watcherkit import FAST, N_SETS, N_SUBBANDS, START
 

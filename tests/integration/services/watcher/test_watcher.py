@@ -12,12 +12,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from dsa110d.config import Config
-from dsa110d.science.simulate import SimulationResult
+from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.sets import SetState
 from tests.integration.services.watcher.watcherkit import (
     N_SUBBANDS,
     announced,
+    announced_paths,
     by_set,
     fingerprint,
     land,
@@ -43,10 +44,9 @@ async def test_a_complete_set_is_announced_once_with_its_files(
     assert payload["set_id"] == tiny_sets.set_ids[0]
     assert payload["partial"] is False and payload["missing_subbands"] == []
     assert [f["subband"] for f in payload["files"]] == list(range(N_SUBBANDS))
-    assert payload["paths"] == [str(p.resolve()) for p in landed]
-    assert all(
-        Path(p).is_absolute() and Path(p).parent == incoming.resolve() for p in payload["paths"]
-    )
+    paths = announced_paths(message)
+    assert list(paths) == [str(p.resolve()) for p in landed]
+    assert all(Path(p).is_absolute() and Path(p).parent == incoming.resolve() for p in paths)
     assert payload["time0_jd"] > 2.46e6 and payload["dec_rad"] is not None
     record = await handler.sets.get(payload["set_id"])
     assert record is not None and record.state is SetState.QUEUED
@@ -213,7 +213,7 @@ async def test_a_file_still_growing_counts_only_once_its_size_is_stable(
     assert await announced(redis, config) == []
     await handler.retry_unsettled()
     (message,) = await announced(redis, config)
-    assert str(growing.resolve()) in message.payload["paths"]
+    assert str(growing.resolve()) in announced_paths(message)
     record = await handler.sets.get(message.payload["set_id"])
     assert record is not None and record.errors == ()
 

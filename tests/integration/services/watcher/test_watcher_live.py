@@ -9,9 +9,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from dsa110d.config import Config
-from dsa110d.science.simulate import SimulationSpec, simulate
+from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 from dsa110d.services.watcher import HDF5EventHandler
-from tests.integration.services.watcher.watcherkit import N_SUBBANDS, START, announced
+from tests.integration.services.watcher.watcherkit import (
+    N_SUBBANDS,
+    START,
+    announced,
+    announced_paths,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -44,6 +49,6 @@ async def test_live_simulated_sets_are_each_announced_once_when_whole(
     messages = await announced(redis, config)
     assert [m.payload["set_id"] for m in messages] == result.set_ids
     for m in messages:
-        assert len(m.payload["paths"]) == N_SUBBANDS
-        assert not any("_incomplete" in p for p in m.payload["paths"])
+        assert len(announced_paths(m)) == N_SUBBANDS
+        assert not any("_incomplete" in p for p in announced_paths(m))
     assert all(r.errors == () for r in await handler.sets.list())

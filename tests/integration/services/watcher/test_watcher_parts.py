@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from dsa110d.config import Config
-from dsa110d.science.simulate import SimulationResult
+from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services import watcher
 from dsa110d.services.watcher import HDF5EventHandler, pooled_prober, probe_in_threads
 from dsa110d.state.sets import ErrorKind, SetState

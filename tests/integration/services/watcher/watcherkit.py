@@ -3,16 +3,22 @@ reading what the watcher announced."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from dsa110d.config import Config
+from dsa110d.contracts import SetAnnounced
 from dsa110d.messages import Message, MessageType, decode
-from dsa110d.science.subbands import INCOMPLETE_SUFFIX, parse_subband_name
+from dsa110d.science.hdf5 import ingest
+from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, parse_subband_name
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
@@ -80,3 +86,28 @@ async def announced(redis: Redis, config: Config) -> list[Message]:
     stream = Keys(config.redis.namespace).stream(MessageType.HDF5_PROCESSING.value)
     entries = await redis.xrange(stream)
     return [decode(fields[ENTRY_FIELD], 1 << 20) for _, fields in entries]
+
+
+def announced_paths(message: Message) -> list[str]:
+    """The subband paths an HDF5_PROCESSING message names, in subband order."""
+    return list(SetAnnounced.from_payload(message.payload, message.id).paths())
+
+
+CRASH_MARKER = b"SIGSEGV ME"
+"""A file starting with these bytes kills the probe process that looks at it (see below)."""
+HANG_MARKER = b"HANG ME"
+"""A file starting with these bytes hangs the probe process that looks at it (see below)."""
+
+
+def probe_or_crash(paths: list[str], root: str) -> list[dict[str, Any]]:
+    """The probe job, except that a file starting with CRASH_MARKER kills the probe process
+    with a real SIGSEGV, as libhdf5 would on a file that trips one of its bugs, and one
+    starting with HANG_MARKER hangs it (run in a worker process: never in the test's own)."""
+    for path in paths:
+        with contextlib.suppress(OSError), open(path, "rb") as handle:
+            head = handle.read(max(len(CRASH_MARKER), len(HANG_MARKER)))
+        if head.startswith(CRASH_MARKER):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if head.startswith(HANG_MARKER):
+            time.sleep(3600)
+    return ingest.probe_files(paths, root)

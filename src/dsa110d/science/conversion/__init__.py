@@ -1,0 +1,1 @@
+"""Converting one subband set into one Measurement Set: plan, phase, stream, write."""

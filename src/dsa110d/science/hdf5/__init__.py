@@ -1,0 +1,1 @@
+"""Subband files (UVH5 written by the correlator): names and sets, reading, writing, arrival."""

@@ -1,0 +1,1 @@
+"""Forced photometry in the visibility domain: geometry, accumulation, solve, and the stage."""

@@ -1,0 +1,1 @@
+"""The DSA-110 simulator: array layout, variable sky, visibilities, subband sets on disk."""

@@ -1,0 +1,367 @@
+"""The DSA-110 simulator: subband sets laid out as the real correlator writes them.
+
+``simulate(SimulationSpec(...))`` writes ``sets`` consecutive ~309 s sets starting at
+``start``, repeated on ``days`` consecutive sidereal days, into ``out``; each set is
+``n_subbands`` files ``YYYY-MM-DDTHH:MM:SS_sbNN.hdf5`` whose name timestamps carry a few
+seconds of per-node clock jitter while ``Header/time_array[0]`` is bit-identical. Every file
+is written as ``..._sbNN_incomplete.hdf5`` and renamed into place, as the correlator does; in
+``live`` mode the subbands land seconds apart and one set every 309 s / ``speed``.
+The truth (catalog, per-set true fluxes, which sources vary and how) goes to a JSON file.
+
+Sky model: point sources with flat spectra (the catalog flux at every frequency), constant
+within a set at their true flux at mid-set, seen through ``beam.primary_beam`` at the
+pointing (meridian, ``dec_deg``), plus thermal noise for ``sefd_jy``. Without a catalog file
+a random one covers the observed LST range around the pointing declination. ``small`` and
+``tiny`` scales are the real data averaged in frequency and time on fewer antennas
+(``simlayout``): noise follows their wider channels and longer integrations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.time import Time
+from numpy.typing import NDArray
+
+from dsa110d.science import constants as k
+from dsa110d.science.astrometry import use_offline_iers
+from dsa110d.science.catalog import (
+    DEFAULT_DEC_HALFWIDTH_DEG,
+    DEFAULT_FLUX_RANGE_JY,
+    Catalog,
+    random_catalog,
+    read_catalog,
+)
+from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
+from dsa110d.science.hdf5.writer import SubbandHeader, SubbandWriter
+from dsa110d.science.simulation import layout
+from dsa110d.science.simulation.sky import Variability, draw_variability, true_fluxes
+from dsa110d.science.simulation.visibilities import (
+    drift_geometry,
+    lst_for,
+    sky_in_view,
+    visibility_chunks,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_JITTER_S = 4
+"""Per-subband name timestamps lag the set start by 0..this many whole seconds."""
+LIVE_SUBBAND_GAP_S = 2.0
+"""In live mode, the (unscaled) gap between two subbands of a set landing, seconds."""
+DEFAULT_VARIABLE_FRACTION = 0.1
+"""Share of the catalog that varies, when not given."""
+GENERATED_SOURCE_DENSITY_PER_DEG2 = 0.5
+"""Sources per square degree in a generated catalog (the real sky has ~8 above 20 mJy at
+1.4 GHz: this is its brightest part, enough to fill the beam at a bounded cost)."""
+GENERATED_RA_MARGIN_DEG = 10.0
+"""A generated catalog covers the observed LST range widened by this on each side, so the
+sources entering and leaving the beam are there too."""
+DEFAULT_DEC_DEG = k.OVRO_LAT_DEG
+"""Pointing declination when not given: the zenith."""
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """What to simulate (the ``dsa110d simulate`` options)."""
+
+    out: Path
+    start: datetime
+    """UTC start of the first set (naive datetimes are taken as UTC)."""
+    sets: int
+    days: int = 1
+    scale: str = "small"
+    n_subbands: int = k.N_SUBBANDS
+    seed: int = 0
+    catalog: Path | None = None
+    variable_fraction: float = DEFAULT_VARIABLE_FRACTION
+    truth: Path | None = None
+    live: bool = False
+    speed: float = 1.0
+    dec_deg: float = DEFAULT_DEC_DEG
+    sefd_jy: float = k.SEFD_JY
+    n_sources: int | None = None
+    """Sources in a generated catalog; None: ``GENERATED_SOURCE_DENSITY_PER_DEG2``."""
+
+
+@dataclass(frozen=True)
+class SetPlan:
+    """One set: when it starts and what its files are called."""
+
+    index: int
+    day: int
+    start: datetime
+    name_times: tuple[datetime, ...]
+    """The timestamp in each subband's file name, by subband."""
+
+
+@dataclass
+class SimulationResult:
+    """What ``simulate`` wrote."""
+
+    files: list[Path] = field(default_factory=list)
+    truth_path: Path | None = None
+    set_ids: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    seconds: float = 0.0
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def plan_sets(spec: SimulationSpec, rng: np.random.Generator) -> list[SetPlan]:
+    """Start times and file-name timestamps of every set, day by day."""
+    plans: list[SetPlan] = []
+    start = _utc(spec.start)
+    for day in range(spec.days):
+        for i in range(spec.sets):
+            offset = day * k.SIDEREAL_DAY_S + i * k.FILE_DURATION_S
+            set_start = start + timedelta(seconds=offset)
+            base = set_start.replace(microsecond=0)
+            jitter = rng.integers(0, MAX_NAME_JITTER_S + 1, spec.n_subbands)
+            names = tuple(base + timedelta(seconds=int(j)) for j in jitter)
+            plans.append(SetPlan(len(plans), day, set_start, names))
+    return plans
+
+
+def _catalog_for(
+    spec: SimulationSpec,
+    scale: layout.Scale,
+    flux_range_jy: tuple[float, float] | None = None,
+    ra_margin_deg: float = GENERATED_RA_MARGIN_DEG,
+    dec_halfwidth_deg: float = DEFAULT_DEC_HALFWIDTH_DEG,
+) -> Catalog:
+    """The catalog file, or a random sky around the pointing over the RA range observed."""
+    if spec.catalog is not None:
+        return read_catalog(spec.catalog)
+    first = _times_jd(_utc(spec.start), scale)[0]
+    lst_start = math.degrees(float(lst_for(np.array([first]))[0]))
+    span = spec.sets * k.FILE_DURATION_S * 360.0 / k.SIDEREAL_DAY_S + 2 * ra_margin_deg
+    span = min(max(span, 0.1), 360.0)
+    ra_range = (
+        (lst_start - ra_margin_deg) % 360.0,
+        (lst_start - ra_margin_deg + span) % 360.0,
+    )
+    halfwidth = dec_halfwidth_deg
+    area = span * 2 * halfwidth * math.cos(math.radians(spec.dec_deg))
+    n_sources = spec.n_sources
+    if n_sources is None:
+        n_sources = max(1, round(GENERATED_SOURCE_DENSITY_PER_DEG2 * area))
+    return random_catalog(
+        spec.dec_deg,
+        n_sources,
+        seed=spec.seed,
+        ra_range_deg=ra_range,
+        flux_range_jy=flux_range_jy or DEFAULT_FLUX_RANGE_JY,
+        dec_halfwidth_deg=halfwidth,
+    )
+
+
+def sky_catalog(
+    spec: SimulationSpec,
+    flux_range_jy: tuple[float, float] | None = None,
+    ra_margin_deg: float = GENERATED_RA_MARGIN_DEG,
+    dec_halfwidth_deg: float = DEFAULT_DEC_HALFWIDTH_DEG,
+) -> Catalog:
+    """The catalog ``simulate(spec)`` would generate over the observed sky (optionally with
+    its own flux range, RA margin beyond the observed LST range, which may be negative, and
+    declination half-width), to be written to a file and given to both the simulator and the
+    pipeline before the first set lands (``dsa110d demo``)."""
+    if spec.scale not in layout.SCALES:
+        raise ValueError(f"unknown scale {spec.scale!r}; choose {', '.join(layout.SCALES)}")
+    scale = layout.SCALES[spec.scale]
+    return _catalog_for(spec, scale, flux_range_jy, ra_margin_deg, dec_halfwidth_deg)
+
+
+def _times_jd(set_start: datetime, scale: layout.Scale) -> NDArray[np.float64]:
+    t0 = Time(set_start.replace(tzinfo=None), scale="utc").jd
+    centres_s = (np.arange(scale.integrations) + 0.5) * scale.integration_time_s
+    return np.asarray(t0 + centres_s / k.SECONDS_PER_DAY, dtype=np.float64)
+
+
+def _mjd(moment: datetime) -> float:
+    return float(Time(moment.replace(tzinfo=None), scale="utc").mjd)
+
+
+class _Simulation:
+    """The state one run shares across sets."""
+
+    def __init__(self, spec: SimulationSpec) -> None:
+        if spec.scale not in layout.SCALES:
+            raise ValueError(f"unknown scale {spec.scale!r}; choose {', '.join(layout.SCALES)}")
+        if not 1 <= spec.n_subbands <= k.N_SUBBANDS:
+            raise ValueError(f"subbands must be 1..{k.N_SUBBANDS}, not {spec.n_subbands}")
+        if spec.sets < 1 or spec.days < 1 or spec.speed <= 0:
+            raise ValueError("sets and days must be >= 1 and speed > 0")
+        if not 0.0 <= spec.variable_fraction <= 1.0:
+            raise ValueError(f"variable fraction must be in [0, 1], not {spec.variable_fraction}")
+        self.spec = spec
+        self.scale = layout.SCALES[spec.scale]
+        self.rng = np.random.default_rng(spec.seed)
+        self.catalog = _catalog_for(spec, self.scale)
+        self.plans = plan_sets(spec, self.rng)
+        first = self.plans[0]
+        start_mjd = _mjd(first.start)
+        start_lst = float(lst_for(np.array([_times_jd(first.start, self.scale)[0]]))[0])
+        self.variable: dict[int, Variability] = draw_variability(
+            self.catalog,
+            spec.variable_fraction,
+            self.rng,
+            start_mjd=start_mjd,
+            start_lst_rad=start_lst,
+            days=spec.days,
+        )
+        self.ant_1, self.ant_2 = layout.baselines(self.scale)
+        self.positions = layout.antenna_positions_ecef_rel_m()
+        self.numbers = layout.antenna_numbers()
+        self.freq_hz = layout.band_frequencies_hz(self.scale, spec.n_subbands)
+        self.dec_rad = math.radians(spec.dec_deg)
+        self.set_fluxes: list[NDArray[np.float64]] = []
+        self.set_ids: list[str] = []
+
+
+def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None]) -> int:
+    """Write one set's subband files under their incomplete names, then ``land`` each."""
+    spec, scale = sim.spec, sim.scale
+    times = _times_jd(plan.start, scale)
+    geometry = drift_geometry(times, sim.dec_rad, sim.ant_1, sim.ant_2, sim.numbers, sim.positions)
+    mid_mjd = float(Time(times[len(times) // 2], format="jd", scale="utc").mjd)
+    flux = true_fluxes(sim.catalog, sim.variable, mid_mjd)
+    sim.set_fluxes.append(flux)
+    sim.set_ids.append(set_id_from_time(float(times[0]), scale.integration_time_s))
+    sky = sky_in_view(geometry, sim.catalog, flux, sim.freq_hz)
+    n_bls = len(sim.ant_1)
+    writers: list[SubbandWriter] = []
+    try:
+        for sb in range(spec.n_subbands):
+            header = SubbandHeader(
+                time_jd=np.repeat(times, n_bls),
+                lst_rad=np.repeat(geometry.lst_rad, n_bls),
+                uvw_m=geometry.uvw_m,
+                ant_1=np.tile(sim.ant_1, len(times)),
+                ant_2=np.tile(sim.ant_2, len(times)),
+                freq_hz=sim.freq_hz[sb],
+                channel_width_hz=scale.channel_width_hz,
+                integration_s=scale.integration_time_s,
+                n_times=len(times),
+                n_bls=n_bls,
+                antenna_names=layout.antenna_names(),
+                antenna_numbers=sim.numbers,
+                antenna_positions_m=sim.positions,
+                phase_center_dec_rad=sim.dec_rad,
+            )
+            path = spec.out / subband_file_name(plan.name_times[sb], sb, incomplete=True)
+            writers.append(SubbandWriter(path, header))
+        for t0, vis in visibility_chunks(
+            geometry,
+            sky,
+            sim.freq_hz,
+            channel_width_hz=scale.channel_width_hz,
+            integration_s=scale.integration_time_s,
+            sefd_jy=spec.sefd_jy,
+            rng=sim.rng,
+        ):
+            for sb, writer in enumerate(writers):
+                writer.write(t0, vis[:, :, sb])
+    finally:
+        for writer in writers:
+            writer.close()
+    written = 0
+    for sb, writer in enumerate(writers):
+        written += writer.path.stat().st_size
+        land(sb, writer.path)
+    return written
+
+
+def _final_path(incomplete: Path) -> Path:
+    return incomplete.with_name(incomplete.name.replace(INCOMPLETE_SUFFIX, ".hdf5"))
+
+
+def simulate(
+    spec: SimulationSpec, *, sleep: Callable[[float], None] = time.sleep
+) -> SimulationResult:
+    """Write the simulated sets and the truth file; see the module docstring."""
+    use_offline_iers()
+    began = time.perf_counter()
+    spec.out.mkdir(parents=True, exist_ok=True)
+    sim = _Simulation(spec)
+    result = SimulationResult()
+    wall0 = time.monotonic()
+
+    def land(sb: int, incomplete: Path) -> None:
+        if spec.live and sb > 0:
+            sleep(LIVE_SUBBAND_GAP_S / spec.speed)
+        final = _final_path(incomplete)
+        os.replace(incomplete, final)
+        result.files.append(final)
+
+    for plan in sim.plans:
+        if spec.live:
+            due = wall0 + plan.index * k.FILE_DURATION_S / spec.speed
+            sleep(max(0.0, due - time.monotonic()))
+        result.bytes_written += _write_set(sim, plan, land)
+        log.info("simulated set %s (%d subbands)", sim.set_ids[-1], spec.n_subbands)
+    result.set_ids = sim.set_ids
+    result.truth_path = spec.truth or spec.out / "truth.json"
+    write_truth(result.truth_path, sim)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+def write_truth(path: Path, sim: _Simulation) -> None:
+    """The truth JSON: run parameters, sets, and every source's true flux per set."""
+    spec = sim.spec
+    fluxes = np.stack(sim.set_fluxes, axis=1)  # (Nsources, Nsets)
+    sets = [
+        {
+            "set_id": set_id,
+            "index": plan.index,
+            "day": plan.day,
+            "start": plan.start.isoformat(),
+            "files": [subband_file_name(plan.name_times[sb], sb) for sb in range(spec.n_subbands)],
+        }
+        for set_id, plan in zip(sim.set_ids, sim.plans, strict=True)
+    ]
+    sources = []
+    for row, source_id in enumerate(sim.catalog.ids):
+        var = sim.variable.get(row)
+        sources.append(
+            {
+                "id": source_id,
+                "ra_deg": float(sim.catalog.ra_deg[row]),
+                "dec_deg": float(sim.catalog.dec_deg[row]),
+                "flux_jy": float(sim.catalog.flux_jy[row]),
+                "variable": var is not None,
+                "variability": var.to_json() if var is not None else None,
+                "flux_per_set_jy": [float(f) for f in fluxes[row]],
+            }
+        )
+    record: dict[str, Any] = {
+        "simulator": "dsa110d simulate",
+        "seed": spec.seed,
+        "scale": spec.scale,
+        "n_subbands": spec.n_subbands,
+        "days": spec.days,
+        "sets_per_day": spec.sets,
+        "pointing_dec_deg": spec.dec_deg,
+        "sefd_jy": spec.sefd_jy,
+        "variable_fraction": spec.variable_fraction,
+        "catalog": str(spec.catalog) if spec.catalog else None,
+        "sets": sets,
+        "sources": sources,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Variability analysis: metrics, two-epoch pairs, incremental state, a run, results, plots."""

@@ -1,0 +1,199 @@
+"""Two-epoch variability metrics (Mooley et al. 2016) without materialising all pairs.
+
+For two measurements a, b of one source:
+
+    Vs = (S_a - S_b) / sqrt(s_a^2 + s_b^2)          m = 2 (S_a - S_b) / (S_a + S_b)
+
+We report, per source, the pair with the largest |m| among pairs with |Vs| >= VS_THRESHOLD
+(or the configured ``vs_threshold``; ties in m broken by the larger |Vs|), as |Vs| and |m| with
+a the brighter epoch. The classification then asks |m| >= 0.26 of that pair: such a pair
+exists exactly when the reported one passes (it has the largest |m| of the significant ones).
+
+Only measurements with S > 0 take part. m is a ratio of flux densities: once the
+denominator may cross zero (forced photometry of a faint source gives negative values) it
+is unbounded and says nothing about the source; the "appeared from nothing" case is the
+transient criterion's job (see ``variability.py``).
+
+Algorithm (exact). With a the brighter epoch and 0 < S_b < S_a, |m| = 2(1 - r)/(1 + r) with
+r = S_b/S_a, so |m| grows with S_a and falls with S_b; |Vs| grows with S_a, falls with S_b
+and falls with either error. Hence a point b' with S_b' <= S_b and s_b' <= s_b is at least
+as good a *fainter* partner as b for every brighter a (both metrics >=), and a point a' with
+S_a' >= S_a and s_a' <= s_a is at least as good a *brighter* partner as a. Replacing the
+partners of an optimal pair by such dominating points never lowers (m, Vs), so an optimal
+pair exists in U x L, where
+
+    L = the lower-left Pareto staircase of the points in (S, s): nothing fainter and sharper,
+    U = the upper-left staircase: nothing brighter and sharper.
+
+Both staircases come from one sort by flux and a running minimum of the error (prefix-min
+for L, suffix-min for U). Their expected size for exchangeable errors is the harmonic number
+H_N ~ ln N + 0.58 (about 5 for N = 100), so the pair search costs O(N log N) per source
+instead of O(N^2); the worst case (error strictly falling with flux) is |U| |L| <= N^2/4.
+
+The staircases are also what makes the *incremental* metric exact: a new point k can only
+form an optimal pair with an old point on U or L (the argument above applied to the old
+points), and the new staircases are the old ones with k inserted and the points k dominates
+removed. A removed point (a superseded block) may uncover points the staircase dropped, so
+removal needs the source's light curve (see ``state.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+VS_THRESHOLD = 4.3
+"""|Vs| a pair needs to count as significant (Mooley et al. 2016, ApJ 818, 105, sec. 5)."""
+
+EXACT_GROUP_MAX = 12
+"""Staircases up to this long are searched in groups of exactly equal lengths."""
+
+PAIR_CHUNK_ELEMENTS = 1 << 22
+"""Upper bound on pair-matrix elements evaluated at once (bounds memory, ~32 MiB per array)."""
+
+
+def staircases(
+    flux: FloatArray, err: FloatArray, mjd: FloatArray
+) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, BoolArray]:
+    """Sort each row of dense (sources, K) arrays by flux and mark U and L.
+
+    Missing points are NaN in ``flux``; points with flux <= 0 never take part. Returns the
+    flux-sorted (flux, err, mjd) and the masks (upper, lower) in that sorted order.
+    """
+    valid = np.isfinite(flux) & (flux > 0) & np.isfinite(err)
+    # Any order of equal fluxes will do: the argument above holds for ties broken either way.
+    order = np.argsort(np.where(valid, flux, np.inf), axis=1)
+    f_s = np.take_along_axis(flux, order, axis=1)
+    e_s = np.take_along_axis(np.where(valid, err, np.inf), order, axis=1)
+    t_s = np.take_along_axis(mjd, order, axis=1)
+    # Running minima over the transposed copy, one contiguous row of all sources at a time.
+    e_t = np.ascontiguousarray(e_s.T)
+    lower_t = np.empty(e_t.shape, dtype=bool)
+    upper_t = np.empty(e_t.shape, dtype=bool)
+    best = np.full(e_t.shape[1], np.inf)
+    # L: strictly sharper than every fainter point (of equal fluxes the earlier one weakly
+    # dominates the later, so dropping the later is safe).
+    for k in range(e_t.shape[0]):
+        np.less(e_t[k], best, out=lower_t[k])
+        np.minimum(best, e_t[k], out=best)
+    # U: strictly sharper than every brighter point.
+    best.fill(np.inf)
+    for k in range(e_t.shape[0] - 1, -1, -1):
+        np.less(e_t[k], best, out=upper_t[k])
+        np.minimum(best, e_t[k], out=best)
+    upper, lower = upper_t.T, lower_t.T
+    return f_s, e_s, t_s, upper, lower
+
+
+def compact(mask: BoolArray, *columns: FloatArray) -> list[FloatArray]:
+    """Pack the masked points of each row to the left of (sources, K') arrays, NaN-padded."""
+    counts = mask.sum(axis=1)
+    width = max(int(counts.max(initial=0)), 1)
+    rows, cols = np.nonzero(mask)
+    pos = np.arange(rows.size) - np.concatenate([[0], np.cumsum(counts)[:-1]])[rows]
+    flat = rows * width + pos
+    out = []
+    for c in columns:
+        d = np.full(mask.shape[0] * width, np.nan)
+        d[flat] = c[rows, cols]
+        out.append(d.reshape(mask.shape[0], width))
+    return out
+
+
+def pair_metrics(
+    s_a: FloatArray, e_a: FloatArray, s_b: FloatArray, e_b: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """(Vs, m) of pairs, elementwise; the one formula every path uses, so results agree bitwise."""
+    diff = s_a - s_b
+    return diff / np.sqrt(e_a * e_a + e_b * e_b), 2.0 * diff / (s_a + s_b)
+
+
+def best_pairs(
+    upper: tuple[FloatArray, FloatArray, FloatArray],
+    lower: tuple[FloatArray, FloatArray, FloatArray],
+    vs_threshold: float = VS_THRESHOLD,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Best significant pair per row between brighter candidates and fainter candidates.
+
+    ``upper`` and ``lower`` are (flux, err, mjd) arrays of shapes (S, Ka) and (S, Kb), NaN for
+    missing points. Returns (|Vs|, |m|, mjd_a, mjd_b), NaN where no pair is significant.
+    """
+    n_src = upper[0].shape[0]
+    out = [np.full(n_src, np.nan) for _ in range(4)]
+    per_row = max(upper[0].shape[1] * lower[0].shape[1], 1)
+    step = max(PAIR_CHUNK_ELEMENTS // per_row, 1)
+    for start in range(0, n_src, step):
+        rows = slice(start, start + step)
+        fa, ea, ta = (x[rows, :, None] for x in upper)
+        fb, eb, tb = (x[rows, None, :] for x in lower)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            vs, m = pair_metrics(fa, ea, fb, eb)
+            ok = (fa > fb) & (fb > 0) & (vs >= vs_threshold)
+        m = np.where(ok, m, -np.inf).reshape(m.shape[0], -1)
+        vs = np.where(ok, vs, -np.inf).reshape(m.shape)
+        m_best = m.max(axis=1, initial=-np.inf)
+        pick = np.argmax(np.where(m == m_best[:, None], vs, -np.inf), axis=1)
+        found = np.isfinite(m_best)
+        ia, ib = np.divmod(pick, lower[0].shape[1])
+        r = np.arange(m.shape[0])
+        picked = (vs[r, pick], m_best, ta[r, ia, 0], tb[r, 0, ib])
+        for dst, val in zip(out, picked, strict=True):
+            dst[rows] = np.where(found, val, np.nan)
+    return out[0], out[1], out[2], out[3]
+
+
+def best_pairs_dense(
+    flux: FloatArray, err: FloatArray, mjd: FloatArray, vs_threshold: float = VS_THRESHOLD
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Best significant pair per row of dense (sources, N) light curves (NaN = missing).
+
+    Rows are searched in groups of equal staircase lengths (|U|, |L|) while both are short
+    (almost every source), and in doubling buckets beyond, so pair matrices are not padded
+    to the longest staircase of any source.
+    """
+    f_s, e_s, t_s, up, low = staircases(flux, err, mjd)
+    n_up, n_low = up.sum(axis=1), low.sum(axis=1)
+    u_all = compact(up, f_s, e_s, t_s)
+    l_all = compact(low, f_s, e_s, t_s)
+    out = [np.full(flux.shape[0], np.nan) for _ in range(4)]
+
+    def search(rows: npt.NDArray[np.intp]) -> None:
+        wu, wl = int(n_up[rows].max()), int(n_low[rows].max())
+        u = [a[:, :wu][rows] for a in u_all]
+        v = [a[:, :wl][rows] for a in l_all]
+        found = best_pairs((u[0], u[1], u[2]), (v[0], v[1], v[2]), vs_threshold)
+        for dst, val in zip(out, found, strict=True):
+            dst[rows] = val
+
+    short = (n_up <= EXACT_GROUP_MAX) & (n_low <= EXACT_GROUP_MAX) & (n_up > 0) & (n_low > 0)
+    key = n_up * (EXACT_GROUP_MAX + 1) + n_low
+    order = np.argsort(np.where(short, key, -1), kind="stable")
+    sorted_key = np.where(short, key, -1)[order]
+    starts = np.flatnonzero(np.diff(sorted_key, prepend=-2))
+    for lo_i, hi_i in zip(starts, [*starts[1:], order.size], strict=True):
+        if sorted_key[lo_i] >= 0:
+            search(order[lo_i:hi_i])
+    size = np.where(short, 0, np.maximum(n_up, n_low))
+    lo = 0
+    while lo < int(size.max(initial=0)):
+        hi = max(2 * lo, 4)
+        rows = np.flatnonzero((size > lo) & (size <= hi) & (n_up > 0) & (n_low > 0))
+        lo = hi
+        if rows.size:
+            search(rows)
+    return out[0], out[1], out[2], out[3]
+
+
+def better(
+    m_new: FloatArray, vs_new: FloatArray, m_old: FloatArray, vs_old: FloatArray
+) -> BoolArray:
+    """Where (m_new, vs_new) beats (m_old, vs_old) lexicographically (NaN = no pair)."""
+    m_n = np.nan_to_num(m_new, nan=-np.inf)
+    m_o = np.nan_to_num(m_old, nan=-np.inf)
+    v_n = np.nan_to_num(vs_new, nan=-np.inf)
+    v_o = np.nan_to_num(vs_old, nan=-np.inf)
+    result: BoolArray = (m_n > m_o) | ((m_n == m_o) & (v_n > v_o))
+    return result

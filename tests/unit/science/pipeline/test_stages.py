@@ -1,0 +1,112 @@
+"""The stage registry, pipeline building from config, and the image stage with/without wsclean."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from dsa110d.config import Config, ProcessorConfig
+from dsa110d.errors import ConfigError
+from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.imaging import image_stage
+from dsa110d.science.pipeline.stage import BlockJob, StageResult
+from dsa110d.science.pipeline.stages import build_pipeline, registry, run_pipeline
+from tests.helpers.testms import SimBlock
+
+JOB = BlockJob(BlockPlan.from_config(ProcessorConfig()).block(0))
+
+
+def _with_stages(config: Config, stages: list[str]) -> Config:
+    return config.model_copy(
+        update={"pipeline": config.pipeline.model_copy(update={"stages": stages})}
+    )
+
+
+def test_builtins_are_registered() -> None:
+    assert {"flag", "photometry", "image"} <= set(registry())
+
+
+def test_pipeline_follows_the_configured_order(config: Config) -> None:
+    names = [name for name, _ in build_pipeline(_with_stages(config, ["photometry", "flag"]))]
+    assert names == ["photometry", "flag"]
+
+
+def test_unknown_stage_is_a_one_line_config_error(config: Config) -> None:
+    with pytest.raises(ConfigError, match=r"pipeline.stages\[1\]: unknown stage 'smooth'") as info:
+        build_pipeline(_with_stages(config, ["flag", "smooth"]))
+    assert "\n" not in str(info.value)
+
+
+def test_run_pipeline_gives_each_stage_a_scratch_dir(config: Config, tmp_path: Path) -> None:
+    seen: list[Path] = []
+
+    def probe(job: BlockJob, ms_paths: object, config: Config, scratch: Path) -> StageResult:
+        seen.append(scratch)
+        return StageResult("probe", "ok")
+
+    results = run_pipeline([("probe", probe)], JOB, [], config, tmp_path)
+    assert [r.status for r in results] == ["ok"] and seen[0].is_dir()
+
+
+def test_image_is_skipped_without_wsclean(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH holding no wsclean
+    result = image_stage(JOB, [], config, tmp_path)
+    assert result.status == "skipped" and "wsclean" in result.message
+
+
+# wsclean comes from `make test-deps`: without it this test fails rather than skips.
+@pytest.mark.timeout(300)
+def test_image_with_wsclean_keeps_fits_and_png(
+    config: Config, sim_block: SimBlock, tmp_path: Path
+) -> None:
+    from dsa110d.science.pipeline import imaging
+
+    started = time.monotonic()
+    image = imaging.image_block(sim_block.ms_paths[:1], tmp_path, size_px=256, niter=50)
+    assert image.is_file()
+    png = tmp_path / "q.png"
+    imaging.quicklook_png(image, png)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    print(f"wsclean on one small MS: {time.monotonic() - started:.1f} s")
+
+
+def _install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, entries: str) -> None:
+    """A real installed distribution (dist-info on sys.path) declaring dsa110d.stages."""
+    (root / "dsa110d_fake_stage.py").write_text(
+        "from dsa110d.science.pipeline.stages import StageResult\n"
+        "def fake(job, ms_paths, config, scratch):\n"
+        "    return StageResult('fake', 'ok', summary={'n_ms': len(ms_paths)})\n"
+    )
+    info = root / "dsa110d_fake_stage-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: dsa110d-fake-stage\nVersion: 0.1\n"
+    )
+    (info / "entry_points.txt").write_text(f"[dsa110d.stages]\n{entries}\n")
+    monkeypatch.syspath_prepend(str(root))
+
+
+def test_third_party_stages_come_from_entry_points(
+    config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_plugin(tmp_path, monkeypatch, "fake = dsa110d_fake_stage:fake")
+    pipeline = build_pipeline(_with_stages(config, ["fake"]))
+    (result,) = run_pipeline(pipeline, JOB, [], config, tmp_path / "scratch")
+    assert result.stage == "fake" and result.summary == {"n_ms": 0}
+
+
+def test_a_plugin_cannot_replace_a_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _install_plugin(tmp_path, monkeypatch, "flag = dsa110d_fake_stage:fake")
+    from dsa110d.science.pipeline.flagging import flag_stage
+
+    assert registry()["flag"] is flag_stage
+
+
+@pytest.fixture
+def config(science_config: Config) -> Config:
+    """This module's stages need a Config but no server."""
+    return science_config
