@@ -199,7 +199,7 @@ FILE_KINDS = {
     ".fits": "FITS",
     ".parquet": "Parquet",
     ".vot": "VOTable",
-    ".xml": "VOTable",
+    ".xml": "XML",
     ".json": "JSON",
     ".png": "PNG",
     ".csv": "CSV",
