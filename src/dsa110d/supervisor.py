@@ -32,6 +32,7 @@ from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
 from dsa110d.errors import (
     CircuitOpenError,
+    ConfigError,
     DSA110Error,
     MessageError,
     StateError,
@@ -71,14 +72,20 @@ Reloader = Callable[[], Config]
 
 
 def enabled_services(config: Config, names: list[str]) -> list[str]:
-    """The chosen services minus the built-in ones switched off in the config."""
-    kept = []
+    """The chosen services minus the built-in ones switched off in the config.
+
+    When that leaves none (``--services web`` with the console off), the daemon would run
+    nothing and report healthy: a configuration error instead, naming the keys."""
+    kept, off = [], []
     for name in names:
         section = catalogue.section_of(name)
         if section is not None and not getattr(config.services, section).enabled:
             log.info("service_disabled", service=name, key=f"services.{section}.enabled")
+            off.append(f"services.{section}.enabled")
             continue
         kept.append(name)
+    if names and not kept:
+        raise ConfigError(f"every service chosen is switched off ({', '.join(off)} is false)")
     return kept
 
 

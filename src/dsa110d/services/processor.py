@@ -321,6 +321,7 @@ class MSProcessingHandler:
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)
         self.metrics.add("sets")
+        self.metrics.observe("conversion", float(done["seconds"]))
         log.info(
             "set_converted", ms=str(out), reused=done["reused"], new_chunk=new,
             seconds=round(float(done["seconds"]), 2),
@@ -404,10 +405,12 @@ class MSProcessingHandler:
                 if not status.ready or not status.chunks:
                     return None
                 chunks = [by_path[c.path] for c in status.chunks]
+                began = time.monotonic()
                 with self.metrics.job():
                     outcome = await self._run_block(
                         lease, block, record, chunks, status.missing_slots
                     )
+                self.metrics.observe("block", time.monotonic() - began)
         except LeaseHeldError:
             return None
         except LeaseLostError as exc:  # FencingError too: a newer holder owns the block
@@ -457,14 +460,18 @@ class MSProcessingHandler:
                     f"block {block.id}: processing took longer than processing_timeout_sec "
                     f"({timeout:g} s); its worker was stopped"
                 )
+            fraction = processor_jobs.flag_fraction(stages)
+            if fraction is not None:
+                self.metrics.flag_fraction = fraction
             outputs = {
                 f"{s['stage']}.{kind}" if kind != s["stage"] else kind: path
                 for s in stages
                 for kind, path in s["outputs"].items()
             }
             ids = [c.chunk_id for c in chunks]
+            qa = {str(s["stage"]): s.get("summary") or {} for s in stages}
             results = await self.publish_run(
-                lease, block.id, version, record.generation, ids, missing, staging, outputs
+                lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
             )
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
@@ -517,8 +524,10 @@ class MSProcessingHandler:
         missing: tuple[int, ...],
         staging: Path,
         outputs: dict[str, str],
+        qa: dict[str, Any] | None = None,
     ) -> dict[str, str]:
-        """Publish a run's staged outputs and commit the block record that names them.
+        """Publish a run's staged outputs and commit the block record that names them (with
+        ``qa``: each stage's summary).
 
         The files are renamed into ``paths.results_dir`` under names that carry the run's
         version and fencing token (``processor_jobs.publish_outputs``), so no other holder's
@@ -535,7 +544,7 @@ class MSProcessingHandler:
 
         def stage(pipe: Any) -> None:
             self.blocks.stage_commit(
-                pipe, block_id, version, generation, chunk_ids, missing, results
+                pipe, block_id, version, generation, chunk_ids, missing, results, qa=qa
             )
 
         try:
@@ -641,7 +650,9 @@ class MSProcessorService(Service):
         handler = self.handler
         assert handler is not None
         stats = await handler.hdf5_stream.stats()
+        ms_stats = await handler.ms_stream.stats()
         pending_blocks = await handler.blocks.pending_count()
+        metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
         self.backlog = stats.undelivered + stats.pending
         metrics.backlog = self.backlog
         metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)

@@ -89,6 +89,8 @@ class BlockRecord:
     chunks: tuple[str, ...] = ()
     missing_slots: tuple[int, ...] = ()
     results: dict[str, str] = field(default_factory=dict)
+    qa: dict[str, Any] = field(default_factory=dict)
+    """Stage -> its summary from the last committed run (the flag stage's flag fraction...)."""
     processed_at: float = 0.0
     attempts: int = 0
     error: str = ""
@@ -128,11 +130,11 @@ return 1
 """
 
 # KEYS: block record, pending. ARGV: block id, version, generation seen, chunks JSON,
-# missing JSON, results JSON, now. Queued inside the fenced transaction.
+# missing JSON, results JSON, now, QA JSON. Queued inside the fenced transaction.
 _COMMIT_RUN = """
 redis.call('HSET', KEYS[1], 'state', 'processed', 'version', ARGV[2],
   'done_generation', ARGV[3], 'chunks', ARGV[4], 'missing', ARGV[5], 'results', ARGV[6],
-  'processed_at', ARGV[7], 'attempts', 0, 'error', '')
+  'processed_at', ARGV[7], 'attempts', 0, 'error', '', 'qa', ARGV[8])
 if tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') <= tonumber(ARGV[3]) then
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
@@ -202,9 +204,11 @@ class Blocks:
         missing_slots: Sequence[int],
         results: dict[str, str],
         now: float | None = None,
+        qa: dict[str, Any] | None = None,
     ) -> None:
         """Queue a run's commit on a transaction (for ``Leases.run_fenced``): the block is
-        processed at ``version``, and off the pending list unless a newer chunk came."""
+        processed at ``version``, and off the pending list unless a newer chunk came; ``qa``:
+        each stage's summary, kept with the record."""
         pipe.eval(
             _COMMIT_RUN,
             2,
@@ -217,6 +221,7 @@ class Blocks:
             json.dumps(list(missing_slots)),
             json.dumps(results, sort_keys=True),
             repr(time.time() if now is None else now),
+            json.dumps(qa or {}, sort_keys=True, allow_nan=False, default=str),
         )
 
     async def record_failure(self, block_id: str, error: str, max_attempts: int) -> int:
@@ -275,8 +280,9 @@ class Blocks:
         """Blocks by start time (oldest first), optionally only those in ``state``; at most
         ``limit`` (0: all) of the newest matching ones."""
         wanted = BlockState(state) if state is not None else None
+        first = -limit if limit and wanted is None else 0  # the newest only, when they suffice
         with translate_errors(self.target):
-            ids = [str(i) for i in await self.redis.zrange(self.keys.block_index(), 0, -1)]
+            ids = [str(i) for i in await self.redis.zrange(self.keys.block_index(), first, -1)]
             raws = await self._hgetall([self.keys.block_record(i) for i in ids])
         records = [_block(i, r) for i, r in zip(ids, raws, strict=True) if r]
         if wanted is not None:
@@ -320,6 +326,7 @@ def _block(block_id: str, raw: dict[str, str]) -> BlockRecord:
             chunks=tuple(json.loads(raw.get("chunks") or "[]")),
             missing_slots=tuple(int(s) for s in json.loads(raw.get("missing") or "[]")),
             results=dict(json.loads(raw.get("results") or "{}")),
+            qa=dict(json.loads(raw.get("qa") or "{}")),
             processed_at=float(raw.get("processed_at") or 0),
             attempts=int(raw.get("attempts") or 0),
             error=raw.get("error", ""),
