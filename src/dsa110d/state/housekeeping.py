@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from dsa110d.config import RetryConfig, StreamsConfig
 from dsa110d.messages import MessageType
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import ReliableStream
@@ -41,20 +42,6 @@ InputsPresent = Callable[[list[list[str]]], Awaitable[list[bool]]]
 # index scores are data (observation) times for chunks and blocks, which say nothing about
 # when the record was made: reprocessing January's data in June must not lose its records.
 RECORD_TIMES = {"chunk": ("recorded_at",), "block": ("created_at", "processed_at", "failed_at")}
-
-# KEYS: block index, pending, then one record per id. ARGV: the ids. Deletes each block that
-# is (still) not pending, checked in the same atomic step: a late chunk may have just come.
-_PRUNE_BLOCKS = """
-local gone = 0
-for i, id in ipairs(ARGV) do
-  if not redis.call('ZSCORE', KEYS[2], id) then
-    redis.call('DEL', KEYS[2 + i])
-    redis.call('ZREM', KEYS[1], id)
-    gone = gone + 1
-  end
-end
-return gone
-"""
 
 
 async def _no_inputs(batch: list[list[str]]) -> list[bool]:
@@ -103,7 +90,7 @@ async def prune_records(
             ids = [b for b, _ in blocks]
             block_keys = [keys.block_index(), keys.block_pending()]
             block_keys += [keys.block_record(b) for b in ids]
-            await redis.eval(_PRUNE_BLOCKS, len(block_keys), *block_keys, *ids)  # type: ignore[misc]
+            await lua.script(redis, "housekeeping_prune_blocks")(keys=block_keys, args=ids)
     return removed
 
 
