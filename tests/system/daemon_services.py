@@ -4,16 +4,21 @@ environment variables; they leave their traces in ``$DSA110_TEST_DIR``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import atomic_dir
+from dsa110d.science.hdf5 import ingest
 from dsa110d.services.base import Service, ServiceContext, register_service
+from dsa110d.services.watcher import HDF5WatcherService
 from dsa110d.state.consumer import StreamConsumer, consumer_name
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import Delivery, ReliableStream
@@ -153,3 +158,25 @@ class StreamJobs(Service):
             (tmp / "part1").write_text("half")
             await _work(self.ctx, float(os.environ.get("DSA110_TEST_JOB_SEC", "1.0")))
             (tmp / "part2").write_text(json.dumps(delivery.message.payload))
+
+
+SIGSEGV_MARKER = b"SIGSEGV ME"
+"""A file starting with these bytes kills the watcher's probe process (``watcher_segv``)."""
+
+
+def probe_or_segfault(paths: list[str], root: str) -> list[dict[str, Any]]:
+    """The watcher's probe job, except that a file starting with SIGSEGV_MARKER kills the
+    probe process with a real SIGSEGV, as libhdf5 would on a file that trips one of its bugs
+    (this runs in the probe process, never in the daemon's)."""
+    for path in paths:
+        with contextlib.suppress(OSError), open(path, "rb") as handle:
+            if handle.read(len(SIGSEGV_MARKER)) == SIGSEGV_MARKER:
+                os.kill(os.getpid(), signal.SIGSEGV)
+    return ingest.probe_files(paths, root)
+
+
+@register_service("watcher_segv")
+class WatcherSegv(HDF5WatcherService):
+    """The real watcher service whose probe processes die on SIGSEGV_MARKER files."""
+
+    probe_job = staticmethod(probe_or_segfault)

@@ -4,20 +4,26 @@ keeps running."""
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import h5py
 import pytest
 import redis
 
 from dsa110d.messages import MessageType
 from dsa110d.science.astrometry import use_offline_iers
+from dsa110d.science.hdf5.subbands import parse_subband_name, subband_file_name
 from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from tests.integration.services.watcher.watcherkit import by_set, land_all
 from tests.system.daemonkit import Daemon, NotifyListener, payloads, wait_for
 
+SIGSEGV_MARKER = b"SIGSEGV ME"
+"""daemon_services.SIGSEGV_MARKER (not imported: that module registers test services, and is
+loaded only by the daemons under test)."""
 RECONCILIATIONS_SEC = 2.5
 """Two reconciliation scans and then some (poll_interval_sec is 1 in testing)."""
 
@@ -109,3 +115,90 @@ def test_two_watcher_daemons_on_one_directory_announce_each_set_once(
     announced = len(first.events("set_announced")) + len(second.events("set_announced"))
     assert announced == len(sets.set_ids)
     assert first.stop() == 0 and second.stop() == 0
+
+
+def _poison(incoming: Path, sources: list[Path], good: list[Path]) -> list[Path]:
+    """Hostile files in ``incoming`` beside a good set, one per finding: each had stopped
+    the watcher (or a loop of it) before it had fault boundaries."""
+    loop = incoming / sources[0].name
+    loop.symlink_to(loop)  # Path.resolve(): RuntimeError
+    overflow = Path(shutil.copy(sources[1], incoming))
+    huge = Path(shutil.copy(sources[2], incoming))
+    nan_dec = Path(shutil.copy(sources[3], incoming))
+    with h5py.File(overflow, "r+") as f:
+        f["Header/time_array"][...] = 1e300  # finite: the set id overflowed
+    with h5py.File(huge, "r+") as f:
+        del f["Header/Nblts"]  # read whole: MemoryError
+        f.create_dataset("Header/Nblts", shape=(2**50,), dtype="i8", chunks=(1024,))
+    with h5py.File(nan_dec, "r+") as f:
+        f["Header/extra_keywords/phase_center_dec"][()] = float("nan")  # unannounceable set
+    name = parse_subband_name(good[0])
+    assert name is not None
+    later = subband_file_name(name.timestamp + timedelta(hours=1), 0)
+    misnamed = Path(shutil.copy(good[0], incoming / later))  # its own time says an hour earlier
+    unicode_name = incoming / good[1].name.replace("2", "\u0662", 1).replace("0", "\u0660", 1)
+    shutil.copy(good[1], unicode_name)  # matches the glob, is no subband name: ignored
+    return [loop, overflow, huge, nan_dec, misnamed]
+
+
+def test_the_watcher_daemon_records_poison_files_and_announces_the_good_set_once(
+    daemon_env: Callable[..., dict[str, str]],
+    daemons: list[Daemon],
+    sets: SimulationResult,
+    tmp_path: Path,
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    groups = by_set(sets.files)
+    good = land_all(groups[0], incoming)
+    poison = _poison(incoming, groups[1], good)
+    env = daemon_env(
+        DSA110__PATHS__INCOMING_DIR=str(incoming),
+        DSA110__SERVICES__HDF5_WATCHER__STABILITY_INTERVAL_SEC="0.05",
+    )
+    client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
+    daemons.append(daemon := Daemon(env, "watcher"))
+    daemon.wait_event("ready", timeout=30)
+    time.sleep(RECONCILIATIONS_SEC)  # the poison is seen again by every rescan
+    assert _set_ids(client, env) == [sets.set_ids[0]]
+    reasons = sorted(str(f["reason"]) for f in daemon.events("subband_fault"))
+    assert len(reasons) == len(poison)  # each once
+    for path in poison:
+        assert sum(r.startswith(str(path)) for r in reasons) == 1, (path, reasons)
+    assert daemon.events("service_crashed") == [] and daemon.events("watcher_fault") == []
+    assert daemon.proc.poll() is None  # still running
+    land_all(groups[2], incoming)  # and still watching
+    wait_for(lambda: _set_ids(client, env) == [sets.set_ids[0], sets.set_ids[2]], timeout=15)
+    assert daemon.stop() == 0
+
+
+def test_a_file_that_kills_the_probe_process_costs_the_daemon_nothing(
+    daemon_env: Callable[..., dict[str, str]],
+    daemons: list[Daemon],
+    sets: SimulationResult,
+    tmp_path: Path,
+) -> None:
+    """The watcher service whose probe process dies of a real SIGSEGV on one file (test
+    service ``watcher_segv``: the watcher, its probe job killing itself on a marker file)."""
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    groups = by_set(sets.files)
+    land_all(groups[0], incoming)
+    crasher = incoming / groups[1][0].name
+    crasher.write_bytes(SIGSEGV_MARKER + b"\0" * 4096)
+    env = daemon_env(
+        DSA110__PATHS__INCOMING_DIR=str(incoming),
+        DSA110__SERVICES__HDF5_WATCHER__STABILITY_INTERVAL_SEC="0.05",
+    )
+    client = redis.Redis.from_url(env["DSA110__REDIS__URL"], decode_responses=True)
+    daemons.append(daemon := Daemon(env, "watcher_segv"))
+    daemon.wait_event("ready", timeout=30)
+    assert _set_ids(client, env) == [sets.set_ids[0]]
+    (fault,) = daemon.events("subband_fault")
+    assert str(fault["reason"]).startswith(str(crasher)) and "SIGSEGV" in str(fault["reason"])
+    land_all(groups[2], incoming)  # a fresh probe process takes the next set
+    wait_for(lambda: len(_set_ids(client, env)) == 2, timeout=15)
+    time.sleep(RECONCILIATIONS_SEC)  # rescans do not probe the crasher again
+    assert len(daemon.events("subband_fault")) == 1
+    assert daemon.events("service_crashed") == [] and daemon.proc.poll() is None
+    assert daemon.stop() == 0

@@ -84,9 +84,33 @@ SEFD_JY: Final = 5800.0
 aperture efficiency ~0.7 for a 4.65 m dish. A stated assumption of the simulator."""
 
 # --- Files -----------------------------------------------------------------------------------
-SUBBAND_NAME_REGEX: Final = r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})_sb(\d{2})\.hdf5$"
-"""The real subband file name. DESIGN."""
+SUBBAND_NAME_REGEX: Final = (
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})_sb([0-9]{2})\.hdf5"
+)
+"""The real subband file name, matched whole (``fullmatch``). DESIGN. ASCII digits only:
+``\\d`` would accept any Unicode digit ('\\u0662'), which ``int`` and ``strptime`` read."""
 NAME_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%S"
 """``strftime`` format of the timestamp in a subband file name. DESIGN."""
 SUBBAND_FILE_BYTES_REAL: Final = 140e6
 """Approximate size of one real subband file, bytes. DESIGN."""
+
+# --- Plausible header values (the watcher's probe refuses a file outside them) ---------------
+ERA_START_JD: Final = 2457023.5
+"""2015-01-01T00:00:00 UTC as a Julian date: no DSA-110 file is older (the array was built
+from 2018 on; the margin covers test data and prototypes)."""
+ERA_END_JD: Final = 2488069.5
+"""2100-01-01T00:00:00 UTC as a Julian date: the end of the instrument's plausible era."""
+RADIO_FREQ_MIN_HZ: Final = 10e6
+"""Lowest plausible channel frequency, Hz: the ionosphere's cutoff for ground-based radio
+astronomy is ~10 MHz."""
+RADIO_FREQ_MAX_HZ: Final = 1e12
+"""Highest plausible channel frequency, Hz: 1 THz, the top of the radio/submillimetre window."""
+MAX_INTEGRATION_S: Final = 86400.0
+"""Longest plausible ``integration_time``, seconds (one day; DSA-110 integrates 12.9 s)."""
+NAME_TIME_TOLERANCE_S: Final = 180.0
+"""How far a file name's timestamp (the correlator node's wall clock at the file's start) may
+lie from the start of its first integration (``time_array[0]`` less half an integration),
+seconds: the nodes' clocks agree to a few seconds (DESIGN), so three minutes is a fault."""
+DEFLATE_MAX_RATIO: Final = 1032
+"""The deflate format's largest compression ratio (zlib technical details): no dataset in a
+file can hold more than this many bytes per byte of the file."""

@@ -17,8 +17,14 @@ HDF5_PROCESSING message per complete set.
   ahead of the recording: while one part's sets are recorded and announced (which mostly waits
   on the server's fsyncs) the next is probed; the recording takes every part probed by then
   in one go, one script call per set. A rescan stats each known file once and probes only
-  files whose size or mtime changed. Probes run in a thread (h5py holds the GIL, so one at a
-  time); :func:`pooled_prober` with ``probe_lanes`` spreads parts over worker processes.
+  files whose size or mtime changed. The service probes in a long-lived process of its own
+  (:func:`isolated_prober`: a crash or hang of libhdf5 on a hostile file kills that process,
+  which is replaced, and the file is recorded as faulty); :func:`probe_in_threads` (tests,
+  benchmarks) and :func:`pooled_prober` probe in the daemon's process.
+* **Fault boundaries**: each file is one unit of work (whatever its probe raises becomes its
+  ``bad_file`` fault, :func:`ingest.probe_files`), and so is each open set in the periodic
+  check (a set whose announcement cannot be built or published is failed with the reason,
+  not left claimed); only a fault of the service itself (the state server) leaves them.
 * **Grouping**: a good file joins the set named by its ``time_array[0]``; a bad one is
   recorded on the set nearest its name timestamp within ``group_tolerance_sec``.
 * **Exactly once**: :meth:`Sets.claim <dsa110d.state.sets.Sets.claim>` lets one caller move
@@ -38,7 +44,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -47,7 +53,14 @@ from watchfiles import Change, awatch
 
 from dsa110d.config import Config
 from dsa110d.contracts import PROCESSOR_GROUP, SetAnnounced
-from dsa110d.errors import ConfigError, DSA110Error, InputFileError, sole_error
+from dsa110d.errors import (
+    ConfigError,
+    DSA110Error,
+    InputFileError,
+    describe,
+    is_service_fault,
+    sole_error,
+)
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.science.hdf5 import ingest
 from dsa110d.science.hdf5.subbands import ignore_reason, parse_subband_name
@@ -56,6 +69,7 @@ from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
 from dsa110d.state.sets import ErrorKind, NewFile, SetError, SetRecord, Sets, SetState
 from dsa110d.state.streams import ReliableStream
+from dsa110d.workers import DEATHS_DEGRADED, WorkerPool
 
 PROBE_CHUNK = 64
 """Files probed per thread hop (~2 ms each on tiny files): the loop stays responsive."""
@@ -65,6 +79,16 @@ the probe of the next chunk overlaps the recording of this one, and sets go out 
 complete rather than after the whole backlog is probed."""
 PARTS_AHEAD = 8
 """Parts probed ahead of the recording at most (a burst's sets; bounded memory)."""
+PROBE_WORKERS = 1
+"""Probe processes of the watcher service: one long-lived process, fed a part (a set's worth
+in a burst, BACKLOG_CHUNK files in a backlog) per job. One, because the daemon's session gets
+a fixed share of the CPUs on a shared host (autogroup): more processes add no speed there."""
+PROBE_MODULES = ("dsa110d.science.hdf5.ingest",)
+"""Imported once when a probe process starts (h5py, numpy), not on its first job."""
+PROBE_JOB_BASE_SEC = 30.0
+PROBE_JOB_PER_FILE_SEC = 1.0
+"""A probe job's deadline: base + per file (a tiny file takes ~2 ms, a real one ~10 ms).
+Past it the worker is killed: a file that hangs libhdf5 is a fault like one that crashes it."""
 WORKER_MIN_FILES = 128
 """Batches this large may go to a worker process (pooled_prober)."""
 WATCH_DEBOUNCE_MS = 200
@@ -106,6 +130,37 @@ def pooled_prober(worker: Worker, lanes: int) -> Prober:
             return found
         finally:
             free[0] += 1
+
+    return probe
+
+
+def isolated_prober(pool: WorkerPool, job: Callable[..., Any] = ingest.probe_files) -> Prober:
+    """A prober that parses every file in ``pool``'s worker processes (untrusted HDF5 may
+    crash or hang libhdf5: that kills a worker, never the daemon), a part per job.
+
+    A job that fails as a whole (the worker died, hung past its deadline, or raised) is
+    retried a file per job, so only the file at fault is recorded, with the reason: a good
+    file in the same part is unharmed. ``job`` is what the worker runs (a module-level
+    function like :func:`ingest.probe_files`)."""
+
+    async def probe(paths: list[str], root: str) -> list[dict[str, Any]]:
+        deadline = PROBE_JOB_BASE_SEC + PROBE_JOB_PER_FILE_SEC * len(paths)
+        try:
+            with anyio.fail_after(deadline):  # cancelling the job kills its worker
+                found: list[dict[str, Any]] = await pool.run(job, paths, root)
+            return found
+        except TimeoutError:
+            failure = f"the probe process took more than {deadline:g} s (killed)"
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise
+            failure = f"the probe process failed on it: {describe(exc)}"
+        if len(paths) == 1:
+            return [ingest.file_fault(paths[0], f"{paths[0]}: {failure}")]
+        found = []
+        for path in paths:  # which file was it? one job each
+            found += await probe([path], root)
+        return found
 
     return probe
 
@@ -418,6 +473,15 @@ class HDF5EventHandler:
         return await self._publish(record)
 
     async def _publish(self, record: SetRecord) -> bool:
+        try:
+            return await self._send(record)
+        except Exception as exc:  # the set's fault (a payload JSON cannot carry...)
+            if is_service_fault(exc):
+                raise  # the server's: the set stays queued and is re-published later
+            await self._unannounceable(record.set_id, exc)
+            return False
+
+    async def _send(self, record: SetRecord) -> bool:
         set_id = record.set_id
         announced = SetAnnounced.of(
             set_id,
@@ -442,19 +506,38 @@ class HDF5EventHandler:
         return entry is not None
 
     async def check_open_sets(self, now: float | None = None) -> None:
-        """Announce complete sets, re-publish interrupted ones, apply on_incomplete."""
+        """Announce complete sets, re-publish interrupted ones, apply on_incomplete.
+
+        Each open set is a unit of work: whatever its check raises (a service fault aside)
+        fails that set with the reason, and the other sets are still checked."""
         now = time.time() if now is None else now
         for set_id, first_seen in await self.sets.open_sets():
-            record = await self.sets.get(set_id)
-            if record is None:  # pruned by housekeeping
-                await self.sets.forget(set_id)
-                continue
-            if record.state is SetState.QUEUED:
-                await self.publish(set_id)
-            elif record.state is SetState.COMPLETE:
-                await self.announce(set_id, partial=False)
-            elif record.state is SetState.COLLECTING:
-                await self._timeout(set_id, record.missing, len(record.files), now - first_seen)
+            try:
+                await self._check_open(set_id, first_seen, now)
+            except Exception as exc:
+                if is_service_fault(exc):
+                    raise
+                await self._unannounceable(set_id, exc)
+
+    async def _check_open(self, set_id: str, first_seen: float, now: float) -> None:
+        record = await self.sets.get(set_id)
+        if record is None:  # pruned by housekeeping
+            await self.sets.forget(set_id)
+        elif record.state is SetState.QUEUED:
+            await self.publish(set_id)
+        elif record.state is SetState.COMPLETE:
+            await self.announce(set_id, partial=False)
+        elif record.state is SetState.COLLECTING:
+            await self._timeout(set_id, record.missing, len(record.files), now - first_seen)
+
+    async def _unannounceable(self, set_id: str, exc: Exception) -> None:
+        """A set whose announcement cannot be built or published: failed with the reason
+        (off the open list), never left claimed and retried on every pass."""
+        reason = f"set {set_id}: cannot be announced: {describe(exc)}"
+        error = SetError(ErrorKind.UNANNOUNCEABLE.value, reason, "", time.time())
+        if not await self.sets.mark(set_id, SetState.FAILED, error):
+            await self.sets.forget(set_id)  # no record to fail: at least stop walking it
+        self.log.error("set_failed", set_id=set_id, reason=reason)
 
     async def _timeout(self, set_id: str, missing: list[int], n: int, age: float) -> None:
         action = ingest.incomplete_action(
@@ -536,20 +619,31 @@ class HDF5EventHandler:
 class HDF5WatcherService(Service):
     """The ``watcher`` service (see the module docstring)."""
 
+    probe_job: ClassVar[Callable[..., Any]] = staticmethod(ingest.probe_files)
+    """What the probe processes run on a part of a batch (tests put a crashing one here)."""
+
     def __init__(self) -> None:
         self.handler: HDF5EventHandler | None = None
+        self.probes: WorkerPool | None = None
         self.fault = ""
 
     async def start(self, ctx: ServiceContext) -> None:
-        # Probes run in a thread: worker processes measured slower for a 10,000-file backlog
-        # on the shared 2-core host, where the kernel's autogroup scheduling gives this
-        # daemon's session a fixed share of the CPUs however many processes it runs (two
-        # probing processes each got ~35 % of a core, one alone ~83 %); and in a daemon that
-        # also converts, the workers may be busy for minutes. pooled_prober is there to
-        # revisit on a host with idle cores (bench_watcher measures both).
-        self.handler = HDF5EventHandler(ctx.config, ctx.redis, ctx.log, probe_in_threads)
+        # Probes run in a process of the watcher's own (never the daemon's shared pool, whose
+        # workers may be busy converting for minutes): libhdf5 parsing an untrusted file may
+        # crash or hang, which must cost a worker, not the daemon. One process, fed in parts:
+        # a process per file would cost ~100 ms each (the burst goal is p99 < 500 ms).
+        self.probes = WorkerPool(PROBE_WORKERS, PROBE_MODULES, beat_sec=1.0)
+        await self.probes.start()
+        prober = isolated_prober(self.probes, type(self).probe_job)
+        self.handler = HDF5EventHandler(
+            ctx.config, ctx.redis, ctx.log, prober, probe_lanes=PROBE_WORKERS
+        )
         handled = await self.handler.start()
         ctx.log.info("watcher_started", directory=str(self.handler.root), files=handled)
+
+    async def stop(self, ctx: ServiceContext) -> None:
+        if self.probes is not None:
+            await self.probes.close()
 
     async def run(self, ctx: ServiceContext) -> None:
         handler = self.handler
@@ -619,4 +713,9 @@ class HDF5WatcherService(Service):
     def health(self) -> HealthReport:
         if self.fault:
             return HealthReport(Health.DEGRADED, self.fault)
+        deaths = self.probes.recent_deaths() if self.probes is not None else 0
+        if deaths >= DEATHS_DEGRADED:
+            return HealthReport(
+                Health.DEGRADED, f"{deaths} probe processes died recently (see subband_fault)"
+            )
         return HealthReport.healthy()

@@ -105,6 +105,9 @@ class ErrorKind(enum.StrEnum):
     """The set was still missing subbands after ``processing_timeout_sec``."""
     PROCESSING = "processing"
     """An error reported by the processor through :meth:`Sets.mark`."""
+    UNANNOUNCEABLE = "unannounceable"
+    """The set's announcement could not be built or published (e.g. a value JSON cannot
+    carry): the watcher failed the set rather than retry it on every pass."""
 
 
 @dataclass(frozen=True)

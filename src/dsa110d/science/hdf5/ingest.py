@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dsa110d.errors import InputFileError
+from dsa110d.errors import InputFileError, describe, is_service_fault
 from dsa110d.science.constants import NAME_TIME_FORMAT
 from dsa110d.science.hdf5.subbands import (
     SubbandFile,
@@ -81,7 +81,7 @@ def resolve_inside(
     """``path`` absolute and resolved; ``InputFileError`` if it (a symlink) leads out of
     ``root``, since a message may only carry paths under the watched directory
     (``root_resolved``: ``root`` is already absolute and resolved, as for a whole batch)."""
-    resolved = Path(path).resolve()
+    resolved = Path(path).resolve()  # a symlink loop raises (RuntimeError before 3.13)
     real_root = Path(root) if root_resolved else Path(root).resolve()
     if not resolved.is_relative_to(real_root):
         raise InputFileError(
@@ -98,30 +98,50 @@ def probe_files(paths: Sequence[str], root: str) -> list[dict[str, Any]]:
     can run in a thread or a worker process: ``{"path", "ok": True, "resolved", "set_id",
     "subband", "name_time", "time0_jd", "integration_s", "dec_rad"}`` or ``{"path", "ok":
     False, "kind", "reason"}`` with a one-line reason naming the file (kind ``outside_tree``,
-    ``bad_file``, or ``gone`` when the path vanished while being looked at)."""
+    ``bad_file``, or ``gone`` when the path vanished while being looked at).
+
+    The fault boundary of one file: whatever one file raises becomes its outcome, and the
+    other files are still probed (a service fault, which a probe should never raise, is
+    raised)."""
     real_root = Path(root).resolve()
-    return [_probe_one(p, real_root) for p in paths]
+    return [probe_one(p, real_root) for p in paths]
+
+
+def probe_one(path: str, root: Path) -> dict[str, Any]:
+    """:func:`probe_files` for one path (``root`` absolute and resolved)."""
+    try:
+        return _probe_one(path, root)
+    except Exception as exc:
+        if is_service_fault(exc):
+            raise
+        return file_fault(path, exc)
+
+
+def file_fault(path: str, exc: BaseException | str, kind: str = BAD_FILE) -> dict[str, Any]:
+    """The outcome of a file that could not be probed: one line naming the file."""
+    reason = exc if isinstance(exc, str) else describe(exc)
+    if not reason.startswith(path):
+        reason = describe(InputFileError(f"{path}: {reason}"))
+    return {"path": path, "ok": False, "kind": kind, "reason": reason}
 
 
 def _probe_one(path: str, root: Path) -> dict[str, Any]:
     try:
         resolved = resolve_inside(path, root, root_resolved=True)
     except InputFileError as exc:
-        return {"path": path, "ok": False, "kind": OUTSIDE_TREE, "reason": str(exc)}
+        return file_fault(path, exc, OUTSIDE_TREE)
+    if not str(resolved).isascii() and not _is_utf8(str(resolved)):
+        # a symlink to a name of undecodable bytes: no message or record could carry it
+        return file_fault(path, f"{path}: leads to a name that is not UTF-8 ({resolved!a})")
     try:
-        probe = probe_subband(resolved)
+        probe = probe_subband(resolved, name=path)
     except InputFileError as exc:
         if not os.path.lexists(path):  # renamed away or deleted meanwhile: not a fault
-            return {"path": path, "ok": False, "kind": GONE, "reason": str(exc)}
-        return {"path": path, "ok": False, "kind": BAD_FILE, "reason": str(exc)}
+            return file_fault(path, exc, GONE)
+        return file_fault(path, exc)
     name = parse_subband_name(path)
     if name is None:  # the watcher only probes subband names; keep this total anyway
-        return {
-            "path": path,
-            "ok": False,
-            "kind": BAD_FILE,
-            "reason": f"{path}: not a subband name",
-        }
+        return file_fault(path, f"{path}: not a subband name")
     return {
         "path": path,
         "ok": True,
@@ -133,6 +153,15 @@ def _probe_one(path: str, root: Path) -> dict[str, Any]:
         "integration_s": probe.integration_s,
         "dec_rad": probe.phase_center_dec_rad,
     }
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (a file name of undecodable bytes holds surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --- Which set does a file belong to? ---------------------------------------------------

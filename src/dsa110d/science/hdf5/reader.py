@@ -20,8 +20,9 @@ from h5py import h5s
 
 from dsa110d.errors import InputFileError
 
-SUBBAND_NAME = re.compile(r"_sb(\d{2})(?:_incomplete)?\.hdf5$")
-"""The subband index in a file name (DESIGN.md section 2)."""
+SUBBAND_NAME = re.compile(r"_sb([0-9]{2})(?:_incomplete)?\.hdf5\Z", re.ASCII)
+"""The subband index in a file name (DESIGN.md section 2): ASCII digits only (``\\d`` takes
+any Unicode digit, which ``int`` reads), at the very end of the name."""
 
 DATA_KEYS = ("visdata", "flags", "nsamples")
 REQUIRED_HEADER_KEYS = (

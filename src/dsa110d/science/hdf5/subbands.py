@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import math
 import os
 import re
 import stat
@@ -31,15 +32,22 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from dsa110d.errors import InputFileError
+from dsa110d.errors import InputFileError, describe
 from dsa110d.science.constants import (
+    DEFLATE_MAX_RATIO,
+    ERA_END_JD,
+    ERA_START_JD,
+    MAX_INTEGRATION_S,
     NAME_TIME_FORMAT,
+    NAME_TIME_TOLERANCE_S,
+    RADIO_FREQ_MAX_HZ,
+    RADIO_FREQ_MIN_HZ,
     SECONDS_PER_DAY,
     SUBBAND_NAME_REGEX,
     UNIX_EPOCH_JD,
 )
 
-SUBBAND_NAME = re.compile(SUBBAND_NAME_REGEX)
+SUBBAND_NAME = re.compile(SUBBAND_NAME_REGEX, re.ASCII)
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
 """Suffix of a subband still being written by the correlator (renamed when done)."""
 RSYNC_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9]{6}$")
@@ -90,8 +98,8 @@ def parse_subband_name(name: str | os.PathLike[str]) -> SubbandName | None:
 
 @functools.lru_cache(maxsize=NAMES_CACHED)
 def _parse_base(base: str) -> SubbandName | None:
-    match = SUBBAND_NAME.search(base)
-    if match is None or base != match.group(0):
+    match = SUBBAND_NAME.fullmatch(base)
+    if match is None:
         return None
     try:
         moment = datetime.strptime(match.group(1), NAME_TIME_FORMAT).replace(tzinfo=UTC)
@@ -121,9 +129,15 @@ def set_id_from_time(time0_jd: float, integration_s: float = 0.0) -> str:
     A pure function of header values shared bit for bit by all subbands of a set, so any
     watcher, seeing the files in any order, derives the same id.
     """
-    seconds = (time0_jd - UNIX_EPOCH_JD) * SECONDS_PER_DAY - integration_s / 2.0
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=round(seconds))
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+        seconds=round(start_unix(time0_jd, integration_s))
+    )
     return moment.strftime(NAME_TIME_FORMAT)
+
+
+def start_unix(time0_jd: float, integration_s: float) -> float:
+    """A set's start in Unix seconds from the centre of its first integration."""
+    return (time0_jd - UNIX_EPOCH_JD) * SECONDS_PER_DAY - integration_s / 2.0
 
 
 @dataclass(frozen=True)
@@ -206,22 +220,34 @@ def _read_only_access() -> Any:
     return _file_access[0]
 
 
-def _read(ds: Dataset, dtype: type, first: int | None = None) -> NDArray[Any]:
-    """The whole dataset, or only row ``first`` (of its first axis), converted to dtype."""
+def _read(
+    path: Path, ds: Dataset, name: str, dtype: Any, limit: int, first: int | None = None
+) -> NDArray[Any]:
+    """The whole dataset, or only row ``first`` (of its first axis), converted to dtype.
+
+    What would be allocated is bounded by ``limit`` (the file's size) before anything is: a
+    hostile header may declare a dataset of petabytes (stored as unallocated chunks)."""
+    shape = ds.shape
+    if shape is None:
+        raise _fail(path, f"{name} holds no data (null dataspace)")
+    if first is not None and not shape:
+        raise _fail(path, f"{name} is a scalar, not an array")
+    row = shape if first is None else (1, *shape[1:])
+    need = math.prod(row) * np.dtype(dtype).itemsize  # Python ints: no overflow
+    if need > limit:
+        raise _fail(path, f"{name} declares {need} bytes to read, more than the file's {limit}")
+    out: NDArray[Any] = np.empty(row, dtype=dtype)
     if first is None:
-        out: NDArray[Any] = np.empty(ds.shape, dtype=dtype)
         ds.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
         return out
-    row = (1, *ds.shape[1:])
     file_space = ds.get_space()
     file_space.select_hyperslab((first, *([0] * (len(row) - 1))), row)
-    out = np.empty(row, dtype=dtype)
     ds.read(h5py.h5s.create_simple(row), file_space, out)
     return out
 
 
-def _number(path: Path, ds: Dataset, name: str, dtype: type) -> Any:
-    values = _read(ds, dtype).reshape(-1)
+def _number(path: Path, ds: Dataset, name: str, dtype: type, limit: int) -> Any:
+    values = _read(path, ds, name, dtype, limit).reshape(-1)
     if values.size != 1:
         raise _fail(path, f"{name} holds {values.size} values, not one")
     return values[0]
@@ -238,40 +264,126 @@ def _missing(path: Path, fid: Any) -> InputFileError | None:
     return _fail(path, f"missing {', '.join(missing)}") if missing else None
 
 
-def _read_probe(path: Path, fid: Any) -> dict[str, Any]:
+def _read_probe(path: Path, fid: Any, size: int) -> dict[str, Any]:
     try:
         h = {n: h5py.h5d.open(fid, p) for n, p in _HEADER_PATHS.items()}
         d = {n: h5py.h5d.open(fid, p) for n, p in _DATA_PATHS.items()}
     except KeyError:
         raise _missing(path, fid) or _fail(path, "a required dataset cannot be opened") from None
-    n_blts = int(_number(path, h["Nblts"], "Header/Nblts", np.int64))
-    n_freqs = int(_number(path, h["Nfreqs"], "Header/Nfreqs", np.int64))
-    n_pols = int(_number(path, h["Npols"], "Header/Npols", np.int64))
+    _check_own(path, fid, {f"Header/{n}": ds for n, ds in h.items()})
+    _check_own(path, fid, {f"Data/{n}": ds for n, ds in d.items()})
+    n_blts = int(_number(path, h["Nblts"], "Header/Nblts", np.int64, size))
+    n_freqs = int(_number(path, h["Nfreqs"], "Header/Nfreqs", np.int64, size))
+    n_pols = int(_number(path, h["Npols"], "Header/Npols", np.int64, size))
     _check_shapes(path, h, d, n_blts, n_freqs, n_pols)
-    freq = _read(h["freq_array"], np.float64)
-    time0 = _read(h["time_array"], np.float64, first=0)[0]
-    integration = _read(h["integration_time"], np.float64, first=0)[0]
-    if not (np.isfinite(time0) and np.isfinite(integration) and np.all(np.isfinite(freq))):
-        raise _fail(path, "time_array[0], integration_time[0] or freq_array is not finite")
+    _check_declared_data(path, d, size)
+    freq = _read(path, h["freq_array"], "Header/freq_array", np.float64, size)
+    time0 = float(_read(path, h["time_array"], "Header/time_array", np.float64, size, 0)[0])
+    integration = float(
+        _read(path, h["integration_time"], "Header/integration_time", np.float64, size, 0)[0]
+    )
+    n_ants = int(_number(path, h["Nants_data"], "Header/Nants_data", np.int64, size))
     try:
         dec_ds = h5py.h5d.open(fid, _DEC_PATH)
     except KeyError:  # optional
         dec = None
     else:
-        dec = float(_number(path, dec_ds, "Header/extra_keywords/phase_center_dec", np.float64))
+        name = "Header/extra_keywords/phase_center_dec"
+        _check_own(path, fid, {name: dec_ds})
+        dec = float(_number(path, dec_ds, name, np.float64, size))
+    _check_values(path, time0, integration, freq, dec, n_ants)
     # Touch the last row of the visibilities: a truncated file fails here, not later.
-    _read(d["visdata"], d["visdata"].dtype, first=n_blts - 1)
+    visdata = d["visdata"]
+    if visdata.dtype.kind not in _NUMERIC_KINDS:
+        raise _fail(path, f"Data/visdata is not numeric ({visdata.dtype})")
+    _read(path, visdata, "Data/visdata", visdata.dtype, size, first=n_blts - 1)
     return {
-        "time0_jd": float(time0),
-        "integration_s": float(integration),
+        "time0_jd": time0,
+        "integration_s": integration,
         "n_blts": n_blts,
         "n_freqs": n_freqs,
         "n_pols": n_pols,
-        "n_ants_data": int(_number(path, h["Nants_data"], "Header/Nants_data", np.int64)),
+        "n_ants_data": n_ants,
         "freq_min_hz": float(freq.min()),
         "freq_max_hz": float(freq.max()),
         "phase_center_dec_rad": dec,
     }
+
+
+def _check_own(path: Path, fid: Any, datasets: dict[str, Dataset]) -> None:
+    """Every dataset is in the file itself: an external link would have the watcher (and the
+    converter after it) read another file, anywhere, as if it were this one."""
+    for name, ds in datasets.items():
+        if ds.fileno != fid.fileno:
+            raise _fail(path, f"{name} is an external link (a subband holds its own datasets)")
+
+
+_NUMERIC_KINDS = "biufc"
+"""numpy dtype kinds of numbers (bool, integers, floats, complex)."""
+
+
+def _check_declared_data(path: Path, data: dict[str, Dataset], size: int) -> None:
+    """No ``Data/`` dataset declares more bytes than the file could hold, even compressed
+    (the shapes were checked against the header's counts, so this bounds those too)."""
+    bound = size * DEFLATE_MAX_RATIO
+    for name, ds in data.items():
+        declared = math.prod(ds.shape) * ds.dtype.itemsize
+        if declared > bound:
+            raise _fail(
+                path,
+                f"Data/{name} declares {declared} bytes, more than a {size}-byte file can hold",
+            )
+
+
+def _check_values(
+    path: Path,
+    time0: float,
+    integration: float,
+    freq: NDArray[np.float64],
+    dec: float | None,
+    n_ants: int,
+) -> None:
+    """Physical ranges: a value outside them is a header fault, not something to compute with."""
+    if not ERA_START_JD <= time0 <= ERA_END_JD:  # False for NaN too
+        raise _fail(
+            path,
+            f"Header/time_array[0] = {time0!r} is not a time of the instrument's era "
+            f"(JD {ERA_START_JD}..{ERA_END_JD})",
+        )
+    if not 0.0 < integration <= MAX_INTEGRATION_S:
+        raise _fail(
+            path,
+            f"Header/integration_time[0] = {integration!r} s is not in "
+            f"(0, {MAX_INTEGRATION_S:g}] s",
+        )
+    outside = ~((freq >= RADIO_FREQ_MIN_HZ) & (freq <= RADIO_FREQ_MAX_HZ))  # NaN too
+    if outside.any():
+        bad = float(freq[outside][0])
+        raise _fail(
+            path,
+            f"Header/freq_array holds {bad!r} Hz, outside the radio band "
+            f"({RADIO_FREQ_MIN_HZ:g}..{RADIO_FREQ_MAX_HZ:g} Hz)",
+        )
+    if dec is not None and not abs(dec) <= math.pi / 2:
+        raise _fail(
+            path,
+            f"Header/extra_keywords/phase_center_dec = {dec!r} rad is not a declination "
+            "(finite, -pi/2..pi/2)",
+        )
+    if n_ants < 1:
+        raise _fail(path, f"Header/Nants_data = {n_ants} (no antennas)")
+
+
+def _check_name_time(path: Path, name: SubbandName, time0: float, integration: float) -> None:
+    """The name's timestamp agrees with the file's own start within NAME_TIME_TOLERANCE_S."""
+    delta = name.timestamp.timestamp() - start_unix(time0, integration)
+    if not abs(delta) <= NAME_TIME_TOLERANCE_S:
+        raise _fail(
+            path,
+            f"the name's time {name.timestamp.strftime(NAME_TIME_FORMAT)} is {delta:+.0f} s "
+            f"from the file's own start (Header/time_array[0] = {time0!r}), more than "
+            f"{NAME_TIME_TOLERANCE_S:g} s",
+        )
 
 
 def _check_shapes(
@@ -301,12 +413,18 @@ def _check_shapes(
             )
 
 
-def probe_subband(path: str | os.PathLike[str]) -> SubbandProbe:
+def probe_subband(
+    path: str | os.PathLike[str], name: str | os.PathLike[str] | None = None
+) -> SubbandProbe:
     """Open ``path`` read-only and check it is a whole subband file; never modifies it.
 
+    ``name``: the path the file arrived under, when ``path`` is where a symlink led (default
+    ``path``); its subband name's timestamp must agree with the file's own time.
     Raises ``InputFileError`` (one line, naming the file) when it is missing, a directory or
     other non-regular file, zero bytes, unreadable, not HDF5, truncated or corrupt, missing a
-    header dataset, or shaped inconsistently.
+    header dataset, shaped inconsistently, declaring more data than the file could hold, or
+    holding values outside their physical range (time outside the instrument's era,
+    non-finite or impossible declination, frequencies outside the radio band).
     """
     path = Path(path)
     size = _check_openable(path)
@@ -317,22 +435,26 @@ def probe_subband(path: str | os.PathLike[str]) -> SubbandProbe:
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise _fail(path, f"truncated or corrupt HDF5 ({_short(exc)})") from None
     try:
-        fields = _read_probe(path, fid)
+        fields = _read_probe(path, fid, size)
     except InputFileError:
         raise
     except PermissionError:
         raise _fail(path, "no read permission") from None
     except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:
         raise _fail(path, f"truncated or corrupt HDF5 ({_short(exc)})") from None
+    except Exception as exc:  # MemoryError, OverflowError...: this file's fault, one line
+        raise _fail(path, f"unreadable header ({describe(exc)})") from None
     finally:  # as h5py.File.close: every object of the file, then the file
         fid._close_open_objects(h5py.h5f.OBJ_LOCAL | ~h5py.h5f.OBJ_FILE)
         fid.close()
-    name = parse_subband_name(path)
+    parsed = parse_subband_name(path if name is None else name)
+    if parsed is not None:
+        _check_name_time(path, parsed, fields["time0_jd"], fields["integration_s"])
     return SubbandProbe(
         path=path,
         size_bytes=size,
-        name_time=name.timestamp if name else None,
-        subband=name.subband if name else None,
+        name_time=parsed.timestamp if parsed else None,
+        subband=parsed.subband if parsed else None,
         **fields,
     )
 

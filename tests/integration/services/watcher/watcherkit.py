@@ -3,16 +3,20 @@ reading what the watcher announced."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from dsa110d.config import Config
 from dsa110d.contracts import SetAnnounced
 from dsa110d.messages import Message, MessageType, decode
+from dsa110d.science.hdf5 import ingest
 from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, parse_subband_name
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis
@@ -86,3 +90,18 @@ async def announced(redis: Redis, config: Config) -> list[Message]:
 def announced_paths(message: Message) -> list[str]:
     """The subband paths an HDF5_PROCESSING message names, in subband order."""
     return list(SetAnnounced.from_payload(message.payload, message.id).paths())
+
+
+CRASH_MARKER = b"SIGSEGV ME"
+"""A file starting with these bytes kills the probe process that looks at it (see below)."""
+
+
+def probe_or_crash(paths: list[str], root: str) -> list[dict[str, Any]]:
+    """The probe job, except that a file starting with CRASH_MARKER kills the probe process
+    with a real SIGSEGV, as libhdf5 would on a file that trips one of its bugs (run in a
+    worker process: never call it in the test's own)."""
+    for path in paths:
+        with contextlib.suppress(OSError), open(path, "rb") as handle:
+            if handle.read(len(CRASH_MARKER)) == CRASH_MARKER:
+                os.kill(os.getpid(), signal.SIGSEGV)
+    return ingest.probe_files(paths, root)

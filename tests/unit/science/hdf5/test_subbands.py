@@ -61,6 +61,19 @@ def test_rejects_names_that_are_not_subbands(name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        "\u0662026-03-20T06:00:04_sb07.hdf5",  # ARABIC-INDIC DIGIT TWO: int() reads it as 2
+        "2026-03-20T06:00:04_sb\u0660\u0667.hdf5",
+        "\uff12\uff10\uff12\uff16-03-20T06:00:04_sb07.hdf5",  # fullwidth digits
+    ],
+)
+def test_only_ascii_digits_make_a_subband_name(name: str) -> None:
+    assert parse_subband_name(name) is None
+    assert ignore_reason(name, "*") is not None
+
+
+@pytest.mark.parametrize(
     ("name", "reason"),
     [
         ("2026-03-20T06:00:04_sb07_incomplete.hdf5", "still being written"),
