@@ -84,7 +84,7 @@ from dsa110d.state.sets import Sets, SetState
 from dsa110d.state.streams import Delivery, ReliableStream
 
 SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
-"""A set id is the set's start time (``science.subbands.set_id_from_time``); it names the MS,
+"""A set id is the set's start time (``science.hdf5.subbands.set_id_from_time``); it names the MS,
 so anything else (``..``, slashes) is refused."""
 ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""

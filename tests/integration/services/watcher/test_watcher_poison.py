@@ -27,6 +27,7 @@ from tests.integration.services.watcher.watcherkit import (
     CRASH_MARKER,
     N_SUBBANDS,
     announced,
+    announced_paths,
     by_set,
     fingerprint,
     land_all,
@@ -133,7 +134,7 @@ async def test_a_file_that_kills_the_probe_process_is_a_fault_and_the_rest_goes_
         assert len(pool.pids) == 1
     messages = await announced(redis, config)
     assert [m.payload["set_id"] for m in messages] == tiny_sets.set_ids[:2]
-    assert messages[0].payload["paths"] == [str(p) for p in good]
+    assert announced_paths(messages[0]) == [str(p) for p in good]
     (fault,) = _events(logs, "subband_fault")
     reason = str(fault["reason"])
     assert reason.startswith(str(poison)) and "SIGSEGV" in reason, reason

@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 
 from dsa110d.science import constants as k
-from dsa110d.science.hdf5.subbands import JD_UNIX_EPOCH, subband_file_name
+from dsa110d.science.constants import SECONDS_PER_DAY, UNIX_EPOCH_JD
+from dsa110d.science.hdf5.subbands import subband_file_name
 
 START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """The name time of the files built here (the start of the first integration)."""
@@ -21,7 +22,7 @@ N_BLTS, N_FREQS, N_POLS, N_ANTS = 4, 2, 2, 2
 
 def jd(moment: datetime) -> float:
     """Julian date of a UTC moment."""
-    return moment.timestamp() / 86400.0 + JD_UNIX_EPOCH
+    return moment.timestamp() / SECONDS_PER_DAY + UNIX_EPOCH_JD
 
 
 def header(moment: datetime = START) -> dict[str, Any]:
