@@ -271,25 +271,25 @@ class MSProcessingHandler:
             await self.sets.mark(set_id, SetState.CONVERTING)
             timeout = self.cfg.processing_timeout_sec
             with anyio.move_on_after(timeout) as scope:
-                done = await self.run_in_worker(
-                    processor_jobs.convert_job, [str(f) for f in files], str(out), partial
+                done = processor_jobs.Converted.from_json(
+                    await self.run_in_worker(
+                        processor_jobs.convert_job, [str(f) for f in files], str(out), partial
+                    )
                 )
             if scope.cancelled_caught:
                 raise ConversionError(
                     f"set {set_id}: conversion took longer than processing_timeout_sec "
                     f"({timeout:g} s); its worker was stopped"
                 )
-            chunk = ChunkRecord(
-                set_id, set_id, done["start"], done["end"], done["dec_rad"], str(out)
-            )
+            chunk = ChunkRecord(set_id, set_id, done.start, done.end, done.dec_rad, str(out))
             await self.leases.commit(lease)
             new = await self._record(chunk)
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)
         self.metrics.add("sets")
         log.info(
-            "set_converted", ms=str(out), reused=done["reused"], new_chunk=new,
-            seconds=round(float(done["seconds"]), 2),
+            "set_converted", ms=str(out), reused=done.reused, new_chunk=new,
+            seconds=round(done.seconds, 2),
         )  # fmt: skip
 
     async def _record(self, chunk: ChunkRecord) -> bool:
@@ -415,19 +415,20 @@ class MSProcessingHandler:
         timeout = self.cfg.processing_timeout_sec
         try:
             with anyio.move_on_after(timeout) as scope:
-                stages = await self.run_in_worker(
+                runs = await self.run_in_worker(
                     processor_jobs.block_job, config_doc, block.id, version, list(missing),
                     ms_paths, str(staging),
                 )  # fmt: skip
+                stages = [processor_jobs.StageRun.from_json(run) for run in runs]
             if scope.cancelled_caught:
                 raise StageError(
                     f"block {block.id}: processing took longer than processing_timeout_sec "
                     f"({timeout:g} s); its worker was stopped"
                 )
             outputs = {
-                f"{s['stage']}.{kind}" if kind != s["stage"] else kind: path
+                f"{s.stage}.{kind}" if kind != s.stage else kind: path
                 for s in stages
-                for kind, path in s["outputs"].items()
+                for kind, path in s.outputs.items()
             }
             await self.leases.commit(lease)  # FencingError: a newer holder publishes instead
             results = await anyio.to_thread.run_sync(
