@@ -2,7 +2,7 @@
 
 Thin wrappers over ``science``: :func:`convert_job` (``science.convert.convert_set`` plus the
 chunk's span from ``science.chunkinfo``) and :func:`block_job` (the configured stages of
-``science.stages`` on one block, with every output written under a private staging directory
+``science.pipeline.stages`` on one block, with every output written under a private staging directory
 that :func:`publish_outputs` later moves into ``paths.results_dir``, once the block's fencing
 token has been checked). A worker imports this module, and so the heavy libraries, once.
 

@@ -5,7 +5,7 @@ A **chunk** is one converted set (one 5-minute Measurement Set). Its record, a h
 ``end`` (Unix s), ``dec`` (rad), ``path`` (the MS) and ``recorded_at``; every chunk id is in
 ``Keys.chunk_index()`` scored by its start.
 
-A **block** (``science.blocks``) record, a hash under ``Keys.block_record(block_id)``, holds
+A **block** (``science.pipeline.blocks``) record, a hash under ``Keys.block_record(block_id)``, holds
 ``start``/``end`` (Unix s), ``state`` (:class:`BlockState`), ``version`` (runs committed so
 far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each time a new
 chunk of the block is recorded), ``done_generation`` (the generation the last committed run
@@ -68,7 +68,7 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class BlockSpan:
-    """A block a chunk belongs to: its id and span (Unix s), from ``science.blocks``."""
+    """A block a chunk belongs to: its id and span (Unix s), from ``science.pipeline.blocks``."""
 
     block_id: str
     start: float
