@@ -21,8 +21,8 @@
   is woken. Block messages are checked and otherwise ignored (they are the analyzer's).
 * **Blocks**: the block loop wakes on each new chunk and every ``poll_interval_sec``, walks the
   pending blocks and processes each one that is complete or whose end is
-  ``processing_timeout_sec`` past (``science.pipeline.blocks.BlockPlan.status``; for old data, counted
-  from when its first chunk was recorded). Under the lease
+  ``processing_timeout_sec`` past (``science.pipeline.blocks.BlockPlan.status``; for old data,
+  counted from when its first chunk was recorded). Under the lease
   ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
   then the token is checked, the outputs are renamed into ``paths.results_dir`` and the
   block record is committed at version n+1 in the same transaction as the token check

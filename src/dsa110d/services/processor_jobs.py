@@ -1,15 +1,14 @@
 """The MS processor's jobs as they run in worker processes: plain JSON in, plain JSON out.
 
-Thin wrappers over ``science``: :func:`convert_job` (``science.convert.convert_set`` plus the
-chunk's span from ``science.chunkinfo``) and :func:`block_job` (the configured stages of
-``science.pipeline.stages`` on one block, with every output written under a private staging directory
-that :func:`publish_outputs` later moves into ``paths.results_dir``, once the block's fencing
-token has been checked). A worker imports this module, and so the heavy libraries, once.
-
-A job cancelled by the daemon (``processing_timeout_sec``, shutdown) has its worker killed
-with SIGKILL. The converter writes in forked children; :func:`_children_die_with_worker`
-makes every process forked in a worker die with its parent (Linux ``PR_SET_PDEATHSIG``), so
-a killed conversion leaves no orphan writing on.
+Thin wrappers over ``science``: :func:`convert_job` (``science.conversion.convert.convert_set``
+plus the chunk's span from ``science.pipeline.chunkinfo``) and :func:`block_job` (the configured
+stages of ``science.pipeline.stages`` on one block, with every output written under a private
+staging directory that :func:`publish_outputs` later moves into ``paths.results_dir``, once the
+block's fencing token has been checked). A worker imports this module, and so the heavy
+libraries, once. A job cancelled by the daemon (``processing_timeout_sec``, shutdown) has its
+worker killed with SIGKILL. The converter writes in forked children;
+:func:`_children_die_with_worker` makes every process forked in a worker die with its parent
+(Linux ``PR_SET_PDEATHSIG``), so a killed conversion leaves no orphan writing on.
 """
 
 from __future__ import annotations

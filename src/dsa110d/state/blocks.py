@@ -5,16 +5,16 @@ A **chunk** is one converted set (one 5-minute Measurement Set). Its record, a h
 ``end`` (Unix s), ``dec`` (rad), ``path`` (the MS) and ``recorded_at``; every chunk id is in
 ``Keys.chunk_index()`` scored by its start.
 
-A **block** (``science.pipeline.blocks``) record, a hash under ``Keys.block_record(block_id)``, holds
-``start``/``end`` (Unix s), ``state`` (:class:`BlockState`), ``version`` (runs committed so
-far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each time a new
+A **block** (``science.pipeline.blocks``) record, a hash under ``Keys.block_record(block_id)``,
+holds ``start``/``end`` (Unix s), ``state`` (:class:`BlockState`), ``version`` (runs committed
+so far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each time a new
 chunk of the block is recorded), ``done_generation`` (the generation the last committed run
-saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed
-without their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at``
-(when its first chunk was recorded), ``attempts`` and ``error``. Every block id is in
+saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed without
+their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at`` (when
+its first chunk was recorded), ``attempts`` and ``error``. Every block id is in
 ``Keys.block_index()`` (scored by start); a block whose generation is ahead of its done
-generation is also in ``Keys.block_pending()`` (scored by its end), which the processor walks
-to find work.
+generation is also in ``Keys.block_pending()`` (scored by its end), which the processor walks to
+find work.
 
 Recording a chunk is one Lua script and is idempotent: recording the same chunk (same path)
 again changes nothing, so a redelivered message never re-runs a block. A chunk recorded after
