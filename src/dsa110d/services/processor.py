@@ -1,7 +1,8 @@
 """The MS processor: announced sets -> Measurement Sets (chunks) -> processed blocks.
 
 :class:`MSProcessingHandler` does the work and is usable without the daemon (tests);
-:class:`MSProcessorService` runs it as the ``processor`` service.
+:class:`dsa110d.services.processor_service.MSProcessorService` runs it as the ``processor``
+service.
 
 * **Sets** (HDF5_PROCESSING, consumer group ``processor``): check the message (the set id,
   every path resolved inside the data roots: :mod:`dsa110d.paths`), hold the lease
@@ -74,10 +75,8 @@ from dsa110d.paths import inside_roots, paths_inside
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
 from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
-from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.connection import Redis
-from dsa110d.state.consumer import StreamConsumer, consumer_name
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 from dsa110d.state.sets import Sets, SetState
@@ -88,8 +87,6 @@ SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 so anything else (``..``, slashes) is refused."""
 ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
-STATS_INTERVAL_SEC = 5.0
-"""How often the backlog and queue lag are refreshed for health and metrics."""
 
 Runner = Callable[..., Awaitable[Any]]
 
@@ -474,85 +471,3 @@ class MSProcessingHandler:
             await self.check_blocks()
         except DSA110Error as exc:
             self.log.warning("block_check_failed", reason=str(exc))
-
-
-@register_service("processor")
-class MSProcessorService(Service):
-    """The ``processor`` service: two stream consumers and the block loop."""
-
-    worker_modules = (
-        "dsa110d.science.conversion.convert",
-        "dsa110d.science.pipeline.chunkinfo",
-        "dsa110d.science.pipeline.stages",
-        "dsa110d.science.pipeline.flagging",
-        "dsa110d.science.photometry.stage",
-        "dsa110d.services.processor_jobs",
-    )
-
-    def __init__(self) -> None:
-        self.handler: MSProcessingHandler | None = None
-        self.consumers: list[StreamConsumer] = []
-        self.backlog = 0
-        self.backlog_limit = 0
-
-    async def start(self, ctx: ServiceContext) -> None:
-        self.handler = MSProcessingHandler(
-            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics, beat=ctx.beat
-        )
-        self.backlog_limit = ctx.config.supervisor.backlog_degraded
-        await self.handler.start()
-
-    async def run(self, ctx: ServiceContext) -> None:
-        handler = self.handler
-        assert handler is not None  # start() ran
-        self.consumers = [
-            StreamConsumer(
-                handler.hdf5_stream,
-                consumer_name(self.name),
-                ctx.gate(handler.handle_set),
-                on_dead=handler.set_dead,
-            ),
-            StreamConsumer(
-                handler.ms_stream, consumer_name(self.name), ctx.gate(handler.handle_ms_message)
-            ),
-        ]
-
-        async def everything() -> None:
-            async with anyio.create_task_group() as tg:
-                for consumer in self.consumers:
-                    tg.start_soon(consumer.run)
-                tg.start_soon(handler.block_loop, ctx.stopping, ctx.gate(handler.check_blocks_job))
-                tg.start_soon(self._stats_loop, ctx)
-
-        await ctx.consume(everything)
-
-    async def _stats_loop(self, ctx: ServiceContext) -> None:
-        while True:
-            try:
-                await self.refresh_stats(ctx.metrics)
-            except DSA110Error as exc:
-                ctx.log.debug("stats_refresh_failed", reason=str(exc))
-            await anyio.sleep(STATS_INTERVAL_SEC)
-
-    async def refresh_stats(self, metrics: ServiceMetrics) -> None:
-        """Backlog (sets waiting or in hand), queue lag and pending blocks, for health and
-        metrics."""
-        handler = self.handler
-        assert handler is not None
-        stats = await handler.hdf5_stream.stats()
-        pending_blocks = await handler.blocks.pending_count()
-        self.backlog = stats.undelivered + stats.pending
-        metrics.backlog = self.backlog
-        metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
-        metrics.counters["pending_blocks"] = pending_blocks
-
-    def health(self) -> HealthReport:
-        if self.consumers and not all(c.connected for c in self.consumers):
-            return HealthReport(Health.DEGRADED, "state server unreachable; consuming paused")
-        if self.backlog_limit and self.backlog > self.backlog_limit:
-            return HealthReport(
-                Health.DEGRADED,
-                f"backlog of {self.backlog} sets is over supervisor.backlog_degraded "
-                f"({self.backlog_limit})",
-            )
-        return HealthReport.healthy()
