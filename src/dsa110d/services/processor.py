@@ -42,7 +42,6 @@ import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,17 +88,6 @@ ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
 
 Runner = Callable[..., Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class BlockOutcome:
-    """A committed block run."""
-
-    block_id: str
-    version: int
-    results: dict[str, str]
-    missing_slots: tuple[int, ...]
-    chunks: tuple[str, ...]
 
 
 def set_id_of(message: Message) -> str:
@@ -329,7 +317,7 @@ class MSProcessingHandler:
         self.wake.set()
 
     # ------------------------------------------------------------------ blocks
-    async def check_blocks(self, now: float | None = None) -> list[BlockOutcome]:
+    async def check_blocks(self, now: float | None = None) -> list[BlockProcessed]:
         """Process every pending block that is ready now; returns the runs committed."""
         now = time.time() if now is None else now
         done = []
@@ -343,7 +331,7 @@ class MSProcessingHandler:
         margin = self.plan.slot_sec
         return await self.blocks.chunks(block.start - 2 * margin, block.end + margin)
 
-    async def process_block(self, block_id: str, now: float | None = None) -> BlockOutcome | None:
+    async def process_block(self, block_id: str, now: float | None = None) -> BlockProcessed | None:
         """Run one block if it is ready and nobody else is running it; None if not run."""
         now = time.time() if now is None else now
         try:
@@ -383,7 +371,7 @@ class MSProcessingHandler:
             )
             self.log.warning("block_failed", block_id=block_id, reason=reason, attempts=attempts)
             return None
-        await self._announce_block(outcome, block)
+        await self._announce_block(outcome)
         self.metrics.add("blocks")
         self.log.info(
             "block_processed", block_id=block_id, version=outcome.version,
@@ -398,7 +386,7 @@ class MSProcessingHandler:
         record: BlockRecord,
         chunks: list[ChunkRecord],
         missing: tuple[int, ...],
-    ) -> BlockOutcome:
+    ) -> BlockProcessed:
         version = record.version + 1
         ms_paths = [
             str(inside_roots(c.path, self.roots, f"chunk {c.chunk_id} path")) for c in chunks
@@ -442,17 +430,13 @@ class MSProcessingHandler:
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
-        return BlockOutcome(block.id, version, results, missing, tuple(ids))
-
-    async def _announce_block(self, outcome: BlockOutcome, block: Block) -> None:
-        chunk_paths = [
-            c.path for c in await self._block_chunks(block) if c.chunk_id in outcome.chunks
-        ]
-        processed = BlockProcessed(
-            outcome.block_id, outcome.version, outcome.results, tuple(chunk_paths),
-            outcome.chunks, outcome.missing_slots, block.start, block.end,
+        return BlockProcessed(
+            block.id, version, results, tuple(c.path for c in chunks), tuple(ids), missing,
+            block.start, block.end,
         )  # fmt: skip
-        message = new_message(MessageType.MS_PROCESSING, processed.to_payload(), self.producer)
+
+    async def _announce_block(self, outcome: BlockProcessed) -> None:
+        message = new_message(MessageType.MS_PROCESSING, outcome.to_payload(), self.producer)
         await self.ms_stream.publish(
             message, dedup_key=f"block:{outcome.block_id}:v{outcome.version}"
         )
