@@ -7,9 +7,9 @@ STAMP  := $(VENV)/.installed
 # Debian packages that the integration and system tests drive for real (a TLS redis-server,
 # wsclean, promtool, scdoc/man, and the .deb built and booted under systemd-nspawn).
 DEB_TEST_DEPS := redis-server openssl wsclean prometheus scdoc man-db dpkg-dev debhelper \
-                 dh-virtualenv systemd-container debootstrap util-linux
+                 dh-virtualenv systemd-container debootstrap util-linux strace
 DEB_TEST_CMDS := redis-server openssl wsclean promtool scdoc man dpkg-buildpackage dh \
-                 dh_virtualenv systemd-nspawn debootstrap setpriv nsenter
+                 dh_virtualenv systemd-nspawn debootstrap setpriv nsenter strace
 
 .PHONY: demo test lint typecheck unit integration system bench man clean test-deps
 

@@ -13,8 +13,10 @@
   p99 59.4 s), the headline baseline.
 * **Backlog**: ``BACKLOG_FILES`` files (sets of 16) already in the directory when the
   watcher starts; the time of its start-up (scan, settle, probe, record, announce: what READY
-  waits for) until every set is announced, with the probes in a thread (the service's
-  choice) and, for comparison, spread over 2 worker processes plus a thread.
+  waits for) until every set is announced, with the probes in one process of the watcher's
+  own (the service's choice: a crash of libhdf5 costs that process, not the daemon) and, for
+  comparison, in a thread of the daemon (no isolation) and spread over 2 worker processes
+  plus a thread.
 
 Defaults: stability_interval_sec 0.2 (the shipped default). Tiny files: the figures measure
 the watcher, not the disk.
@@ -48,7 +50,14 @@ from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.hdf5 import ingest
 from dsa110d.science.hdf5.subbands import parse_subband_name, set_id_from_time, subband_file_name
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate
-from dsa110d.services.watcher import HDF5EventHandler, pooled_prober, probe_in_threads
+from dsa110d.services.watcher import (
+    PROBE_MODULES,
+    PROBE_WORKERS,
+    HDF5EventHandler,
+    isolated_prober,
+    pooled_prober,
+    probe_in_threads,
+)
 from dsa110d.state import embedded
 from dsa110d.state.connection import connect
 from dsa110d.state.keys import Keys
@@ -63,6 +72,8 @@ POLL_SETS = 40
 POLL_BURST = 10
 POLL_INTERVAL_SEC = 1.0
 BACKLOG_FILES = int(os.environ.get("BENCH_WATCHER_BACKLOG", "10000"))
+BACKLOG_WORKERS = 2
+"""Worker processes of the pooled_prober comparison."""
 SUBBANDS = 16
 FSYNC_STALL_MS = 100
 ORIGINAL_POLL_SEC = 60.0
@@ -259,8 +270,11 @@ def _quantile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values), q))
 
 
-async def backlog_run(template: Template, url: str, workers: int) -> dict[str, Any]:
-    """``BACKLOG_FILES`` files already there; time the watcher's start-up to the last set."""
+async def backlog_run(template: Template, url: str, mode: str) -> dict[str, Any]:
+    """``BACKLOG_FILES`` files already there; time the watcher's start-up to the last set,
+    probing as ``mode`` says: ``service`` (one probe process of its own, as the service),
+    ``thread`` (in the daemon's process, no isolation) or ``workers`` (2 worker processes plus
+    a thread, pooled_prober)."""
     work = Path(tempfile.mkdtemp(prefix="bench-backlog-"))
     incoming = work / "incoming"
     incoming.mkdir()
@@ -275,8 +289,16 @@ async def backlog_run(template: Template, url: str, workers: int) -> dict[str, A
         _env(url, namespace, work, DSA110__SERVICES__HDF5_WATCHER__STABILITY_INTERVAL_SEC="0.2"),
     )
     client = await connect(config)
+    workers = {"service": PROBE_WORKERS, "thread": 0, "workers": BACKLOG_WORKERS}[mode]
     try:
-        if workers:
+        if mode == "service":
+            async with WorkerPool(PROBE_WORKERS, PROBE_MODULES) as pool:
+                # Warm: a worker started from this script imports the script as its main
+                # module (forkserver), seconds the daemon's workers never spend.
+                await pool.run(ingest.probe_files, [], str(incoming))
+                prober = isolated_prober(pool)
+                seconds, handler = await _timed_start(config, client, prober, PROBE_WORKERS)
+        elif mode == "workers":
             async with WorkerPool(workers) as pool:
                 prober = pooled_prober(pool.run, workers)
                 seconds, handler = await _timed_start(config, client, prober, workers + 1)
@@ -327,8 +349,9 @@ def main() -> None:
             DSA110__SERVICES__HDF5_WATCHER__FORCE_POLLING="true",
             DSA110__SERVICES__HDF5_WATCHER__POLL_INTERVAL_SEC=str(POLL_INTERVAL_SEC),
         )
-        backlog = anyio.run(backlog_run, template, server.url, 2)
-        backlog_thread = anyio.run(backlog_run, template, server.url, 0)
+        backlog_service = anyio.run(backlog_run, template, server.url, "service")
+        backlog = anyio.run(backlog_run, template, server.url, "workers")
+        backlog_thread = anyio.run(backlog_run, template, server.url, "thread")
     finally:
         embedded.stop_server(state)
         shutil.rmtree(work, ignore_errors=True)
@@ -352,11 +375,12 @@ def main() -> None:
             "p99_ratio_vs_original": original_p99 * 1000 / inotify["p99_ms"],
             "p50_ratio_vs_original": original_p50 * 1000 / inotify["p50_ms"],
             "p99_ratio_vs_polling_1s": polling["p99_ms"] / inotify["p99_ms"],
+            "backlog_service": backlog_service,
             "backlog": backlog,
             "backlog_thread_only": backlog_thread,
             "goals": {
                 "p99_under_500_ms": inotify["p99_ms"] < 500,
-                "backlog_under_10_s": backlog["seconds"] < 10,
+                "backlog_under_10_s": backlog_service["seconds"] < 10,
             },
             "note": "one run of each, on a shared 2-core machine",
         },

@@ -8,9 +8,11 @@ configuration is ``defaults`` deep-merged with ``environments[<env>]``, then wit
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -22,11 +24,12 @@ from pydantic import (
     model_validator,
 )
 
-from dsa110d.errors import ConfigError
+from dsa110d.errors import ConfigError, describe
 
 ENVIRONMENTS = ("development", "production", "testing")
 DEFAULT_ENV = "development"
 ENV_VAR_PREFIX = "DSA110__"
+CONFIG_ERROR_MAX_CHARS = 1000  # one line naming the file, the key and the fault
 CONFIG_SEARCH_PATH = (Path("etc/dsa110/services.yaml"), Path("/etc/dsa110/services.yaml"))
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -83,6 +86,13 @@ class AnalyzerConfig(_Section):
     min_data_points: Annotated[int, Field(ge=2)] = 10
     variability_threshold: PositiveFloat = 0.1
     variability_p_threshold: Annotated[float, Field(gt=0, lt=1)] = 1e-3
+    vs_threshold: PositiveFloat = 4.3
+    m_threshold: PositiveFloat = 0.26
+    false_discovery_rate: Annotated[float, Field(gt=0, le=1)] = 0.01
+    min_mean_snr: NonNegativeFloat = 3.0
+    voevent_authority: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._~-]{2,}$")] = (
+        "dsa110.caltech"
+    )
     analysis_timeout_sec: PositiveFloat = 600
     analysis_debounce_sec: PositiveFloat = 30
 
@@ -244,6 +254,15 @@ class EmailConfig(_Section):
     password_file: Path | None = None
     timeout_sec: PositiveFloat = 10
 
+    @model_validator(mode="after")
+    def _login_only_over_tls(self) -> EmailConfig:
+        if self.username and self.password_file is not None and not self.starttls:
+            raise ValueError(
+                "username and password_file need starttls: the SMTP password is never sent "
+                "without TLS"
+            )
+        return self
+
     def secret_password(self) -> str | None:
         """The SMTP password from ``password_file`` (never from the YAML itself)."""
         if self.password_file is None:
@@ -318,14 +337,49 @@ class Config(_Section):
         return data
 
 
+# redis-py also takes the password from the query string (``redis://host/0?password=...``).
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#]*)", re.IGNORECASE)
+
+
+def _secret_paths(
+    model: type[BaseModel], prefix: tuple[str, ...] = ()
+) -> frozenset[tuple[str, ...]]:
+    """The key paths of every SecretStr field (``("redis", "password")``, ...)."""
+    found: set[tuple[str, ...]] = set()
+    for name, info in model.model_fields.items():
+        kinds = get_args(info.annotation) or (info.annotation,)
+        if SecretStr in kinds:
+            found.add((*prefix, name))
+        for kind in kinds:
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found |= _secret_paths(kind, (*prefix, name))
+    return frozenset(found)
+
+
+SECRET_PATHS = _secret_paths(Config)
+"""Where secrets live: taken from the environment as plain strings, never shown in an error."""
+
+
 def redact_url(url: str) -> str:
-    """Hide the password of a ``redis://user:password@host`` URL."""
+    """Hide the passwords of a URL: ``redis://user:password@host`` and ``?password=...``."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url
     credentials, _, location = rest.rpartition("@")
     user = credentials.split(":", 1)[0] if ":" in credentials else ""
     return f"{scheme}://{user}:***@{location}"
+
+
+def url_passwords(url: str) -> list[str]:
+    """Every password a URL carries (userinfo and query string), as written and decoded, so
+    the logs can hide each one."""
+    found = [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    rest = url.partition("://")[2]
+    if "@" in rest.split("?", 1)[0]:
+        found.append(rest.rpartition("@")[0].partition(":")[2])
+    decoded = [unquote(p) for p in found]
+    return [p for p in dict.fromkeys([*found, *decoded]) if p]
 
 
 # --------------------------------------------------------------------------- loading
@@ -356,14 +410,52 @@ def load_config(
     environ: Mapping[str, str] = os.environ,
 ) -> Config:
     """Load, overlay and validate; every failure is one ConfigError line."""
-    chosen_env = resolve_env(env, environ)
-    chosen_path = resolve_path(path, environ)
-    document = read_document(chosen_path) if chosen_path is not None else {}
-    source = str(chosen_path) if chosen_path is not None else "built-in defaults"
-    merged = overlay_document(document, chosen_env, source)
-    merged = apply_environ_overrides(merged, environ)
-    merged["env"] = chosen_env
-    return validate(merged, source)
+    try:
+        chosen_env = resolve_env(env, environ)
+        chosen_path = resolve_path(path, environ)
+        document = read_document(chosen_path) if chosen_path is not None else {}
+        source = str(chosen_path) if chosen_path is not None else "built-in defaults"
+        merged = overlay_document(document, chosen_env, source)
+        merged = apply_environ_overrides(merged, environ)
+        merged["env"] = chosen_env
+        return validate(merged, source)
+    except ConfigError as exc:
+        # Key paths and variable names come from the input and may hold newlines or
+        # terminal escapes: the line printed is always one printable line.
+        raise ConfigError(describe(exc, CONFIG_ERROR_MAX_CHARS)) from None
+
+
+def _parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` whose every failure is a YAMLError: PyYAML lets ValueError out of
+    its constructors (an impossible date, an integer of 5000 digits) and RecursionError out
+    of its composer (brackets nested thousands deep)."""
+    try:
+        return yaml.safe_load(text)
+    except (ValueError, OverflowError, RecursionError) as exc:
+        raise yaml.YAMLError(describe(exc)) from None
+
+
+def check_file(
+    path: Path, env: str | None = None, environ: Mapping[str, str] = os.environ
+) -> dict[str, ConfigError | None]:
+    """Validate ``path`` for ``env``, or without one for every environment the file defines
+    (the default one when it defines none): a fault in ``defaults`` that one environment's
+    overlay hides must still be found. Environment name -> its error, or None when valid."""
+    document = read_document(path)
+    if env is not None:
+        names = [resolve_env(env, environ)]
+    else:
+        defined = document.get("environments")
+        names = [n for n in ENVIRONMENTS if isinstance(defined, dict) and n in defined]
+        names = names or [DEFAULT_ENV]
+    results: dict[str, ConfigError | None] = {}
+    for name in names:
+        try:
+            load_config(path, name, environ)
+            results[name] = None
+        except ConfigError as exc:
+            results[name] = exc
+    return results
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -379,7 +471,7 @@ def read_document(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
-        document = yaml.safe_load(text)
+        document = _parse_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -435,7 +527,8 @@ def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str,
 def apply_environ_overrides(
     document: Mapping[str, Any], environ: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Apply ``DSA110__A__B=value``: the path is lower-cased, the value parsed as YAML."""
+    """Apply ``DSA110__A__B=value``: the path is lower-cased, the value parsed as YAML (a
+    secret, :data:`SECRET_PATHS`, is taken as the plain string)."""
     result = dict(document)
     for name in sorted(environ):
         if not name.startswith(ENV_VAR_PREFIX):
@@ -443,10 +536,13 @@ def apply_environ_overrides(
         keys = [part.lower() for part in name[len(ENV_VAR_PREFIX) :].split("__")]
         if not all(keys):
             raise ConfigError(f"{name}: malformed override name (use DSA110__SECTION__KEY)")
-        try:
-            value = yaml.safe_load(environ[name])
-        except yaml.YAMLError:
-            value = environ[name]
+        if tuple(keys) in SECRET_PATHS:
+            value: Any = environ[name]  # a secret is the string as given, never YAML
+        else:
+            try:
+                value = _parse_yaml(environ[name])
+            except yaml.YAMLError:
+                value = environ[name]
         override: dict[str, Any] = {keys[-1]: value}
         for key in reversed(keys[:-1]):
             override = {key: override}
@@ -470,7 +566,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     if kind == "extra_forbidden":
         return f"{path}: unknown key (check its spelling)"
     message = error["msg"].removeprefix("Value error, ")
-    shown = "" if kind in {"missing"} or "input" not in error else _shown(error["input"])
+    secret = any(tuple(error["loc"][: len(p)]) == p for p in SECRET_PATHS)
+    hidden = secret or kind in {"missing"} or "input" not in error
+    shown = "" if hidden else _shown(error["input"])
     where = f"{path}: " if path else ""
     return f"{where}{message}{shown}"
 

@@ -40,7 +40,7 @@ from rich.live import Live
 from rich.table import Table
 
 from dsa110d.config import Config, load_config, resolve_path
-from dsa110d.demo_report import Verdict, judge
+from dsa110d.demo_report import Verdict, judge, verdict_line
 from dsa110d.messages import MessageType
 from dsa110d.privileges import ALLOW_ROOT_ENV
 from dsa110d.science.catalog import write_catalog
@@ -299,15 +299,10 @@ def print_report(console: Console, verdict: Verdict, workdir: Path) -> None:
     injected = Table("injected source", "kind", "measurements", "class found", "recovered",
                      title="injected variable sources (simulator truth)")  # fmt: skip
     for i in verdict.injected:
-        mark = "yes" if i.recovered else ("no" if i.judged else "too few points to judge")
+        mark = "yes" if i.recovered else ("no" if i.judged else i.why_unjudged)
         injected.add_row(i.source_id, i.kind, str(i.n), i.found_class, mark)
     console.print(injected)
-    console.print(
-        f"recovered {verdict.recovered} of {len(verdict.injected)} injected variables "
-        f"({verdict.judged} had enough measurements to judge); "
-        f"false positives: {len(verdict.false_positives)}"
-        + (f" ({', '.join(verdict.false_positives)})" if verdict.false_positives else "")
-    )
+    console.print(verdict_line(verdict))
     console.print("plots:")
     for plot in verdict.plots:
         console.print(f"  {plot}")

@@ -84,6 +84,10 @@ class VariabilityInputError(DSA110Error, ValueError):
     """Photometry rows or saved variability state are malformed; names the file and the fault."""
 
 
+class VOEventError(DSA110Error, ValueError):
+    """A VOEvent packet lacks structure VOEvent 2.0 requires, or cannot be read; names it."""
+
+
 @contextmanager
 def sole_error() -> Iterator[None]:
     """Around a task group: its failure is raised as itself, not inside an ExceptionGroup.

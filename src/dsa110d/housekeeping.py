@@ -14,7 +14,9 @@ newest file is older than :func:`leftover_age_sec` (``temp_grace_sec``, but at l
 killed and its own cleanup has run, so nothing that old is still being written). It never
 removes a complete output (a directory with the completion marker, even under a temporary
 name), never anything under ``incoming_dir`` or ``processed_dir`` (inputs), nothing outside
-``ms_dir`` and ``results_dir``, and never follows symlinks.
+``ms_dir`` and ``results_dir``, and never follows symlinks. It also removes a processed block's
+output files of tokens older than the committed run's (:func:`superseded_block_outputs`: left
+when a holder died between its commit and its own clean-up).
 
 The daemon runs a pass every ``housekeeping.interval_sec`` on one host at a time: the pass
 holds the ``housekeeping`` lease and claims the interval in Redis, so N daemons run it once.
@@ -33,9 +35,16 @@ from pathlib import Path
 import anyio
 
 from dsa110d.config import Config
-from dsa110d.errors import LeaseHeldError, StateError, describe
+from dsa110d.errors import LeaseHeldError, PathOutsideRootsError, StateError, describe
 from dsa110d.logs import get_logger
-from dsa110d.science.atomic import STAGING_DIR, is_complete_dir, is_temporary
+from dsa110d.paths import inside_roots
+from dsa110d.science.atomic import (
+    STAGING_DIR,
+    is_complete_dir,
+    is_temporary,
+    superseded_outputs,
+    unfenced,
+)
 from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.state import housekeeping as state_hk
 from dsa110d.state.connection import Redis, describe_target
@@ -213,10 +222,34 @@ async def run_pass(
         dry_run, target,
     )  # fmt: skip
     leftovers = await anyio.to_thread.run_sync(stale_leftovers, config, now)
+    results = await state_hk.block_results(redis, keys, target)
+    leftovers += await anyio.to_thread.run_sync(superseded_block_outputs, config, results)
     if not dry_run:
         await anyio.to_thread.run_sync(remove_paths, leftovers)
     report.removals += leftovers
     return report
+
+
+def superseded_block_outputs(config: Config, results: dict[str, dict[str, str]]) -> list[Removal]:
+    """Output files that a block's committed run superseded (older tokens' files, which the
+    committing holder removes itself unless it died between its commit and the removal).
+    Only files inside ``results_dir`` beside the ones a record names are considered."""
+    removals = []
+    for block_id, outputs in sorted(results.items()):
+        try:
+            finals = [
+                inside_roots(p, [config.paths.results_dir], f"block {block_id} results")
+                for p in outputs.values()
+            ]
+        except PathOutsideRootsError as exc:
+            log.warning("block_results_outside_results_dir", reason=str(exc))
+            continue
+        if finals:
+            token = max(unfenced(p.name)[2] for p in finals)
+            removals += [
+                Removal("superseded-output", str(p)) for p in superseded_outputs(finals, token)
+            ]
+    return removals
 
 
 async def run_exclusive(config: Config, redis: Redis, *, dry_run: bool = False) -> Report:

@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from dsa110d import __version__, catalogue, logs
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
-from dsa110d.errors import DSA110Error, MessageError, StateError, describe
+from dsa110d.errors import DSA110Error, MessageError, StateError, describe, is_service_fault
 from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
@@ -373,15 +373,22 @@ class ServiceManager:
             await anyio.sleep(self.config.supervisor.heartbeat_interval_sec)
 
     async def control_loop(self) -> None:
-        """Listen for control commands; an unreachable server means retry, never a crash."""
+        """Listen for control commands; an unreachable server means retry, never a crash.
+
+        Each message is its own fault boundary (ControlChannel.serve and on_control): what
+        reaches this loop is the server's fault, or a bug of the listener; either way the
+        daemon listens again after a backoff, because this task is not supervised and its
+        end would be the daemon's.
+        """
         failures = 0
         while True:
             try:
                 await self.control.serve(self.on_control)
-            except StateError as exc:
+            except Exception as exc:
                 failures += 1
                 delay = CONTROL_RETRY.delay(failures + 1, self._random.random)
-                log.warning("control_unavailable", error=str(exc), retry_in_sec=round(delay, 2))
+                event = "control_unavailable" if is_service_fault(exc) else "control_error"
+                log.warning(event, error=describe(exc), retry_in_sec=round(delay, 2))
                 await anyio.sleep(delay)
 
     async def watchdog_loop(self, notify: Notifier, period: float) -> None:
@@ -399,10 +406,22 @@ class ServiceManager:
     # ----------------------------------------------------------------- control and reload
 
     async def on_control(self, command: ControlCommand | MessageError) -> None:
-        """Act on one control command addressed to this daemon."""
+        """Act on one control command addressed to this daemon: the fault boundary of one
+        control message. A malformed message, or any fault acting on it that is not the
+        service's, is one ``control_rejected`` line; the daemon goes on listening."""
         if isinstance(command, MessageError):
-            log.warning("control_rejected", error=str(command))
+            log.warning("control_rejected", error=describe(command))
             return
+        try:
+            await self._act(command)
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise
+            log.warning(
+                "control_rejected", command=command.id, action=command.action, error=describe(exc)
+            )
+
+    async def _act(self, command: ControlCommand) -> None:
         if not command.matches(self.host, self.pid):
             return
         names = list(self.slots) if command.service == ANY else [command.service]

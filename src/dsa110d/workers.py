@@ -15,6 +15,7 @@ work is abandoned (it then kills the worker), and an idle worker exits when its 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import json
 import multiprocessing
@@ -40,7 +41,25 @@ DEATHS_DEGRADED = 3  # this many deaths in the window make the pool degraded
 OnWait = Callable[[], None]
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
 # --------------------------------------------------------------------------- in the worker
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """This process gets SIGKILL when its parent dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A worker's parent is the forkserver, which exits when the daemon does: so a daemon killed
+    with SIGKILL takes its workers with it, and no orphan finishes a job whose result the
+    restarted daemon would then redo (or replace in place). ``parent_pid`` is the parent seen
+    before the request: if it already died, the request came too late and we exit at once.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _resolve(reference: str) -> Callable[..., Any]:
@@ -73,6 +92,7 @@ def _answer(request: dict[str, Any]) -> bytes:
 
 def worker_main(conn: Connection, modules: Sequence[str], sys_path: Sequence[str]) -> None:
     """A worker's life: import the heavy modules once, then answer requests until EOF."""
+    die_with_parent(os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.path[:] = list(sys_path)

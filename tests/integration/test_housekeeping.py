@@ -362,3 +362,78 @@ async def test_leftovers_wait_well_past_the_longest_job_timeout(tmp_path: Path) 
         write_tree(config.paths.ms_dir / ".tmp-2026-11-01T00:00:00.ms.1a2b3c4d", ["t.dat"], stale)
     assert sorted(r.kind for r in stale_leftovers(usual, now)) == ["staging", "temporary"]
     assert stale_leftovers(slow, now) == []
+
+
+async def test_fencing_keys_go_with_their_records_but_not_while_a_lease_is_held(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    now = time.time()
+    keys = Keys(config.redis.namespace)
+    blocks = Blocks(redis, keys)
+    leases = Leases(redis, keys, config.leases)
+    for set_id, ago in (("old-set", OLD), ("new-set", RECENT)):
+        await redis.zadd(keys.set_index(), {set_id: now - ago})
+        await redis.hset(keys.set_record(set_id), mapping={"state": "converted"})
+    for name, ago in (("old-done", OLD), ("old-busy", OLD), ("new-done", RECENT)):
+        start = now - 300 * SECONDS_PER_DAY + 1000 * len(await blocks.chunks())
+        chunk = ChunkRecord(name, name, start, start + 300, 0.5, f"/ms/{name}.ms")
+        await blocks.record_chunk(chunk, [BlockSpan(f"b-{name}", start, start + 300)], now - ago)
+        pipe = redis.pipeline(transaction=True)
+        blocks.stage_commit(pipe, f"b-{name}", 1, 1, [name], [], {}, now - ago)
+        await pipe.execute()
+    for name in ("set:old-set", "set:new-set", "block:b-old-done", "block:b-new-done"):
+        lease = await leases.acquire(name)
+        assert lease is not None
+        await leases.commit(lease)
+        await leases.release(lease)
+    busy = await leases.acquire("block:b-old-busy")  # a run of it is under way right now
+    assert busy is not None
+    await leases.commit(busy)
+
+    def fencing(name: str) -> list[str]:
+        return [keys.fence(name), keys.committed_token(name)]
+
+    done = await run_pass(config, redis, now=now)
+    gone = {(r.kind, r.name) for r in done.removals if r.kind in ("set", "block")}
+    assert {("set", "old-set"), ("block", "b-old-done")} <= gone
+    assert ("block", "b-old-busy") not in gone
+    assert await redis.exists(*fencing("set:old-set"), *fencing("block:b-old-done")) == 0
+    kept = [*fencing("set:new-set"), *fencing("block:b-new-done"), *fencing("block:b-old-busy")]
+    assert await redis.exists(*kept) == len(kept)
+    assert await blocks.block("b-old-busy") is not None  # its holder will commit to it
+    assert await leases.holder("block:b-old-busy") is not None
+
+
+async def test_outputs_a_committed_run_superseded_go_when_its_holder_died_before_removing_them(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    now = time.time()
+    keys = Keys(config.redis.namespace)
+    blocks = Blocks(redis, keys)
+    photometry = config.paths.results_dir / "photometry"
+    photometry.mkdir(parents=True)
+    block = "2026-03-20T06:00:00"
+    names = {
+        "older": f"{block}.v1.t3.parquet",  # the previous version: goes
+        "committed": f"{block}.v2.t7.parquet",  # what the record names: stays
+        "newer": f"{block}.v3.t9.parquet",  # a newer run, not yet committed: stays
+    }
+    for name in names.values():
+        (photometry / name).write_bytes(b"x")
+    outside = config.paths.ms_dir / "x.v1.t1.parquet"  # a record naming a path elsewhere
+    outside.parent.mkdir(parents=True)
+    outside.write_bytes(b"x")
+    (outside.parent / "x.parquet").write_bytes(b"not results: never touched")
+    for block_id, path in ((block, photometry / names["committed"]), ("b-odd", outside)):
+        chunk = ChunkRecord(block_id, block_id, now, now + 300, 0.5, f"/ms/{block_id}.ms")
+        await blocks.record_chunk(chunk, [BlockSpan(block_id, now, now + 300)], now)
+        pipe = redis.pipeline(transaction=True)
+        blocks.stage_commit(pipe, block_id, 2, 1, [block_id], [], {"photometry": str(path)}, now)
+        await pipe.execute()
+    dry = await run_pass(config, redis, dry_run=True, now=now)
+    older = str(photometry / names["older"])
+    assert [r.name for r in dry.removals if r.kind == "superseded-output"] == [older]
+    assert (photometry / names["older"]).exists()
+    await run_pass(config, redis, now=now)
+    assert sorted(p.name for p in photometry.iterdir()) == [names["committed"], names["newer"]]
+    assert outside.exists() and (outside.parent / "x.parquet").exists()

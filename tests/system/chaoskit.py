@@ -11,11 +11,18 @@ one row per scenario for the table printed at the end of the session.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
+import select
+import signal
+import struct
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +37,7 @@ from dsa110d.messages import MessageType
 from dsa110d.science.atomic import is_complete_dir
 from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.science.variability.results import LATEST_TABLE, RESULTS_SUBDIR
+from dsa110d.services.analyzer import LEASE_NAME as ANALYZER_LEASE_NAME
 from dsa110d.state import embedded
 from dsa110d.state.analysis import AnalysisQueue, Outlook
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockState
@@ -38,7 +46,7 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 from dsa110d.state.registry import Registry, RegistryEntry
 from dsa110d.state.sets import SetRecord, Sets, SetState
-from dsa110d.state.streams import DeadLetter, ReliableStream
+from dsa110d.state.streams import ENTRY_FIELD, DeadLetter, ReliableStream
 from tests.integration.services.processorkit import truth_catalog
 from tests.integration.services.watcher.watcherkit import land_all
 from tests.system.daemonkit import REPO, SERVICES_YAML, Daemon, wait_for
@@ -67,6 +75,7 @@ METRIC_RTOL = 1e-6
 """Relative tolerance of 'identical' metrics and fluxes (the analysis promises 1e-9 between
 its incremental and full paths; photometry is deterministic)."""
 STREAMS = (MessageType.HDF5_PROCESSING, MessageType.MS_PROCESSING)
+ANALYZER_LEASE = ANALYZER_LEASE_NAME
 
 
 @dataclass
@@ -144,6 +153,10 @@ class Snapshot:
     dead: dict[str, list[DeadLetter]]
     registry: list[RegistryEntry]
     analyzer_lease: tuple[int, str] | None
+    chunk_announcements: Counter[str]
+    """Chunk messages on the MS_PROCESSING stream, per set."""
+    leases: dict[str, tuple[int, str]]
+    """The set, block and analysis leases held at this moment: name -> (token, owner)."""
 
 
 async def read_snapshot(config: Config) -> Snapshot:
@@ -154,19 +167,129 @@ async def read_snapshot(config: Config) -> Snapshot:
         for kind in STREAMS:
             stream = ReliableStream(redis, keys, kind, "chaos", config.streams, config.retry)
             dead[kind.value] = await stream.dead_letters(1000)
+        sets = await Sets(redis, keys).list()
+        blocks = await Blocks(redis, keys).blocks()
+        leases = Leases(redis, keys, config.leases)
+        names = [f"set:{s.set_id}" for s in sets] + [f"block:{b.block_id}" for b in blocks]
+        held = {n: await leases.holder(n) for n in [*names, ANALYZER_LEASE]}
+        announced: Counter[str] = Counter()
+        entries = await redis.xrange(keys.stream(MessageType.MS_PROCESSING.value))
+        for _, fields in entries:
+            payload = json.loads(fields[ENTRY_FIELD])["payload"]
+            if payload.get("kind") == "chunk":
+                announced[str(payload.get("set_id"))] += 1
         return Snapshot(
-            sets=await Sets(redis, keys).list(),
-            blocks=await Blocks(redis, keys).blocks(),
+            sets=sets,
+            blocks=blocks,
             outlook=await queue.outlook(),
             last_run=await queue.last_run() or {},
             dead=dead,
             registry=await Registry(redis, keys).entries(),
-            analyzer_lease=await Leases(redis, keys, config.leases).holder("analyzer:run"),
+            analyzer_lease=held[ANALYZER_LEASE],
+            chunk_announcements=announced,
+            leases={n: h for n, h in held.items() if h is not None},
         )
 
 
 def run_async(func: Callable[..., Awaitable[T]], *args: Any) -> T:
     return anyio.run(func, *args)
+
+
+# ---------------------------------------------------------------------------- publications
+IN_MOVED_TO = 0x00000080  # <sys/inotify.h>
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+
+
+class Publications:
+    """Counts the renames onto each name in one directory (inotify IN_MOVED_TO), from a
+    thread: every MS the converter publishes is one rename of its temporary onto
+    ``<set>.ms``, so a conversion repeated in place counts twice even though the directory
+    looks the same at the end."""
+
+    def __init__(self, directory: Path) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self._fd < 0 or self._libc.inotify_add_watch(
+            self._fd, os.fsencode(directory), IN_MOVED_TO
+        ) < 0:  # fmt: skip
+            raise OSError(ctypes.get_errno(), f"inotify on {directory}")
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            offset = 0
+            while offset < len(data):
+                _wd, mask, _cookie, size = _EVENT.unpack_from(data, offset)
+                raw = data[offset + _EVENT.size : offset + _EVENT.size + size]
+                offset += _EVENT.size + size
+                if mask & IN_MOVED_TO:
+                    self.counts[os.fsdecode(raw.rstrip(b"\0"))] += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        os.close(self._fd)
+
+
+# ---------------------------------------------------------------------------- freezing a daemon
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (workers, the converter's forked writers), parents first."""
+    found, todo = [], [pid]
+    while todo:
+        here = todo.pop(0)
+        found.append(here)
+        try:
+            children = Path(f"/proc/{here}/task/{here}/children").read_text().split()
+        except OSError:
+            continue
+        todo += [int(c) for c in children]
+    return found
+
+
+@contextlib.contextmanager
+def frozen(daemon: Daemon) -> Iterator[list[int]]:
+    """The daemon and every process under it stopped (SIGSTOP) for the duration, so that what
+    it is doing can be read from Redis and the disk without it moving on; yields their PIDs;
+    continued after (unless killed meanwhile)."""
+    stopped: list[int] = []
+    try:
+        while new := [p for p in process_tree(daemon.proc.pid) if p not in stopped]:
+            for pid in new:  # until no process forked between the scan and the signal
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+        yield stopped
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def kill_tree(daemon: Daemon, pids: list[int]) -> None:
+    """kill -9 the daemon and its workers at once, as systemd does to the unit's processes
+    (KillMode=control-group): a worker left running would finish the interrupted work after
+    the "crash" and race the restarted daemon's redo of it."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    daemon.kill()
+
+
+def holder_pid(holder: tuple[int, str]) -> int:
+    """The process that holds a lease (its owner is ``host:pid:random``)."""
+    return int(holder[1].rsplit(":", 2)[1])
 
 
 # ---------------------------------------------------------------------------- the world
@@ -182,6 +305,10 @@ class World:
     landed_sets: list[int] = field(default_factory=list)
     prints: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
     """Fingerprints of every input, taken when it landed."""
+    run_as: tuple[str, ...] = ()
+    """A command the daemons run under (:data:`WITHOUT_DAC` to drop privileges)."""
+    publications: Publications | None = None
+    """Renames into ms_dir, counted from the first daemon's start (after any mount on it)."""
 
     def __post_init__(self) -> None:
         for name in ("incoming", "ms", "results", "processed", "state", "logs"):
@@ -229,28 +356,45 @@ class World:
         return load_config(SERVICES_YAML, "testing", self.env)
 
     def start_daemon(self) -> Daemon:
-        daemon = Daemon(self.env, "all")
+        if self.publications is None:
+            self.publications = Publications(self.ms_dir)
+        daemon = Daemon(self.env, "all", prefix=self.run_as)
         self.daemons.append(daemon)
         return daemon
 
     def wait_ready(self, daemon: Daemon, timeout: float = 240.0) -> None:
         daemon.wait_event("ready", timeout)
 
-    def land_set(self, index: int) -> None:
-        self.add_inputs(land_all(self.sky.set_files(index), self.incoming))
-        self.landed_sets.append(index)
+    def land_set(self, index: int, subbands: slice = slice(None)) -> None:
+        """Land set ``index`` (or only its files in ``subbands``, the rest to follow)."""
+        self.add_inputs(land_all(self.sky.set_files(index)[subbands], self.incoming))
+        if index not in self.landed_sets:
+            self.landed_sets.append(index)
 
     def add_inputs(self, paths: list[Path]) -> None:
         self.inputs += paths
         self.prints.update(fingerprint(paths))
 
     def land_all(self) -> None:
+        while (index := self.partly_landed) is not None:
+            landed = {Path(p).name for p in self.inputs}
+            files = self.sky.set_files(index)
+            self.add_inputs(land_all([f for f in files if f.name not in landed], self.incoming))
         for index in range(len(self.sky.set_ids)):
             if index not in self.landed_sets:
                 self.land_set(index)
 
     def snapshot(self) -> Snapshot:
         return run_async(read_snapshot, self.config())
+
+    @property
+    def partly_landed(self) -> int | None:
+        """A landed set some of whose files have not landed yet (the first such), or None."""
+        landed = {Path(p).name for p in self.inputs}
+        for index in self.landed_sets:
+            if any(f.name not in landed for f in self.sky.set_files(index)):
+                return index
+        return None
 
     def expected_sets(self) -> list[str]:
         return [self.sky.set_ids[i] for i in sorted(self.landed_sets)]
@@ -291,6 +435,27 @@ class World:
         for daemon in self.daemons:
             daemon.kill()
         embedded.stop_server(self.state_dir)
+        if self.publications is not None:
+            self.publications.close()
+
+
+CAP_DAC_OVERRIDE = 1
+CAP_DAC_READ_SEARCH = 2
+"""The capabilities that let root read a file whatever its mode (capabilities(7))."""
+_NO_DAC = "-dac_override,-dac_read_search"
+WITHOUT_DAC = ("setpriv", f"--inh-caps={_NO_DAC}", f"--bounding-set={_NO_DAC}")
+"""Run a daemon as root without the capabilities that bypass file modes, it and every process
+it starts: a mode-000 file is then as unreadable to it as to the ``dsa110`` user the unit
+runs as. (Running it as nobody instead needs an interpreter nobody may execute: a venv whose
+Python lives under /root, as on the development hosts, is not one.)"""
+
+
+def effective_caps(pid: int) -> int:
+    """A running process's effective capability set, as a bit mask."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    raise AssertionError(f"process {pid} has no CapEff line")
 
 
 def summary(snap: Snapshot) -> str:
@@ -347,7 +512,20 @@ def _frames_differ(ours: pd.DataFrame, theirs: pd.DataFrame, what: str) -> str:
 
 
 def check_outputs(world: World, snap: Snapshot, clean: Reference | None) -> list[str]:
-    """MS exactly once, photometry once at its latest version, metrics as the clean run's."""
+    """MS exactly once (one publication and one chunk announcement per set, so that a
+    conversion repeated in place is seen), photometry once at its latest version, metrics as
+    the clean run's."""
+    failures = _check_ms(world, snap) + _check_photometry(world, snap)
+    if clean is not None:
+        ours = photometry_frame(world.results).drop(columns=["version"])
+        problem = _frames_differ(ours, clean.photometry.drop(columns=["version"]), "photometry")
+        failures += [problem] if problem else []
+        problem = _frames_differ(metrics_frame(world.results), clean.metrics, "variability")
+        failures += [problem] if problem else []
+    return failures
+
+
+def _check_ms(world: World, snap: Snapshot) -> list[str]:
     failures = []
     expected = {f"{sid}.ms" for sid in world.expected_sets()}
     found = {p.name for p in world.ms_dir.iterdir()}
@@ -357,9 +535,24 @@ def check_outputs(world: World, snap: Snapshot, clean: Reference | None) -> list
         )
     failures += [f"{n}: not a complete MS" for n in expected & found
                  if not is_complete_dir(world.ms_dir / n)]  # fmt: skip
+    for sid in world.expected_sets():
+        published = world.publications.counts[f"{sid}.ms"] if world.publications else 0
+        announced = snap.chunk_announcements[sid]
+        if (published, announced) != (1, 1):
+            failures.append(f"set {sid}: MS published {published} times, chunk announced "
+                            f"{announced} times (each must be exactly once)")  # fmt: skip
+    return failures
+
+
+def _check_photometry(world: World, snap: Snapshot) -> list[str]:
+    failures = []
     photometry = world.results / "photometry"
     files = {p.name for p in photometry.iterdir()} if photometry.exists() else set()
-    wanted = {f"{b.block_id}.parquet" for b in snap.blocks}
+    # each block's file is the one its record names (``<block>.v<n>.t<token>.parquet``)
+    named = {
+        b.block_id: Path(b.results.get("photometry", f"{b.block_id}.none")) for b in snap.blocks
+    }
+    wanted = {path.name for path in named.values()}
     if files != wanted:
         failures.append(
             f"photometry holds {sorted(files - wanted)} beyond the block records "
@@ -369,7 +562,7 @@ def check_outputs(world: World, snap: Snapshot, clean: Reference | None) -> list
     if staging.exists() and any(staging.iterdir()):
         failures.append(f"staging left behind: {sorted(p.name for p in staging.iterdir())}")
     for block in snap.blocks:
-        path = photometry / f"{block.block_id}.parquet"
+        path = photometry / named[block.block_id].name
         if not path.exists():
             continue
         frame = pd.read_parquet(path)
@@ -378,12 +571,6 @@ def check_outputs(world: World, snap: Snapshot, clean: Reference | None) -> list
                             f"says {block.version}")  # fmt: skip
         if frame["source_id"].duplicated().any():
             failures.append(f"{path.name}: a source appears twice")
-    if clean is not None:
-        ours = photometry_frame(world.results).drop(columns=["version"])
-        problem = _frames_differ(ours, clean.photometry.drop(columns=["version"]), "photometry")
-        failures += [problem] if problem else []
-        problem = _frames_differ(metrics_frame(world.results), clean.metrics, "variability")
-        failures += [problem] if problem else []
     return failures
 
 

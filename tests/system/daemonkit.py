@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +93,17 @@ class NotifyListener:
 class Daemon:
     """``dsa110d run`` as a subprocess; stdout (JSON log lines) collected in a thread."""
 
-    def __init__(self, env: dict[str, str], services: str, config: Path = SERVICES_YAML):
+    def __init__(
+        self,
+        env: dict[str, str],
+        services: str,
+        config: Path = SERVICES_YAML,
+        prefix: Sequence[str] = (),
+    ):
+        """``prefix``: a command the daemon runs under (``setpriv`` to drop privileges)."""
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-c",
                 "from dsa110d.cli.daemon import main; main()",

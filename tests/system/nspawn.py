@@ -30,6 +30,10 @@ HOST_TOOLS = {  # command -> Debian package
     "nsenter": "util-linux",
 }
 BOOT_TIMEOUT_SEC = 60.0
+POWEROFF_TIMEOUT_SEC = 60.0
+"""How long a clean poweroff of the container may take before its PID 1 is killed."""
+SIGNAL_POWEROFF = signal.SIGRTMIN + 4
+"""systemd as PID 1 powers off on SIGRTMIN+4 (systemd(1), "Signals")."""
 
 
 def missing_host_tools() -> list[str]:
@@ -148,10 +152,55 @@ class Container:
     def show(self, unit: str, prop: str) -> str:
         return self.run("systemctl", "show", "-p", prop, "--value", unit).strip()
 
+    @property
+    def pid_namespace(self) -> str:
+        """The container's PID namespace (``pid:[inode]``), read from its PID 1."""
+        return os.readlink(f"/proc/{self.leader}/ns/pid")
+
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
+        """Power the container off and wait until none of its processes is left.
+
+        SIGKILL to ``systemd-nspawn`` alone would orphan the container: its systemd,
+        journald, dbus and services would be reparented to the host's PID 1 and run on. So
+        the container's own systemd is asked to power off (SIGRTMIN+4), nspawn exits when it
+        has; if it does not within ``POWEROFF_TIMEOUT_SEC``, its PID 1 is killed, which takes
+        every process of its PID namespace with it (pid_namespaces(7)). Idempotent.
+        """
+        if self.process.poll() is None:
+            namespace = self.pid_namespace
+            _signal_leader(self.leader, namespace, SIGNAL_POWEROFF)
+            try:
+                self.process.wait(timeout=POWEROFF_TIMEOUT_SEC)
+            except subprocess.TimeoutExpired:
+                _signal_leader(self.leader, namespace, signal.SIGKILL)
+                self.process.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while processes_in(namespace) and time.monotonic() < deadline:
+                time.sleep(0.2)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _signal_leader(leader: int, namespace: str, signum: int) -> None:
+    """Signal the container's PID 1, unless it is gone (its PID may have been reused)."""
+    try:
+        if os.readlink(f"/proc/{leader}/ns/pid") == namespace:
+            os.kill(leader, signum)
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+
+
+def processes_in(namespace: str) -> list[int]:
+    """PIDs (as the host sees them) of the live processes in the PID namespace ``namespace``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns/pid") == namespace:
+                found.append(int(entry.name))
+        except OSError:  # exited meanwhile
+            continue
+    return found
 
 
 def boot(scratch: Path) -> Container:
@@ -184,7 +233,12 @@ def boot(scratch: Path) -> Container:
             if state in ("running", "degraded"):
                 return container
         time.sleep(0.5)
-    process.kill()
+    leader = _leader(process.pid)
+    if leader is not None:
+        Container(root, process, leader).stop()
+    else:
+        process.kill()
+        process.wait(timeout=30)
     raise RuntimeError("the container did not finish booting")
 
 

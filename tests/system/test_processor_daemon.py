@@ -75,8 +75,9 @@ def test_the_daemon_converts_landed_sets_and_processes_their_block(
     daemons.append(daemon := Daemon(env, "watcher,processor"))
     wait_for(lambda: bool(notify.times_of("READY=1")), timeout=60)
     _land_first_block(result, tmp_path / "incoming")
-    parquet = results / "photometry" / f"{FIRST_BLOCK}.parquet"
-    wait_for(parquet.exists, timeout=120, step=0.2)
+    photometry = results / "photometry"
+    wait_for(lambda: any(photometry.glob(f"{FIRST_BLOCK}.v1.t*.parquet")), timeout=120, step=0.2)
+    (parquet,) = photometry.glob(f"{FIRST_BLOCK}.v1.t*.parquet")
     for set_id in result.set_ids[:2]:
         assert is_complete_dir(ms_dir / f"{set_id}.ms")
     frame = pd.read_parquet(parquet)
@@ -108,12 +109,14 @@ def test_a_processor_killed_mid_work_finishes_after_a_restart_with_everything_do
     wait_for(lambda: bool(first.events("set_converted")), timeout=120, step=0.05)
     first.kill()  # SIGKILL with the second set (or the block) in hand
     daemons.append(second := Daemon(env, "watcher,processor"))
-    parquet = results / "photometry" / f"{FIRST_BLOCK}.parquet"
     wait_for(lambda: any(p["kind"] == "block" for p in _ms_messages(client, env)), timeout=120)
     payloads = _ms_messages(client, env)
     assert sorted(p["set_id"] for p in payloads if p["kind"] == "chunk") == result.set_ids[:2]
     assert [p["version"] for p in payloads if p["kind"] == "block"] == [1]
-    assert parquet.exists() and len(pd.read_parquet(parquet)) > 0
+    (block,) = [p for p in payloads if p["kind"] == "block"]
+    (parquet,) = (results / "photometry").glob(f"{FIRST_BLOCK}*.parquet")  # the killed run's went
+    assert block["results"] == {"photometry": str(parquet.resolve())}
+    assert len(pd.read_parquet(parquet)) > 0
     assert sorted(p.name for p in ms_dir.iterdir()) == [f"{s}.ms" for s in result.set_ids[:2]]
     assert all(is_complete_dir(ms_dir / f"{s}.ms") for s in result.set_ids[:2])
     assert second.stop() == 0

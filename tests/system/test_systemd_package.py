@@ -1,4 +1,5 @@
-"""The .deb in a real systemd: install, start, journal, kill -9, watchdog, stop, remove, purge.
+"""The .deb in a real systemd: install, start, journal, kill -9, watchdog, stop, remove, purge,
+and the container powered off with none of its processes left behind.
 
 Builds the package from this tree, boots Debian with systemd as PID 1 in systemd-nspawn and
 drives it as an operator would. Takes about 7 minutes from cold caches (package build ~4 min,
@@ -173,3 +174,13 @@ def test_remove_keeps_state_and_purge_removes_it(container: nspawn.Container) ->
     container.run("dpkg", "--purge", "dsa110d", timeout=300)
     assert not (container.root / "var/lib/dsa110").exists()
     assert not (container.root / "etc/dsa110/services.yaml").exists()
+
+
+def test_poweroff_leaves_no_process_behind(container: nspawn.Container) -> None:
+    namespace = container.pid_namespace
+    assert nspawn.processes_in(namespace), "the container's processes were not found"
+    container.stop()
+    assert container.process.returncode == 0, "systemd-nspawn did not exit cleanly"
+    survivors = nspawn.processes_in(namespace)
+    assert not survivors, f"processes of the container survived its stop: {survivors}"
+    assert not container.root.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -278,3 +279,84 @@ def test_daemon_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     assert done.stderr.strip().count("\n") == 0
     assert "unknown key" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "secret", ["123456", "yes", "0o17", "[x, y]", "a: b", "pw # not a comment"]
+)
+def test_secrets_from_the_environment_are_plain_strings(secret: str) -> None:
+    environ = {
+        "DSA110__REDIS__PASSWORD": secret,
+        "DSA110__REDIS__URL": f"redis://:{secret}@db",
+        "DSA110__ALERTS__WEBHOOK__URL": f"https://hooks.example/{secret}",
+    }
+    cfg = load_config(SERVICES_YAML, "production", environ)
+    assert cfg.redis.password is not None and cfg.redis.password.get_secret_value() == secret
+    assert cfg.redis.url is not None and cfg.redis.url.get_secret_value() == f"redis://:{secret}@db"
+    hook = cfg.alerts.webhook.url
+    assert hook is not None and hook.get_secret_value() == f"https://hooks.example/{secret}"
+
+
+def test_a_validation_error_never_echoes_a_secret(tmp_path: Path) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text("defaults:\n  redis:\n    password: 424242\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, "production", {})
+    assert "redis.password" in str(caught.value)
+    assert "424242" not in str(caught.value)
+
+
+MASKED_BY_DEVELOPMENT = (
+    "defaults:\n  services:\n    ms_processor:\n      mosaic_overlap_min: 60\n"
+    "environments:\n  development:\n    services:\n      ms_processor:\n"
+    "        mosaic_overlap_min: 5\n  production: {}\n"
+)
+
+
+def ctl_check(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "dsa110ctl"), "config", "check", str(path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DSA110_ENV": "development"},
+    )
+
+
+def test_config_check_without_env_checks_every_environment_the_file_defines(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text(MASKED_BY_DEVELOPMENT)
+    done = ctl_check(path)
+    assert done.returncode == 2, done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "environment production:" in lines[0]
+    assert "mosaic_overlap_min (60) must be less than" in lines[0]
+
+
+def test_config_check_with_env_checks_only_that_environment(tmp_path: Path) -> None:
+    path = tmp_path / "services.yaml"
+    path.write_text(MASKED_BY_DEVELOPMENT)
+    assert ctl_check(path, "--env", "development").returncode == 0
+    assert ctl_check(path, "--env", "production").returncode == 2
+
+
+def test_config_check_names_every_environment_it_validated() -> None:
+    done = ctl_check(SERVICES_YAML)
+    assert done.returncode == 0, done.stderr
+    assert "valid for environments development, production, testing" in done.stdout
+
+
+def test_an_smtp_login_without_starttls_is_a_configuration_error() -> None:
+    environ = {
+        "DSA110__ALERTS__EMAIL__USERNAME": "dsa110",
+        "DSA110__ALERTS__EMAIL__PASSWORD_FILE": "/etc/dsa110/smtp.password",
+    }
+    with pytest.raises(
+        ConfigError, match=r"alerts\.email: username and password_file need starttls"
+    ):
+        load_config(SERVICES_YAML, "production", environ)
+    with_tls = {**environ, "DSA110__ALERTS__EMAIL__STARTTLS": "true"}
+    assert load_config(SERVICES_YAML, "production", with_tls).alerts.email.starttls

@@ -6,29 +6,43 @@ slow and may be dead, so :meth:`AlertSinks.deliver` only puts the event on a bou
 that :meth:`AlertSinks.run` drains in the background, each request in a thread with a timeout
 and retries with backoff; when the queue is full the newest event is dropped (and logged),
 so a dead webhook never blocks the daemon.
+
+Each delivery (one event to one sink) is a fault boundary: whatever the endpoint answers
+(garbage instead of HTTP, a reset, a bad certificate), whatever the configured URL is (no
+scheme, characters a URL cannot hold), the failure is recorded against that event as an
+undelivered alert (``alert_<sink>_failed``, counted in :attr:`AlertSinks.undelivered`) and
+the queue goes on. The line names the event and the fault, never the URL: webhook URLs carry
+their token, so a reason that quotes the URL has it replaced by ``<alerts.webhook.url>``.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 import smtplib
+import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from typing import Any
 
 import anyio
 
 from dsa110d.config import AlertsConfig
-from dsa110d.errors import describe
+from dsa110d.errors import describe, is_service_fault
 from dsa110d.logs import get_logger, register_secret
 from dsa110d.resilience import RetryPolicy, retry
 from dsa110d.state.alerts import AlertEvent
 
 log = get_logger("dsa110d.alerts")
 WEBHOOK_MAX_DELAY_SEC = 60.0
+WEBHOOK_SCHEMES = ("http", "https")
+URL_PLACEHOLDER = "<alerts.webhook.url>"
+SCRUB_MIN_CHARS = 4  # shorter pieces of a URL ("/", "api") are no secret and too common
 
 
 class SinkError(Exception):
@@ -70,8 +84,23 @@ def webhook_body(event: AlertEvent) -> bytes:
     ).encode()
 
 
+class WebhookURLError(ValueError):
+    """``alerts.webhook.url`` cannot be posted to (no http(s) scheme, no host): not retried."""
+
+
+def check_webhook_url(url: str) -> None:
+    """Refuse a URL urllib would refuse, with a reason that does not quote it (a secret)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        raise WebhookURLError("alerts.webhook.url is not a URL") from None
+    if parts.scheme.lower() not in WEBHOOK_SCHEMES or not parts.hostname:
+        raise WebhookURLError("alerts.webhook.url is not an http:// or https:// URL with a host")
+
+
 def post_webhook(url: str, body: bytes, timeout: float) -> None:
-    """One POST (blocking; runs in a thread); any failure is a SinkError."""
+    """One POST (blocking; runs in a thread); a failure of the endpoint is a SinkError."""
+    check_webhook_url(url)
     request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
         url, data=body, method="POST", headers={"Content-Type": "application/json"}
     )
@@ -83,7 +112,33 @@ def post_webhook(url: str, body: bytes, timeout: float) -> None:
         raise SinkError(f"HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise SinkError(f"{type(exc).__name__}: {reason}") from None
+        raise SinkError(_scrub(f"{type(exc).__name__}: {reason}", url)) from None
+    except http.client.HTTPException as exc:  # the endpoint answered something not HTTP
+        raise SinkError(_scrub(f"bad reply: {describe(exc)}", url)) from None
+
+
+def _scrub(text: str, url: str) -> str:
+    """``text`` without the webhook URL or any part of it where a token may live.
+
+    Errors quote the URL, or its path and query (the request line), as written, escaped
+    (``repr``) or percent-encoded: each form is replaced by a placeholder. If a piece of the
+    URL still shows after that, the whole text is withheld rather than guessed at.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        parts = urllib.parse.SplitResult("", "", url, "", "")
+    selector = parts.path + (f"?{parts.query}" if parts.query else "")
+    pieces = [url, selector, parts.path, parts.query, parts.fragment, parts.netloc]
+    for piece in sorted(pieces, key=len, reverse=True):
+        if len(piece) < SCRUB_MIN_CHARS:
+            continue
+        for form in dict.fromkeys([piece, repr(piece)[1:-1], urllib.parse.quote(piece)]):
+            text = text.replace(form, URL_PLACEHOLDER)
+    words = re.split(r"[/?&=#:@]", f"{parts.path}/{parts.query}/{parts.fragment}/{parts.netloc}")
+    if any(len(w) >= SCRUB_MIN_CHARS and w in text for w in words):
+        return "delivery failed (details withheld: they quote alerts.webhook.url)"
+    return text
 
 
 def send_email(cfg: AlertsConfig, event: AlertEvent) -> None:
@@ -100,13 +155,20 @@ def send_email(cfg: AlertsConfig, event: AlertEvent) -> None:
     try:
         with smtplib.SMTP(mail.host or "", mail.port, timeout=mail.timeout_sec) as smtp:
             if mail.starttls:
-                smtp.starttls()
+                # the system's trust store and a check of the relay's name: the stdlib's own
+                # default context verifies nothing, so anyone on the path could read the login
+                smtp.starttls(context=ssl.create_default_context())
             password = mail.secret_password()
             if mail.username and password:
+                if not isinstance(smtp.sock, ssl.SSLSocket):
+                    raise SinkError(
+                        "refusing to send the SMTP password without TLS: set "
+                        "alerts.email.starttls (the relay must offer STARTTLS)"
+                    )
                 register_secret(password)
                 smtp.login(mail.username, password)
             smtp.send_message(message)
-    except (smtplib.SMTPException, OSError) as exc:
+    except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
         raise SinkError(describe(exc)) from None
 
 
@@ -118,6 +180,7 @@ class AlertSinks:
         self._queue: deque[AlertEvent] = deque()
         self._wake: anyio.Event | None = None  # made by run(), inside the event loop
         self.sent: dict[str, int] = {"webhook": 0, "email": 0}
+        self.undelivered: dict[str, int] = {"webhook": 0, "email": 0}
         self.dropped = 0
 
     def _remote(self) -> bool:
@@ -143,9 +206,27 @@ class AlertSinks:
             self._wake = anyio.Event()
             while self._queue:
                 event = self._queue.popleft()
-                await self._to_webhook(event)
-                await self._to_email(event)
+                await self._deliver("webhook", self._to_webhook, event)
+                await self._deliver("email", self._to_email, event)
             await self._wake.wait()
+
+    async def _deliver(
+        self, sink: str, send: Callable[[AlertEvent], Awaitable[None]], event: AlertEvent
+    ) -> None:
+        """The fault boundary of one delivery: any failure is this event's, on this sink."""
+        try:
+            await send(event)
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise
+            self._undelivered(sink, event, describe(exc))
+
+    def _undelivered(self, sink: str, event: AlertEvent, reason: str) -> None:
+        self.undelivered[sink] += 1
+        url = self._config().webhook.url
+        if url is not None:
+            reason = _scrub(reason, url.get_secret_value())
+        log.error(f"alert_{sink}_failed", alert=event.fingerprint, error=reason)
 
     async def _to_webhook(self, event: AlertEvent) -> None:
         hook = self._config().webhook
@@ -164,8 +245,8 @@ class AlertSinks:
         try:
             await retry(once, policy, retry_on=(SinkError,), on_retry=_log_retry("webhook"))
             self.sent["webhook"] += 1
-        except SinkError as exc:
-            log.error("alert_webhook_failed", alert=event.fingerprint, error=str(exc))
+        except (SinkError, WebhookURLError) as exc:
+            self._undelivered("webhook", event, str(exc))
 
     async def _to_email(self, event: AlertEvent) -> None:
         cfg = self._config()
@@ -180,7 +261,7 @@ class AlertSinks:
             await retry(once, policy, retry_on=(SinkError,), on_retry=_log_retry("email"))
             self.sent["email"] += 1
         except SinkError as exc:
-            log.error("alert_email_failed", alert=event.fingerprint, error=str(exc))
+            self._undelivered("email", event, str(exc))
 
 
 def _log_retry(sink: str) -> Callable[[int, BaseException, float], None]:

@@ -6,10 +6,11 @@ mistake (bad configuration, bad arguments); 3 the state server cannot be reached
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TextIO
 
 import typer
 
@@ -33,9 +34,25 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+# C0 controls but tab and newline, DEL, C1 controls (ESC and CSI start terminal escapes) and
+# the bidirectional overrides that make a line read differently from what it holds.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` without control characters: what the programs print may come from the state
+    server, where any producer may have written a terminal escape."""
+    return _UNPRINTABLE.sub("", text)
+
+
+def say(text: object = "", *, end: str = "\n", file: TextIO | None = None) -> None:
+    """Print ``text`` with :func:`printable` applied (to stdout unless ``file``)."""
+    print(printable(str(text)), end=end, file=file if file is not None else sys.stdout)
+
+
 def fail(message: str, code: int = EXIT_FAILURE, program: str = "dsa110d") -> NoReturn:
     """Print one line to stderr and exit."""
-    print(f"{program}: {message}", file=sys.stderr)
+    say(f"{program}: {message}", file=sys.stderr)
     raise SystemExit(code)
 
 

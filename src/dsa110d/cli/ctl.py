@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from dsa110d.cli.common import (
     EXIT_FAILURE,
@@ -32,9 +33,11 @@ from dsa110d.cli.common import (
     VersionOption,
     fail,
     load,
+    printable,
     run_app,
+    say,
 )
-from dsa110d.config import ENVIRONMENTS, load_config
+from dsa110d.config import ENVIRONMENTS, check_file
 from dsa110d.messages import MessageType
 from dsa110d.operations import analysis, processes, queues, records, status
 from dsa110d.operations.processes import INSTANCES, MODES, Outcome
@@ -113,7 +116,7 @@ def _root(version: VersionOption = False) -> None:
 
 
 def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str))
+    say(json.dumps(data, indent=2, default=str))
 
 
 def _duration(seconds: float | None) -> str:
@@ -135,20 +138,26 @@ def _duration(seconds: float | None) -> str:
     return f"{secs}s"
 
 
+def _cell(value: Any) -> Text:
+    """A table cell as plain text: a ``[`` in a reason is not rich markup (``[/x]`` would
+    crash the table), and its control characters are gone."""
+    return value if isinstance(value, Text) else Text(printable(str(value)))
+
+
 def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=_cell(title), title_justify="left")
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(_cell(cell) for cell in row))
     out.print(table)
 
 
 HEALTH_STYLE = {"HEALTHY": "green", "DEGRADED": "yellow", "UNHEALTHY": "red", "STOPPING": "cyan"}
 
 
-def _health(text: str) -> str:
-    return f"[{HEALTH_STYLE.get(text, 'red')}]{text}[/]"
+def _health(text: str) -> Text:
+    return Text(printable(text), style=HEALTH_STYLE.get(text, "red"))
 
 
 def _progress(description: str) -> Progress:
@@ -171,7 +180,7 @@ def _outcomes(outcomes: list[Outcome], json_: bool) -> None:
         for o in outcomes:
             mark = "ok" if o.ok else "FAILED"
             pid = f" pid {o.pid}" if o.pid else ""
-            print(f"{o.action} {o.service}: {mark}{pid} ({o.backend}): {o.detail}")
+            say(f"{o.action} {o.service}: {mark}{pid} ({o.backend}): {o.detail}")
     if not all(o.ok for o in outcomes):
         raise typer.Exit(EXIT_FAILURE)
 
@@ -196,7 +205,7 @@ def status_command(
         _print_json([r.to_dict() for r in rows])
         return
     if not rows:
-        print(f"no dsa110d daemon is running ({status.registry_location(cfg)})")
+        say(f"no dsa110d daemon is running ({status.registry_location(cfg)})")
         return
     _table(
         f"dsa110d services ({status.registry_location(cfg)})",
@@ -222,7 +231,7 @@ def health_command(
     if json_:
         _print_json(summary.to_dict())
     else:
-        print(f"{summary.health}: {summary.reason}")
+        say(f"{summary.health}: {summary.reason}")
     raise typer.Exit(summary.exit_code)
 
 
@@ -274,7 +283,7 @@ def start_command(
     env, service = _start_arguments(words or [])
     backend = _backend(mode, env, config)
     if backend.name == "systemd" and env is not None:
-        print(f"note: under systemd the environment comes from the unit, not {env!r}")
+        say(f"note: under systemd the environment comes from the unit, not {env!r}")
     _outcomes([anyio.run(backend.start, service)], json_)
 
 
@@ -362,7 +371,7 @@ def dlq_list(
         _print_json([letter.to_dict() for letter in letters])
         return
     if not letters:
-        print("no dead letters")
+        say("no dead letters")
         return
     _table(
         "dead letters",
@@ -390,14 +399,14 @@ def dlq_show(
     if json_:
         _print_json(letter.to_dict(with_raw=True))
         return
-    print(f"id:        {letter.dead_id} ({letter.message_type}, was entry {letter.entry_id})")
-    print(f"dead at:   {_when(letter.dead_at)} by {letter.consumer or '-'}")
-    print(f"reason:    {letter.reason}")
-    print(f"message:   {letter.message_id or '-'} (trace {letter.trace_id or '-'})")
+    say(f"id:        {letter.dead_id} ({letter.message_type}, was entry {letter.entry_id})")
+    say(f"dead at:   {_when(letter.dead_at)} by {letter.consumer or '-'}")
+    say(f"reason:    {letter.reason}")
+    say(f"message:   {letter.message_id or '-'} (trace {letter.trace_id or '-'})")
     for number, attempt in enumerate(letter.attempts, 1):
-        print(f"attempt {number}: {_when(float(attempt.get('at', 0)))} {attempt.get('error', '')}")
-    print("original:")
-    print(letter.raw)
+        say(f"attempt {number}: {_when(float(attempt.get('at', 0)))} {attempt.get('error', '')}")
+    say("original:")
+    say(letter.raw)
 
 
 def _with_progress(description: str, work: Callable[[queues.Progress], Any]) -> Any:
@@ -431,8 +440,8 @@ def dlq_replay(
         _print_json([r.__dict__ for r in done])
     else:
         for r in done:
-            print(f"replayed {r.dead_id} ({r.message_type}) as {r.new_id}")
-        print(f"{len(done)} dead letters replayed")
+            say(f"replayed {r.dead_id} ({r.message_type}) as {r.new_id}")
+        say(f"{len(done)} dead letters replayed")
 
 
 @dlq_app.command("purge")
@@ -458,7 +467,7 @@ def dlq_purge(
     if json_:
         _print_json({"purged": count})
     else:
-        print(f"{count} dead letters purged")
+        say(f"{count} dead letters purged")
 
 
 # --------------------------------------------------------------------------- records
@@ -493,7 +502,7 @@ def sets_command(
         _print_json([r.to_dict() for r in rows])
         return
     if not rows:
-        print("no sets" + (f" in state {state}" if state else ""))
+        say("no sets" + (f" in state {state}" if state else ""))
         return
     _table(
         "sets",
@@ -537,7 +546,7 @@ def blocks_command(
         _print_json([r.to_dict() for r in rows])
         return
     if not rows:
-        print("no blocks" + (f" in state {state}" if state else ""))
+        say("no blocks" + (f" in state {state}" if state else ""))
         return
     _table(
         "blocks",
@@ -581,7 +590,7 @@ def candidates_command(
         if json_:
             _print_json(None)
         else:
-            print("no candidates: no variability analysis has run yet")
+            say("no candidates: no variability analysis has run yet")
         return
     shown = report.candidates[:limit] if limit else report.candidates
     if json_:
@@ -589,15 +598,16 @@ def candidates_command(
         return
     run_time = report.run.get("run_time", "?")
     if not shown:
-        print(f"no candidates in the run of {run_time}")
+        say(f"no candidates in the run of {run_time}")
         return
     _table(
         f"candidates of the run of {run_time} ({len(report.candidates)}; from {report.source})",
-        ["rank", "source", "class", "ra", "dec", "n", "mean Jy", "V", "eta", "p(const)"],
+        ["rank", "source", "class", "by", "ra", "dec", "n", "mean Jy", "V", "eta", "q", "m"],
         (
-            [c.get("rank"), c.get("source_id"), c.get("class"), _number(c.get("ra_deg"), 7),
-             _number(c.get("dec_deg"), 6), c.get("n"), _number(c.get("mean_flux_jy")),
-             _number(c.get("v")), _number(c.get("eta")), _number(c.get("p_constant"))]
+            [c.get("rank"), c.get("source_id"), c.get("class"), c.get("variable_by") or "-",
+             _number(c.get("ra_deg"), 7), _number(c.get("dec_deg"), 6), c.get("n"),
+             _number(c.get("mean_flux_jy")), _number(c.get("v")), _number(c.get("eta")),
+             _number(c.get("q_value")), _number(c.get("m"))]
             for c in shown
         ),
     )  # fmt: skip
@@ -636,7 +646,53 @@ def recompute_command(
         _print_json(request.to_dict())
         return
     for line in _recompute_lines(request, time.time()):
-        print(line)
+        say(line)
+
+
+@app.command("lightcurve")
+def lightcurve_command(
+    source: Annotated[str, typer.Argument(help="The source id (as in the catalog).")],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the light curve to this file."),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="File format for --output: csv or votable.",
+            autocompletion=_complete(analysis.LIGHT_CURVE_FORMATS),
+        ),
+    ] = "csv",
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """One source's light curve from the photometry files (the latest version of each block).
+
+    Printed as a table (or JSON); with --output, written as CSV or an IVOA VOTable."""
+    if fmt not in analysis.LIGHT_CURVE_FORMATS:
+        raise typer.BadParameter(f"--format: {fmt!r} is not csv or votable")
+    curve = analysis.light_curve(load(config, env), source)
+    if output is not None:
+        path = analysis.export_light_curve(curve, fmt, output)
+        print(f"{len(curve)} measurements of {source} written to {path}")
+        return
+    if json_:
+        _print_json(analysis.light_curve_records(curve))
+        return
+    if not len(curve):
+        print(f"no photometry of {source}")
+        return
+    _table(
+        f"light curve of {source} ({len(curve)} measurements, {int(curve['usable'].sum())} usable)",
+        ["block", "mjd", "flux Jy", "error Jy", "flags", "usable"],
+        (
+            [r.block_id, f"{r.mjd:.6f}", _number(r.flux_jy, 5), _number(r.flux_err_jy, 3),
+             getattr(r, "flag_names", "") or "-", "yes" if r.usable else "no"]
+            for r in curve.itertuples(index=False)
+        ),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- configuration
@@ -651,19 +707,36 @@ def config_show(
 
     data = load(config, env).redacted()
     if json_:
-        print(json.dumps(data, indent=2))
+        say(json.dumps(data, indent=2))
     else:
-        print(yaml.safe_dump(data, sort_keys=False), end="")
+        say(yaml.safe_dump(data, sort_keys=False), end="")
 
 
 @config_app.command("check")
 def config_check(
     file: Annotated[Path, typer.Argument(help="The configuration file to validate.")],
-    env: EnvOption = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", help="Check only this environment (default: every one the file defines)."
+        ),
+    ] = None,
 ) -> None:
-    """Validate a configuration file: exit 0 when valid, 2 with one line naming the fault."""
-    cfg = load_config(file, env)
-    print(f"{file}: valid for environment {cfg.env}")
+    """Validate a configuration file for every environment it defines (or only --env).
+
+    Exit 0 when valid, 2 with one line per fault naming the environments, key and fault."""
+    results = check_file(file, env)
+    faults: dict[str, list[str]] = {}
+    for name, error in results.items():
+        if error is not None:
+            faults.setdefault(str(error), []).append(name)
+    for message, names in faults.items():
+        label = "environment" if len(names) == 1 else "environments"
+        say(f"{PROGRAM}: {label} {', '.join(names)}: {message}", file=sys.stderr)
+    if faults:
+        raise typer.Exit(EXIT_USAGE)
+    label = "environment" if len(results) == 1 else "environments"
+    say(f"{file}: valid for {label} {', '.join(results)}")
     raise typer.Exit(EXIT_OK)
 
 
@@ -683,7 +756,7 @@ def alerts_list(
     from dsa110d.alerts.report import alert_rows, render_alerts
 
     rows = anyio.run(alert_rows, load(config, env), active)
-    print(json.dumps(rows, indent=2) if json_ else render_alerts(rows))
+    say(json.dumps(rows, indent=2) if json_ else render_alerts(rows))
 
 
 @app.command("housekeeping")
@@ -702,9 +775,9 @@ def housekeeping(
 
     report = anyio.run(run_by_hand, load(config, env), dry_run)
     if json_:
-        print(json.dumps(dataclasses.asdict(report), indent=2))
+        say(json.dumps(dataclasses.asdict(report), indent=2))
     else:
-        print(render_report(report))
+        say(render_report(report))
 
 
 def main() -> None:

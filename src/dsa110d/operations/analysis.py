@@ -1,4 +1,5 @@
-"""``dsa110ctl recompute``: ask the variability analyzer for a full recompute.
+"""``dsa110ctl recompute``: ask the variability analyzer for a full recompute; and
+``dsa110ctl lightcurve``: one source's light curve from the photometry files.
 
 The request is one key on the state server
 (:meth:`~dsa110d.state.analysis.AnalysisQueue.request_full`), so whichever analyzer host looks
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dsa110d.config import Config
 from dsa110d.operations.session import open_state
@@ -20,7 +22,11 @@ from dsa110d.state.connection import describe_target
 from dsa110d.state.keys import Keys
 from dsa110d.state.registry import Registry
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 ANALYZER_SERVICE = "analyzer"
+LIGHT_CURVE_FORMATS = ("csv", "votable")
 
 
 @dataclass(frozen=True)
@@ -55,3 +61,40 @@ async def request_recompute(config: Config) -> RecomputeRequest:
         last_finished=outlook.last_finished,
         last_status=outlook.last_status,
     )
+
+
+def light_curve(config: Config, source_id: str) -> pd.DataFrame:
+    """One source's light curve read from ``paths.results_dir/photometry`` through the one
+    photometry reader (``science/photometry/table``): the latest version of each block, time
+    order, flag names and ``usable``. Empty when no file measured the source."""
+    from dsa110d.science.photometry import (
+        table as photometry_table,  # pandas only for the commands that need it
+    )
+
+    return photometry_table.light_curve(config.paths.results_dir, source_id)
+
+
+LIGHT_CURVE_FIELDS = ("block_id", "mjd", "flux_jy", "flux_err_jy", "flag_names", "usable")
+
+
+def light_curve_records(curve: pd.DataFrame) -> list[dict[str, Any]]:
+    """The light curve as JSON-able dicts (exact doubles; NaN and NA become null)."""
+    import pandas as pd
+
+    cols = [c for c in LIGHT_CURVE_FIELDS if c in curve]
+    return [
+        {
+            name: None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+            for name, value in zip(cols, row, strict=True)
+        }
+        for row in curve[cols].astype(object).itertuples(index=False, name=None)
+    ]
+
+
+def export_light_curve(curve: pd.DataFrame, fmt: str, path: Path) -> Path:
+    """Write a light curve as ``csv`` or ``votable`` (IVOA VOTable, units and UCDs)."""
+    from dsa110d.science.variability import formats as lightcurve_formats
+
+    if fmt == "csv":
+        return lightcurve_formats.write_light_curve_csv(curve, path)
+    return lightcurve_formats.write_light_curve_votable(curve, path)

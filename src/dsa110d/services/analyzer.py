@@ -25,6 +25,11 @@
   (:class:`~dsa110d.state.candidates.CandidateStore`, for ``dsa110ctl candidates``), the run
   record, and a VARIABILITY_ANALYSIS message with the status, the summary and the top
   candidates (failed and timed-out runs are announced too, with the error).
+* **New candidates.** The run writes a VOEvent 2.0 packet for each candidate that has none
+  yet (``results/variability/voevents/``); each is announced on the alerts stream as a
+  one-shot ``notice`` of rule ``variability_candidate`` (fingerprint ``candidate:<source>_<class>``,
+  so a retried announcement is sent once), with the packet's ivorn and path, unless
+  ``alerts.enabled`` or ``alerts.candidates`` is off.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from dsa110d.messages import MessageType, Producer, encode, new_message
 from dsa110d.paths import inside_roots
 from dsa110d.resilience import Backoff, RetryPolicy
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
+from dsa110d.state.alerts import AlertStore, Condition
 from dsa110d.state.analysis import AnalysisQueue, Snapshot, seconds_until_due
 from dsa110d.state.candidates import CandidateStore
 from dsa110d.state.connection import Redis, describe_target
@@ -66,6 +72,7 @@ POLL_SEC = 5.0
 """How often a host looks at the shared queue when nothing wakes it (other hosts' notes)."""
 MESSAGE_BLOCKS = 100
 """Block ids listed in a VARIABILITY_ANALYSIS message at most (the count is always given)."""
+CANDIDATE_RULE = "variability_candidate"
 
 WorkerRun = Callable[..., Awaitable[Any]]
 
@@ -122,6 +129,8 @@ class RunReport:
         outputs = dict(self.result.get("outputs", {}))
         if self.result:
             outputs["light_curves"] = len(outputs.get("light_curves") or [])
+            outputs["light_curve_tables"] = len(outputs.get("light_curve_tables") or [])
+            outputs["voevents"] = [v.get("ivorn") for v in self.result.get("voevents") or []]
         return AnalysisRun(
             status=self.status,
             run_time=self.run_time,
@@ -163,6 +172,10 @@ class VariabilityAnalysisHandler:
         )  # fmt: skip
         self.queue = AnalysisQueue(redis, keys, target=target)
         self.store = CandidateStore(redis, keys, target=target)
+        self.alerts = AlertStore(
+            redis, keys, host=Producer.here(service).host, stream_max_len=cfg.alerts.stream_max_len,
+            target=target,
+        )  # fmt: skip
         self.leases = Leases(redis, keys, cfg.leases, target=target)
         self.run_in_worker = run_in_worker
         self.max_light_curves = max_light_curves  # None: the science default
@@ -200,7 +213,7 @@ class VariabilityAnalysisHandler:
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         """A message that no retry can fix goes to the dead letters at once."""
-        entry = Entry(delivery.entry_id, encode(delivery.message), delivery.deliveries)
+        entry = Entry(delivery.entry_id, encode(delivery.message).encode(), delivery.deliveries)
         await self.stream.dead_letter(entry, reason, self.consumer, list(delivery.attempts))
         self.log.warning("message_dead_lettered", entry=delivery.entry_id, reason=reason)
 
@@ -248,6 +261,10 @@ class VariabilityAnalysisHandler:
             "min_data_points": acfg.min_data_points,
             "variability_threshold": acfg.variability_threshold,
             "p_threshold": acfg.variability_p_threshold,
+            "vs_threshold": acfg.vs_threshold,
+            "m_threshold": acfg.m_threshold,
+            "false_discovery_rate": acfg.false_discovery_rate,
+            "min_mean_snr": acfg.min_mean_snr,
         }
         self.log.info(
             "analysis_started", blocks_noted=len(taken.blocks), full=taken.full, run_time=run_time
@@ -266,6 +283,7 @@ class VariabilityAnalysisHandler:
                     thresholds,
                     run_time,
                     taken.full,
+                    voevent_authority=acfg.voevent_authority,
                     **extra,
                 )
             except DSA110Error as exc:
@@ -278,8 +296,31 @@ class VariabilityAnalysisHandler:
             await self.leases.commit(lease)  # FencingError if a newer run holds the lease
             summary = report.result["summary"]
             await self.store.replace(summary, report.result["candidates"])
+            await self._announce(report.result.get("voevents") or [])
         await self._report(report)
         return report
+
+    async def _announce(self, packets: list[dict[str, Any]]) -> None:
+        """Each new candidate's VOEvent as a one-shot notice on the alerts stream."""
+        cfg = self.config.alerts
+        if not (cfg.enabled and cfg.candidates):
+            return
+        now = time.time()
+        for packet in packets:
+            local = str(packet["ivorn"]).rsplit("#", 1)[-1]
+            where = ""
+            if packet.get("ra_deg") is not None and packet.get("dec_deg") is not None:
+                where = f" at RA {packet['ra_deg']:.5f}, Dec {packet['dec_deg']:+.5f} deg"
+            condition = Condition(
+                f"candidate:{local}",
+                CANDIDATE_RULE,
+                "info",
+                f"new {packet['class']} candidate {packet['source_id']}{where} ({packet['ivorn']})",
+                details={k: v for k, v in packet.items() if v is not None},
+            )
+            await self.alerts.notice(condition, now)
+        if packets:
+            self.log.info("candidates_announced", count=len(packets))
 
     async def _report(self, report: RunReport) -> None:
         left = await self.queue.finish(

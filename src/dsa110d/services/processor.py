@@ -25,11 +25,13 @@ service.
   ``processing_timeout_sec`` past (``science.pipeline.blocks.BlockPlan.status``; for old data,
   counted from when its first chunk was recorded). Under the lease
   ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
-  then the token is checked, the outputs are renamed into ``paths.results_dir`` and the
-  block record is committed at version n+1 in the same transaction as the token check
-  (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives after
-  its block was processed makes the block pending again; the re-run's results (version n+1)
-  replace the old file atomically.
+  then the token is checked, the outputs are renamed into ``paths.results_dir`` under names
+  that carry the run's version and fencing token (``photometry/<block>.v<n>.t<token>.parquet``:
+  a paused holder that lost the lease can never overwrite the new holder's files) and the
+  block record naming them is committed at version n+1 in the same transaction as the token
+  check (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives
+  after its block was processed makes the block pending again; once the re-run (version n+1)
+  has committed, the files of older tokens are removed (:meth:`MSProcessingHandler.publish_run`).
 * **Poison**: a message whose set id or paths fail the checks raises MessageError or
   PathOutsideRootsError, which the consumer dead-letters at once (no retries); no file named
   only by such a message is read, written or removed.
@@ -61,6 +63,7 @@ from dsa110d.errors import (
     ConfigError,
     ConversionError,
     DSA110Error,
+    FencingError,
     LeaseHeldError,
     LeaseLostError,
     MessageError,
@@ -77,7 +80,7 @@ from dsa110d.services import processor_jobs
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
-from dsa110d.state.leases import Leases
+from dsa110d.state.leases import Lease, Leases
 from dsa110d.state.sets import Sets, SetState
 from dsa110d.state.streams import Delivery, ReliableStream
 
@@ -195,7 +198,7 @@ class MSProcessingHandler:
             raise
         log = self.log.bind(set_id=set_id, message_id=message.id)
         final_attempt = len(delivery.attempts) + 1 >= self.config.retry.max_attempts
-        await self._wait_for_other_holder(f"set:{set_id}")
+        await self._wait_for_other_holder(Keys.set_lease(set_id))
         try:
             with self.metrics.job():
                 await self._convert_and_record(message, set_id, files, out, partial, log)
@@ -252,7 +255,7 @@ class MSProcessingHandler:
         partial: bool,
         log: structlog.stdlib.BoundLogger,
     ) -> None:
-        async with self.leases.hold(f"set:{set_id}") as lease:
+        async with self.leases.hold(Keys.set_lease(set_id)) as lease:
             await self.sets.mark(set_id, SetState.CONVERTING)
             timeout = self.cfg.processing_timeout_sec
             with anyio.move_on_after(timeout) as scope:
@@ -340,7 +343,7 @@ class MSProcessingHandler:
             self.log.warning("block_id_unusable", block_id=block_id, reason=str(exc))
             return None
         try:
-            async with self.leases.hold(f"block:{block_id}") as lease:
+            async with self.leases.hold(Keys.block_lease(block_id)) as lease:
                 record = await self.blocks.block(block_id)
                 if record is None:  # pruned by housekeeping: nothing left to run
                     await self.blocks.forget_pending(block_id)
@@ -415,18 +418,10 @@ class MSProcessingHandler:
                 for s in stages
                 for kind, path in s.outputs.items()
             }
-            await self.leases.commit(lease)  # FencingError: a newer holder publishes instead
-            results = await anyio.to_thread.run_sync(
-                processor_jobs.publish_outputs, staging, results_dir, outputs
-            )
             ids = [c.chunk_id for c in chunks]
-
-            def stage(pipe: Any) -> None:
-                self.blocks.stage_commit(
-                    pipe, block.id, version, record.generation, ids, missing, results
-                )
-
-            await self.leases.run_fenced(lease, stage)
+            results = await self.publish_run(
+                lease, block.id, version, record.generation, ids, missing, staging, outputs
+            )
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
@@ -434,6 +429,46 @@ class MSProcessingHandler:
             block.id, version, results, tuple(c.path for c in chunks), tuple(ids), missing,
             block.start, block.end,
         )  # fmt: skip
+
+    async def publish_run(
+        self,
+        lease: Lease,
+        block_id: str,
+        version: int,
+        generation: int,
+        chunk_ids: list[str],
+        missing: tuple[int, ...],
+        staging: Path,
+        outputs: dict[str, str],
+    ) -> dict[str, str]:
+        """Publish a run's staged outputs and commit the block record that names them.
+
+        The files are renamed into ``paths.results_dir`` under names that carry the run's
+        version and fencing token (``processor_jobs.publish_outputs``), so no other holder's
+        file is ever replaced; the record naming them is written in the same transaction as
+        the token check (``Leases.run_fenced``). A holder superseded meanwhile (paused past
+        its lease) gets FencingError and takes its files back; after a commit, the files of
+        older tokens (the previous version, leftovers of superseded holders) are removed.
+        """
+        results_dir = Path(self.config.paths.results_dir).absolute()
+        await self.leases.commit(lease)  # FencingError: a newer holder publishes instead
+        results: dict[str, str] = await anyio.to_thread.run_sync(
+            processor_jobs.publish_outputs, staging, results_dir, outputs, version, lease.token
+        )
+
+        def stage(pipe: Any) -> None:
+            self.blocks.stage_commit(
+                pipe, block_id, version, generation, chunk_ids, missing, results
+            )
+
+        try:
+            await self.leases.run_fenced(lease, stage)
+        except FencingError:  # not applied: nothing names our files, no one else writes them
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(processor_jobs.remove_outputs, results)
+            raise
+        await anyio.to_thread.run_sync(processor_jobs.remove_superseded, results, lease.token)
+        return results
 
     async def _announce_block(self, outcome: BlockProcessed) -> None:
         message = new_message(MessageType.MS_PROCESSING, outcome.to_payload(), self.producer)

@@ -1,22 +1,21 @@
 """The MS processor's jobs as they run in worker processes: plain JSON in, plain JSON out.
 
-Thin wrappers over ``science``: :func:`convert_job` (``science.conversion.convert.convert_set``
-plus the chunk's span from ``science.pipeline.chunkinfo``) and :func:`block_job` (the configured
-stages of ``science.pipeline.stages`` on one block, with every output written under a private
-staging directory that :func:`publish_outputs` later moves into ``paths.results_dir``, once the
-block's fencing token has been checked). A worker imports this module, and so the heavy
-libraries, once. A job cancelled by the daemon (``processing_timeout_sec``, shutdown) has its
-worker killed with SIGKILL. The converter writes in forked children;
-:func:`_children_die_with_worker` makes every process forked in a worker die with its parent
-(Linux ``PR_SET_PDEATHSIG``), so a killed conversion leaves no orphan writing on.
+Thin wrappers over ``science``: :func:`convert_job` (``conversion.convert.convert_set``
+plus the chunk's span from ``pipeline.chunkinfo``) and :func:`block_job` (the configured stages
+of ``pipeline.stages`` on one block, with every output written under a private staging directory
+that :func:`publish_outputs` later moves into ``paths.results_dir`` under names that carry the
+run's version and fencing token). A worker imports this module, and so the heavy libraries, once.
+
+A job cancelled by the daemon (``processing_timeout_sec``, shutdown) has its worker killed
+with SIGKILL. The converter writes in forked children; :func:`_children_die_with_worker`
+makes every process forked in a worker die with its parent (Linux ``PR_SET_PDEATHSIG``), so
+a killed conversion leaves no orphan writing on.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
-import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,12 +23,12 @@ from typing import Any
 
 from dsa110d.config import Config
 from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.workers import die_with_parent
 
 # The heavy science modules (casacore, pyuvdata, pandas) are imported inside the jobs, so
 # that the daemon can name these functions without importing them; the workers import them
 # once at start-up (MSProcessorService.worker_modules).
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 SCRATCH_NAME = ".scratch"
 """The stages' scratch directory inside a block's staging directory (never published)."""
 
@@ -43,10 +42,7 @@ def _remember_parent() -> None:
 
 
 def _die_with_parent() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != _parent_pid:  # the parent died before the request took effect
-        os._exit(1)
+    die_with_parent(_parent_pid)
 
 
 def _children_die_with_worker() -> None:
@@ -167,17 +163,46 @@ def block_job(
     ]
 
 
-def publish_outputs(staging: Path, results_dir: Path, outputs: dict[str, str]) -> dict[str, str]:
+def publish_outputs(
+    staging: Path, results_dir: Path, outputs: dict[str, str], version: int, token: int
+) -> dict[str, str]:
     """Move staged outputs (kind -> path relative to staging) to the same place under
-    ``results_dir``, each with one atomic rename (a reader sees the old file or the new one,
-    never a torn one); returns kind -> final path."""
+    ``results_dir``, named for this run (``atomic.fenced_name``: version and fencing token),
+    each with one atomic rename, made durable before the block is recorded as processed (a power
+    cut cannot leave the record naming data that never reached the disk); returns kind -> final
+    path.
+
+    The names are this holder's alone, so publishing never replaces another holder's file;
+    what makes them the block's results is the record naming them, written in the fenced
+    transaction afterwards (``Leases.run_fenced``).
+    """
+    from dsa110d.science.atomic import fenced_name, publish
+
     finals: dict[str, str] = {}
     for kind, relative in outputs.items():
         if Path(relative).is_absolute() or ".." in Path(relative).parts:
             raise ValueError(f"staged output {relative!r} is not inside the staging directory")
         source = staging / relative
-        final = results_dir / relative
+        final = fenced_name(results_dir / relative, version, token)
         final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, final)
+        publish(source, final)
         finals[kind] = str(final)
     return finals
+
+
+def remove_outputs(finals: dict[str, str]) -> None:
+    """Take back what :func:`publish_outputs` published: its holder was superseded before
+    the record could name the files (no one else ever writes these names)."""
+    for path in finals.values():
+        Path(path).unlink(missing_ok=True)
+
+
+def remove_superseded(finals: dict[str, str], token: int) -> list[str]:
+    """After the commit of ``token``: remove the files of the same outputs published under
+    an older token (``atomic.superseded_outputs``). Returns the paths removed."""
+    from dsa110d.science.atomic import superseded_outputs
+
+    removed = superseded_outputs([Path(p) for p in finals.values()], token)
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return [str(p) for p in removed]

@@ -134,17 +134,23 @@ def pooled_prober(worker: Worker, lanes: int) -> Prober:
     return probe
 
 
-def isolated_prober(pool: WorkerPool, job: Callable[..., Any] = ingest.probe_files) -> Prober:
+def isolated_prober(
+    pool: WorkerPool,
+    job: Callable[..., Any] = ingest.probe_files,
+    base_sec: float = PROBE_JOB_BASE_SEC,
+    per_file_sec: float = PROBE_JOB_PER_FILE_SEC,
+) -> Prober:
     """A prober that parses every file in ``pool``'s worker processes (untrusted HDF5 may
     crash or hang libhdf5: that kills a worker, never the daemon), a part per job.
 
     A job that fails as a whole (the worker died, hung past its deadline, or raised) is
     retried a file per job, so only the file at fault is recorded, with the reason: a good
     file in the same part is unharmed. ``job`` is what the worker runs (a module-level
-    function like :func:`ingest.probe_files`)."""
+    function like :func:`ingest.probe_files`); a job's deadline is ``base_sec`` plus
+    ``per_file_sec`` a file."""
 
     async def probe(paths: list[str], root: str) -> list[dict[str, Any]]:
-        deadline = PROBE_JOB_BASE_SEC + PROBE_JOB_PER_FILE_SEC * len(paths)
+        deadline = base_sec + per_file_sec * len(paths)
         try:
             with anyio.fail_after(deadline):  # cancelling the job kills its worker
                 found: list[dict[str, Any]] = await pool.run(job, paths, root)

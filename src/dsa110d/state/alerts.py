@@ -27,6 +27,7 @@ from dsa110d.messages import MessageType
 from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
+from dsa110d.state.streams import read_bytes
 
 SEVERITIES = ("info", "warning", "critical")
 
@@ -226,8 +227,11 @@ async def queue_views(redis: Redis, keys: Keys, now: float, target: str) -> list
             dead = keys.dead_letters(message_type.value)
             oldest = await _oldest_waiting(redis, stream, now)
             count = int(await redis.xlen(dead))
-            newest = await redis.xrevrange(dead, "+", "-", count=1) if count else []
-            newest_age = _age(newest[0][0], now) if newest else None
+            # as bytes: a dead letter keeps an entry's raw contents, which may not be UTF-8
+            newest = (
+                await read_bytes(redis, "XREVRANGE", dead, "+", "-", "COUNT", 1) if count else []
+            )
+            newest_age = _age(newest[0][0].decode(), now) if newest else None
             views.append(QueueView(stream, oldest, count, newest_age))
     return views
 
@@ -242,9 +246,9 @@ async def _oldest_waiting(redis: Redis, stream: str, now: float) -> float | None
         if summary["pending"]:
             ages.append(_age(str(summary["min"]), now))
         last = str(group["last-delivered-id"])
-        after = await redis.xrange(stream, f"({last}", "+", count=1)
+        after = await read_bytes(redis, "XRANGE", stream, f"({last}", "+", "COUNT", 1)
         if after:
-            ages.append(_age(after[0][0], now))
+            ages.append(_age(after[0][0].decode(), now))
     return max(ages) if ages else None
 
 

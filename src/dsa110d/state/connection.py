@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from redis.asyncio.sentinel import Sentinel
 
-from dsa110d.config import Config, RedisConfig, redact_url
+from dsa110d.config import Config, RedisConfig, redact_url, url_passwords
 from dsa110d.errors import ServerUnavailableError, StateError
 from dsa110d.logs import register_secret
 from dsa110d.state import embedded
@@ -65,6 +65,9 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
     rc = config.redis
     kwargs = _pool_kwargs(rc)
     if server is not None:
+        if server.password is not None:  # the embedded server's own, generated at its start
+            register_secret(server.password)
+            kwargs.update(username=None, password=server.password)
         return aioredis.Redis(unix_socket_path=str(server.socket_path), **_unix_kwargs(kwargs))
     if rc.sentinel.addresses:
         nodes = [(a.rpartition(":")[0], int(a.rpartition(":")[2])) for a in rc.sentinel.addresses]
@@ -73,16 +76,12 @@ def client_for(config: Config, server: embedded.EmbeddedServer | None = None) ->
         return master
     if rc.url is not None:
         url = rc.url.get_secret_value()
-        register_secret(_url_password(url))
+        for secret in url_passwords(url):
+            register_secret(secret)
         url_kwargs = {k: v for k, v in kwargs.items() if v is not None}
         client: Redis = aioredis.Redis.from_url(url, **url_kwargs)
         return client
     return aioredis.Redis(host=rc.host, port=rc.port, **kwargs)
-
-
-def _url_password(url: str) -> str | None:
-    credentials = url.partition("://")[2].rpartition("@")[0]
-    return credentials.partition(":")[2] or None
 
 
 def _unix_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

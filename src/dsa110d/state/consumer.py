@@ -14,6 +14,18 @@
 5. every ``trim_interval_sec``, trims entries past ``streams.retention_sec`` that every group
    has acked, so that no stream grows without bound (any consumer may do it; it is idempotent).
 
+**Fault boundary: one per entry.** Each entry is handled inside its own boundary
+(:meth:`StreamConsumer._process`): the entry arrives as bytes, and the delivery count is
+checked *before* anything reads its contents, then it is decoded
+(:func:`dsa110d.messages.decode`) and handed to the handler. Any ``Exception`` raised there
+is classified with :func:`dsa110d.errors.is_service_fault`: a fault of the service (the state
+server unreachable, cancellation) leaves the boundary and the loop waits it out; anything else
+is recorded against that entry only (a failed attempt, or a dead letter whose reason is
+:func:`dsa110d.errors.describe` of the fault) and the loop goes on with the next entry. So a
+poison entry reaches the dead letters on its first failure, the entries read or reclaimed
+together with it are handled as if it were not there, and none of it counts toward the
+service's restart intensity.
+
 An entry that is not a valid envelope, that has failed ``retry.max_attempts`` times, or that
 has been delivered more than ``max_attempts`` times without completing (its consumers keep
 dying on it) goes to the dead letters with the reason, the attempt history and the raw entry.
@@ -30,7 +42,8 @@ task renews the consumer's heartbeat every ``streams.heartbeat_interval_sec``.
 Handlers must not block the event loop (run CPU work in worker processes): a blocked loop
 cannot renew the heartbeat, and the entry would be reclaimed by another consumer.
 
-Redis outages: any :class:`~dsa110d.errors.StateError` from the server makes the loop wait
+Redis outages: any service fault (:class:`~dsa110d.errors.StateError` from the server, or a
+redis-py error that slipped past translation) makes the loop wait
 (backoff with jitter, capped at :data:`RECONNECT_CAP_SEC`) and try again; on recovery it
 re-creates the group if the server lost it and re-reads its own pending entries. It never
 exits on its own. ``connected`` tells health reporting whether the last round succeeded.
@@ -49,7 +62,13 @@ from dataclasses import dataclass
 
 import anyio
 
-from dsa110d.errors import MessageError, PathOutsideRootsError, StateError, describe
+from dsa110d.errors import (
+    MessageError,
+    PathOutsideRootsError,
+    StateError,
+    describe,
+    is_service_fault,
+)
 from dsa110d.logs import get_logger
 from dsa110d.messages import decode
 from dsa110d.resilience import Backoff, RetryPolicy
@@ -167,12 +186,19 @@ class StreamConsumer:
                 self.connected = True
                 await self.poll_once()
                 backoff.reset()
-            except StateError as exc:
+            except Exception as exc:
+                # Entries' own faults were recorded inside their boundary; what arrives here
+                # is the server's (waited out) or a bug of this loop (a crash: the supervisor
+                # restarts the service, and counts it).
+                if not is_service_fault(exc):
+                    raise
                 self.connected = False
                 recover = True
                 self.counters.outages += 1
                 delay = backoff.next_delay()
-                self._log.warning("state server error; retrying", error=str(exc), delay_sec=delay)
+                self._log.warning(
+                    "state server error; retrying", error=describe(exc), delay_sec=delay
+                )
                 await anyio.sleep(delay)
 
     # ------------------------------------------------------------------ one round
@@ -265,40 +291,65 @@ class StreamConsumer:
 
     # ------------------------------------------------------------------ one entry
     async def _process(self, entry: Entry) -> None:
-        if entry.raw is None:
-            await self._dead(entry, "entry has no message field 'm' (malformed or deleted)", [])
-            return
+        """The fault boundary of one entry: nothing it holds can stop the loop."""
         try:
-            message = decode(entry.raw, self.stream.config.max_entry_bytes)
-        except MessageError as exc:
-            await self._dead(entry, f"invalid envelope: {exc}", [])
-            return
+            await self._handle_entry(entry)
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise  # the entry stays pending: handled again once the server is back
+            # A fault that escaped the steps below (a bug met on hostile input): recorded
+            # against this entry, once, and the loop goes on.
+            self.counters.failed += 1
+            await self._dead(entry, f"unhandled fault: {describe(exc)}", [])
+
+    async def _handle_entry(self, entry: Entry) -> None:
+        # Delivery count and backoff first, before the contents are read: an entry whose
+        # decoding kills its consumer outright (out of memory) still ends in the dead letters.
         record = await self.stream.attempt_record(entry.entry_id) if entry.deliveries > 1 else None
         attempts = record.attempts if record is not None else []
         if record is not None and record.not_before > self.stream.clock():
             self._retry_due[entry.entry_id] = record.not_before  # reclaimed during its backoff
             return
         max_attempts = self.policy.max_attempts
-        delivery = Delivery(entry.entry_id, message, entry.deliveries, tuple(attempts))
         if entry.deliveries > max_attempts:
             reason = (
                 f"delivered {entry.deliveries} times without completing "
                 f"(retry.max_attempts = {max_attempts})"
             )
-            await self._dead(entry, reason, attempts, delivery)
+            await self._dead(entry, reason, attempts, self._decoded(entry, attempts))
+            return
+        if entry.raw is None:
+            await self._dead(entry, "entry has no message field 'm' (malformed or deleted)", [])
             return
         try:
-            await self.handler(delivery)
-        except PERMANENT_ERRORS as exc:
-            self.counters.failed += 1
-            reason = describe(exc)
-            await self._dead(entry, reason, attempts, delivery)
+            message = decode(entry.raw, self.stream.config.max_entry_bytes)
+        except MessageError as exc:
+            await self._dead(entry, f"invalid envelope: {describe(exc)}", attempts)
             return
+        delivery = Delivery(entry.entry_id, message, entry.deliveries, tuple(attempts))
+        try:
+            await self.handler(delivery)
         except Exception as exc:
-            await self._failed(entry, exc, len(attempts) + 1, delivery)
+            if is_service_fault(exc):
+                raise
+            if isinstance(exc, PERMANENT_ERRORS):
+                self.counters.failed += 1
+                await self._dead(entry, describe(exc), attempts, delivery)
+            else:
+                await self._failed(entry, exc, len(attempts) + 1, delivery)
             return
         self.counters.handled += 1
         self._unacked.append(entry.entry_id)
+
+    def _decoded(self, entry: Entry, attempts: list[dict[str, object]]) -> Delivery | None:
+        """The entry as a delivery for the ``on_dead`` hook, or None when it does not decode."""
+        if entry.raw is None:
+            return None
+        try:
+            message = decode(entry.raw, self.stream.config.max_entry_bytes)
+        except MessageError:
+            return None
+        return Delivery(entry.entry_id, message, entry.deliveries, tuple(attempts))
 
     async def _failed(
         self, entry: Entry, exc: Exception, failures: int, delivery: Delivery
@@ -330,14 +381,11 @@ class StreamConsumer:
             # the loop waits out) the entry is still pending and comes this way again.
             try:
                 await self.on_dead(delivery, reason)
-            except StateError:
-                raise
-            except Exception as exc:  # a faulty hook must not stall the stream
-                self._log.error(
-                    "on_dead hook failed",
-                    entry=entry.entry_id,
-                    error=describe(exc),
-                )
+            except Exception as exc:
+                if is_service_fault(exc):
+                    raise
+                # a faulty hook must not stall the stream
+                self._log.error("on_dead hook failed", entry=entry.entry_id, error=describe(exc))
         self.counters.dead_lettered += 1
         await self.stream.dead_letter(entry, reason, self.name, list(attempts))
         self._log.warning("entry moved to dead letters", entry=entry.entry_id, reason=reason)

@@ -10,6 +10,14 @@ from the registry (``dsa110ctl status``), and nothing accumulates. The payload::
 
 ``host`` and ``service`` may be ``"*"`` (every daemon / every service); ``pid`` narrows to
 one process when several daemons share a host.
+
+Anyone who may PUBLISH on the server reaches every daemon of the namespace at once, so a
+control message is untrusted input: :meth:`ControlChannel.serve` is a fault boundary per
+message. Whatever one message holds (not UTF-8, nested too deep, over :data:`MAX_BYTES`, not
+an envelope, an unknown action) it reaches the handler as a one-line
+:class:`~dsa110d.errors.MessageError` and the channel goes on listening; only a fault of the
+service (the server unreachable, cancellation; :func:`dsa110d.errors.is_service_fault`)
+leaves :meth:`serve`.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from typing import Any, Literal, cast, get_args
 
 import anyio
 
-from dsa110d.errors import MessageError
+from dsa110d.errors import MessageError, describe, is_service_fault
 from dsa110d.messages import MessageType, Producer, decode, encode, new_message
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
@@ -32,7 +40,7 @@ Action = Literal["restart", "pause", "resume", "status"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 ANY = "*"
 POLL_SEC = 1.0
-MAX_BYTES = 65536  # a control message is tiny; anything bigger is refused
+MAX_BYTES = 65536  # a control message is tiny (~300 bytes); anything bigger is refused
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class ControlCommand:
         return encode(replace(message, id=self.id))
 
     @classmethod
-    def from_json(cls, raw: str, max_bytes: int = MAX_BYTES) -> ControlCommand:
+    def from_json(cls, raw: str | bytes, max_bytes: int = MAX_BYTES) -> ControlCommand:
         """Decode and check one SYSTEM message; anything wrong is one MessageError line."""
         message = decode(raw, max_bytes)
         if message.type is not MessageType.SYSTEM:
@@ -65,7 +73,7 @@ class ControlCommand:
         if action not in ACTIONS:
             raise MessageError(f"control command {data.get('id')}: unknown action {action!r}")
         pid = data.get("pid")
-        if pid is not None and not isinstance(pid, int):
+        if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool)):
             raise MessageError(f"control command {data.get('id')}: pid must be an integer")
         return cls(
             action=cast(Action, action),
@@ -93,26 +101,35 @@ class ControlChannel:
         self, handle: Callable[[ControlCommand | MessageError], Awaitable[None]]
     ) -> None:
         """Call ``handle`` for every command received, until cancelled; malformed ones arrive
-        as their MessageError so the caller can log them."""
+        as their MessageError so the caller can log them (see the module docstring)."""
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             with translate_errors(self._target):
                 await pubsub.subscribe(self._channel)
             while True:
-                with translate_errors(self._target):
-                    message = await pubsub.get_message(timeout=POLL_SEC)
-                if message is None or message.get("type") != "message":
-                    continue
-                try:
-                    command: ControlCommand | MessageError = ControlCommand.from_json(
-                        str(message["data"])
-                    )
-                except MessageError as exc:
-                    command = exc
-                await handle(command)
+                command = await self._receive(pubsub)
+                if command is not None:
+                    await handle(command)
         finally:
             with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _receive(self, pubsub: Any) -> ControlCommand | MessageError | None:
+        """The next command, a message's fault as a MessageError, or None (nothing came)."""
+        try:
+            # The pub/sub connection decodes replies: a message that is not UTF-8 fails here,
+            # after the reply has been read whole (the connection stays in step).
+            with translate_errors(self._target):
+                message = await pubsub.get_message(timeout=POLL_SEC)
+            if message is None or message.get("type") != "message":
+                return None
+            return ControlCommand.from_json(message["data"])
+        except MessageError as exc:
+            return exc
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise
+            return MessageError(f"control message rejected: {describe(exc)}")
 
 
 async def fresh_status(

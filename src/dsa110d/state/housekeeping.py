@@ -5,12 +5,14 @@ Record layout (``state/keys.py``): ``set_index`` is scored by when each set was 
 ``chunk_index`` and ``block_index`` by their data's start time, so chunks and blocks are aged
 by their records' own ``recorded_at`` / ``created_at`` / ``processed_at`` instead. A record
 older than the retention is removed with its index entry, except a set whose input files are
-still incoming, a block still pending and a chunk such a block overlaps; a record newer than
-it is never touched.
+still incoming, a block still pending (or leased: a run is under way) and a chunk such a block
+overlaps; a record newer than it is never touched. A set's or block's fencing keys (its lease's
+fence counter and commit mark) go with its record.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from dsa110d.messages import MessageType
 from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import ReliableStream
+from dsa110d.state.streams import ReliableStream, read_bytes
 
 SCAN_COUNT = 1000
 STALE_REGISTRY_TTLS = 10  # an entry this many TTLs past its last update is stale whatever its TTL
@@ -71,6 +73,7 @@ async def prune_records(
         chunks = await _old_by_record_time(redis, keys, "chunk", cutoff)
         blocks = await _old_by_record_time(redis, keys, "block", cutoff)
         pending = await _pending(redis, keys, [b for b, _ in blocks])
+        pending |= await _leased(redis, keys, [b for b, _ in blocks])  # a run is under way
         blocks = [(b, t) for b, t in blocks if b not in pending]
         chunks = await _not_awaited(redis, keys, chunks)
         for kind, old in (("set", sets), ("chunk", chunks), ("block", blocks)):
@@ -84,12 +87,16 @@ async def prune_records(
             if old:
                 pipe = redis.pipeline(transaction=True)
                 pipe.delete(*[record(m) for m, _ in old])
+                if index == keys.set_index():  # a set's fencing keys go with its record
+                    pipe.delete(*[k for m, _ in old for k in keys.fencing_keys(keys.set_lease(m))])
                 pipe.zrem(index, *[m for m, _ in old])
                 await pipe.execute()
         if blocks:
             ids = [b for b, _ in blocks]
             block_keys = [keys.block_index(), keys.block_pending()]
-            block_keys += [keys.block_record(b) for b in ids]
+            for b in ids:
+                lease = keys.block_lease(b)
+                block_keys += [keys.block_record(b), keys.lease(lease), *keys.fencing_keys(lease)]
             await lua.script(redis, "housekeeping_prune_blocks")(keys=block_keys, args=ids)
     return removed
 
@@ -184,6 +191,40 @@ async def _pending(redis: Redis, keys: Keys, ids: list[str]) -> set[str]:
     return {i for i, s in zip(ids, scores, strict=True) if s is not None}
 
 
+async def block_results(redis: Redis, keys: Keys, target: str) -> dict[str, dict[str, str]]:
+    """Block id -> the results (kind -> path) its committed run recorded, for every block that
+    has some; a record whose results cannot be read is left out (not an error: housekeeping
+    goes on)."""
+    with translate_errors(target):
+        if await redis.type(keys.block_index()) != "zset":
+            return {}
+        ids = [str(i) for i in await redis.zrange(keys.block_index(), 0, -1)]
+        async with redis.pipeline(transaction=False) as pipe:
+            for block_id in ids:
+                pipe.hget(keys.block_record(block_id), "results")
+            raws = await pipe.execute()
+    found = {}
+    for block_id, raw in zip(ids, raws, strict=True):
+        try:
+            results = json.loads(raw) if raw else {}
+        except ValueError:
+            continue
+        if isinstance(results, dict) and results:
+            found[block_id] = {str(k): str(v) for k, v in results.items()}
+    return found
+
+
+async def _leased(redis: Redis, keys: Keys, ids: list[str]) -> set[str]:
+    """The blocks whose lease someone holds now."""
+    if not ids:
+        return set()
+    async with redis.pipeline(transaction=False) as pipe:
+        for i in ids:
+            pipe.exists(keys.lease(keys.block_lease(i)))
+        held = await pipe.execute()
+    return {i for i, h in zip(ids, held, strict=True) if h}
+
+
 async def _hgetall(redis: Redis, names: list[str]) -> list[dict[str, str]]:
     if not names:
         return []
@@ -220,7 +261,8 @@ async def _trim_by_age(
     """Entries of a time-ordered stream whose id is older than ``cutoff`` (unix seconds)."""
     bound = f"{int(cutoff * 1000)}-0"
     if dry_run:
-        count = len(await redis.xrange(stream, "-", f"({bound}"))
+        # as bytes: an entry's contents may not be UTF-8 (streams.read_bytes)
+        count = len(await read_bytes(redis, "XRANGE", stream, "-", f"({bound}"))
     else:
         count = int(await redis.xtrim(stream, minid=bound, approximate=False))
     return Removal(kind, stream, count) if count else None

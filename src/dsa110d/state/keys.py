@@ -42,12 +42,32 @@ class Keys:
         return self._key("lease", name)
 
     def fence(self, name: str) -> str:
-        """The monotonically increasing fencing-token counter of one lease."""
+        """The newest fencing token issued for one lease."""
         return self._key("fence", name)
+
+    def fence_tokens(self) -> str:
+        """The namespace's one fencing-token counter: every lease's tokens come from it, so a
+        token is never issued twice, even for a lease whose keys housekeeping removed."""
+        return self._key("fence-tokens")
 
     def committed_token(self, name: str) -> str:
         """The highest fencing token that has committed for one lease."""
         return self._key("committed", name)
+
+    def fencing_keys(self, name: str) -> tuple[str, str]:
+        """The keys one lease leaves behind for good: its fence counter and commit mark
+        (housekeeping removes them with the record the lease guarded)."""
+        return self.fence(name), self.committed_token(name)
+
+    @staticmethod
+    def set_lease(set_id: str) -> str:
+        """The name of the lease that guards one set's conversion."""
+        return f"set:{set_id}"
+
+    @staticmethod
+    def block_lease(block_id: str) -> str:
+        """The name of the lease that guards one block's runs."""
+        return f"block:{block_id}"
 
     # registry ----------------------------------------------------------------
     def registry_entry(self, host: str, pid: int, service: str) -> str:

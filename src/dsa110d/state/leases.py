@@ -1,8 +1,11 @@
 """Leases with a TTL and fencing tokens, for anything exclusive (a set, a block, the analyzer).
 
 A lease is one key, ``<ns>:lease:<name>``, whose value is ``"<token> <owner>"`` and whose TTL
-is ``leases.ttl_sec``. Acquiring it increments ``<ns>:fence:<name>`` (INCR), so every holder
-ever gets a larger token than the one before: the **fencing token**. All operations are Lua
+is ``leases.ttl_sec``. Acquiring it takes the next value of the namespace's one counter
+``<ns>:fence-tokens`` (INCR) and records it in ``<ns>:fence:<name>``, so every holder ever gets
+a larger token than the one before: the **fencing token**. Tokens are unique in the namespace
+and keep growing after housekeeping removed a lease's keys with the record it guarded, so a
+token can name a holder's output files (a block run's) for good. All operations are Lua
 scripts checked against the owner, so a holder can only renew or release its own lease.
 
 Why tokens: a holder can pause (GC, a stalled disk, a suspended VM) past its TTL, lose the
@@ -96,7 +99,8 @@ class Leases:
         ttl = ttl_sec or self.config.ttl_sec
         with self._guard():
             token = await self._acquire(
-                keys=[self.keys.lease(name), self.keys.fence(name)], args=[owner, int(ttl * 1000)]
+                keys=[self.keys.lease(name), self.keys.fence(name), self.keys.fence_tokens()],
+                args=[owner, int(ttl * 1000)],
             )
         return None if token is None else Lease(name, owner, int(token), ttl)
 

@@ -28,6 +28,15 @@ Guarantees
 
 Every Redis error leaves this module as a :class:`~dsa110d.errors.StateError` (or its
 :class:`~dsa110d.errors.ServerUnavailableError` subclass) via ``translate_errors``.
+
+Entries are read as bytes. An entry is untrusted input: anyone who may XADD can write bytes
+that are not UTF-8, and a client that decodes replies would fail on the whole reply, taking
+every entry read with it (a batch, or every entry reclaimed together) and never reaching the
+consumer's fault boundary. So the commands that return entry contents run with redis-py's
+``NEVER_DECODE``, and :attr:`Entry.raw` is the entry's bytes, decoded by
+:func:`dsa110d.messages.decode` inside the consumer's boundary. Dead letters keep the raw
+bytes too (a replay puts back exactly what came); :attr:`DeadLetter.raw` shows them as text
+with undecodable bytes replaced.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.client as redis_client
 import redis.exceptions as redis_errors
 
 from dsa110d.config import RetryConfig, StreamsConfig
@@ -49,15 +59,19 @@ from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 
 ENTRY_FIELD = "m"
+_RAW_FIELD = ENTRY_FIELD.encode()
+NEVER_DECODE: dict[str, Any] = {redis_client.NEVER_DECODE: []}
+"""Options of a command whose reply is read as bytes (see the module docstring)."""
 RECLAIM_SCAN_LIMIT = 1000  # pending entries examined per reclaim pass
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A raw stream entry as delivered: ``raw`` is None when the entry has no ``m`` field."""
+    """A raw stream entry as delivered: ``raw`` (its bytes, undecoded) is None when the entry
+    has no ``m`` field."""
 
     entry_id: str
-    raw: str | None
+    raw: bytes | None
     deliveries: int
 
 
@@ -73,7 +87,8 @@ class Delivery:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One entry of ``<stream>:dead``."""
+    """One entry of ``<stream>:dead``; ``raw`` is the entry as text, any byte that is not
+    UTF-8 replaced (the letter itself keeps the bytes, and a replay puts those back)."""
 
     dead_id: str
     entry_id: str
@@ -125,6 +140,12 @@ class AttemptRecord:
             return cls(list(data["attempts"]), float(data.get("not_before", 0.0)))
         except (ValueError, KeyError, TypeError):
             return cls([])  # a corrupt history must not wedge the entry
+
+
+async def read_bytes(redis: Redis, *args: Any) -> Any:
+    """One command whose reply is read as bytes, not decoded: any command that returns the
+    contents of stream entries (see the module docstring). Ids in the reply are bytes too."""
+    return await redis.execute_command(*args, **NEVER_DECODE)  # type: ignore[no-untyped-call]
 
 
 def entry_age_sec(entry_id: str, now: float) -> float:
@@ -200,7 +221,7 @@ class ReliableStream:
             result = await self._publish_once(keys=[self.name, marker], args=[raw, ttl_ms])
         return None if result is None else str(result)
 
-    async def publish_raw(self, raw: str) -> str:
+    async def publish_raw(self, raw: str | bytes) -> str:
         """Append an arbitrary raw entry (tests and tools; bypasses validation)."""
         with self._guard():
             return str(await self.redis.xadd(self.name, {ENTRY_FIELD: raw}))
@@ -209,23 +230,28 @@ class ReliableStream:
     async def read_new(self, consumer: str, count: int, block_ms: int | None) -> list[Entry]:
         """XREADGROUP ``>``: entries never delivered to this group (blocks up to block_ms)."""
         with self._guard():
-            reply = await self.redis.xreadgroup(
-                self.group, consumer, {self.name: ">"}, count=count, block=block_ms
-            )
-        return [Entry(i, f.get(ENTRY_FIELD) if f else None, 1) for i, f in _entries(reply)]
+            reply = await self._xreadgroup(consumer, ">", count, block_ms)
+        return [Entry(i, raw, 1) for i, raw in _entries(reply)]
 
     async def read_own_pending(self, consumer: str, count: int) -> list[Entry]:
         """This consumer's own unacked entries (after a reconnect or restart)."""
         with self._guard():
-            reply = await self.redis.xreadgroup(self.group, consumer, {self.name: "0"}, count=count)
+            reply = await self._xreadgroup(consumer, "0", count, None)
             pending = await self.redis.xpending_range(
                 self.name, self.group, "-", "+", count, consumername=consumer
             )
         deliveries = {p["message_id"]: int(p["times_delivered"]) for p in pending}
-        return [
-            Entry(i, f.get(ENTRY_FIELD) if f else None, deliveries.get(i, 1))
-            for i, f in _entries(reply)
-        ]
+        return [Entry(i, raw, deliveries.get(i, 1)) for i, raw in _entries(reply)]
+
+    async def _xreadgroup(self, consumer: str, start: str, count: int, block_ms: int | None) -> Any:
+        args: list[Any] = ["XREADGROUP", "GROUP", self.group, consumer, "COUNT", count]
+        if block_ms is not None:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", self.name, start]
+        return await self._read_bytes(*args)
+
+    async def _read_bytes(self, *args: Any) -> Any:
+        return await read_bytes(self.redis, *args)
 
     async def claim_own(self, consumer: str, entry_ids: list[str]) -> list[Entry]:
         """Re-deliver entries this consumer already holds (a retry): bumps delivery counts."""
@@ -240,13 +266,13 @@ class ReliableStream:
                 len(entry_ids) * 4,
                 consumername=consumer,
             )
-            claimed = await self.redis.xclaim(
-                self.name, self.group, consumer, 0, list[Any](entry_ids)
+            claimed = await self._read_bytes(
+                "XCLAIM", self.name, self.group, consumer, 0, *entry_ids
             )
         counts = {p["message_id"]: int(p["times_delivered"]) + 1 for p in pending}
         return [
-            Entry(i, f.get(ENTRY_FIELD) if f else None, counts.get(i, 1))
-            for i, f in claimed
+            Entry(i, raw, counts.get(i, 1))
+            for i, raw in (_entry(item) for item in claimed or [])
             if i in counts
         ]
 
@@ -309,14 +335,14 @@ class ReliableStream:
             flags = await pipe.execute()
         return {name: bool(flag) for name, flag in zip(consumers, flags, strict=True)}
 
-    async def _fetch(self, entry_ids: list[str]) -> list[tuple[str, str | None]]:
+    async def _fetch(self, entry_ids: list[str]) -> list[tuple[str, bytes | None]]:
         pipe = self.redis.pipeline(transaction=False)
         for entry_id in entry_ids:
-            pipe.xrange(self.name, entry_id, entry_id)
+            pipe.execute_command("XRANGE", self.name, entry_id, entry_id, **NEVER_DECODE)
         replies = await pipe.execute()
-        out: list[tuple[str, str | None]] = []
+        out: list[tuple[str, bytes | None]] = []
         for entry_id, reply in zip(entry_ids, replies, strict=True):
-            out.append((entry_id, reply[0][1].get(ENTRY_FIELD) if reply else None))
+            out.append((entry_id, _entry(reply[0])[1] if reply else None))
         return out
 
     async def ack(self, entry_ids: list[str]) -> int:
@@ -373,7 +399,7 @@ class ReliableStream:
             "entry_id": entry.entry_id,
             "reason": reason,
             "attempts": json.dumps(attempts),
-            "raw": entry.raw if entry.raw is not None else "",
+            "raw": entry.raw if entry.raw is not None else b"",
             "consumer": consumer,
             "dead_at": repr(self.clock()),
         }
@@ -389,8 +415,8 @@ class ReliableStream:
     async def dead_letters(self, count: int = 100, start: str = "-") -> list[DeadLetter]:
         """The oldest ``count`` dead letters from ``start``."""
         with self._guard():
-            reply = await self.redis.xrange(self.dead_name, start, "+", count=count)
-        return [_dead_letter(i, f) for i, f in reply]
+            reply = await self._read_bytes("XRANGE", self.dead_name, start, "+", "COUNT", count)
+        return [_dead_letter(_text(i), f or {}) for i, f in reply or []]
 
     async def replay(self, dead_id: str | None = None) -> list[str]:
         """Put one dead letter (or all) back on the stream; returns the new entry ids."""
@@ -414,8 +440,8 @@ class ReliableStream:
 
     async def _all_dead_ids(self) -> list[str]:
         with self._guard():
-            reply = await self.redis.xrange(self.dead_name, "-", "+")
-        return [str(i) for i, _ in reply]
+            reply = await self._read_bytes("XRANGE", self.dead_name, "-", "+")
+        return [_text(i) for i, _ in reply or []]
 
     # -------------------------------------------------------------------- housekeeping
     async def trim(self, now: float | None = None) -> int:
@@ -433,7 +459,7 @@ class ReliableStream:
         if bound is None:
             return 0
         with self._guard():
-            return len(await self.redis.xrange(self.name, "-", f"({bound}"))
+            return len(await self._read_bytes("XRANGE", self.name, "-", f"({bound}"))
 
     async def _trim_bound(self, now: float | None) -> str | None:
         """The smallest id to keep: older than the retention and acked by every group (by
@@ -505,11 +531,24 @@ def _int(value: Any) -> int:
     return 0 if isinstance(value, Exception) else int(value)
 
 
-def _entries(reply: Any) -> list[tuple[str, dict[str, str] | None]]:
-    """Flatten an XREADGROUP reply of one stream."""
+def _entries(reply: Any) -> list[tuple[str, bytes | None]]:
+    """Flatten an XREADGROUP reply of one stream (read as bytes)."""
     if not reply:
         return []
-    return [(str(i), f) for i, f in reply[0][1]]
+    return [_entry(item) for item in reply[0][1]]
+
+
+def _entry(item: Any) -> tuple[str, bytes | None]:
+    """(id, raw bytes of the ``m`` field or None) from one entry of a bytes reply; a deleted
+    entry comes back with no fields."""
+    entry_id, fields = item
+    raw = fields.get(_RAW_FIELD) if fields else None
+    return _text(entry_id), raw
+
+
+def _text(value: Any) -> str:
+    """A field the server or we wrote (ids, our own fields), read as bytes."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _parse_id(entry_id: str) -> tuple[int, int]:
@@ -523,11 +562,16 @@ def _after(entry_id: str) -> tuple[int, int]:
     return ms, seq + 1
 
 
-def _dead_letter(dead_id: str, fields: dict[str, str]) -> DeadLetter:
+def _dead_letter(dead_id: str, raw_fields: dict[bytes, bytes]) -> DeadLetter:
+    fields = {_text(k): _text(v) for k, v in raw_fields.items()}
     try:
         attempts = list(json.loads(fields.get("attempts", "[]")))
-    except ValueError:
+    except (ValueError, TypeError):
         attempts = []
+    try:
+        dead_at = float(fields.get("dead_at", "0") or 0)
+    except ValueError:
+        dead_at = 0.0
     return DeadLetter(
         dead_id=str(dead_id),
         entry_id=fields.get("entry_id", ""),
@@ -535,5 +579,5 @@ def _dead_letter(dead_id: str, fields: dict[str, str]) -> DeadLetter:
         attempts=attempts,
         raw=fields.get("raw", ""),
         consumer=fields.get("consumer", ""),
-        dead_at=float(fields.get("dead_at", "0") or 0),
+        dead_at=dead_at,
     )

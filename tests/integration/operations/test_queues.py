@@ -103,3 +103,26 @@ async def test_dlq_through_the_program(config: Config, redis: aioredis.Redis) ->
     assert ctl(config, "dlq", "purge").returncode == 2  # all of them needs --yes off a terminal
     purge = ctl(config, "dlq", "purge", "--yes")
     assert purge.returncode == 0 and "1 dead letters purged" in purge.stdout
+
+
+HOSTILE = "bad [/x] [bold]markup\x1b[2J\x1b]0;owned\x07 \u202eend"
+
+
+async def test_dlq_prints_untrusted_text_as_text_without_terminal_escapes(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    hdf5 = stream(config, redis, MessageType.HDF5_PROCESSING)
+    await hdf5.ensure_group()
+    await hdf5.publish(new_message(MessageType.HDF5_PROCESSING, {"set": HOSTILE}, PRODUCER))
+    entries = await hdf5.read_new("proc-1", 1, None)
+    attempts = [{"at": 1764158400.0, "consumer": "proc-1", "delivery": 1, "error": HOSTILE}]
+    await hdf5.dead_letter(entries[0], HOSTILE, "proc-1", attempts)
+    listed = ctl(config, "dlq", "list")
+    assert listed.returncode == 0, listed.stderr  # rich markup in a reason crashed the table
+    assert "bad [/x] [bold]markup[2J]0;owned end" in listed.stdout
+    dead_id = json.loads(ctl(config, "dlq", "list", "--json").stdout)[0]["dead_id"]
+    shown = ctl(config, "dlq", "show", dead_id)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("bad [/x] [bold]markup[2J]0;owned end") == 2  # reason, attempt
+    for output in (listed.stdout, shown.stdout):
+        assert not {"\x1b", "\x07", "\u202e"} & set(output)

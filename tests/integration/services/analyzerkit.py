@@ -100,8 +100,10 @@ async def announcements(config: Config, redis: Redis) -> list[dict[str, Any]]:
 def thresholds(config: Config) -> var.Thresholds:
     cfg = config.services.variability_analyzer
     return var.Thresholds(
-        cfg.min_data_points, cfg.variability_threshold, cfg.variability_p_threshold
-    )
+        cfg.min_data_points, cfg.variability_threshold, cfg.variability_p_threshold,
+        vs_threshold=cfg.vs_threshold, m_threshold=cfg.m_threshold,
+        false_discovery_rate=cfg.false_discovery_rate, min_mean_snr=cfg.min_mean_snr,
+    )  # fmt: skip
 
 
 def expected_frame(config: Config) -> pd.DataFrame:

@@ -77,7 +77,9 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
     assert run["n_blocks_noted"] == 8 and sorted(run["blocks"]) == [block_id(b) for b in range(8)]
     assert run["run"]["blocks_added"] == 8
     counts = run["summary"]["counts"]
-    assert counts == {"transient": 1, "variable": 3, "stable": 40, "insufficient_data": 0}
+    assert counts == {
+        "transient": 1, "variable": 3, "stable": 40, "insufficient_data": 0, "faint": 0,
+    }  # fmt: skip
     top = {c["source_id"]: c["class"] for c in run["summary"]["top_candidates"]}
     assert top == {**dict.fromkeys(VARIABLES, "variable"), TRANSIENT: "transient"}
 
@@ -101,6 +103,23 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
     assert report.candidates[0]["source_id"] == TRANSIENT
     assert {c["source_id"] for c in report.candidates} == set(top)
     assert await redis.hlen(Keys(config.redis.namespace).candidates()) == 4
+
+    # each new candidate: a VOEvent packet, announced once on the alerts stream
+    authority = config.services.variability_analyzer.voevent_authority
+    packets = sorted(p.name for p in (out / "voevents").glob("*.xml"))
+    assert packets == sorted(f"{s}_{c}.xml" for s, c in top.items())
+    assert sorted(v.rsplit("#", 1)[1] for v in run["outputs"]["voevents"]) == sorted(
+        p.removesuffix(".xml") for p in packets
+    )
+    alerts = [f for _, f in await redis.xrange(Keys(config.redis.namespace).alerts())]
+    notices = [a for a in alerts if a["rule"] == "variability_candidate"]
+    assert {a["event"] for a in notices} == {"notice"} and len(notices) == len(top)
+    ivorns = {json.loads(a["details"])["ivorn"] for a in notices}
+    assert ivorns == {f"ivo://{authority}/dsa110d/variability#{p[:-4]}" for p in packets}
+    assert (out / "candidates.vot").exists()
+    assert sorted(p.name for p in (out / stamp / "lightcurves").glob("*.vot")) == sorted(
+        f"{s}.vot" for s in top
+    )
 
     # notes consumed; the processor's group still has every message to read
     assert (await queue(config, redis).outlook()).pending == 0

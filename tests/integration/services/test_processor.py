@@ -128,7 +128,7 @@ async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_bl
         await _convert(handler, cfg, redis, set_files(result, 1))
         done = await handler.check_blocks(now=block.end)
         assert [(d.block_id, d.version, d.missing_slots) for d in done] == [(FIRST_BLOCK, 1, ())]
-        parquet = cfg.paths.results_dir / "photometry" / f"{FIRST_BLOCK}.parquet"
+        (parquet,) = (cfg.paths.results_dir / "photometry").glob(f"{FIRST_BLOCK}.v1.t*.parquet")
         assert done[0].results == {"photometry": str(parquet.resolve())}
         frame = pd.read_parquet(parquet)
         assert list(frame.columns) == list(SCHEMA)
@@ -164,8 +164,7 @@ async def test_a_block_times_out_with_its_missing_chunks_recorded_and_a_late_chu
         assert await handler.check_blocks(now=time.time() + timeout - 5) == []  # still waiting
         (first,) = await handler.check_blocks(now=time.time() + timeout + 1)
         assert first.version == 1 and first.missing_slots == (late_slot,)
-        parquet = cfg.paths.results_dir / "photometry" / f"{FIRST_BLOCK}.parquet"
-        v1 = pd.read_parquet(parquet)
+        v1 = pd.read_parquet(first.results["photometry"])
         assert set(v1["version"]) == {1}
         assert all("missing_chunks" in f for f in v1["flags"])
         record = await handler.blocks.block(FIRST_BLOCK)
@@ -176,11 +175,71 @@ async def test_a_block_times_out_with_its_missing_chunks_recorded_and_a_late_chu
         assert record is not None and record.stale and record.version == 1
         (second,) = await handler.check_blocks(now=block.end)
         assert second.version == 2 and second.missing_slots == ()
-        v2 = pd.read_parquet(parquet)
+        # the re-run's file has its own name; once it committed, version 1's file is gone
+        photometry = cfg.paths.results_dir / "photometry"
+        assert sorted(photometry.glob(f"{FIRST_BLOCK}*")) == [Path(second.results["photometry"])]
+        assert Path(second.results["photometry"]).name.startswith(f"{FIRST_BLOCK}.v2.t")
+        v2 = pd.read_parquet(second.results["photometry"])
         assert set(v2["version"]) == {2}
         assert not any("missing_chunks" in f for f in v2["flags"])
         versions = [m.payload["version"] for m in await block_messages(redis, cfg)]
         assert versions == [1, 2]
+
+
+async def test_a_paused_holder_that_lost_the_block_never_touches_the_new_holders_files(
+    pconfig: Callable[..., Config],
+    redis: Redis,
+    result: SimulationResult,
+    pool: WorkerPool,
+) -> None:
+    """A holder pauses past its lease (GC, a stalled disk, a suspended VM) and wakes up to
+    publish its run while another holder has run the block and committed: it must neither
+    replace the committed files nor leave its own behind, however the steps interleave."""
+    from dsa110d.errors import FencingError
+    from dsa110d.services import processor_jobs
+
+    cfg = pconfig()
+    block = first_block(cfg)
+    keys = Keys(cfg.redis.namespace)
+    async with processor(cfg, redis, pool) as handler:
+        await _convert(handler, cfg, redis, set_files(result, 0))
+        await _convert(handler, cfg, redis, set_files(result, 1))
+        name = keys.block_lease(FIRST_BLOCK)
+        paused = await handler.leases.acquire(name)
+        assert paused is not None
+        await redis.delete(keys.lease(name))  # its TTL ran out while it was paused
+        (done,) = await handler.check_blocks(now=block.end)  # the new holder runs and commits
+        committed = Path(done.results["photometry"])
+        before = (committed.read_bytes(), committed.stat().st_ino)
+
+        # the paused holder's staged run, exactly where its worker would have written it
+        staging = cfg.paths.results_dir / ".staging" / f"{FIRST_BLOCK}.v1.t{paused.token}"
+        staged = staging / "photometry" / f"{FIRST_BLOCK}.parquet"
+        staged.parent.mkdir(parents=True)
+        staged.write_bytes(b"the paused holder's stale photometry")
+        outputs = {"photometry": f"photometry/{FIRST_BLOCK}.parquet"}
+        # its rename, however late (even past a fence check it passed before pausing), lands
+        # on a name of its own
+        mine = processor_jobs.publish_outputs(
+            staging, cfg.paths.results_dir, outputs, 1, paused.token
+        )
+        assert Path(mine["photometry"]) != committed
+        assert (committed.read_bytes(), committed.stat().st_ino) == before
+        processor_jobs.remove_outputs(mine)
+        # and its commit is refused, taking back what it published
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        staged.write_bytes(b"the paused holder's stale photometry")
+        record = await handler.blocks.block(FIRST_BLOCK)
+        assert record is not None
+        with pytest.raises(FencingError):
+            await handler.publish_run(
+                paused, FIRST_BLOCK, 1, record.generation, list(record.chunks), (), staging,
+                outputs,
+            )  # fmt: skip
+        assert sorted((cfg.paths.results_dir / "photometry").glob(f"{FIRST_BLOCK}*")) == [committed]
+        assert (committed.read_bytes(), committed.stat().st_ino) == before
+        after = await handler.blocks.block(FIRST_BLOCK)
+        assert after is not None and after.results == {"photometry": str(committed)}
 
 
 async def test_two_processors_racing_on_the_same_set_and_block_do_each_once(

@@ -70,7 +70,7 @@ def _run_block(config: Config, ms_paths: list[str], staging: Path) -> pd.DataFra
     doc = config.model_dump(mode="json", exclude={"redis"})
     stages = block_job(doc, block.id, 1, [], ms_paths, str(staging))
     outputs = {k: v for s in stages for k, v in s["outputs"].items()}
-    finals = publish_outputs(staging, config.paths.results_dir, outputs)
+    finals = publish_outputs(staging, config.paths.results_dir, outputs, 1, 1)
     return pd.read_parquet(finals["photometry"])
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -14,6 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from dsa110d.errors import EmbeddedServerError
 from dsa110d.state import embedded
 
 
@@ -84,3 +89,95 @@ def test_long_state_dir_gets_a_short_socket(tmp_path: Path) -> None:
         assert client(server).ping()
     finally:
         embedded.stop_server(deep)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_tcp_port_runs_with_a_generated_password(state_dir: Path) -> None:
+    port = free_port()
+    server = embedded.ensure_server(state_dir, port)
+    stranger = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        stranger.ping()  # any local user can reach the port: it must not get in
+    stranger.close()
+    assert server.port == port and server.password
+    owner = redis.Redis(host="127.0.0.1", port=port, password=server.password, socket_timeout=5)
+    assert owner.ping()
+    owner.close()
+    secret_file = server.directory / embedded.PASSWORD_NAME
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert server.password not in (server.directory / "valkey.log").read_text()
+    # another process attaching finds the same server and its password
+    again = embedded.running_server(state_dir)
+    assert again is not None and again.pid == server.pid and again.password == server.password
+
+
+@pytest.mark.anyio
+async def test_the_password_reaches_clients_through_the_connection(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dsa110d import logs
+    from dsa110d.state.connection import connected
+    from tests.conftest import make_config
+
+    config = make_config(tmp_path, None, REDIS__EMBEDDED="true", REDIS__EMBEDDED_PORT=free_port())
+    try:
+        async with connected(config) as client:
+            assert await client.ping()
+            server = embedded.running_server(config.paths.state_dir)
+            assert server is not None and server.password
+            logs.configure("INFO", "json", environ={})
+            logs.get_logger("dsa110d.test").warning("probe", detail=f"pw {server.password}")
+        assert server.password not in capsys.readouterr().out
+    finally:
+        embedded.stop_server(config.paths.state_dir)
+        for handler in list(logging.getLogger().handlers):
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def fallback_dir(state_dir: Path) -> Path:
+    """Where a long state_dir's socket goes: /tmp/dsa110-<uid>-<sha256 of the server dir>."""
+    server = state_dir.resolve() / "valkey"
+    digest = hashlib.sha256(os.fsencode(server)).hexdigest()[:12]
+    return Path(f"/tmp/dsa110-{os.getuid()}-{digest}")
+
+
+@pytest.mark.parametrize("planted", ["open directory", "symlink"])
+def test_a_planted_socket_fallback_directory_is_refused(tmp_path: Path, planted: str) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "state"
+    short = fallback_dir(deep)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o777)
+    if planted == "symlink":
+        short.symlink_to(elsewhere)
+    else:
+        short.mkdir()
+        short.chmod(0o777)
+    try:
+        with pytest.raises(EmbeddedServerError, match="socket directory"):
+            embedded.ensure_server(deep)
+        assert not any(elsewhere.iterdir())
+        assert not (short / embedded.SOCKET_NAME).exists()
+    finally:
+        embedded.stop_server(deep)
+        if short.is_symlink():
+            short.unlink()
+        else:
+            shutil.rmtree(short, ignore_errors=True)
+
+
+def test_the_socket_fallback_directory_is_private(tmp_path: Path) -> None:
+    deep = tmp_path / ("x" * 60) / ("y" * 60) / "state"
+    try:
+        server = embedded.ensure_server(deep)
+        st = os.lstat(server.socket_path.parent)
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+        assert stat.S_IMODE(st.st_mode) == 0o700
+    finally:
+        embedded.stop_server(deep)
+        shutil.rmtree(fallback_dir(deep), ignore_errors=True)

@@ -44,6 +44,26 @@ async def test_tokens_increase_and_only_the_owner_renews_or_releases(
     assert second is not None and second.token > first.token
 
 
+async def test_a_token_is_never_issued_twice_even_after_its_keys_were_pruned(
+    redis: aioredis.Redis, config: Config
+) -> None:
+    """A block's output files carry its run's token: a block whose record (and fencing keys)
+    housekeeping removed, recorded again later, must not reuse a token of its first life."""
+    leases = make_leases(redis, config)
+    keys = Keys(config.redis.namespace)
+    first = await leases.acquire("block:B", owner="p1")
+    assert first is not None
+    await leases.commit(first)
+    await leases.release(first)
+    await redis.delete(keys.fence("block:B"), keys.committed_token("block:B"))  # pruned
+    again = await leases.acquire("block:B", owner="p2")
+    assert again is not None and again.token > first.token
+    with pytest.raises(FencingError):
+        await leases.commit(first)  # the first life's holder, waking up, is still refused
+    other = await leases.acquire("set:C", owner="p3")
+    assert other is not None and other.token not in (first.token, again.token)
+
+
 async def test_expired_holder_cannot_commit_after_a_newer_holder(
     redis: aioredis.Redis, config: Config
 ) -> None:
@@ -142,7 +162,8 @@ async def test_processes_racing_for_a_lease_exactly_one_wins(
         assert all(p.returncode == 0 for p in procs)
         winners = [o for o in outputs if o != "none"]
         assert len(winners) == 1, outputs
-        assert winners == ["1"]
+        # one token issued per round (the namespace's counter): a loser takes none
+        assert winners == [str(round_number + 1)]
 
 
 async def test_an_error_in_the_work_propagates_unchanged_and_releases(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ SERVICES_YAML = Path(__file__).resolve().parents[3] / "etc" / "dsa110" / "servic
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    if env is not None and "PYTHONPATH" in os.environ:  # the source under test, not main's
+        env = {"PYTHONPATH": os.environ["PYTHONPATH"], **env}
     return subprocess.run(
         [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, env=env
     )
@@ -65,3 +68,22 @@ def test_an_unusable_output_path_is_one_line_not_a_traceback(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert str(blocker) in done.stderr
+
+
+def test_config_show_redacts_a_password_in_the_url_query_string() -> None:
+    done = run(
+        "dsa110ctl",
+        "config",
+        "show",
+        "--env",
+        "production",
+        "--config",
+        str(SERVICES_YAML),
+        env={
+            "DSA110__REDIS__URL": "redis://db.example:6379/0?password=qs-s3cret&db=0",
+            "PATH": "/usr/bin:/bin",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    assert "qs-s3cret" not in done.stdout
+    assert "redis://db.example:6379/0?password=***&db=0" in done.stdout

@@ -119,7 +119,7 @@ def probe_one(path: str, root: Path) -> dict[str, Any]:
 
 def file_fault(path: str, exc: BaseException | str, kind: str = BAD_FILE) -> dict[str, Any]:
     """The outcome of a file that could not be probed: one line naming the file."""
-    reason = exc if isinstance(exc, str) else describe(exc)
+    reason = describe(InputFileError(exc) if isinstance(exc, str) else exc)
     if not reason.startswith(path):
         reason = describe(InputFileError(f"{path}: {reason}"))
     return {"path": path, "ok": False, "kind": kind, "reason": reason}

@@ -67,8 +67,9 @@ positions (precession since J2000 moves them ~0.4 deg); the phase rotation uses 
 positions relative to the ICRS phase centre, the frame of the UVW column.
 
 Output: ``results/photometry/<block_id>.parquet``, one row per source per block, published
-atomically, columns :data:`stage.SCHEMA`. Memory is bounded: the MS is read ``ROWS_PER_READ`` rows
-at a time.
+atomically, columns :data:`stage.SCHEMA` (the processor writes it into a staging directory and
+publishes it as ``<block_id>.v<version>.t<fencing token>.parquet``). Memory is bounded: the MS
+is read ``ROWS_PER_READ`` rows at a time.
 """
 
 from __future__ import annotations

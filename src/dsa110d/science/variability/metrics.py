@@ -7,15 +7,33 @@ The metrics are those of the VAST pipeline and LOFAR TraP, so results compare wi
 * eta = 1/(N-1) sum w (I - xi)^2 (the weighted reduced chi-square about xi);
 * p_constant = chi2.sf((N-1) eta, N-1): the probability that a constant source scatters this much;
 * the two-epoch |Vs| and |m| of the significant pair with the largest |m|
-  (``variability_pairs.py``);
+  (``pairs.py``);
 * the "new source" test of TraP: significantly detected in a block after at least
-  TRANSIENT_MIN_PRIOR_BLOCKS earlier blocks all measured it consistent with zero.
+  TRANSIENT_MIN_PRIOR_BLOCKS earlier blocks all measured it consistent with zero;
+* mean_snr = xi / sigma_xi, sigma_xi = 1 / sqrt(sum w): V and m are NaN below ``min_mean_snr``;
+* q_value: the Benjamini-Hochberg adjusted p_constant over the run's judged sources.
+
+The classification (:func:`classify`; the statistics in ``classify.py``), first
+match wins:
+
+1. ``transient``: the new-source test holds (even with few points: the prior non-detections
+   are the evidence);
+2. ``insufficient_data``: fewer than ``min_data_points`` measurements;
+3. ``faint``: the mean is consistent with zero (|xi| < ``min_mean_snr`` sigma_xi): V and m are
+   undefined, so the source is neither variable nor stable;
+4. ``variable``: the variation is real, p_constant < ``p_threshold`` *and* rejected by
+   Benjamini-Hochberg at ``false_discovery_rate`` over all judged sources (the sources of
+   classes 3-5: enough points and a defined mean), *and* large: V >= ``variability_threshold``
+   (the eta-V test) or the two-epoch test |Vs| >= ``vs_threshold`` and |m| >= ``m_threshold``
+   (Mooley et al. 2016); ``variable_by`` says which;
+5. ``stable``: everything else.
 
 Everything is computed from *sums* (``SourceSums``), which both the full recompute here and
-the incremental state (``variability_state.py``) produce, so the two give the same numbers.
+the incremental state (``state.py``) produce, so the two give the same numbers.
 
-Rows are used when ``flags == 0`` and the flux and its (positive) error are finite, and only
-the latest version of each block counts.
+Rows are used when their flag code is 0 (``photometry_table.flags_code``: the processor's flag
+names are mapped here too, so the processor's Parquet can be passed as read) and the flux and
+its (positive) error are finite, and only the latest version of each block counts.
 
 Public API (what the analyzer service calls):
 ``usable_rows``, ``recompute`` -> ``SourceMetrics``, ``metrics_frame``, ``classify``,
@@ -32,8 +50,9 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
-from dsa110d.errors import VariabilityInputError
-from dsa110d.science.variability import pairs
+from dsa110d.science.photometry import table as photometry_table
+from dsa110d.science.variability import classify as vclass
+from dsa110d.science.variability import pairs as pairs
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +74,7 @@ PHOTOMETRY_COLUMNS = (
 )
 """Columns of the processor's photometry rows (one row per source per block version)."""
 
-REQUIRED_COLUMNS = ("source_id", "block_id", "mjd", "flux_jy", "flux_err_jy", "flags", "version")
+REQUIRED_COLUMNS = photometry_table.REQUIRED_COLUMNS
 
 TRANSIENT_DETECTION_SNR = 5.0
 """flux/err at which a block counts as a significant detection (TraP's usual 5 sigma)."""
@@ -68,16 +87,26 @@ CLASS_VARIABLE = "variable"
 CLASS_TRANSIENT = "transient"
 CLASS_STABLE = "stable"
 CLASS_INSUFFICIENT = "insufficient_data"
-CLASSES = (CLASS_TRANSIENT, CLASS_VARIABLE, CLASS_STABLE, CLASS_INSUFFICIENT)
+CLASS_FAINT = "faint"
+"""Mean flux consistent with zero: V and m undefined, neither variable nor stable."""
+CLASSES = (CLASS_TRANSIENT, CLASS_VARIABLE, CLASS_STABLE, CLASS_INSUFFICIENT, CLASS_FAINT)
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Classification thresholds; the service fills them from ``variability_analyzer`` config."""
+    """Classification thresholds; the service fills them from ``variability_analyzer`` config.
+
+    ``vs_threshold`` is also the |Vs| the pair search needs: pass the same value to
+    :func:`recompute` (or the state), else the reported pair may not be the one to test.
+    """
 
     min_data_points: int = 10
     variability_threshold: float = 0.1
     p_threshold: float = 1e-3
+    vs_threshold: float = pairs.VS_THRESHOLD
+    m_threshold: float = vclass.DEFAULT_M_THRESHOLD
+    false_discovery_rate: float = vclass.DEFAULT_FALSE_DISCOVERY_RATE
+    min_mean_snr: float = vclass.DEFAULT_MIN_MEAN_SNR
 
 
 @dataclass
@@ -286,18 +315,13 @@ def _usable_mask(
     rows: pd.DataFrame, where: str
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """(latest version of its block, usable measurement) per row."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
-    if missing:
-        raise VariabilityInputError(f"{where}: missing column(s) {', '.join(missing)}")
+    photometry_table.check_columns(rows, where)
     version = rows["version"].to_numpy().astype(np.int64)
     codes, _ = pd.factorize(rows["block_id"], sort=False)
     latest = np.full(codes.max(initial=-1) + 1, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(latest, codes, version)
-    flux = rows["flux_jy"].to_numpy(dtype=np.float64)
-    err = rows["flux_err_jy"].to_numpy(dtype=np.float64)
     is_latest = version == latest[codes]
-    good = (rows["flags"].to_numpy() == 0) & np.isfinite(flux) & np.isfinite(err) & (err > 0)
-    return is_latest, good
+    return is_latest, photometry_table.usable_mask(rows)
 
 
 def usable_rows(rows: pd.DataFrame, *, where: str = "photometry") -> pd.DataFrame:
@@ -334,11 +358,15 @@ def _dense_rows(codes: IntArray, size: int, *columns: FloatArray) -> list[FloatA
     return dense(codes, size, *columns)
 
 
-def recompute(rows: pd.DataFrame, *, where: str = "photometry") -> SourceMetrics:
+def recompute(
+    rows: pd.DataFrame, *, where: str = "photometry", vs_threshold: float = pairs.VS_THRESHOLD
+) -> SourceMetrics:
     """Full recompute from photometry rows (any versions; only the latest of a block counts).
 
-    Unusable measurements stay in place as NaN (so the fast layout survives flagging);
-    superseded block versions are dropped.
+    ``rows`` may be the processor's Parquet as read (flag names) or the typed frame of
+    ``photometry_table``. Unusable measurements stay in place as NaN (so the fast layout
+    survives flagging); superseded block versions are dropped. ``vs_threshold`` is the |Vs|
+    the reported pair must reach (the classification's ``Thresholds.vs_threshold``).
     """
     is_latest, good = _usable_mask(rows, where)
     if not is_latest.all():
@@ -360,13 +388,14 @@ def recompute(rows: pd.DataFrame, *, where: str = "photometry") -> SourceMetrics
         ra_deg=ra,
         dec_deg=dec,
         sums=SourceSums.from_dense(d_flux, d_err),
-        pair=PairState(*pairs.best_pairs_dense(d_flux, d_err, d_mjd)),
+        pair=PairState(*pairs.best_pairs_dense(d_flux, d_err, d_mjd, vs_threshold)),
         transient=TransientState.from_dense(d_mjd, d_flux, d_err),
     )
 
 
 def metrics_frame(metrics: SourceMetrics, thresholds: Thresholds | None = None) -> pd.DataFrame:
     """One row per source: the metrics and the class (sorted by source id)."""
+    limits = thresholds or Thresholds()
     s = metrics.sums
     with np.errstate(invalid="ignore", divide="ignore"):
         dof = s.n - 1.0
@@ -374,8 +403,9 @@ def metrics_frame(metrics: SourceMetrics, thresholds: Thresholds | None = None) 
         v = std / s.mean
         eta = s.wm2 / dof
     has_spread = s.n >= 2
+    defined = vclass.mean_defined(s.wmean, s.w, limits.min_mean_snr)
     std = np.where(has_spread, std, np.nan)
-    v = np.where(has_spread, v, np.nan)
+    v = np.where(has_spread & defined, v, np.nan)
     eta = np.where(has_spread, eta, np.nan)
     p_constant = np.where(has_spread, stats.chi2.sf(s.wm2, np.maximum(dof, 1.0)), np.nan)
     t = metrics.transient
@@ -387,12 +417,13 @@ def metrics_frame(metrics: SourceMetrics, thresholds: Thresholds | None = None) 
             "n": s.n.astype(np.int64),
             "mean_flux_jy": np.where(s.n > 0, s.mean, np.nan),
             "wmean_flux_jy": np.where(s.n > 0, s.wmean, np.nan),
+            "mean_snr": vclass.mean_snr(s.wmean, s.w),
             "std_flux_jy": std,
             "v": v,
             "eta": eta,
             "p_constant": p_constant,
             "vs": metrics.pair.vs,
-            "m": metrics.pair.m,
+            "m": np.where(defined, metrics.pair.m, np.nan),
             "pair_mjd_a": metrics.pair.mjd_a,
             "pair_mjd_b": metrics.pair.mjd_b,
             "first_detection_mjd": np.where(np.isfinite(t.first_det_mjd), t.first_det_mjd, np.nan),
@@ -401,24 +432,66 @@ def metrics_frame(metrics: SourceMetrics, thresholds: Thresholds | None = None) 
             "is_new_source": t.is_new_source(),
         }
     )
-    frame["class"] = classify(frame, thresholds or Thresholds())
     frame = frame[frame["n"] > 0].sort_values("source_id", kind="stable")
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    decision = decide(frame, limits)
+    frame["q_value"] = decision.q_value
+    frame["variable_by"] = decision.variable_by
+    frame["class"] = decision.classes
+    return frame
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The classification of a metrics frame and what it rests on (one entry per row)."""
+
+    classes: pd.Series
+    q_value: FloatArray
+    """Benjamini-Hochberg adjusted p_constant over the judged sources (NaN outside them)."""
+    variable_by: npt.NDArray[np.object_]
+    """Which size test a variable passed: eta_v, two_epoch, both, or "" (not variable)."""
+
+
+def decide(frame: pd.DataFrame, thresholds: Thresholds) -> Decision:
+    """The class of each row (see the module docstring for the order and the tests).
+
+    The false-discovery control runs over the rows of ``frame``: pass the whole run.
+    """
+    n = frame["n"].to_numpy()
+    enough = n >= thresholds.min_data_points
+    wmean = frame["wmean_flux_jy"].to_numpy(dtype=np.float64)
+    if "mean_snr" in frame:
+        snr = frame["mean_snr"].to_numpy(dtype=np.float64)
+        defined = np.nan_to_num(np.abs(snr), nan=-np.inf) >= thresholds.min_mean_snr
+    else:  # a frame from before the guard: no mean error known, the mean counts as defined
+        defined = np.isfinite(wmean)
+    judged = enough & defined
+    p = frame["p_constant"].to_numpy(dtype=np.float64)
+    q = vclass.bh_qvalues(p, judged)
+    with np.errstate(invalid="ignore"):
+        real = judged & (p < thresholds.p_threshold) & (q <= thresholds.false_discovery_rate)
+        by_v = frame["v"].to_numpy(dtype=np.float64) >= thresholds.variability_threshold
+    by_pair = vclass.two_epoch(
+        frame["vs"].to_numpy(dtype=np.float64),
+        frame["m"].to_numpy(dtype=np.float64),
+        thresholds.vs_threshold,
+        thresholds.m_threshold,
+    )
+    variable = real & (by_v | by_pair)
+    cls = np.full(len(frame), CLASS_STABLE, dtype=object)
+    cls[variable] = CLASS_VARIABLE
+    cls[enough & ~defined] = CLASS_FAINT
+    cls[~enough] = CLASS_INSUFFICIENT
+    cls[frame["is_new_source"].to_numpy(dtype=bool)] = CLASS_TRANSIENT
+    by = np.full(len(frame), "", dtype=object)
+    by[variable & by_v] = vclass.VARIABLE_BY_ETA_V
+    by[variable & by_pair] = vclass.VARIABLE_BY_TWO_EPOCH
+    by[variable & by_v & by_pair] = vclass.VARIABLE_BY_BOTH
+    by[cls != CLASS_VARIABLE] = ""
+    classes = pd.Series(pd.Categorical(cls, categories=list(CLASSES)), index=frame.index)
+    return Decision(classes, q, by)
 
 
 def classify(frame: pd.DataFrame, thresholds: Thresholds) -> pd.Series:
-    """The class of each source, first match wins: transient, insufficient_data, variable, stable.
-
-    A new source is reported even with few points: its prior non-detections are the evidence.
-    """
-    n = frame["n"].to_numpy()
-    cls = np.full(len(frame), CLASS_STABLE, dtype=object)
-    variable = (
-        (n >= thresholds.min_data_points)
-        & (frame["v"].to_numpy() >= thresholds.variability_threshold)
-        & (frame["p_constant"].to_numpy() < thresholds.p_threshold)
-    )
-    cls[variable] = CLASS_VARIABLE
-    cls[n < thresholds.min_data_points] = CLASS_INSUFFICIENT
-    cls[frame["is_new_source"].to_numpy(dtype=bool)] = CLASS_TRANSIENT
-    return pd.Series(pd.Categorical(cls, categories=list(CLASSES)), index=frame.index)
+    """The class of each row of a metrics frame (:func:`decide` without its reasons)."""
+    return decide(frame, thresholds).classes

@@ -5,7 +5,9 @@ For two measurements a, b of one source:
     Vs = (S_a - S_b) / sqrt(s_a^2 + s_b^2)          m = 2 (S_a - S_b) / (S_a + S_b)
 
 We report, per source, the pair with the largest |m| among pairs with |Vs| >= VS_THRESHOLD
-(ties in m broken by the larger |Vs|), as |Vs| and |m| with a the brighter epoch.
+(or the configured ``vs_threshold``; ties in m broken by the larger |Vs|), as |Vs| and |m| with
+a the brighter epoch. The classification then asks |m| >= 0.26 of that pair: such a pair
+exists exactly when the reported one passes (it has the largest |m| of the significant ones).
 
 Only measurements with S > 0 take part. m is a ratio of flux densities: once the
 denominator may cross zero (forced photometry of a faint source gives negative values) it
@@ -32,7 +34,7 @@ The staircases are also what makes the *incremental* metric exact: a new point k
 form an optimal pair with an old point on U or L (the argument above applied to the old
 points), and the new staircases are the old ones with k inserted and the points k dominates
 removed. A removed point (a superseded block) may uncover points the staircase dropped, so
-removal needs the source's light curve (see ``variability_state.py``).
+removal needs the source's light curve (see ``state.py``).
 """
 
 from __future__ import annotations
@@ -112,6 +114,7 @@ def pair_metrics(
 def best_pairs(
     upper: tuple[FloatArray, FloatArray, FloatArray],
     lower: tuple[FloatArray, FloatArray, FloatArray],
+    vs_threshold: float = VS_THRESHOLD,
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Best significant pair per row between brighter candidates and fainter candidates.
 
@@ -128,7 +131,7 @@ def best_pairs(
         fb, eb, tb = (x[rows, None, :] for x in lower)
         with np.errstate(invalid="ignore", divide="ignore"):
             vs, m = pair_metrics(fa, ea, fb, eb)
-            ok = (fa > fb) & (fb > 0) & (vs >= VS_THRESHOLD)
+            ok = (fa > fb) & (fb > 0) & (vs >= vs_threshold)
         m = np.where(ok, m, -np.inf).reshape(m.shape[0], -1)
         vs = np.where(ok, vs, -np.inf).reshape(m.shape)
         m_best = m.max(axis=1, initial=-np.inf)
@@ -143,7 +146,7 @@ def best_pairs(
 
 
 def best_pairs_dense(
-    flux: FloatArray, err: FloatArray, mjd: FloatArray
+    flux: FloatArray, err: FloatArray, mjd: FloatArray, vs_threshold: float = VS_THRESHOLD
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """Best significant pair per row of dense (sources, N) light curves (NaN = missing).
 
@@ -161,7 +164,7 @@ def best_pairs_dense(
         wu, wl = int(n_up[rows].max()), int(n_low[rows].max())
         u = [a[:, :wu][rows] for a in u_all]
         v = [a[:, :wl][rows] for a in l_all]
-        found = best_pairs((u[0], u[1], u[2]), (v[0], v[1], v[2]))
+        found = best_pairs((u[0], u[1], u[2]), (v[0], v[1], v[2]), vs_threshold)
         for dst, val in zip(out, found, strict=True):
             dst[rows] = val
 

@@ -3,10 +3,11 @@
 :func:`analyze` is the analyzer service's worker-process job (plain JSON arguments, a JSON
 result). It
 
-1. lists ``<results_dir>/photometry/*.parquet`` (one file per block, replaced atomically by
-   the processor with a higher ``version`` when the block is re-run) and reads only the files
-   whose identity (inode, mtime, size) changed since the state last saw them: a run costs
-   O(rows in new or superseded blocks), plus a ``stat`` per file;
+1. lists ``<results_dir>/photometry/*.parquet`` (one file per block run,
+   ``<block>.v<n>.t<token>.parquet``: a re-run publishes a higher ``version`` under a new name
+   and then removes the old file; of a block's files only the newest token's counts) and reads
+   only the files whose identity (inode, mtime, size) changed since the state last saw them:
+   a run costs O(rows in new or superseded blocks), plus a ``stat`` per file;
 2. folds them into the :class:`~dsa110d.science.variability.state.VariabilityState` in time
    order (latest version of each block wins; the state subtracts a superseded version);
 3. saves the state as a new *generation* and switches to it atomically;
@@ -21,9 +22,10 @@ State on disk, under ``<results_dir>/variability/state/`` (shared by every analy
 A new generation hard-links the previous one's block files, so only new blocks are written,
 and CURRENT is replaced last: a run killed at any point (its timeout, a lost lease, a power
 cut) leaves the previous generation whole. A missing, unreadable or inconsistent state, a
-photometry file that vanished, or a block whose newest file holds an older version than the
+photometry file that vanished (unless a newer version of each of its blocks is held from
+another file: a re-run's), or a block whose newest file holds an older version than the
 state does, all lead to a full rebuild from every file, which gives the same numbers as the
-incremental path (``variability_state`` guarantees it to ``METRIC_RTOL``). ``full=True``
+incremental path (``state`` guarantees it to ``METRIC_RTOL``). ``full=True``
 asks for that rebuild on demand.
 
 The worker process keeps the state of its last run in memory, keyed by generation, so
@@ -32,13 +34,9 @@ by another host, is loaded instead); only states of at most :data:`CACHE_MAX_ROW
 are kept, so an idle worker does not hold a large history (those are re-read, ~1 s per 10^7
 rows).
 
-Flags: the processor writes ``flags`` as a comma-separated list of flag names (empty when
-clean) while the metrics count a row only when ``flags == 0``; :func:`flags_code` maps names
-to that rule: a row is unusable when it carries a flag of :data:`UNUSABLE_FLAGS` or any name
-this module does not know; :data:`INFORMATIONAL_FLAGS` (``missing_chunks``: the block lacked
-some chunks, which the processor puts on *every* row of such a block, while the sources it
-measured are measured properly; ``blended``: the flux includes an unseparated neighbour's) keep
-the row. Integer flags pass unchanged.
+Files are read through ``photometry_table`` (the one reader: flag names -> codes, types), the
+same reader a direct ``variability.recompute`` call and ``dsa110ctl lightcurve`` use, so the
+service and the API count the same rows.
 """
 
 from __future__ import annotations
@@ -58,10 +56,13 @@ import numpy as np
 import pandas as pd
 
 from dsa110d.errors import VariabilityInputError
-from dsa110d.science.atomic import atomic_file, is_temporary
+from dsa110d.science.atomic import atomic_file, is_temporary, newest_fenced
+from dsa110d.science.photometry import table as photometry_table
 from dsa110d.science.variability import metrics as var
-from dsa110d.science.variability import results
+from dsa110d.science.variability import results as results
+from dsa110d.science.variability.pairs import VS_THRESHOLD
 from dsa110d.science.variability.state import BLOCKS_DIR, BlockUpdate, VariabilityState
+from dsa110d.science.variability.voevent import DEFAULT_AUTHORITY
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +74,9 @@ RUN_FORMAT = 1
 MAX_LIGHT_CURVES = results.MAX_LIGHT_CURVES
 MAX_STORED_CANDIDATES = 1000
 """Candidates returned to the service for its store (the JSON file on disk has them all)."""
-UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
-"""Photometry flags (science/photometry/) that make a row unusable: no visibilities, or a
-block far from the source's transit (its best beam gain below a fraction of the transit gain:
-a block nearer the transit measures it better)."""
-INFORMATIONAL_FLAGS = frozenset({"missing_chunks", "blended"})
-"""Photometry flags that describe the block or the source's surroundings, not a fault of the
-measurement: the row is kept (a blend with a neighbour too close to separate is the same blend
-every day, so its variability is still real)."""
+UNUSABLE_FLAGS = photometry_table.UNUSABLE_FLAGS
+INFORMATIONAL_FLAGS = photometry_table.INFORMATIONAL_FLAGS
+flags_code = photometry_table.flags_code
 CACHE_MAX_ROWS = 2_000_000
 """Measurements (~40 bytes each in memory) up to which a worker keeps the state between runs."""
 _GENERATION = re.compile(r"^g(\d{6,})$")
@@ -137,7 +133,10 @@ class FileSeen:
 
 
 def scan_photometry(directory: Path) -> dict[str, os.stat_result]:
-    """The complete photometry files (``*.parquet``, no temporaries), by name."""
+    """The complete photometry files (``*.parquet``, no temporaries), by name; of a block's
+    files (``<block>.v<n>.t<token>.parquet``, :func:`~dsa110d.science.atomic.fenced_name`)
+    only the newest token's: an older one is the previous version, about to be removed, or a
+    superseded holder's."""
     found: dict[str, os.stat_result] = {}
     try:
         entries = list(os.scandir(directory))
@@ -149,39 +148,12 @@ def scan_photometry(directory: Path) -> dict[str, os.stat_result]:
         if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
             continue
         found[entry.name] = entry.stat(follow_symlinks=False)
-    return found
-
-
-def flags_code(flags: pd.Series) -> pd.Series:
-    """Flags as the metrics want them: 0 when the row is clean (see the module docstring)."""
-    if pd.api.types.is_numeric_dtype(flags) and not pd.api.types.is_bool_dtype(flags):
-        return flags
-    text = flags.astype("string").fillna("")
-    codes = np.zeros(len(text), dtype=np.int64)
-    for value in pd.unique(text):  # a handful of distinct flag lists per file
-        names = {n.strip() for n in str(value).split(",")} - {""}
-        if names - INFORMATIONAL_FLAGS:
-            codes[(text == value).to_numpy()] = 1
-    return pd.Series(codes, index=flags.index)
+    return {name: found[name] for name in newest_fenced(list(found))}
 
 
 def read_photometry(path: Path) -> pd.DataFrame:
-    """One photometry file, flags normalised; a bad file is one VariabilityInputError line."""
-    try:
-        rows = pd.read_parquet(path)
-    except (OSError, ValueError, TypeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise VariabilityInputError(f"{path}: unreadable photometry: {first}") from None
-    var.usable_rows(rows.iloc[:0], where=str(path))  # the column check, one line
-    if not len(rows):
-        return rows
-    rows = rows.copy()
-    rows["flags"] = flags_code(rows["flags"])
-    try:
-        rows["version"].to_numpy().astype(np.int64)
-    except (TypeError, ValueError):
-        raise VariabilityInputError(f"{path}: column version is not an integer") from None
-    return rows
+    """One photometry file as ``photometry_table``'s typed frame (one error line if bad)."""
+    return photometry_table.read_table(path)
 
 
 def _first_mjd(path: Path) -> float:
@@ -250,29 +222,41 @@ def _consistent(state: VariabilityState, seen: dict[str, FileSeen]) -> str | Non
     return None
 
 
-def open_state(root: Path, *, full: bool = False) -> Opened:
+def open_state(root: Path, *, full: bool = False, vs_threshold: float = VS_THRESHOLD) -> Opened:
     """The state to start from: cached, loaded, new, or (full / unusable) rebuilt empty.
 
-    The cached state is *taken* (the run mutates it; it is cached again only once saved).
+    The cached state is *taken* (the run mutates it; it is cached again only once saved). A
+    state whose pairs were searched at another |Vs| threshold is rebuilt.
     """
     cached = _CACHE.pop(str(root), None)
+
+    def empty() -> VariabilityState:
+        return VariabilityState(vs_threshold=vs_threshold)
+
     if full:
-        return Opened(VariabilityState(), {}, None, "rebuilt: requested")
+        return Opened(empty(), {}, None, "rebuilt: requested")
     try:
         generation = current_generation(root)
         if generation is None:
-            return Opened(VariabilityState(), {}, None, "new")
+            return Opened(empty(), {}, None, "new")
         if cached is not None and cached[0] == generation:
-            return Opened(cached[1], dict(cached[2]), generation, "cached")
-        state = VariabilityState.load(root / generation)
-        seen = _load_seen(root / generation / INGEST_FILE)
-        why = _consistent(state, seen)
-        if why is not None:
-            raise VariabilityInputError(f"{root / generation}: {why}")
-        return Opened(state, seen, generation, "loaded")
+            state, seen, how = cached[1], dict(cached[2]), "cached"
+        else:
+            state = VariabilityState.load(root / generation)
+            seen = _load_seen(root / generation / INGEST_FILE)
+            why = _consistent(state, seen)
+            if why is not None:
+                raise VariabilityInputError(f"{root / generation}: {why}")
+            how = "loaded"
+        if state.vs_threshold != vs_threshold:
+            raise VariabilityInputError(
+                f"{root / generation}: pairs searched at |Vs| >= {state.vs_threshold:g}, "
+                f"configured {vs_threshold:g}"
+            )
+        return Opened(state, seen, generation, how)
     except VariabilityInputError as exc:
         log.warning("variability state unusable, rebuilding from all photometry: %s", exc)
-        return Opened(VariabilityState(), {}, None, f"rebuilt: {exc}")
+        return Opened(empty(), {}, None, f"rebuilt: {exc}")
 
 
 def _next_generation(root: Path) -> str:
@@ -330,9 +314,6 @@ def ingest(directory: Path, state: VariabilityState, seen: dict[str, FileSeen]) 
     files = scan_photometry(directory)
     out = Ingested()
     gone = sorted(set(seen) - set(files))
-    if gone:
-        out.rebuild = f"photometry file(s) removed: {', '.join(gone[:5])}"
-        return out
     changed = [n for n, st in files.items() if n not in seen or not seen[n].same_file(st)]
     changed.sort(key=lambda n: (_first_mjd(directory / n), n))
     for name in changed:
@@ -354,7 +335,38 @@ def ingest(directory: Path, state: VariabilityState, seen: dict[str, FileSeen]) 
             held = state.blocks.get(block_id)
             if held is not None and held.version != version:
                 out.rebuild = f"block {block_id}: {path} holds v{version}, state v{held.version}"
+    if gone and out.rebuild is None:
+        if all(_superseded(seen[name], seen, files) for name in gone):
+            for name in gone:  # a re-run's newer file replaced it: its blocks are held already
+                del seen[name]
+        else:
+            out.rebuild = f"photometry file(s) removed: {', '.join(gone[:5])}"
     return out
+
+
+def thresholds_from(doc: dict[str, Any]) -> var.Thresholds:
+    """The classification thresholds from the service's JSON (keys it omits keep defaults)."""
+    base = var.Thresholds()
+    return var.Thresholds(
+        min_data_points=int(doc["min_data_points"]),
+        variability_threshold=float(doc["variability_threshold"]),
+        p_threshold=float(doc["p_threshold"]),
+        vs_threshold=float(doc.get("vs_threshold", base.vs_threshold)),
+        m_threshold=float(doc.get("m_threshold", base.m_threshold)),
+        false_discovery_rate=float(doc.get("false_discovery_rate", base.false_discovery_rate)),
+        min_mean_snr=float(doc.get("min_mean_snr", base.min_mean_snr)),
+    )
+
+
+def _superseded(old: FileSeen, seen: dict[str, FileSeen], files: dict[str, os.stat_result]) -> bool:
+    """True when every block of a vanished file is held from a present file at a newer
+    version (the state then holds nothing of the vanished one). The same version from
+    another file is not enough: the state may hold the vanished file's rows of it."""
+    newest: dict[str, int] = {}
+    for name in files:
+        for block_id, version in seen[name].blocks.items() if name in seen else ():
+            newest[block_id] = max(version, newest.get(block_id, 0))
+    return all(newest.get(b, -1) > v for b, v in old.blocks.items())
 
 
 def analyze(
@@ -363,22 +375,24 @@ def analyze(
     run_time: str,
     full: bool = False,
     max_light_curves: int = MAX_LIGHT_CURVES,
+    voevent_authority: str | None = DEFAULT_AUTHORITY,
 ) -> dict[str, Any]:
-    """One analysis run (see the module docstring); returns the run summary as JSON data."""
+    """One analysis run (see the module docstring); returns the run summary as JSON data.
+
+    ``voevents`` lists the VOEvent packets this run wrote (new candidates), for the service
+    to announce; None as the authority writes none.
+    """
     started = time.monotonic()
     res_dir = Path(results_dir)
     root = state_root(res_dir)
     when = datetime.fromisoformat(run_time)
-    limits = var.Thresholds(
-        min_data_points=int(thresholds["min_data_points"]),
-        variability_threshold=float(thresholds["variability_threshold"]),
-        p_threshold=float(thresholds["p_threshold"]),
-    )
-    opened = open_state(root, full=full)
+    limits = thresholds_from(thresholds)
+    opened = open_state(root, full=full, vs_threshold=limits.vs_threshold)
     got = ingest(photometry_dir(res_dir), opened.state, opened.seen)
     if got.rebuild is not None:
         log.warning("variability state rebuilt from all photometry: %s", got.rebuild)
-        opened = Opened(VariabilityState(), {}, opened.generation, f"rebuilt: {got.rebuild}")
+        fresh = VariabilityState(vs_threshold=limits.vs_threshold)
+        opened = Opened(fresh, {}, opened.generation, f"rebuilt: {got.rebuild}")
         got = ingest(photometry_dir(res_dir), opened.state, opened.seen)
     generation = opened.generation
     if got.files_read or got.bad_files or opened.fresh:
@@ -394,6 +408,7 @@ def analyze(
         limits,
         opened.state.light_curves,
         max_light_curves=max_light_curves,
+        voevent_authority=voevent_authority,
     )
     cands = results.candidates(frame)
     actions = [u.action for u in got.updates]
@@ -416,6 +431,11 @@ def analyze(
             "candidates": str(outputs.candidates),
             "eta_v_plot": None if outputs.eta_v_plot is None else str(outputs.eta_v_plot),
             "light_curves": [str(p) for p in outputs.light_curves],
+            "light_curve_tables": [str(p) for p in outputs.light_curve_tables],
+            "candidates_votable": (
+                None if outputs.candidates_votable is None else str(outputs.candidates_votable)
+            ),
         },
+        "voevents": [{k: results._json_value(v) for k, v in e.items()} for e in outputs.voevents],
         "candidates": results.candidate_records(cands.head(MAX_STORED_CANDIDATES)),
     }

@@ -6,7 +6,7 @@ Per source the state holds
 
 * the Welford/West sums (``SourceSums``): added with Chan's combination, removed with its
   exact inverse, so a superseded block version is subtracted and its replacement added;
-* the best significant pair and the two Pareto staircases U and L (``variability_pairs``):
+* the best significant pair and the two Pareto staircases U and L (``pairs``):
   exact under addition, because an optimal pair of the grown light curve is either the old
   best or pairs the new point with an old staircase point;
 * the new-source facts (``TransientState``), exact while blocks arrive in time order;
@@ -158,6 +158,9 @@ class VariabilityState:
     upper: Staircase = field(default_factory=lambda: Staircase.empty(0))
     lower: Staircase = field(default_factory=lambda: Staircase.empty(0))
     blocks: dict[str, BlockChunk] = field(default_factory=dict)
+    vs_threshold: float = pairs.VS_THRESHOLD
+    """|Vs| the held best pairs had to reach; a state searched at another threshold is rebuilt
+    (``run``), the staircases do not depend on it."""
     _removed_files: set[str] = field(default_factory=set)
     # The sharpest staircase point p0 of each source (inf when none): derived, not saved.
     _sharp_err: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -336,7 +339,7 @@ class VariabilityState:
         """Best pair of each new point with the old staircases, then insert it into them.
 
         A new point k covered on both staircases changes nothing: any pair it forms is
-        matched by one of old points (module docstring of ``variability_pairs``) and it joins
+        matched by one of old points (module docstring of ``pairs``) and it joins
         neither staircase. Most new points are such, and the source's sharpest point p0 (on
         both staircases) decides one side for free: unless k is sharper than p0, p0 covers
         k on L when k is brighter, on U when k is fainter. Only the other side's staircase
@@ -419,7 +422,9 @@ class VariabilityState:
         other = other_stair.take(idx, width)
         mine = stair.take(idx, width)
         vs, m, ta, tb = (
-            pairs.best_pairs(point, other) if is_upper else pairs.best_pairs(other, point)
+            pairs.best_pairs(point, other, self.vs_threshold)
+            if is_upper
+            else pairs.best_pairs(other, point, self.vs_threshold)
         )
         cur = self.pair
         win = pairs.better(m, vs, cur.m[idx], cur.vs[idx])
@@ -477,7 +482,7 @@ class VariabilityState:
         self.upper.put(sources, pairs.compact(up, f_s, e_s, t_s))
         self.lower.put(sources, pairs.compact(low, f_s, e_s, t_s))
         self._refresh_sharp(sources)
-        best = pairs.best_pairs_dense(d_flux, d_err, d_mjd)
+        best = pairs.best_pairs_dense(d_flux, d_err, d_mjd, self.vs_threshold)
         for dst, val in zip(self.pair.arrays(), best, strict=True):
             dst[sources] = val
 
@@ -519,6 +524,7 @@ class VariabilityState:
             _fronts_frame(self.upper, self.lower).to_parquet(tmp, index=False)
         manifest = {
             "format": STATE_FORMAT,
+            "vs_threshold": self.vs_threshold,
             "blocks": {
                 b: {"version": c.version, "file": _block_file(b, c.version)}
                 for b, c in self.blocks.items()
@@ -556,6 +562,7 @@ class VariabilityState:
                 sums=var.SourceSums(*(col(sources, c) for c in _SUM_COLS)),
                 pair=var.PairState(*(col(sources, c) for c in _PAIR_COLS)),
                 transient=var.TransientState(*(col(sources, c) for c in _TRANSIENT_COLS)),
+                vs_threshold=float(manifest.get("vs_threshold", pairs.VS_THRESHOLD)),
             )
             state.upper, state.lower = _fronts_from_frame(fronts, len(state.ids))
             state._sharp_err = np.full(len(state.ids), np.inf)

@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import anyio
 import h5py
@@ -20,11 +21,18 @@ from structlog.testing import capture_logs
 from dsa110d.config import Config
 from dsa110d.science.hdf5.subbands import parse_subband_name, subband_file_name
 from dsa110d.science.simulation.simulate import SimulationResult
-from dsa110d.services.watcher import PROBE_MODULES, HDF5EventHandler, isolated_prober
+from dsa110d.services.base import Health
+from dsa110d.services.watcher import (
+    PROBE_MODULES,
+    HDF5EventHandler,
+    HDF5WatcherService,
+    isolated_prober,
+)
 from dsa110d.state.sets import ErrorKind, NewFile, SetState
-from dsa110d.workers import WorkerPool
+from dsa110d.workers import DEATHS_DEGRADED, WorkerPool
 from tests.integration.services.watcher.watcherkit import (
     CRASH_MARKER,
+    HANG_MARKER,
     N_SUBBANDS,
     announced,
     announced_paths,
@@ -37,6 +45,8 @@ from tests.integration.services.watcher.watcherkit import (
 pytestmark = pytest.mark.anyio
 TIMEOUT_SEC = 0.3
 """processing_timeout_sec of these tests."""
+HANG_DEADLINE_SEC = 8.0
+"""A probe job's deadline in the hang test."""
 
 
 def _events(logs: list[dict[str, object]], name: str) -> list[dict[str, object]]:
@@ -181,3 +191,50 @@ async def test_a_symlink_to_a_name_that_is_not_utf8_does_not_stop_the_watcher(
     (fault,) = _events(logs, "subband_fault")
     assert str(fault["reason"]).startswith(str(link)) and "not UTF-8" in str(fault["reason"])
     assert [m.payload["set_id"] for m in await announced(redis, config)] == tiny_sets.set_ids[:1]
+
+
+async def test_a_file_that_hangs_the_probe_process_is_killed_and_recorded(
+    config: Config, redis: aioredis.Redis, tiny_sets: SimulationResult
+) -> None:
+    """A probe job past its deadline kills its worker; the part is retried a file per job,
+    the hanging file is recorded with the reason, the good ones are announced."""
+    incoming = config.paths.incoming_dir
+    good = land_all(by_set(tiny_sets.files)[0], incoming)
+    name = parse_subband_name(good[0])
+    assert name is not None
+    hanger = incoming / subband_file_name(name.timestamp + timedelta(seconds=1), 9)
+    hanger.write_bytes(HANG_MARKER + b"\0" * 4096)
+    async with WorkerPool(1, PROBE_MODULES) as pool:
+        # a deadline well above a fresh worker's imports (each kill costs one; seconds when
+        # the host is loaded), well below the hang
+        prober = isolated_prober(pool, probe_or_crash, base_sec=HANG_DEADLINE_SEC, per_file_sec=0)
+        handler = HDF5EventHandler(config, redis, prober=prober)
+        with capture_logs() as logs:
+            await handler.start()
+    (message,) = await announced(redis, config)
+    assert announced_paths(message) == [str(p) for p in good]
+    (fault,) = _events(logs, "subband_fault")
+    reason = str(fault["reason"])
+    assert reason.startswith(str(hanger)), reason
+    assert f"took more than {HANG_DEADLINE_SEC:g} s (killed)" in reason, reason
+
+
+async def test_probe_processes_dying_again_and_again_degrade_the_watcher(
+    config: Config, tmp_path: Path
+) -> None:
+    crashers = []
+    for i in range(DEATHS_DEGRADED):
+        crashers.append(tmp_path / f"crasher{i}")
+        crashers[-1].write_bytes(CRASH_MARKER)
+    service = HDF5WatcherService()
+    async with WorkerPool(1, PROBE_MODULES) as pool:
+        service.probes = pool
+        prober = isolated_prober(pool, probe_or_crash)
+        for crasher in crashers[:-1]:
+            (outcome,) = await prober([str(crasher)], str(tmp_path))
+            assert "SIGSEGV" in outcome["reason"]
+        assert service.health().health is Health.HEALTHY
+        await prober([str(crashers[-1])], str(tmp_path))
+        report = service.health()
+    assert report.health is Health.DEGRADED
+    assert f"{DEATHS_DEGRADED} probe processes died recently" in report.reason

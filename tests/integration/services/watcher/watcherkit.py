@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,14 +95,19 @@ def announced_paths(message: Message) -> list[str]:
 
 CRASH_MARKER = b"SIGSEGV ME"
 """A file starting with these bytes kills the probe process that looks at it (see below)."""
+HANG_MARKER = b"HANG ME"
+"""A file starting with these bytes hangs the probe process that looks at it (see below)."""
 
 
 def probe_or_crash(paths: list[str], root: str) -> list[dict[str, Any]]:
     """The probe job, except that a file starting with CRASH_MARKER kills the probe process
-    with a real SIGSEGV, as libhdf5 would on a file that trips one of its bugs (run in a
-    worker process: never call it in the test's own)."""
+    with a real SIGSEGV, as libhdf5 would on a file that trips one of its bugs, and one
+    starting with HANG_MARKER hangs it (run in a worker process: never in the test's own)."""
     for path in paths:
         with contextlib.suppress(OSError), open(path, "rb") as handle:
-            if handle.read(len(CRASH_MARKER)) == CRASH_MARKER:
-                os.kill(os.getpid(), signal.SIGSEGV)
+            head = handle.read(max(len(CRASH_MARKER), len(HANG_MARKER)))
+        if head.startswith(CRASH_MARKER):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if head.startswith(HANG_MARKER):
+            time.sleep(3600)
     return ingest.probe_files(paths, root)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from dsa110d.errors import VariabilityInputError
 from dsa110d.science.variability import metrics as var
-from dsa110d.science.variability import pairs
-from dsa110d.science.variability.state import METRIC_RTOL
+from dsa110d.science.variability import pairs as pairs
+from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
 
 HAND_TOL = 1e-12
 
@@ -232,3 +232,50 @@ def test_block_layout_fast_path_equals_the_general_path():
     rows.loc[rows.index[:7], "flags"] = 1
     shuffled = rows.sample(frac=1.0, random_state=3)
     pd.testing.assert_frame_equal(frame_of(rows), frame_of(shuffled), rtol=1e-12)
+
+
+def _unit_snr_curve(snrs):
+    """Flux = SNR with a 1 Jy error, so every SNR in the curve is exact in floating point."""
+    return photometry(np.asarray(snrs, dtype=float), np.ones(len(snrs)))
+
+
+def _new_source_by_every_path(rows):
+    """is_new_source from the full recompute, the incremental state fed in time order, and the
+    state fed in reverse order (late blocks: its rebuild from the held light curves)."""
+    in_order, reverse = VariabilityState(), VariabilityState()
+    blocks = [rows[rows["block_id"] == b] for b in rows["block_id"]]
+    for block in blocks:
+        in_order.apply_block(block)
+    for block in reversed(blocks):
+        reverse.apply_block(block)
+    return [
+        bool(var.metrics_frame(m).iloc[0]["is_new_source"])
+        for m in (var.recompute(rows), in_order.metrics(), reverse.metrics())
+    ]
+
+
+NEW_SOURCE_BOUNDARIES = [
+    # exactly TRANSIENT_MIN_PRIOR_BLOCKS earlier blocks at zero, then a clear detection
+    ([0.0] * var.TRANSIENT_MIN_PRIOR_BLOCKS + [12.0], True),
+    ([0.0] * (var.TRANSIENT_MIN_PRIOR_BLOCKS - 1) + [12.0], False),
+    # a detection at exactly TRANSIENT_DETECTION_SNR counts; just below it does not
+    ([0.0, 0.0, var.TRANSIENT_DETECTION_SNR], True),
+    ([0.0, 0.0, float(np.nextafter(var.TRANSIENT_DETECTION_SNR, 0.0))], False),
+    # a prior block at exactly ZERO_CONSISTENT_SNR was not consistent with zero; just below was
+    ([0.0, var.ZERO_CONSISTENT_SNR, 12.0], False),
+    ([0.0, -var.ZERO_CONSISTENT_SNR, 12.0], False),
+    ([0.0, float(np.nextafter(var.ZERO_CONSISTENT_SNR, 0.0)), 12.0], True),
+]
+
+
+@pytest.mark.parametrize(("snrs", "new"), NEW_SOURCE_BOUNDARIES)
+def test_new_source_rule_at_its_boundaries(snrs, new):
+    assert TRANSIENT_RULE == (2, 5.0, 3.0)  # the constants these cases were worked out for
+    assert _new_source_by_every_path(_unit_snr_curve(snrs)) == [new, new, new]
+
+
+TRANSIENT_RULE = (
+    var.TRANSIENT_MIN_PRIOR_BLOCKS,
+    var.TRANSIENT_DETECTION_SNR,
+    var.ZERO_CONSISTENT_SNR,
+)

@@ -12,7 +12,7 @@ import pytest
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import plots, run
 from dsa110d.science.variability.state import METRIC_RTOL
-from tests.integration.services.seed import photometry_path, seed_blocks, write_block
+from tests.integration.services.seed import block_id, photometry_path, seed_blocks, write_block
 
 THRESHOLDS = {"min_data_points": 3, "variability_threshold": 0.1, "p_threshold": 1e-3}
 
@@ -128,3 +128,66 @@ def test_a_new_generation_links_the_unchanged_block_files(tmp_path: Path) -> Non
     for name, ino in inodes.items():
         assert os.stat(after / name).st_ino == ino
     assert len(list(after.iterdir())) == 4
+
+
+def test_a_changed_vs_threshold_rebuilds_the_state_and_searches_pairs_at_it(
+    tmp_path: Path,
+) -> None:
+    seed_blocks(tmp_path, range(6))
+    analyze(tmp_path, 0)
+    before = pd.read_parquet(tmp_path / "variability" / "latest.parquet").set_index("source_id")
+    assert 4.3 <= before.loc["T000", "vs"] < 100.0  # the new source's best pair: ~70 sigma
+    stricter = {**THRESHOLDS, "vs_threshold": 100.0}
+    again = run.analyze(str(tmp_path), stricter, "2026-11-26T12:01:00+00:00", max_light_curves=0)
+    assert again["run"]["state"].startswith("rebuilt: ")  # type: ignore[index]
+    assert "configured 100" in again["run"]["state"]  # type: ignore[index]
+    got = pd.read_parquet(tmp_path / "variability" / "latest.parquet")
+    files = sorted(run.photometry_dir(tmp_path).glob("*.parquet"))
+    rows = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    want = var.metrics_frame(var.recompute(rows, vs_threshold=100.0), run.thresholds_from(stricter))
+    np.testing.assert_allclose(got["vs"], want["vs"], rtol=METRIC_RTOL, equal_nan=True)
+    assert (got["vs"].dropna() >= 100.0).all() and got["vs"].notna().any()
+    assert np.isnan(got.set_index("source_id").loc["T000", "vs"])
+
+
+def fenced(results: Path, b: int, version: int, token: int) -> Path:
+    """Block ``b``'s file as the processor names it: version and fencing token."""
+    return photometry_path(results, b).with_name(f"{block_id(b)}.v{version}.t{token}.parquet")
+
+
+def write_fenced(results: Path, b: int, version: int, token: int, **kw: float) -> Path:
+    write_block(results, b, version=version, **kw)
+    return photometry_path(results, b).rename(fenced(results, b, version, token))
+
+
+def test_a_re_run_under_its_own_name_is_read_incrementally(tmp_path: Path) -> None:
+    for b in range(4):
+        write_fenced(tmp_path, b, 1, b + 1)
+    analyze(tmp_path, 0)
+    write_fenced(tmp_path, 2, 2, 8, scale=1.2)  # the re-run is published beside version 1
+    published = analyze(tmp_path, 1)
+    assert published["run"]["state"] == "cached"  # type: ignore[index]
+    assert published["run"]["files_read"] == 1  # type: ignore[index]
+    fenced(tmp_path, 2, 1, 3).unlink()  # and, once committed, version 1's file goes
+    removed = analyze(tmp_path, 2)
+    assert removed["run"]["state"] == "cached"  # type: ignore[index]
+    assert removed["run"]["files_read"] == 0  # type: ignore[index]
+    assert_matches_recompute(tmp_path)
+
+
+def test_a_superseded_holders_file_of_the_same_version_never_counts(tmp_path: Path) -> None:
+    for b in range(4):
+        write_fenced(tmp_path, b, 1, b + 1)
+    analyze(tmp_path, 0)
+    stale = write_fenced(tmp_path, 2, 2, 5, scale=3.0)  # a holder about to be superseded
+    analyze(tmp_path, 1)
+    write_fenced(tmp_path, 2, 2, 6, scale=1.2)  # the holder that took the block over
+    analyze(tmp_path, 2)
+    fenced(tmp_path, 2, 1, 3).unlink()
+    newest = sorted(p.name for p in run.photometry_dir(tmp_path).iterdir() if p != stale)
+    stale.rename(tmp_path / "stale.parquet")  # out of the way of the reference only
+    try:
+        assert_matches_recompute(tmp_path)  # the state holds token 6's rows, not token 5's
+    finally:
+        (tmp_path / "stale.parquet").rename(stale)
+    assert list(run.scan_photometry(run.photometry_dir(tmp_path))) == newest
