@@ -10,6 +10,7 @@ name           seed name (config section)  class (in ``dsa110d.services``)
 ``watcher``    ``hdf5_watcher``            ``watcher.HDF5WatcherService``
 ``processor``  ``ms_processor``            ``processor_service.MSProcessorService``
 ``analyzer``   ``variability_analyzer``    ``analyzer.VariabilityAnalyzerService``
+``web``        ``web``                     ``web.WebService`` (runs only where enabled)
 =============  ==========================  =====================================================
 
 Besides these, ``all`` is every built-in service and ``service_manager`` is the manager alone
@@ -63,12 +64,15 @@ SERVICES: tuple[CatalogueEntry, ...] = (
     CatalogueEntry(
         "analyzer", "variability_analyzer", "dsa110d.services.analyzer:VariabilityAnalyzerService"
     ),
+    CatalogueEntry("web", "web", "dsa110d.services.web:WebService"),
 )
 BUILTIN: tuple[str, ...] = tuple(e.name for e in SERVICES)
 """The built-in services' names, in pipeline order (what ``all`` runs)."""
 _BY_ANY_NAME = {**{e.name: e for e in SERVICES}, **{e.section: e for e in SERVICES}}
 
-INSTANCES: tuple[str, ...] = (ALL, *(e.section for e in SERVICES), MANAGER, *BUILTIN)
+INSTANCES: tuple[str, ...] = tuple(
+    dict.fromkeys((ALL, *(e.section for e in SERVICES), MANAGER, *BUILTIN))
+)  # web's seed name is its name: once
 """Every name an instance (a ``dsa110d`` process, a ``dsa110d@NAME`` unit) may be given."""
 
 

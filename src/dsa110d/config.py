@@ -97,10 +97,32 @@ class AnalyzerConfig(_Section):
     analysis_debounce_sec: PositiveFloat = 30
 
 
+class WebConfig(_Section):
+    """The read-only web console and HTTP API (``dsa110d.services.web``)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: Port = 8110
+    token_file: Path | None = None
+    refresh_sec: PositiveFloat = 5
+
+    @property
+    def url(self) -> str:
+        """Where the console answers (``dsa110ctl web-url``, the demo's banner): a wildcard
+        address is reached on loopback from this host."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - naming the wildcard, not binding it
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+
 class ServicesConfig(_Section):
     hdf5_watcher: WatcherConfig = WatcherConfig()
     ms_processor: ProcessorConfig = ProcessorConfig()
     variability_analyzer: AnalyzerConfig = AnalyzerConfig()
+    web: WebConfig = WebConfig()
 
 
 class TLSConfig(_Section):

@@ -14,15 +14,21 @@ Orchestration only. In a scratch directory (or ``--workdir``) the demo
 5. prints the variability report, the plots and the verdict against the simulator's truth
    (:mod:`dsa110d.demo_report`).
 
-Ctrl-C (or SIGTERM) stops the simulator and the daemon (SIGTERM, waited for), stops the
-server and removes the scratch directory unless ``--workdir`` was given.
+While it runs, the daemon serves the web console (the ``web`` service) on loopback and the demo
+prints its address. The results (photometry, variability tables, plots) go to ``--results``, by
+default a new ``./demo-results/<UTC time>/`` (or ``<workdir>/results``), and are kept: the demo
+ends by saying where. Ctrl-C (or SIGTERM) stops the simulator and the daemon (SIGTERM, waited
+for), stops the server and removes the scratch directory (the simulated files, the MSs, the
+state) unless ``--workdir`` was given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +64,8 @@ START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """First simulated set (inside the bundled IERS tables, so nothing is downloaded)."""
 POLL_SEC = 0.5
 STOP_TIMEOUT_SEC = 30.0
+RESULTS_HOME = Path("demo-results")
+"""Where the demo keeps its results unless told (relative to the working directory)."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +121,35 @@ def demo_overrides(plan: DemoPlan) -> dict[str, str]:
     }
 
 
-def demo_environ(workdir: Path, plan: DemoPlan) -> dict[str, str]:
-    """The daemon's environment: every path inside ``workdir``, the embedded server."""
+def results_location(workdir: Path | None, results: Path | None, now: datetime) -> Path:
+    """Where the results go and stay: ``--results``, else ``<workdir>/results``, else a new
+    ``./demo-results/<UTC time>`` (a fresh directory: an earlier run's photometry must not
+    join this run's analysis)."""
+    if results is not None:
+        return results
+    if workdir is not None:
+        return workdir / "results"
+    return RESULTS_HOME / now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def console_port(preferred: int) -> int:
+    """The configured console port when it is free on loopback, else any free one (a demo
+    must not fail because something else listens on 8110)."""
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1 for the web console")
+
+
+def demo_environ(
+    workdir: Path, plan: DemoPlan, results: Path | None = None, web_port: int | None = None
+) -> dict[str, str]:
+    """The daemon's environment: every path inside ``workdir`` (the results in ``results``
+    when given), the embedded server, the web console on loopback at ``web_port``."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DSA110__")}
     environ.update(
         {
@@ -124,6 +159,10 @@ def demo_environ(workdir: Path, plan: DemoPlan) -> dict[str, str]:
                 f"DSA110__PATHS__{name.upper()}": str(workdir / name.removesuffix("_dir"))
                 for name in ("incoming_dir", "ms_dir", "results_dir", "processed_dir")
             },
+            **({"DSA110__PATHS__RESULTS_DIR": str(results)} if results is not None else {}),
+            "DSA110__SERVICES__WEB__ENABLED": "true",
+            "DSA110__SERVICES__WEB__HOST": "127.0.0.1",
+            **({"DSA110__SERVICES__WEB__PORT": str(web_port)} if web_port else {}),
             "DSA110__PATHS__STATE_DIR": str(workdir / "state"),
             "DSA110__PATHS__LOG_DIR": str(workdir / "logs"),
             **demo_overrides(plan),
@@ -287,7 +326,7 @@ async def watch(
                 await anyio.sleep(POLL_SEC)
 
 
-def print_report(console: Console, verdict: Verdict, workdir: Path) -> None:
+def print_report(console: Console, verdict: Verdict, results: Path) -> None:
     """The variability report, the plots and the verdict against the truth."""
     console.rule("variability report")
     console.print("classes: " + ", ".join(f"{c} {n}" for c, n in sorted(verdict.counts.items())))
@@ -306,7 +345,7 @@ def print_report(console: Console, verdict: Verdict, workdir: Path) -> None:
     console.print("plots:")
     for plot in verdict.plots:
         console.print(f"  {plot}")
-    console.print(f"results: {workdir / 'results'}")
+    console.print(f"results: {results}")
 
 
 @contextmanager
@@ -323,13 +362,19 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_demo(workdir: Path | None, plan: DemoPlan | None = None) -> int:
+def run_demo(
+    workdir: Path | None, plan: DemoPlan | None = None, results: Path | None = None
+) -> int:
     """Run the demo; 0 when the pipeline finished and the report was printed."""
     plan = plan or DemoPlan()
     console = Console()
     scratch = workdir or Path(tempfile.mkdtemp(prefix="dsa110d-demo-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    environ = demo_environ(scratch, plan)
+    kept = results_location(workdir, results, datetime.now(UTC)).absolute()
+    existed = kept.exists()
+    kept.mkdir(parents=True, exist_ok=True)
+    defaults = load_config(resolve_path(None, os.environ), "development", {})
+    environ = demo_environ(scratch, plan, kept, console_port(defaults.services.web.port))
     config = load_config(resolve_path(None, environ), "development", environ)
     procs = Processes()
     code = 1
@@ -346,6 +391,12 @@ def run_demo(workdir: Path | None, plan: DemoPlan | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
         else:
             console.print(f"files kept in {scratch} (daemon log: {scratch / 'demo.log'})")
+        if not existed and not any(p.is_file() for p in kept.rglob("*")):
+            shutil.rmtree(kept, ignore_errors=True)  # interrupted before any result: no litter
+            with contextlib.suppress(OSError):
+                kept.parent.rmdir()  # ./demo-results, when this run was its only content
+        else:
+            console.print(f"results and plots kept in {kept}")
     return code
 
 
@@ -368,6 +419,11 @@ def _run(
     console.print("demo settings: " + " ".join(f"{k}={v}" for k, v in demo_overrides(plan).items()))
     for name in ("incoming", "ms", "results", "processed", "logs"):
         (scratch / name).mkdir(exist_ok=True)
+    console.print(f"results go to {config.paths.results_dir} (kept after the demo)")
+    console.print(
+        f"web console: {config.services.web.url}  (live while the demo runs: services, sets, "
+        "blocks, candidates and their light curves)"
+    )
     embedded.ensure_server(config.paths.state_dir)
     spec = SimulationSpec(
         out=scratch / "incoming", start=START, sets=plan.sets_per_day, days=plan.days,
@@ -389,5 +445,6 @@ def _run(
         f"pipeline finished in {elapsed:.0f} s: {progress.sets_converted} sets converted, "
         f"{progress.blocks_processed} blocks processed, {progress.analysis_runs} analysis runs"
     )
-    print_report(console, judge(scratch / "truth.json", config.paths.results_dir), scratch)
+    results = config.paths.results_dir
+    print_report(console, judge(scratch / "truth.json", results), results)
     return 0

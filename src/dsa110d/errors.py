@@ -80,6 +80,14 @@ class WorkerJobError(DSA110Error):
     """A job raised inside a worker process; the message names the job and the error."""
 
 
+class NotFoundError(DSA110Error, LookupError):
+    """What a query names does not exist (a source without photometry, a result file)."""
+
+
+class BadRequestError(DSA110Error, ValueError):
+    """A query that names something malformed (a path outside the results, a bad id)."""
+
+
 class VariabilityInputError(DSA110Error, ValueError):
     """Photometry rows or saved variability state are malformed; names the file and the fault."""
 

@@ -20,6 +20,9 @@ from prometheus_client.registry import Collector
 
 DURATION_SAMPLES = 1000  # recent job durations kept for percentiles
 QUANTILES = (0.5, 0.9, 0.99)
+RESULT_KINDS = ("sets", "chunks", "blocks", "runs", "runs_failed", "runs_skipped")
+"""Domain counters that only grow, exported as ``dsa110_results_total{kind}`` (the others, like
+the processor's ``pending_blocks``, are levels shown in STATUS only)."""
 
 
 class ServiceMetrics:
@@ -31,7 +34,12 @@ class ServiceMetrics:
         self.queue_lag_sec = 0.0
         self.backlog = 0
         self.counters: dict[str, int] = {}
+        self.dead_letters = 0
+        """Dead letters waiting in the streams this service consumes (a level)."""
+        self.flag_fraction: float | None = None
+        """Fraction of the last processed block's samples that are flagged (None before one)."""
         self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
+        self._stages: dict[str, deque[float]] = {}
 
     @contextlib.contextmanager
     def job(self) -> Iterator[None]:
@@ -53,17 +61,21 @@ class ServiceMetrics:
         """A domain counter (``sets``, ``blocks``...) shown in STATUS and the registry."""
         self.counters[name] = self.counters.get(name, 0) + count
 
+    def observe(self, stage: str, seconds: float) -> None:
+        """The duration of one step of a job (``conversion``, ``block``), for its quantiles."""
+        self._stages.setdefault(stage, deque(maxlen=DURATION_SAMPLES)).append(seconds)
+
     def error_rate(self) -> float:
         total = self.processed + self.failed
         return self.failed / total if total else 0.0
 
     def percentiles(self) -> dict[str, float]:
         """Job duration quantiles over the recent jobs, seconds (empty when no job ran)."""
-        if not self._durations:
-            return {}
-        ordered = sorted(self._durations)
-        last = len(ordered) - 1
-        return {f"p{round(q * 100)}": ordered[round(q * last)] for q in QUANTILES}
+        return _quantiles(self._durations)
+
+    def stage_percentiles(self) -> dict[str, dict[str, float]]:
+        """Per observed stage, its duration quantiles, seconds."""
+        return {stage: _quantiles(samples) for stage, samples in self._stages.items()}
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -74,7 +86,18 @@ class ServiceMetrics:
             "backlog": self.backlog,
             "duration_sec": self.percentiles(),
             "counters": dict(self.counters),
+            "dead_letters": self.dead_letters,
+            "stage_sec": self.stage_percentiles(),
+            "flag_fraction": self.flag_fraction,
         }
+
+
+def _quantiles(samples: deque[float]) -> dict[str, float]:
+    if not samples:
+        return {}
+    ordered = sorted(samples)
+    last = len(ordered) - 1
+    return {f"p{round(q * 100)}": ordered[round(q * last)] for q in QUANTILES}
 
 
 class ProcessStats:
@@ -155,6 +178,26 @@ class PrometheusCollector(Collector):
             "Recent job duration quantiles.",
             labels=["service", "quantile"],
         )
+        results = CounterMetricFamily(
+            "dsa110_results",
+            "Results a service produced (sets converted, chunks, blocks, analysis runs).",
+            labels=["service", "kind"],
+        )
+        dead = GaugeMetricFamily(
+            "dsa110_dead_letters",
+            "Dead letters waiting in the streams a service consumes.",
+            labels=["service"],
+        )
+        stages = GaugeMetricFamily(
+            "dsa110_stage_duration_seconds",
+            "Recent duration quantiles of one step of a job (conversion, block).",
+            labels=["service", "stage", "quantile"],
+        )
+        flagged = GaugeMetricFamily(
+            "dsa110_flag_fraction",
+            "Fraction of the last processed block's samples that are flagged.",
+            labels=["service"],
+        )
         for name, snap in services.items():
             metrics = snap.get("metrics", {})
             processed.add_metric([name], metrics.get("processed", 0))
@@ -165,7 +208,17 @@ class PrometheusCollector(Collector):
             health.add_metric([name], snap.get("severity", 0))
             for key, value in metrics.get("duration_sec", {}).items():
                 duration.add_metric([name, f"{int(key[1:]) / 100:g}"], value)
+            for kind, count in metrics.get("counters", {}).items():
+                if kind in RESULT_KINDS:
+                    results.add_metric([name, kind], count)
+            dead.add_metric([name], metrics.get("dead_letters", 0))
+            if metrics.get("flag_fraction") is not None:
+                flagged.add_metric([name], metrics["flag_fraction"])
+            for stage, quantiles in metrics.get("stage_sec", {}).items():
+                for key, value in quantiles.items():
+                    stages.add_metric([name, stage, f"{int(key[1:]) / 100:g}"], value)
         yield from (processed, failed, restarts, lag, backlog, health, duration)
+        yield from (results, dead, stages, flagged)
         proc = self._process()
         yield GaugeMetricFamily(
             "dsa110_process_resident_memory_bytes",

@@ -30,7 +30,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from dsa110d import __version__, catalogue, logs
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import RELOADABLE_SECTIONS, Config, reloadable_changes
-from dsa110d.errors import DSA110Error, MessageError, StateError, describe, is_service_fault
+from dsa110d.errors import (
+    ConfigError,
+    DSA110Error,
+    MessageError,
+    StateError,
+    describe,
+    is_service_fault,
+)
 from dsa110d.housekeeping import housekeeping_loop
 from dsa110d.logs import get_logger
 from dsa110d.metrics import ProcessStats, PrometheusCollector, ServiceMetrics, serve_prometheus
@@ -64,14 +71,20 @@ Reloader = Callable[[], Config]
 
 
 def enabled_services(config: Config, names: list[str]) -> list[str]:
-    """The chosen services minus the built-in ones switched off in the config."""
-    kept = []
+    """The chosen services minus the built-in ones switched off in the config.
+
+    When that leaves none (``--services web`` with the console off), the daemon would run
+    nothing and report healthy: a configuration error instead, naming the keys."""
+    kept, off = [], []
     for name in names:
         section = catalogue.section_of(name)
         if section is not None and not getattr(config.services, section).enabled:
             log.info("service_disabled", service=name, key=f"services.{section}.enabled")
+            off.append(f"services.{section}.enabled")
             continue
         kept.append(name)
+    if names and not kept:
+        raise ConfigError(f"every service chosen is switched off ({', '.join(off)} is false)")
     return kept
 
 

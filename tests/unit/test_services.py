@@ -18,6 +18,7 @@ SEED_NAMES = {
     "hdf5_watcher": "watcher",
     "ms_processor": "processor",
     "variability_analyzer": "analyzer",
+    "web": "web",  # the console: one name (services.web), run only where enabled
 }
 
 
@@ -40,7 +41,7 @@ def test_dsa110d_run_takes_the_seed_names(seed: str, name: str) -> None:
 def test_service_manager_runs_no_pipeline_service_and_all_runs_every_one() -> None:
     assert parse_services("service_manager") == []
     assert instance_label([]) == "service_manager"
-    assert parse_services("all") == ["watcher", "processor", "analyzer"]
+    assert parse_services("all") == ["watcher", "processor", "analyzer", "web"]
     assert instance_label(parse_services("all")) == "all"
     assert parse_services("hdf5_watcher,analyzer") == ["watcher", "analyzer"]
 

@@ -235,6 +235,32 @@ def health_command(
     raise typer.Exit(summary.exit_code)
 
 
+@app.command("web-url")
+def web_url_command(
+    env: EnvOption = None, config: ConfigOption = None, json_: JsonOption = False
+) -> None:
+    """Where the web console and its HTTP API answer, and whether a daemon serves them.
+
+    The console is the `web` service: set `services.web.enabled: true`, then `dsa110ctl start
+    web` (or `all`). Exit 0 when a daemon serves it, 1 when none does."""
+    cfg = load(config, env)
+    web = cfg.services.web
+    serving = anyio.run(lambda: status.service_status(cfg, "web", fresh=False))
+    hosts = sorted({r.host for r in serving})
+    if json_:
+        _print_json({"url": web.url, "api": web.url + "api/v1/", "enabled": web.enabled,
+                     "serving_hosts": hosts})  # fmt: skip
+    else:
+        print(web.url)
+        if hosts:
+            print(f"served by the web service on {', '.join(hosts)}; API at {web.url}api/v1/")
+        elif not web.enabled:
+            print("the console is off: set services.web.enabled: true, then dsa110ctl start web")
+        else:
+            print("no daemon serves it now: dsa110ctl start web (or all)")
+    raise typer.Exit(EXIT_OK if hosts else EXIT_FAILURE)
+
+
 # --------------------------------------------------------------------------- start, stop, restart
 
 

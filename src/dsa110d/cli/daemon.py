@@ -122,8 +122,19 @@ def demo(
         float | None, typer.Option("--speed", help="Simulated time runs X times faster.")
     ] = None,
     scale: Annotated[str | None, typer.Option("--scale", help="tiny, small or real.")] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            "--results",
+            help="Keep the results and plots here (default: ./demo-results/<UTC time>, "
+            "or <workdir>/results).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the pipeline on simulated data with an embedded server (the README's first command)."""
+    """Run the pipeline on simulated data with an embedded server (the README's first command).
+
+    While it runs, the web console is served on loopback (the demo prints its address); the
+    results and plots are kept after it ends."""
     from dataclasses import replace
 
     from dsa110d.demo import QUICK, DemoPlan, run_demo
@@ -136,7 +147,7 @@ def demo(
         speed=speed or plan.speed,
         scale=scale or plan.scale,
     )
-    raise typer.Exit(run_demo(workdir, plan))
+    raise typer.Exit(run_demo(workdir, plan, results))
 
 
 @app.command()

@@ -150,6 +150,52 @@ async def list_dead_letters(
     return found
 
 
+@dataclass(frozen=True)
+class DeadLetterSummary:
+    """Dead letters counted by message type and by reason, with the oldest few of each type."""
+
+    total: int
+    by_type: dict[str, int]
+    by_reason: list[dict[str, Any]]
+    """``{"message_type", "reason", "count"}``, most frequent first."""
+    letters: list[DeadLetterView]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "by_type": self.by_type,
+            "by_reason": self.by_reason,
+            "letters": [letter.to_dict() for letter in self.letters],
+        }
+
+
+REASON_CHARS = 200
+"""A reason is cut to this many characters when dead letters are counted by reason."""
+
+
+async def dead_letter_summary(config: Config, limit: int = 100) -> DeadLetterSummary:
+    """Every type's dead-letter count (from the stream length) and, over the oldest ``limit``
+    letters of each type, their reasons counted (what the web console's page shows)."""
+    by_type: dict[str, int] = {}
+    reasons: dict[tuple[str, str], int] = {}
+    letters: list[DeadLetterView] = []
+    async with open_state(config) as redis:
+        for kind in MessageType:
+            stream = _stream(redis, config, kind, NO_GROUP)
+            by_type[kind.value] = await stream.dead_letter_count()
+            if not by_type[kind.value]:
+                continue
+            for letter in await stream.dead_letters(count=limit):
+                letters.append(DeadLetterView.from_letter(kind, letter))
+                key = (kind.value, letter.reason[:REASON_CHARS])
+                reasons[key] = reasons.get(key, 0) + 1
+    by_reason = [
+        {"message_type": kind, "reason": reason, "count": count}
+        for (kind, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1])
+    ]
+    return DeadLetterSummary(sum(by_type.values()), by_type, by_reason, letters)
+
+
 async def _find(
     redis: Redis, config: Config, dead_id: str, message_type: str | None
 ) -> DeadLetterView:

@@ -84,6 +84,13 @@ async def list_sets(config: Config, state: str | None = None, limit: int = 0) ->
     return [SetRow.from_record(r) for r in records]
 
 
+async def newest_set_ids(config: Config, limit: int) -> list[str]:
+    """The ids of the newest ``limit`` sets, oldest first (no records read: cheap)."""
+    async with open_state(config) as redis:
+        sets = Sets(redis, Keys(config.redis.namespace), describe_target(config))
+        return await sets.ids(limit)
+
+
 async def latest_candidates(config: Config, kind: str | None = None) -> CandidateReport | None:
     """The newest analysis run's candidates, best first (only ``kind``: transient or
     variable); None when no run has produced any."""
@@ -110,6 +117,7 @@ class BlockRow:
     error: str
     processed_at: float
     results: dict[str, str]
+    qa: dict[str, Any]
 
     @classmethod
     def from_record(cls, record: BlockRecord) -> BlockRow:
@@ -126,6 +134,7 @@ class BlockRow:
             error=record.error,
             processed_at=record.processed_at,
             results=dict(record.results),
+            qa=dict(record.qa),
         )
 
     def to_dict(self) -> dict[str, Any]:

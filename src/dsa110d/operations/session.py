@@ -13,13 +13,20 @@ from collections.abc import AsyncIterator
 
 from dsa110d.config import Config
 from dsa110d.state import embedded
-from dsa110d.state.connection import Redis, client_for, connected, describe_target, translate_errors
+from dsa110d.state.connection import (
+    Redis,
+    client_for,
+    connected,
+    describe_target,
+    lent_client,
+    translate_errors,
+)
 
 
 @contextlib.asynccontextmanager
 async def attach(config: Config) -> AsyncIterator[Redis | None]:
     """A client on the configured server, or None when its embedded server is not running."""
-    if not config.redis.embedded:
+    if not config.redis.embedded or lent_client() is not None:
         async with connected(config) as redis:
             yield redis
         return

@@ -8,7 +8,7 @@ died without cleaning up drops out once its entry's TTL (``supervisor.registry_t
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from dsa110d.operations.session import attach
 from dsa110d.state.connection import describe_target
 from dsa110d.state.control import fresh_status
 from dsa110d.state.keys import Keys
-from dsa110d.state.registry import RegistryEntry
+from dsa110d.state.registry import Registry, RegistryEntry
 
 FRESH_WAIT_SEC = 0.5  # how long daemons get to answer the status request
 
@@ -45,6 +45,10 @@ class ServiceStatus:
     backlog: int
     restarts: int
     version: str
+    duration_sec: dict[str, float] = field(default_factory=dict)
+    """Recent job duration quantiles (``p50``, ``p90``, ``p99``)."""
+    counters: dict[str, int] = field(default_factory=dict)
+    """Domain counts (``sets``, ``blocks``, ``runs``...)."""
 
     @classmethod
     def from_entry(cls, entry: RegistryEntry, now: float) -> ServiceStatus:
@@ -64,6 +68,8 @@ class ServiceStatus:
             backlog=int(metrics.get("backlog", 0)),
             restarts=int(metrics.get("restarts", 0)),
             version=entry.version,
+            duration_sec={k: float(v) for k, v in (metrics.get("duration_sec") or {}).items()},
+            counters={k: int(v) for k, v in (metrics.get("counters") or {}).items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,17 +108,28 @@ def _age(stamp: str, now: float) -> float | None:
 
 
 async def service_status(
-    config: Config, service: str | None = None, wait_sec: float = FRESH_WAIT_SEC
+    config: Config,
+    service: str | None = None,
+    wait_sec: float = FRESH_WAIT_SEC,
+    *,
+    fresh: bool = True,
 ) -> list[ServiceStatus]:
     """Every registered service (or only ``service``), freshest data first asked for.
 
+    ``fresh=False`` reads the registry as the last heartbeats left it, without asking every
+    daemon for a new one (what the web console's refresh does: it polls, and the heartbeats
+    come every ``supervisor.heartbeat_interval_sec`` anyway).
     An embedded configuration whose server is not running has no daemons: an empty list.
     """
     async with attach(config) as redis:
         if redis is None:
             return []
         keys = Keys(config.redis.namespace)
-        entries = await fresh_status(redis, keys, wait_sec, describe_target(config))
+        target = describe_target(config)
+        if fresh:
+            entries = await fresh_status(redis, keys, wait_sec, target)
+        else:
+            entries = await Registry(redis, keys, target).entries()
     now = time.time()
     rows = [ServiceStatus.from_entry(e, now) for e in entries]
     return [r for r in rows if service in (None, "all", r.service)]

@@ -275,6 +275,7 @@ class MSProcessingHandler:
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)
         self.metrics.add("sets")
+        self.metrics.observe("conversion", done.seconds)
         log.info(
             "set_converted", ms=str(out), reused=done.reused, new_chunk=new,
             seconds=round(done.seconds, 2),
@@ -358,10 +359,12 @@ class MSProcessingHandler:
                 if not status.ready or not status.chunks:
                     return None
                 chunks = [by_path[c.path] for c in status.chunks]
+                began = time.monotonic()
                 with self.metrics.job():
                     outcome = await self._run_block(
                         lease, block, record, chunks, status.missing_slots
                     )
+                self.metrics.observe("block", time.monotonic() - began)
         except LeaseHeldError:
             return None
         except LeaseLostError as exc:  # FencingError too: a newer holder owns the block
@@ -413,14 +416,18 @@ class MSProcessingHandler:
                     f"block {block.id}: processing took longer than processing_timeout_sec "
                     f"({timeout:g} s); its worker was stopped"
                 )
+            fraction = processor_jobs.flag_fraction(runs)
+            if fraction is not None:
+                self.metrics.flag_fraction = fraction
             outputs = {
                 f"{s.stage}.{kind}" if kind != s.stage else kind: path
                 for s in stages
                 for kind, path in s.outputs.items()
             }
             ids = [c.chunk_id for c in chunks]
+            qa = {s.stage: s.summary for s in stages}
             results = await self.publish_run(
-                lease, block.id, version, record.generation, ids, missing, staging, outputs
+                lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
             )
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
@@ -440,8 +447,10 @@ class MSProcessingHandler:
         missing: tuple[int, ...],
         staging: Path,
         outputs: dict[str, str],
+        qa: dict[str, Any] | None = None,
     ) -> dict[str, str]:
-        """Publish a run's staged outputs and commit the block record that names them.
+        """Publish a run's staged outputs and commit the block record that names them (with
+        ``qa``: each stage's summary).
 
         The files are renamed into ``paths.results_dir`` under names that carry the run's
         version and fencing token (``processor_jobs.publish_outputs``), so no other holder's
@@ -458,7 +467,7 @@ class MSProcessingHandler:
 
         def stage(pipe: Any) -> None:
             self.blocks.stage_commit(
-                pipe, block_id, version, generation, chunk_ids, missing, results
+                pipe, block_id, version, generation, chunk_ids, missing, results, qa=qa
             )
 
         try:

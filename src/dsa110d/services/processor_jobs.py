@@ -163,6 +163,16 @@ def block_job(
     ]
 
 
+def flag_fraction(stages: list[dict[str, Any]]) -> float | None:
+    """The flag stage's flag fraction from a block run's stage results (None: no flag stage,
+    or its MSs were flagged before)."""
+    for result in stages:
+        if result.get("stage") == "flag":
+            value = (result.get("summary") or {}).get("flag_fraction")
+            return float(value) if isinstance(value, int | float) else None
+    return None
+
+
 def publish_outputs(
     staging: Path, results_dir: Path, outputs: dict[str, str], version: int, token: int
 ) -> dict[str, str]:

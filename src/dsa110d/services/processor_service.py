@@ -84,10 +84,12 @@ class MSProcessorService(Service):
         handler = self.handler
         assert handler is not None
         stats = await handler.hdf5_stream.stats()
+        ms_stats = await handler.ms_stream.stats()
         pending_blocks = await handler.blocks.pending_count()
         self.backlog = stats.undelivered + stats.pending
         metrics.backlog = self.backlog
         metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
+        metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
         metrics.counters["pending_blocks"] = pending_blocks
 
     def health(self) -> HealthReport:

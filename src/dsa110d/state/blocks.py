@@ -5,16 +5,16 @@ A **chunk** is one converted set (one 5-minute Measurement Set). Its record, a h
 ``end`` (Unix s), ``dec`` (rad), ``path`` (the MS) and ``recorded_at``; every chunk id is in
 ``Keys.chunk_index()`` scored by its start.
 
-A **block** (``science.pipeline.blocks``) record, a hash under ``Keys.block_record(block_id)``,
-holds ``start``/``end`` (Unix s), ``state`` (:class:`BlockState`), ``version`` (runs committed
-so far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each time a new
+A **block** (``science.blocks``) record, a hash under ``Keys.block_record(block_id)``, holds
+``start``/``end`` (Unix s), ``state`` (:class:`BlockState`), ``version`` (runs committed so
+far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each time a new
 chunk of the block is recorded), ``done_generation`` (the generation the last committed run
-saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed without
-their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at`` (when
-its first chunk was recorded), ``attempts`` and ``error``. Every block id is in
+saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed
+without their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at``
+(when its first chunk was recorded), ``attempts`` and ``error``. Every block id is in
 ``Keys.block_index()`` (scored by start); a block whose generation is ahead of its done
-generation is also in ``Keys.block_pending()`` (scored by its end), which the processor walks to
-find work.
+generation is also in ``Keys.block_pending()`` (scored by its end), which the processor walks
+to find work.
 
 Recording a chunk is one Lua script and is idempotent: recording the same chunk (same path)
 again changes nothing, so a redelivered message never re-runs a block. A chunk recorded after
@@ -68,7 +68,7 @@ class ChunkRecord:
 
 @dataclass(frozen=True)
 class BlockSpan:
-    """A block a chunk belongs to: its id and span (Unix s), from ``science.pipeline.blocks``."""
+    """A block a chunk belongs to: its id and span (Unix s), from ``science.blocks``."""
 
     block_id: str
     start: float
@@ -89,6 +89,8 @@ class BlockRecord:
     chunks: tuple[str, ...] = ()
     missing_slots: tuple[int, ...] = ()
     results: dict[str, str] = field(default_factory=dict)
+    qa: dict[str, Any] = field(default_factory=dict)
+    """Stage -> its summary from the last committed run (the flag stage's flag fraction...)."""
     processed_at: float = 0.0
     attempts: int = 0
     error: str = ""
@@ -149,9 +151,11 @@ class Blocks:
         missing_slots: Sequence[int],
         results: dict[str, str],
         now: float | None = None,
+        qa: dict[str, Any] | None = None,
     ) -> None:
         """Queue a run's commit on a transaction (for ``Leases.run_fenced``): the block is
-        processed at ``version``, and off the pending list unless a newer chunk came."""
+        processed at ``version``, and off the pending list unless a newer chunk came; ``qa``:
+        each stage's summary, kept with the record."""
         lua.queue(
             pipe,
             self._commit_run,
@@ -164,6 +168,7 @@ class Blocks:
                 json.dumps(list(missing_slots)),
                 json.dumps(results, sort_keys=True),
                 repr(time.time() if now is None else now),
+                json.dumps(qa or {}, sort_keys=True, allow_nan=False, default=str),
             ],
         )
 
@@ -223,8 +228,9 @@ class Blocks:
         """Blocks by start time (oldest first), optionally only those in ``state``; at most
         ``limit`` (0: all) of the newest matching ones."""
         wanted = BlockState(state) if state is not None else None
+        first = -limit if limit and wanted is None else 0  # the newest only, when they suffice
         with translate_errors(self.target):
-            ids = [str(i) for i in await self.redis.zrange(self.keys.block_index(), 0, -1)]
+            ids = [str(i) for i in await self.redis.zrange(self.keys.block_index(), first, -1)]
             raws = await self._hgetall([self.keys.block_record(i) for i in ids])
         records = [_block(i, r) for i, r in zip(ids, raws, strict=True) if r]
         if wanted is not None:
@@ -268,6 +274,7 @@ def _block(block_id: str, raw: dict[str, str]) -> BlockRecord:
             chunks=tuple(json.loads(raw.get("chunks") or "[]")),
             missing_slots=tuple(int(s) for s in json.loads(raw.get("missing") or "[]")),
             results=dict(json.loads(raw.get("results") or "{}")),
+            qa=dict(json.loads(raw.get("qa") or "{}")),
             processed_at=float(raw.get("processed_at") or 0),
             attempts=int(raw.get("attempts") or 0),
             error=raw.get("error", ""),

@@ -66,6 +66,13 @@ class CandidateStore:
             pipe.set(self.keys.candidates_run(), json.dumps(run, allow_nan=False))
             await pipe.execute()
 
+    async def run_stamp(self) -> str | None:
+        """The stored run summary as stored: it changes with every run (one small GET, for a
+        reader that keeps the candidates it read and asks whether they are still current)."""
+        with self._guard():
+            stamp = await self.redis.get(self.keys.candidates_run())
+        return None if stamp is None else str(stamp)
+
     async def latest(self) -> CandidateReport | None:
         """The stored candidates, best first; None when no run has stored any."""
         with self._guard():
@@ -94,9 +101,25 @@ def read_candidates_file(results_dir: Path) -> CandidateReport | None:
     return CandidateReport(run, records, source=str(path))
 
 
+_KEPT: dict[tuple[str, str], tuple[str, CandidateReport]] = {}
+"""(server, namespace) -> (run stamp, its candidates): a long-lived reader (the web console)
+reads the ~1,000 records again only when a new run has replaced them."""
+
+
 async def fetch_candidates(config: Config) -> CandidateReport | None:
     """The latest candidates for ``dsa110ctl candidates``: Redis first, then the results file."""
     keys = Keys(config.redis.namespace)
+    target = describe_target(config)
+    where = (target, config.redis.namespace)
     async with connected(config) as redis:
-        report = await CandidateStore(redis, keys, target=describe_target(config)).latest()
+        store = CandidateStore(redis, keys, target=target)
+        stamp = await store.run_stamp()
+        kept = _KEPT.get(where)
+        if stamp is not None and kept is not None and kept[0] == stamp:
+            return kept[1]
+        report = await store.latest()
+    if report is not None and stamp is not None:
+        # Read after the stamp: if a run landed in between, the next call sees a new stamp
+        # and reads again, so a kept report is never older than its stamp says.
+        _KEPT[where] = (stamp, report)
     return report or read_candidates_file(config.paths.results_dir)

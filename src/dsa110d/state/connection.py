@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import anyio
@@ -119,9 +120,35 @@ async def _plain_probe(config: Config, server: embedded.EmbeddedServer | None) -
         await probe.aclose()
 
 
+_LENT: ContextVar[Redis | None] = ContextVar("dsa110d_lent_client", default=None)
+
+
+@contextlib.contextmanager
+def lending(client: Redis) -> Iterator[None]:
+    """Within this context (and the tasks started from it), :func:`connected` yields
+    ``client``: how the web service's requests share the daemon's connection pool instead of
+    connecting (and probing the embedded server) once per request."""
+    token = _LENT.set(client)
+    try:
+        yield
+    finally:
+        _LENT.reset(token)
+
+
+def lent_client() -> Redis | None:
+    """The client lent to this context, if any."""
+    return _LENT.get()
+
+
 @contextlib.asynccontextmanager
 async def connected(config: Config) -> AsyncIterator[Redis]:
-    """``async with connected(cfg) as redis:`` closes the pool on the way out."""
+    """``async with connected(cfg) as redis:`` closes the pool on the way out.
+
+    Inside :func:`lending` it yields the lent client instead (and leaves it open)."""
+    lent = _LENT.get()
+    if lent is not None:
+        yield lent
+        return
     client = await connect(config)
     try:
         yield client

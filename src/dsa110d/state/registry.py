@@ -14,6 +14,11 @@ from dsa110d.errors import StateError
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 
+SCAN_COUNT = 1000
+"""Keys the server looks at per SCAN round trip: the registry's few keys live among every
+record of the namespace, and the server's default (10) made ``status`` one round trip per ten
+records."""
+
 
 @dataclass(frozen=True)
 class RegistryEntry:
@@ -65,7 +70,12 @@ class Registry:
     async def entries(self) -> list[RegistryEntry]:
         """Every live entry, sorted by host, pid and service; malformed ones are skipped."""
         with translate_errors(self._target):
-            keys = [k async for k in self._redis.scan_iter(match=self._keys.registry_pattern())]
+            keys = [
+                k
+                async for k in self._redis.scan_iter(
+                    match=self._keys.registry_pattern(), count=SCAN_COUNT
+                )
+            ]
             values = await self._redis.mget(keys) if keys else []
         found: list[RegistryEntry] = []
         for key, value in zip(keys, values, strict=True):

@@ -418,12 +418,21 @@ class Sets:
             raw = await self.redis.hgetall(self.keys.set_record(set_id))  # type: ignore[misc]
         return _record(set_id, raw) if raw else None
 
+    async def ids(self, limit: int = 0) -> list[str]:
+        """Set ids in the order first seen (oldest first), the newest ``limit`` (0: all)."""
+        with translate_errors(self.target):
+            found = await self.redis.zrange(self.keys.set_index(), -limit if limit else 0, -1)
+        return [str(i) for i in found]
+
     async def list(self, state: SetState | str | None = None, limit: int = 0) -> list[SetRecord]:
         """Sets in the order first seen (oldest first), optionally only those in ``state``; at
         most ``limit`` (0: all) of the newest matching ones."""
         wanted = SetState(state) if state is not None else None
+        # Without a state to filter on, the newest ``limit`` are the index's last entries:
+        # read only those (the console asks for them at every refresh, over weeks of sets).
+        first = -limit if limit and wanted is None else 0
         with translate_errors(self.target):
-            ids = [str(i) for i in await self.redis.zrange(self.keys.set_index(), 0, -1)]
+            ids = [str(i) for i in await self.redis.zrange(self.keys.set_index(), first, -1)]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for set_id in ids:
                     pipe.hgetall(self.keys.set_record(set_id))

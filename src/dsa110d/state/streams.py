@@ -412,6 +412,11 @@ class ReliableStream:
         return str(dead_id)
 
     # -------------------------------------------------------------------- dead letters
+    async def dead_letter_count(self) -> int:
+        """How many dead letters this type holds."""
+        with self._guard():
+            return int(await self.redis.xlen(self.dead_name))
+
     async def dead_letters(self, count: int = 100, start: str = "-") -> list[DeadLetter]:
         """The oldest ``count`` dead letters from ``start``."""
         with self._guard():

@@ -140,6 +140,10 @@ async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_bl
             record.version == 1 and not record.stale and record.chunks == tuple(result.set_ids[:2])
         )
         assert await handler.blocks.pending() == []
+        assert set(record.qa) == set(cfg.pipeline.stages)  # each stage's summary, kept
+        if "flag" in record.qa:
+            fraction = record.qa["flag"]["flag_fraction"]
+            assert 0 < fraction < 1 and handler.metrics.flag_fraction == fraction
         (message,) = await block_messages(redis, cfg)
         assert message.payload["block_id"] == FIRST_BLOCK and message.payload["version"] == 1
         assert message.payload["results"] == {"photometry": str(parquet.resolve())}

@@ -47,3 +47,22 @@ async def test_a_backlog_past_the_limit_degrades_the_service_with_the_reason(
     assert report.health is Health.DEGRADED
     assert "backlog of 3 sets" in report.reason and "backlog_degraded (2)" in report.reason
     assert metrics.snapshot()["backlog"] == 3
+
+
+async def test_dead_letters_of_both_streams_are_published_as_a_metric(
+    config: Config, redis: Redis
+) -> None:
+    service = MSProcessorService()
+    service.handler = MSProcessingHandler(config, redis, _no_worker)
+    await service.handler.start()
+    for stream in (service.handler.hdf5_stream, service.handler.ms_stream):
+        await stream.ensure_group()
+        payload = {"set_id": "2026-03-20T06:00:00", "paths": []}
+        kind = stream.message_type
+        await stream.publish(new_message(kind, payload, Producer.here("test")))
+        (entry,) = await stream.read_new("proc-1", 1, None)
+        await stream.dead_letter(entry, "InputFileError: truncated file", "proc-1", [])
+    metrics = ServiceMetrics()
+    await service.refresh_stats(metrics)
+    assert metrics.dead_letters == 2
+    assert metrics.snapshot()["dead_letters"] == 2

@@ -32,7 +32,7 @@ def complete(words: str) -> list[str]:
         ("dsa110ctl dl", ["dlq"]),
         ("dsa110ctl dlq re", ["replay"]),
         ("dsa110ctl rec", ["recompute"]),
-        ("dsa110ctl stop w", ["watcher"]),
+        ("dsa110ctl stop w", ["web", "watcher"]),
         ("dsa110ctl start pro", ["production", "processor"]),
         ("dsa110ctl dlq list --type MS", ["MS_PROCESSING"]),
     ],

@@ -159,8 +159,11 @@ def outlier_mask(amplitude: NDArray[np.float32], axis: int = 0) -> NDArray[np.bo
 
 
 def flag_ms(path: Path, slab_visibilities: int = FLAG_SLAB_VISIBILITIES) -> Counts:
-    """Flag one MS in place; returns counts of newly flagged samples by reason."""
-    counts = {"outliers": 0, "zeros": 0, "autocorrelations": 0, "total": 0}
+    """Flag one MS in place; returns counts of newly flagged samples by reason (``total``:
+    all new ones), and ``samples`` looked at and ``flagged`` among them afterwards (old and
+    new: the flag fraction's terms; both 0 for an MS flagged before)."""
+    counts = {"outliers": 0, "zeros": 0, "autocorrelations": 0, "total": 0, "samples": 0,
+              "flagged": 0}  # fmt: skip
     try:
         ms = tables.table(str(path), readonly=False, ack=False)
     except RuntimeError as exc:
@@ -261,6 +264,8 @@ def _flag_slab(
     counts["zeros"] += int(np.count_nonzero(zeros & kept))
     counts["autocorrelations"] += int(np.count_nonzero(auto_flags & kept))
     counts["total"] += int(np.count_nonzero(new))
+    counts["samples"] += int(data.size)
+    counts["flagged"] += int(np.count_nonzero(old | new))
     return old | new if new.any() else None
 
 
@@ -296,4 +301,14 @@ def flag_stage(
         for reason, n in one.items():
             totals[reason] = totals.get(reason, 0) + n
     log.info("block %s: flagged %s (%d at once)", job.block_id, totals, processes)
-    return StageResult("flag", "ok", summary={f"flagged_{k}": v for k, v in totals.items()})
+    summary: dict[str, int | float] = {
+        f"flagged_{k}": v for k, v in totals.items() if k not in FRACTION_TERMS
+    }
+    if totals.get("samples"):
+        summary["samples"] = totals["samples"]
+        summary["flag_fraction"] = totals["flagged"] / totals["samples"]
+    return StageResult("flag", "ok", summary=summary)
+
+
+FRACTION_TERMS = ("samples", "flagged")
+"""Counts of flag_ms that are not reasons: the flag fraction's denominator and numerator."""

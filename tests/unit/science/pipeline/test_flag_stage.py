@@ -57,6 +57,22 @@ def test_a_block_is_flagged_in_parallel_as_serially(
         assert np.array_equal(one, another)
 
 
+def test_the_summary_gives_the_flag_fraction_of_the_flags_written(
+    sim_block: SimBlock, science_config: Config, tmp_path: Path
+) -> None:
+    block = copy_sim_block(sim_block, tmp_path / "fraction")
+    done = flag_stage(_job(science_config), block.ms_paths, science_config, tmp_path)
+    written = _flags(block.ms_paths)
+    samples = sum(f.size for f in written)
+    assert done.summary["samples"] == samples
+    assert done.summary["flag_fraction"] == pytest.approx(
+        sum(int(np.count_nonzero(f)) for f in written) / samples, abs=1e-12
+    )
+    assert 0 < float(done.summary["flag_fraction"]) < 1
+    again = flag_stage(_job(science_config), block.ms_paths, science_config, tmp_path)
+    assert "flag_fraction" not in again.summary  # flagged before: left as it is, not measured
+
+
 def test_a_failing_chunk_is_named(sim_block: SimBlock, science_config: Config) -> None:
     bad = sim_block.ms_paths[2]
     with tables.table(str(bad), readonly=False, ack=False) as ms:
