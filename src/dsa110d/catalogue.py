@@ -8,7 +8,7 @@ both of its names:
 name           seed name (config section)  class (in ``dsa110d.services``)
 =============  ==========================  =====================================================
 ``watcher``    ``hdf5_watcher``            ``watcher.HDF5WatcherService``
-``processor``  ``ms_processor``            ``processor.MSProcessorService``
+``processor``  ``ms_processor``            ``processor_service.MSProcessorService``
 ``analyzer``   ``variability_analyzer``    ``analyzer.VariabilityAnalyzerService``
 ``web``        ``web``                     ``web.WebService`` (runs only where enabled)
 =============  ==========================  =====================================================
@@ -58,7 +58,9 @@ class CatalogueEntry:
 
 SERVICES: tuple[CatalogueEntry, ...] = (
     CatalogueEntry("watcher", "hdf5_watcher", "dsa110d.services.watcher:HDF5WatcherService"),
-    CatalogueEntry("processor", "ms_processor", "dsa110d.services.processor:MSProcessorService"),
+    CatalogueEntry(
+        "processor", "ms_processor", "dsa110d.services.processor_service:MSProcessorService"
+    ),
     CatalogueEntry(
         "analyzer", "variability_analyzer", "dsa110d.services.analyzer:VariabilityAnalyzerService"
     ),

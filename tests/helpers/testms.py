@@ -15,21 +15,31 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
+from astropy.coordinates import TETE, EarthLocation, SkyCoord
+from astropy.time import Time
 from casacore import tables
 from numpy.typing import NDArray
 
+from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.beam import angular_offset_rad, primary_beam
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.constants import (
     BAND_BOTTOM_FREQ_HZ,
     INTEGRATION_TIME_S,
+    OVRO_HEIGHT_M,
     OVRO_LAT_RAD,
+    OVRO_LON_RAD,
     SB00_TOP_FREQ_HZ,
+    SECONDS_PER_DAY,
+    SIDEREAL_DAY_S,
     SPEED_OF_LIGHT_M_S,
     TELESCOPE_NAME,
 )
-from dsa110d.science.photometry.geometry import SIDEREAL_RATE_RAD_S, apparent_positions
+
+SIDEREAL_RATE_RAD_S = 2.0 * math.pi / SIDEREAL_DAY_S
+"""Rate at which the meridian moves in RA, rad/s."""
 
 ARRAY_HALF_EXTENT_M = (1200.0, 600.0)
 """Random antenna positions span +/- these (east, north), metres: DSA-110's ~2.5 km T."""
@@ -111,6 +121,25 @@ def make_ms(
     return path
 
 
+def _apparent(
+    ra: NDArray[np.float64], dec: NDArray[np.float64], time_mjd_s: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Apparent RA/Dec (rad, true equator and equinox of date at the site) of ICRS directions,
+    by astropy's TETE frame: not the photometry's own path (pyuvdata's transform), so the data
+    this makes do not share the code they are meant to check."""
+    use_offline_iers()
+    site = EarthLocation.from_geodetic(
+        lon=OVRO_LON_RAD * u.rad, lat=OVRO_LAT_RAD * u.rad, height=OVRO_HEIGHT_M * u.m
+    )
+    when = Time(time_mjd_s / SECONDS_PER_DAY, format="mjd", scale="utc")
+    icrs = SkyCoord(ra=ra * u.rad, dec=dec * u.rad, frame="icrs")
+    apparent = icrs.transform_to(TETE(obstime=when, location=site))
+    return (
+        np.asarray(apparent.ra.rad, dtype=np.float64),
+        np.asarray(apparent.dec.rad, dtype=np.float64),
+    )
+
+
 def _visibilities(
     sky: SkyModel, uvw: NDArray[np.float64], t_index: NDArray[np.intp],
     times: NDArray[np.float64], freq: NDArray[np.float64], ra0: float, dec0: float, mid: float,
@@ -118,7 +147,7 @@ def _visibilities(
     ra, dec = np.radians(sky.ra_deg), np.radians(sky.dec_deg)
     # The dishes point at the apparent meridian; sources move there by precession since J2000.
     pointing = ra0 + SIDEREAL_RATE_RAD_S * (times - mid)
-    app_ra, app_dec = apparent_positions(ra, dec, mid)
+    app_ra, app_dec = _apparent(ra, dec, mid)
     offsets = angular_offset_rad(pointing[None, :], dec0, app_ra[:, None], app_dec[:, None])
     data = np.zeros((uvw.shape[0], freq.size, 2), dtype=np.complex128)
     for s in range(ra.size):
@@ -200,8 +229,6 @@ def _subtables(
 
 def _itrf(enu: NDArray[np.float64]) -> NDArray[np.float64]:
     """Approximate ITRF positions (m) of local ENU offsets about OVRO (for imaging only)."""
-    from dsa110d.science.constants import OVRO_HEIGHT_M, OVRO_LON_RAD
-
     radius = 6378137.0 + OVRO_HEIGHT_M
     lat, lon = OVRO_LAT_RAD, OVRO_LON_RAD
     centre = radius * np.array(

@@ -23,8 +23,8 @@ from dsa110d.state.sets import SetRecord, Sets, SetState
 SET_STATES: tuple[str, ...] = tuple(s.value for s in SetState)
 BLOCK_STATES: tuple[str, ...] = tuple(s.value for s in BlockState)
 CANDIDATE_CLASSES = ("transient", "variable")
-"""science.variability's CLASS_TRANSIENT and CLASS_VARIABLE, spelt out so that dsa110ctl does not
-import the science stack (pandas, scipy: seconds) to start; a test pins them equal."""
+"""science.variability.metrics' CLASS_TRANSIENT and CLASS_VARIABLE, spelt out so that dsa110ctl
+does not import the science stack (pandas, scipy: seconds) to start; a test pins them equal."""
 
 
 @dataclass(frozen=True)

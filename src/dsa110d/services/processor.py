@@ -1,7 +1,8 @@
 """The MS processor: announced sets -> Measurement Sets (chunks) -> processed blocks.
 
 :class:`MSProcessingHandler` does the work and is usable without the daemon (tests);
-:class:`MSProcessorService` runs it as the ``processor`` service.
+:class:`dsa110d.services.processor_service.MSProcessorService` runs it as the ``processor``
+service.
 
 * **Sets** (HDF5_PROCESSING, consumer group ``processor``): check the message (the set id,
   every path resolved inside the data roots: :mod:`dsa110d.paths`), hold the lease
@@ -21,8 +22,8 @@
   is woken. Block messages are checked and otherwise ignored (they are the analyzer's).
 * **Blocks**: the block loop wakes on each new chunk and every ``poll_interval_sec``, walks the
   pending blocks and processes each one that is complete or whose end is
-  ``processing_timeout_sec`` past (``science.blocks.BlockPlan.status``; for old data, counted
-  from when its first chunk was recorded). Under the lease
+  ``processing_timeout_sec`` past (``science.pipeline.blocks.BlockPlan.status``; for old data,
+  counted from when its first chunk was recorded). Under the lease
   ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
   then the token is checked, the outputs are renamed into ``paths.results_dir`` under names
   that carry the run's version and fencing token (``photometry/<block>.v<n>.t<token>.parquet``:
@@ -49,7 +50,6 @@ import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +86,8 @@ from dsa110d.resilience import BreakerBoard
 from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
 from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
-from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.connection import Redis
-from dsa110d.state.consumer import StreamConsumer, consumer_name
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Lease, Leases
 from dsa110d.state.sets import Sets, SetState
@@ -106,21 +104,8 @@ worker call of its own through the program's circuit breaker. While the breaker 
 stage is skipped (reported ``skipped`` with the reason) instead of failing every block."""
 BREAKER_COUNTED = (StageError, WorkerJobError)
 """Failures of an external stage that count against its program's breaker."""
-STATS_INTERVAL_SEC = 5.0
-"""How often the backlog and queue lag are refreshed for health and metrics."""
 
 Runner = Callable[..., Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class BlockOutcome:
-    """A committed block run."""
-
-    block_id: str
-    version: int
-    results: dict[str, str]
-    missing_slots: tuple[int, ...]
-    chunks: tuple[str, ...]
 
 
 def set_id_of(message: Message) -> str:
@@ -305,26 +290,26 @@ class MSProcessingHandler:
             await self.sets.mark(set_id, SetState.CONVERTING)
             timeout = self.cfg.processing_timeout_sec
             with anyio.move_on_after(timeout) as scope:
-                done = await self.run_in_worker(
-                    processor_jobs.convert_job, [str(f) for f in files], str(out), partial
+                done = processor_jobs.Converted.from_json(
+                    await self.run_in_worker(
+                        processor_jobs.convert_job, [str(f) for f in files], str(out), partial
+                    )
                 )
             if scope.cancelled_caught:
                 raise ConversionError(
                     f"set {set_id}: conversion took longer than processing_timeout_sec "
                     f"({timeout:g} s); its worker was stopped"
                 )
-            chunk = ChunkRecord(
-                set_id, set_id, done["start"], done["end"], done["dec_rad"], str(out)
-            )
+            chunk = ChunkRecord(set_id, set_id, done.start, done.end, done.dec_rad, str(out))
             await self.leases.commit(lease)
             new = await self._record(chunk)
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)
         self.metrics.add("sets")
-        self.metrics.observe("conversion", float(done["seconds"]))
+        self.metrics.observe("conversion", done.seconds)
         log.info(
-            "set_converted", ms=str(out), reused=done["reused"], new_chunk=new,
-            seconds=round(float(done["seconds"]), 2),
+            "set_converted", ms=str(out), reused=done.reused, new_chunk=new,
+            seconds=round(done.seconds, 2),
         )  # fmt: skip
 
     async def _record(self, chunk: ChunkRecord) -> bool:
@@ -367,7 +352,7 @@ class MSProcessingHandler:
         self.wake.set()
 
     # ------------------------------------------------------------------ blocks
-    async def check_blocks(self, now: float | None = None) -> list[BlockOutcome]:
+    async def check_blocks(self, now: float | None = None) -> list[BlockProcessed]:
         """Process every pending block that is ready now; returns the runs committed."""
         now = time.time() if now is None else now
         done = []
@@ -381,7 +366,7 @@ class MSProcessingHandler:
         margin = self.plan.slot_sec
         return await self.blocks.chunks(block.start - 2 * margin, block.end + margin)
 
-    async def process_block(self, block_id: str, now: float | None = None) -> BlockOutcome | None:
+    async def process_block(self, block_id: str, now: float | None = None) -> BlockProcessed | None:
         """Run one block if it is ready and nobody else is running it; None if not run."""
         now = time.time() if now is None else now
         try:
@@ -423,7 +408,7 @@ class MSProcessingHandler:
             )
             self.log.warning("block_failed", block_id=block_id, reason=reason, attempts=attempts)
             return None
-        await self._announce_block(outcome, block)
+        await self._announce_block(outcome)
         self.metrics.add("blocks")
         self.log.info(
             "block_processed", block_id=block_id, version=outcome.version,
@@ -438,7 +423,7 @@ class MSProcessingHandler:
         record: BlockRecord,
         chunks: list[ChunkRecord],
         missing: tuple[int, ...],
-    ) -> BlockOutcome:
+    ) -> BlockProcessed:
         version = record.version + 1
         ms_paths = [
             str(inside_roots(c.path, self.roots, f"chunk {c.chunk_id} path")) for c in chunks
@@ -452,31 +437,35 @@ class MSProcessingHandler:
         timeout = self.cfg.processing_timeout_sec
         try:
             with anyio.move_on_after(timeout) as scope:
-                stages = await self.run_stages(
+                runs = await self.run_stages(
                     config_doc, block.id, version, missing, ms_paths, staging
                 )
+                stages = [processor_jobs.StageRun.from_json(run) for run in runs]
             if scope.cancelled_caught:
                 raise StageError(
                     f"block {block.id}: processing took longer than processing_timeout_sec "
                     f"({timeout:g} s); its worker was stopped"
                 )
-            fraction = processor_jobs.flag_fraction(stages)
+            fraction = processor_jobs.flag_fraction(runs)
             if fraction is not None:
                 self.metrics.flag_fraction = fraction
             outputs = {
-                f"{s['stage']}.{kind}" if kind != s["stage"] else kind: path
+                f"{s.stage}.{kind}" if kind != s.stage else kind: path
                 for s in stages
-                for kind, path in s["outputs"].items()
+                for kind, path in s.outputs.items()
             }
             ids = [c.chunk_id for c in chunks]
-            qa = {str(s["stage"]): s.get("summary") or {} for s in stages}
+            qa = {s.stage: s.summary for s in stages}
             results = await self.publish_run(
                 lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
             )
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
-        return BlockOutcome(block.id, version, results, missing, tuple(ids))
+        return BlockProcessed(
+            block.id, version, results, tuple(c.path for c in chunks), tuple(ids), missing,
+            block.start, block.end,
+        )  # fmt: skip
 
     async def run_stages(
         self,
@@ -556,15 +545,8 @@ class MSProcessingHandler:
         await anyio.to_thread.run_sync(processor_jobs.remove_superseded, results, lease.token)
         return results
 
-    async def _announce_block(self, outcome: BlockOutcome, block: Block) -> None:
-        chunk_paths = [
-            c.path for c in await self._block_chunks(block) if c.chunk_id in outcome.chunks
-        ]
-        processed = BlockProcessed(
-            outcome.block_id, outcome.version, outcome.results, tuple(chunk_paths),
-            outcome.chunks, outcome.missing_slots, block.start, block.end,
-        )  # fmt: skip
-        message = new_message(MessageType.MS_PROCESSING, processed.to_payload(), self.producer)
+    async def _announce_block(self, outcome: BlockProcessed) -> None:
+        message = new_message(MessageType.MS_PROCESSING, outcome.to_payload(), self.producer)
         await self.ms_stream.publish(
             message, dedup_key=f"block:{outcome.block_id}:v{outcome.version}"
         )
@@ -583,88 +565,3 @@ class MSProcessingHandler:
             await self.check_blocks()
         except DSA110Error as exc:
             self.log.warning("block_check_failed", reason=str(exc))
-
-
-@register_service("processor")
-class MSProcessorService(Service):
-    """The ``processor`` service: two stream consumers and the block loop."""
-
-    worker_modules = (
-        "dsa110d.science.conversion.convert",
-        "dsa110d.science.pipeline.chunkinfo",
-        "dsa110d.science.pipeline.stages",
-        "dsa110d.science.pipeline.flagging",
-        "dsa110d.science.photometry.stage",
-        "dsa110d.services.processor_jobs",
-    )
-
-    def __init__(self) -> None:
-        self.handler: MSProcessingHandler | None = None
-        self.consumers: list[StreamConsumer] = []
-        self.backlog = 0
-        self.backlog_limit = 0
-
-    async def start(self, ctx: ServiceContext) -> None:
-        self.handler = MSProcessingHandler(
-            ctx.config, ctx.redis, ctx.run_in_worker, ctx.log, ctx.metrics,
-            service=ctx.name, beat=ctx.beat, breakers=ctx.breakers,
-        )  # fmt: skip
-        self.backlog_limit = ctx.config.supervisor.backlog_degraded
-        await self.handler.start()
-
-    async def run(self, ctx: ServiceContext) -> None:
-        handler = self.handler
-        assert handler is not None  # start() ran
-        self.consumers = [
-            StreamConsumer(
-                handler.hdf5_stream,
-                consumer_name(self.name),
-                ctx.gate(handler.handle_set),
-                on_dead=handler.set_dead,
-            ),
-            StreamConsumer(
-                handler.ms_stream, consumer_name(self.name), ctx.gate(handler.handle_ms_message)
-            ),
-        ]
-
-        async def everything() -> None:
-            async with anyio.create_task_group() as tg:
-                for consumer in self.consumers:
-                    tg.start_soon(consumer.run)
-                tg.start_soon(handler.block_loop, ctx.stopping, ctx.gate(handler.check_blocks_job))
-                tg.start_soon(self._stats_loop, ctx)
-
-        await ctx.consume(everything)
-
-    async def _stats_loop(self, ctx: ServiceContext) -> None:
-        while True:
-            try:
-                await self.refresh_stats(ctx.metrics)
-            except DSA110Error as exc:
-                ctx.log.debug("stats_refresh_failed", reason=str(exc))
-            await anyio.sleep(STATS_INTERVAL_SEC)
-
-    async def refresh_stats(self, metrics: ServiceMetrics) -> None:
-        """Backlog (sets waiting or in hand), queue lag and pending blocks, for health and
-        metrics."""
-        handler = self.handler
-        assert handler is not None
-        stats = await handler.hdf5_stream.stats()
-        ms_stats = await handler.ms_stream.stats()
-        pending_blocks = await handler.blocks.pending_count()
-        metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
-        self.backlog = stats.undelivered + stats.pending
-        metrics.backlog = self.backlog
-        metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
-        metrics.counters["pending_blocks"] = pending_blocks
-
-    def health(self) -> HealthReport:
-        if self.consumers and not all(c.connected for c in self.consumers):
-            return HealthReport(Health.DEGRADED, "state server unreachable; consuming paused")
-        if self.backlog_limit and self.backlog > self.backlog_limit:
-            return HealthReport(
-                Health.DEGRADED,
-                f"backlog of {self.backlog} sets is over supervisor.backlog_degraded "
-                f"({self.backlog_limit})",
-            )
-        return HealthReport.healthy()

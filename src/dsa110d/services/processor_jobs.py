@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,46 @@ def _children_die_with_worker() -> None:
     _armed = True
 
 
+@dataclass(frozen=True)
+class Converted:
+    """What a conversion job did: the MS, whether it was already there, the chunk's span
+    (Unix s) and declination (rad), how long it took and the subbands it lacked. It crosses
+    the worker boundary as JSON (:meth:`to_json`, :meth:`from_json`)."""
+
+    ms: str
+    reused: bool
+    start: float
+    end: float
+    dec_rad: float
+    seconds: float
+    missing_subbands: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "missing_subbands": list(self.missing_subbands)}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Converted:
+        return cls(**{**doc, "missing_subbands": tuple(doc.get("missing_subbands", ()))})
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage's result from a block job, its outputs relative to the staging directory."""
+
+    stage: str
+    status: str
+    outputs: dict[str, str] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> StageRun:
+        return cls(**doc)
+
+
 def convert_job(files: list[str], out: str, partial: bool) -> dict[str, Any]:
     """Convert one set into ``out`` and describe the chunk (span in Unix s, dec in rad)."""
     from dsa110d.science.conversion.convert import convert_set
@@ -62,15 +103,10 @@ def convert_job(files: list[str], out: str, partial: bool) -> dict[str, Any]:
     remove_temporaries(Path(out))
     result = convert_set([Path(f) for f in files], Path(out), partial=partial)
     info = chunk_info(result.ms)
-    return {
-        "ms": str(result.ms),
-        "reused": result.reused,
-        "start": info.start,
-        "end": info.end,
-        "dec_rad": info.dec_rad,
-        "seconds": result.seconds,
-        "missing_subbands": list(result.missing_subbands),
-    }
+    return Converted(
+        str(result.ms), result.reused, info.start, info.end, info.dec_rad, result.seconds,
+        tuple(result.missing_subbands),
+    ).to_json()  # fmt: skip
 
 
 def remove_temporaries(out: Path) -> None:
@@ -121,13 +157,13 @@ def block_job(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return [
-        {
-            "stage": r.stage,
-            "status": r.status,
-            "outputs": {kind: str(Path(p).relative_to(root)) for kind, p in r.outputs.items()},
-            "summary": dict(r.summary),
-            "message": r.message,
-        }
+        StageRun(
+            r.stage,
+            r.status,
+            {kind: str(Path(p).relative_to(root)) for kind, p in r.outputs.items()},
+            dict(r.summary),
+            r.message,
+        ).to_json()
         for r in results
     ]
 

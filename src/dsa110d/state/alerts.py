@@ -24,101 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsa110d.messages import MessageType
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import read_bytes
 
 SEVERITIES = ("info", "warning", "critical")
-
-# KEYS: record, active, index, stream. ARGV: fp, now, hold, repeat, rule, severity, summary,
-# details, host, maxlen. Returns the event sent ('fire', 'repeat') or ''.
-_OBSERVE = """
-local st = redis.call('HGET', KEYS[1], 'status')
-local now = tonumber(ARGV[2])
-if (not st) or st == 'resolved' or st == 'notice' then
-  redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'status', 'pending', 'since', ARGV[2],
-             'sent', 0)
-  redis.call('SADD', KEYS[2], ARGV[1])
-  st = 'pending'
-end
-redis.call('HSET', KEYS[1], 'seen_at', ARGV[2], 'rule', ARGV[5], 'severity', ARGV[6],
-           'summary', ARGV[7], 'details', ARGV[8])
-local event = ''
-if st == 'pending' then
-  if now - tonumber(redis.call('HGET', KEYS[1], 'since')) >= tonumber(ARGV[3]) then
-    redis.call('HSET', KEYS[1], 'status', 'firing', 'fired_at', ARGV[2], 'last_sent', ARGV[2])
-    event = 'fire'
-  end
-elseif st == 'firing' then
-  local repeat_sec = tonumber(ARGV[4])
-  local last = tonumber(redis.call('HGET', KEYS[1], 'last_sent'))
-  if repeat_sec > 0 and now - last >= repeat_sec then
-    redis.call('HSET', KEYS[1], 'last_sent', ARGV[2])
-    event = 'repeat'
-  end
-end
-if event ~= '' then
-  redis.call('HINCRBY', KEYS[1], 'sent', 1)
-  redis.call('ZADD', KEYS[3], now, ARGV[1])
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[10], '*', 'fingerprint', ARGV[1],
-             'event', event, 'rule', ARGV[5], 'severity', ARGV[6], 'summary', ARGV[7],
-             'details', ARGV[8], 'since', redis.call('HGET', KEYS[1], 'since'), 'at', ARGV[2],
-             'host', ARGV[9])
-elseif st == 'pending' then
-  redis.call('ZADD', KEYS[3], now, ARGV[1])
-end
-return event
-"""
-
-# KEYS: record, active, index, stream. ARGV: fp, now, stale, host, maxlen.
-# Returns 'resolve' (it was firing), 'dropped' (it never fired) or ''.
-_RESOLVE = """
-local st = redis.call('HGET', KEYS[1], 'status')
-local now = tonumber(ARGV[2])
-if st ~= 'pending' and st ~= 'firing' then
-  redis.call('SREM', KEYS[2], ARGV[1])
-  return ''
-end
-if now - tonumber(redis.call('HGET', KEYS[1], 'seen_at')) < tonumber(ARGV[3]) then return '' end
-redis.call('SREM', KEYS[2], ARGV[1])
-if st == 'pending' then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return 'dropped'
-end
-redis.call('HSET', KEYS[1], 'status', 'resolved', 'resolved_at', ARGV[2])
-redis.call('ZADD', KEYS[3], now, ARGV[1])
-local r = redis.call('HMGET', KEYS[1], 'rule', 'severity', 'summary', 'details', 'since')
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'fingerprint', ARGV[1],
-           'event', 'resolve', 'rule', r[1], 'severity', r[2], 'summary', r[3],
-           'details', r[4], 'since', r[5], 'at', ARGV[2], 'host', ARGV[4])
-return 'resolve'
-"""
-
-# KEYS: record, index, stream. ARGV: fp, now, rule, severity, summary, details, host, maxlen.
-# A one-shot event: 'notice' the first time this fingerprint is seen, else ''.
-_NOTICE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return '' end
-redis.call('HSET', KEYS[1], 'fingerprint', ARGV[1], 'status', 'notice', 'since', ARGV[2],
-           'seen_at', ARGV[2], 'fired_at', ARGV[2], 'last_sent', ARGV[2], 'sent', 1,
-           'rule', ARGV[3], 'severity', ARGV[4], 'summary', ARGV[5], 'details', ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*', 'fingerprint', ARGV[1],
-           'event', 'notice', 'rule', ARGV[3], 'severity', ARGV[4], 'summary', ARGV[5],
-           'details', ARGV[6], 'since', ARGV[2], 'at', ARGV[2], 'host', ARGV[7])
-return 'notice'
-"""
-
-# KEYS: mark. ARGV: value. Moves the mark to value; returns the previous value when the value
-# grew (-1 when there was none), else nil. Several daemons: only one sees each increase.
-_ADVANCE = """
-local old = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1])
-if not old then return -1 end
-if tonumber(ARGV[1]) > tonumber(old) then return tonumber(old) end
-return false
-"""
 
 
 @dataclass(frozen=True)
@@ -209,10 +120,10 @@ class AlertStore:
         self.host = host
         self.max_len = stream_max_len
         self.target = target
-        self._observe = redis.register_script(_OBSERVE)
-        self._resolve = redis.register_script(_RESOLVE)
-        self._notice = redis.register_script(_NOTICE)
-        self._advance = redis.register_script(_ADVANCE)
+        self._observe = lua.script(redis, "alerts_observe")
+        self._resolve = lua.script(redis, "alerts_resolve")
+        self._notice = lua.script(redis, "alerts_notice")
+        self._advance = lua.script(redis, "alerts_advance")
 
     def _keys_for(self, fingerprint: str) -> list[str]:
         k = self.keys

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsa110d.contracts import RunStatus
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 
@@ -32,21 +33,6 @@ DEBOUNCE_CAP = 10.0
 """A steady stream of notes still gives a run this many debounce times after the first."""
 FAILED_RETRY_SEC = 60.0
 """A failed or timed-out run is retried after this (at most the interval, at least the debounce)."""
-
-# KEYS[1] pending, KEYS[2] times, KEYS[3] full, KEYS[4] last run;
-# ARGV[1] now, ARGV[2] last-run JSON, ARGV[3] "1" if the run took the full request,
-# ARGV[4..] block ids the run took.
-_FINISH = """
-for i = 4, #ARGV do redis.call('SREM', KEYS[1], ARGV[i]) end
-if ARGV[3] == '1' then redis.call('DEL', KEYS[3]) end
-if redis.call('SCARD', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('DEL', KEYS[2])
-else
-  redis.call('HSET', KEYS[2], 'first', ARGV[1])
-end
-redis.call('SET', KEYS[4], ARGV[2])
-return redis.call('SCARD', KEYS[1])
-"""
 
 
 @dataclass(frozen=True)
@@ -102,7 +88,7 @@ class AnalysisQueue:
         self.redis = redis
         self.keys = keys
         self.target = target
-        self._finish = redis.register_script(_FINISH)
+        self._finish = lua.script(redis, "analysis_finish")
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

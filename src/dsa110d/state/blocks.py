@@ -39,6 +39,7 @@ from typing import Any
 from redis.asyncio.client import Pipeline
 
 from dsa110d.errors import StateError
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
@@ -103,58 +104,6 @@ class BlockRecord:
         return self.generation > self.done_generation
 
 
-# KEYS: chunk record, chunk index, block index, pending, then one block record per block.
-# ARGV: chunk id, set id, start, end, dec, path, now, then (block id, start, end) per block.
-# 0 when the chunk was already recorded with this path (nothing changes), else 1.
-_RECORD_CHUNK = """
-if redis.call('HGET', KEYS[1], 'path') == ARGV[6] then return 0 end
-redis.call('HSET', KEYS[1], 'set_id', ARGV[2], 'start', ARGV[3], 'end', ARGV[4],
-  'dec', ARGV[5], 'path', ARGV[6], 'recorded_at', ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-for i = 5, #KEYS do
-  local j = 8 + (i - 5) * 3
-  local id, s, e = ARGV[j], ARGV[j + 1], ARGV[j + 2]
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('HSET', KEYS[i], 'block_id', id, 'start', s, 'end', e, 'state', 'pending',
-      'version', 0, 'generation', 0, 'done_generation', 0, 'attempts', 0,
-      'created_at', ARGV[7])
-  end
-  redis.call('HINCRBY', KEYS[i], 'generation', 1)
-  if redis.call('HGET', KEYS[i], 'state') == 'failed' then
-    redis.call('HSET', KEYS[i], 'state', 'pending', 'attempts', 0)
-  end
-  redis.call('ZADD', KEYS[3], s, id)
-  redis.call('ZADD', KEYS[4], e, id)
-end
-return 1
-"""
-
-# KEYS: block record, pending. ARGV: block id, version, generation seen, chunks JSON,
-# missing JSON, results JSON, now, QA JSON. Queued inside the fenced transaction.
-_COMMIT_RUN = """
-redis.call('HSET', KEYS[1], 'state', 'processed', 'version', ARGV[2],
-  'done_generation', ARGV[3], 'chunks', ARGV[4], 'missing', ARGV[5], 'results', ARGV[6],
-  'processed_at', ARGV[7], 'attempts', 0, 'error', '', 'qa', ARGV[8])
-if tonumber(redis.call('HGET', KEYS[1], 'generation') or '0') <= tonumber(ARGV[3]) then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-end
-return tonumber(ARGV[2])
-"""
-
-# KEYS: block record, pending. ARGV: block id, error, max attempts, now.
-# Returns the attempts so far; at max attempts the block is failed and off the pending list.
-_FAIL_RUN = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'error', ARGV[2], 'failed_at', ARGV[4])
-if n >= tonumber(ARGV[3]) then
-  redis.call('HSET', KEYS[1], 'state', 'failed')
-  redis.call('ZREM', KEYS[2], ARGV[1])
-end
-return n
-"""
-
-
 class Blocks:
     """Chunk and block records on one server and namespace (see the module docstring)."""
 
@@ -162,8 +111,9 @@ class Blocks:
         self.redis = redis
         self.keys = keys
         self.target = target
-        self._record_chunk = redis.register_script(_RECORD_CHUNK)
-        self._fail_run = redis.register_script(_FAIL_RUN)
+        self._record_chunk = lua.script(redis, "blocks_record_chunk")
+        self._fail_run = lua.script(redis, "blocks_fail_run")
+        self._commit_run = lua.script(redis, "blocks_commit_run")
 
     # ------------------------------------------------------------------ the processor
     async def record_chunk(
@@ -209,19 +159,20 @@ class Blocks:
         """Queue a run's commit on a transaction (for ``Leases.run_fenced``): the block is
         processed at ``version``, and off the pending list unless a newer chunk came; ``qa``:
         each stage's summary, kept with the record."""
-        pipe.eval(
-            _COMMIT_RUN,
-            2,
-            self.keys.block_record(block_id),
-            self.keys.block_pending(),
-            block_id,
-            str(version),
-            str(generation),
-            json.dumps(list(chunks)),
-            json.dumps(list(missing_slots)),
-            json.dumps(results, sort_keys=True),
-            repr(time.time() if now is None else now),
-            json.dumps(qa or {}, sort_keys=True, allow_nan=False, default=str),
+        lua.queue(
+            pipe,
+            self._commit_run,
+            [self.keys.block_record(block_id), self.keys.block_pending()],
+            [
+                block_id,
+                str(version),
+                str(generation),
+                json.dumps(list(chunks)),
+                json.dumps(list(missing_slots)),
+                json.dumps(results, sort_keys=True),
+                repr(time.time() if now is None else now),
+                json.dumps(qa or {}, sort_keys=True, allow_nan=False, default=str),
+            ],
         )
 
     async def record_failure(self, block_id: str, error: str, max_attempts: int) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from dsa110d.config import RetryConfig, StreamsConfig
 from dsa110d.messages import MessageType
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import ReliableStream, read_bytes
@@ -43,23 +44,6 @@ InputsPresent = Callable[[list[list[str]]], Awaitable[list[bool]]]
 # index scores are data (observation) times for chunks and blocks, which say nothing about
 # when the record was made: reprocessing January's data in June must not lose its records.
 RECORD_TIMES = {"chunk": ("recorded_at",), "block": ("created_at", "processed_at", "failed_at")}
-
-# KEYS: block index, pending, then per id its record, lease, fence counter and commit mark.
-# ARGV: the ids. Deletes each block that is (still) not pending and whose lease nobody holds,
-# checked in the same atomic step: a late chunk may have just come, a run may have started.
-# The fencing keys go with the record: left behind, they would pile up for ever.
-_PRUNE_BLOCKS = """
-local gone = 0
-for i, id in ipairs(ARGV) do
-  local k = 2 + (i - 1) * 4
-  if not redis.call('ZSCORE', KEYS[2], id) and redis.call('EXISTS', KEYS[k + 2]) == 0 then
-    redis.call('DEL', KEYS[k + 1], KEYS[k + 3], KEYS[k + 4])
-    redis.call('ZREM', KEYS[1], id)
-    gone = gone + 1
-  end
-end
-return gone
-"""
 
 
 async def _no_inputs(batch: list[list[str]]) -> list[bool]:
@@ -113,7 +97,7 @@ async def prune_records(
             for b in ids:
                 lease = keys.block_lease(b)
                 block_keys += [keys.block_record(b), keys.lease(lease), *keys.fencing_keys(lease)]
-            await redis.eval(_PRUNE_BLOCKS, len(block_keys), *block_keys, *ids)  # type: ignore[misc]
+            await lua.script(redis, "housekeeping_prune_blocks")(keys=block_keys, args=ids)
     return removed
 
 

@@ -45,53 +45,12 @@ from redis.asyncio.client import Pipeline
 from dsa110d.config import LeasesConfig
 from dsa110d.errors import FencingError, LeaseHeldError, LeaseLostError, StateError, sole_error
 from dsa110d.logs import get_logger
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
 
 log = get_logger(__name__)
-
-# KEYS[1] lease, KEYS[2] its newest token, KEYS[3] the namespace's token counter;
-# ARGV[1] owner, ARGV[2] ttl ms. Returns token or nil. (A per-lease counter written by an
-# older version may be ahead of the shared one: the shared one then jumps past it.)
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local newest = tonumber(redis.call('GET', KEYS[2]) or '0')
-local token = redis.call('INCR', KEYS[3])
-if token <= newest then
-  token = newest + 1
-  redis.call('SET', KEYS[3], token)
-end
-redis.call('SET', KEYS[2], token)
-redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
-return token
-"""
-
-# KEYS[1] lease; ARGV[1] "token owner", ARGV[2] ttl ms. 1 if renewed, 0 if not ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-# KEYS[1] lease; ARGV[1] "token owner". 1 if released, 0 if not ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-"""
-
-# KEYS[1] fence counter, KEYS[2] committed token; ARGV[1] token.
-# Returns {1, token} on success, {0, newer token} when superseded.
-_COMMIT = """
-local token = tonumber(ARGV[1])
-local newest = tonumber(redis.call('GET', KEYS[1]) or '0')
-if token ~= newest then return {0, newest} end
-local done = tonumber(redis.call('GET', KEYS[2]) or '0')
-if token < done then return {0, done} end
-redis.call('SET', KEYS[2], token)
-return {1, token}
-"""
 
 
 @dataclass(frozen=True)
@@ -123,10 +82,10 @@ class Leases:
         self.keys = keys
         self.config = config
         self.target = target
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
-        self._commit = redis.register_script(_COMMIT)
+        self._acquire = lua.script(redis, "leases_acquire")
+        self._renew = lua.script(redis, "leases_renew")
+        self._release = lua.script(redis, "leases_release")
+        self._commit = lua.script(redis, "leases_commit")
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

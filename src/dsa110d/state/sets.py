@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dsa110d.errors import StateError
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
@@ -168,139 +169,8 @@ class AddResult:
     """For a duplicate: the path already recorded for the subband."""
 
 
-# KEYS: record, index, open, name times. ARGV: set_id, state, time0, integration, dec,
-# name_time, now, expected. Creates the record if missing; returns 1 if it created it.
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'set_id', ARGV[1], 'state', ARGV[2], 'time0', ARGV[3],
-  'integration', ARGV[4], 'dec', ARGV[5], 'name_time', ARGV[6], 'first_seen', ARGV[7],
-  'last_seen', ARGV[7], 'attempts', 0, 'n_errors', 0, 'n_subbands', 0, 'expected', ARGV[8],
-  'partial', 0)
-redis.call('ZADD', KEYS[2], ARGV[7], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
-return 1
-"""
-
-# The body of adding one file (subband field ``sb``, ``path``, name time ``t``) to the record
-# KEYS[1] (made by _CREATE); ``created`` says whether _CREATE made it. ARGV: the _CREATE args.
-_ADD_ONE = """
-local function add(sb, path, t, created)
-  local state = redis.call('HGET', KEYS[1], 'state')
-  local n = tonumber(redis.call('HGET', KEYS[1], 'n_subbands'))
-  redis.call('HSET', KEYS[1], 'last_seen', ARGV[7])
-  local have = redis.call('HGET', KEYS[1], sb)
-  if have == path then return {'known', state, n, created, have} end
-  if have then return {'duplicate', state, n, created, have} end
-  if state ~= 'collecting' and state ~= 'complete' and state ~= 'incomplete' then
-    return {'late', state, n, created, ''}
-  end
-  redis.call('HSET', KEYS[1], sb, path)
-  n = redis.call('HINCRBY', KEYS[1], 'n_subbands', 1)
-  if tonumber(t) < tonumber(redis.call('HGET', KEYS[1], 'name_time')) then
-    redis.call('HSET', KEYS[1], 'name_time', t)
-    redis.call('ZADD', KEYS[4], t, ARGV[1])
-  end
-  if n >= tonumber(ARGV[8]) and state ~= 'complete' then
-    state = 'complete'
-    redis.call('HSET', KEYS[1], 'state', state)
-    redis.call('ZADD', KEYS[3], 'NX', ARGV[7], ARGV[1])
-  end
-  return {'added', state, n, created, ''}
-end
-"""
-
-# KEYS: as _CREATE. ARGV: the _CREATE args, then subband field, path. One file.
-_ADD_FILE = (
-    "local created = (function()\n"
-    + _CREATE
-    + "end)()\n"
-    + _ADD_ONE
-    + "return add(ARGV[9], ARGV[10], ARGV[6], created)\n"
-)
-
-# KEYS: as _CREATE. ARGV: the _CREATE args (of the first file), then (subband field, path,
-# name time) per file of the same set. One reply per file, as _ADD_FILE's for each in turn.
-_ADD_SET_FILES = (
-    "local created = (function()\n"
-    + _CREATE
-    + "end)()\n"
-    + _ADD_ONE
-    + """local replies = {}
-for i = 9, #ARGV, 3 do
-  replies[#replies + 1] = add(ARGV[i], ARGV[i + 1], ARGV[i + 2], created)
-  created = 0
-end
-return replies
-"""
-)
-
-# KEYS: as _CREATE. ARGV: the _CREATE args, then seen tag ('' = always record),
-# error JSON. Returns 1 if recorded, 0 if this fault of this file was recorded before.
-_ADD_ERROR = (
-    "local created = (function()\n"
-    + _CREATE
-    + """end)()
-if ARGV[9] ~= '' and redis.call('HSETNX', KEYS[1], ARGV[9], '1') == 0 then return 0 end
-local n = redis.call('HINCRBY', KEYS[1], 'n_errors', 1)
-redis.call('HSET', KEYS[1], string.format('err:%05d', n), ARGV[10], 'last_seen', ARGV[7])
-return 1
-"""
-)
-
-# KEYS: record, open. ARGV: partial flag, now. Unannounced -> queued; 1 for the one winner.
-_CLAIM = """
-local s = redis.call('HGET', KEYS[1], 'state')
-if s ~= 'collecting' and s ~= 'complete' and s ~= 'incomplete' then return false end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'partial', ARGV[1], 'queued_at', ARGV[2])
-return redis.call('HGETALL', KEYS[1])
-"""
-
 MOVES_KEPT = 10000
 """Converted set ids kept for post_handle (bounded when no watcher moves files)."""
-
-# KEYS: record, open, moves. ARGV: new state, allowed-from (comma separated), now,
-# error JSON or '', 1 to count an attempt. Takes the set off the open list.
-# Returns the previous state, or false when the set is missing or the move not allowed.
-_MARK = """
-local s = redis.call('HGET', KEYS[1], 'state')
-if not s then return false end
-if not string.find(',' .. ARGV[2] .. ',', ',' .. s .. ',', 1, true) then return false end
-redis.call('HSET', KEYS[1], 'state', ARGV[1], 'last_seen', ARGV[3])
-if ARGV[4] ~= '' then
-  local n = redis.call('HINCRBY', KEYS[1], 'n_errors', 1)
-  redis.call('HSET', KEYS[1], string.format('err:%05d', n), ARGV[4])
-end
-if ARGV[5] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'set_id'))
-if ARGV[1] == 'converted' then
-  redis.call('RPUSH', KEYS[3], redis.call('HGET', KEYS[1], 'set_id'))
-  redis.call('LTRIM', KEYS[3], -MOVES_KEPT, -1)
-end
-return s
-""".replace("MOVES_KEPT", str(MOVES_KEPT))
-
-# KEYS: from record, into record, index, open, name times. ARGV: from id. Moves the errors of a set
-# known only by file names into a timed set; 1 if merged.
-_MERGE = """
-if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-if redis.call('HGET', KEYS[1], 'time0') ~= '' then return 0 end
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  local f, v = all[i], all[i + 1]
-  if string.sub(f, 1, 4) == 'err:' then
-    local n = redis.call('HINCRBY', KEYS[2], 'n_errors', 1)
-    redis.call('HSET', KEYS[2], string.format('err:%05d', n), v)
-  elseif string.sub(f, 1, 5) == 'seen:' then
-    redis.call('HSETNX', KEYS[2], f, v)
-  end
-end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
-redis.call('ZREM', KEYS[5], ARGV[1])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -328,12 +198,12 @@ class Sets:
         self.redis = redis
         self.keys = keys
         self.target = target
-        self._add_file = redis.register_script(_ADD_FILE)
-        self._add_set_files = redis.register_script(_ADD_SET_FILES)
-        self._add_error = redis.register_script(_ADD_ERROR)
-        self._claim = redis.register_script(_CLAIM)
-        self._mark = redis.register_script(_MARK)
-        self._merge = redis.register_script(_MERGE)
+        self._add_file = lua.script(redis, "sets_add_file")
+        self._add_set_files = lua.script(redis, "sets_add_set_files")
+        self._add_error = lua.script(redis, "sets_add_error")
+        self._claim = lua.script(redis, "sets_claim")
+        self._mark = lua.script(redis, "sets_mark")
+        self._merge = lua.script(redis, "sets_merge")
 
     def _record_keys(self, set_id: str) -> list[str]:
         return [
@@ -453,7 +323,9 @@ class Sets:
         now = time.time() if now is None else now
         keys = [self.keys.set_record(set_id), self.keys.set_open()]
         with translate_errors(self.target):
-            reply = await self._claim(keys=keys, args=[int(partial), repr(now)])
+            claimable = ",".join(s.value for s in UNANNOUNCED)
+            args: list[str | int] = [int(partial), repr(now), claimable, SetState.QUEUED.value]
+            reply = await self._claim(keys=keys, args=args)
         if not reply:
             return None
         await confirm(self.redis, self.keys, self.target, f"the claim of set {set_id}")
@@ -536,6 +408,8 @@ class Sets:
             repr(time.time()),
             error.to_json() if error else "",
             int(target is SetState.CONVERTING),
+            MOVES_KEPT,
+            SetState.CONVERTED.value,
         ]
         with translate_errors(self.target):
             moved = await self._mark(keys=keys, args=args) is not None

@@ -54,6 +54,7 @@ import redis.exceptions as redis_errors
 from dsa110d.config import RetryConfig, StreamsConfig
 from dsa110d.errors import MessageError
 from dsa110d.messages import Message, MessageType, encode
+from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
@@ -63,51 +64,6 @@ _RAW_FIELD = ENTRY_FIELD.encode()
 NEVER_DECODE: dict[str, Any] = {redis_client.NEVER_DECODE: []}
 """Options of a command whose reply is read as bytes (see the module docstring)."""
 RECLAIM_SCAN_LIMIT = 1000  # pending entries examined per reclaim pass
-
-# KEYS[1] stream, KEYS[2] dedup marker; ARGV[1] envelope, ARGV[2] marker TTL (ms).
-_PUBLISH_ONCE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
-redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
-return id
-"""
-
-# KEYS[1] stream, KEYS[2..] owners' heartbeat keys; ARGV[1] group, ARGV[2] claimant,
-# then triples (entry id, owner, index into KEYS of the owner's heartbeat). Claims an entry
-# only if it is still pending under that owner and the owner's heartbeat is gone.
-# Returns a flat list: id, delivery count, id, delivery count, ...
-_RECLAIM = """
-local claimed = {}
-for i = 3, #ARGV, 3 do
-  local id = ARGV[i]
-  if redis.call('EXISTS', KEYS[tonumber(ARGV[i + 2])]) == 0 then
-    local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
-    if #p == 1 and p[1][2] == ARGV[i + 1] then
-      local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id, 'JUSTID')
-      if #got == 1 then
-        table.insert(claimed, id)
-        table.insert(claimed, p[1][4] + 1)
-      end
-    end
-  end
-end
-return claimed
-"""
-
-# KEYS[1] dead-letter stream, KEYS[2] stream; ARGV[1] dead-letter id. Moves one letter back.
-_REPLAY = """
-local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if #e == 0 then return false end
-local fields = e[1][2]
-local raw = nil
-for i = 1, #fields, 2 do
-  if fields[i] == 'raw' then raw = fields[i + 1] end
-end
-if raw == nil then return false end
-local id = redis.call('XADD', KEYS[2], '*', 'm', raw)
-redis.call('XDEL', KEYS[1], ARGV[1])
-return id
-"""
 
 
 @dataclass(frozen=True)
@@ -224,9 +180,9 @@ class ReliableStream:
         self.attempts_key = keys.attempts(self.name)
         self.target = target
         self.clock = clock
-        self._publish_once = redis.register_script(_PUBLISH_ONCE)
-        self._reclaim = redis.register_script(_RECLAIM)
-        self._replay = redis.register_script(_REPLAY)
+        self._publish_once = lua.script(redis, "streams_publish_once")
+        self._reclaim = lua.script(redis, "streams_reclaim")
+        self._replay = lua.script(redis, "streams_replay")
 
     @contextmanager
     def _guard(self) -> Iterator[None]:

@@ -19,7 +19,8 @@ from dsa110d.messages import Message, MessageType, decode
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.pipeline.blocks import Block, BlockPlan
 from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
-from dsa110d.services.processor import MSProcessingHandler, MSProcessorService
+from dsa110d.services.processor import MSProcessingHandler
+from dsa110d.services.processor_service import MSProcessorService
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.consumer import StreamConsumer

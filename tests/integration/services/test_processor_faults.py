@@ -15,6 +15,7 @@ from dsa110d.contracts import SetAnnounced
 from dsa110d.errors import ConfigError, LeaseLostError, PathOutsideRootsError
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.services.processor import MSProcessingHandler
+from dsa110d.services.processor_jobs import Converted
 from dsa110d.state.connection import Redis
 from dsa110d.state.leases import Leases
 from dsa110d.state.sets import NewFile, SetRecord, Sets, SetState
@@ -81,7 +82,7 @@ async def test_a_processor_that_lost_its_lease_leaves_the_new_holders_set_alone(
         await redis.delete(sets.keys.lease(f"set:{SET_ID}"))
         assert await leases.acquire(f"set:{SET_ID}", "other")
         assert await sets.mark(SET_ID, SetState.CONVERTING)
-        return {"start": 0.0, "end": 1.0, "dec_rad": 0.0, "reused": False, "seconds": 0.1}
+        return Converted(str(path) + ".ms", False, 0.0, 1.0, 0.0, 0.1).to_json()
 
     handler = MSProcessingHandler(cfg, redis, taken_over)
     with pytest.raises(LeaseLostError):

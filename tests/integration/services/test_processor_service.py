@@ -12,7 +12,8 @@ from dsa110d.contracts import SetAnnounced
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.services.base import Health
-from dsa110d.services.processor import MSProcessingHandler, MSProcessorService
+from dsa110d.services.processor import MSProcessingHandler
+from dsa110d.services.processor_service import MSProcessorService
 from dsa110d.state.connection import Redis
 from tests.conftest import make_config
 

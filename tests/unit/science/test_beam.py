@@ -6,12 +6,11 @@ import numpy as np
 
 from dsa110d.science.beam import (
     AIRY_FIRST_NULL_FACTOR,
-    SPEED_OF_LIGHT_M_S,
     angular_offset_rad,
     fwhm_rad,
     primary_beam,
 )
-from dsa110d.science.constants import DISH_DIAMETER_M
+from dsa110d.science.constants import DISH_DIAMETER_M, SPEED_OF_LIGHT_M_S
 
 BEAM_TOL = 1e-3
 """Absolute tolerance on a beam power (dimensionless)."""

@@ -19,32 +19,12 @@ import numpy.typing as npt
 from h5py import h5s
 
 from dsa110d.errors import InputFileError
+from dsa110d.science.hdf5.schema import DATA_DATASETS, READ_HEADER
 
 SUBBAND_NAME = re.compile(r"_sb([0-9]{2})(?:_incomplete)?\.hdf5\Z", re.ASCII)
 """The subband index in a file name (DESIGN.md section 2): ASCII digits only (``\\d`` takes
 any Unicode digit, which ``int`` reads), at the very end of the name."""
 
-DATA_KEYS = ("visdata", "flags", "nsamples")
-REQUIRED_HEADER_KEYS = (
-    "Nblts",
-    "Nfreqs",
-    "Npols",
-    "ant_1_array",
-    "ant_2_array",
-    "time_array",
-    "integration_time",
-    "freq_array",
-    "channel_width",
-    "polarization_array",
-    "antenna_numbers",
-    "antenna_names",
-    "antenna_positions",
-    "latitude",
-    "longitude",
-    "altitude",
-    "telescope_name",
-    "extra_keywords/phase_center_dec",
-)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -142,7 +122,7 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
     if "Header" not in f or "Data" not in f:
         raise InputFileError(f"{path}: not a UVH5 file (no Header or Data group)")
     h = f["Header"]
-    for key in REQUIRED_HEADER_KEYS:
+    for key in READ_HEADER:
         if key not in h:
             raise InputFileError(f"{path}: missing header key Header/{key}")
     nblts, nfreqs, npols = (int(h[k][()]) for k in ("Nblts", "Nfreqs", "Npols"))
@@ -202,7 +182,7 @@ def _read_header(path: Path, f: h5py.File) -> SubbandHeader:
 def _check_data_shapes(path: Path, data: h5py.Group, nblts: int, nfreqs: int, npols: int) -> bool:
     """Check visdata/flags/nsamples shapes; True when they carry the old length-1 spw axis."""
     with_spw, without_spw = (nblts, 1, nfreqs, npols), (nblts, nfreqs, npols)
-    for key in DATA_KEYS:
+    for key in DATA_DATASETS:
         if key not in data:
             raise InputFileError(f"{path}: missing dataset Data/{key}")
         shape = data[key].shape
@@ -210,7 +190,7 @@ def _check_data_shapes(path: Path, data: h5py.Group, nblts: int, nfreqs: int, np
             raise InputFileError(
                 f"{path}: Data/{key} has shape {shape}, expected {with_spw} from the header"
             )
-    shapes = {data[key].shape for key in DATA_KEYS}
+    shapes = {data[key].shape for key in DATA_DATASETS}
     if len(shapes) != 1:
         raise InputFileError(f"{path}: Data/visdata, flags and nsamples have different shapes")
     return len(shapes.pop()) == 4

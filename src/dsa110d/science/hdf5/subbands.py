@@ -46,6 +46,7 @@ from dsa110d.science.constants import (
     SUBBAND_NAME_REGEX,
     UNIX_EPOCH_JD,
 )
+from dsa110d.science.hdf5.schema import DATA_DATASETS, PROBE_HEADER
 
 SUBBAND_NAME = re.compile(SUBBAND_NAME_REGEX, re.ASCII)
 INCOMPLETE_SUFFIX = "_incomplete.hdf5"
@@ -56,23 +57,8 @@ DEFAULT_FILE_PATTERN = "20*T*.hdf5"
 """The watcher's default ``file_pattern`` glob (config ``services.hdf5_watcher``)."""
 DEFAULT_GROUP_TOLERANCE_SEC = 60.0
 """Name timestamps of one set's subbands differ by up to this, seconds (real code: 60-120)."""
-REQUIRED_HEADER = (
-    "time_array",
-    "integration_time",
-    "ant_1_array",
-    "ant_2_array",
-    "uvw_array",
-    "freq_array",
-    "polarization_array",
-    "Nblts",
-    "Nfreqs",
-    "Npols",
-    "Nants_data",
-)
-"""``Header/`` datasets a subband must have for the watcher to count it."""
 NAMES_CACHED = 65536
 """File names whose parse is remembered (the watcher looks at each name several times)."""
-DATA_DATASETS = ("visdata", "flags", "nsamples")
 """``Data/`` datasets, each of shape (Nblts, 1, Nfreqs, Npols) (or without the spw axis)."""
 
 
@@ -202,7 +188,7 @@ def _check_openable(path: Path) -> int:
 # those are looked at only to name what is missing when an open fails).
 Dataset: TypeAlias = Any
 """An ``h5py.h5d.DatasetID`` (h5py's low-level API is untyped)."""
-_HEADER_PATHS = {n: f"Header/{n}".encode() for n in REQUIRED_HEADER}
+_HEADER_PATHS = {n: f"Header/{n}".encode() for n in PROBE_HEADER}
 _DATA_PATHS = {n: f"Data/{n}".encode() for n in DATA_DATASETS}
 _DEC_PATH = b"Header/extra_keywords/phase_center_dec"
 _file_access: list[Any] = []
@@ -259,7 +245,7 @@ def _missing(path: Path, fid: Any) -> InputFileError | None:
     header, data = handle.get("Header"), handle.get("Data")
     if not isinstance(header, h5py.Group) or not isinstance(data, h5py.Group):
         return _fail(path, "not a UVH5 file (no Header or Data group)")
-    missing = [n for n in REQUIRED_HEADER if not isinstance(header.get(n), h5py.Dataset)]
+    missing = [n for n in PROBE_HEADER if not isinstance(header.get(n), h5py.Dataset)]
     missing += [f"Data/{n}" for n in DATA_DATASETS if not isinstance(data.get(n), h5py.Dataset)]
     return _fail(path, f"missing {', '.join(missing)}") if missing else None
 

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dsa110d.science import constants as k
+from dsa110d.science.hdf5.schema import DATA_GROUP, HEADER_GROUP
 
 UVH5_VERSION = "1.0"
 """``Header/version`` of the files written (the UVH5 memo's version string)."""
@@ -113,9 +114,9 @@ class SubbandWriter:
         self.n_bls = header.n_bls
         self._file = h5py.File(path, "w")
         try:
-            _write_header(self._file.create_group("Header"), header)
+            _write_header(self._file.create_group(HEADER_GROUP), header)
             shape = (len(header.time_jd), 1, len(header.freq_hz), len(k.POLARIZATION_ARRAY))
-            data = self._file.create_group("Data")
+            data = self._file.create_group(DATA_GROUP)
             self._vis = data.create_dataset("visdata", shape=shape, dtype=np.complex64)
             data.create_dataset("flags", data=np.zeros(shape, dtype=np.bool_))
             data.create_dataset("nsamples", data=np.ones(shape, dtype=np.float32))

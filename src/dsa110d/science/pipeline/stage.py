@@ -23,14 +23,8 @@ JSON-able summary. A stage that fails raises (a :class:`dsa110d.errors.DSA110Err
 known cause); :func:`run_pipeline` turns anything else into a one-line ``StageError``.
 Stages run synchronously in a worker process; they log through stdlib ``logging`` only.
 
-Built-in stages are ``flag``, ``photometry`` and ``image``. Other packages add stages by
-declaring an entry point in the group ``dsa110d.stages`` whose value is the callable, e.g.
-in pyproject.toml::
-
-    [project.entry-points."dsa110d.stages"]
-    my_stage = "mypackage.module:my_stage"
-
-``config.pipeline.stages`` lists the stage names to run, in order.
+How stages are registered and run: :mod:`dsa110d.science.pipeline.stages`; the public API
+for a stage of another package: :mod:`dsa110d.plugins`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The block pipeline: the registry of stages and running them in order.
 
 The interface a stage implements (:class:`Stage`, :class:`BlockJob`, :class:`StageResult`)
-is in :mod:`dsa110d.science.pipeline.stage`; the built-in stages import only that module, so
-this registry may import them without a cycle.
+is in :mod:`dsa110d.science.pipeline.stage`, which is all the stages import. The built-in
+stages are named here by ``module:callable`` (:data:`BUILTIN_STAGES`), as a plugin's entry
+point names it, and loaded when the registry is built: the pipeline does not import the
+subpackages whose stages it runs (``photometry/`` imports the interface from here).
 
 Built-in stages are ``flag``, ``photometry`` and ``image``. Other packages add stages by
 declaring an entry point in the group ``dsa110d.stages`` whose value is the callable, e.g.
@@ -16,6 +18,7 @@ in pyproject.toml::
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
@@ -23,19 +26,26 @@ from pathlib import Path
 
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError, DSA110Error, StageError, describe
-from dsa110d.science.photometry.stage import photometry_stage
-from dsa110d.science.pipeline.flagging import flag_stage
-from dsa110d.science.pipeline.imaging import image_stage
 from dsa110d.science.pipeline.stage import BlockJob, Stage, StageResult
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dsa110d.stages"
+BUILTIN_STAGES = {
+    "flag": "dsa110d.science.pipeline.flagging:flag_stage",
+    "photometry": "dsa110d.science.photometry.stage:photometry_stage",
+    "image": "dsa110d.science.pipeline.imaging:image_stage",
+}
+"""The stages shipped with dsa110d: name -> ``module:callable``."""
 
 
 def builtin_stages() -> dict[str, Stage]:
     """The stages shipped with dsa110d, by name."""
-    return {"flag": flag_stage, "photometry": photometry_stage, "image": image_stage}
+    stages: dict[str, Stage] = {}
+    for name, target in BUILTIN_STAGES.items():
+        module, _, attribute = target.partition(":")
+        stages[name] = getattr(importlib.import_module(module), attribute)
+    return stages
 
 
 def plugin_stages() -> dict[str, Callable[..., StageResult]]:

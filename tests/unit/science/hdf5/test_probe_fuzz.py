@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from dsa110d.errors import REASON_MAX_CHARS
 from dsa110d.science import constants as k
 from dsa110d.science.hdf5.ingest import BAD_FILE, OUTSIDE_TREE, probe_files
-from dsa110d.science.hdf5.subbands import REQUIRED_HEADER, parse_subband_name, subband_file_name
+from dsa110d.science.hdf5.schema import PROBE_HEADER
+from dsa110d.science.hdf5.subbands import parse_subband_name, subband_file_name
 from tests.unit.science.hdf5.probekit import N_BLTS, N_FREQS, START, write_subband
 
 
@@ -45,7 +46,7 @@ def fuzz(examples: int) -> settings:
 
 
 TARGETS = (
-    *(f"Header/{n}" for n in REQUIRED_HEADER),
+    *(f"Header/{n}" for n in PROBE_HEADER),
     "Header/extra_keywords/phase_center_dec",
     "Data/visdata",
     "Data/flags",
