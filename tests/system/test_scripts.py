@@ -40,13 +40,14 @@ def test_the_service_scripts_start_report_and_stop(tmp_path: Path) -> None:
         assert usage.returncode == 2 and "usage: start_services.sh ENV [SERVICE]" in usage.stderr
         start = script(tmp_path, "start_services.sh", "testing", "analyzer")
         assert start.returncode == 0, start.stdout + start.stderr
-        assert "start analyzer: ok" in start.stdout
+        # processes are named as the seed named them (pid file, log file, messages)
+        assert "start variability_analyzer: ok" in start.stdout
         status = script(tmp_path, "status_services.sh", "analyzer", DSA110_ENV="testing")
         assert status.returncode == 0 and "analyzer" in status.stdout and "HEALTHY" in status.stdout
         stop = script(tmp_path, "stop_services.sh", DSA110_ENV="testing")
         assert stop.returncode == 0, stop.stderr
-        assert "stop analyzer: ok" in stop.stdout
-        assert not (tmp_path / "state" / "run" / "analyzer.pid").exists()
+        assert "stop variability_analyzer: ok" in stop.stdout
+        assert not (tmp_path / "state" / "run" / "variability_analyzer.pid").exists()
     finally:
         for path in (tmp_path / "state" / "run").glob("*.pid"):
             pid = int(path.read_text())
