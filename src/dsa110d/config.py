@@ -133,6 +133,18 @@ class TLSConfig(_Section):
     verify: bool = True
 
 
+def read_secret(value: SecretStr | None, path: Path | None, key: str) -> str | None:
+    """A secret given in the config (``value``) or else read from the file at ``path``."""
+    if value is not None:
+        return value.get_secret_value()
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+
+
 class SentinelConfig(_Section):
     master_name: str | None = None
     addresses: list[str] = []
@@ -144,17 +156,7 @@ class SentinelConfig(_Section):
 
     def secret_password(self) -> str | None:
         """The sentinels' password, from ``password`` or else from ``password_file``."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"redis.sentinel.password_file: cannot read {self.password_file}: "
-                    f"{exc.strerror}"
-                ) from None
-        return None
+        return read_secret(self.password, self.password_file, "redis.sentinel.password_file")
 
     @model_validator(mode="after")
     def _addresses_are_host_port(self) -> SentinelConfig:
@@ -197,16 +199,7 @@ class RedisConfig(_Section):
 
     def secret_password(self) -> str | None:
         """The password, from ``password`` or else from ``password_file``."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"redis.password_file: cannot read {self.password_file}: {exc.strerror}"
-                ) from None
-        return None
+        return read_secret(self.password, self.password_file, "redis.password_file")
 
 
 class PathsConfig(_Section):
@@ -320,14 +313,7 @@ class EmailConfig(_Section):
 
     def secret_password(self) -> str | None:
         """The SMTP password from ``password_file`` (never from the YAML itself)."""
-        if self.password_file is None:
-            return None
-        try:
-            return self.password_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"alerts.email.password_file: cannot read {self.password_file}: {exc.strerror}"
-            ) from None
+        return read_secret(None, self.password_file, "alerts.email.password_file")
 
 
 class AlertsConfig(_Section):
