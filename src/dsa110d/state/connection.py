@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -139,11 +140,26 @@ async def connect(config: Config) -> Redis:
         await client.aclose()
         raise
     if server is None:  # the embedded server has no replicas to wait for
-        from dsa110d.state import durability  # it builds on this module
-
-        policy = durability.Durability(config.redis.acked_replicas(), config.redis.wait_timeout_ms)
-        durability.attach(client, policy)
+        policy = Durability(config.redis.acked_replicas(), config.redis.wait_timeout_ms)
+        setattr(client, _DURABILITY_ATTR, policy)
     return client
+
+
+@dataclass(frozen=True)
+class Durability:
+    """How many replicas must confirm an acknowledged write (``state.durability.confirm``),
+    and how long to wait for them; it travels with the client ``connect`` made."""
+
+    replicas: int
+    timeout_ms: int
+
+
+_DURABILITY_ATTR = "_dsa110_durability"
+
+
+def durability_of(redis: Redis) -> Durability | None:
+    """The durability ``connect`` attached to ``redis``; None for any other client."""
+    return getattr(redis, _DURABILITY_ATTR, None)
 
 
 async def _plain_probe(config: Config, server: embedded.EmbeddedServer | None) -> None:

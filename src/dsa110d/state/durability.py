@@ -15,42 +15,21 @@ write that completed before it. It waits for the replicas connected now, up to t
 number: a master left alone (its replica died, or it is the replica promoted after a failover)
 goes on without waiting, since no failover can then lose what no replica could take over.
 
-The policy travels with the client (:func:`attach`, done by ``connection.connect``), so the
-state classes need no extra argument; a client without one (the embedded server, tests) never
-waits.
+The policy travels with the client (``connection.Durability``, attached by
+``connection.connect``), so the state classes need no extra argument; a client without one
+(the embedded server, tests) never waits.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dsa110d.errors import ReplicationError
-from dsa110d.state.connection import Redis, translate_errors
+from dsa110d.state.connection import Redis, durability_of, translate_errors
 from dsa110d.state.keys import Keys
-
-_POLICY_ATTR = "_dsa110_durability"
-
-
-@dataclass(frozen=True)
-class Durability:
-    """How many replicas must confirm an acknowledged write, and how long to wait for them."""
-
-    replicas: int
-    timeout_ms: int
-
-
-def attach(redis: Redis, policy: Durability) -> None:
-    """Make ``policy`` the durability of every acknowledged write through ``redis``."""
-    setattr(redis, _POLICY_ATTR, policy)
-
-
-def policy_of(redis: Redis) -> Durability | None:
-    return getattr(redis, _POLICY_ATTR, None)
 
 
 async def confirm(redis: Redis, keys: Keys, target: str, what: str) -> None:
     """Return once the configured replicas hold every write that completed before this call."""
-    policy = policy_of(redis)
+    policy = durability_of(redis)
     if policy is None or policy.replicas == 0:
         return
     with translate_errors(target):
