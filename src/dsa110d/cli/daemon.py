@@ -175,6 +175,14 @@ def simulate(
     speed: Annotated[
         float, typer.Option("--speed", help="Live mode: time runs X times faster.")
     ] = 1.0,
+    corrupt: Annotated[
+        str | None,
+        typer.Option(
+            "--corrupt",
+            help="none, gains or all: what the instrument and the site do to the data "
+            "(default: all for --scale real, none otherwise).",
+        ),
+    ] = None,
 ) -> None:
     """Write simulated DSA-110 subband files (UVH5) laid out as the real correlator's."""
     from dsa110d.science.simulation.simulate import DEFAULT_DEC_DEG, SimulationSpec
@@ -188,6 +196,7 @@ def simulate(
         out=out, start=moment, sets=sets, days=days, scale=scale, n_subbands=subbands,
         seed=seed, catalog=catalog, variable_fraction=variable_fraction, truth=truth,
         live=live, speed=speed, dec_deg=DEFAULT_DEC_DEG if dec is None else dec,
+        corrupt=corrupt,
     )  # fmt: skip
     try:
         result = run_simulation(spec)

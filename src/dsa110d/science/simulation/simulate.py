@@ -44,7 +44,7 @@ from dsa110d.science.catalog import (
 )
 from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
 from dsa110d.science.hdf5.writer import SubbandHeader, SubbandWriter
-from dsa110d.science.simulation import layout
+from dsa110d.science.simulation import corruptions, layout
 from dsa110d.science.simulation.sky import Variability, draw_variability, true_fluxes
 from dsa110d.science.simulation.visibilities import (
     drift_geometry,
@@ -69,6 +69,9 @@ GENERATED_RA_MARGIN_DEG = 10.0
 sources entering and leaving the beam are there too."""
 DEFAULT_DEC_DEG = k.OVRO_LAT_DEG
 """Pointing declination when not given: the zenith."""
+CORRUPTION_STREAM = 0xC0
+"""The corruptions draw from their own random stream (seeded from the run's seed and this), so
+switching them on leaves the sky, the variability and the noise of a seed unchanged."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,8 @@ class SimulationSpec:
     sefd_jy: float = k.SEFD_JY
     n_sources: int | None = None
     """Sources in a generated catalog; None: ``GENERATED_SOURCE_DENSITY_PER_DEG2``."""
+    corrupt: str | None = None
+    """Corruption level (``corruptions.LEVELS``); None: the scale's default."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,20 @@ class _Simulation:
         self.dec_rad = math.radians(spec.dec_deg)
         self.set_fluxes: list[NDArray[np.float64]] = []
         self.set_ids: list[str] = []
+        self.corrupt = corruptions.resolve_level(spec.corrupt, spec.scale)
+        last = self.plans[-1]
+        self.corruptions = corruptions.build(
+            self.corrupt,
+            corruptions.InstrumentContext(
+                antenna_numbers=layout.data_antennas(self.scale),
+                freq_hz=self.freq_hz,
+                start_jd=float(_times_jd(first.start, self.scale)[0]),
+                end_jd=float(_times_jd(last.start, self.scale)[-1]),
+                integration_s=self.scale.integration_time_s,
+                sefd_jy=spec.sefd_jy,
+                rng=np.random.default_rng([spec.seed, CORRUPTION_STREAM]),
+            ),
+        )
 
 
 def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None]) -> int:
@@ -272,6 +291,17 @@ def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None
             sefd_jy=spec.sefd_jy,
             rng=sim.rng,
         ):
+            chunk = corruptions.ChunkContext(
+                set_index=plan.index,
+                first_integration=t0,
+                time_jd=times[t0 : t0 + len(vis)],
+                ant_1=sim.ant_1,
+                ant_2=sim.ant_2,
+                freq_hz=sim.freq_hz,
+                sefd_jy=spec.sefd_jy,
+            )
+            for corruption in sim.corruptions:
+                corruption.apply(vis, chunk)
             for sb, writer in enumerate(writers):
                 writer.write(t0, vis[:, :, sb])
     finally:
@@ -358,6 +388,8 @@ def write_truth(path: Path, sim: _Simulation) -> None:
         "sefd_jy": spec.sefd_jy,
         "variable_fraction": spec.variable_fraction,
         "catalog": str(spec.catalog) if spec.catalog else None,
+        "corrupt": sim.corrupt,
+        "corruptions": {c.name: c.truth() for c in sim.corruptions},
         "sets": sets,
         "sources": sources,
     }
