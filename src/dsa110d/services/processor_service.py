@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import anyio
 
+from dsa110d.config import CalibrationConfig
 from dsa110d.errors import DSA110Error
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.services.processor import MSProcessingHandler
+from dsa110d.state.calibration import CalibrationSummary
 from dsa110d.state.consumer import StreamConsumer, consumer_name
 
 STATS_INTERVAL_SEC = 5.0
@@ -38,6 +40,8 @@ class MSProcessorService(Service):
         self.consumers: list[StreamConsumer] = []
         self.backlog = 0
         self.backlog_limit = 0
+        self.calibration: CalibrationSummary | None = None
+        self.cal_config = CalibrationConfig()
 
     async def start(self, ctx: ServiceContext) -> None:
         self.handler = MSProcessingHandler(
@@ -45,6 +49,7 @@ class MSProcessorService(Service):
             service=ctx.name, beat=ctx.beat, breakers=ctx.breakers,
         )  # fmt: skip
         self.backlog_limit = ctx.config.supervisor.backlog_degraded
+        self.cal_config = ctx.config.calibration
         await self.handler.start()
 
     async def run(self, ctx: ServiceContext) -> None:
@@ -92,6 +97,46 @@ class MSProcessorService(Service):
         metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
         metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
         metrics.counters["pending_blocks"] = pending_blocks
+        await self.refresh_calibration(metrics)
+
+    async def refresh_calibration(self, metrics: ServiceMetrics) -> None:
+        """The calibration registry's summary, for health and metrics (none before a
+        calibrate stage has run on a block)."""
+        handler = self.handler
+        assert handler is not None
+        summary = await handler.calibrations.summary()
+        if summary.last_mjd is None:
+            self.calibration, metrics.calibration = None, None
+            return
+        self.calibration = summary
+        metrics.calibration = {**summary.to_metrics(), "gains_qa_ok": self.gains_qa_ok()}
+
+    def gains_qa_ok(self) -> bool | None:
+        """The newest gain solution is ok and within ``calibration.gain_*_max`` (None: none)."""
+        gains = self.calibration.gains if self.calibration else None
+        if gains is None:
+            return None
+        cfg = self.cal_config
+        return (
+            gains.status == "ok"
+            and gains.amp_scatter <= cfg.gain_amp_scatter_max
+            and gains.phase_scatter_deg <= cfg.gain_phase_scatter_max_deg
+        )
+
+    def calibration_problem(self) -> str | None:
+        """Why the calibration makes the processor DEGRADED: no valid bandpass for more than
+        ``calibration.max_days_without_bandpass`` days of processed data."""
+        age = self.calibration.bandpass_age_days if self.calibration else None
+        limit = self.cal_config.max_days_without_bandpass
+        if age is None or age <= limit:
+            return None
+        assert self.calibration is not None
+        newest = self.calibration.bandpass
+        since = f"since bandpass {newest.solution_id}" if newest else "and none ever solved"
+        return (
+            f"no valid bandpass for {age:.1f} days of data ({since}; "
+            f"calibration.max_days_without_bandpass = {limit:g})"
+        )
 
     def health(self) -> HealthReport:
         if self.consumers and not all(c.connected for c in self.consumers):
@@ -102,4 +147,7 @@ class MSProcessorService(Service):
                 f"backlog of {self.backlog} sets is over supervisor.backlog_degraded "
                 f"({self.backlog_limit})",
             )
+        problem = self.calibration_problem()
+        if problem is not None:
+            return HealthReport(Health.DEGRADED, problem)
         return HealthReport.healthy()
