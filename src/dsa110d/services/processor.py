@@ -32,6 +32,14 @@ service.
   check (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives
   after its block was processed makes the block pending again; once the re-run (version n+1)
   has committed, the files of older tokens are removed (:meth:`MSProcessingHandler.publish_run`).
+* **Calibration solutions**: a stage output ``cal_<kind>`` (the calibrate stage's
+  ``cal_bandpass``, ``cal_gains``) is a solution's JSON sidecar; after publication the
+  sidecars are read (:func:`read_cal_solutions`) and the solutions registered
+  (:class:`~dsa110d.state.calibration.Calibrations`) in the same fenced transaction as the
+  block's commit, so a stale holder registers nothing and each solution is registered once; a
+  run whose stages reported ``cal_status`` also widens the span of calibrated data, by which
+  the service's health judges how long the data has gone without a valid bandpass. A sidecar
+  that breaks the contract fails the run (its outputs taken back).
 * **External programs**: a stage that runs a program outside the daemon (``image``: wsclean)
   runs in a worker call of its own through that program's circuit breaker
   (:data:`EXTERNAL_PROGRAMS`). A failure fails the block as any stage's does, until

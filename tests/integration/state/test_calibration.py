@@ -98,6 +98,27 @@ async def test_a_rerun_of_the_block_supersedes_its_older_solution(
     assert [s.solution_id for s in await cal.solutions("gains", "superseded")] == ["g-v1"]
 
 
+async def test_a_rerun_solving_under_the_same_id_replaces_it(config: Config, redis: Redis) -> None:
+    """A solver naming solutions by block: version 2's record replaces version 1's (whose
+    published sidecar the processor removes after the commit), the counts stay true."""
+    cal, leases = await _setup(config, redis)
+    name = "block:2026-03-20T06:00:00"
+    v1 = await leases.acquire(name)
+    assert v1 is not None
+    await _commit(cal, leases, v1, [solution("g-blk", "gains", DAY0_MJD, status="poor")])
+    await leases.release(v1)
+    v2 = await leases.acquire(name)
+    assert v2 is not None
+    await _commit(cal, leases, v2, [solution("g-blk", "gains", DAY0_MJD, block_version=2)])
+    stored = await cal.solution("g-blk")
+    assert stored is not None and stored.block_version == 2 and stored.token == v2.token
+    assert stored.valid and not stored.superseded_by
+    assert (await cal.counts())["gains"] == {"ok": 1, "poor": 0, "superseded": 0}
+    # the older run's record again (a paused holder cannot, but a replayed commit): no change
+    await _commit(cal, leases, v2, [solution("g-blk", "gains", DAY0_MJD, status="poor")])
+    assert await cal.solution("g-blk") == stored
+
+
 async def test_resolve_takes_the_newest_valid_bandpass_and_the_covering_gains(
     config: Config, redis: Redis
 ) -> None:

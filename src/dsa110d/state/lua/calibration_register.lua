@@ -3,10 +3,20 @@
 -- when there is none). ARGV: solution id, kind, status, valid from (MJD), block version,
 -- previous id ('' when none), then the solution's field/value pairs.
 -- Queued inside the block's fenced transaction. Registers a solution once: an id already
--- registered changes nothing (returns 0). A solution from a newer run of the same block
--- supersedes the older one of its kind.
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
+-- registered by the same or a later run of its block changes nothing (returns 0); one
+-- registered by an earlier run is replaced (the re-run solved it again under the same id).
+-- A solution from a newer run of the same block supersedes the older one of its kind.
+local existing = redis.call('HMGET', KEYS[1], 'status', 'block_version', 'superseded_by')
+if existing[1] then
+  if tonumber(existing[2] or '0') >= tonumber(ARGV[5]) then
+    return 0
+  end
+  local was = existing[1]
+  if existing[3] and existing[3] ~= '' then
+    was = 'superseded'
+  end
+  redis.call('HINCRBY', KEYS[3], ARGV[2] .. ':' .. was, -1)
+  redis.call('DEL', KEYS[1])
 end
 local fields = {}
 for i = 7, #ARGV do
