@@ -318,6 +318,12 @@ class CalibrationSummary:
         }
 
 
+def _newest_first(solution: CalSolution) -> tuple[float, float, str]:
+    """Sort key (reversed): the latest validity start, then the latest registered, then the
+    id, so that ties list the same way every time."""
+    return solution.valid_from_mjd, solution.registered_at, solution.solution_id
+
+
 class Calibrations:
     """The registry of calibration solutions on one server and namespace (module docstring)."""
 
@@ -394,7 +400,7 @@ class Calibrations:
         found: list[CalSolution] = []
         for one in kinds:
             found += await self._newest(one, 0 if status else limit)
-        found.sort(key=lambda s: (s.valid_from_mjd, s.registered_at), reverse=True)
+        found.sort(key=_newest_first, reverse=True)
         if status is not None:
             found = [s for s in found if s.effective_status == status]
         return found[:limit] if limit else found
@@ -421,7 +427,7 @@ class Calibrations:
     async def newest_valid(self, kind: str, mjd: float | None = None) -> CalSolution | None:
         """The newest valid solution of ``kind``; with ``mjd``, the newest covering it."""
         candidates = await self._newest(kind, SCAN_LIMIT, mjd)
-        candidates.sort(key=lambda s: (s.valid_from_mjd, s.registered_at), reverse=True)
+        candidates.sort(key=_newest_first, reverse=True)
         for solution in candidates:
             if solution.valid and (mjd is None or solution.covers(mjd)):
                 return solution
