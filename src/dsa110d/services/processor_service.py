@@ -3,7 +3,8 @@
 The work itself (a set's conversion, a chunk's record, a block's pipeline run, each message)
 is :class:`dsa110d.services.processor.MSProcessingHandler`'s; this module starts it, runs its
 two stream consumers and its block loop under the service's gate, and reports its health and
-backlog.
+backlog, and the calibration registry's summary (metrics; DEGRADED when the calibrated data
+has gone ``calibration.max_days_without_bandpass`` days without a valid bandpass).
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ class MSProcessorService(Service):
                 await self.refresh_stats(ctx.metrics)
             except DSA110Error as exc:
                 ctx.log.debug("stats_refresh_failed", reason=str(exc))
+            try:  # on its own: a bad solution record must not stop the backlog's refresh
+                await self.refresh_calibration(ctx.metrics)
+            except DSA110Error as exc:
+                ctx.log.debug("calibration_refresh_failed", reason=str(exc))
             await anyio.sleep(STATS_INTERVAL_SEC)
 
     async def refresh_stats(self, metrics: ServiceMetrics) -> None:
@@ -97,7 +102,6 @@ class MSProcessorService(Service):
         metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
         metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
         metrics.counters["pending_blocks"] = pending_blocks
-        await self.refresh_calibration(metrics)
 
     async def refresh_calibration(self, metrics: ServiceMetrics) -> None:
         """The calibration registry's summary, for health and metrics (none before a
