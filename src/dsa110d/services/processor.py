@@ -584,6 +584,13 @@ class MSProcessingHandler:
         )
         try:
             solutions = await anyio.to_thread.run_sync(read_cal_solutions, results)
+            for solution in solutions:
+                if (solution.block_id, solution.block_version) != (block_id, version):
+                    raise StateError(
+                        f"calibration sidecar {solution.path}: written for block "
+                        f"{solution.block_id} v{solution.block_version}, published by the run "
+                        f"of {block_id} v{version}"
+                    )
             previous = await self.calibrations.previous(block_id) if solutions else {}
         except DSA110Error:  # a sidecar that breaks the contract: the run fails, unnamed
             with anyio.CancelScope(shield=True):

@@ -126,10 +126,15 @@ async def test_a_sidecar_breaking_the_contract_fails_the_run(
     block_id, start = _block_at(cfg, DAY0 + 6 * 3600)
     doc = sidecar("g-bad", "gains", unix_to_mjd(start), block_id=block_id)
     doc["amp_scatter"] = "large"
+    lease = await handler.leases.acquire(Keys.block_lease(block_id))
     with pytest.raises(StateError, match="amp_scatter"):
-        await _run(handler, block_id, [doc])
+        await _run(handler, block_id, [doc], lease)
     assert await handler.blocks.block(block_id) is None  # nothing committed
     assert _published(cfg, "gains") == []
+    other = sidecar("g-other", "gains", unix_to_mjd(start), block_id="2026-03-20T05:00:00")
+    with pytest.raises(StateError, match="written for block 2026-03-20T05:00:00 v1"):
+        await _run(handler, block_id, [other], lease)
+    assert await handler.calibrations.solution("g-other") is None
 
 
 async def test_the_processor_is_degraded_after_days_of_data_without_a_bandpass(
@@ -155,14 +160,14 @@ async def test_the_processor_is_degraded_after_days_of_data_without_a_bandpass(
 
     # a poor bandpass does not end it; an ok one does
     mjd = unix_to_mjd(later_start)
-    poor = sidecar("bp-poor", "bandpass", mjd, block_id=later, status="poor")
     other, _ = _block_at(cfg, DAY0 + 37 * 3600)
+    poor = sidecar("bp-poor", "bandpass", mjd, block_id=other, status="poor")
     await _run(handler, other, [poor])
     await service.refresh_calibration(metrics)
     assert service.health().health is Health.DEGRADED
-    good = sidecar("bp-ok", "bandpass", mjd, block_id=later)
-    gains = sidecar("g-ok", "gains", mjd + 0.05, block_id=later, phase_scatter_deg=25.0)
     last, _ = _block_at(cfg, DAY0 + 38 * 3600)
+    good = sidecar("bp-ok", "bandpass", mjd, block_id=last)
+    gains = sidecar("g-ok", "gains", mjd + 0.05, block_id=last, phase_scatter_deg=25.0)
     await _run(handler, last, [good, gains])
     await service.refresh_calibration(metrics)
     assert service.health().health is Health.HEALTHY
