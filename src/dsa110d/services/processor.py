@@ -146,8 +146,9 @@ def read_cal_solutions(results: dict[str, str]) -> list[CalSolution]:
     """The calibration solutions a run published: each output ``cal_<kind>`` (as the
     processor names it, ``<stage>.cal_<kind>``) is a solution's JSON sidecar
     (``state.calibration``). The table beside it is found under the name the run published it
-    with (the output ``cal_<kind>_table``, else the sidecar's ``table`` with the sidecar's
-    version and token, else as named). StateError for a sidecar that breaks the contract."""
+    with: the output ``cal_<kind>_table`` (a stage must list its table among its outputs for
+    it to be published at all), else the sidecar's ``table`` with the sidecar's version and
+    token, else as named. StateError for a sidecar that breaks the contract."""
     found: list[CalSolution] = []
     for output, path in sorted(results.items()):
         name = output.rsplit(".", 1)[-1]
@@ -172,11 +173,15 @@ def read_cal_solutions(results: dict[str, str]) -> list[CalSolution]:
 
 def _published_table(sidecar: Path, table: str) -> str:
     """Where the table a sidecar names was published: beside it, carrying the sidecar's
-    version and token when it was published by the same run."""
+    version and token when it was published by the same run, or as named; "" when it is in
+    neither place (a stage that did not list its table among its outputs: it stayed in the
+    staging directory)."""
     plain = sidecar.parent / Path(table).name
     _, version, token = unfenced(sidecar.name)
-    fenced = fenced_name(plain, version, token) if token else plain
-    return str(fenced if fenced.exists() else plain)
+    for candidate in (fenced_name(plain, version, token) if token else plain, plain):
+        if candidate.exists():
+            return str(candidate)
+    return ""
 
 
 def _make_dirs(directories: dict[str, Path]) -> None:
