@@ -70,6 +70,9 @@ def solution_row(solution: CalSolution) -> dict[str, Any]:
         **solution.to_dict(),
         "valid_from_utc": utc_of(solution.valid_from_mjd),
         "valid_to_utc": utc_of(solution.valid_to_mjd),
+        "registered_utc": utc_of(unix_to_mjd(solution.registered_at))
+        if solution.registered_at
+        else None,
     }
 
 
