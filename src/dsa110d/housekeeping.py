@@ -47,6 +47,7 @@ from dsa110d.science.atomic import (
 )
 from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.state import housekeeping as state_hk
+from dsa110d.state.calibration import Calibrations
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.housekeeping import Removal
 from dsa110d.state.keys import Keys
@@ -208,6 +209,9 @@ async def run_pass(
         target,
         inputs_present,
     )
+    if not dry_run:  # the registry's per-block index goes with the block's record
+        pruned = [r.name for r in report.removals if r.kind == "block"]
+        await Calibrations(redis, keys, target).forget_blocks(pruned)
     report.removals += await state_hk.trim_acked(
         redis, keys, config.streams, config.retry, now, dry_run, target
     )

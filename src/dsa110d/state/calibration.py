@@ -385,6 +385,22 @@ class Calibrations:
             first, last = (repr(mjd) for mjd in span_mjd)
             lua.queue(pipe, self._cover, [self.keys.cal_coverage()], [first, last])
 
+    async def forget_blocks(self, block_ids: Sequence[str]) -> int:
+        """Drop the per-block ``kind -> newest id`` of blocks whose record is gone (pruned by
+        housekeeping); the solutions themselves stay: they are the record of what calibrated
+        the published data. Returns how many were dropped."""
+        if not block_ids:
+            return 0
+        with translate_errors(self.target):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for block_id in block_ids:
+                    pipe.exists(self.keys.block_record(block_id))
+                present = list(await pipe.execute())
+            gone = [b for b, there in zip(block_ids, present, strict=True) if not there]
+            if not gone:
+                return 0
+            return int(await self.redis.delete(*(self.keys.cal_block(b) for b in gone)))
+
     # ------------------------------------------------------------------ readers
     async def solution(self, solution_id: str) -> CalSolution | None:
         with translate_errors(self.target):

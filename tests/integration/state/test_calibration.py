@@ -173,3 +173,20 @@ async def test_the_summary_counts_the_data_gone_by_without_a_bandpass(
     assert metrics["gains_status"] == "poor" and metrics["gains_amp_scatter"] == 0.4
     assert metrics["solutions"]["bandpass"]["ok"] == 1
     assert metrics["solutions"]["gains"]["poor"] == 1
+
+
+async def test_a_pruned_blocks_index_goes_but_its_solutions_stay(
+    config: Config, redis: Redis
+) -> None:
+    cal, leases = await _setup(config, redis)
+    keys = Keys(config.redis.namespace)
+    lease = await leases.acquire("block:2026-03-20T06:00:00")
+    assert lease is not None
+    await _commit(cal, leases, lease, [solution("g-kept")])
+    await redis.hset(keys.block_record("2026-03-20T06:00:00"), "state", "processed")
+    assert await cal.forget_blocks(["2026-03-20T06:00:00"]) == 0  # its record is still there
+    assert await cal.previous("2026-03-20T06:00:00") == {"gains": "g-kept"}
+    await redis.delete(keys.block_record("2026-03-20T06:00:00"))  # housekeeping pruned it
+    assert await cal.forget_blocks(["2026-03-20T06:00:00"]) == 1
+    assert await cal.previous("2026-03-20T06:00:00") == {}
+    assert await cal.solution("g-kept") is not None
