@@ -3,7 +3,8 @@
 One pass removes what is past its retention (``housekeeping.*``, ``streams.retention_sec``):
 set records whose input files have left ``incoming_dir`` (moved by post_handle or removed by
 the operator: a set whose files are still there keeps its record, else a restarted watcher
-would announce it again); chunk and block records (by when recorded; never a pending block);
+would announce it again); chunk and block records (by when recorded; never a pending block;
+a pruned block's calibration index goes with it, its solutions stay);
 acked stream entries (and, on a stream no group reads, old ones); dead letters; resolved
 alerts and alert events; stale registry entries and long-gone stream consumers; and what a
 crash left in the data directories: temporary outputs (``.tmp-*`` from
