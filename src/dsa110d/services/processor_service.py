@@ -19,6 +19,8 @@ from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.calibration import CalibrationSummary
 from dsa110d.state.consumer import StreamConsumer, consumer_name
 
+CALIBRATE_STAGE = "calibrate"
+"""The stage whose solutions the registry holds (``science.pipeline.stages``)."""
 STATS_INTERVAL_SEC = 5.0
 """How often the backlog and queue lag are refreshed for health and metrics."""
 
@@ -43,6 +45,9 @@ class MSProcessorService(Service):
         self.backlog_limit = 0
         self.calibration: CalibrationSummary | None = None
         self.cal_config = CalibrationConfig()
+        self.calibrating = False
+        """``calibrate`` is among ``pipeline.stages``: only then is the registry judged (a
+        pipeline that stopped calibrating is not DEGRADED for the calibrator's absence)."""
 
     async def start(self, ctx: ServiceContext) -> None:
         self.handler = MSProcessingHandler(
@@ -51,6 +56,7 @@ class MSProcessorService(Service):
         )  # fmt: skip
         self.backlog_limit = ctx.config.supervisor.backlog_degraded
         self.cal_config = ctx.config.calibration
+        self.calibrating = CALIBRATE_STAGE in ctx.config.pipeline.stages
         await self.handler.start()
 
     async def run(self, ctx: ServiceContext) -> None:
@@ -108,8 +114,8 @@ class MSProcessorService(Service):
         calibrate stage has run on a block)."""
         handler = self.handler
         assert handler is not None
-        summary = await handler.calibrations.summary()
-        if summary.last_mjd is None:
+        summary = await handler.calibrations.summary() if self.calibrating else None
+        if summary is None or summary.last_mjd is None:
             self.calibration, metrics.calibration = None, None
             return
         self.calibration = summary

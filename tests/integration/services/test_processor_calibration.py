@@ -142,6 +142,7 @@ async def test_the_processor_is_degraded_after_days_of_data_without_a_bandpass(
 ) -> None:
     service = MSProcessorService()
     service.handler, service.cal_config = handler, cfg.calibration
+    service.calibrating = True  # "calibrate" in pipeline.stages
     metrics = ServiceMetrics()
     await service.refresh_calibration(metrics)
     assert metrics.calibration is None and service.health().health is Health.HEALTHY
@@ -155,6 +156,11 @@ async def test_the_processor_is_degraded_after_days_of_data_without_a_bandpass(
     await service.refresh_calibration(metrics)
     report = service.health()
     assert report.health is Health.DEGRADED and "no valid bandpass" in report.reason
+    service.calibrating = False  # the operator took calibrate out of the pipeline
+    await service.refresh_calibration(metrics)
+    assert service.health().health is Health.HEALTHY and metrics.calibration is None
+    service.calibrating = True
+    await service.refresh_calibration(metrics)
     assert metrics.calibration is not None and metrics.calibration["bandpass_valid"] is False
     assert metrics.calibration["bandpass_age_sec"] > 86400
 
