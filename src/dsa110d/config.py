@@ -349,6 +349,21 @@ class HousekeepingConfig(_Section):
     temp_grace_sec: PositiveFloat = 6 * 3600
 
 
+class CalibrationConfig(_Section):
+    """``calibration.*``: the solver's keys (the calibrate stage) and the operations' keys."""
+
+    # --- operations (issue 16 item 4, calops): health, metrics QA -------------------------
+    max_days_without_bandpass: PositiveFloat = 2.0
+    """Days of processed data without a new valid bandpass (no calibrator transit solved)
+    after which the processor reports DEGRADED."""
+    gain_amp_scatter_max: PositiveFloat = 0.1
+    """Largest acceptable amplitude scatter of the newest gain solution (fraction; the
+    solver's ``amp_scatter``): beyond it the gain QA is degraded (metric and alert)."""
+    gain_phase_scatter_max_deg: PositiveFloat = 10.0
+    """Largest acceptable phase scatter of the newest gain solution (degrees)."""
+    # --- end operations -------------------------------------------------------------------
+
+
 class Config(_Section):
     """The effective configuration of one daemon."""
 
@@ -366,6 +381,7 @@ class Config(_Section):
     pipeline: PipelineConfig = PipelineConfig()
     alerts: AlertsConfig = AlertsConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain JSON-able data with every secret replaced by '***'."""

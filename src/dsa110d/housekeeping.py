@@ -3,7 +3,8 @@
 One pass removes what is past its retention (``housekeeping.*``, ``streams.retention_sec``):
 set records whose input files have left ``incoming_dir`` (moved by post_handle or removed by
 the operator: a set whose files are still there keeps its record, else a restarted watcher
-would announce it again); chunk and block records (by when recorded; never a pending block);
+would announce it again); chunk and block records (by when recorded; never a pending block;
+a pruned block's calibration index goes with it, its solutions stay);
 acked stream entries (and, on a stream no group reads, old ones); dead letters; resolved
 alerts and alert events; stale registry entries and long-gone stream consumers; and what a
 crash left in the data directories: temporary outputs (``.tmp-*`` from
@@ -47,6 +48,7 @@ from dsa110d.science.atomic import (
 )
 from dsa110d.science.constants import SECONDS_PER_DAY
 from dsa110d.state import housekeeping as state_hk
+from dsa110d.state.calibration import Calibrations
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.housekeeping import Removal
 from dsa110d.state.keys import Keys
@@ -208,6 +210,9 @@ async def run_pass(
         target,
         inputs_present,
     )
+    if not dry_run:  # the registry's per-block index goes with the block's record
+        pruned = [r.name for r in report.removals if r.kind == "block"]
+        await Calibrations(redis, keys, target).forget_blocks(pruned)
     report.removals += await state_hk.trim_acked(
         redis, keys, config.streams, config.retry, now, dry_run, target
     )

@@ -40,6 +40,9 @@ class ServiceMetrics:
         """Dead letters waiting in the streams this service consumes (a level)."""
         self.flag_fraction: float | None = None
         """Fraction of the last processed block's samples that are flagged (None before one)."""
+        self.calibration: dict[str, Any] | None = None
+        """The calibration registry at a glance (``CalibrationSummary.to_metrics`` plus
+        ``gains_qa_ok``), refreshed by the processor; None where no calibrate stage has run."""
         self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._stages: dict[str, deque[float]] = {}
 
@@ -91,6 +94,7 @@ class ServiceMetrics:
             "dead_letters": self.dead_letters,
             "stage_sec": self.stage_percentiles(),
             "flag_fraction": self.flag_fraction,
+            "calibration": self.calibration,
         }
 
 
@@ -225,6 +229,7 @@ class PrometheusCollector(Collector):
                     stages.add_metric([name, stage, f"{int(key[1:]) / 100:g}"], value)
         yield from (processed, failed, restarts, lag, backlog, health, duration)
         yield from (results, dead, stages, flagged)
+        yield from _calibration_families(services)
         yield from self._breaker_families()
         proc = self._process()
         yield GaugeMetricFamily(
@@ -253,6 +258,56 @@ class PrometheusCollector(Collector):
             state.add_metric([snap.name], BREAKER_GAUGE[snap.state])
             failures.add_metric([snap.name], snap.consecutive_failures)
         yield from (state, failures)
+
+
+def _calibration_families(services: Snapshot) -> Iterator[Any]:
+    """The calibration registry's families, from the services that report it (processors)."""
+    solutions = GaugeMetricFamily(
+        "dsa110_calibration_solutions",
+        "Calibration solutions registered, by kind and status (ok, poor, superseded).",
+        labels=["service", "kind", "status"],
+    )
+    age = GaugeMetricFamily(
+        "dsa110_calibration_bandpass_age_seconds",
+        "Data time processed since the newest valid bandpass's calibrator transit (since the "
+        "first calibrated block when there is none).",
+        labels=["service"],
+    )
+    valid = GaugeMetricFamily(
+        "dsa110_calibration_bandpass_valid",
+        "1 when a valid bandpass covers the newest calibrated block, else 0.",
+        labels=["service"],
+    )
+    amp = GaugeMetricFamily(
+        "dsa110_calibration_gain_amp_scatter",
+        "Amplitude scatter (fraction) of the newest gain solution.",
+        labels=["service"],
+    )
+    phase = GaugeMetricFamily(
+        "dsa110_calibration_gain_phase_scatter_degrees",
+        "Phase scatter (degrees) of the newest gain solution.",
+        labels=["service"],
+    )
+    qa_ok = GaugeMetricFamily(
+        "dsa110_calibration_gain_qa_ok",
+        "1 when the newest gain solution is ok and within calibration.gain_*_max, else 0.",
+        labels=["service"],
+    )
+    for name, snap in services.items():
+        cal = snap.get("metrics", {}).get("calibration")
+        if not cal:
+            continue
+        for kind, by_status in (cal.get("solutions") or {}).items():
+            for status, count in by_status.items():
+                solutions.add_metric([name, kind, status], count)
+        if cal.get("bandpass_age_sec") is not None:
+            age.add_metric([name], cal["bandpass_age_sec"])
+            valid.add_metric([name], 1.0 if cal.get("bandpass_valid") else 0.0)
+        if cal.get("gains_amp_scatter") is not None:
+            amp.add_metric([name], cal["gains_amp_scatter"])
+            phase.add_metric([name], cal["gains_phase_scatter_deg"])
+            qa_ok.add_metric([name], 1.0 if cal.get("gains_qa_ok") else 0.0)
+    yield from (solutions, age, valid, amp, phase, qa_ok)
 
 
 def serve_prometheus(host: str, port: int, collector: Collector) -> Callable[[], None]:

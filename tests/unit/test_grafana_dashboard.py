@@ -23,6 +23,8 @@ WANTED = {
     "dead letters": "dsa110_dead_letters",
     "conversion and block times": "dsa110_stage_duration_seconds",
     "flag fraction": "dsa110_flag_fraction",
+    "bandpass age": "dsa110_calibration_bandpass_age_seconds",
+    "gain QA": "dsa110_calibration_gain_amp_scatter",
 }
 
 
@@ -35,6 +37,11 @@ def served_metric_names() -> set[str]:
         metrics.observe("block", 300.0)
     metrics.dead_letters = 2
     metrics.flag_fraction = 0.032
+    metrics.calibration = {
+        "solutions": {"bandpass": {"ok": 1, "poor": 0, "superseded": 0}},
+        "bandpass_age_sec": 3600.0, "bandpass_valid": True, "gains_amp_scatter": 0.02,
+        "gains_phase_scatter_deg": 2.0, "gains_qa_ok": True,
+    }  # fmt: skip
     snapshot = {"processor": {"metrics": metrics.snapshot(), "restarts": 1, "severity": 0}}
     process = {"rss_bytes": 1.0, "cpu_percent": 0.0, "cpu_seconds": 1.0}
     registry = CollectorRegistry(auto_describe=False)

@@ -55,3 +55,36 @@ def test_the_collector_shows_each_breaker_state_and_failures() -> None:
         ("dsa110_circuit_breaker_failures", "webhook"): 5.0,
         ("dsa110_circuit_breaker_failures", "wsclean"): 0.0,
     }
+
+
+def _calibration_samples(metrics: ServiceMetrics) -> dict[tuple[str, ...], float]:
+    snapshot = {"processor": {"metrics": metrics.snapshot()}, "watcher": {"metrics": {}}}
+    collector = PrometheusCollector(
+        lambda: snapshot, lambda: {"rss_bytes": 1.0, "cpu_seconds": 1.0}
+    )
+    return {
+        (s.name, *s.labels.values()): s.value
+        for family in collector.collect()
+        for s in family.samples
+        if s.name.startswith("dsa110_calibration")
+    }
+
+
+def test_the_collector_shows_the_calibration_registry_of_the_processor() -> None:
+    metrics = ServiceMetrics()
+    assert _calibration_samples(metrics) == {}  # no calibrate stage has run: no samples
+    metrics.calibration = {
+        "solutions": {"bandpass": {"ok": 2, "poor": 1, "superseded": 0}},
+        "bandpass_age_sec": 7200.0, "bandpass_valid": True,
+        "gains_amp_scatter": 0.3, "gains_phase_scatter_deg": 4.0, "gains_qa_ok": False,
+    }  # fmt: skip
+    assert _calibration_samples(metrics) == {
+        ("dsa110_calibration_solutions", "processor", "bandpass", "ok"): 2.0,
+        ("dsa110_calibration_solutions", "processor", "bandpass", "poor"): 1.0,
+        ("dsa110_calibration_solutions", "processor", "bandpass", "superseded"): 0.0,
+        ("dsa110_calibration_bandpass_age_seconds", "processor"): 7200.0,
+        ("dsa110_calibration_bandpass_valid", "processor"): 1.0,
+        ("dsa110_calibration_gain_amp_scatter", "processor"): 0.3,
+        ("dsa110_calibration_gain_phase_scatter_degrees", "processor"): 4.0,
+        ("dsa110_calibration_gain_qa_ok", "processor"): 0.0,
+    }

@@ -52,6 +52,7 @@ def evaluate(facts: Facts, config: Config) -> list[Condition]:
         *queue_conditions(facts.queues, config),
         *incomplete_set_conditions(facts.incomplete_sets, config),
         *disk_conditions(facts.host, facts.disks, config),
+        *calibration_conditions(facts.registry, config),
     ]
 
 
@@ -178,3 +179,49 @@ def disk_conditions(host: str, disks: list[DiskView], config: Config) -> list[Co
         for d in disks
         if d.free_fraction < minimum
     ]
+
+
+def calibration_conditions(entries: list[RegistryEntry], config: Config) -> list[Condition]:
+    """From the calibration summary a processor reports (``metrics.calibration``; the
+    registry is shared, so the first processor reporting one speaks for all): no valid
+    bandpass covers the newest calibrated block; the newest gain solution fails its QA. Both
+    hold for ``degraded_for_min`` first (a poor solution between two good ones is no fault)."""
+    cal = next(
+        (e.metrics.get("calibration") for e in entries if e.metrics.get("calibration")), None
+    )
+    if not isinstance(cal, dict):
+        return []
+    hold = config.alerts.degraded_for_min * 60
+    found = []
+    if cal.get("bandpass_valid") is False:
+        age = cal.get("bandpass_age_sec")
+        since = f" ({age / 86400:.1f} days of data since the last)" if age is not None else ""
+        found.append(
+            Condition(
+                "calibration:no-valid-bandpass",
+                "no_valid_bandpass",
+                "warning",
+                f"no valid bandpass covers the newest calibrated data{since}; its chunks are "
+                "uncalibrated (dsa110ctl cal list --kind bandpass)",
+                hold,
+                {"bandpass_id": cal.get("bandpass_id"), "bandpass_age_sec": age},
+            )
+        )
+    if cal.get("gains_qa_ok") is False:
+        cfg = config.calibration
+        found.append(
+            Condition(
+                "calibration:gain-qa",
+                "gain_qa_degraded",
+                "warning",
+                f"the newest gain solution {cal.get('gains_id')} fails QA: "
+                f"{cal.get('gains_status')}, amplitude scatter {cal.get('gains_amp_scatter')} "
+                f"(max {cfg.gain_amp_scatter_max:g}), phase scatter "
+                f"{cal.get('gains_phase_scatter_deg')} deg "
+                f"(max {cfg.gain_phase_scatter_max_deg:g})",
+                hold,
+                {k: cal.get(k) for k in ("gains_id", "gains_status", "gains_amp_scatter",
+                                         "gains_phase_scatter_deg")},
+            )
+        )  # fmt: skip
+    return found

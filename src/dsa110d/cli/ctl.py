@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from dsa110d.cli import ctl_cal
 from dsa110d.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -56,6 +57,7 @@ config_app = typer.Typer(help="Show or check the configuration.", no_args_is_hel
 dlq_app = typer.Typer(help="List, show, replay or purge dead letters.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(ctl_cal.app, name="cal")
 
 # Not on a terminal (a pipe, a log), tables get room instead of 80 columns.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)

@@ -32,6 +32,14 @@ service.
   check (``Leases.run_fenced``); MS_PROCESSING ``kind=block`` follows. A chunk that arrives
   after its block was processed makes the block pending again; once the re-run (version n+1)
   has committed, the files of older tokens are removed (:meth:`MSProcessingHandler.publish_run`).
+* **Calibration solutions**: a stage output ``cal_<kind>`` (the calibrate stage's
+  ``cal_bandpass``, ``cal_gains``) is a solution's JSON sidecar; after publication the
+  sidecars are read (:func:`read_cal_solutions`) and the solutions registered
+  (:class:`~dsa110d.state.calibration.Calibrations`) in the same fenced transaction as the
+  block's commit, so a stale holder registers nothing and each solution is registered once; a
+  run whose stages reported ``cal_status`` also widens the span of calibrated data, by which
+  the service's health judges how long the data has gone without a valid bandpass. A sidecar
+  that breaks the contract fails the run (its outputs taken back).
 * **External programs**: a stage that runs a program outside the daemon (``image``: wsclean)
   runs in a worker call of its own through that program's circuit breaker
   (:data:`EXTERNAL_PROGRAMS`). A failure fails the block as any stage's does, until
@@ -46,10 +54,12 @@ service.
 from __future__ import annotations
 
 import glob
+import json
 import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +86,7 @@ from dsa110d.errors import (
     MessageError,
     PathOutsideRootsError,
     StageError,
+    StateError,
     WorkerJobError,
     describe,
 )
@@ -83,10 +94,13 @@ from dsa110d.messages import Message, MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots, paths_inside
 from dsa110d.resilience import BreakerBoard
-from dsa110d.science.atomic import STAGING_DIR, is_complete_dir
+from dsa110d.science.atomic import STAGING_DIR, fenced_name, is_complete_dir, unfenced
 from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
+from dsa110d.state.calibration import KINDS as CAL_KINDS
+from dsa110d.state.calibration import OUTPUT_PREFIX as CAL_OUTPUT_PREFIX
+from dsa110d.state.calibration import Calibrations, CalSolution, unix_to_mjd
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Lease, Leases
@@ -126,6 +140,48 @@ def remove_stale_staging(root: Path, block_id: str, token: int) -> None:
             continue
         if holder < token:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def read_cal_solutions(results: dict[str, str]) -> list[CalSolution]:
+    """The calibration solutions a run published: each output ``cal_<kind>`` (as the
+    processor names it, ``<stage>.cal_<kind>``) is a solution's JSON sidecar
+    (``state.calibration``). The table beside it is found under the name the run published it
+    with: the output ``cal_<kind>_table`` (a stage must list its table among its outputs for
+    it to be published at all), else the sidecar's ``table`` with the sidecar's version and
+    token, else as named. StateError for a sidecar that breaks the contract."""
+    found: list[CalSolution] = []
+    for output, path in sorted(results.items()):
+        name = output.rsplit(".", 1)[-1]
+        if not name.startswith(CAL_OUTPUT_PREFIX):
+            continue
+        kind = name.removeprefix(CAL_OUTPUT_PREFIX)
+        if kind not in CAL_KINDS:
+            continue
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StateError(f"calibration sidecar {path}: unreadable ({exc})") from None
+        if not isinstance(doc, dict):
+            raise StateError(f"calibration sidecar {path}: not a JSON object")
+        solution = CalSolution.from_sidecar(doc, path)
+        if solution.kind != kind:
+            raise StateError(f"calibration sidecar {path}: kind {solution.kind!r}, output {name}")
+        table = results.get(f"{output}_table") or _published_table(Path(path), solution.table)
+        found.append(replace(solution, table_path=table))
+    return found
+
+
+def _published_table(sidecar: Path, table: str) -> str:
+    """Where the table a sidecar names was published: beside it, carrying the sidecar's
+    version and token when it was published by the same run, or as named; "" when it is in
+    neither place (a stage that did not list its table among its outputs: it stayed in the
+    staging directory)."""
+    plain = sidecar.parent / Path(table).name
+    _, version, token = unfenced(sidecar.name)
+    for candidate in (fenced_name(plain, version, token) if token else plain, plain):
+        if candidate.exists():
+            return str(candidate)
+    return ""
 
 
 def _make_dirs(directories: dict[str, Path]) -> None:
@@ -188,6 +244,7 @@ class MSProcessingHandler:
         self.keys = keys
         self.sets = Sets(redis, keys)
         self.blocks = Blocks(redis, keys)
+        self.calibrations = Calibrations(redis, keys)
         self.leases = Leases(redis, keys, config.leases)
         self.plan = BlockPlan.from_config(self.cfg)
         self.roots = config.paths.data_roots()
@@ -530,11 +587,28 @@ class MSProcessingHandler:
         results: dict[str, str] = await anyio.to_thread.run_sync(
             processor_jobs.publish_outputs, staging, results_dir, outputs, version, lease.token
         )
+        try:
+            solutions = await anyio.to_thread.run_sync(read_cal_solutions, results)
+            for solution in solutions:
+                if (solution.block_id, solution.block_version) != (block_id, version):
+                    raise StateError(
+                        f"calibration sidecar {solution.path}: written for block "
+                        f"{solution.block_id} v{solution.block_version}, published by the run "
+                        f"of {block_id} v{version}"
+                    )
+            previous = await self.calibrations.previous(block_id) if solutions else {}
+        except DSA110Error:  # a sidecar that breaks the contract: the run fails, unnamed
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(processor_jobs.remove_outputs, results)
+            raise
+        span = self._calibrated_span(block_id, qa or {})
 
         def stage(pipe: Any) -> None:
             self.blocks.stage_commit(
                 pipe, block_id, version, generation, chunk_ids, missing, results, qa=qa
             )
+            if solutions or span is not None:
+                self.calibrations.stage_register(pipe, solutions, previous, lease.token, span)
 
         try:
             await self.leases.run_fenced(lease, stage)
@@ -544,6 +618,14 @@ class MSProcessingHandler:
             raise
         await anyio.to_thread.run_sync(processor_jobs.remove_superseded, results, lease.token)
         return results
+
+    def _calibrated_span(self, block_id: str, qa: dict[str, Any]) -> tuple[float, float] | None:
+        """The block's span (MJD) when a stage of this run reported a calibration status
+        (``cal_status``: the calibrate stage ran, with or without a new solution), else None."""
+        if not any(isinstance(s, dict) and "cal_status" in s for s in qa.values()):
+            return None
+        block = self.plan.block_by_id(block_id)
+        return unix_to_mjd(block.start), unix_to_mjd(block.end)
 
     async def _announce_block(self, outcome: BlockProcessed) -> None:
         message = new_message(MessageType.MS_PROCESSING, outcome.to_payload(), self.producer)

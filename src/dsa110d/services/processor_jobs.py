@@ -209,7 +209,15 @@ def remove_outputs(finals: dict[str, str]) -> None:
     """Take back what :func:`publish_outputs` published: its holder was superseded before
     the record could name the files (no one else ever writes these names)."""
     for path in finals.values():
-        Path(path).unlink(missing_ok=True)
+        _remove(Path(path))
+
+
+def _remove(path: Path) -> None:
+    """Remove a published output: a file, or a tree (a calibration table is a directory)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def remove_superseded(finals: dict[str, str], token: int) -> list[str]:
@@ -219,5 +227,5 @@ def remove_superseded(finals: dict[str, str], token: int) -> list[str]:
 
     removed = superseded_outputs([Path(p) for p in finals.values()], token)
     for path in removed:
-        path.unlink(missing_ok=True)
+        _remove(path)
     return [str(p) for p in removed]

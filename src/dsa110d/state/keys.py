@@ -170,6 +170,28 @@ class Keys:
         """A high-water mark a rule keeps across daemons (e.g. candidates already announced)."""
         return self._key("alert-mark", name)
 
+    # calibration solutions ------------------------------------------------------
+    def cal_solution(self, solution_id: str) -> str:
+        """Hash: one registered calibration solution (its sidecar's fields and the registry's)."""
+        return self._key("cal", "solution", solution_id)
+
+    def cal_index(self, kind: str) -> str:
+        """Sorted set of the solution ids of one kind (bandpass, gains) scored by the start
+        of their validity (MJD)."""
+        return self._key("cal", "index", kind)
+
+    def cal_block(self, block_id: str) -> str:
+        """Hash: kind -> the id of the newest solution a block's runs registered."""
+        return self._key("cal", "block", block_id)
+
+    def cal_counts(self) -> str:
+        """Hash: ``<kind>:<status>`` -> how many registered solutions are in that state."""
+        return self._key("cal", "counts")
+
+    def cal_coverage(self) -> str:
+        """Hash: ``first_mjd``/``last_mjd`` of the data blocks a calibrate stage has run on."""
+        return self._key("cal", "coverage")
+
     def housekeeping_done(self) -> str:
         """Present while the last housekeeping run is younger than its interval."""
         return self._key("housekeeping", "done")

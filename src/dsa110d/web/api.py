@@ -18,7 +18,7 @@ from dsa110d import __version__
 from dsa110d.alerts.report import alert_rows
 from dsa110d.config import Config
 from dsa110d.errors import BadRequestError
-from dsa110d.operations import overview, queues, records, results, status
+from dsa110d.operations import calibration, overview, queues, records, results, status
 
 API_PREFIX = "/api/v1"
 MAX_LIMIT = 10_000
@@ -136,6 +136,16 @@ async def get_files(config: Config, query: Query, path: Mapping[str, str]) -> An
     return [r.to_dict() for r in rows]
 
 
+async def get_cal(config: Config, query: Query, path: Mapping[str, str]) -> Any:
+    kind = choice_of(query, "kind", calibration.KINDS)
+    state = choice_of(query, "status", calibration.STATUSES)
+    return await calibration.list_solutions(config, kind, state, limit_of(query, 200))
+
+
+async def get_cal_resolve(config: Config, query: Query, path: Mapping[str, str]) -> Any:
+    return await calibration.resolve(config, query.get("time") or "now")
+
+
 async def get_version(config: Config, query: Query, path: Mapping[str, str]) -> Any:
     return {"version": __version__, "namespace": config.redis.namespace, "env": config.env}
 
@@ -187,6 +197,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("/alerts", "alerts", "Alerts, newest change first (as dsa110ctl alerts).",
              get_alerts, (Param("active", "Only alerts firing now.", choices=("true", "false")),),
              schema=ARRAY),
+    Endpoint("/cal", "cal", "Calibration solutions, newest first, with their validity and QA "
+             "(as dsa110ctl cal list).", get_cal,
+             (Param("kind", "Only this kind.", choices=calibration.KINDS),
+              Param("status", "Only solutions in this state.", choices=calibration.STATUSES),
+              LIMIT), schema=ARRAY),
+    Endpoint("/cal/resolve", "cal_resolve", "What applies at a time: the newest valid bandpass "
+             "and the gains covering it (as dsa110ctl cal resolve).", get_cal_resolve,
+             (Param("time", "An MJD, an ISO 8601 UTC time or now (the default)."),),
+             schema={"type": "object", "required": ["mjd", "utc", "bandpass", "gains"]}),
     Endpoint("/files", "files", "Published files under the results directory (FITS, Parquet, "
              "VOTable, JSON, PNG), newest first; fetch one at /files/<path>.", get_files,
              (Param("under", "Only below this subdirectory (e.g. variability)."), LIMIT),
