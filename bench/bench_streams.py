@@ -40,7 +40,8 @@ from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.state import embedded
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, ReliableStream
+from dsa110d.state.stream_entries import Delivery
+from dsa110d.state.streams import ReliableStream
 
 N = int(os.environ.get("BENCH_STREAMS_N", "5000"))
 PACED_RATE = 1000.0  # msg/s

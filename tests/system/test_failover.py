@@ -18,7 +18,7 @@ import redis
 from dsa110d.messages import MessageType
 from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import ENTRY_FIELD
+from dsa110d.state.stream_entries import ENTRY_FIELD
 from tests.integration.services.watcher.watcherkit import land_all
 from tests.integration.state.sentinelkit import (
     MASTER_NAME,

@@ -17,7 +17,8 @@ from dsa110d.state.alerts import queue_views
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.housekeeping import prune_dead_letters
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, Entry, ReliableStream
+from dsa110d.state.stream_entries import Delivery, Entry
+from dsa110d.state.streams import ReliableStream
 from tests.integration.state.statekit import hdf5_message, make_stream, running, wait_until
 
 pytestmark = pytest.mark.anyio

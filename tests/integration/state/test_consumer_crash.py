@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from dsa110d.config import Config
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery
+from dsa110d.state.stream_entries import Delivery
 from tests.integration.state.statekit import (
     apply_effect,
     effects,

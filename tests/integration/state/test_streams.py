@@ -16,7 +16,7 @@ from dsa110d.config import Config
 from dsa110d.errors import MessageError
 from dsa110d.messages import encode
 from dsa110d.state.consumer import StreamConsumer
-from dsa110d.state.streams import Delivery
+from dsa110d.state.stream_entries import Delivery
 from tests.integration.state.statekit import (
     fast_config,
     hdf5_message,
