@@ -18,7 +18,8 @@ from dsa110d.cli.common import EXIT_FAILURE, EXIT_OK, ConfigOption, EnvOption, J
 from dsa110d.cli.ctl_output import complete, duration, health, print_json, table
 from dsa110d.config import ENVIRONMENTS
 from dsa110d.operations import processes, status
-from dsa110d.operations.processes import INSTANCES, MODES, Outcome
+from dsa110d.operations.backend import INSTANCES, Backend, Outcome
+from dsa110d.operations.processes import MODES
 
 app = typer.Typer()
 
@@ -151,7 +152,7 @@ def _start_arguments(words: list[str]) -> tuple[str | None, str]:
     return env, service
 
 
-def _backend(mode: str, env: str | None, config: Path | None) -> processes.Backend:
+def _backend(mode: str, env: str | None, config: Path | None) -> Backend:
     return processes.choose_backend(mode, load(config, env), config)
 
 
