@@ -283,9 +283,10 @@ async def run(tmp: Path) -> dict[str, Any]:
             gc.collect()
             lat = await ours_latency(client, f"{namespace}-lat{run_number}")
             ours_lat_runs.append(percentiles_ms(lat))
+        ours_p99_ms = statistics.median(r["p99_ms"] for r in ours_lat_runs)
         ours_lat = {
             "p50_ms": statistics.median(r["p50_ms"] for r in ours_lat_runs),
-            "p99_ms": statistics.median(r["p99_ms"] for r in ours_lat_runs),
+            "p99_ms": ours_p99_ms,
             "runs": ours_lat_runs,
         }
         gc.collect()
@@ -309,8 +310,7 @@ async def run(tmp: Path) -> dict[str, Any]:
         "goal": {
             "throughput_ratio_at_least": 2.0,
             "p99_ms_at_most": 5.0,
-            "met": ratio(ours["jobs_per_sec"], arq["jobs_per_sec"]) >= 2.0
-            and ours_lat["p99_ms"] <= 5.0,
+            "met": ratio(ours["jobs_per_sec"], arq["jobs_per_sec"]) >= 2.0 and ours_p99_ms <= 5.0,
         },
     }
 
