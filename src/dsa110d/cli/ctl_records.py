@@ -6,7 +6,8 @@ variable and transient candidates (the analyzer), from :mod:`dsa110d.operations.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 import anyio
 import typer
@@ -22,16 +23,43 @@ LimitOption = Annotated[
 ]
 
 
+def _state_option(what: str, states: Sequence[str]) -> Any:
+    return typer.Option(
+        "--state",
+        help=f"Only {what} in this state ({', '.join(states)}).",
+        autocompletion=complete(states),
+    )
+
+
+SetStateOption = Annotated[str | None, _state_option("sets", records.SET_STATES)]
+BlockStateOption = Annotated[str | None, _state_option("blocks", records.BLOCK_STATES)]
+
+
+def _check_state(state: str | None, states: Sequence[str]) -> None:
+    if state is not None and state not in states:
+        raise typer.BadParameter(f"{state!r} is not one of {', '.join(states)}")
+
+
+def _show(
+    what: str,
+    state: str | None,
+    rows: Sequence[Any],
+    json_: bool,
+    columns: list[str],
+    cells: Callable[[Any], list[Any]],
+) -> None:
+    """Records as JSON, or a table with one row each, or a line saying there are none."""
+    if json_:
+        print_json([r.to_dict() for r in rows])
+    elif not rows:
+        say(f"no {what}" + (f" in state {state}" if state else ""))
+    else:
+        table(what, columns, (cells(r) for r in rows))
+
+
 @app.command("sets")
 def sets_command(
-    state: Annotated[
-        str | None,
-        typer.Option(
-            "--state",
-            help=f"Only sets in this state ({', '.join(records.SET_STATES)}).",
-            autocompletion=complete(records.SET_STATES),
-        ),
-    ] = None,
+    state: SetStateOption = None,
     limit: LimitOption = 50,
     env: EnvOption = None,
     config: ConfigOption = None,
@@ -40,37 +68,21 @@ def sets_command(
     """Subband sets recorded by the watchers, oldest first.
 
     State, subbands present of expected, missing subbands, attempts, recorded faults."""
-    if state is not None and state not in records.SET_STATES:
-        raise typer.BadParameter(f"{state!r} is not one of {', '.join(records.SET_STATES)}")
-    rows = anyio.run(records.list_sets, load(config, env), state, limit)
-    if json_:
-        print_json([r.to_dict() for r in rows])
-        return
-    if not rows:
-        say("no sets" + (f" in state {state}" if state else ""))
-        return
-    table(
-        "sets",
+    _check_state(state, records.SET_STATES)
+    _show(
+        "sets", state, anyio.run(records.list_sets, load(config, env), state, limit), json_,
         ["set", "state", "subbands", "missing", "attempts", "faults", "last fault"],
-        (
-            [r.set_id, r.state, f"{r.subbands}/{r.expected}" + (" partial" if r.partial else ""),
-             ",".join(f"{m:02d}" for m in r.missing) or "-", r.attempts, r.errors,
-             r.last_error or "-"]
-            for r in rows
-        ),
+        lambda r: [
+            r.set_id, r.state, f"{r.subbands}/{r.expected}" + (" partial" if r.partial else ""),
+            ",".join(f"{m:02d}" for m in r.missing) or "-", r.attempts, r.errors,
+            r.last_error or "-",
+        ],
     )  # fmt: skip
 
 
 @app.command("blocks")
 def blocks_command(
-    state: Annotated[
-        str | None,
-        typer.Option(
-            "--state",
-            help=f"Only blocks in this state ({', '.join(records.BLOCK_STATES)}).",
-            autocompletion=complete(records.BLOCK_STATES),
-        ),
-    ] = None,
+    state: BlockStateOption = None,
     limit: LimitOption = 50,
     env: EnvOption = None,
     config: ConfigOption = None,
@@ -80,25 +92,16 @@ def blocks_command(
 
     Span, state, version, chunks used, missing slots, whether newer chunks await a re-run,
     attempts and the last error."""
-    if state is not None and state not in records.BLOCK_STATES:
-        raise typer.BadParameter(f"{state!r} is not one of {', '.join(records.BLOCK_STATES)}")
-    rows = anyio.run(records.list_blocks, load(config, env), state, limit)
-    if json_:
-        print_json([r.to_dict() for r in rows])
-        return
-    if not rows:
-        say("no blocks" + (f" in state {state}" if state else ""))
-        return
-    table(
-        "blocks",
+    _check_state(state, records.BLOCK_STATES)
+    _show(
+        "blocks", state, anyio.run(records.list_blocks, load(config, env), state, limit), json_,
         ["block", "start (UTC)", "end (UTC)", "state", "version", "chunks", "missing",
          "re-run due", "attempts", "error"],
-        (
-            [r.block_id, utc(r.start), utc(r.end), r.state, r.version, r.chunks,
-             ",".join(str(m) for m in r.missing_slots) or "-", "yes" if r.stale else "no",
-             r.attempts, r.error or "-"]
-            for r in rows
-        ),
+        lambda r: [
+            r.block_id, utc(r.start), utc(r.end), r.state, r.version, r.chunks,
+            ",".join(str(m) for m in r.missing_slots) or "-", "yes" if r.stale else "no",
+            r.attempts, r.error or "-",
+        ],
     )  # fmt: skip
 
 
