@@ -11,7 +11,8 @@ one part of the pipeline on its own ``typer.Typer`` called ``app``, printing thr
 
 * a ``Typer()`` without a name contributes top-level commands (``dsa110ctl status``);
 * a ``Typer(name="dlq", help=..., no_args_is_help=True)`` is a command group
-  (``dsa110ctl dlq list``).
+  (``dsa110ctl dlq list``). The name must be on the group's own ``Typer``: a part without
+  one has its commands join the top level.
 
 Adding a command or a group is one new module and one line here, its entry in ``PARTS``
 (the order of ``PARTS`` is the order of ``dsa110ctl --help``). Every new command and option
