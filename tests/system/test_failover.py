@@ -112,7 +112,7 @@ def _env(cluster: Cluster, root: Path) -> dict[str, str]:
 
 def _payloads(client: redis.Redis, message_type: MessageType) -> list[dict[str, object]]:
     stream = Keys(NAMESPACE).stream(message_type.value)
-    return [json.loads(f[ENTRY_FIELD])["payload"] for _, f in client.xrange(stream)]
+    return [json.loads(f[ENTRY_FIELD])["payload"] for _, f in client.xrange(stream)]  # type: ignore[union-attr]
 
 
 def _chunk_sets(client: redis.Redis) -> Counter[str]:

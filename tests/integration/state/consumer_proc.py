@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 import anyio
-from statekit import FAST, apply_effect
+from statekit import FAST, apply_effect  # type: ignore[import-not-found]
 
 from dsa110d.config import RetryConfig, StreamsConfig
 from dsa110d.messages import MessageType
