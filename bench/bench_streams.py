@@ -40,7 +40,8 @@ from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.state import embedded
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, ReliableStream
+from dsa110d.state.stream_entries import Delivery
+from dsa110d.state.streams import ReliableStream
 
 N = int(os.environ.get("BENCH_STREAMS_N", "5000"))
 PACED_RATE = 1000.0  # msg/s
@@ -282,9 +283,10 @@ async def run(tmp: Path) -> dict[str, Any]:
             gc.collect()
             lat = await ours_latency(client, f"{namespace}-lat{run_number}")
             ours_lat_runs.append(percentiles_ms(lat))
+        ours_p99_ms = statistics.median(r["p99_ms"] for r in ours_lat_runs)
         ours_lat = {
             "p50_ms": statistics.median(r["p50_ms"] for r in ours_lat_runs),
-            "p99_ms": statistics.median(r["p99_ms"] for r in ours_lat_runs),
+            "p99_ms": ours_p99_ms,
             "runs": ours_lat_runs,
         }
         gc.collect()
@@ -308,8 +310,7 @@ async def run(tmp: Path) -> dict[str, Any]:
         "goal": {
             "throughput_ratio_at_least": 2.0,
             "p99_ms_at_most": 5.0,
-            "met": ratio(ours["jobs_per_sec"], arq["jobs_per_sec"]) >= 2.0
-            and ours_lat["p99_ms"] <= 5.0,
+            "met": ratio(ours["jobs_per_sec"], arq["jobs_per_sec"]) >= 2.0 and ours_p99_ms <= 5.0,
         },
     }
 

@@ -22,7 +22,7 @@ import copy
 import gc
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,7 +32,7 @@ from scipy import stats
 from bench.common import ratio, report
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability.pairs import VS_THRESHOLD
-from dsa110d.science.variability.state import VariabilityState
+from dsa110d.science.variability.state import BlockUpdate, VariabilityState
 
 N_SOURCES = 100_000
 N_BLOCKS = 100
@@ -93,7 +93,8 @@ def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
 def latest_only(rows: pd.DataFrame) -> pd.DataFrame:
     latest = rows.groupby("block_id", observed=True)["version"].transform("max")
     keep = (rows["version"] == latest) & (rows["flags"] == 0)
-    return rows[keep & np.isfinite(rows["flux_jy"]) & (rows["flux_err_jy"] > 0)]
+    kept: pd.DataFrame = rows[keep & np.isfinite(rows["flux_jy"]) & (rows["flux_err_jy"] > 0)]
+    return kept
 
 
 def best_pair_of(f: np.ndarray, e: np.ndarray) -> tuple[float, float]:
@@ -138,7 +139,9 @@ def vast_source(g: pd.DataFrame) -> pd.Series:
 def vast_way(rows: pd.DataFrame) -> pd.DataFrame:
     use = latest_only(rows)
     cols = ["flux_jy", "flux_err_jy"]
-    return use.groupby("source_id")[cols].apply(vast_source)
+    per_source = use.groupby("source_id")[cols].apply(vast_source)
+    assert isinstance(per_source, pd.DataFrame)  # vast_source returns one Series per source
+    return per_source
 
 
 def agg_moments(rows: pd.DataFrame) -> pd.DataFrame:
@@ -227,7 +230,13 @@ def main() -> None:
             # The same block applied to REPEATS copies of the state: best of REPEATS.
             copies = [copy.deepcopy(state) for _ in range(REPEATS)]
             runs = iter(copies)
-            t_block, upd = timed(lambda b=block, r=runs: next(r).apply_block(b), REPEATS)
+
+            def apply_to_a_copy(
+                b: pd.DataFrame = block, r: Iterator[VariabilityState] = runs
+            ) -> list[BlockUpdate]:
+                return next(r).apply_block(b)
+
+            t_block, upd = timed(apply_to_a_copy, REPEATS)
             incremental[f"after_{b}_blocks_sec"] = round(t_block, 4)
             incremental_cpu[f"after_{b}_blocks_sec"] = round(CPU_SECONDS[id(upd)], 4)
             del copies

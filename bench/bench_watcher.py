@@ -35,7 +35,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import h5py
@@ -230,12 +230,12 @@ def _watch_fsync_stalls(client: redis.Redis) -> None:
     """Have the state server note fsyncs slower than FSYNC_STALL_MS (appendfsync always: a
     write's reply waits for its fsync, so a slow disk shows in every latency)."""
     client.config_set("latency-monitor-threshold", FSYNC_STALL_MS)
-    client.execute_command("LATENCY", "RESET")
+    client.latency_reset()
 
 
 def _fsync_stalls(client: redis.Redis) -> dict[str, Any]:
     """The seconds in which an fsync of the state server stalled, and the longest stall."""
-    history = client.execute_command("LATENCY", "HISTORY", "aof-fsync-always") or []
+    history = cast(list[Any], client.latency_history("aof-fsync-always")) or []
     return {
         f"server_seconds_with_fsync_over_{FSYNC_STALL_MS}_ms": len(history),
         "server_fsync_max_ms": max((int(ms) for _, ms in history), default=0),
@@ -247,13 +247,13 @@ def _wait_for_entries(
 ) -> dict[str, list[float]]:
     deadline = time.monotonic() + timeout
     while True:
-        entries = client.xrange(_stream(namespace))
+        entries = cast(list[Any], client.xrange(_stream(namespace)))
         if len(entries) >= n or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     time.sleep(1.0)  # room for a duplicate to show
     seen: dict[str, list[float]] = {}
-    for entry_id, fields in client.xrange(_stream(namespace)):
+    for entry_id, fields in cast(list[Any], client.xrange(_stream(namespace))):
         set_id = json.loads(fields["m"])["payload"]["set_id"]
         seen.setdefault(set_id, []).append(int(entry_id.split("-")[0]) / 1000.0)
     return seen

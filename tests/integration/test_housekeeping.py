@@ -53,7 +53,7 @@ async def seed_redis(redis: aioredis.Redis, keys: Keys, now: float) -> set[tuple
     ):
         await redis.zadd(index, {f"old-{kind}": now - OLD, f"new-{kind}": now - RECENT})
         for name in (f"old-{kind}", f"new-{kind}"):
-            await redis.hset(record(name), mapping={"state": "done"})
+            await redis.hset(record(name), mapping={"state": "done"})  # type: ignore[misc]
         doomed.add((kind, f"old-{kind}"))
 
     stream = keys.stream("HDF5_PROCESSING")  # acked-old, unacked-old, acked-new
@@ -74,7 +74,7 @@ async def seed_redis(redis: aioredis.Redis, keys: Keys, now: float) -> set[tuple
         ("old-firing", "firing", OLD),  # still holding: never removed
         ("new-resolved", "resolved", RECENT),
     ):
-        await redis.hset(keys.alert_record(fp), mapping={"status": status, "fingerprint": fp})
+        await redis.hset(keys.alert_record(fp), mapping={"status": status, "fingerprint": fp})  # type: ignore[misc]
         await redis.zadd(keys.alert_index(), {fp: now - ago})
     await redis.xadd(keys.alerts(), {"event": "fire"}, id=ms_id(OLD, now))
     await redis.xadd(keys.alerts(), {"event": "resolve"}, id=ms_id(RECENT, now))
@@ -226,7 +226,7 @@ async def test_old_set_records_stay_while_their_files_are_still_incoming(
     }
     for set_id, path in sets.items():
         await redis.zadd(keys.set_index(), {set_id: now - OLD})
-        await redis.hset(
+        await redis.hset(  # type: ignore[misc]
             keys.set_record(set_id), mapping={"state": "converted", "sb:00": str(path)}
         )
     done = await run_pass(config, redis, now=now)
@@ -373,7 +373,7 @@ async def test_fencing_keys_go_with_their_records_but_not_while_a_lease_is_held(
     leases = Leases(redis, keys, config.leases)
     for set_id, ago in (("old-set", OLD), ("new-set", RECENT)):
         await redis.zadd(keys.set_index(), {set_id: now - ago})
-        await redis.hset(keys.set_record(set_id), mapping={"state": "converted"})
+        await redis.hset(keys.set_record(set_id), mapping={"state": "converted"})  # type: ignore[misc]
     for name, ago in (("old-done", OLD), ("old-busy", OLD), ("new-done", RECENT)):
         start = now - 300 * SECONDS_PER_DAY + 1000 * len(await blocks.chunks())
         chunk = ChunkRecord(name, name, start, start + 300, 0.5, f"/ms/{name}.ms")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dsa110d.config import load_config
-from dsa110d.operations.processes import ProcessBackend, is_daemon
+from dsa110d.operations.background import ProcessBackend, is_daemon
 from dsa110d.operations.status import service_status
 from dsa110d.state import embedded
 

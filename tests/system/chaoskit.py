@@ -46,7 +46,8 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
 from dsa110d.state.registry import Registry, RegistryEntry
 from dsa110d.state.sets import SetRecord, Sets, SetState
-from dsa110d.state.streams import ENTRY_FIELD, DeadLetter, ReliableStream
+from dsa110d.state.stream_entries import ENTRY_FIELD, DeadLetter
+from dsa110d.state.streams import ReliableStream
 from tests.integration.services.processorkit import truth_catalog
 from tests.integration.services.watcher.watcherkit import land_all
 from tests.system.daemonkit import REPO, SERVICES_YAML, Daemon, wait_for

@@ -21,7 +21,8 @@ from dsa110d.services.base import Service, ServiceContext, register_service
 from dsa110d.services.watcher import HDF5WatcherService
 from dsa110d.state.consumer import StreamConsumer, consumer_name
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, ReliableStream
+from dsa110d.state.stream_entries import Delivery
+from dsa110d.state.streams import ReliableStream
 
 
 def _dir() -> Path:

@@ -17,7 +17,7 @@ from typing import Any
 
 from dsa110d.messages import MessageType
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import ENTRY_FIELD
+from dsa110d.state.stream_entries import ENTRY_FIELD
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES_YAML = REPO / "etc" / "dsa110" / "services.yaml"

@@ -1,5 +1,5 @@
 """``dsa110ctl start/stop/restart`` without systemd: real daemons as background processes with
-pid files and log files, in-process through :mod:`dsa110d.operations.processes` and through
+pid files and log files, in-process through :mod:`dsa110d.operations.background` and through
 the installed program in the development layout (its own embedded server under ./state)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from dsa110d.config import Config, load_config
-from dsa110d.operations.processes import ProcessBackend, is_daemon
+from dsa110d.operations.background import ProcessBackend, is_daemon
 from dsa110d.operations.status import service_status
 from dsa110d.state import embedded
 from tests.system.daemonkit import REPO, SERVICES_YAML

@@ -46,7 +46,7 @@ def _gauge(port: int, name: str, label: str) -> float | None:
 
 def _registry(client: redis.Redis, namespace: str) -> list[dict[str, object]]:
     keys = list(client.scan_iter(match=Keys(namespace).registry_pattern()))
-    return [json.loads(v) for v in client.mget(keys) if v] if keys else []
+    return [json.loads(v) for v in client.mget(keys) if v] if keys else []  # type: ignore[union-attr]
 
 
 def test_the_webhook_breaker_opens_refuses_fast_degrades_and_closes_after_recovery(

@@ -18,7 +18,7 @@ import redis
 from dsa110d.messages import MessageType
 from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import ENTRY_FIELD
+from dsa110d.state.stream_entries import ENTRY_FIELD
 from tests.integration.services.watcher.watcherkit import land_all
 from tests.integration.state.sentinelkit import (
     MASTER_NAME,
@@ -112,7 +112,7 @@ def _env(cluster: Cluster, root: Path) -> dict[str, str]:
 
 def _payloads(client: redis.Redis, message_type: MessageType) -> list[dict[str, object]]:
     stream = Keys(NAMESPACE).stream(message_type.value)
-    return [json.loads(f[ENTRY_FIELD])["payload"] for _, f in client.xrange(stream)]
+    return [json.loads(f[ENTRY_FIELD])["payload"] for _, f in client.xrange(stream)]  # type: ignore[union-attr]
 
 
 def _chunk_sets(client: redis.Redis) -> Counter[str]:

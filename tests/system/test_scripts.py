@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dsa110d.operations.processes import is_daemon
+from dsa110d.operations.background import is_daemon
 from dsa110d.state import embedded
 from tests.system.daemonkit import REPO, SERVICES_YAML, clean_environ
 

@@ -12,7 +12,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dsa110d.config import Config, ConfigError, load_config
+from dsa110d.config import Config, load_config
+from dsa110d.errors import ConfigError
 from tests.conftest import SERVICES_YAML
 from tests.fuzzkit import fuzz_settings, json_values, one_line
 

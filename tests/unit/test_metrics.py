@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,10 @@ def test_the_collector_shows_each_breaker_state_and_failures() -> None:
 
 
 def _calibration_samples(metrics: ServiceMetrics) -> dict[tuple[str, ...], float]:
-    snapshot = {"processor": {"metrics": metrics.snapshot()}, "watcher": {"metrics": {}}}
+    snapshot: dict[str, dict[str, Any]] = {
+        "processor": {"metrics": metrics.snapshot()},
+        "watcher": {"metrics": {}},
+    }
     collector = PrometheusCollector(
         lambda: snapshot, lambda: {"rss_bytes": 1.0, "cpu_seconds": 1.0}
     )

@@ -74,6 +74,7 @@ def test_lists_are_checked_element_by_element(roots: list[Path]) -> None:
     assert len(paths_inside([str(roots[0] / "a"), str(roots[1] / "b")], roots)) == 2
     with pytest.raises(PathOutsideRootsError, match=r"paths\[1\]"):
         paths_inside([str(roots[0] / "a"), "/etc/passwd"], roots)
+    bad: object
     for bad in ([], "not a list", None):
         with pytest.raises(PathOutsideRootsError):
             paths_inside(bad, roots)

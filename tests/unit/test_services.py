@@ -11,7 +11,8 @@ from dsa110d import catalogue
 from dsa110d.cli.daemon import instance_label, parse_services
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
-from dsa110d.operations.processes import INSTANCES, ProcessBackend, check_instance
+from dsa110d.operations.backend import INSTANCES, check_instance
+from dsa110d.operations.background import ProcessBackend
 from dsa110d.services.base import load_service_modules, service_class
 
 SEED_NAMES = {

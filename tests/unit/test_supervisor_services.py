@@ -6,7 +6,7 @@ import pytest
 
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
-from dsa110d.supervisor import enabled_services
+from dsa110d.lifecycle import enabled_services
 
 pytestmark = pytest.mark.unit
 ALL = ["watcher", "processor", "analyzer", "web"]

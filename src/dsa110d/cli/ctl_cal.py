@@ -7,46 +7,21 @@ characters removed (:func:`dsa110d.cli.common.printable`), as the other commands
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 import anyio
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, load, printable, say
+from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, load, say
+from dsa110d.cli.ctl_output import complete, print_json, table
 from dsa110d.errors import BadRequestError
 from dsa110d.operations import calibration
 
 app = typer.Typer(
+    name="cal",
     help="Calibration solutions: list them, show one, resolve what applies at a time.",
     no_args_is_help=True,
 )
-
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-
-
-def _print_json(data: Any) -> None:
-    say(json.dumps(data, indent=2, default=str))
-
-
-def _table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
-    """Every cell plain text: no rich markup from the state server, no control characters."""
-    table = Table(title=Text(printable(title)), title_justify="left")
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(Text(printable("-" if cell is None else str(cell))) for cell in row))
-    out.print(table)
-
-
-def _complete(choices: tuple[str, ...]) -> Any:
-    return lambda incomplete: [c for c in choices if c.startswith(incomplete)]
-
 
 COLUMNS = ["solution", "kind", "status", "valid from (UTC)", "valid to (UTC)", "calibrator",
            "block", "v", "refant", "flagged", "SNR", "amp scatter", "phase scatter"]  # fmt: skip
@@ -66,7 +41,7 @@ def list_command(
     kind: Annotated[
         str | None,
         typer.Option(
-            "--kind", help="Only bandpass or gains.", autocompletion=_complete(calibration.KINDS)
+            "--kind", help="Only bandpass or gains.", autocompletion=complete(calibration.KINDS)
         ),
     ] = None,
     status: Annotated[
@@ -74,7 +49,7 @@ def list_command(
         typer.Option(
             "--status",
             help="Only solutions in this state (ok, poor, superseded).",
-            autocompletion=_complete(calibration.STATUSES),
+            autocompletion=complete(calibration.STATUSES),
         ),
     ] = None,
     limit: Annotated[
@@ -93,12 +68,12 @@ def list_command(
         )
     rows = anyio.run(calibration.list_solutions, load(config, env), kind, status, limit)
     if json_:
-        _print_json(rows)
+        print_json(rows)
         return
     if not rows:
         say("no calibration solutions" + (f" of kind {kind}" if kind else ""))
         return
-    _table("calibration solutions", COLUMNS, (_row(r) for r in rows))
+    table("calibration solutions", COLUMNS, (_row(r) for r in rows))
 
 
 @app.command("show")
@@ -111,7 +86,7 @@ def show_command(
     """Everything registered about one solution: QA, antennas, files, which run wrote it."""
     row = anyio.run(calibration.show_solution, load(config, env), solution_id)
     if json_:
-        _print_json(row)
+        print_json(row)
         return
     for key, value in row.items():
         shown = ",".join(str(v) for v in value) if isinstance(value, list) else value
@@ -134,7 +109,7 @@ def resolve_command(
         raise typer.BadParameter(str(exc)) from None
     found = anyio.run(calibration.resolve, load(config, env), when)
     if json_:
-        _print_json(found)
+        print_json(found)
         return
     say(f"at {found['utc']} (MJD {found['mjd']:.6f}):")
     for kind in calibration.KINDS:

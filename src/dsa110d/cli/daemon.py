@@ -97,8 +97,8 @@ def run(
     ] = False,
 ) -> None:
     """Run the daemon with the chosen services until SIGTERM or SIGINT."""
+    from dsa110d.lifecycle import run_daemon
     from dsa110d.privileges import refuse_root, root_allowed, secure_process
-    from dsa110d.supervisor import run_daemon
 
     refuse_root(root_allowed(allow_root))
     cfg = load(config, env)

@@ -18,7 +18,8 @@ from dsa110d.messages import MessageType
 from dsa110d.operations.session import open_state
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import DeadLetter, ReliableStream, StreamStats
+from dsa110d.state.stream_entries import DeadLetter, StreamStats
+from dsa110d.state.streams import ReliableStream
 
 NO_GROUP = "-"
 PAGE = 500  # dead letters read per round trip

@@ -65,7 +65,8 @@ from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.consumer import StreamConsumer, consumer_name
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
-from dsa110d.state.streams import Delivery, Entry, ReliableStream
+from dsa110d.state.stream_entries import Delivery, Entry
+from dsa110d.state.streams import ReliableStream
 
 LEASE_NAME = "analyzer:run"
 POLL_SEC = 5.0

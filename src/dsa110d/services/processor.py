@@ -105,7 +105,8 @@ from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Lease, Leases
 from dsa110d.state.sets import Sets, SetState
-from dsa110d.state.streams import Delivery, ReliableStream
+from dsa110d.state.stream_entries import Delivery
+from dsa110d.state.streams import ReliableStream
 
 SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 """A set id is the set's start time (``science.hdf5.subbands.set_id_from_time``); it names the MS,

@@ -27,7 +27,7 @@ from dsa110d.messages import MessageType
 from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import read_bytes
+from dsa110d.state.stream_entries import read_bytes
 
 SEVERITIES = ("info", "warning", "critical")
 

@@ -72,7 +72,8 @@ from dsa110d.errors import (
 from dsa110d.logs import get_logger
 from dsa110d.messages import decode
 from dsa110d.resilience import Backoff, RetryPolicy
-from dsa110d.state.streams import Delivery, Entry, ReliableStream
+from dsa110d.state.stream_entries import Delivery, Entry
+from dsa110d.state.streams import ReliableStream
 
 Handler = Callable[[Delivery], Awaitable[None]]
 OnDead = Callable[[Delivery, str], Awaitable[None]]

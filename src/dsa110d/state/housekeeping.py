@@ -21,7 +21,8 @@ from dsa110d.messages import MessageType
 from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import ReliableStream, read_bytes
+from dsa110d.state.stream_entries import read_bytes
+from dsa110d.state.streams import ReliableStream
 
 SCAN_COUNT = 1000
 STALE_REGISTRY_TTLS = 10  # an entry this many TTLs past its last update is stale whatever its TTL
@@ -261,7 +262,7 @@ async def _trim_by_age(
     """Entries of a time-ordered stream whose id is older than ``cutoff`` (unix seconds)."""
     bound = f"{int(cutoff * 1000)}-0"
     if dry_run:
-        # as bytes: an entry's contents may not be UTF-8 (streams.read_bytes)
+        # as bytes: an entry's contents may not be UTF-8 (stream_entries.read_bytes)
         count = len(await read_bytes(redis, "XRANGE", stream, "-", f"({bound}"))
     else:
         count = int(await redis.xtrim(stream, minid=bound, approximate=False))

@@ -29,14 +29,7 @@ Guarantees
 Every Redis error leaves this module as a :class:`~dsa110d.errors.StateError` (or its
 :class:`~dsa110d.errors.ServerUnavailableError` subclass) via ``translate_errors``.
 
-Entries are read as bytes. An entry is untrusted input: anyone who may XADD can write bytes
-that are not UTF-8, and a client that decodes replies would fail on the whole reply, taking
-every entry read with it (a batch, or every entry reclaimed together) and never reaching the
-consumer's fault boundary. So the commands that return entry contents run with redis-py's
-``NEVER_DECODE``, and :attr:`Entry.raw` is the entry's bytes, decoded by
-:func:`dsa110d.messages.decode` inside the consumer's boundary. Dead letters keep the raw
-bytes too (a replay puts back exactly what came); :attr:`DeadLetter.raw` shows them as text
-with undecodable bytes replaced.
+Entries are read as bytes and kept as bytes (:mod:`dsa110d.state.stream_entries`).
 """
 
 from __future__ import annotations
@@ -45,10 +38,8 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import redis.client as redis_client
 import redis.exceptions as redis_errors
 
 from dsa110d.config import RetryConfig, StreamsConfig
@@ -58,100 +49,26 @@ from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
+from dsa110d.state.stream_entries import (
+    ENTRY_FIELD,
+    NEVER_DECODE,
+    AttemptRecord,
+    ConsumerStats,
+    DeadLetter,
+    Entry,
+    StreamStats,
+    after_id,
+    count_of,
+    dead_letter_of,
+    entries_of,
+    entry_age_sec,
+    entry_of,
+    parse_id,
+    read_bytes,
+    text_of,
+)
 
-ENTRY_FIELD = "m"
-_RAW_FIELD = ENTRY_FIELD.encode()
-NEVER_DECODE: dict[str, Any] = {redis_client.NEVER_DECODE: []}
-"""Options of a command whose reply is read as bytes (see the module docstring)."""
 RECLAIM_SCAN_LIMIT = 1000  # pending entries examined per reclaim pass
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A raw stream entry as delivered: ``raw`` (its bytes, undecoded) is None when the entry
-    has no ``m`` field."""
-
-    entry_id: str
-    raw: bytes | None
-    deliveries: int
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What a handler receives: the decoded message and how often it has been delivered."""
-
-    entry_id: str
-    message: Message
-    deliveries: int
-    attempts: tuple[dict[str, Any], ...] = ()
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """One entry of ``<stream>:dead``; ``raw`` is the entry as text, any byte that is not
-    UTF-8 replaced (the letter itself keeps the bytes, and a replay puts those back)."""
-
-    dead_id: str
-    entry_id: str
-    reason: str
-    attempts: list[dict[str, Any]]
-    raw: str
-    consumer: str
-    dead_at: float
-
-
-@dataclass(frozen=True)
-class ConsumerStats:
-    name: str
-    pending: int
-    idle_sec: float
-    alive: bool
-
-
-@dataclass(frozen=True)
-class StreamStats:
-    """A stream's health at a glance (``dsa110ctl queues``, metrics)."""
-
-    stream: str
-    group: str
-    length: int
-    pending: int
-    undelivered: int
-    oldest_pending_age_sec: float | None
-    dead_letters: int
-    consumers: tuple[ConsumerStats, ...] = field(default=())
-
-
-@dataclass
-class AttemptRecord:
-    """The failed attempts of one entry and when it may be tried again."""
-
-    attempts: list[dict[str, Any]]
-    not_before: float = 0.0
-
-    def to_json(self) -> str:
-        return json.dumps({"attempts": self.attempts, "not_before": self.not_before})
-
-    @classmethod
-    def from_json(cls, text: str | None) -> AttemptRecord:
-        if not text:
-            return cls([])
-        try:
-            data = json.loads(text)
-            return cls(list(data["attempts"]), float(data.get("not_before", 0.0)))
-        except (ValueError, KeyError, TypeError):
-            return cls([])  # a corrupt history must not wedge the entry
-
-
-async def read_bytes(redis: Redis, *args: Any) -> Any:
-    """One command whose reply is read as bytes, not decoded: any command that returns the
-    contents of stream entries (see the module docstring). Ids in the reply are bytes too."""
-    return await redis.execute_command(*args, **NEVER_DECODE)  # type: ignore[no-untyped-call]
-
-
-def entry_age_sec(entry_id: str, now: float) -> float:
-    """Seconds since the entry was appended (its id starts with the server's ms clock)."""
-    return max(0.0, now - int(entry_id.split("-", 1)[0]) / 1000.0)
 
 
 class ReliableStream:
@@ -235,7 +152,7 @@ class ReliableStream:
         """XREADGROUP ``>``: entries never delivered to this group (blocks up to block_ms)."""
         with self._guard():
             reply = await self._xreadgroup(consumer, ">", count, block_ms)
-        return [Entry(i, raw, 1) for i, raw in _entries(reply)]
+        return [Entry(i, raw, 1) for i, raw in entries_of(reply)]
 
     async def read_own_pending(self, consumer: str, count: int) -> list[Entry]:
         """This consumer's own unacked entries (after a reconnect or restart)."""
@@ -245,7 +162,7 @@ class ReliableStream:
                 self.name, self.group, "-", "+", count, consumername=consumer
             )
         deliveries = {p["message_id"]: int(p["times_delivered"]) for p in pending}
-        return [Entry(i, raw, deliveries.get(i, 1)) for i, raw in _entries(reply)]
+        return [Entry(i, raw, deliveries.get(i, 1)) for i, raw in entries_of(reply)]
 
     async def _xreadgroup(self, consumer: str, start: str, count: int, block_ms: int | None) -> Any:
         args: list[Any] = ["XREADGROUP", "GROUP", self.group, consumer, "COUNT", count]
@@ -276,7 +193,7 @@ class ReliableStream:
         counts = {p["message_id"]: int(p["times_delivered"]) + 1 for p in pending}
         return [
             Entry(i, raw, counts.get(i, 1))
-            for i, raw in (_entry(item) for item in claimed or [])
+            for i, raw in (entry_of(item) for item in claimed or [])
             if i in counts
         ]
 
@@ -346,7 +263,7 @@ class ReliableStream:
         replies = await pipe.execute()
         out: list[tuple[str, bytes | None]] = []
         for entry_id, reply in zip(entry_ids, replies, strict=True):
-            out.append((entry_id, _entry(reply[0])[1] if reply else None))
+            out.append((entry_id, entry_of(reply[0])[1] if reply else None))
         return out
 
     async def ack(self, entry_ids: list[str]) -> int:
@@ -427,7 +344,7 @@ class ReliableStream:
         """The oldest ``count`` dead letters from ``start``."""
         with self._guard():
             reply = await self._read_bytes("XRANGE", self.dead_name, start, "+", "COUNT", count)
-        return [_dead_letter(_text(i), f or {}) for i, f in reply or []]
+        return [dead_letter_of(text_of(i), f or {}) for i, f in reply or []]
 
     async def replay(self, dead_id: str | None = None) -> list[str]:
         """Put one dead letter (or all) back on the stream; returns the new entry ids."""
@@ -452,7 +369,7 @@ class ReliableStream:
     async def _all_dead_ids(self) -> list[str]:
         with self._guard():
             reply = await self._read_bytes("XRANGE", self.dead_name, "-", "+")
-        return [_text(i) for i, _ in reply or []]
+        return [text_of(i) for i, _ in reply or []]
 
     # -------------------------------------------------------------------- housekeeping
     async def trim(self, now: float | None = None) -> int:
@@ -486,10 +403,10 @@ class ReliableStream:
             # No group at all (e.g. VARIABILITY_ANALYSIS, which nothing consumes yet): no one
             # will ever ack these entries, so age alone bounds the stream.
             for group in groups:
-                bound = min(bound, _after(str(group["last-delivered-id"])))
+                bound = min(bound, after_id(str(group["last-delivered-id"])))
                 summary = await self.redis.xpending(self.name, str(group["name"]))
                 if summary["pending"]:
-                    bound = min(bound, _parse_id(str(summary["min"])))
+                    bound = min(bound, parse_id(str(summary["min"])))
         if bound <= (0, 0):
             return None
         return f"{bound[0]}-{bound[1]}"
@@ -516,7 +433,7 @@ class ReliableStream:
             length, dead, summary, groups, consumers = await pipe.execute(raise_on_error=False)
         if isinstance(summary, Exception):  # no stream or group yet
             return StreamStats(
-                self.name, self.group, _int(length), 0, _int(length), None, _int(dead)
+                self.name, self.group, count_of(length), 0, count_of(length), None, count_of(dead)
             )
         group: dict[str, Any] = next((g for g in groups if g["name"] == self.group), {})
         oldest = entry_age_sec(str(summary["min"]), now) if summary["pending"] else None
@@ -524,11 +441,11 @@ class ReliableStream:
         return StreamStats(
             stream=self.name,
             group=self.group,
-            length=_int(length),
+            length=count_of(length),
             pending=int(summary["pending"]),
             undelivered=int(group.get("lag") or 0),
             oldest_pending_age_sec=oldest,
-            dead_letters=_int(dead),
+            dead_letters=count_of(dead),
             consumers=tuple(
                 ConsumerStats(
                     str(c["name"]), int(c["pending"]), int(c["idle"]) / 1000, alive[str(c["name"])]
@@ -536,59 +453,3 @@ class ReliableStream:
                 for c in consumers
             ),
         )
-
-
-def _int(value: Any) -> int:
-    return 0 if isinstance(value, Exception) else int(value)
-
-
-def _entries(reply: Any) -> list[tuple[str, bytes | None]]:
-    """Flatten an XREADGROUP reply of one stream (read as bytes)."""
-    if not reply:
-        return []
-    return [_entry(item) for item in reply[0][1]]
-
-
-def _entry(item: Any) -> tuple[str, bytes | None]:
-    """(id, raw bytes of the ``m`` field or None) from one entry of a bytes reply; a deleted
-    entry comes back with no fields."""
-    entry_id, fields = item
-    raw = fields.get(_RAW_FIELD) if fields else None
-    return _text(entry_id), raw
-
-
-def _text(value: Any) -> str:
-    """A field the server or we wrote (ids, our own fields), read as bytes."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _parse_id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _after(entry_id: str) -> tuple[int, int]:
-    """The smallest id greater than ``entry_id``: the first one a group has not seen."""
-    ms, seq = _parse_id(entry_id)
-    return ms, seq + 1
-
-
-def _dead_letter(dead_id: str, raw_fields: dict[bytes, bytes]) -> DeadLetter:
-    fields = {_text(k): _text(v) for k, v in raw_fields.items()}
-    try:
-        attempts = list(json.loads(fields.get("attempts", "[]")))
-    except (ValueError, TypeError):
-        attempts = []
-    try:
-        dead_at = float(fields.get("dead_at", "0") or 0)
-    except ValueError:
-        dead_at = 0.0
-    return DeadLetter(
-        dead_id=str(dead_id),
-        entry_id=fields.get("entry_id", ""),
-        reason=fields.get("reason", ""),
-        attempts=attempts,
-        raw=fields.get("raw", ""),
-        consumer=fields.get("consumer", ""),
-        dead_at=dead_at,
-    )

@@ -193,9 +193,9 @@ async def test_rules_read_streams_sets_and_crashes_from_real_state(
     await redis.xgroup_create(stream, "processor", id="0")
     await redis.xadd(keys.dead_letters("MS_PROCESSING"), {"reason": "x"})  # died just now
     await redis.zadd(keys.set_index(), {"2026-11-26T00:00:00": now - 3600})
-    await redis.hset(keys.set_record("2026-11-26T00:00:00"), mapping={"state": "collecting"})
+    await redis.hset(keys.set_record("2026-11-26T00:00:00"), mapping={"state": "collecting"})  # type: ignore[misc]
     await redis.zadd(keys.set_index(), {"2026-11-26T00:05:00": now - 3600})
-    await redis.hset(keys.set_record("2026-11-26T00:05:00"), mapping={"state": "complete"})
+    await redis.hset(keys.set_record("2026-11-26T00:05:00"), mapping={"state": "complete"})  # type: ignore[misc]
     engine = AlertEngine(lambda: cfg, redis, lambda: 5, host="daemon-a", pid=99)
     sent = {e.fingerprint: e for e in await engine.evaluate_once()}
     assert set(sent) == {

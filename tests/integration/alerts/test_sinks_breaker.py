@@ -69,7 +69,7 @@ async def test_a_dead_relay_opens_the_email_breaker_and_a_probe_closes_it() -> N
             await anyio.sleep(RESET_TIMEOUT_SEC)
             sinks.deliver(_event(3))
             await _drain(sinks, 3)
-            assert sinks.sent["email"] == 1 and breaker.state is BreakerState.CLOSED
+            assert sinks.sent["email"] == 1 and breaker.snapshot().state is BreakerState.CLOSED
             assert len(relay.messages) == 1 and "disk 3 full" in relay.messages[0]
             tg.cancel_scope.cancel()
     finally:

@@ -25,7 +25,8 @@ from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import ENTRY_FIELD, ReliableStream
+from dsa110d.state.stream_entries import ENTRY_FIELD
+from dsa110d.state.streams import ReliableStream
 from dsa110d.workers import WorkerPool
 from tests.conftest import make_config
 

@@ -102,7 +102,7 @@ async def test_a_burst_of_block_messages_gives_one_run_with_results_candidates_a
     assert report is not None and report.source == "redis"
     assert report.candidates[0]["source_id"] == TRANSIENT
     assert {c["source_id"] for c in report.candidates} == set(top)
-    assert await redis.hlen(Keys(config.redis.namespace).candidates()) == 4
+    assert await redis.hlen(Keys(config.redis.namespace).candidates()) == 4  # type: ignore[misc]
 
     # each new candidate: a VOEvent packet, announced once on the alerts stream
     authority = config.services.variability_analyzer.voevent_authority

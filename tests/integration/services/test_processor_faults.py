@@ -19,7 +19,7 @@ from dsa110d.services.processor_jobs import Converted
 from dsa110d.state.connection import Redis
 from dsa110d.state.leases import Leases
 from dsa110d.state.sets import NewFile, SetRecord, Sets, SetState
-from dsa110d.state.streams import Delivery
+from dsa110d.state.stream_entries import Delivery
 from tests.conftest import make_config
 from tests.integration.services.processorkit import set_consumer
 

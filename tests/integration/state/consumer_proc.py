@@ -10,14 +10,15 @@ from __future__ import annotations
 import sys
 
 import anyio
-from statekit import FAST, apply_effect
+from statekit import FAST, apply_effect  # type: ignore[import-not-found]
 
 from dsa110d.config import RetryConfig, StreamsConfig
 from dsa110d.messages import MessageType
 from dsa110d.state.connection import Redis
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, ReliableStream
+from dsa110d.state.stream_entries import Delivery
+from dsa110d.state.streams import ReliableStream
 
 
 async def main(url: str, namespace: str, name: str) -> None:

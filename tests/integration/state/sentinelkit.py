@@ -149,7 +149,7 @@ class Cluster:
     def wait_replica_synced(self) -> None:
         replica = self.data_client(self.replica_port)
         deadline = time.monotonic() + START_TIMEOUT_SEC
-        while replica.info("replication").get("master_link_status") != "up":
+        while replica.info("replication").get("master_link_status") != "up":  # type: ignore[union-attr]
             if time.monotonic() > deadline:
                 raise AssertionError("the replica did not sync with the master")
             time.sleep(0.05)
@@ -160,7 +160,7 @@ class Cluster:
         for port in self.sentinel_ports:
             client = self.sentinel_client(port)
             while True:
-                master = client.sentinel_master(MASTER_NAME)
+                master = client.sentinel_master(MASTER_NAME)  # type: ignore[no-untyped-call]
                 if int(master["num-other-sentinels"]) >= 2 and int(master["num-slaves"]) >= 1:
                     break
                 if time.monotonic() > deadline:
@@ -170,7 +170,7 @@ class Cluster:
     def master_port_now(self) -> int:
         """The master's port as a sentinel reports it now."""
         sentinel = self.sentinel_client(self.sentinel_ports[0])
-        _, port = sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)
+        _, port = sentinel.sentinel_get_master_addr_by_name(MASTER_NAME)  # type: ignore[no-untyped-call]
         return int(port)
 
     def kill_master(self) -> None:

@@ -183,7 +183,7 @@ async def test_a_pruned_blocks_index_goes_but_its_solutions_stay(
     lease = await leases.acquire("block:2026-03-20T06:00:00")
     assert lease is not None
     await _commit(cal, leases, lease, [solution("g-kept")])
-    await redis.hset(keys.block_record("2026-03-20T06:00:00"), "state", "processed")
+    await redis.hset(keys.block_record("2026-03-20T06:00:00"), "state", "processed")  # type: ignore[misc]
     assert await cal.forget_blocks(["2026-03-20T06:00:00"]) == 0  # its record is still there
     assert await cal.previous("2026-03-20T06:00:00") == {"gains": "g-kept"}
     await redis.delete(keys.block_record("2026-03-20T06:00:00"))  # housekeeping pruned it

@@ -17,7 +17,8 @@ from dsa110d.state.alerts import queue_views
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.housekeeping import prune_dead_letters
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, Entry, ReliableStream
+from dsa110d.state.stream_entries import Delivery, Entry
+from dsa110d.state.streams import ReliableStream
 from tests.integration.state.statekit import hdf5_message, make_stream, running, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -77,7 +78,7 @@ async def test_entry_not_utf8_reclaimed_with_neighbours_never_strands_them(
     poison = await raw_client.xadd(stream.name, {"m": NOT_UTF8})
     good_two = await stream.publish(hdf5_message(n=2))
     # A consumer that read all three and died: no heartbeat, so they are reclaimed together.
-    await raw_client.execute_command(
+    await raw_client.execute_command(  # type: ignore[no-untyped-call]
         "XREADGROUP", "GROUP", stream.group, "ghost", "COUNT", 10, "STREAMS", stream.name, ">"
     )
     handled: list[str] = []

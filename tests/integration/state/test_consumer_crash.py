@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 from dsa110d.config import Config
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery
+from dsa110d.state.stream_entries import Delivery
 from tests.integration.state.statekit import (
     apply_effect,
     effects,
@@ -84,10 +85,10 @@ async def test_killed_consumer_work_is_reclaimed_after_heartbeat_lapses_effect_o
         assert await effects(redis, keys, message.id) == (1, by)
 
 
-async def _count_is(items: list[object], count: int) -> bool:
+async def _count_is(items: Sequence[object], count: int) -> bool:
     await anyio.sleep(0)
     return len(items) == count
 
 
 async def _no_pending(stream) -> bool:  # type: ignore[no-untyped-def]
-    return (await stream.stats()).pending == 0
+    return bool((await stream.stats()).pending == 0)

@@ -20,7 +20,8 @@ from dsa110d.errors import MessageError
 from dsa110d.messages import MessageType, decode
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, ReliableStream, read_bytes
+from dsa110d.state.stream_entries import Delivery, read_bytes
+from dsa110d.state.streams import ReliableStream
 from tests.fuzzkit import ENTRY_LIMIT, envelope, fuzz_settings, one_line, raw_entries
 from tests.integration.state.statekit import fast_config
 

@@ -60,7 +60,8 @@ def _lag_replica(cluster: Cluster) -> threading.Thread:
     replica = cluster.data_client(cluster.replica_port)
     replica.connection_pool.connection_kwargs["socket_timeout"] = REPLICA_LAG_SEC + 5
     sleeper = threading.Thread(
-        target=lambda: replica.execute_command("DEBUG", "SLEEP", REPLICA_LAG_SEC), daemon=True
+        target=lambda: replica.execute_command("DEBUG", "SLEEP", REPLICA_LAG_SEC),  # type: ignore[no-untyped-call]
+        daemon=True,
     )
     sleeper.start()
     probe = redis.Redis(port=cluster.replica_port, password=PASSWORD, socket_timeout=0.1)
@@ -95,7 +96,7 @@ async def test_a_master_left_without_replicas_goes_on_without_waiting(
     cluster.procs["replica"].kill()
     cluster.procs["replica"].wait(10)
     master = cluster.data_client(cluster.master_port)
-    while master.info("replication")["connected_slaves"]:
+    while master.info("replication")["connected_slaves"]:  # type: ignore[index]
         pass  # the master notices the closed link at once
     message = new_message(MessageType.HDF5_PROCESSING, {"set_id": "x"}, Producer.here("t"))
     async with connected(config) as client:

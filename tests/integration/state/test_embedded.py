@@ -36,8 +36,8 @@ def test_server_directory_is_private_and_has_no_tcp_port(state_dir: Path) -> Non
     server = embedded.ensure_server(state_dir)
     assert stat.S_IMODE(server.directory.stat().st_mode) == 0o700
     assert server.socket_path.is_socket()
-    assert client(server).config_get("port")["port"] == "0"
-    assert client(server).config_get("appendonly")["appendonly"] == "yes"
+    assert client(server).config_get("port")["port"] == "0"  # type: ignore[index]
+    assert client(server).config_get("appendonly")["appendonly"] == "yes"  # type: ignore[index]
 
 
 def test_second_start_reattaches_to_the_running_server(state_dir: Path) -> None:

@@ -186,7 +186,7 @@ async def test_list_by_state_and_faults_recorded_once(
 
 async def test_a_malformed_record_is_one_state_error(config: Config, redis: aioredis.Redis) -> None:
     sets = _sets(config, redis)
-    await redis.hset(Keys(config.redis.namespace).set_record("bad"), mapping={"state": "??"})
+    await redis.hset(Keys(config.redis.namespace).set_record("bad"), mapping={"state": "??"})  # type: ignore[misc]
     with pytest.raises(StateError, match="set record bad: malformed"):
         await sets.get("bad")
 
@@ -240,7 +240,7 @@ async def test_the_state_diagram_lists_exactly_the_moves_the_scripts_allow(
             """The set in ``source`` with one of its two subbands."""
             await redis.delete(keys.set_record(set_id))
             await sets.add_file(_file(0, set_id), expected=2)
-            await redis.hset(keys.set_record(set_id), "state", source.value)
+            await redis.hset(keys.set_record(set_id), "state", source.value)  # type: ignore[misc]
 
         async def state(set_id: str = set_id) -> str:
             record = await sets.get(set_id)

@@ -16,7 +16,7 @@ from dsa110d.config import Config
 from dsa110d.errors import MessageError
 from dsa110d.messages import encode
 from dsa110d.state.consumer import StreamConsumer
-from dsa110d.state.streams import Delivery
+from dsa110d.state.stream_entries import Delivery
 from tests.integration.state.statekit import (
     fast_config,
     hdf5_message,
@@ -67,7 +67,7 @@ async def test_handled_entries_are_acked_and_effects_happen_once(
 ) -> None:
     stream = make_stream(redis, config)
     await stream.ensure_group()
-    seen: list[str] = []
+    seen: list[int] = []
 
     async def handler(delivery: Delivery) -> None:
         seen.append(delivery.message.payload["n"])
@@ -268,11 +268,11 @@ async def _true(value: bool) -> bool:
 
 
 async def _pending_is(stream, count: int) -> bool:  # type: ignore[no-untyped-def]
-    return (await stream.stats()).pending == count
+    return bool((await stream.stats()).pending == count)
 
 
 async def _dead_count(stream, count: int) -> bool:  # type: ignore[no-untyped-def]
-    return (await stream.stats()).dead_letters == count
+    return bool((await stream.stats()).dead_letters == count)
 
 
 async def test_consumers_trim_old_acked_entries_by_themselves(

@@ -17,7 +17,8 @@ from dsa110d.errors import StateError
 from dsa110d.state import embedded
 from dsa110d.state.connection import connect
 from dsa110d.state.consumer import StreamConsumer
-from dsa110d.state.streams import Delivery, ReliableStream
+from dsa110d.state.stream_entries import Delivery
+from dsa110d.state.streams import ReliableStream
 from tests.integration.state.statekit import (
     fast_config,
     hdf5_message,

@@ -236,7 +236,7 @@ async def serving(config: Config, redis: Redis, token: str | None = None) -> Asy
     app = create_app(lambda: config, token)
     async with anyio.create_task_group() as tg:
         with lending(redis):
-            tg.start_soon(functools.partial(serve, app, server, shutdown_trigger=stop.wait))
+            tg.start_soon(functools.partial(serve, app, server, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
         url = f"http://127.0.0.1:{port}"
         with anyio.fail_after(20):
             while True:

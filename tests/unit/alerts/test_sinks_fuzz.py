@@ -6,7 +6,8 @@ pass the check is pointed at a local server that answers garbage."""
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
 import pytest
 import structlog
@@ -36,7 +37,7 @@ def _sinks(url: str) -> AlertSinks:
     return AlertSinks(lambda: AlertsConfig(webhook=hook))
 
 
-async def _deliver_once(url: str) -> tuple[AlertSinks, list[dict[str, object]]]:
+async def _deliver_once(url: str) -> tuple[AlertSinks, list[MutableMapping[str, Any]]]:
     sinks = _sinks(url)
     with structlog.testing.capture_logs() as logs:
         await sinks._deliver("webhook", sinks._to_webhook, EVENT)

@@ -7,7 +7,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from dsa110d.cli import ctl
+from dsa110d.cli import ctl, ctl_analysis
 from dsa110d.operations.analysis import RecomputeRequest
 
 NOW = 1795708000.0
@@ -18,7 +18,7 @@ def request(**fields: Any) -> RecomputeRequest:
 
 
 def test_no_analyzer_and_no_run_yet() -> None:
-    assert ctl._recompute_lines(request(), NOW) == [
+    assert ctl_analysis.recompute_lines(request(), NOW) == [
         "full recompute requested at 2026-11-26T15:46:40+00:00: "
         "no analyzer is running: the first to start runs it",
         "last run: none yet",
@@ -26,7 +26,7 @@ def test_no_analyzer_and_no_run_yet() -> None:
 
 
 def test_running_analyzers_noted_blocks_and_the_last_run() -> None:
-    lines = ctl._recompute_lines(
+    lines = ctl_analysis.recompute_lines(
         request(analyzers=2, pending_blocks=5, last_finished=NOW - 125, last_status="timeout"),
         NOW,
     )

@@ -28,7 +28,8 @@ from dsa110d.errors import (
 from dsa110d.messages import MessageType, decode
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import Delivery, ReliableStream
+from dsa110d.state.stream_entries import Delivery
+from dsa110d.state.streams import ReliableStream
 from tests.conftest import SERVICES_YAML
 from tests.fuzzkit import ENTRY_LIMIT, envelope, fuzz_settings, one_line, raw_entries
 

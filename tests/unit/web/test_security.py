@@ -3,6 +3,7 @@ methods, the bearer token beyond loopback (header or cookie), the headers on eve
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def call(
         "query_string": query.encode(), "client": client, "server": ("127.0.0.1", 8110),
         "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
     }  # fmt: skip
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
     requested = False
 
     async def main() -> None:
@@ -56,7 +57,7 @@ def call(
             await done.wait()  # the client hangs up once the answer is complete
             return {"type": "http.disconnect"}
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: MutableMapping[str, Any]) -> None:
             sent.append(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
                 done.set()

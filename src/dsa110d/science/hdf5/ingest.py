@@ -3,7 +3,9 @@ the watched tree, what a probe found (as plain data for a worker process), how a
 waited too long is treated. (The HDF5_PROCESSING payload is in :mod:`dsa110d.contracts`.)
 
 Pure and synchronous (stdlib, numpy-free), so the service stays a thin adapter and each rule
-has a unit test. Names, probing and grouping themselves are :mod:`dsa110d.science.hdf5.subbands`.
+has a unit test. Names, probing and grouping themselves are
+:mod:`~dsa110d.science.hdf5.subbands`, :mod:`~dsa110d.science.hdf5.probe` and
+:mod:`~dsa110d.science.hdf5.sets`.
 """
 
 from __future__ import annotations
@@ -19,13 +21,9 @@ from typing import Any
 
 from dsa110d.errors import InputFileError, describe, is_service_fault
 from dsa110d.science.constants import NAME_TIME_FORMAT
-from dsa110d.science.hdf5.subbands import (
-    SubbandFile,
-    SubbandGroup,
-    parse_subband_name,
-    probe_subband,
-    time_disagreement,
-)
+from dsa110d.science.hdf5.probe import probe_subband
+from dsa110d.science.hdf5.sets import SubbandFile, SubbandGroup, time_disagreement
+from dsa110d.science.hdf5.subbands import parse_subband_name
 
 OUTSIDE_TREE = "outside_tree"
 BAD_FILE = "bad_file"
@@ -195,7 +193,8 @@ def disagreement(
     tolerance_sec: float,
 ) -> str | None:
     """Why a file whose ``time_array[0]`` starts a new set disagrees with a neighbouring set
-    named within the tolerance (via :func:`subbands.time_disagreement`), or None."""
+    named within the tolerance (via :func:`~dsa110d.science.hdf5.sets.time_disagreement`),
+    or None."""
     name = parse_subband_name(path)
     if name is None:
         return None

@@ -9,9 +9,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import h5py
@@ -86,7 +87,7 @@ SPOILERS = {
 }
 
 
-def _faults(logs: list[dict[str, object]]) -> list[dict[str, object]]:
+def _faults(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if e["event"] == "subband_fault"]
 
 
@@ -279,7 +280,7 @@ async def test_a_second_file_for_a_subband_is_recorded_and_the_set_still_goes_ou
 
 async def _incomplete_after_timeout(
     make: Callable[..., Config], redis: aioredis.Redis, tiny_sets: SimulationResult, policy: str
-) -> tuple[HDF5EventHandler, SetRecord, list[dict[str, object]]]:
+) -> tuple[HDF5EventHandler, SetRecord, list[MutableMapping[str, Any]]]:
     config = _timeout_config(make, policy)
     first = by_set(tiny_sets.files)[0]
     land_all(first[:-1], config.paths.incoming_dir)
@@ -387,11 +388,11 @@ async def test_a_file_that_vanishes_before_its_probe_is_not_a_fault(
     path = land(by_set(tiny_sets.files)[0][0], incoming)
     real_prober = handler.prober
 
-    async def remove_then_probe(paths: list[str], root: str) -> list[dict[str, object]]:
+    async def remove_then_probe(paths: list[str], root: str) -> list[dict[str, Any]]:
         path.unlink()  # e.g. moved away by post_handle between the looks and the probe
         return await real_prober(paths, root)
 
-    handler.prober = remove_then_probe  # type: ignore[assignment]
+    handler.prober = remove_then_probe
     with capture_logs() as logs:
         await handler.handle([str(path)])
     assert _faults(logs) == [] and await handler.sets.list() == []

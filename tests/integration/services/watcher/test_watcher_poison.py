@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import anyio
 import h5py
@@ -49,7 +50,7 @@ HANG_DEADLINE_SEC = 8.0
 """A probe job's deadline in the hang test."""
 
 
-def _events(logs: list[dict[str, object]], name: str) -> list[dict[str, object]]:
+def _events(logs: list[MutableMapping[str, Any]], name: str) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if e["event"] == name]
 
 

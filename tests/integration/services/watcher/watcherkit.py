@@ -22,7 +22,7 @@ from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, parse_subband_name
 from dsa110d.services.watcher import HDF5EventHandler
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
-from dsa110d.state.streams import ENTRY_FIELD
+from dsa110d.state.stream_entries import ENTRY_FIELD
 
 START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """Start of the tests' tiny simulation (inside the bundled IERS tables' range)."""

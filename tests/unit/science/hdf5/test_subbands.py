@@ -18,15 +18,13 @@ from hypothesis import strategies as st
 
 from dsa110d.errors import InputFileError
 from dsa110d.science import constants as k
+from dsa110d.science.hdf5.probe import probe_subband
+from dsa110d.science.hdf5.sets import SubbandFile, group_subbands, time_disagreement
 from dsa110d.science.hdf5.subbands import (
-    SubbandFile,
-    group_subbands,
     ignore_reason,
     parse_subband_name,
-    probe_subband,
     set_id_from_time,
     subband_file_name,
-    time_disagreement,
 )
 from dsa110d.science.simulation.layout import SCALES, subband_frequencies_hz
 from dsa110d.science.simulation.simulate import SimulationResult
@@ -285,7 +283,7 @@ def test_file_without_read_permission(tiny_run: SimulationResult) -> None:
             return
         script = (
             "import sys; from pathlib import Path; from dsa110d.errors import InputFileError; "
-            "from dsa110d.science.hdf5.subbands import probe_subband\n"
+            "from dsa110d.science.hdf5.probe import probe_subband\n"
             "try:\n    probe_subband(Path(sys.argv[1]))\n"
             "except InputFileError as exc:\n    print(exc)"
         )

@@ -132,7 +132,7 @@ def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) 
 
 def _sets(files: list[Path], truth: dict[str, object]) -> list[list[Path]]:
     by_name = {p.name: p for p in files}
-    return [[by_name[n] for n in s["files"]] for s in truth["sets"]]  # type: ignore[attr-defined,index]
+    return [[by_name[n] for n in s["files"]] for s in truth["sets"]]  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

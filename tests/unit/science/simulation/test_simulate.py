@@ -20,7 +20,8 @@ from pyuvdata import UVData
 from dsa110d.science import constants as k
 from dsa110d.science.beam import primary_beam
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.hdf5.subbands import SUBBAND_NAME, parse_subband_name, probe_subband
+from dsa110d.science.hdf5.probe import probe_subband
+from dsa110d.science.hdf5.subbands import SUBBAND_NAME, parse_subband_name
 from dsa110d.science.simulation.layout import SCALES, subband_frequencies_hz
 from dsa110d.science.simulation.simulate import (
     GENERATED_RA_MARGIN_DEG,

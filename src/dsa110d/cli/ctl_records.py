@@ -1,0 +1,151 @@
+"""``dsa110ctl sets | blocks | candidates``: what the pipeline recorded of its data.
+
+Subband sets (the watchers), blocks (the processors) and the newest analysis run's
+variable and transient candidates (the analyzer), from :mod:`dsa110d.operations.records`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
+
+import anyio
+import typer
+
+from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, load, say
+from dsa110d.cli.ctl_output import complete, number, print_json, table, utc
+from dsa110d.operations import records
+
+app = typer.Typer()
+
+LimitOption = Annotated[
+    int, typer.Option("--limit", min=0, help="Only the newest N (0: all).", show_default=True)
+]
+
+
+def _state_option(what: str, states: Sequence[str]) -> Any:
+    return typer.Option(
+        "--state",
+        help=f"Only {what} in this state ({', '.join(states)}).",
+        autocompletion=complete(states),
+    )
+
+
+SetStateOption = Annotated[str | None, _state_option("sets", records.SET_STATES)]
+BlockStateOption = Annotated[str | None, _state_option("blocks", records.BLOCK_STATES)]
+
+
+def _check_state(state: str | None, states: Sequence[str]) -> None:
+    if state is not None and state not in states:
+        raise typer.BadParameter(f"{state!r} is not one of {', '.join(states)}")
+
+
+def _show(
+    what: str,
+    state: str | None,
+    rows: Sequence[Any],
+    json_: bool,
+    columns: list[str],
+    cells: Callable[[Any], list[Any]],
+) -> None:
+    """Records as JSON, or a table with one row each, or a line saying there are none."""
+    if json_:
+        print_json([r.to_dict() for r in rows])
+    elif not rows:
+        say(f"no {what}" + (f" in state {state}" if state else ""))
+    else:
+        table(what, columns, (cells(r) for r in rows))
+
+
+@app.command("sets")
+def sets_command(
+    state: SetStateOption = None,
+    limit: LimitOption = 50,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Subband sets recorded by the watchers, oldest first.
+
+    State, subbands present of expected, missing subbands, attempts, recorded faults."""
+    _check_state(state, records.SET_STATES)
+    _show(
+        "sets", state, anyio.run(records.list_sets, load(config, env), state, limit), json_,
+        ["set", "state", "subbands", "missing", "attempts", "faults", "last fault"],
+        lambda r: [
+            r.set_id, r.state, f"{r.subbands}/{r.expected}" + (" partial" if r.partial else ""),
+            ",".join(f"{m:02d}" for m in r.missing) or "-", r.attempts, r.errors,
+            r.last_error or "-",
+        ],
+    )  # fmt: skip
+
+
+@app.command("blocks")
+def blocks_command(
+    state: BlockStateOption = None,
+    limit: LimitOption = 50,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Blocks (mosaics of chunks) recorded by the processors, oldest first.
+
+    Span, state, version, chunks used, missing slots, whether newer chunks await a re-run,
+    attempts and the last error."""
+    _check_state(state, records.BLOCK_STATES)
+    _show(
+        "blocks", state, anyio.run(records.list_blocks, load(config, env), state, limit), json_,
+        ["block", "start (UTC)", "end (UTC)", "state", "version", "chunks", "missing",
+         "re-run due", "attempts", "error"],
+        lambda r: [
+            r.block_id, utc(r.start), utc(r.end), r.state, r.version, r.chunks,
+            ",".join(str(m) for m in r.missing_slots) or "-", "yes" if r.stale else "no",
+            r.attempts, r.error or "-",
+        ],
+    )  # fmt: skip
+
+
+@app.command("candidates")
+def candidates_command(
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--class",
+            help="Only transient or variable candidates.",
+            autocompletion=complete(records.CANDIDATE_CLASSES),
+        ),
+    ] = None,
+    limit: LimitOption = 50,
+    env: EnvOption = None,
+    config: ConfigOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """The variable and transient source candidates of the newest analysis run, best first."""
+    if kind is not None and kind not in records.CANDIDATE_CLASSES:
+        raise typer.BadParameter(f"--class: {kind!r} is not transient or variable")
+    report = anyio.run(records.latest_candidates, load(config, env), kind)
+    if report is None:
+        if json_:
+            print_json(None)
+        else:
+            say("no candidates: no variability analysis has run yet")
+        return
+    shown = report.candidates[:limit] if limit else report.candidates
+    if json_:
+        print_json({**report.to_dict(), "candidates": shown})
+        return
+    run_time = report.run.get("run_time", "?")
+    if not shown:
+        say(f"no candidates in the run of {run_time}")
+        return
+    table(
+        f"candidates of the run of {run_time} ({len(report.candidates)}; from {report.source})",
+        ["rank", "source", "class", "by", "ra", "dec", "n", "mean Jy", "V", "eta", "q", "m"],
+        (
+            [c.get("rank"), c.get("source_id"), c.get("class"), c.get("variable_by") or "-",
+             number(c.get("ra_deg"), 7), number(c.get("dec_deg"), 6), c.get("n"),
+             number(c.get("mean_flux_jy")), number(c.get("v")), number(c.get("eta")),
+             number(c.get("q_value")), number(c.get("m"))]
+            for c in shown
+        ),
+    )  # fmt: skip
