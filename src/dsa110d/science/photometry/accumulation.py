@@ -1,8 +1,10 @@
 """The ``photometry`` stage: forced photometry in the visibility domain at catalog positions.
 
 For every catalog source inside the primary beam during a block, the cross-correlations are
-phase-rotated to the source, weighted by the primary beam and summed over baselines (short ones
-excluded), channels, both polarisations (Stokes I = (XX + YY) / 2 for an unpolarised source)
+phase-rotated to the source, weighted by the primary beam (``settings.beam``, the tapered
+DSA-110 model by default: :mod:`dsa110d.science.beam`) and summed over baselines (within the
+uv range in wavelengths, :mod:`~dsa110d.science.photometry.settings`), channels, both
+polarisations (Stokes I = (XX + YY) / 2 for an unpolarised source)
 and the integrations of its transit: ``b_j = sum g_j Re z_j`` with ``z_j`` the visibilities
 rotated to source j and g_j its beam gain at that time and frequency.
 
@@ -86,6 +88,7 @@ from dsa110d.science.beam import primary_beam
 from dsa110d.science.catalog import Catalog
 from dsa110d.science.constants import SPEED_OF_LIGHT_M_S
 from dsa110d.science.photometry.geometry import (
+    SIDEREAL_RATE_RAD_S,
     ChannelBlocks,
     apparent_positions,
     beam_offsets,
@@ -93,12 +96,10 @@ from dsa110d.science.photometry.geometry import (
     read_geometry,
 )
 from dsa110d.science.photometry.pairs import add_pairs, running_fluxes
+from dsa110d.science.photometry.settings import PhotometrySettings
 from dsa110d.science.photometry.sums import JACKKNIFE_GROUPS, Integration, Sums, integrations
 
 log = logging.getLogger(__name__)
-
-MIN_BASELINE_M = 20.0
-"""Baselines shorter than this (m) are excluded: they see extended emission and cross-talk."""
 
 BEAM_GAIN_MIN = 0.2
 """A source is in the beam at an integration when its band-centre gain is at least this; its
@@ -173,8 +174,11 @@ def _accumulate_slab(
         sums.noise_sq[here] += np.square(imag, dtype=np.float64).sum(axis=0)
 
 
-def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
+def measure_ms(
+    path: Path, catalog: Catalog, sums: Sums, settings: PhotometrySettings | None = None
+) -> None:
     """Add one MS's contribution for every catalog source to ``sums``."""
+    settings = settings or PhotometrySettings()
     try:
         ms = tables.table(str(path), ack=False)
     except RuntimeError as exc:
@@ -186,23 +190,33 @@ def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
         app_ra, app_dec = apparent_positions(ra, dec, geometry.mid_time)
         offsets = beam_offsets(geometry, app_ra, app_dec)
         band_centre = np.mean(geometry.freq_hz)
-        centre_gain = primary_beam(offsets, band_centre)
+        centre_gain = primary_beam(offsets, band_centre, model=settings.beam)
+        _note_transit(sums, geometry.phase_ra, geometry.mid_time, app_ra, centre_gain.max(axis=1))
         sums.peak_gain = np.fmax(sums.peak_gain, centre_gain.max(axis=1))
-        transit = primary_beam(np.abs(app_dec - geometry.phase_dec), band_centre)
+        sums.min_offset = np.fmin(sums.min_offset, offsets.min(axis=1))
+        sums.pointing_dec = geometry.phase_dec
+        transit = primary_beam(
+            np.abs(app_dec - geometry.phase_dec), band_centre, model=settings.beam
+        )
         sums.transit_gain = np.fmax(sums.transit_gain, transit)
         sources = np.flatnonzero(centre_gain.max(axis=1) >= JOINT_FIT_GAIN_MIN)
         if sources.size == 0:
             return
         # Gain per source, integration and channel block, for the sources seen in this MS.
         gains = np.zeros((ra.size, geometry.times.size, channels.centre_hz.size), np.float32)
-        gains[sources] = primary_beam(offsets[sources, :, None], channels.centre_hz[None, None, :])
+        gains[sources] = primary_beam(
+            offsets[sources, :, None], channels.centre_hz[None, None, :], model=settings.beam
+        )
+        metres_to_lambda = band_centre / SPEED_OF_LIGHT_M_S
         l_, m_, n_ = direction_cosines(ra, dec, geometry.phase_ra, geometry.phase_dec)
         lmn = np.stack([l_, m_, n_ - 1.0], axis=1)
         for start in range(0, ms.nrows(), ROWS_PER_READ):
             n = min(ROWS_PER_READ, ms.nrows() - start)
             uvw = ms.getcol("UVW", start, n)
             ant1, ant2 = ms.getcol("ANTENNA1", start, n), ms.getcol("ANTENNA2", start, n)
-            usable = (ant1 != ant2) & (np.linalg.norm(uvw, axis=1) >= MIN_BASELINE_M)
+            uv_lambda = np.hypot(uvw[:, 0], uvw[:, 1]) * metres_to_lambda
+            usable = (ant1 != ant2) & (uv_lambda >= settings.uv_min_lambda)
+            usable &= uv_lambda <= settings.uv_max_lambda
             if not usable.any():
                 continue
             t_all = np.searchsorted(geometry.times, ms.getcol("TIME", start, n))
@@ -218,6 +232,19 @@ def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
                 sums, sources, lmn, gains, centre_gain, slab, uvw[rows], vis, channels,
                 geometry.times, catalog.flux_jy,
             )  # fmt: skip
+
+
+def _note_transit(
+    sums: Sums, phase_ra: float, mid_time: float, app_ra: NDArray[np.float64],
+    best_gain: NDArray[np.float64],
+) -> None:  # fmt: skip
+    """The time (MJD s) each source crosses the meridian the dishes point at, from the MS in
+    which it is nearest the beam centre so far: the pointing's RA is ``phase_ra`` at
+    ``mid_time`` and advances at the sidereal rate (as in :func:`geometry.beam_offsets`), so the
+    transit is extrapolated when it lies outside the MS, or the block."""
+    hour_angle = np.angle(np.exp(1j * (phase_ra - app_ra)))  # wrapped to (-pi, pi]
+    nearer = best_gain > sums.peak_gain
+    sums.transit_time[nearer] = mid_time - hour_angle[nearer] / SIDEREAL_RATE_RAD_S
 
 
 def _stokes_sum(
