@@ -313,3 +313,18 @@ def job_around(mid_mjd_s: float, version: int = 1, own_slots: int = 12) -> Block
     slot = 300.0
     first_own = round((mid_mjd_s - UNIX_EPOCH_MJD_S) / slot) - own_slots // 2
     return BlockJob(Block(0, first_own - 1, first_own, first_own + own_slots - 1, slot), version)
+
+
+def noise_realisation(model_ms: Path, out: Path, noise_jy: float, seed: int) -> Path:
+    """A copy of ``model_ms`` (made with ``noise_jy=0``) with fresh Gaussian noise (Jy per
+    visibility and part) on its cross-correlations: many realisations of one sky and uv
+    coverage for the cost of one ``make_ms``."""
+    shutil.copytree(model_ms, out)
+    rng = np.random.default_rng(seed)
+    with tables.table(str(out), readonly=False, ack=False) as ms:
+        data = ms.getcol("DATA")
+        cross = ms.getcol("ANTENNA1") != ms.getcol("ANTENNA2")
+        noise = rng.standard_normal(data.shape) + 1j * rng.standard_normal(data.shape)
+        data[cross] += (noise_jy * noise[cross]).astype(np.complex64)
+        ms.putcol("DATA", data)
+    return out
