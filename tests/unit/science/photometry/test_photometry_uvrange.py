@@ -26,7 +26,7 @@ SKY = Catalog(
 )
 N_CHAN = 32
 DIFFUSE_JY = 300.0
-"""Peak of the diffuse component's visibility (a smooth blob of 300 Jy about the pointing, where A is)."""
+"""Peak of the diffuse component's visibility (a smooth 300 Jy blob about the pointing, at A)."""
 DIFFUSE_SCALE_LAMBDA = 1000.0
 """Its visibility falls as exp(-(|uv| / this)^2): structure of ~3 arcmin and larger."""
 CUT_LAMBDA = 4000.0
