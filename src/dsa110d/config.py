@@ -300,6 +300,7 @@ class PhotometryConfig(_Section):
     uv_min_lambda: NonNegativeFloat = 100.0
     uv_max_lambda: PositiveFloat | None = None
     systematic_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    refine_min_snr: PositiveFloat | None = None
 
     @model_validator(mode="after")
     def _uv_range(self) -> PhotometryConfig:

@@ -66,6 +66,7 @@ def block_rows(b: int, version: int = 1, seed: int = 0, scale: float = 1.0) -> p
             "pointing_dec_deg": np.full(n, 33.0),
             "beam_offset_deg": np.full(n, 0.5),
             "beam_model": "tapered",
+            "position_offset_arcsec": np.zeros(n),
             "flags": flags_of(b, ids),
             "version": version,
         }

@@ -143,8 +143,11 @@ def _accumulate_slab(
     channels: ChannelBlocks,
     times: NDArray[np.float64],
     catalog_flux: NDArray[np.float64],
+    wavenumber: float,
 ) -> None:
     """Add one slab of time-sorted usable rows to the sums of every source in the beam.
+
+    ``wavenumber`` (2 pi f / c at the band centre, rad/m) scales uv for the position sums.
 
     At each integration the JOINT_FIT_MAX_SOURCES brightest sources (catalog flux x band-centre
     gain ``centre_gain``, (sources, integrations)) with gain >= JOINT_FIT_GAIN_MIN are fitted
@@ -179,6 +182,21 @@ def _accumulate_slab(
             model = running_fluxes(sums, here[joint], catalog_flux).astype(np.float32)
             imag[:, joint] -= coupling @ model
         sums.noise_sq[here] += np.square(imag, dtype=np.float64).sum(axis=0)
+        _add_position_sums(sums, here, imag, gains[:, it.index], it, uvw_t[:, :2] * wavenumber)
+
+
+def _add_position_sums(
+    sums: Sums, here: NDArray[np.intp], imag: NDArray[np.float32], gains: NDArray[np.float32],
+    it: Integration, k_uv: NDArray[np.float64],
+) -> None:  # fmt: skip
+    """The sums that estimate each source's offset from its catalog position: a source at
+    (dl, dm) from where it is rotated to leaves Im r = S sum g^2 w k (u dl + v dm) per row
+    (k = 2 pi f / c), so y = sum Im r k (u, v) and Q = sum g^2 w k^2 (u, v)(u, v)^T give
+    (dl, dm) = Q^-1 y / S (:func:`solve.position_offsets`)."""
+    g2w = it.row_weight @ (gains[here] * gains[here]).T  # (rows, sources)
+    sums.pos_y[here] += imag.astype(np.float64).T @ k_uv
+    kk = np.stack([k_uv[:, 0] ** 2, k_uv[:, 0] * k_uv[:, 1], k_uv[:, 1] ** 2], axis=1)
+    sums.pos_q[here] += g2w.astype(np.float64).T @ kk
 
 
 def measure_ms(
@@ -215,6 +233,7 @@ def measure_ms(
             offsets[sources, :, None], channels.centre_hz[None, None, :], model=settings.beam
         )
         metres_to_lambda = band_centre / SPEED_OF_LIGHT_M_S
+        wavenumber = 2 * np.pi * float(metres_to_lambda)  # rad per metre at the band centre
         l_, m_, n_ = direction_cosines(ra, dec, geometry.phase_ra, geometry.phase_dec)
         lmn = np.stack([l_, m_, n_ - 1.0], axis=1)
         for start in range(0, ms.nrows(), ROWS_PER_READ):
@@ -237,7 +256,7 @@ def measure_ms(
             slab = integrations(t_index, group, weight, channels.split)
             _accumulate_slab(
                 sums, sources, lmn, gains, centre_gain, slab, uvw[rows], vis, channels,
-                geometry.times, catalog.flux_jy,
+                geometry.times, catalog.flux_jy, wavenumber,
             )  # fmt: skip
 
 

@@ -16,6 +16,14 @@ long baseline decorrelates as cos(2 pi u . dtheta)) is measured and bounded in
 docs/photometry.md (1-2 arcsec costs ~1-4 % of the flux, the same every transit); an upper limit
 of a few thousand lambda trades sensitivity for less of that loss.
 
+**Position refinement.** With ``refine_min_snr`` set, a block is measured twice when a source
+at least that bright shows a significant offset (3 sigma, under 10 arcsec) from its catalog
+position in the imaginary parts of its rotated visibilities (``solve.position_offsets``): the
+second pass rotates those sources to where the data put them. That removes their own flux
+loss and, more important on a sparse array, the part of their sidelobes a mislocated model
+leaves in their neighbours' data (docs/photometry.md). It doubles the block's photometry time
+when it triggers; off by default.
+
 **Systematic floor.** The reported error is sqrt(statistical^2 + (f S)^2) with f
 ``systematic_fraction``: what repeats the same way within a block but not from day to day
 (gain calibration, beam model and pointing) and the thermal error does not hold. 2 % by default:
@@ -46,6 +54,9 @@ class PhotometrySettings:
     uv_min_lambda: float = DEFAULT_UV_MIN_LAMBDA
     uv_max_lambda: float = math.inf
     systematic_fraction: float = DEFAULT_SYSTEMATIC_FRACTION
+    refine_min_snr: float | None = None
+    """Sources at least this bright (flux / error) whose offset from the catalog position is
+    significant are measured again at the position the data give (None: never)."""
 
     @classmethod
     def from_config(cls, config: Config) -> PhotometrySettings:
@@ -57,4 +68,5 @@ class PhotometrySettings:
                 math.inf if photometry.uv_max_lambda is None else photometry.uv_max_lambda
             ),
             systematic_fraction=photometry.systematic_fraction,
+            refine_min_snr=photometry.refine_min_snr,
         )

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from dsa110d.config import Config
 from dsa110d.science.atomic import atomic_file
@@ -18,7 +20,13 @@ from dsa110d.science.catalog import Catalog, read_catalog
 from dsa110d.science.constants import SECONDS_PER_DAY, UNIX_EPOCH_MJD_S
 from dsa110d.science.photometry.accumulation import BEAM_GAIN_MIN, measure_ms
 from dsa110d.science.photometry.settings import PhotometrySettings
-from dsa110d.science.photometry.solve import solve
+from dsa110d.science.photometry.solve import (
+    REFINE_MAX_RAD,
+    REFINE_MIN_CHI2,
+    Solution,
+    position_offsets,
+    solve,
+)
 from dsa110d.science.photometry.sums import Sums
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
@@ -54,8 +62,10 @@ SCHEMA: dict[str, str] = {
     "pointing_dec_deg": "float64: declination of the pointing (phase centre), ICRS deg",
     "beam_offset_deg": "float64: the source's smallest offset from the pointing in the block, deg",
     "beam_model": "string: the beam model the gain is from (tapered, airy)",
+    "position_offset_arcsec": "float64: how far the data moved the source from its catalog "
+    "position (photometry.refine_min_snr; 0 when not moved)",
     "flags": "string: comma-separated flags (missing_chunks, partial_transit, "
-    "transit_elsewhere, no_data, blended)",
+    "transit_elsewhere, no_data, blended, position_refined)",
     "version": "int64: run of the block; a higher version supersedes a lower one",
 }
 
@@ -68,11 +78,13 @@ def measure_block(
 ) -> pd.DataFrame:
     """One row per catalog source inside the beam during the block (see :data:`SCHEMA`)."""
     settings = settings or PhotometrySettings()
-    sums = Sums(len(catalog))
-    for path in sorted(ms_paths):
-        measure_ms(Path(path), catalog, sums, settings)
+    sums, solution = _measure(ms_paths, catalog, settings)
+    moved = np.zeros(len(catalog))
+    if settings.refine_min_snr is not None:
+        refined, moved = _refined(catalog, sums, solution, settings.refine_min_snr)
+        if moved.any():
+            sums, solution = _measure(ms_paths, refined, settings)
     seen = np.flatnonzero(sums.peak_gain >= BEAM_GAIN_MIN)
-    solution = solve(sums, catalog.flux_jy)
     error = np.hypot(solution.error, settings.systematic_fraction * np.abs(solution.flux))
     transit_unix = sums.transit_time - UNIX_EPOCH_MJD_S
     own_start = job.block.own_first_slot * job.block.slot_sec
@@ -93,6 +105,8 @@ def measure_block(
             flags.append("no_data")
         if solution.blended[s]:
             flags.append("blended")
+        if moved[s] > 0:
+            flags.append("position_refined")
         rows.append(
             {
                 "source_id": catalog.ids[s],
@@ -108,6 +122,7 @@ def measure_block(
                 "pointing_dec_deg": math.degrees(sums.pointing_dec),
                 "beam_offset_deg": math.degrees(sums.min_offset[s]),
                 "beam_model": settings.beam.kind,
+                "position_offset_arcsec": float(moved[s]),
                 "flags": ",".join(flags),
                 "version": job.version,
             }
@@ -123,6 +138,33 @@ def measure_block(
             "version": "int64",
         }
     )
+
+
+def _measure(
+    ms_paths: Sequence[Path], catalog: Catalog, settings: PhotometrySettings
+) -> tuple[Sums, Solution]:
+    sums = Sums(len(catalog))
+    for path in sorted(ms_paths):
+        measure_ms(Path(path), catalog, sums, settings)
+    return sums, solve(sums, catalog.flux_jy)
+
+
+def _refined(
+    catalog: Catalog, sums: Sums, solution: Solution, min_snr: float
+) -> tuple[Catalog, NDArray[np.float64]]:
+    """The catalog with its bright, significantly offset sources moved to where the data put
+    them (settings.PhotometrySettings.refine_min_snr), and each source's move in arcsec."""
+    offsets = position_offsets(sums, solution.flux)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bright = np.abs(solution.flux) >= min_snr * solution.error
+        size = np.hypot(offsets.dl, offsets.dm)
+        move = bright & ~solution.blended & (offsets.chi2 > REFINE_MIN_CHI2)
+        move &= size < REFINE_MAX_RAD
+    dec = np.radians(catalog.dec_deg)
+    ra_deg = catalog.ra_deg + np.where(move, np.degrees(offsets.dl / np.cos(dec)), 0.0)
+    dec_deg = catalog.dec_deg + np.where(move, np.degrees(offsets.dm), 0.0)
+    arcsec = np.where(move, np.degrees(size) * 3600.0, 0.0)
+    return replace(catalog, ra_deg=ra_deg % 360.0, dec_deg=dec_deg), arcsec
 
 
 def photometry_path(config: Config, block_id: str) -> Path:

@@ -101,3 +101,20 @@ def test_a_uv_max_cut_lessens_the_loss(noiseless: Path) -> None:
     expected = predicted_ratio(noiseless, 100.0, UV_MAX_LAMBDA)
     assert np.allclose(measured, expected, atol=LOSS_TOL)
     assert np.all(1 - measured[1:] < 1 - _measured(noiseless)[1:])
+
+
+REFINED_LOSS_MAX = 0.002
+"""With the position refined, what is left of the loss (the offset's estimate is good to a
+small fraction of an arcsec on noise-free data)."""
+REFINED_OFFSET_TOL_ARCSEC = 0.3
+
+
+def test_position_refinement_recovers_the_flux_and_the_offset(noiseless: Path) -> None:
+    settings = PhotometrySettings(systematic_fraction=0.0, refine_min_snr=10.0)
+    job = job_around(START_MJD_S)
+    true = float(measure_block(job, [noiseless], TRUE, settings).flux_jy.iloc[0])
+    for offset, listed in zip(OFFSETS_ARCSEC[1:], LISTED[1:], strict=True):
+        row = measure_block(job, [noiseless], listed, settings).iloc[0]
+        assert abs(row.flux_jy / true - 1) < REFINED_LOSS_MAX
+        assert abs(row.position_offset_arcsec - offset) < REFINED_OFFSET_TOL_ARCSEC
+        assert row["flags"] == "position_refined"
