@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import j1
 
+from dsa110d.config import BeamConfig
 from dsa110d.science.constants import DISH_DIAMETER_M, SPEED_OF_LIGHT_M_S
 
 BeamKind = Literal["tapered", "airy"]
@@ -86,6 +87,13 @@ def beam_model(kind: str, diameter_m: float | None = None, taper: float | None =
         base.diameter_m if diameter_m is None else diameter_m,
         base.taper if taper is None else taper,
     )
+
+
+def configured_beam(beam: BeamConfig) -> BeamModel:
+    """The model the configuration's ``beam`` section names (what photometry corrects with,
+    and what any primary-beam weighting of images or mosaics should use)."""
+    taper = beam.taper if beam.model == "tapered" else None  # the Airy pattern has none
+    return beam_model(beam.model, beam.diameter_m, taper)
 
 
 def primary_beam(

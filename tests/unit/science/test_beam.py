@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dsa110d.config import BeamConfig
 from dsa110d.science.beam import (
     AIRY,
     AIRY_FIRST_NULL_FACTOR,
@@ -13,6 +14,7 @@ from dsa110d.science.beam import (
     BeamModel,
     angular_offset_rad,
     beam_model,
+    configured_beam,
     fwhm_rad,
     primary_beam,
 )
@@ -113,3 +115,9 @@ def test_angular_offset_small_and_large() -> None:
     expected = np.radians(1.0) * np.cos(dec)  # ~ along a parallel, short arc
     assert abs(angular_offset_rad(0.0, dec, np.radians(1.0), dec) - expected) < 1e-6
     assert abs(angular_offset_rad(0.0, np.pi / 2, 1.0, -np.pi / 2) - np.pi) < 1e-12
+
+
+def test_the_configured_beam() -> None:
+    assert configured_beam(BeamConfig()) == TAPERED
+    assert configured_beam(BeamConfig(model="airy")) == AIRY
+    assert configured_beam(BeamConfig(model="airy", diameter_m=5.0)).diameter_m == 5.0

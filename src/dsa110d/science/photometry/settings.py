@@ -38,7 +38,7 @@ import math
 from dataclasses import dataclass
 
 from dsa110d.config import Config
-from dsa110d.science.beam import DEFAULT_BEAM, BeamModel, beam_model
+from dsa110d.science.beam import DEFAULT_BEAM, BeamModel, configured_beam
 
 DEFAULT_UV_MIN_LAMBDA = 100.0
 """Shortest baseline used, wavelengths at the band centre (see the module docstring)."""
@@ -62,7 +62,7 @@ class PhotometrySettings:
     def from_config(cls, config: Config) -> PhotometrySettings:
         photometry = config.photometry
         return cls(
-            beam=beam_model(config.beam.model, config.beam.diameter_m, config.beam.taper),
+            beam=configured_beam(config.beam),
             uv_min_lambda=photometry.uv_min_lambda,
             uv_max_lambda=(
                 math.inf if photometry.uv_max_lambda is None else photometry.uv_max_lambda
