@@ -285,6 +285,33 @@ class PipelineConfig(_Section):
     stages: list[str] = ["flag", "photometry"]
 
 
+class BeamConfig(_Section):
+    """The primary-beam model (science/beam.py) the photometry and any beam weighting use."""
+
+    model: Literal["tapered", "airy"] = "tapered"
+    diameter_m: PositiveFloat | None = None
+    """None: the model's own (4.34 m tapered, 4.65 m Airy)."""
+    taper: PositiveFloat = 1.2
+
+
+class PhotometryConfig(_Section):
+    """Forced photometry (science/photometry): baselines used and the error floor."""
+
+    uv_min_lambda: NonNegativeFloat = 100.0
+    uv_max_lambda: PositiveFloat | None = None
+    systematic_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    refine_min_snr: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _uv_range(self) -> PhotometryConfig:
+        if self.uv_max_lambda is not None and self.uv_max_lambda <= self.uv_min_lambda:
+            raise ValueError(
+                f"uv_max_lambda ({self.uv_max_lambda:g}) must exceed "
+                f"uv_min_lambda ({self.uv_min_lambda:g})"
+            )
+        return self
+
+
 class WebhookConfig(_Section):
     url: SecretStr | None = None  # Slack/Mattermost hook URLs carry a token: never printed
     timeout_sec: PositiveFloat = 5
@@ -379,6 +406,8 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    beam: BeamConfig = BeamConfig()
+    photometry: PhotometryConfig = PhotometryConfig()
     alerts: AlertsConfig = AlertsConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
     calibration: CalibrationConfig = CalibrationConfig()

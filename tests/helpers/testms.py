@@ -23,7 +23,7 @@ from casacore import tables
 from numpy.typing import NDArray
 
 from dsa110d.science.astrometry import use_offline_iers
-from dsa110d.science.beam import angular_offset_rad, primary_beam
+from dsa110d.science.beam import DEFAULT_BEAM, BeamModel, angular_offset_rad, primary_beam
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.constants import (
     BAND_BOTTOM_FREQ_HZ,
@@ -36,7 +36,10 @@ from dsa110d.science.constants import (
     SIDEREAL_DAY_S,
     SPEED_OF_LIGHT_M_S,
     TELESCOPE_NAME,
+    UNIX_EPOCH_MJD_S,
 )
+from dsa110d.science.pipeline.blocks import Block
+from dsa110d.science.pipeline.stage import BlockJob
 
 SIDEREAL_RATE_RAD_S = 2.0 * math.pi / SIDEREAL_DAY_S
 """Rate at which the meridian moves in RA, rad/s."""
@@ -96,6 +99,7 @@ def make_ms(
     n_times: int = 24,
     noise_jy: float = 5.0,
     seed: int = 0,
+    beam: BeamModel = DEFAULT_BEAM,
 ) -> Path:
     """Write one chunk's MS with the sky's visibilities plus Gaussian noise (Jy per visibility
     per real/imaginary part); the phase centre is (phase_ra_deg, dec_deg) at the mid-time."""
@@ -112,8 +116,9 @@ def make_ms(
     uvw = -uvw_for(enu, np.tile(ant1, n_times), np.tile(ant2, n_times), hour_angle, dec0)
     freq = band(n_chan)
     data = _visibilities(
-        sky, uvw, np.repeat(np.arange(n_times), n_base), times, freq, ra0, dec0, mid_time_mjd_s
-    )
+        sky, uvw, np.repeat(np.arange(n_times), n_base), times, freq, ra0, dec0, mid_time_mjd_s,
+        beam,
+    )  # fmt: skip
     data += noise_jy * (rng.standard_normal(data.shape) + 1j * rng.standard_normal(data.shape))
     autos = np.tile(ant1 == ant2, n_times)
     data[autos] = np.abs(data[autos])  # autocorrelations are real
@@ -143,6 +148,7 @@ def _apparent(
 def _visibilities(
     sky: SkyModel, uvw: NDArray[np.float64], t_index: NDArray[np.intp],
     times: NDArray[np.float64], freq: NDArray[np.float64], ra0: float, dec0: float, mid: float,
+    beam: BeamModel,
 ) -> NDArray[np.complex128]:  # fmt: skip
     ra, dec = np.radians(sky.ra_deg), np.radians(sky.dec_deg)
     # The dishes point at the apparent meridian; sources move there by precession since J2000.
@@ -151,7 +157,7 @@ def _visibilities(
     offsets = angular_offset_rad(pointing[None, :], dec0, app_ra[:, None], app_dec[:, None])
     data = np.zeros((uvw.shape[0], freq.size, 2), dtype=np.complex128)
     for s in range(ra.size):
-        gain = primary_beam(offsets[s][:, None], freq[None, :])  # (time, chan)
+        gain = primary_beam(offsets[s][:, None], freq[None, :], model=beam)  # (time, chan)
         if gain.max() < 1e-4:
             continue
         dra = ra[s] - ra0
@@ -299,3 +305,26 @@ def copy_sim_block(sim: SimBlock, root: Path) -> SimBlock:
     """A private copy of the MSs (stages write flags into them)."""
     copies = [Path(shutil.copytree(p, root / p.name)) for p in sim.ms_paths]
     return SimBlock(copies, sim.catalog, sim.catalog_path, sim.outside_ids)
+
+
+def job_around(mid_mjd_s: float, version: int = 1, own_slots: int = 12) -> BlockJob:
+    """A block whose own slots (5 min each, one hour by default, plus a 5 min overlap before)
+    are centred on ``mid_mjd_s``: every transit within half an hour of it is its own."""
+    slot = 300.0
+    first_own = round((mid_mjd_s - UNIX_EPOCH_MJD_S) / slot) - own_slots // 2
+    return BlockJob(Block(0, first_own - 1, first_own, first_own + own_slots - 1, slot), version)
+
+
+def noise_realisation(model_ms: Path, out: Path, noise_jy: float, seed: int) -> Path:
+    """A copy of ``model_ms`` (made with ``noise_jy=0``) with fresh Gaussian noise (Jy per
+    visibility and part) on its cross-correlations: many realisations of one sky and uv
+    coverage for the cost of one ``make_ms``."""
+    shutil.copytree(model_ms, out)
+    rng = np.random.default_rng(seed)
+    with tables.table(str(out), readonly=False, ack=False) as ms:
+        data = ms.getcol("DATA")
+        cross = ms.getcol("ANTENNA1") != ms.getcol("ANTENNA2")
+        noise = rng.standard_normal(data.shape) + 1j * rng.standard_normal(data.shape)
+        data[cross] += (noise_jy * noise[cross]).astype(np.complex64)
+        ms.putcol("DATA", data)
+    return out

@@ -175,6 +175,16 @@ def simulate(
     speed: Annotated[
         float, typer.Option("--speed", help="Live mode: time runs X times faster.")
     ] = 1.0,
+    beam: Annotated[
+        str, typer.Option("--beam", help="Truth beam: tapered (the instrument's) or airy.")
+    ] = "tapered",
+    catalog_error: Annotated[
+        float,
+        typer.Option(
+            "--catalog-error",
+            help="Catalog position error (sigma per coordinate, arcsec) of OUT/catalog.csv.",
+        ),
+    ] = 0.0,
     corrupt: Annotated[
         str | None,
         typer.Option(
@@ -196,7 +206,7 @@ def simulate(
         out=out, start=moment, sets=sets, days=days, scale=scale, n_subbands=subbands,
         seed=seed, catalog=catalog, variable_fraction=variable_fraction, truth=truth,
         live=live, speed=speed, dec_deg=DEFAULT_DEC_DEG if dec is None else dec,
-        corrupt=corrupt,
+        corrupt=corrupt, beam=beam, catalog_error_arcsec=catalog_error,
     )  # fmt: skip
     try:
         result = run_simulation(spec)

@@ -58,17 +58,22 @@ def block_rows(b: int, version: int = 1, seed: int = 0, scale: float = 1.0) -> p
             "dec_deg": np.full(n, 33.0),
             "block_id": block_id(b),
             "mjd": MJD0 + b * BLOCK_DAYS + rng.uniform(0.0, 1e-3, n),
+            "transit_mjd": MJD0 + b * BLOCK_DAYS + rng.uniform(0.0, 1e-3, n),
             "flux_jy": flux,
             "flux_err_jy": err,
             "n_vis": np.full(n, 4000),
             "beam_gain": np.full(n, 0.8),
+            "pointing_dec_deg": np.full(n, 33.0),
+            "beam_offset_deg": np.full(n, 0.5),
+            "beam_model": "tapered",
+            "position_offset_arcsec": np.zeros(n),
             "flags": flags_of(b, ids),
             "version": version,
         }
     )
     return frame.astype(
-        {"source_id": "string", "block_id": "string", "flags": "string", "n_vis": "int64",
-         "version": "int64"}
+        {"source_id": "string", "block_id": "string", "flags": "string", "beam_model": "string",
+         "n_vis": "int64", "version": "int64"}
     )  # fmt: skip
 
 

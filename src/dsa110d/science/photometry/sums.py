@@ -5,6 +5,7 @@ jointly fitted sources; and the integrations a slab of rows is cut into.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,11 @@ class Sums:
         self.time_weight = np.zeros(n)  # sum t g^2 w
         self.peak_gain = np.zeros(n)
         self.transit_gain = np.zeros(n)  # band-centre gain at transit
+        self.transit_time = np.full(n, np.nan)  # when the source crosses the pointing, MJD s
+        self.min_offset = np.full(n, np.inf)  # smallest offset from the pointing, rad
+        self.pointing_dec = math.nan  # the pointing (phase centre) declination, ICRS rad
+        self.pos_y = np.zeros((n, 2))  # sum Im r k (u, v): the offset's right-hand side
+        self.pos_q = np.zeros((n, 3))  # sum g^2 w k^2 (uu, uv, vv): its normal matrix
         self.slot_of = np.full(n, -1, dtype=np.intp)
         self.slots: list[int] = []  # catalog index of each slot
         self.pair = np.zeros((0, 0, JACKKNIFE_GROUPS))

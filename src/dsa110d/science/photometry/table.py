@@ -25,19 +25,25 @@ import pandas as pd
 from dsa110d.errors import VariabilityInputError
 
 REQUIRED_COLUMNS = ("source_id", "block_id", "mjd", "flux_jy", "flux_err_jy", "flags", "version")
-"""Columns the metrics need (the processor writes more: ra_deg, dec_deg, n_vis, beam_gain)."""
+"""Columns the metrics need (the processor writes more: ra_deg, dec_deg, n_vis, beam_gain,
+transit_mjd, pointing_dec_deg, beam_offset_deg, beam_model; older files lack the last four)."""
 
-UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
-"""Photometry flags (science/photometry.py) that make a row unusable: no visibilities, or a
+UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit", "transit_elsewhere"})
+"""Photometry flags (science/photometry.py) that make a row unusable: no visibilities, a
 block far from the source's transit (its best beam gain below a fraction of the transit gain:
-a block nearer the transit measures it better)."""
-INFORMATIONAL_FLAGS = frozenset({"missing_chunks", "blended"})
+a block nearer the transit measures it better), or a transit another (overlapping) block owns
+(``stage.TRANSIT_OWNERSHIP``: one measurement per source per transit)."""
+INFORMATIONAL_FLAGS = frozenset({"missing_chunks", "blended", "position_refined"})
 """Photometry flags that describe the block or the source's surroundings, not a fault of the
 measurement: the row is kept (``missing_chunks`` is put on *every* row of a block that lacked a
 chunk, while the sources it measured are measured properly; a blend with a neighbour too close
-to separate is the same blend every day, so its variability is still real)."""
+to separate is the same blend every day, so its variability is still real; a source measured
+at the position its data gave rather than its catalog's is measured better)."""
 
-FLOAT_COLUMNS = ("ra_deg", "dec_deg", "mjd", "flux_jy", "flux_err_jy", "beam_gain")
+FLOAT_COLUMNS = (
+    "ra_deg", "dec_deg", "mjd", "transit_mjd", "flux_jy", "flux_err_jy", "beam_gain",
+    "pointing_dec_deg", "beam_offset_deg", "position_offset_arcsec",
+)  # fmt: skip
 INT_COLUMNS = ("version", "n_vis")
 
 

@@ -9,11 +9,15 @@ is written as ``..._sbNN_incomplete.hdf5`` and renamed into place, as the correl
 The truth (catalog, per-set true fluxes, which sources vary and how) goes to a JSON file.
 
 Sky model: point sources with flat spectra (the catalog flux at every frequency), constant
-within a set at their true flux at mid-set, seen through ``beam.primary_beam`` at the
-pointing (meridian, ``dec_deg``), plus thermal noise for ``sefd_jy``. Without a catalog file
-a random one covers the observed LST range around the pointing declination. ``small`` and
-``tiny`` scales are the real data averaged in frequency and time on fewer antennas
-(``simlayout``): noise follows their wider channels and longer integrations.
+within a set at their true flux at mid-set, seen through ``beam.primary_beam`` (the model
+``beam``: the instrument's tapered one by default; the pipeline's is configured on its own, so
+a test can observe with one and measure with another) at the pointing (meridian, ``dec_deg``),
+plus thermal noise for ``sefd_jy``. With ``catalog_error_arcsec`` > 0 the catalog the pipeline
+is to read (written to ``catalog_out``) lists the sources with position errors
+(:mod:`~dsa110d.science.simulation.catalog_errors`); the sky keeps their true positions.
+Without a catalog file a random one covers the observed LST range around the pointing
+declination. ``small`` and ``tiny`` scales are the real data averaged in frequency and time
+on fewer antennas (``simlayout``): noise follows their wider channels and longer integrations.
 """
 
 from __future__ import annotations
@@ -35,16 +39,19 @@ from numpy.typing import NDArray
 
 from dsa110d.science import constants as k
 from dsa110d.science.astrometry import use_offline_iers
+from dsa110d.science.beam import BEAM_KINDS, beam_model
 from dsa110d.science.catalog import (
     DEFAULT_DEC_HALFWIDTH_DEG,
     DEFAULT_FLUX_RANGE_JY,
     Catalog,
     random_catalog,
     read_catalog,
+    write_catalog,
 )
 from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
 from dsa110d.science.hdf5.writer import SubbandHeader, SubbandWriter
 from dsa110d.science.simulation import corruptions, layout
+from dsa110d.science.simulation.catalog_errors import with_position_errors
 from dsa110d.science.simulation.sky import Variability, draw_variability, true_fluxes
 from dsa110d.science.simulation.visibilities import (
     drift_geometry,
@@ -72,6 +79,8 @@ DEFAULT_DEC_DEG = k.OVRO_LAT_DEG
 CORRUPTION_STREAM = 0xC0
 """The corruptions draw from their own random stream (seeded from the run's seed and this), so
 switching them on leaves the sky, the variability and the noise of a seed unchanged."""
+CATALOG_ERROR_STREAM = 0xCA
+"""Catalog position errors draw from their own stream too (seeded from the seed and this)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,13 @@ class SimulationSpec:
     """Sources in a generated catalog; None: ``GENERATED_SOURCE_DENSITY_PER_DEG2``."""
     corrupt: str | None = None
     """Corruption level (``corruptions.LEVELS``); None: the scale's default."""
+    beam: str = "tapered"
+    """The truth beam: the model (``beam.BEAM_KINDS``) the sky is observed through."""
+    catalog_error_arcsec: float = 0.0
+    """Position error (Gaussian sigma per coordinate, arcsec) of the catalog the pipeline reads."""
+    catalog_out: Path | None = None
+    """Where to write the pipeline's catalog (default OUT/catalog.csv, written only when
+    ``catalog_error_arcsec`` > 0 or this is given)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +132,8 @@ class SimulationResult:
 
     files: list[Path] = field(default_factory=list)
     truth_path: Path | None = None
+    catalog_path: Path | None = None
+    """The catalog written for the pipeline (with position errors), when one was."""
     set_ids: list[str] = field(default_factory=list)
     bytes_written: int = 0
     seconds: float = 0.0
@@ -211,10 +229,18 @@ class _Simulation:
             raise ValueError("sets and days must be >= 1 and speed > 0")
         if not 0.0 <= spec.variable_fraction <= 1.0:
             raise ValueError(f"variable fraction must be in [0, 1], not {spec.variable_fraction}")
+        if spec.beam not in BEAM_KINDS:
+            raise ValueError(f"unknown beam {spec.beam!r}; choose {', '.join(BEAM_KINDS)}")
+        self.beam = beam_model(spec.beam)
         self.spec = spec
         self.scale = layout.SCALES[spec.scale]
         self.rng = np.random.default_rng(spec.seed)
         self.catalog = _catalog_for(spec, self.scale)
+        self.listed = with_position_errors(
+            self.catalog,
+            spec.catalog_error_arcsec,
+            np.random.default_rng([spec.seed, CATALOG_ERROR_STREAM]),
+        )
         self.plans = plan_sets(spec, self.rng)
         first = self.plans[0]
         start_mjd = _mjd(first.start)
@@ -259,7 +285,7 @@ def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None
     flux = true_fluxes(sim.catalog, sim.variable, mid_mjd)
     sim.set_fluxes.append(flux)
     sim.set_ids.append(set_id_from_time(float(times[0]), scale.integration_time_s))
-    sky = sky_in_view(geometry, sim.catalog, flux, sim.freq_hz)
+    sky = sky_in_view(geometry, sim.catalog, flux, sim.freq_hz, beam=sim.beam)
     n_bls = len(sim.ant_1)
     writers: list[SubbandWriter] = []
     try:
@@ -344,6 +370,9 @@ def simulate(
         log.info("simulated set %s (%d subbands)", sim.set_ids[-1], spec.n_subbands)
     result.set_ids = sim.set_ids
     result.truth_path = spec.truth or spec.out / "truth.json"
+    if spec.catalog_error_arcsec > 0 or spec.catalog_out is not None:
+        result.catalog_path = spec.catalog_out or spec.out / "catalog.csv"
+        write_catalog(result.catalog_path, sim.listed)
     write_truth(result.truth_path, sim)
     result.seconds = time.perf_counter() - began
     return result
@@ -371,6 +400,8 @@ def write_truth(path: Path, sim: _Simulation) -> None:
                 "id": source_id,
                 "ra_deg": float(sim.catalog.ra_deg[row]),
                 "dec_deg": float(sim.catalog.dec_deg[row]),
+                "catalog_ra_deg": float(sim.listed.ra_deg[row]),
+                "catalog_dec_deg": float(sim.listed.dec_deg[row]),
                 "flux_jy": float(sim.catalog.flux_jy[row]),
                 "variable": var is not None,
                 "variability": var.to_json() if var is not None else None,
@@ -389,6 +420,8 @@ def write_truth(path: Path, sim: _Simulation) -> None:
         "variable_fraction": spec.variable_fraction,
         "catalog": str(spec.catalog) if spec.catalog else None,
         "corrupt": sim.corrupt,
+        "beam": sim.beam.describe(),
+        "catalog_error_arcsec": spec.catalog_error_arcsec,
         "corruptions": {c.name: c.truth() for c in sim.corruptions},
         "sets": sets,
         "sources": sources,

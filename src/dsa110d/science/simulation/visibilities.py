@@ -23,7 +23,7 @@ from pyuvdata.utils.phasing import calc_uvw, transform_icrs_to_app
 from pyuvdata.utils.times import get_lst_for_time
 
 from dsa110d.science import constants as k
-from dsa110d.science.beam import angular_offset_rad, primary_beam
+from dsa110d.science.beam import DEFAULT_BEAM, BeamModel, angular_offset_rad, primary_beam
 from dsa110d.science.catalog import Catalog
 
 APPARENT_FLUX_FLOOR_JY = 1e-3
@@ -106,10 +106,14 @@ class SkyInView:
 
 
 def sky_in_view(
-    geometry: Geometry, catalog: Catalog, flux_jy: NDArray[np.float64], freq_hz: NDArray[np.float64]
+    geometry: Geometry,
+    catalog: Catalog,
+    flux_jy: NDArray[np.float64],
+    freq_hz: NDArray[np.float64],
+    beam: BeamModel = DEFAULT_BEAM,
 ) -> SkyInView:
-    """Apparent positions, direction cosines and beam-weighted fluxes of the sources that
-    matter; ``freq_hz`` has shape (Nsubbands, Nchannels)."""
+    """Apparent positions, direction cosines and beam-weighted fluxes (through ``beam``) of the
+    sources that matter; ``freq_hz`` has shape (Nsubbands, Nchannels)."""
     n_t = len(geometry.time_jd)
     ra, dec = np.radians(catalog.ra_deg), np.radians(catalog.dec_deg)
     mid_lst = float(geometry.lst_rad[n_t // 2])
@@ -129,8 +133,8 @@ def sky_in_view(
     app_dec = np.asarray(app_dec).reshape(n_t, n_s)
     lst = geometry.lst_rad[:, None]
     offset = angular_offset_rad(app_ra, app_dec, lst, geometry.dec_rad)
-    beam = primary_beam(offset[:, :, None, None], freq_hz[None, None, :, :])
-    amplitude = flux[None, :, None, None] * beam
+    gain = primary_beam(offset[:, :, None, None], freq_hz[None, None, :, :], model=beam)
+    amplitude = flux[None, :, None, None] * gain
     keep = amplitude.max(axis=(0, 2, 3)) > APPARENT_FLUX_FLOOR_JY
     lmn = _direction_cosines(app_ra - lst, app_dec, geometry.dec_rad)
     return SkyInView(lmn[:, keep], amplitude[:, keep])

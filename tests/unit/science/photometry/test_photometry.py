@@ -15,7 +15,7 @@ from casacore import tables
 
 from dsa110d.config import Config, ProcessorConfig
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.constants import OVRO_LAT_DEG, OVRO_LAT_RAD
+from dsa110d.science.constants import OVRO_LAT_DEG, OVRO_LAT_RAD, UNIX_EPOCH_MJD_S
 from dsa110d.science.photometry.geometry import ChannelBlocks, phasors
 from dsa110d.science.photometry.stage import (
     SCHEMA,
@@ -39,7 +39,7 @@ BIAS_MAX = 0.02
 RFI_JY = 2000.0
 
 PLAN = BlockPlan.from_config(ProcessorConfig())
-JOB = BlockJob(PLAN.block(int(START_MJD_S) // 3600), version=2)
+JOB = BlockJob(PLAN.block(int(START_MJD_S - UNIX_EPOCH_MJD_S) // 3600), version=2)
 
 
 def _compare(frame: pd.DataFrame, sim: SimBlock) -> tuple[float, float]:

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dsa110d.config import ProcessorConfig
 from dsa110d.science.catalog import Catalog
 from dsa110d.science.constants import INTEGRATION_TIME_S
 from dsa110d.science.photometry import accumulation as photometry
@@ -25,20 +24,22 @@ from dsa110d.science.photometry.geometry import (
     apparent_positions,
 )
 from dsa110d.science.photometry.pairs import add_pairs
+from dsa110d.science.photometry.settings import PhotometrySettings
 from dsa110d.science.photometry.solve import JOINT_FIT_MAX_CORRELATION
 from dsa110d.science.photometry.stage import measure_block
 from dsa110d.science.photometry.sums import JACKKNIFE_GROUPS, Sums, integrations
-from dsa110d.science.pipeline.blocks import BlockPlan
-from dsa110d.science.pipeline.stage import BlockJob
 from tests.helpers.testms import (
     START_MJD_S,
     START_RA_DEG,
     SimBlock,
     SkyModel,
+    job_around,
     make_ms,
 )
 
-JOB = BlockJob(BlockPlan.from_config(ProcessorConfig()).block(int(START_MJD_S) // 3600))
+JOB = job_around(START_MJD_S)
+STATISTICAL = PhotometrySettings(systematic_fraction=0.0)
+"""Errors as the data give them (the systematic floor is tested on its own)."""
 PHASE_RA_DEG, DEC_DEG = 100.0, 30.0
 NOISE_JY = 1.0
 """Per visibility and part: the thermal error of a few-Jy source is then ~1 mJy."""
@@ -78,6 +79,10 @@ def realisations(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [_ms(root, seed) for seed in range(REALISATIONS)]
 
 
+def _measure(paths: list[Path], catalog: Catalog) -> pd.DataFrame:
+    return measure_block(JOB, paths, catalog, STATISTICAL).set_index("source_id")
+
+
 def _only(catalog: Catalog, source_id: str) -> Catalog:
     i = catalog.ids.index(source_id)
     sl = slice(i, i + 1)
@@ -85,8 +90,10 @@ def _only(catalog: Catalog, source_id: str) -> Catalog:
 
 
 def test_joint_fit_removes_the_sidelobe_bias_of_a_neighbour(realisations: list[Path]) -> None:
-    joint = measure_block(JOB, realisations[:1], SKY).set_index("source_id")
-    alone = measure_block(JOB, realisations[:1], _only(SKY, "FAINT")).set_index("source_id")
+    joint = _measure(realisations[:1], SKY)
+    alone = measure_block(JOB, realisations[:1], _only(SKY, "FAINT"), STATISTICAL).set_index(
+        "source_id"
+    )
     truth = pd.Series(SKY.flux_jy, index=list(SKY.ids))
     error = joint.flux_err_jy
     assert (error < ERROR_MAX_JY).all()
@@ -97,7 +104,7 @@ def test_joint_fit_removes_the_sidelobe_bias_of_a_neighbour(realisations: list[P
 
 
 def test_errors_match_the_scatter_of_repeated_measurements(realisations: list[Path]) -> None:
-    frames = [measure_block(JOB, [ms], SKY).set_index("source_id") for ms in realisations]
+    frames = [_measure([ms], SKY) for ms in realisations]
     flux = pd.concat([f.flux_jy for f in frames], axis=1).to_numpy()
     error = pd.concat([f.flux_err_jy for f in frames], axis=1).to_numpy()
     residual = flux - flux.mean(axis=1, keepdims=True)
@@ -114,7 +121,7 @@ def test_unresolved_pair_is_flagged_blended_not_fitted(tmp_path: Path) -> None:
         np.array([DEC_DEG, DEC_DEG]),
         np.array([3.0, 1.0]),
     )
-    frame = measure_block(JOB, [_ms(tmp_path, 0, sky)], sky).set_index("source_id")
+    frame = _measure([_ms(tmp_path, 0, sky)], sky)
     assert JOINT_FIT_MAX_CORRELATION < 1.0
     assert (frame["flags"] == "blended").all()
     assert np.isfinite(frame.flux_jy).all()
@@ -149,7 +156,9 @@ def test_partial_transit_flags_exactly_the_blocks_far_from_transit(
 ) -> None:
     near_outside = far = inside = 0
     for chunk, ms in enumerate(sim_block_master.ms_paths):
-        frame = measure_block(JOB, [ms], sim_block_master.catalog).set_index("source_id")
+        frame = measure_block(JOB, [ms], sim_block_master.catalog, STATISTICAL).set_index(
+            "source_id"
+        )
         distance = _transit_distance_s(sim_block_master, chunk)[frame.index]
         flagged = frame["flags"].str.contains("partial_transit")
         assert not flagged[distance <= NEAR_S].any()
@@ -207,8 +216,10 @@ def test_sources_beyond_the_cap_are_measured_alone(
     are measured as if alone: every source is still reported, the faint neighbour again with
     its single-source bias."""
     monkeypatch.setattr(photometry, "JOINT_FIT_MAX_SOURCES", 2)
-    capped = measure_block(JOB, realisations[:1], SKY).set_index("source_id")
-    alone = measure_block(JOB, realisations[:1], _only(SKY, "FAINT")).set_index("source_id")
+    capped = _measure(realisations[:1], SKY)
+    alone = measure_block(JOB, realisations[:1], _only(SKY, "FAINT"), STATISTICAL).set_index(
+        "source_id"
+    )
     assert set(capped.index) == set(SKY.ids)
     assert np.isfinite(capped.flux_jy).all() and np.isfinite(capped.flux_err_jy).all()
     assert capped.flux_jy["FAINT"] == pytest.approx(alone.flux_jy["FAINT"], rel=1e-6)

@@ -18,8 +18,8 @@ from astropy.time import Time
 from pyuvdata import UVData
 
 from dsa110d.science import constants as k
-from dsa110d.science.beam import primary_beam
-from dsa110d.science.catalog import Catalog, write_catalog
+from dsa110d.science.beam import beam_model, primary_beam
+from dsa110d.science.catalog import Catalog, read_catalog, write_catalog
 from dsa110d.science.hdf5.probe import probe_subband
 from dsa110d.science.hdf5.subbands import SUBBAND_NAME, parse_subband_name
 from dsa110d.science.simulation.layout import SCALES, subband_frequencies_hz
@@ -339,20 +339,32 @@ def test_noise_and_autocorrelations_match_the_stated_sefd(tmp_path: Path) -> Non
     assert abs(autos.real.mean() - k.SEFD_JY) < 5 * math.sqrt(2) * sigma / math.sqrt(autos.size)
 
 
-def test_a_source_appears_with_its_flux_through_the_beam(tmp_path: Path) -> None:
+OTHER_BEAM = {"tapered": "airy", "airy": "tapered"}
+
+
+@pytest.mark.parametrize("beam", ["tapered", "airy"])
+def test_a_source_appears_with_its_flux_through_the_beam(tmp_path: Path, beam: str) -> None:
     """Phase the drift data to the source with pyuvdata (independent astrometry) and compare
-    the mean real visibility with flux x beam at the source's zenith angle from astropy.
+    the mean real visibility with flux x beam at the source's zenith angle from astropy,
+    for the truth beam chosen (``SimulationSpec.beam``; at 1.5 deg off axis the two models
+    differ by 6 %, 0.5 Jy, more than twice the tolerance: the other model must not fit).
     Zenith pointing only: pyuvdata takes drift data as not fringe-stopped (w = 0), which is
     true of these files only there (off the zenith: test_convert's off-zenith test)."""
     scale = SCALES["small"]
     mid = Time(TINY_START) + 3 * scale.integration_time_s * u.s
     lst_mid = math.degrees(float(lst_for(np.array([mid.jd]))[0]))
-    ra, dec, flux = lst_mid - 0.3, k.OVRO_LAT_DEG + 0.8, 20.0
+    ra, dec, flux = lst_mid - 0.3, k.OVRO_LAT_DEG + 1.5, 20.0
     cat = tmp_path / "one.csv"
     write_catalog(cat, Catalog(("BRIGHT",), np.array([ra]), np.array([dec]), np.array([flux])))
     result = simulate(
         SimulationSpec(
-            out=tmp_path / "o", start=TINY_START, sets=1, scale="small", n_subbands=1, catalog=cat
+            out=tmp_path / "o",
+            start=TINY_START,
+            sets=1,
+            scale="small",
+            n_subbands=1,
+            catalog=cat,
+            beam=beam,
         )
     )
     uv = _read_with_pyuvdata(result.files[0])
@@ -369,10 +381,12 @@ def test_a_source_appears_with_its_flux_through_the_beam(tmp_path: Path) -> None
             AltAz(obstime=Time(jd, format="jd"), location=site)
         )
         zenith_angle = math.radians(90.0 - altaz.alt.deg)
-        expected = flux * primary_beam(zenith_angle, freqs)
+        expected = flux * primary_beam(zenith_angle, freqs, model=beam_model(beam))
+        other = flux * primary_beam(zenith_angle, freqs, model=beam_model(OTHER_BEAM[beam]))
         sigma = noise_sigma_jy(scale.channel_width_hz, scale.integration_time_s, k.SEFD_JY)
         noise = 5 * sigma / math.sqrt(rows.sum() * 2)
         assert np.allclose(mean.real, expected, atol=noise + 0.01 * flux)
+        assert not np.allclose(mean.real, other, atol=noise + 0.01 * flux)
         assert np.allclose(mean.imag, 0.0, atol=noise + 0.01 * flux)
 
 
@@ -403,3 +417,34 @@ def test_bad_options_are_value_errors(
     for bad in ({"scale": "huge"}, {"n_subbands": 17}, {"sets": 0}, {"variable_fraction": 1.5}):
         with pytest.raises(ValueError):
             simulate(tiny_spec(tmp_path, **bad))
+
+
+CATALOG_ERROR_ARCSEC = 1.2
+"""Sigma per coordinate of the simulated catalog's position errors (Rayleigh mean 1.5")."""
+CATALOG_ERROR_RMS_TOL = 0.35
+"""Relative tolerance on the measured rms (a few tens of sources: the rms's own scatter ~10 %)."""
+
+
+def test_catalog_errors_and_truth_beam_are_recorded_and_leave_the_sky_alone(
+    tiny_spec: Callable[..., SimulationSpec], tmp_path: Path
+) -> None:
+    plain = simulate(tiny_spec(tmp_path / "plain", sets=1, n_subbands=1))
+    result = simulate(
+        tiny_spec(tmp_path / "err", sets=1, n_subbands=1, catalog_error_arcsec=CATALOG_ERROR_ARCSEC)
+    )
+    assert plain.catalog_path is None and result.catalog_path == tmp_path / "err" / "catalog.csv"
+    assert _digest(result.files) == _digest(plain.files)  # the sky keeps the true positions
+    truth = json.loads(result.truth_path.read_text())  # type: ignore[union-attr]
+    assert truth["beam"] == {"kind": "tapered", "diameter_m": 4.34, "taper": 1.2}
+    assert truth["catalog_error_arcsec"] == CATALOG_ERROR_ARCSEC
+    listed = read_catalog(result.catalog_path)
+    src = truth["sources"]
+    assert listed.ids == tuple(s["id"] for s in src)
+    assert np.allclose(listed.ra_deg, [s["catalog_ra_deg"] for s in src], atol=1e-9)
+    d_dec = (listed.dec_deg - np.array([s["dec_deg"] for s in src])) * 3600.0
+    d_ra = (listed.ra_deg - np.array([s["ra_deg"] for s in src])) * 3600.0
+    d_ra *= np.cos(np.radians(listed.dec_deg))
+    rms = math.sqrt(float(np.mean(np.r_[d_ra, d_dec] ** 2)))
+    assert abs(rms / CATALOG_ERROR_ARCSEC - 1) < CATALOG_ERROR_RMS_TOL
+    with pytest.raises(ValueError, match="unknown beam"):
+        simulate(tiny_spec(tmp_path / "bad", beam="gaussian"))
