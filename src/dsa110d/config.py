@@ -231,7 +231,7 @@ class RetryConfig(_Section):
 class StreamsConfig(_Section):
     heartbeat_interval_sec: PositiveFloat = 5
     heartbeat_ttl_sec: PositiveFloat = 20
-    read_block_ms: PositiveInt = 1000
+    read_block_ms: PositiveInt = 4000
     max_entry_bytes: PositiveInt = 65536
     retention_sec: PositiveFloat = 7 * 86400
 

@@ -64,6 +64,7 @@ from dsa110d.errors import (
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.science.hdf5 import ingest
 from dsa110d.science.hdf5.subbands import ignore_reason, parse_subband_name
+from dsa110d.services import dirwatch
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
@@ -238,6 +239,8 @@ class HDF5EventHandler:
         self.seen: dict[str, ingest.Look] = {}
         """Paths handled, with the look they were handled at (not probed again unless changed)."""
         self.unsettled: set[str] = set()
+        self._growing: anyio.Event | None = None
+        """Set when a file joins ``unsettled`` (the stability re-checks wait on it)."""
         self.in_flight: set[str] = set()
         self.announced = 0
         self.rejected = 0
@@ -364,12 +367,21 @@ class HDF5EventHandler:
                 self.unsettled.discard(p)
             elif b is not None:
                 self.unsettled.add(p)  # still being written: look again
+                if self._growing is not None:
+                    self._growing.set()
             else:
                 self.unsettled.discard(p)  # gone (renamed away or deleted)
         return [(p, b) for p, b in ready if self.seen.get(p) != b]
 
     async def retry_unsettled(self) -> int:
         return await self.handle(list(self.unsettled)) if self.unsettled else 0
+
+    async def wait_unsettled(self) -> None:
+        """Return once some file is still being written (at once if one is): stability
+        re-checks are scheduled only while files grow, never on an idle directory."""
+        while not self.unsettled:
+            self._growing = anyio.Event()
+            await self._growing.wait()
 
     # ------------------------------------------------------------------ recording
     async def _record(self, outcomes: list[dict[str, Any]]) -> None:
@@ -594,15 +606,45 @@ class HDF5EventHandler:
     async def watch(
         self, stop: anyio.Event, on_batch: Callable[[], Awaitable[bool]] | None = None
     ) -> None:
-        """Handle inotify (or polling) events until ``stop`` is set. ``on_batch`` runs before
-        each batch (and on each idle timeout); returning False ends the watch."""
+        """Handle inotify (or polling) events until ``stop`` is set. ``on_batch`` runs once
+        the watch is armed and before each batch; returning False ends the watch.
+
+        On Linux the wait is :class:`~dsa110d.services.dirwatch.DirectoryWatch` (no wake-up
+        while nothing lands); with ``force_polling`` (or elsewhere) watchfiles, whose loop
+        yields every second so that ``on_batch`` still runs."""
+        if self.cfg.force_polling or not dirwatch.available():
+            await self._watch_polling(stop, on_batch)
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_event() -> None:
+                await stop.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_event)
+            async with dirwatch.DirectoryWatch(self.root) as watch:
+                if on_batch is not None and not await on_batch():
+                    tg.cancel_scope.cancel()
+                    return
+                async for paths in watch.batches(WATCH_DEBOUNCE_MS, WATCH_STEP_MS):
+                    if on_batch is not None and not await on_batch():
+                        break
+                    if paths:
+                        await self.handle(paths)
+                    else:  # the kernel's event queue overflowed: events were lost
+                        await self.scan()
+            tg.cancel_scope.cancel()
+
+    async def _watch_polling(
+        self, stop: anyio.Event, on_batch: Callable[[], Awaitable[bool]] | None
+    ) -> None:
         async for changes in awatch(
             self.root,
             watch_filter=self.watch_filter,
             debounce=WATCH_DEBOUNCE_MS,
             step=WATCH_STEP_MS,
             stop_event=stop,
-            rust_timeout=500,
+            rust_timeout=1000,
             yield_on_timeout=True,
             force_polling=self.cfg.force_polling,
             poll_delay_ms=int(min(self.cfg.poll_interval_sec, 1.0) * 1000),
@@ -659,8 +701,7 @@ class HDF5WatcherService(Service):
             tg.start_soon(self._watch, ctx, handler, stop)
             tg.start_soon(self._every, ctx, self._scan_period(ctx), handler.tick)
             tg.start_soon(self._every, ctx, self._open_period(ctx), handler.check_open_sets)
-            period = ctx.config.services.hdf5_watcher.stability_interval_sec
-            tg.start_soon(self._every, ctx, period, handler.retry_unsettled)
+            tg.start_soon(self._settle_growing, ctx, handler)
             await ctx.stopping.wait()
             stop.set()
             tg.cancel_scope.cancel()
@@ -691,6 +732,15 @@ class HDF5WatcherService(Service):
     ) -> None:
         while await ctx.sleep(period) and await ctx.take_work():
             await self._guarded(ctx, job)
+
+    async def _settle_growing(self, ctx: ServiceContext, handler: HDF5EventHandler) -> None:
+        """Every ``stability_interval_sec`` while files are being written; asleep otherwise."""
+        period = ctx.config.services.hdf5_watcher.stability_interval_sec
+        while True:
+            await handler.wait_unsettled()
+            if not (await ctx.sleep(period) and await ctx.take_work()):
+                return
+            await self._guarded(ctx, handler.retry_unsettled)
 
     async def _guarded(self, ctx: ServiceContext, job: Callable[[], Awaitable[Any]]) -> None:
         try:
