@@ -123,3 +123,44 @@ async def test_a_job_waiting_for_a_free_worker_keeps_beating(tmp_path: Path) -> 
             await pool.run(add, 1, 2, on_wait=lambda: beats.append(time.monotonic()))
         # Beats while queued (before the busy job ends ~1.5 s in), not only once running.
         assert len([t for t in beats if t - waited_from < 1.0]) >= 3
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+async def _gone(process_id: int, within_sec: float) -> bool:
+    with anyio.move_on_after(within_sec):
+        while True:
+            try:
+                os.kill(process_id, 0)
+            except ProcessLookupError:
+                return True
+            await anyio.sleep(0.05)
+    return False
+
+
+async def test_a_pool_that_shrinks_when_idle_starts_none_and_its_workers_retire() -> None:
+    """Idle memory: no worker until work comes; an idle worker exits by itself (its own
+    deadline, no timer in the daemon) and is not counted as a death; the next job gets a
+    fresh one."""
+    async with WorkerPool(size=1, modules=["json"], idle_sec=0.3) as pool:
+        pool.retire_grace_sec = 0.3
+        assert pool.pids == []
+        first = await pool.run(pid)
+        assert await _gone(first, within_sec=5.0), "the idle worker did not exit by itself"
+        second = await pool.run(pid)
+        assert second != first
+        assert pool.retired == 1 and pool.recent_deaths() == 0
+
+
+async def test_warming_spawns_ahead_of_the_job_and_keeps_an_idle_worker_alive() -> None:
+    async with WorkerPool(size=1, modules=["json"], idle_sec=1.0) as pool:
+        pool.retire_grace_sec = 0.2
+        await pool.warm()
+        (warmed,) = pool.pids
+        for _ in range(4):  # 2 s in all, twice idle_sec: each warm restarts the idle clock
+            await anyio.sleep(0.5)
+            await pool.warm()
+        assert await pool.run(pid) == warmed
+        assert pool.retired == 0

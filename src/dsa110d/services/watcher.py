@@ -244,6 +244,9 @@ class HDF5EventHandler:
         self.in_flight: set[str] = set()
         self.announced = 0
         self.rejected = 0
+        self.on_activity: Callable[[], Awaitable[None]] | None = None
+        """Called on every batch of events, wanted names or not (an ``_incomplete`` file
+        being written is a set on its way: the service warms the worker pool with it)."""
 
     # ------------------------------------------------------------------ intake
     async def start(self) -> int:
@@ -629,6 +632,8 @@ class HDF5EventHandler:
                 async for paths in watch.batches(WATCH_DEBOUNCE_MS, WATCH_STEP_MS):
                     if on_batch is not None and not await on_batch():
                         break
+                    if self.on_activity is not None:
+                        await self.on_activity()
                     if paths:
                         await self.handle(paths)
                     else:  # the kernel's event queue overflowed: events were lost
@@ -686,6 +691,7 @@ class HDF5WatcherService(Service):
         self.handler = HDF5EventHandler(
             ctx.config, ctx.redis, ctx.log, prober, probe_lanes=PROBE_WORKERS
         )
+        self.handler.on_activity = lambda: self._warm(ctx)  # files landing: jobs are coming
         handled = await self.handler.start()
         ctx.log.info("watcher_started", directory=str(self.handler.root), files=handled)
 
@@ -732,6 +738,16 @@ class HDF5WatcherService(Service):
     ) -> None:
         while await ctx.sleep(period) and await ctx.take_work():
             await self._guarded(ctx, job)
+
+    @staticmethod
+    async def _warm(ctx: ServiceContext) -> None:
+        """Warm the daemon's worker pool; a failure to spawn is logged, never the watch's."""
+        try:
+            await ctx.pool.warm()
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise
+            ctx.log.warning("worker_pool_warm_failed", error=describe(exc))
 
     async def _settle_growing(self, ctx: ServiceContext, handler: HDF5EventHandler) -> None:
         """Every ``stability_interval_sec`` while files are being written; asleep otherwise."""
