@@ -139,9 +139,13 @@ def reference(func: Callable[..., Any]) -> str:
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess, conn: Connection, keeper: bool = False
+    ) -> None:
         self.process = process
         self.conn = conn
+        self.keeper = keeper
+        """One of the pool's ``keep`` workers: never retires."""
         self.idle_since = time.monotonic()
 
     @property
@@ -191,8 +195,12 @@ class WorkerPool:
         modules: Sequence[str] = (),
         beat_sec: float = 1.0,
         idle_sec: float | None = None,
+        keep: int = 0,
     ) -> None:
         self.size = size or os.cpu_count() or 1
+        self.keep = min(keep, self.size) if idle_sec is not None else 0
+        """With idle_sec: this many workers start with the pool and never retire (a warm
+        worker for latency), the others come for a backlog and go when it is done."""
         self.modules = tuple(modules)
         self.beat_sec = beat_sec
         self.idle_sec = idle_sec
@@ -217,10 +225,9 @@ class WorkerPool:
     async def start(self) -> None:
         """Start every worker now, so their imports happen before the first job (a pool that
         shrinks when idle starts none: :meth:`warm` or the first job does)."""
-        if self.idle_sec is not None:
-            return
-        for _ in range(self.size - len(self._idle)):
-            self._idle.append(await anyio.to_thread.run_sync(self._spawn))
+        wanted = self.size if self.idle_sec is None else self.keep
+        for _ in range(wanted - len(self._idle)):
+            self._idle.append(await anyio.to_thread.run_sync(self._spawn, True))
 
     async def warm(self) -> None:
         """Work is coming: spawn the missing workers (their imports start now, not with the
@@ -257,11 +264,17 @@ class WorkerPool:
         finally:
             self._busy.discard(worker)
 
-    def _retire_after(self) -> float | None:
-        return None if self.idle_sec is None else self.idle_sec + self.retire_grace_sec
+    def _retire_after(self, keeper: bool) -> float | None:
+        if self.idle_sec is None or keeper:
+            return None
+        return self.idle_sec + self.retire_grace_sec
 
     def _expired(self, worker: _Worker, now: float) -> bool:
-        return self.idle_sec is not None and now - worker.idle_since > self.idle_sec
+        return (
+            self.idle_sec is not None
+            and not worker.keeper
+            and now - worker.idle_since > self.idle_sec
+        )
 
     def _discard(self, worker: _Worker) -> None:
         """Drop a worker found dead or past its idle time: a death only if it did not exit
@@ -276,17 +289,17 @@ class WorkerPool:
         else:
             worker.kill()
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self, keeper: bool = False) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(child_end, self.modules, list(sys.path), self._retire_after()),
+            args=(child_end, self.modules, list(sys.path), self._retire_after(keeper)),
             name="dsa110d-worker",
             daemon=True,
         )
         process.start()
         child_end.close()  # so the parent sees EOF when the worker dies
-        return _Worker(process, parent_end)
+        return _Worker(process, parent_end, keeper)
 
     @property
     def pids(self) -> list[int]:
@@ -318,7 +331,8 @@ class WorkerPool:
             except WorkerDiedError:
                 self._deaths.append(time.monotonic())
                 worker.kill()
-                self._idle.append(await anyio.to_thread.run_sync(self._spawn))  # replace it
+                replacement = await anyio.to_thread.run_sync(self._spawn, worker.keeper)
+                self._idle.append(replacement)
                 raise
             except BaseException:
                 worker.kill()  # cancelled mid-job: abandon it, never leave it running
@@ -352,7 +366,8 @@ class WorkerPool:
             if worker.process.is_alive() and not self._expired(worker, now):
                 return worker
             self._discard(worker)
-        return await anyio.to_thread.run_sync(self._spawn)
+        keepers = sum(w.keeper for w in (*self._idle, *self._busy))
+        return await anyio.to_thread.run_sync(self._spawn, keepers < self.keep)
 
     async def close(self) -> None:
         """Stop the idle workers (EOF on their pipes) and kill any still busy."""
