@@ -53,3 +53,11 @@ async def wakeups_during(seconds: float) -> int:
     before = selector.selects
     await anyio.sleep(seconds)
     return max(0, selector.selects - before - 2)
+
+
+async def settled(window_sec: float = 0.3, within_sec: float = 5.0) -> None:
+    """Wait until a window of ``window_sec`` passes with at most one wake-up (start-up work,
+    slow on a loaded machine, is done), for at most ``within_sec``."""
+    with anyio.move_on_after(within_sec):
+        while await wakeups_during(window_sec) > 1:
+            pass

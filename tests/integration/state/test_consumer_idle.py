@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anyio
 import pytest
 import redis.asyncio as aioredis
 
@@ -15,7 +14,7 @@ from dsa110d.config import Config
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.streams import Delivery
 from tests.conftest import make_config
-from tests.helpers.wakeups import COUNTING_BACKEND, wakeups_during
+from tests.helpers.wakeups import COUNTING_BACKEND, settled, wakeups_during
 from tests.integration.state.statekit import hdf5_message, make_stream, running, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -50,7 +49,7 @@ async def test_idle_consumer_does_not_wake_to_flush_nothing(
 
     consumer = StreamConsumer(stream, "idle-1", handler)
     async with running(consumer):
-        await anyio.sleep(0.2)  # its first round: group, heartbeat, recovery, blocking read
+        await settled()  # its first round: group, heartbeat, recovery, blocking read
         wakeups = await wakeups_during(IDLE_WINDOW_SEC)
         assert wakeups <= MAX_IDLE_WAKEUPS, f"{wakeups} wake-ups in {IDLE_WINDOW_SEC} s idle"
 

@@ -21,7 +21,7 @@ from dsa110d.services.base import ServiceContext
 from dsa110d.services.watcher import HDF5WatcherService
 from dsa110d.workers import WorkerPool
 from tests.conftest import make_config
-from tests.helpers.wakeups import COUNTING_BACKEND, wakeups_during
+from tests.helpers.wakeups import COUNTING_BACKEND, settled, wakeups_during
 from tests.integration.services.watcher.watcherkit import (
     FAST,
     N_SUBBANDS,
@@ -67,7 +67,7 @@ async def test_an_idle_watcher_sleeps_and_still_announces_what_lands(
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(service.run, ctx)
-            await anyio.sleep(0.3)  # armed, and its rescan done
+            await settled()  # armed, and its rescan done
             wakeups = await wakeups_during(IDLE_WINDOW_SEC)
             assert wakeups <= MAX_IDLE_WAKEUPS, f"{wakeups} wake-ups in {IDLE_WINDOW_SEC} s"
 
