@@ -22,6 +22,7 @@ after idle within 1 s of a warm one.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -208,6 +209,7 @@ def measure(tree: Path) -> dict[str, Any]:
         from dsa110d.state import embedded as _embedded
 
         _embedded.stop_server(workdir / "state")
+        shutil.rmtree(workdir, ignore_errors=True)
     return {
         "start_to_ready_sec": round(ready_sec, 3),
         "idle_cpu_percent_of_one_core": round(cpu_percent, 3),
@@ -266,7 +268,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dsa110-bench-baseline-"))
     first_job = anyio.run(first_job_latency)
     print("first job:", first_job, flush=True)
-    baseline = measure(_baseline_tree(ref, tmp))
+    try:
+        baseline = measure(_baseline_tree(ref, tmp))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print("baseline:", baseline, flush=True)
     ours = measure(REPO)
     ratio_cpu = baseline["idle_cpu_percent_of_one_core"] / max(
