@@ -188,7 +188,7 @@ def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
         band_centre = np.mean(geometry.freq_hz)
         centre_gain = primary_beam(offsets, band_centre)
         sums.peak_gain = np.fmax(sums.peak_gain, centre_gain.max(axis=1))
-        transit = primary_beam(np.abs(app_dec - geometry.phase_dec), band_centre)
+        transit = primary_beam(np.abs(app_dec - geometry.pointing_dec), band_centre)
         sums.transit_gain = np.fmax(sums.transit_gain, transit)
         sources = np.flatnonzero(centre_gain.max(axis=1) >= JOINT_FIT_GAIN_MIN)
         if sources.size == 0:
