@@ -12,11 +12,13 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
 from casacore import tables
 from numpy.typing import NDArray
 
@@ -128,6 +130,14 @@ def read_plane(path: Path) -> tuple[NDArray[np.float64], fits.Header]:
     while data.ndim > 2:
         data = data[0]
     return data, header
+
+
+def wcs_of(header: fits.Header) -> WCS:
+    """The header's WCS, without astropy's notes on the keywords it completes (MJD-OBS from
+    DATE-OBS and the like: wsclean's headers are standard)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header)
 
 
 def beam_of(header: fits.Header) -> tuple[float, float, float]:

@@ -19,6 +19,7 @@ import pandas as pd
 from astropy.io import fits
 
 from dsa110d.science.catalog import Catalog
+from dsa110d.science.imaging.chunk import wcs_of
 from dsa110d.science.imaging.mosaic import Mosaic
 
 log = logging.getLogger(__name__)
@@ -104,11 +105,10 @@ def _finite(value: float) -> float:
 
 
 def _response_at(mosaic: Mosaic, frame: pd.DataFrame) -> np.ndarray:
-    from astropy.wcs import WCS
 
     if frame.empty:
         return np.zeros(0)
-    x, y = WCS(mosaic.header).world_to_pixel_values(
+    x, y = wcs_of(mosaic.header).world_to_pixel_values(
         frame.ra_deg.to_numpy(), frame.dec_deg.to_numpy()
     )
     ix = np.clip(np.rint(x).astype(int), 0, mosaic.response.shape[1] - 1)

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from dsa110d.errors import StageError
 from dsa110d.science.beam import angular_offset_rad, primary_beam
-from dsa110d.science.imaging.chunk import ChunkImage, beam_of, read_plane, robust_rms
+from dsa110d.science.imaging.chunk import ChunkImage, beam_of, read_plane, robust_rms, wcs_of
 
 PB_CUTOFF = 0.1
 """Primary-beam response below which a chunk does not contribute to a pixel."""
@@ -52,14 +52,14 @@ class Mosaic:
 
 def celestial_header(header: fits.Header) -> fits.Header:
     """The 2-D celestial part of an image header (wsclean's has FREQ and STOKES axes)."""
-    return WCS(header).celestial.to_header()
+    return wcs_of(header).celestial.to_header()
 
 
 def mosaic_grid(headers: Sequence[fits.Header]) -> tuple[WCS, tuple[int, int]]:
     """A SIN grid at the chunks' pixel scale, centred between them, covering every image."""
     from reproject.mosaicking import find_optimal_celestial_wcs
 
-    inputs = [((int(h["NAXIS2"]), int(h["NAXIS1"])), WCS(celestial_header(h))) for h in headers]
+    inputs = [((int(h["NAXIS2"]), int(h["NAXIS1"])), wcs_of(celestial_header(h))) for h in headers]
     scale = abs(float(headers[0]["CDELT2"]))
     wcs, shape = find_optimal_celestial_wcs(inputs, projection="SIN", resolution=scale * u.deg)
     return wcs, (int(shape[0]), int(shape[1]))
@@ -107,7 +107,7 @@ def build_mosaic(chunks: Sequence[ChunkImage]) -> Mosaic:
             continue  # an empty image adds nothing
         beams.append(beam_of(header))
         on_grid, footprint = reproject_interp(
-            (data, WCS(celestial_header(header))), wcs, shape_out=shape, order="bicubic"
+            (data, wcs_of(celestial_header(header))), wcs, shape_out=shape, order="bicubic"
         )
         gain = chunk_beam(chunk, ra, dec)
         use = (footprint > 0.5) & np.isfinite(on_grid) & (gain >= PB_CUTOFF)
@@ -148,7 +148,7 @@ def quicklook_png(mosaic: Mosaic, png: Path, sources: tuple[NDArray[np.float64],
     snr = mosaic.image / mosaic.noise
     figure = plt.figure(figsize=(8, 5), dpi=100)
     try:
-        axes = figure.add_subplot(projection=WCS(mosaic.header))
+        axes = figure.add_subplot(projection=wcs_of(mosaic.header))
         axes.imshow(snr, origin="lower", cmap="gray_r", vmin=-3, vmax=10)
         if len(sources) == 2:
             axes.scatter(sources[0], sources[1], s=80, facecolors="none", edgecolors="red")
