@@ -292,12 +292,13 @@ class ImagingConfig(_Section):
     scale_arcsec: PositiveFloat = 6.0
     weighting: Literal["briggs", "uniform", "natural"] = "briggs"
     robust: Annotated[float, Field(ge=-2, le=2)] = 0.0
-    niter: Annotated[int, Field(ge=0)] = 5000
+    niter: Annotated[int, Field(ge=0)] = 10000
     mgain: Annotated[float, Field(gt=0, le=1)] = 0.8
-    auto_threshold_sigma: PositiveFloat = 3.0
+    auto_threshold_sigma: PositiveFloat = 1.0
+    auto_mask_sigma: PositiveFloat = 4.0
     threads: PositiveInt = 1
     detect_sigma: PositiveFloat = 5.0
-    new_source_sigma: PositiveFloat = 7.0
+    new_source_sigma: PositiveFloat = 9.0
     match_radius_beams: PositiveFloat = 1.0
 
 

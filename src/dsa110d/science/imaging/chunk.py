@@ -41,11 +41,15 @@ class ImagingParams:
     scale_arcsec: float = 8.0
     weighting: str = "briggs"
     robust: float = 0.0
-    niter: int = 2000
+    niter: int = 10000
     mgain: float = 0.8
-    auto_threshold: float = 3.0
-    """Clean down to this many times the residual's noise."""
-    auto_mask: float = 5.0
+    auto_threshold: float = 1.0
+    """Clean down to this many times the residual's noise, inside the mask: deep, so every
+    detectable source is restored with the fitted beam (a shallow clean leaves fainter
+    sources in the sparse snapshot PSF, narrower than the header's beam, and a finder that
+    fits the header's beam splits and misplaces them)."""
+    auto_mask: float = 4.0
+    """The clean mask grows from peaks above this many times the noise."""
     threads: int = 1
 
 

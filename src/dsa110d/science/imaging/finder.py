@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 DETECT_SIGMA = 5.0
 GROW_SIGMA = 4.0
-NEW_SOURCE_SIGMA = 7.0
+NEW_SOURCE_SIGMA = 9.0
 """An unmatched detection at least this many sigma (peak / local noise) is a new source."""
 MATCH_RADIUS_BEAMS = 1.0
 """A detection within this many restoring-beam FWHM (the major axis) of a catalog source is it."""
@@ -64,10 +65,14 @@ def find_sources(mosaic: Mosaic, scratch: Path, params: FinderParams) -> pd.Data
     zero = np.where(np.isfinite(mosaic.image), 0.0, np.nan).astype(np.float32)
     fits.PrimaryHDU(zero, mosaic.header).writeto(bkg, overwrite=True)
     finder = SourceFinder(log=logging.getLogger("AegeanTools"))
-    found = finder.find_sources_in_image(
-        str(image), rmsin=str(rms), bkgin=str(bkg), innerclip=params.detect_sigma,
-        outerclip=params.grow_sigma, cores=1, nonegative=True, progress=False,
-    )  # fmt: skip
+    with warnings.catch_warnings():
+        # Aegean 2.3 touches numpy.linalg.linalg (deprecated) and fits with lmfit, which
+        # warns on islands it cannot fit: neither is ours to fix or an error here.
+        warnings.simplefilter("ignore")
+        found = finder.find_sources_in_image(
+            str(image), rmsin=str(rms), bkgin=str(bkg), innerclip=params.detect_sigma,
+            outerclip=params.grow_sigma, cores=1, nonegative=True, progress=False,
+        )  # fmt: skip
     rows = []
     for s in found:
         rows.append(

@@ -41,7 +41,8 @@ def imaging_params(cfg: ImagingConfig) -> ImagingParams:
     return ImagingParams(
         size_px=cfg.size_px, scale_arcsec=cfg.scale_arcsec, weighting=cfg.weighting,
         robust=cfg.robust, niter=cfg.niter, mgain=cfg.mgain,
-        auto_threshold=cfg.auto_threshold_sigma, threads=cfg.threads,
+        auto_threshold=cfg.auto_threshold_sigma, auto_mask=cfg.auto_mask_sigma,
+        threads=cfg.threads,
     )  # fmt: skip
 
 
