@@ -29,8 +29,17 @@ DETECT_SIGMA = 5.0
 GROW_SIGMA = 4.0
 NEW_SOURCE_SIGMA = 9.0
 """An unmatched detection at least this many sigma (peak / local noise) is a new source."""
+EDGE_BEAMS = 2.0
+"""A detection this close (restoring-beam major axes) to the mosaic's edge or a blank region
+may be a source beyond it, cut and misplaced: never a new source."""
 MATCH_RADIUS_BEAMS = 1.0
 """A detection within this many restoring-beam FWHM (the major axis) of a catalog source is it."""
+SIDELOBE_RATIO = 3.0
+SIDELOBE_RADIUS_ARCMIN = 10.0
+"""An unmatched detection with a catalog source ``SIDELOBE_RATIO`` times brighter within
+``SIDELOBE_RADIUS_ARCMIN`` may be that source's sidelobe (a 5-minute snapshot's PSF has
+sidelobes of ~10-30 %, which cleaning leaves in part): not a new source, as TraP and VAST
+veto candidates near bright sources."""
 
 SOURCE_COLUMNS = {
     "block_id": "str", "version": "int64", "source": "int64 (Aegean's island.component)",
@@ -39,8 +48,11 @@ SOURCE_COLUMNS = {
     "err_peak_jy": "float64", "int_flux_jy": "float64", "err_int_flux_jy": "float64",
     "a_arcsec": "float64 (fitted FWHM major)", "b_arcsec": "float64", "pa_deg": "float64",
     "local_rms_jy": "float64", "snr": "float64 (peak / local rms)",
-    "pb_response": "float64", "catalog_id": "str ('' when unmatched)",
+    "pb_response": "float64",
+    "near_edge": "bool (within EDGE_BEAMS of the mosaic's edge: its island may be cut)",
+    "catalog_id": "str ('' when unmatched)",
     "separation_arcsec": "float64 (to the match; NaN when unmatched)",
+    "near_bright": "bool (a catalog source SIDELOBE_RATIO x brighter within SIDELOBE_RADIUS)",
     "new_source": "bool",
 }  # fmt: skip
 
@@ -51,6 +63,8 @@ class FinderParams:
     grow_sigma: float = GROW_SIGMA
     new_sigma: float = NEW_SOURCE_SIGMA
     match_radius_beams: float = MATCH_RADIUS_BEAMS
+    sidelobe_ratio: float = SIDELOBE_RATIO
+    sidelobe_radius_arcmin: float = SIDELOBE_RADIUS_ARCMIN
 
 
 def find_sources(mosaic: Mosaic, scratch: Path, params: FinderParams) -> pd.DataFrame:
@@ -95,10 +109,35 @@ def find_sources(mosaic: Mosaic, scratch: Path, params: FinderParams) -> pd.Data
         )
     frame = pd.DataFrame(rows, columns=[c for c in SOURCE_COLUMNS if c not in _LATER])
     frame["pb_response"] = _response_at(mosaic, frame)
+    frame["near_edge"] = _near_edge(mosaic, frame)
     return frame
 
 
-_LATER = ("block_id", "version", "pb_response", "catalog_id", "separation_arcsec", "new_source")
+def _near_edge(mosaic: Mosaic, frame: pd.DataFrame) -> np.ndarray:
+    from scipy.ndimage import distance_transform_edt
+
+    if frame.empty:
+        return np.zeros(0, dtype=bool)
+    covered = np.pad(np.isfinite(mosaic.image), 1, constant_values=False)
+    distance = distance_transform_edt(covered)[1:-1, 1:-1]  # pixels to the nearest blank
+    margin = EDGE_BEAMS * float(mosaic.header["BMAJ"]) / abs(float(mosaic.header["CDELT2"]))
+    ix, iy = _pixels(mosaic, frame)
+    return np.asarray(distance[iy, ix] < margin, dtype=bool)
+
+
+def _pixels(mosaic: Mosaic, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    x, y = wcs_of(mosaic.header).world_to_pixel_values(
+        frame.ra_deg.to_numpy(), frame.dec_deg.to_numpy()
+    )
+    ix = np.clip(np.rint(x).astype(int), 0, mosaic.response.shape[1] - 1)
+    iy = np.clip(np.rint(y).astype(int), 0, mosaic.response.shape[0] - 1)
+    return ix, iy
+
+
+_LATER = (
+    "block_id", "version", "pb_response", "near_edge", "catalog_id", "separation_arcsec",
+    "near_bright", "new_source",
+)  # fmt: skip
 
 
 def _arcsec(err_deg: float) -> float:
@@ -110,14 +149,9 @@ def _finite(value: float) -> float:
 
 
 def _response_at(mosaic: Mosaic, frame: pd.DataFrame) -> np.ndarray:
-
     if frame.empty:
         return np.zeros(0)
-    x, y = wcs_of(mosaic.header).world_to_pixel_values(
-        frame.ra_deg.to_numpy(), frame.dec_deg.to_numpy()
-    )
-    ix = np.clip(np.rint(x).astype(int), 0, mosaic.response.shape[1] - 1)
-    iy = np.clip(np.rint(y).astype(int), 0, mosaic.response.shape[0] - 1)
+    ix, iy = _pixels(mosaic, frame)
     return np.asarray(mosaic.response[iy, ix], dtype=np.float64)
 
 
@@ -141,5 +175,29 @@ def match_catalog(
         sep[near] = arcsec[near]
     out["catalog_id"] = ids.astype(str)
     out["separation_arcsec"] = sep
-    out["new_source"] = (out["catalog_id"] == "") & (out["snr"] >= params.new_sigma)
+    out["near_bright"] = _near_bright(out, catalog, params)
+    out["new_source"] = (
+        (out["catalog_id"] == "")
+        & (out["snr"] >= params.new_sigma)
+        & ~out["near_edge"]
+        & ~out["near_bright"]
+    )
+    return out
+
+
+def _near_bright(frame: pd.DataFrame, catalog: Catalog, params: FinderParams) -> np.ndarray:
+    """Whether a catalog source ``sidelobe_ratio`` times brighter lies within
+    ``sidelobe_radius_arcmin`` of each detection (inside the mosaic or just beyond it, where
+    its sidelobes cannot be cleaned)."""
+    out = np.zeros(len(frame), dtype=bool)
+    if frame.empty or len(catalog) == 0:
+        return out
+    from astropy.coordinates import SkyCoord
+
+    here = SkyCoord(frame.ra_deg.to_numpy(), frame.dec_deg.to_numpy(), unit="deg")
+    known = SkyCoord(catalog.ra_deg, catalog.dec_deg, unit="deg")
+    peak = frame.peak_jy.to_numpy()
+    for i in range(len(frame)):
+        near = here[i].separation(known).arcmin <= params.sidelobe_radius_arcmin
+        out[i] = bool(np.any(near & (catalog.flux_jy >= params.sidelobe_ratio * peak[i])))
     return out

@@ -70,7 +70,9 @@ def image_and_search(
         catalog = read_catalog(config.paths.catalog)
         found = match_catalog(found, catalog, float(mosaic.header["BMAJ"]), finder)
     else:
-        found = found.assign(catalog_id="", separation_arcsec=math.nan, new_source=False)
+        found = found.assign(
+            catalog_id="", separation_arcsec=math.nan, near_bright=False, new_source=False
+        )
     found.insert(0, "version", job.version)
     found.insert(0, "block_id", job.block_id)
     return [c.path for c in chunks], mosaic, found

@@ -31,7 +31,12 @@ from dsa110d.config import ProcessorConfig
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.conversion.convert import convert_set
 from dsa110d.science.imaging.chunk import ImagingParams, image_chunk, read_plane, wcs_of
-from dsa110d.science.imaging.finder import FinderParams, find_sources
+from dsa110d.science.imaging.finder import (
+    SIDELOBE_RADIUS_ARCMIN,
+    SIDELOBE_RATIO,
+    FinderParams,
+    find_sources,
+)
 from dsa110d.science.imaging.mosaic import Mosaic
 from dsa110d.science.pipeline.blocks import BlockPlan
 from dsa110d.science.pipeline.imaging import image_and_search
@@ -64,6 +69,9 @@ FLUX_SIGMA_TOL = 3.0
 TRUTH_MATCH_BEAMS = 1.0
 """A detection within one beam (major axis) of a true source is that source, not false."""
 WRONG_FIELD_MIN_OFFSET_DEG = 0.2
+EDGE_BEAMS = 2.0
+"""Sources within this many beams (major axis) of the mosaic's edge are not judged."""
+CATALOG_SOURCES = 16
 
 
 @dataclass
@@ -83,6 +91,7 @@ def block(tmp_path_factory: pytest.TempPathFactory) -> Block:
         out=root / "in", start=START, sets=CHUNKS, scale="small", seed=11, dec_deg=DEC_DEG,
         corrupt="none", variable_fraction=0.0, transients=TRANSIENTS,
         transient_flux_range_jy=TRANSIENT_FLUX_JY, faint_per_deg2=0.05,
+        n_sources=CATALOG_SOURCES,
     )  # fmt: skip
     # The catalog's sky stays inside the imaged strip: the small test images (0.85 deg)
     # cannot clean the sidelobes of Jy sources beyond them (the real configuration images
@@ -137,32 +146,48 @@ def _within_beam_fraction(
 
 
 def _noise_at(mosaic: Mosaic, ra: float, dec: float) -> float:
+    """The mosaic's noise at a direction; NaN off the mosaic or within EDGE_BEAMS of its edge
+    (an island cut by the edge is not a fair test of the finder)."""
     x, y = wcs_of(mosaic.header).world_to_pixel_values(ra, dec)
-    ix, iy = int(round(float(x))), int(round(float(y)))
-    if not (0 <= iy < mosaic.noise.shape[0] and 0 <= ix < mosaic.noise.shape[1]):
+    ix, iy = round(float(x)), round(float(y))
+    margin = math.ceil(EDGE_BEAMS * float(mosaic.header["BMAJ"]) / abs(mosaic.header["CDELT2"]))
+    ny, nx = mosaic.noise.shape
+    if not (margin <= iy < ny - margin and margin <= ix < nx - margin):
         return math.nan
-    return float(mosaic.noise[iy, ix])
+    window = mosaic.noise[iy - margin : iy + margin + 1, ix - margin : ix + margin + 1]
+    return float(mosaic.noise[iy, ix]) if np.isfinite(window).all() else math.nan
 
 
 def test_transients_at_10_sigma_are_found_as_new_sources_within_a_fifth_of_the_beam(
     block: Block,
 ) -> None:
+    """Transients in a catalog source's sidelobe veto zone (finder.SIDELOBE_*) are not
+    required: the finder declines them by design (counted and printed)."""
     beam = _beam(block.mosaic)
     new = block.found[block.found["new_source"]]
-    detectable = found = 0
+    known = SkyCoord(block.catalog.ra_deg, block.catalog.dec_deg, unit="deg")
+    detectable = found = vetoed = 0
     for t in block.truth["uncatalogued"]:  # type: ignore[union-attr]
         if t["kind"] == "faint":
             continue
         noise = _noise_at(block.mosaic, t["ra_deg"], t["dec_deg"])
         if not min(t["flux_per_set_jy"]) >= DETECTABLE_SIGMA * noise:
             continue  # off, or below 10 sigma, in some chunk: not required
+        here = SkyCoord(t["ra_deg"], t["dec_deg"], unit="deg")
+        near = here.separation(known).arcmin <= SIDELOBE_RADIUS_ARCMIN
+        if np.any(near & (block.catalog.flux_jy >= SIDELOBE_RATIO * max(t["flux_per_set_jy"]))):
+            vetoed += 1
+            continue
         detectable += 1
         hit = _within_beam_fraction(
             new.ra_deg.to_numpy(), new.dec_deg.to_numpy(), t["ra_deg"], t["dec_deg"], beam,
             POSITION_BEAM_FRACTION,
         )  # fmt: skip
         found += int(hit.any())
-    print(f"transients: {found} of {detectable} found; beam {beam[0]:.0f}x{beam[1]:.0f} arcsec")
+    print(
+        f"transients: {found} of {detectable} found ({vetoed} near bright catalog sources); "
+        f"beam {beam[0]:.0f}x{beam[1]:.0f} arcsec"
+    )
     assert detectable >= 8
     assert found >= COMPLETENESS * detectable
 
@@ -186,20 +211,34 @@ def _flux_ok(frame: pd.DataFrame, true_flux: pd.Series) -> np.ndarray:
     return np.asarray((diff <= FLUX_REL_TOL * true_flux) | (diff <= FLUX_SIGMA_TOL * sigma))
 
 
+def _inside(block: Block, frame: pd.DataFrame, truth: dict[str, dict[str, float]]) -> np.ndarray:
+    """Rows whose true source lies away from the mosaic's edge."""
+    return np.array(
+        [
+            math.isfinite(_noise_at(block.mosaic, truth[i]["ra_deg"], truth[i]["dec_deg"]))
+            for i in frame.catalog_id
+        ],
+        dtype=bool,
+    )
+
+
 def test_catalog_fluxes_in_the_mosaic_match_the_truth(block: Block) -> None:
-    flux = {s["id"]: float(np.mean(s["flux_per_set_jy"])) for s in block.truth["sources"]}  # type: ignore[union-attr]
-    for t in block.truth["uncatalogued"]:  # type: ignore[union-attr]
-        flux[t["id"]] = float(np.mean(t["flux_per_set_jy"]))
+    known = {s["id"]: s for s in block.truth["sources"]}  # type: ignore[union-attr]
     matched = block.found[block.found["catalog_id"] != ""]
-    true = matched.catalog_id.map(flux)
+    matched = matched[_inside(block, matched, known)]
+    # The brightest component per catalog source (a faint second one is a sidelobe residual).
+    matched = matched.sort_values("peak_jy").groupby("catalog_id").tail(1)
+    true = matched.catalog_id.map(
+        {k: float(np.mean(v["flux_per_set_jy"])) for k, v in known.items()}
+    )
     ok = _flux_ok(matched, true)
     print(pd.DataFrame({"peak": matched.peak_jy, "true": true, "ok": ok}).to_string())
-    assert len(matched) >= 1 and ok.all()
-    # The same detections, with transients too (their truth is as good), against the mosaic
-    # without the beam correction (the old image stage): the beam's ~5-30 % loss fails.
+    assert len(matched) >= 3 and ok.all()
+    # The control: the same detections without the primary-beam correction (the old image
+    # stage) are off by the beam's loss wherever it exceeds the tolerance.
     uncorrected = matched.peak_jy * matched.pb_response
-    off = np.abs(uncorrected - true) > FLUX_REL_TOL * true
-    assert off.any() or (matched.pb_response > 1 - FLUX_REL_TOL).all()
+    lossy = matched.pb_response < 1 - 2 * FLUX_REL_TOL
+    assert not _flux_ok(matched.assign(peak_jy=uncorrected), true)[lossy.to_numpy()].any()
 
 
 def test_bright_detections_are_where_the_truth_puts_them(block: Block) -> None:
@@ -209,6 +248,11 @@ def test_bright_detections_are_where_the_truth_puts_them(block: Block) -> None:
     bright = block.found[block.found.snr >= 2 * DETECTABLE_SIGMA]
     seen = SkyCoord(bright.ra_deg.to_numpy(), bright.dec_deg.to_numpy(), unit="deg")
     index, _, _ = seen.match_to_catalog_sky(every)
+    away = [
+        math.isfinite(_noise_at(block.mosaic, truth[i]["ra_deg"], truth[i]["dec_deg"]))
+        for i in index
+    ]
+    seen, index = seen[away], index[away]
     inside = [
         bool(_within_beam_fraction(np.array([d.ra.deg]), np.array([d.dec.deg]),
              every[i].ra.deg, every[i].dec.deg, beam, POSITION_BEAM_FRACTION)[0])
