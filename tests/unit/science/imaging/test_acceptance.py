@@ -30,6 +30,7 @@ from casacore import tables
 from dsa110d.config import ProcessorConfig
 from dsa110d.science.catalog import Catalog, write_catalog
 from dsa110d.science.conversion.convert import convert_set
+from dsa110d.science.imaging.candidates import UPPER_LIMIT_SIGMA, BlockSources, candidates
 from dsa110d.science.imaging.chunk import ImagingParams, image_chunk, read_plane, wcs_of
 from dsa110d.science.imaging.finder import (
     SIDELOBE_RADIUS_ARCMIN,
@@ -37,7 +38,7 @@ from dsa110d.science.imaging.finder import (
     FinderParams,
     find_sources,
 )
-from dsa110d.science.imaging.mosaic import Mosaic
+from dsa110d.science.imaging.mosaic import Mosaic, write_fits
 from dsa110d.science.pipeline.blocks import BlockPlan
 from dsa110d.science.pipeline.imaging import image_and_search
 from dsa110d.science.pipeline.stage import BlockJob
@@ -45,7 +46,9 @@ from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_ca
 from dsa110d.science.simulation.visibilities import lst_for
 from tests.unit.science.conftest import config_under
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+"""The shared block takes ~1 min on a quiet machine (simulate, convert, 3 wsclean runs, mosaic,
+Aegean): 2 min at load 14."""
 
 START = datetime(2026, 3, 20, 7, 0, 0, tzinfo=UTC)
 DEC_DEG = 60.0
@@ -297,3 +300,29 @@ def test_the_finder_reports_nothing_on_pure_noise(block: Block, tmp_path: Path) 
     )  # fmt: skip
     found = find_sources(fake, tmp_path, FinderParams())
     assert (found.snr >= FinderParams().new_sigma).sum() <= MAX_FALSE_NEW
+
+
+def test_new_sources_become_candidates_with_their_first_block_and_earlier_limits(
+    block: Block, tmp_path: Path
+) -> None:
+    """The block's new sources, not yet there in an earlier block and seen again in a later
+    one: one candidate each, first detected in this block, with the earlier block's 5-sigma
+    limit from its noise map, and two detections."""
+    rms = tmp_path / "rms.fits"
+    write_fits(rms, block.mosaic.noise, block.mosaic.header, "JY/BEAM")
+    before = block.found.assign(new_source=False)
+    blocks = [
+        BlockSources("early", before, rms),
+        BlockSources("now", block.found, rms),
+        BlockSources("later", block.found, rms),
+    ]
+    table = candidates(blocks, match_radius_arcsec=_beam(block.mosaic)[1])
+    new = block.found[block.found["new_source"]]
+    assert len(table) == len(new) >= 5
+    assert (table.first_block == "now").all() and (table.detections == 2).all()
+    for row in table.itertuples():
+        (limit,) = row.earlier_upper_limits
+        x, y = wcs_of(block.mosaic.header).world_to_pixel_values(row.ra_deg, row.dec_deg)
+        expected = UPPER_LIMIT_SIGMA * block.mosaic.noise[round(float(y)), round(float(x))]
+        assert limit["block_id"] == "early"
+        assert math.isclose(limit["limit_jy"], float(expected), rel_tol=1e-5)
