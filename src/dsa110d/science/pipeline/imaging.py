@@ -10,13 +10,17 @@ them fenced with the run's version and token, like every block result):
 - ``images/<block>.chunkNN.fits``: each chunk's image (Stokes I, Jy/beam, apparent sky);
 - ``images/<block>.mosaic.fits``, ``.rms.fits``, ``.pb.fits``: the mosaic (beam-corrected),
   its 1-sigma noise and primary-beam response; ``images/<block>.png``: a quick-look;
-- ``sources/<block>.parquet``: the detections (``finder.SOURCE_COLUMNS``).
+- ``sources/<block>.parquet``: the detections (``finder.SOURCE_COLUMNS``);
+- ``candidates/<block>.parquet``: the new sources first detected in this block, with the
+  5-sigma limits at their positions in up to ``EARLIER_BLOCKS`` earlier published mosaics
+  (``science.imaging.candidates``; ``earlier_upper_limits`` as JSON text).
 
 When ``wsclean`` is not on PATH the stage reports ``skipped``: imaging is optional.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -25,16 +29,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from astropy.io import fits
 
 from dsa110d.config import Config, ImagingConfig
-from dsa110d.science.atomic import atomic_file
+from dsa110d.science.atomic import STAGING_DIR, atomic_file, newest_fenced, unfenced
 from dsa110d.science.catalog import read_catalog
+from dsa110d.science.imaging.candidates import BlockSources, candidates
 from dsa110d.science.imaging.chunk import ImagingParams, image_chunk, wcs_of, wsclean_available
 from dsa110d.science.imaging.finder import FinderParams, find_sources, match_catalog
 from dsa110d.science.imaging.mosaic import Mosaic, build_mosaic, quicklook_png, write_fits
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
 log = logging.getLogger(__name__)
+
+EARLIER_BLOCKS = 24
+"""Earlier blocks (a day of hours) searched for a new source's non-detections."""
 
 
 def imaging_params(cfg: ImagingConfig) -> ImagingParams:
@@ -112,6 +121,12 @@ def image_stage(
     with atomic_file(table) as temp:
         found.to_parquet(temp, index=False)
     outputs["sources"] = str(table)
+    rms_here = Path(outputs["rms"])
+    firsts = new_candidates(config.paths.results_dir, block, found, rms_here, config.imaging)
+    cand = config.paths.results_dir / "candidates" / f"{block}.parquet"
+    with atomic_file(cand) as temp:
+        firsts.to_parquet(temp, index=False)
+    outputs["candidates"] = str(cand)
     rms = float(np.nanmedian(mosaic.noise))
     return StageResult(
         "image",
@@ -125,6 +140,41 @@ def image_stage(
             "version": job.version,
         },
     )
+
+
+def earlier_blocks(results_dir: Path, block_id: str) -> list[BlockSources]:
+    """The newest published source list and noise map of up to EARLIER_BLOCKS blocks before
+    ``block_id`` (block ids sort in time), oldest first. A processor run writes into
+    ``<results>/.staging/<run>``: the published results are two levels up."""
+    if results_dir.parent.name == STAGING_DIR:
+        results_dir = results_dir.parent.parent
+    sources_dir, images_dir = results_dir / "sources", results_dir / "images"
+    if not sources_dir.is_dir():
+        return []
+    names = newest_fenced([p.name for p in sources_dir.glob("*.parquet")])
+    rms_names = {
+        unfenced(n)[0]: n for n in newest_fenced([p.name for p in images_dir.glob("*.rms*.fits")])
+    }
+    out = []
+    for name in names:
+        base = unfenced(name)[0]
+        earlier = base.removesuffix(".parquet")
+        rms = rms_names.get(f"{earlier}.rms.fits")
+        if earlier < block_id and rms is not None:
+            out.append(BlockSources(earlier, pd.read_parquet(sources_dir / name), images_dir / rms))
+    return sorted(out, key=lambda b: b.block_id)[-EARLIER_BLOCKS:]
+
+
+def new_candidates(
+    results_dir: Path, block_id: str, found: pd.DataFrame, rms: Path, cfg: ImagingConfig
+) -> pd.DataFrame:
+    """The candidates first detected in this block (see ``science.imaging.candidates``)."""
+    blocks = [*earlier_blocks(results_dir, block_id), BlockSources(block_id, found, rms)]
+    radius = cfg.match_radius_beams * float(fits.getheader(rms)["BMAJ"]) * 3600.0
+    table = candidates(blocks, radius)
+    table = table[table.first_block == block_id].reset_index(drop=True)
+    table["earlier_upper_limits"] = [json.dumps(v) for v in table["earlier_upper_limits"]]
+    return table
 
 
 def _new_pixels(mosaic: Mosaic, found: pd.DataFrame) -> tuple[np.ndarray, ...]:

@@ -86,6 +86,7 @@ def test_image_with_wsclean_writes_chunks_mosaic_maps_and_sources(
     assert Path(result.outputs["quicklook"]).read_bytes()[:4] == b"\x89PNG"
     sources = pd.read_parquet(result.outputs["sources"])
     assert set(SOURCE_COLUMNS) == set(sources.columns)
+    assert "earlier_upper_limits" in pd.read_parquet(result.outputs["candidates"]).columns
     print(f"image stage on two small MSs: {time.monotonic() - started:.1f} s")
 
 
