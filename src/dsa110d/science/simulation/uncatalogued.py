@@ -97,7 +97,7 @@ def draw_uncatalogued(
         span_ra = ra_hi - ra_lo + 2 * STRIP_HALFWIDTH_DEG / math.cos(math.radians(dec0))
         area = span_ra * math.cos(math.radians(dec0)) * 2 * STRIP_HALFWIDTH_DEG
         per_deg2 = FAINT_COUNT_NORM_PER_DEG2 * ((lo / FAINT_COUNT_NORM_JY) ** -1.5 - 1.0)
-        n = int(rng.poisson(faint_per_deg2 / FAINT_COUNT_NORM_PER_DEG2 * per_deg2 * area))
+        n = int(rng.poisson(faint_per_deg2 * per_deg2 * area))
         # Inverse CDF of N(>S) ~ S^-1.5 truncated to [lo, hi].
         u = rng.uniform(0.0, 1.0, n)
         s = (lo**-1.5 - u * (lo**-1.5 - hi**-1.5)) ** (-1.0 / 1.5)
