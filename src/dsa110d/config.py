@@ -313,6 +313,23 @@ class PhotometryConfig(_Section):
         return self
 
 
+class ImagingConfig(_Section):
+    """The ``image`` stage: wsclean per chunk, the block mosaic, source finding (#18)."""
+
+    size_px: Annotated[int, Field(ge=64, le=16384)] = 2048
+    scale_arcsec: PositiveFloat = 6.0
+    weighting: Literal["briggs", "uniform", "natural"] = "briggs"
+    robust: Annotated[float, Field(ge=-2, le=2)] = 0.0
+    niter: Annotated[int, Field(ge=0)] = 10000
+    mgain: Annotated[float, Field(gt=0, le=1)] = 0.8
+    auto_threshold_sigma: PositiveFloat = 1.0
+    auto_mask_sigma: PositiveFloat = 4.0
+    threads: PositiveInt = 1
+    detect_sigma: PositiveFloat = 5.0
+    new_source_sigma: PositiveFloat = 9.0
+    match_radius_beams: PositiveFloat = 1.0
+
+
 class WebhookConfig(_Section):
     url: SecretStr | None = None  # Slack/Mattermost hook URLs carry a token: never printed
     timeout_sec: PositiveFloat = 5
@@ -409,6 +426,7 @@ class Config(_Section):
     pipeline: PipelineConfig = PipelineConfig()
     beam: BeamConfig = BeamConfig()
     photometry: PhotometryConfig = PhotometryConfig()
+    imaging: ImagingConfig = ImagingConfig()
     alerts: AlertsConfig = AlertsConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
     calibration: CalibrationConfig = CalibrationConfig()

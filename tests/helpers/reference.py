@@ -18,9 +18,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
+from astropy.coordinates import ICRS, TETE, EarthLocation, SkyCoord
+from astropy.time import Time
 from pyuvdata import UVData
 
+from dsa110d.science.constants import OVRO_HEIGHT_M, OVRO_LAT_RAD, OVRO_LON_RAD
 from dsa110d.science.conversion.msio import FIELD_NAME
 
 # How closely our MS must agree with pyuvdata's (issue #6), column by column.
@@ -60,3 +64,19 @@ def pyuvdata_convert(files: Sequence[Path], out: Path, ra: float, dec: float) ->
         uv.reorder_freqs(channel_order="freq")
         uv.write_ms(str(out), run_check=False)
     return uv
+
+
+OVRO = EarthLocation.from_geodetic(
+    lon=OVRO_LON_RAD * u.rad, lat=OVRO_LAT_RAD * u.rad, height=OVRO_HEIGHT_M * u.m
+)
+
+
+def icrs_of_apparent_meridian(time_jd: float, dec_deg: float) -> tuple[float, float]:
+    """ICRS RA/Dec (deg) of hour angle 0 at apparent declination ``dec_deg`` (the drift
+    data's pointing), by astropy (independent of pyuvdata's transforms): TETE's RA on the
+    meridian is the apparent sidereal time."""
+    t = Time(time_jd, format="jd", scale="utc", location=OVRO)
+    lst = t.sidereal_time("apparent").deg
+    here = SkyCoord(lst * u.deg, dec_deg * u.deg, frame=TETE(obstime=t, location=OVRO))
+    icrs = here.transform_to(ICRS())
+    return float(icrs.ra.deg), float(icrs.dec.deg)

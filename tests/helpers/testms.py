@@ -151,10 +151,15 @@ def _visibilities(
     beam: BeamModel,
 ) -> NDArray[np.complex128]:  # fmt: skip
     ra, dec = np.radians(sky.ra_deg), np.radians(sky.dec_deg)
-    # The dishes point at the apparent meridian; sources move there by precession since J2000.
-    pointing = ra0 + SIDEREAL_RATE_RAD_S * (times - mid)
+    # The phase centre (ra0, dec0) is ICRS, as the converter writes FIELD: the apparent
+    # meridian at mid-time carried back to J2000. The dishes point at the apparent meridian;
+    # sources move there by precession since J2000.
+    centre_ra, centre_dec = _apparent(np.array([ra0]), np.array([dec0]), mid)
+    pointing = float(centre_ra[0]) + SIDEREAL_RATE_RAD_S * (times - mid)
     app_ra, app_dec = _apparent(ra, dec, mid)
-    offsets = angular_offset_rad(pointing[None, :], dec0, app_ra[:, None], app_dec[:, None])
+    offsets = angular_offset_rad(
+        pointing[None, :], float(centre_dec[0]), app_ra[:, None], app_dec[:, None]
+    )
     data = np.zeros((uvw.shape[0], freq.size, 2), dtype=np.complex128)
     for s in range(ra.size):
         gain = primary_beam(offsets[s][:, None], freq[None, :], model=beam)  # (time, chan)

@@ -38,6 +38,7 @@ from dsa110d.science.conversion.phasing import (
     PhaseCentre,
     lsts_for,
     meridian_centre,
+    meridian_pointing,
     phased_geometry,
     telescope_location,
 )
@@ -287,9 +288,12 @@ def _metadata(
     unique = np.unique(times)
     files = ", ".join(p.header.path.name for p in layout.placements)
     history = (
-        f"{ref.history}\nConverted by dsa110d from {files}; phased to the meridian at "
-        f"the set's mid-time (ICRS J2000)."
+        f"{ref.history}\nConverted by dsa110d from {files}; phased to the apparent meridian "
+        f"at the set's mid-time, stated as ICRS J2000."
     ).strip()
+    point_t, point_ra, point_dec = meridian_pointing(times, loc, ref.phase_center_dec)
+    interval = layout.reference.integration_time[layout.keep]
+    point_interval = interval[np.unique(times, return_index=True)[1]]
     return msio.SetMetadata(
         telescope_name=ref.telescope_name,
         telescope_xyz=xyz,
@@ -301,6 +305,7 @@ def _metadata(
         channel_width_hz=layout.channel_width_hz,
         polarizations=ref.polarizations,
         centre=centre,
+        pointing=msio.Pointing(point_t, point_interval, point_ra, point_dec),
         mid_time_jd=float(0.5 * (unique[0] + unique[-1])),
         history=history,
         vis_units=ref.vis_units,

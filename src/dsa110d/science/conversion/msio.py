@@ -102,6 +102,16 @@ def mjd_seconds(times_jd: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 
 
 @dataclass(frozen=True)
+class Pointing:
+    """Where the dishes point at each integration: ICRS (J2000) RA/Dec, rad."""
+
+    times_jd: npt.NDArray[np.float64]
+    interval_s: npt.NDArray[np.float64]
+    ra: npt.NDArray[np.float64]
+    dec: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
 class SetMetadata:
     """What the subtables record about one set."""
 
@@ -115,6 +125,7 @@ class SetMetadata:
     channel_width_hz: npt.NDArray[np.float64]
     polarizations: npt.NDArray[np.int64]
     centre: PhaseCentre
+    pointing: Pointing
     mid_time_jd: float
     history: str
     vis_units: str
@@ -162,6 +173,7 @@ def write_subtables(path: Path, meta: SetMetadata) -> None:
     ms_utils.write_ms_field(ms, phase_center_catalog=catalog, time_val=mid)
     ms_utils.write_ms_source(ms, time_default=mid, phase_center_catalog=catalog)
     ms_utils.write_ms_history(ms, history=meta.history)
+    write_pointing(path, meta.antenna_numbers, meta.pointing)
     ms_utils.write_ms_observation(
         ms,
         telescope_name=meta.telescope_name,
@@ -176,6 +188,47 @@ def write_subtables(path: Path, meta: SetMetadata) -> None:
         spw_array=np.array([0]),
         id_array=np.zeros(meta.freq_hz.size, dtype=int),
     )
+
+
+POINTING_NAME = "meridian"
+
+
+def write_pointing(path: Path, antenna_numbers: npt.NDArray[np.int64], pointing: Pointing) -> None:
+    """One POINTING row per integration and antenna (every dish points the same way: the
+    meridian at the pointing declination, moving through RA at the sidereal rate)."""
+    n_ant = int(np.max(antenna_numbers)) + 1  # ANTENNA_ID is a row of the ANTENNA table
+    times = mjd_seconds(pointing.times_jd)
+    n_t = times.size
+    nrows = n_ant * n_t
+    direction = np.empty((nrows, 2, 1), dtype=np.float64)
+    direction[:, 0, 0] = np.repeat(pointing.ra, n_ant)
+    direction[:, 1, 0] = np.repeat(pointing.dec, n_ant)
+    with tables.table(f"{path}::POINTING", ack=False, readonly=False) as table:
+        table.addrows(1)  # a first cell fixes the (2, 1) shape (pyuvdata's workaround)
+        table.putcell("DIRECTION", 0, np.zeros((2, 1)))
+        table.putcell("TARGET", 0, np.zeros((2, 1)))
+        table.addrows(nrows - 1)
+        table.putcol("ANTENNA_ID", np.tile(np.arange(n_ant, dtype=np.int32), n_t))
+        table.putcol("TIME", np.repeat(times, n_ant))
+        table.putcol("TIME_ORIGIN", np.repeat(times, n_ant))
+        table.putcol("INTERVAL", np.repeat(pointing.interval_s, n_ant))
+        table.putcol("NAME", np.asarray([POINTING_NAME] * nrows, dtype=np.bytes_))
+        table.putcol("NUM_POLY", np.zeros(nrows, dtype=np.int32))
+        table.putcol("DIRECTION", direction)
+        table.putcol("TARGET", direction)
+        table.putcol("TRACKING", np.zeros(nrows, dtype=bool))
+
+
+def read_pointing(path: Path) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(MS TIME s, (RA, Dec) rad per time) of antenna 0's POINTING rows, time-ordered."""
+    with tables.table(f"{path}::POINTING", ack=False) as table:
+        if table.nrows() == 0:
+            return np.zeros(0), np.zeros((0, 2))
+        ant = table.getcol("ANTENNA_ID")
+        times = np.asarray(table.getcol("TIME"))[ant == ant.min()]
+        direction = np.asarray(table.getcol("DIRECTION"))[ant == ant.min(), :, 0]
+    order = np.argsort(times)
+    return times[order], direction[order]
 
 
 def _feeds(polarizations: npt.NDArray[np.int64]) -> list[str]:

@@ -51,12 +51,56 @@ def lsts_for(times_jd: FloatArray, location: EarthLocation) -> FloatArray:
     return lst[inverse]
 
 
-def meridian_centre(times_jd: FloatArray, location: EarthLocation, dec: float) -> PhaseCentre:
-    """The meridian at the set's mid-time: RA = LST there, Dec from the file header."""
+def mid_time(times_jd: FloatArray) -> float:
+    """The set's mid-time (JD): halfway between its first and last integration."""
     unique = np.unique(times_jd)
-    mid = 0.5 * (unique[0] + unique[-1])
+    return float(0.5 * (unique[0] + unique[-1]))
+
+
+def meridian_centre(times_jd: FloatArray, location: EarthLocation, dec: float) -> PhaseCentre:
+    """The ICRS (J2000) direction of the meridian at the set's mid-time.
+
+    The drift data point (and are fringe-stopped) at apparent coordinates of date: RA = the
+    apparent LST, Dec = the header's pointing declination. CASA and wsclean read the FIELD
+    table's PHASE_DIR as J2000, so the centre is that apparent direction carried back to
+    ICRS (precession, nutation, aberration: ~0.4 deg at dec 60 in 2026), the inverse of the
+    transform pyuvdata's ``calc_app_coords`` applies when phasing.
+    """
+    mid = mid_time(times_jd)
     lst = float(get_lst_for_time(jd_array=np.array([mid]), telescope_loc=location)[0])
-    return PhaseCentre(ra=lst, dec=dec)
+    ra, dec_icrs = apparent_to_icrs(np.array([lst]), np.array([dec]), np.array([mid]), location)
+    return PhaseCentre(ra=float(ra[0]), dec=float(dec_icrs[0]))
+
+
+def meridian_pointing(
+    times_jd: FloatArray, location: EarthLocation, dec: float
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(unique times JD, ICRS RA, ICRS Dec) of where the dishes point at each integration:
+    the apparent meridian at the pointing declination, as J2000 for the POINTING table."""
+    unique = np.unique(times_jd)
+    lst = np.asarray(get_lst_for_time(jd_array=unique, telescope_loc=location), dtype=float)
+    ra, dec_icrs = apparent_to_icrs(lst, np.full_like(lst, dec), unique, location)
+    return unique, ra, dec_icrs
+
+
+def apparent_to_icrs(
+    app_ra: FloatArray, app_dec: FloatArray, time_jd: FloatArray, location: EarthLocation
+) -> tuple[FloatArray, FloatArray]:
+    """ICRS RA/Dec (rad) of apparent (of date, topocentric) RA/Dec at each time."""
+    ra, dec = uvphase.transform_app_to_icrs(
+        time_array=time_jd, app_ra=app_ra, app_dec=app_dec, telescope_loc=location
+    )
+    return np.atleast_1d(np.asarray(ra, dtype=float)), np.atleast_1d(np.asarray(dec, dtype=float))
+
+
+def icrs_to_apparent(
+    ra: FloatArray, dec: FloatArray, time_jd: FloatArray, location: EarthLocation
+) -> tuple[FloatArray, FloatArray]:
+    """Apparent (of date, topocentric) RA/Dec (rad) of ICRS directions at each time."""
+    app_ra, app_dec = uvphase.transform_icrs_to_app(
+        time_array=time_jd, ra=ra, dec=dec, telescope_loc=location
+    )
+    return np.asarray(app_ra, dtype=float), np.asarray(app_dec, dtype=float)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,10 @@ class MsGeometry:
     mid_time: float
     times: NDArray[np.float64]
     """Unique integration times, MJD seconds."""
+    pointing_ra: float = math.nan
+    """Apparent RA (rad, of date) of the pointing at ``mid_time``: the meridian there."""
+    pointing_dec: float = math.nan
+    """Apparent Dec (rad, of date) of the pointing: the header's pointing declination."""
 
 
 def read_geometry(ms: tables.table, path: Path) -> MsGeometry:
@@ -62,18 +66,25 @@ def read_geometry(ms: tables.table, path: Path) -> MsGeometry:
             f"{path}: photometry needs one phase centre, found {phase_dir.shape[0]}"
         )
     times = np.unique(ms.getcol("TIME"))
+    mid = 0.5 * float(times[0] + times[-1])
+    phase_ra, phase_dec = float(phase_dir[0, 0, 0]), float(phase_dir[0, 0, 1])
+    # The converter phases to the apparent meridian at mid-time, stated in ICRS: the
+    # pointing is that centre carried back to apparent coordinates of date.
+    app_ra, app_dec = apparent_positions(np.array([phase_ra]), np.array([phase_dec]), mid)
     return MsGeometry(
         freq_hz=freq,
-        phase_ra=float(phase_dir[0, 0, 0]),
-        phase_dec=float(phase_dir[0, 0, 1]),
-        mid_time=0.5 * float(times[0] + times[-1]),
+        phase_ra=phase_ra,
+        phase_dec=phase_dec,
+        mid_time=mid,
         times=times,
+        pointing_ra=float(app_ra[0]),
+        pointing_dec=float(app_dec[0]),
     )
 
 
 def pointing_ra(geometry: MsGeometry, times: NDArray[np.float64]) -> NDArray[np.float64]:
-    """RA (rad) of the meridian at ``times`` (MJD s): where the dishes point."""
-    return geometry.phase_ra + SIDEREAL_RATE_RAD_S * (times - geometry.mid_time)
+    """Apparent RA (rad) of the meridian at ``times`` (MJD s): where the dishes point."""
+    return geometry.pointing_ra + SIDEREAL_RATE_RAD_S * (times - geometry.mid_time)
 
 
 def apparent_positions(
@@ -95,7 +106,7 @@ def beam_offsets(
     they change by < 0.1 arcsec over a chunk) from the pointing, (sources, integrations)."""
     pointing = pointing_ra(geometry, geometry.times)
     return angular_offset_rad(
-        pointing[None, :], geometry.phase_dec, app_ra[:, None], app_dec[:, None]
+        pointing[None, :], geometry.pointing_dec, app_ra[:, None], app_dec[:, None]
     )
 
 

@@ -1,102 +1,187 @@
-"""The optional ``image`` stage: a wsclean image of the block and a PNG quick-look.
+"""The optional ``image`` stage: chunk images, the block mosaic, blind source finding.
 
-When ``wsclean`` is not on PATH the stage reports ``skipped``: imaging is optional and its
-absence is not an error. The image is a dirty-ish quick-look (a few hundred clean
-iterations) about the first MS's phase centre; outputs go to ``results/images/<block_id>``.
+Each chunk (MS) is imaged on its own by wsclean about its own phase centre (the meridian at
+its mid-time, in ICRS); the images are combined into a primary-beam weighted mosaic with a
+noise map and a beam-response map (``science.imaging.mosaic``); Aegean finds the sources in
+it, and each is matched to the reference catalog (``paths.catalog``): an unmatched
+significant one is a new source. Outputs, under ``results_dir`` (the processor publishes
+them fenced with the run's version and token, like every block result):
+
+- ``images/<block>.chunkNN.fits``: each chunk's image (Stokes I, Jy/beam, apparent sky);
+- ``images/<block>.mosaic.fits``, ``.rms.fits``, ``.pb.fits``: the mosaic (beam-corrected),
+  its 1-sigma noise and primary-beam response; ``images/<block>.png``: a quick-look;
+- ``sources/<block>.parquet``: the detections (``finder.SOURCE_COLUMNS``);
+- ``candidates/<block>.parquet``: the new sources first detected in this block, with the
+  5-sigma limits at their positions in up to ``EARLIER_BLOCKS`` earlier published mosaics
+  (``science.imaging.candidates``; ``earlier_upper_limits`` as JSON text).
+
+When ``wsclean`` is not on PATH the stage reports ``skipped``: imaging is optional.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from astropy.io import fits
 
-from dsa110d.config import Config
-from dsa110d.errors import StageError
-from dsa110d.science.atomic import atomic_file
+from dsa110d.config import Config, ImagingConfig
+from dsa110d.science.atomic import STAGING_DIR, atomic_file, newest_fenced, unfenced
+from dsa110d.science.catalog import read_catalog
+from dsa110d.science.imaging.candidates import BlockSources, candidates
+from dsa110d.science.imaging.chunk import ImagingParams, image_chunk, wcs_of, wsclean_available
+from dsa110d.science.imaging.finder import FinderParams, find_sources, match_catalog
+from dsa110d.science.imaging.mosaic import Mosaic, build_mosaic, quicklook_png, write_fits
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
 log = logging.getLogger(__name__)
 
-WSCLEAN = "wsclean"
-IMAGE_SIZE_PX = 1024
-"""Image side, pixels: with IMAGE_SCALE_ARCSEC, ~5.7 deg, twice the primary beam's FWHM."""
-IMAGE_SCALE_ARCSEC = 20.0
-"""Pixel size, arcsec: a quick-look sampling of the ~1 arcmin synthesised beam."""
-CLEAN_ITERATIONS = 500
-WSCLEAN_TIMEOUT_SEC = 1800.0
-QUICKLOOK_PERCENTILES = (1.0, 99.5)
-"""Colour scale of the PNG, percentiles of the pixel values."""
+EARLIER_BLOCKS = 24
+"""Earlier blocks (a day of hours) searched for a new source's non-detections."""
 
 
-def image_block(
-    ms_paths: Sequence[Path],
-    scratch: Path,
-    *,
-    size_px: int = IMAGE_SIZE_PX,
-    scale_arcsec: float = IMAGE_SCALE_ARCSEC,
-    niter: int = CLEAN_ITERATIONS,
-) -> Path:
-    """Run wsclean on the MSs; returns the FITS image in ``scratch``."""
-    prefix = scratch / "block"
-    command = [
-        WSCLEAN, "-quiet", "-name", str(prefix), "-size", str(size_px), str(size_px),
-        "-scale", f"{scale_arcsec}asec", "-niter", str(niter), "-weight", "briggs", "0",
-        "-no-update-model-required", "-j", "1", *map(str, ms_paths),
-    ]  # fmt: skip
-    try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=WSCLEAN_TIMEOUT_SEC, check=False
+def imaging_params(cfg: ImagingConfig) -> ImagingParams:
+    return ImagingParams(
+        size_px=cfg.size_px, scale_arcsec=cfg.scale_arcsec, weighting=cfg.weighting,
+        robust=cfg.robust, niter=cfg.niter, mgain=cfg.mgain,
+        auto_threshold=cfg.auto_threshold_sigma, auto_mask=cfg.auto_mask_sigma,
+        threads=cfg.threads,
+    )  # fmt: skip
+
+
+def finder_params(cfg: ImagingConfig) -> FinderParams:
+    return FinderParams(
+        detect_sigma=cfg.detect_sigma,
+        grow_sigma=max(cfg.detect_sigma - 1.0, 3.0),
+        new_sigma=cfg.new_source_sigma,
+        match_radius_beams=cfg.match_radius_beams,
+    )
+
+
+def image_and_search(
+    job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
+) -> tuple[list[Path], Mosaic, pd.DataFrame]:
+    """Chunk images, the mosaic and its matched source list (nothing published)."""
+    params = imaging_params(config.imaging)
+    chunks = [
+        image_chunk(Path(ms), scratch / f"chunk{i:02d}", params) for i, ms in enumerate(ms_paths)
+    ]
+    mosaic = build_mosaic(chunks)
+    finder = finder_params(config.imaging)
+    found = find_sources(mosaic, scratch, finder)
+    if config.paths.catalog is not None:
+        catalog = read_catalog(config.paths.catalog)
+        found = match_catalog(found, catalog, float(mosaic.header["BMAJ"]), finder)
+    else:
+        found = found.assign(
+            catalog_id="", separation_arcsec=math.nan, near_bright=False, new_source=False
         )
-    except subprocess.TimeoutExpired:
-        raise StageError(f"wsclean took longer than {WSCLEAN_TIMEOUT_SEC:g} s") from None
-    image = prefix.with_name(prefix.name + "-image.fits")
-    if done.returncode != 0 or not image.is_file():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise StageError(f"wsclean failed (exit {done.returncode}): {tail[0]}")
-    return image
-
-
-def quicklook_png(image: Path, png: Path) -> None:
-    """Write a grey-scale PNG of the FITS image's first plane."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    with fits.open(image) as hdus:
-        pixels = np.squeeze(np.asarray(hdus[0].data, dtype=np.float64))
-    while pixels.ndim > 2:
-        pixels = pixels[0]
-    lo, hi = np.nanpercentile(pixels, QUICKLOOK_PERCENTILES)
-    figure = plt.figure(figsize=(6, 6), dpi=100)
-    try:
-        axes = figure.add_axes((0, 0, 1, 1))
-        axes.imshow(pixels, origin="lower", cmap="gray", vmin=lo, vmax=hi)
-        axes.set_axis_off()
-        figure.savefig(png, format="png")
-    finally:
-        plt.close(figure)
+    found.insert(0, "version", job.version)
+    found.insert(0, "block_id", job.block_id)
+    return [c.path for c in chunks], mosaic, found
 
 
 def image_stage(
     job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
 ) -> StageResult:
-    """Image the block when wsclean is installed; otherwise report skipped."""
-    if shutil.which(WSCLEAN) is None:
+    """Image, mosaic and search the block when wsclean is installed; else skipped."""
+    if not wsclean_available():
         return StageResult("image", "skipped", message="wsclean is not on PATH")
-    image = image_block(ms_paths, scratch)
-    out_dir = config.paths.results_dir / "images"
-    fits_final, png_final = out_dir / f"{job.block_id}.fits", out_dir / f"{job.block_id}.png"
-    with atomic_file(fits_final) as temp:
-        shutil.copyfile(image, temp)
-    with atomic_file(png_final) as temp:
-        quicklook_png(image, temp)
+    if not ms_paths:
+        return StageResult("image", "skipped", message="no chunks to image")
+    chunk_images, mosaic, found = image_and_search(job, ms_paths, config, scratch)
+    images = config.paths.results_dir / "images"
+    block = job.block_id
+    outputs: dict[str, str] = {}
+    for i, path in enumerate(chunk_images):
+        final = images / f"{block}.chunk{i:02d}.fits"
+        with atomic_file(final) as temp:
+            shutil.copyfile(path, temp)
+        outputs[f"chunk{i:02d}"] = str(final)
+    for kind, data, unit in (
+        ("mosaic", mosaic.image, "JY/BEAM"),
+        ("rms", mosaic.noise, "JY/BEAM"),
+        ("pb", mosaic.response, ""),
+    ):
+        final = images / f"{block}.{kind}.fits"
+        with atomic_file(final) as temp:
+            write_fits(temp, data, mosaic.header, unit)
+        outputs[kind] = str(final)
+    png = images / f"{block}.png"
+    with atomic_file(png) as temp:
+        quicklook_png(mosaic, temp, _new_pixels(mosaic, found))
+    outputs["quicklook"] = str(png)
+    table = config.paths.results_dir / "sources" / f"{block}.parquet"
+    with atomic_file(table) as temp:
+        found.to_parquet(temp, index=False)
+    outputs["sources"] = str(table)
+    rms_here = Path(outputs["rms"])
+    firsts = new_candidates(config.paths.results_dir, block, found, rms_here, config.imaging)
+    cand = config.paths.results_dir / "candidates" / f"{block}.parquet"
+    with atomic_file(cand) as temp:
+        firsts.to_parquet(temp, index=False)
+    outputs["candidates"] = str(cand)
+    rms = float(np.nanmedian(mosaic.noise))
     return StageResult(
-        "image", "ok", outputs={"image": str(fits_final), "quicklook": str(png_final)}
+        "image",
+        "ok",
+        outputs=outputs,
+        summary={
+            "chunks": len(chunk_images),
+            "sources": len(found),
+            "new_sources": int(found["new_source"].sum()),
+            "mosaic_rms_jy": rms,
+            "version": job.version,
+        },
     )
+
+
+def earlier_blocks(results_dir: Path, block_id: str) -> list[BlockSources]:
+    """The newest published source list and noise map of up to EARLIER_BLOCKS blocks before
+    ``block_id`` (block ids sort in time), oldest first. A processor run writes into
+    ``<results>/.staging/<run>``: the published results are two levels up."""
+    if results_dir.parent.name == STAGING_DIR:
+        results_dir = results_dir.parent.parent
+    sources_dir, images_dir = results_dir / "sources", results_dir / "images"
+    if not sources_dir.is_dir():
+        return []
+    names = newest_fenced([p.name for p in sources_dir.glob("*.parquet")])
+    rms_names = {
+        unfenced(n)[0]: n for n in newest_fenced([p.name for p in images_dir.glob("*.rms*.fits")])
+    }
+    out = []
+    for name in names:
+        base = unfenced(name)[0]
+        earlier = base.removesuffix(".parquet")
+        rms = rms_names.get(f"{earlier}.rms.fits")
+        if earlier < block_id and rms is not None:
+            out.append(BlockSources(earlier, pd.read_parquet(sources_dir / name), images_dir / rms))
+    return sorted(out, key=lambda b: b.block_id)[-EARLIER_BLOCKS:]
+
+
+def new_candidates(
+    results_dir: Path, block_id: str, found: pd.DataFrame, rms: Path, cfg: ImagingConfig
+) -> pd.DataFrame:
+    """The candidates first detected in this block (see ``science.imaging.candidates``)."""
+    blocks = [*earlier_blocks(results_dir, block_id), BlockSources(block_id, found, rms)]
+    radius = cfg.match_radius_beams * float(fits.getheader(rms)["BMAJ"]) * 3600.0
+    table = candidates(blocks, radius)
+    table = table[table.first_block == block_id].reset_index(drop=True)
+    table["earlier_upper_limits"] = [json.dumps(v) for v in table["earlier_upper_limits"]]
+    return table
+
+
+def _new_pixels(mosaic: Mosaic, found: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    new = found[found["new_source"]]
+    if new.empty:
+        return ()
+    x, y = wcs_of(mosaic.header).world_to_pixel_values(
+        new.ra_deg.to_numpy(), new.dec_deg.to_numpy()
+    )
+    return np.asarray(x), np.asarray(y)

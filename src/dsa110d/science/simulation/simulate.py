@@ -50,7 +50,7 @@ from dsa110d.science.catalog import (
 )
 from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
 from dsa110d.science.hdf5.writer import SubbandHeader, SubbandWriter
-from dsa110d.science.simulation import corruptions, layout
+from dsa110d.science.simulation import corruptions, layout, uncatalogued
 from dsa110d.science.simulation.catalog_errors import with_position_errors
 from dsa110d.science.simulation.sky import Variability, draw_variability, true_fluxes
 from dsa110d.science.simulation.visibilities import (
@@ -76,6 +76,8 @@ GENERATED_RA_MARGIN_DEG = 10.0
 sources entering and leaving the beam are there too."""
 DEFAULT_DEC_DEG = k.OVRO_LAT_DEG
 """Pointing declination when not given: the zenith."""
+UNCATALOGUED_STREAM = 0x5C
+"""The uncatalogued sky draws from its own stream too (a seed's catalog sky is unchanged)."""
 CORRUPTION_STREAM = 0xC0
 """The corruptions draw from their own random stream (seeded from the run's seed and this), so
 switching them on leaves the sky, the variability and the noise of a seed unchanged."""
@@ -113,6 +115,11 @@ class SimulationSpec:
     catalog_out: Path | None = None
     """Where to write the pipeline's catalog (default OUT/catalog.csv, written only when
     ``catalog_error_arcsec`` > 0 or this is given)."""
+    faint_per_deg2: float = 0.0
+    """Scale of the uncatalogued faint population (1: the real counts; 0: none)."""
+    transients: int = 0
+    """Uncatalogued transients along the track (``uncatalogued``)."""
+    transient_flux_range_jy: tuple[float, float] = uncatalogued.TRANSIENT_FLUX_RANGE_JY
 
 
 @dataclass(frozen=True)
@@ -259,6 +266,15 @@ class _Simulation:
         self.freq_hz = layout.band_frequencies_hz(self.scale, spec.n_subbands)
         self.dec_rad = math.radians(spec.dec_deg)
         self.set_fluxes: list[NDArray[np.float64]] = []
+        self.hidden = uncatalogued.draw_uncatalogued(
+            np.random.default_rng([spec.seed, UNCATALOGUED_STREAM]),
+            **_track(self.plans, self.scale, spec.dec_deg),
+            faint_per_deg2=spec.faint_per_deg2,
+            n_transients=spec.transients,
+            transient_flux_range_jy=spec.transient_flux_range_jy,
+        )
+        self.sky = uncatalogued.combined(self.catalog, self.hidden.catalog)
+        self.hidden_fluxes: list[NDArray[np.float64]] = []
         self.set_ids: list[str] = []
         self.corrupt = corruptions.resolve_level(spec.corrupt, spec.scale)
         last = self.plans[-1]
@@ -276,6 +292,22 @@ class _Simulation:
         )
 
 
+def _track(plans: list[SetPlan], scale: layout.Scale, dec_deg: float) -> dict[str, Any]:
+    """The pointing at each set's mid-time in ICRS degrees (the apparent meridian carried
+    back to J2000, as the converter's phase centres), and those times (MJD)."""
+    from dsa110d.science.conversion.phasing import apparent_to_icrs, telescope_location
+
+    mids = np.array([float(np.median(_times_jd(p.start, scale))) for p in plans])
+    loc = telescope_location(k.OVRO_LAT_DEG, k.OVRO_LON_DEG, k.OVRO_HEIGHT_M)
+    lst = lst_for(mids)
+    ra, dec = apparent_to_icrs(lst, np.full(mids.size, math.radians(dec_deg)), mids, loc)
+    return {
+        "track_ra_deg": np.degrees(np.unwrap(ra)),
+        "track_dec_deg": np.degrees(dec),
+        "track_mjd": mids - k.MJD_TO_JD,
+    }
+
+
 def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None]) -> int:
     """Write one set's subband files under their incomplete names, then ``land`` each."""
     spec, scale = sim.spec, sim.scale
@@ -284,8 +316,10 @@ def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None
     mid_mjd = float(Time(times[len(times) // 2], format="jd", scale="utc").mjd)
     flux = true_fluxes(sim.catalog, sim.variable, mid_mjd)
     sim.set_fluxes.append(flux)
+    hidden = sim.hidden.fluxes(mid_mjd)
+    sim.hidden_fluxes.append(hidden)
     sim.set_ids.append(set_id_from_time(float(times[0]), scale.integration_time_s))
-    sky = sky_in_view(geometry, sim.catalog, flux, sim.freq_hz, beam=sim.beam)
+    sky = sky_in_view(geometry, sim.sky, np.concatenate([flux, hidden]), sim.freq_hz, beam=sim.beam)
     n_bls = len(sim.ant_1)
     writers: list[SubbandWriter] = []
     try:
@@ -425,6 +459,7 @@ def write_truth(path: Path, sim: _Simulation) -> None:
         "corruptions": {c.name: c.truth() for c in sim.corruptions},
         "sets": sets,
         "sources": sources,
+        "uncatalogued": sim.hidden.truth(sim.hidden_fluxes),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from astropy.coordinates import SkyCoord
 from astropy.time import Time
 from casacore import tables
 from pyuvdata import UVData
@@ -23,7 +24,7 @@ from pyuvdata import UVData
 from dsa110d.errors import InputFileError
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.constants import SPEED_OF_LIGHT_M_S
+from dsa110d.science.constants import SIDEREAL_DAY_S, SPEED_OF_LIGHT_M_S
 from dsa110d.science.conversion.convert import ConvertResult, convert_set
 from dsa110d.science.simulation.layout import SCALES
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate
@@ -34,6 +35,7 @@ from tests.helpers.reference import (
     PHASE_CENTRE_TOL_ARCSEC,
     TIME_TOL_S,
     UVW_TOL_M,
+    icrs_of_apparent_meridian,
     pyuvdata_convert,
     read_set,
 )
@@ -237,8 +239,10 @@ def test_unreadable_visibilities_name_the_file(
 OFF_ZENITH_DEC_DEG = 60.0
 """A pointing 23 deg from the zenith: the drift data's w is up to ~500 m on the outriggers."""
 OFF_ZENITH_START = datetime(2026, 3, 20, 7, 0, 0, tzinfo=UTC)
-CENTRE_PHASE_TOL_RAD = 0.02
-"""A source at the phase centre must come out real to this (noise and float32 storage)."""
+CENTRE_PHASE_TOL_RAD = 0.1
+"""A source at the phase centre must come out real to this: noise, float32 storage, and the
+source placed by astropy's frames, ~0.1 arcsec from pyuvdata's (0.04 rad on the ~2.5 km
+baselines; the old phasing from w = 0 winds by hundreds of turns)."""
 
 
 def test_off_zenith_a_source_at_the_phase_centre_comes_out_real(
@@ -249,19 +253,60 @@ def test_off_zenith_a_source_at_the_phase_centre_comes_out_real(
     source at the phase centre wind by hundreds of turns and the source vanishes."""
     scale = SCALES["tiny"]
     mid_jd = Time(OFF_ZENITH_START).jd + scale.integrations * scale.integration_time_s / 2 / 86400
-    ra = math.degrees(float(lst_for(np.array([mid_jd]))[0]))  # the MS phase centre
+    ra, dec = icrs_of_apparent_meridian(mid_jd, OFF_ZENITH_DEC_DEG)  # the MS phase centre
     catalog = tmp_path / "one.csv"
-    write_catalog(
-        catalog, Catalog(("C",), np.array([ra]), np.array([OFF_ZENITH_DEC_DEG]), np.array([20.0]))
-    )
+    write_catalog(catalog, Catalog(("C",), np.array([ra]), np.array([dec]), np.array([20.0])))
     spec = tiny_spec(
         tmp_path / "in", sets=1, n_subbands=16, start=OFF_ZENITH_START, catalog=catalog,
         dec_deg=OFF_ZENITH_DEC_DEG, sefd_jy=1.0, variable_fraction=0.0,
     )  # fmt: skip
     ms = tmp_path / "set.ms"
     result = convert_set(simulate(spec).files, ms)
-    assert math.isclose(result.phase_ra_rad, math.radians(ra), abs_tol=1e-9)
+    offset = math.hypot(
+        (result.phase_ra_rad - math.radians(ra)) * math.cos(math.radians(dec)),
+        result.phase_dec_rad - math.radians(dec),
+    )
+    assert offset * RAD_TO_ARCSEC < APPARENT_FRAME_TOL_ARCSEC
     cross = col(ms, "ANTENNA1") != col(ms, "ANTENNA2")
     data = col(ms, "DATA")[cross]
     assert np.max(np.abs(np.angle(data))) < CENTRE_PHASE_TOL_RAD
     assert np.all(np.abs(data) > 0.9 * 20.0 * 0.5)  # the source, through the beam
+
+
+APPARENT_FRAME_TOL_ARCSEC = 2.0
+"""astropy's geocentric TETE against pyuvdata's topocentric apparent frame: diurnal aberration
+(~0.3 arcsec) and the two libraries' nutation models."""
+OLD_CENTRE_MIN_OFFSET_DEG = 0.2
+"""The apparent meridian read as ICRS (the old FIELD entry) is ~0.4 deg off at dec 60 in 2026."""
+
+
+def test_the_field_states_the_apparent_meridian_in_icrs(
+    tiny_spec: Callable[..., SimulationSpec], tmp_path: Path
+) -> None:
+    """FIELD's PHASE_DIR (read as J2000 by CASA and wsclean) is where the dishes point at
+    mid-time; the old entry (apparent LST/dec labelled ICRS) is ~0.4 deg off: the control."""
+    spec = tiny_spec(tmp_path / "in", sets=1, start=OFF_ZENITH_START, dec_deg=OFF_ZENITH_DEC_DEG)
+    ms = tmp_path / "set.ms"
+    convert_set(simulate(spec).files, ms)
+    times = np.unique(col(ms, "TIME"))
+    mid_jd = Time(0.5 * (times[0] + times[-1]) / 86400, format="mjd", scale="utc").jd
+    ra, dec = icrs_of_apparent_meridian(mid_jd, OFF_ZENITH_DEC_DEG)
+    field = SkyCoord(*col(ms, "PHASE_DIR", "FIELD")[0, 0], unit="rad")
+    assert field.separation(SkyCoord(ra, dec, unit="deg")).arcsec < APPARENT_FRAME_TOL_ARCSEC
+    old_ra = float(lst_for(np.array([mid_jd]))[0])
+    old = SkyCoord(old_ra, math.radians(OFF_ZENITH_DEC_DEG), unit="rad")
+    assert old.separation(SkyCoord(ra, dec, unit="deg")).deg > OLD_CENTRE_MIN_OFFSET_DEG
+    # POINTING: every antenna at every integration, the meridian moving at the sidereal rate
+    # and through the phase centre at mid-time.
+    n_ant = int(col(ms, "ANTENNA_ID", "POINTING").max()) + 1
+    assert col(ms, "ANTENNA_ID", "POINTING").size == n_ant * times.size
+    direction = col(ms, "DIRECTION", "POINTING")[:, :, 0]
+    point_times = col(ms, "TIME", "POINTING")
+    np.testing.assert_allclose(np.unique(point_times), times)
+    first = point_times == times[0]
+    last = point_times == times[-1]
+    sweep = direction[last][0] - direction[first][0]
+    rate = np.radians(360.0) / SIDEREAL_DAY_S
+    assert math.isclose(sweep[0], rate * (times[-1] - times[0]), rel_tol=0.02)
+    middle = 0.5 * (direction[last][0] + direction[first][0])
+    assert SkyCoord(*middle, unit="rad").separation(field).arcsec < APPARENT_FRAME_TOL_ARCSEC

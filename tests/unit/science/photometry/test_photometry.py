@@ -15,7 +15,7 @@ from casacore import tables
 
 from dsa110d.config import Config, ProcessorConfig
 from dsa110d.science.catalog import Catalog, write_catalog
-from dsa110d.science.constants import OVRO_LAT_DEG, OVRO_LAT_RAD, UNIX_EPOCH_MJD_S
+from dsa110d.science.constants import OVRO_LAT_DEG, UNIX_EPOCH_MJD_S
 from dsa110d.science.photometry.geometry import ChannelBlocks, phasors
 from dsa110d.science.photometry.stage import (
     SCHEMA,
@@ -29,7 +29,7 @@ from dsa110d.science.pipeline.stage import BlockJob
 from dsa110d.science.simulation.layout import SCALES
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate
 from dsa110d.science.simulation.visibilities import lst_for
-from tests.helpers.reference import pyuvdata_convert
+from tests.helpers.reference import icrs_of_apparent_meridian, pyuvdata_convert
 from tests.helpers.testms import START_MJD_S, SimBlock
 
 SNR_MIN = 20.0
@@ -171,7 +171,8 @@ def test_measures_an_ms_written_by_pyuvdata(
         sefd_jy=1.0, variable_fraction=0.0,
     )  # fmt: skip
     ms = tmp_path / "pyuvdata.ms"
-    pyuvdata_convert(sorted(simulate(spec).files), ms, math.radians(lst_mid), OVRO_LAT_RAD)
+    centre = icrs_of_apparent_meridian(mid_jd, OVRO_LAT_DEG)  # where the converter phases
+    pyuvdata_convert(sorted(simulate(spec).files), ms, *np.radians(centre))
     job = BlockJob(PLAN.block(int(Time(start).mjd * 86400) // 3600))
     frame = measure_block(job, [ms], one)
     assert len(frame) == 1

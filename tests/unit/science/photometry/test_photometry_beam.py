@@ -112,7 +112,7 @@ def test_rows_carry_the_pointing_the_offset_and_the_gain_used(observed: dict[str
     assert (frame.beam_model == "tapered").all()
     # the effective gain sum g^2 / sum g over the chunk's 24 integrations and 64 channels, the
     # offset at each from the transit offset and the hour angle from the row's transit time
-    # (small angles, flat sky; the sources transit ~70 s after mid-chunk: precession)
+    # (small angles, flat sky)
     times = START_MJD_S + INTEGRATION_TIME_S * (np.arange(24) - 11.5)
     since_transit = times[None, :] - frame.transit_mjd.to_numpy()[:, None] * 86400.0
     along_ra = SIDEREAL_RATE_RAD_S * since_transit * math.cos(math.radians(DEC_DEG))

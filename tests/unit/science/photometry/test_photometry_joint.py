@@ -139,12 +139,16 @@ FAR_S = 300.0
 def _transit_distance_s(sim: SimBlock, chunk: int) -> pd.Series:
     """Seconds from each source's transit (pointing RA = its apparent RA) to the nearest
     integration of one chunk (0 when the transit is inside it)."""
-    from tests.helpers.testms import CHUNK_SEC, START_MJD_S
+    from tests.helpers.testms import CHUNK_SEC, POINTING_DEC_DEG, START_MJD_S
 
     app_ra, _ = apparent_positions(
         np.radians(sim.catalog.ra_deg), np.radians(sim.catalog.dec_deg), START_MJD_S
     )
-    transit = START_MJD_S + (app_ra - math.radians(START_RA_DEG)) / SIDEREAL_RATE_RAD_S
+    # The first chunk's phase centre (ICRS) is the pointing there, in apparent coordinates.
+    point_ra, _ = apparent_positions(
+        np.radians([START_RA_DEG]), np.radians([POINTING_DEC_DEG]), START_MJD_S
+    )
+    transit = START_MJD_S + (app_ra - point_ra[0]) / SIDEREAL_RATE_RAD_S
     mid = START_MJD_S + chunk * CHUNK_SEC
     half = (CHUNK_SEC - INTEGRATION_TIME_S) / 2
     distance = np.clip(np.abs(transit - mid) - half, 0.0, None)

@@ -64,7 +64,10 @@ def chunks(tmp_path_factory: pytest.TempPathFactory) -> dict[float, Path]:
     sky = SkyModel(SKY.ra_deg, SKY.dec_deg, SKY.flux_jy)
     out = {}
     for i, offset in enumerate(CHUNK_MIDS_S):
-        ra = RA0_DEG + math.degrees(SIDEREAL_RATE_RAD_S * offset)
+        # FIELD states the phase centre in ICRS: the apparent meridian carried back to J2000
+        app = RA0_DEG + math.degrees(SIDEREAL_RATE_RAD_S * offset)
+        probe, _ = _apparent(np.radians([app]), np.radians([DEC_DEG]), BOUNDARY_MJD_S + offset)
+        ra = app - (math.degrees(float(probe[0])) - app)  # undo precession to first order
         out[offset] = make_ms(
             root / f"c{i}.ms", sky, mid_time_mjd_s=BOUNDARY_MJD_S + offset, phase_ra_deg=ra,
             dec_deg=DEC_DEG, n_ant=16, n_chan=16, noise_jy=1.0, seed=50 + i,

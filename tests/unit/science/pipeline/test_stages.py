@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from astropy.io import fits
 
 from dsa110d.config import Config, ProcessorConfig
 from dsa110d.errors import ConfigError
+from dsa110d.science.imaging.chunk import wcs_of
+from dsa110d.science.imaging.finder import SOURCE_COLUMNS
 from dsa110d.science.pipeline.blocks import BlockPlan
 from dsa110d.science.pipeline.imaging import image_stage
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
@@ -60,18 +64,30 @@ def test_image_is_skipped_without_wsclean(
 
 # wsclean comes from `make test-deps`: without it this test fails rather than skips.
 @pytest.mark.timeout(300)
-def test_image_with_wsclean_keeps_fits_and_png(
+def test_image_with_wsclean_writes_chunks_mosaic_maps_and_sources(
     config: Config, sim_block: SimBlock, tmp_path: Path
 ) -> None:
-    from dsa110d.science.pipeline import imaging
-
+    """Two chunks: each imaged on its own (Stokes I, full WCS, beam in the header), one
+    mosaic with rms and beam maps on one grid, a PNG and the source list."""
+    small = config.imaging.model_copy(update={"size_px": 128, "scale_arcsec": 20.0, "niter": 50})
+    config = config.model_copy(update={"imaging": small})
     started = time.monotonic()
-    image = imaging.image_block(sim_block.ms_paths[:1], tmp_path, size_px=256, niter=50)
-    assert image.is_file()
-    png = tmp_path / "q.png"
-    imaging.quicklook_png(image, png)
-    assert png.read_bytes()[:4] == b"\x89PNG"
-    print(f"wsclean on one small MS: {time.monotonic() - started:.1f} s")
+    result = image_stage(JOB, sim_block.ms_paths[:2], config, tmp_path)
+    assert result.status == "ok" and result.summary["chunks"] == 2
+    for kind in ("chunk00", "chunk01", "mosaic", "rms", "pb"):
+        header = fits.getheader(result.outputs[kind])
+        wcs = wcs_of(header).celestial
+        assert wcs.wcs.ctype[0].startswith("RA---") and wcs.wcs.ctype[1].startswith("DEC--")
+        if kind != "pb":
+            assert header["BMAJ"] > 0 and header["BMIN"] > 0 and "BPA" in header
+    assert fits.getheader(result.outputs["chunk00"])["CRVAL4"] == 1  # Stokes I
+    mosaic = fits.getdata(result.outputs["mosaic"])
+    assert mosaic.shape == fits.getdata(result.outputs["rms"]).shape
+    assert Path(result.outputs["quicklook"]).read_bytes()[:4] == b"\x89PNG"
+    sources = pd.read_parquet(result.outputs["sources"])
+    assert set(SOURCE_COLUMNS) == set(sources.columns)
+    assert "earlier_upper_limits" in pd.read_parquet(result.outputs["candidates"]).columns
+    print(f"image stage on two small MSs: {time.monotonic() - started:.1f} s")
 
 
 def _install_plugin(root: Path, monkeypatch: pytest.MonkeyPatch, entries: str) -> None:

@@ -1,0 +1,1 @@
+"""Images of chunks, block mosaics and blind source finding (issue #18)."""
