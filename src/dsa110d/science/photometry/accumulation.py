@@ -216,7 +216,9 @@ def measure_ms(
         offsets = beam_offsets(geometry, app_ra, app_dec)
         band_centre = np.mean(geometry.freq_hz)
         centre_gain = primary_beam(offsets, band_centre, model=settings.beam)
-        _note_transit(sums, geometry.pointing_ra, geometry.mid_time, app_ra, centre_gain.max(axis=1))
+        _note_transit(
+            sums, geometry.pointing_ra, geometry.mid_time, app_ra, centre_gain.max(axis=1)
+        )
         sums.peak_gain = np.fmax(sums.peak_gain, centre_gain.max(axis=1))
         sums.min_offset = np.fmin(sums.min_offset, offsets.min(axis=1))
         sums.pointing_dec = geometry.phase_dec  # ICRS, as the FIELD table states it
@@ -265,9 +267,10 @@ def _note_transit(
     best_gain: NDArray[np.float64],
 ) -> None:  # fmt: skip
     """The time (MJD s) each source crosses the meridian the dishes point at, from the MS in
-    which it is nearest the beam centre so far: the pointing's apparent RA is ``pointing_ra`` at
-    ``mid_time`` (the source positions are apparent too) and advances at the sidereal rate (as in :func:`geometry.beam_offsets`), so the
-    transit is extrapolated when it lies outside the MS, or the block."""
+    which it is nearest the beam centre so far: the pointing's apparent RA is ``pointing_ra``
+    at ``mid_time`` (the source positions are apparent too) and advances at the sidereal rate
+    (as in :func:`geometry.beam_offsets`), so the transit is extrapolated when it lies outside
+    the MS, or the block."""
     hour_angle = np.angle(np.exp(1j * (pointing_ra - app_ra)))  # wrapped to (-pi, pi]
     nearer = best_gain > sums.peak_gain
     sums.transit_time[nearer] = mid_time - hour_angle[nearer] / SIDEREAL_RATE_RAD_S
