@@ -40,6 +40,8 @@ class ServiceMetrics:
         """Dead letters waiting in the streams this service consumes (a level)."""
         self.flag_fraction: float | None = None
         """Fraction of the last processed block's samples that are flagged (None before one)."""
+        self.bad_antennas: int | None = None
+        """Antennas the last processed block's flag stage found bad (None before one)."""
         self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._stages: dict[str, deque[float]] = {}
 
@@ -91,6 +93,7 @@ class ServiceMetrics:
             "dead_letters": self.dead_letters,
             "stage_sec": self.stage_percentiles(),
             "flag_fraction": self.flag_fraction,
+            "bad_antennas": self.bad_antennas,
         }
 
 
@@ -204,6 +207,11 @@ class PrometheusCollector(Collector):
             "Fraction of the last processed block's samples that are flagged.",
             labels=["service"],
         )
+        bad_antennas = GaugeMetricFamily(
+            "dsa110_bad_antennas",
+            "Antennas the last processed block's flag stage found dead, hot or unstable.",
+            labels=["service"],
+        )
         for name, snap in services.items():
             metrics = snap.get("metrics", {})
             processed.add_metric([name], metrics.get("processed", 0))
@@ -220,11 +228,13 @@ class PrometheusCollector(Collector):
             dead.add_metric([name], metrics.get("dead_letters", 0))
             if metrics.get("flag_fraction") is not None:
                 flagged.add_metric([name], metrics["flag_fraction"])
+            if metrics.get("bad_antennas") is not None:
+                bad_antennas.add_metric([name], metrics["bad_antennas"])
             for stage, quantiles in metrics.get("stage_sec", {}).items():
                 for key, value in quantiles.items():
                     stages.add_metric([name, stage, f"{int(key[1:]) / 100:g}"], value)
         yield from (processed, failed, restarts, lag, backlog, health, duration)
-        yield from (results, dead, stages, flagged)
+        yield from (results, dead, stages, flagged, bad_antennas)
         yield from self._breaker_families()
         proc = self._process()
         yield GaugeMetricFamily(
