@@ -59,6 +59,8 @@ STRATEGY_PACKAGE = "dsa110d.science.pipeline.strategies"
 STRATEGY_NAME = "dsa110.lua"
 FLAGGED_BY = "aoflagger"
 """Value of the FLAGGED keyword this stage writes (the MAD flagger writes its threshold)."""
+UNSTABLE_VS_ARRAY = 5.0
+"""An unstable antenna scatters by more than this many times the array's median scatter."""
 MIN_SAMPLES_FOR_TREND = 6
 """Integrations a block needs before antenna stability is judged (a quadratic has 3 terms)."""
 ROW_SLAB = 1 << 16
@@ -163,23 +165,28 @@ def antenna_health(ms_paths: Sequence[Path], config: Config) -> Health:
 
 
 def _unstable(power: NDArray[np.float64], limit: float) -> NDArray[np.bool_]:
-    """Antennas whose power relative to the array's median at each integration scatters by
-    more than ``limit`` (rms / median) about a quadratic in time, in either polarisation."""
+    """Antennas whose power relative to the array's median at each integration scatters about
+    a quadratic in time by more than ``limit`` (rms / median) and by more than
+    UNSTABLE_VS_ARRAY times the array's median scatter, in either polarisation. The second
+    bound keeps autocorrelations that all scatter (thermal noise at a short integration, a
+    correlator glitch) from condemning the whole array."""
     n_t, n_ant, _ = power.shape
     if n_t < MIN_SAMPLES_FOR_TREND:
         return np.zeros(n_ant, dtype=bool)
-    relative = power / np.nanmedian(power, axis=1, keepdims=True)
-    relative /= np.nanmedian(relative, axis=0, keepdims=True)
+    with np.errstate(all="ignore"):
+        relative = power / np.nanmedian(power, axis=1, keepdims=True)
+        relative /= np.nanmedian(relative, axis=0, keepdims=True)
     t = np.linspace(-1.0, 1.0, n_t)
-    out = np.zeros(n_ant, dtype=bool)
+    scatter = np.zeros(n_ant)
     for a in range(n_ant):
         for series in relative[:, a].T:
             good = np.isfinite(series)
             if good.sum() < MIN_SAMPLES_FOR_TREND:
                 continue
             fit = np.polyval(np.polyfit(t[good], series[good], 2), t[good])
-            out[a] |= bool(np.sqrt(np.mean((series[good] - fit) ** 2)) > limit)
-    return out
+            rms = float(np.sqrt(np.mean((series[good] - fit) ** 2)))
+            scatter[a] = max(scatter[a], rms)
+    return np.asarray(scatter > max(limit, UNSTABLE_VS_ARRAY * float(np.median(scatter))))
 
 
 # --- broadband bursts, before AOFlagger --------------------------------------------------------
@@ -391,7 +398,8 @@ def block_qa(
             total = antennas.setdefault(int(a), [0, 0])
             total[0] += f
             total[1] += t
-    channels = np.sum([np.array(one["channels"]).reshape(-1, 2) for one in counts], axis=0)
+    per_ms = [np.array(one["channels"], dtype=np.int64).reshape(-1, 2) for one in counts]
+    channels = np.sum(per_ms, axis=0) if per_ms else np.zeros((0, 2), dtype=np.int64)
     flagged = sum(f for f, _ in antennas.values()) / 2  # each sample counted for both antennas
     samples = sum(t for _, t in antennas.values()) / 2
     return {
@@ -408,7 +416,7 @@ def block_qa(
         "antennas": {str(a + 1): _fraction(f, t) for a, (f, t) in sorted(antennas.items())},
         "channels": {
             "freq_mhz": counts[0]["freq_mhz"] if counts else [],
-            "fraction": [_fraction(f, t) for f, t in channels] if len(counts) else [],
+            "fraction": [_fraction(f, t) for f, t in channels],
         },
         "chunks": [
             {
