@@ -306,8 +306,9 @@ class FlaggingConfig(_Section):
     auto_rfi_sigma: PositiveFloat | None = 5.0
     """Flag an integration and channel on every baseline where the autocorrelations' median
     power exceeds its running median over frequency by this many robust sigmas; None: off."""
-    auto_rfi_window: Annotated[int, Field(ge=3)] = 9
-    """Channels of that running median."""
+    auto_rfi_window_mhz: PositiveFloat = 6.0
+    """Width of that running median (at least 5 channels): wider than the widest narrowband
+    emitter (radars: ~2 MHz), narrow enough to follow the bandpass."""
     burst_ratio: Annotated[float, Field(gt=1)] = 2.0
     """An integration whose amplitude level exceeds this multiple of its neighbours' is
     swamped by a broadband burst and flagged whole before AOFlagger runs."""

@@ -63,6 +63,8 @@ STRATEGY_PACKAGE = "dsa110d.science.pipeline.strategies"
 STRATEGY_NAME = "dsa110.lua"
 FLAGGED_BY = "aoflagger"
 """Value of the FLAGGED keyword this stage writes (the MAD flagger writes its threshold)."""
+MIN_WINDOW_CHANNELS = 5
+"""The fewest channels of the running median the autocorrelations are compared with."""
 UNSTABLE_VS_ARRAY = 5.0
 """An unstable antenna scatters by more than this many times the array's median scatter."""
 MIN_SAMPLES_FOR_TREND = 6
@@ -244,7 +246,7 @@ def flag_bursts(path: Path, ratio: float) -> int:
 
 
 # --- interference in the autocorrelations ----------------------------------------------------
-def auto_rfi(path: Path, n_sigma: float, window: int) -> NDArray[np.bool_]:
+def auto_rfi(path: Path, n_sigma: float, window_mhz: float) -> NDArray[np.bool_]:
     """(Nt, Nchan): the integrations and channels where the autocorrelations show narrowband
     excess power, to be flagged on every baseline.
 
@@ -252,8 +254,8 @@ def auto_rfi(path: Path, n_sigma: float, window: int) -> NDArray[np.bool_]:
     where the thermal noise is ~1e-4 of the power (SEFD / sqrt(bandwidth x time)): a median
     over antennas and polarisations sees it at a fraction of the cross-correlations' sigma.
     The sky's continuum adds power smooth in frequency; an excess over the running median of
-    ``window`` channels by more than ``n_sigma`` robust sigmas (of all the MS's excesses) is
-    interference.
+    ``window_mhz`` (an odd number of channels, at least MIN_WINDOW_CHANNELS) by more than
+    ``n_sigma`` robust sigmas (of all the MS's excesses) is interference.
     """
     with tables.table(str(path), ack=False) as ms:
         autos = ms.query("ANTENNA1 == ANTENNA2", columns="TIME,ANTENNA1,DATA")
@@ -271,11 +273,18 @@ def auto_rfi(path: Path, n_sigma: float, window: int) -> NDArray[np.bool_]:
         cube[t_index, a_index] = power
         cube /= np.nanmedian(cube, axis=(0, 2), keepdims=True)  # each antenna's typical power
         spectrum = np.nanmedian(cube, axis=(1, 3))  # (Nt, Nchan)
-        excess = spectrum - _running_median(spectrum, window)
+        excess = spectrum - _running_median(spectrum, _window_channels(path, window_mhz))
         sigma = MAD_TO_SIGMA * np.nanmedian(np.abs(excess - np.nanmedian(excess)))
     if not np.isfinite(sigma) or sigma == 0:
         return np.zeros((n_t, n_chan), dtype=bool)
     return np.asarray(excess > n_sigma * sigma)
+
+
+def _window_channels(path: Path, window_mhz: float) -> int:
+    with tables.table(f"{path}::SPECTRAL_WINDOW", ack=False) as spw:
+        width_mhz = float(np.median(np.abs(spw.getcol("CHAN_WIDTH")[0]))) / 1e6
+    channels = max(MIN_WINDOW_CHANNELS, round(window_mhz / width_mhz))
+    return channels + 1 - channels % 2
 
 
 def _running_median(spectrum: NDArray[np.float64], window: int) -> NDArray[np.float64]:
@@ -329,7 +338,7 @@ def flag_and_count(
     bad_antennas: Sequence[int],
     static_ranges_mhz: Sequence[tuple[float, float]],
     auto_sigma: float | None = None,
-    auto_window: int = 9,
+    auto_window_mhz: float = 6.0,
 ) -> dict[str, Any]:
     """Write the flags of step 3 into one MS (unless it was flagged before) and count the
     flags of its cross-correlations (step 4); JSON-able :class:`FlagCounts`."""
@@ -354,7 +363,7 @@ def flag_and_count(
         bad = np.isin(ant1, list(bad_antennas)) | np.isin(ant2, list(bad_antennas))
         interference = None
         if write and auto_sigma is not None:
-            interference = auto_rfi(path, auto_sigma, auto_window)
+            interference = auto_rfi(path, auto_sigma, auto_window_mhz)
         new = 0
         for r0 in range(0, ms.nrows(), ROW_SLAB):
             n = min(ROW_SLAB, ms.nrows() - r0)
@@ -519,7 +528,7 @@ def flag_stage(
                 health.bad,
                 config.flagging.static_channel_ranges_mhz,
                 config.flagging.auto_rfi_sigma,
-                config.flagging.auto_rfi_window,
+                config.flagging.auto_rfi_window_mhz,
             )
         except DSA110Error:
             raise
