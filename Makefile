@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Debian packages that the integration and system tests drive for real (a TLS redis-server,
-# wsclean, promtool, scdoc/man, the .deb built and booted under systemd-nspawn, and the web
+# wsclean, aoflagger, promtool, scdoc/man, the .deb built and booted under systemd-nspawn, and the web
 # console in a headless Chromium through its WebDriver).
-DEB_TEST_DEPS := redis-server redis-sentinel openssl wsclean prometheus scdoc man-db dpkg-dev debhelper \
+DEB_TEST_DEPS := redis-server redis-sentinel openssl wsclean aoflagger prometheus scdoc man-db dpkg-dev debhelper \
                  dh-virtualenv systemd-container debootstrap util-linux strace chromium \
                  chromium-driver
-DEB_TEST_CMDS := redis-server redis-sentinel openssl wsclean promtool scdoc man dpkg-buildpackage dh \
+DEB_TEST_CMDS := redis-server redis-sentinel openssl wsclean aoflagger promtool scdoc man dpkg-buildpackage dh \
                  dh_virtualenv systemd-nspawn debootstrap setpriv nsenter strace chromium chromedriver
 
 .PHONY: demo test lint typecheck unit integration system bench man clean test-deps

@@ -330,6 +330,40 @@ class ImagingConfig(_Section):
     match_radius_beams: PositiveFloat = 1.0
 
 
+class FlaggingConfig(_Section):
+    """The ``flag`` stage (AOFlagger, antenna health, static channel mask, flag QA)."""
+
+    strategy: str | None = None
+    """AOFlagger Lua strategy file; None: the DSA-110 strategy shipped with dsa110d."""
+    aoflagger_timeout_sec: PositiveFloat = 900
+    """Longest an AOFlagger run on one block may take before the stage fails."""
+    static_channel_ranges_mhz: list[tuple[float, float]] = []
+    """Frequency ranges (MHz, [low, high]) always flagged: channels known to be bad."""
+    dead_power_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """An antenna whose autocorrelation power is below this fraction of the array's median
+    is dead."""
+    hot_power_factor: Annotated[float, Field(gt=1)] = 2.0
+    """An antenna whose autocorrelation power is above this multiple of the array's median
+    is hot (its system temperature is)."""
+    unstable_rms: PositiveFloat = 0.05
+    """An antenna whose autocorrelation power, relative to the array's and detrended over the
+    block, scatters by more than this (rms / median) is unstable."""
+    auto_rfi_sigma: PositiveFloat | None = 5.0
+    """Flag an integration and channel on every baseline where the autocorrelations' median
+    power exceeds its running median over frequency by this many robust sigmas; None: off."""
+    auto_rfi_window_mhz: PositiveFloat = 6.0
+    """Width of that running median (at least 5 channels): wider than the widest narrowband
+    emitter (radars: ~2 MHz), narrow enough to follow the bandpass."""
+    burst_ratio: Annotated[float, Field(gt=1)] = 2.0
+    """An integration whose amplitude level exceeds this multiple of its neighbours' is
+    swamped by a broadband burst and flagged whole before AOFlagger runs."""
+    mostly_flagged_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    """A block with more of its samples flagged than this is recorded ``mostly_flagged`` and
+    the later stages do not measure it."""
+    alert_flag_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """A block flagged above this fraction raises the ``block_flagged`` alert."""
+
+
 class WebhookConfig(_Section):
     url: SecretStr | None = None  # Slack/Mattermost hook URLs carry a token: never printed
     timeout_sec: PositiveFloat = 5
@@ -427,6 +461,7 @@ class Config(_Section):
     beam: BeamConfig = BeamConfig()
     photometry: PhotometryConfig = PhotometryConfig()
     imaging: ImagingConfig = ImagingConfig()
+    flagging: FlaggingConfig = FlaggingConfig()
     alerts: AlertsConfig = AlertsConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
     calibration: CalibrationConfig = CalibrationConfig()

@@ -43,6 +43,8 @@ class ServiceMetrics:
         self.calibration: dict[str, Any] | None = None
         """The calibration registry at a glance (``CalibrationSummary.to_metrics`` plus
         ``gains_qa_ok``), refreshed by the processor; None where no calibrate stage has run."""
+        self.bad_antennas: int | None = None
+        """Antennas the last processed block's flag stage found bad (None before one)."""
         self._durations: deque[float] = deque(maxlen=DURATION_SAMPLES)
         self._stages: dict[str, deque[float]] = {}
 
@@ -95,6 +97,7 @@ class ServiceMetrics:
             "stage_sec": self.stage_percentiles(),
             "flag_fraction": self.flag_fraction,
             "calibration": self.calibration,
+            "bad_antennas": self.bad_antennas,
         }
 
 
@@ -208,6 +211,11 @@ class PrometheusCollector(Collector):
             "Fraction of the last processed block's samples that are flagged.",
             labels=["service"],
         )
+        bad_antennas = GaugeMetricFamily(
+            "dsa110_bad_antennas",
+            "Antennas the last processed block's flag stage found dead, hot or unstable.",
+            labels=["service"],
+        )
         for name, snap in services.items():
             metrics = snap.get("metrics", {})
             processed.add_metric([name], metrics.get("processed", 0))
@@ -224,11 +232,13 @@ class PrometheusCollector(Collector):
             dead.add_metric([name], metrics.get("dead_letters", 0))
             if metrics.get("flag_fraction") is not None:
                 flagged.add_metric([name], metrics["flag_fraction"])
+            if metrics.get("bad_antennas") is not None:
+                bad_antennas.add_metric([name], metrics["bad_antennas"])
             for stage, quantiles in metrics.get("stage_sec", {}).items():
                 for key, value in quantiles.items():
                     stages.add_metric([name, stage, f"{int(key[1:]) / 100:g}"], value)
         yield from (processed, failed, restarts, lag, backlog, health, duration)
-        yield from (results, dead, stages, flagged)
+        yield from (results, dead, stages, flagged, bad_antennas)
         yield from _calibration_families(services)
         yield from self._breaker_families()
         proc = self._process()

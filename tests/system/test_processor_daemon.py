@@ -87,7 +87,8 @@ def test_the_daemon_converts_landed_sets_and_processes_their_block(
     assert sorted(p["set_id"] for p in payloads if p["kind"] == "chunk") == result.set_ids[:2]
     (block,) = [p for p in payloads if p["kind"] == "block"]
     assert block["block_id"] == FIRST_BLOCK and block["version"] == 1
-    assert block["results"] == {"photometry": str(parquet.resolve())}
+    assert block["results"]["photometry"] == str(parquet.resolve())
+    assert Path(block["results"]["flag.flag_qa"]).is_file()  # the flag stage's QA
     assert len(daemon.events("set_converted")) == 2
     assert len(daemon.events("block_processed")) == 1
     assert daemon.stop() == 0
@@ -115,7 +116,8 @@ def test_a_processor_killed_mid_work_finishes_after_a_restart_with_everything_do
     assert [p["version"] for p in payloads if p["kind"] == "block"] == [1]
     (block,) = [p for p in payloads if p["kind"] == "block"]
     (parquet,) = (results / "photometry").glob(f"{FIRST_BLOCK}*.parquet")  # the killed run's went
-    assert block["results"] == {"photometry": str(parquet.resolve())}
+    assert block["results"]["photometry"] == str(parquet.resolve())
+    assert Path(block["results"]["flag.flag_qa"]).is_file()  # the flag stage's QA
     assert len(pd.read_parquet(parquet)) > 0
     assert sorted(p.name for p in ms_dir.iterdir()) == [f"{s}.ms" for s in result.set_ids[:2]]
     assert all(is_complete_dir(ms_dir / f"{s}.ms") for s in result.set_ids[:2])

@@ -22,6 +22,7 @@ def served_metric_names() -> set[str]:
         "processor": {
             "metrics": {"processed": 1, "failed": 0, "queue_lag_sec": 1.0, "backlog": 2,
                         "duration_sec": {"p50": 1.0, "p90": 2.0, "p99": 3.0},
+                        "flag_fraction": 0.1, "bad_antennas": 0,
                         "calibration": {"solutions": {"bandpass": {"ok": 1}},
                                         "bandpass_age_sec": 3600.0, "bandpass_valid": True,
                                         "gains_amp_scatter": 0.02,

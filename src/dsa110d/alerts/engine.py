@@ -33,12 +33,15 @@ from dsa110d.state.alerts import (
     incomplete_sets,
     queue_views,
 )
+from dsa110d.state.blocks import Blocks, BlockState
 from dsa110d.state.connection import Redis, describe_target
 from dsa110d.state.keys import Keys
 from dsa110d.state.registry import Registry
 
 log = get_logger("dsa110d.alerts")
 DISK_TIMEOUT_SEC = 10.0  # a hung network mount must not hang the pass
+FLAGGED_BLOCKS_CHECKED = 50
+"""The newest blocks looked at for a flagged fraction above flagging.alert_flag_fraction."""
 
 
 def disk_views(paths: list[Path]) -> list[rules.DiskView]:
@@ -130,6 +133,7 @@ class AlertEngine:
             notice = await self._candidates(now)
             if notice is not None:
                 sent.append(notice)
+        sent += await self._flagged_blocks(config, now)
         for event in sent:
             self.sinks.deliver(event)
         return sent
@@ -151,6 +155,19 @@ class AlertEngine:
             disks=disks,
             crashes_in_window=self.crashes_in_window(),
         )
+
+    async def _flagged_blocks(self, config: Config, now: float) -> list[AlertEvent]:
+        """A warning notice (once across daemons) for each recent block run mostly flagged."""
+        records = await Blocks(self.redis, self.keys, self.target).blocks(
+            limit=FLAGGED_BLOCKS_CHECKED
+        )
+        done = [r for r in records if r.state is BlockState.PROCESSED]
+        events = []
+        for condition in rules.flagged_block_conditions(done, config):
+            event = await self.store.notice(condition, now)
+            if event is not None:
+                events.append(event)
+        return events
 
     async def _candidates(self, now: float) -> AlertEvent | None:
         """An info notice when the analyzer's candidate count grew (once across daemons)."""

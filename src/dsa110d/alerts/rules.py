@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from dsa110d.config import Config
 from dsa110d.state.alerts import Condition, QueueView
+from dsa110d.state.blocks import BlockRecord
 from dsa110d.state.registry import RegistryEntry
 
 INCOMPLETE_SETS_LISTED = 10  # set ids named in one alert's details
+FLAG_STAGES = ("flag", "flag-mad")
+"""Stages whose block QA carries the block's flag fraction."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,37 @@ def evaluate(facts: Facts, config: Config) -> list[Condition]:
         *disk_conditions(facts.host, facts.disks, config),
         *calibration_conditions(facts.registry, config),
     ]
+
+
+def flagged_block_conditions(blocks: list[BlockRecord], config: Config) -> list[Condition]:
+    """A warning notice for each block run whose flagged fraction passed
+    ``flagging.alert_flag_fraction`` (one per block and version: a re-run is news again)."""
+    found = []
+    for record in blocks:
+        qa: dict[str, Any] = next(
+            (record.qa[s] for s in FLAG_STAGES if isinstance(record.qa.get(s), dict)), {}
+        )
+        fraction = qa.get("flag_fraction")
+        if not isinstance(fraction, int | float) or fraction <= config.flagging.alert_flag_fraction:
+            continue
+        bad = qa.get("bad_antennas") or "none"
+        found.append(
+            Condition(
+                f"block_flagged:{record.block_id}:v{record.version}",
+                "block_flagged",
+                "warning",
+                f"block {record.block_id} is {100 * fraction:.0f}% flagged "
+                f"({qa.get('status', 'ok')}; bad antennas: {bad})",
+                details={
+                    "block_id": record.block_id,
+                    "version": record.version,
+                    "flag_fraction": fraction,
+                    "bad_antennas": bad,
+                    "status": qa.get("status", "ok"),
+                },
+            )
+        )
+    return found
 
 
 def health_conditions(entries: list[RegistryEntry], config: Config) -> list[Condition]:

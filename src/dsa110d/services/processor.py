@@ -507,6 +507,9 @@ class MSProcessingHandler:
             fraction = processor_jobs.flag_fraction(runs)
             if fraction is not None:
                 self.metrics.flag_fraction = fraction
+            bad = processor_jobs.bad_antennas(runs)
+            if bad is not None:
+                self.metrics.bad_antennas = bad
             outputs = {
                 f"{s.stage}.{kind}" if kind != s.stage else kind: path
                 for s in stages

@@ -168,13 +168,26 @@ def block_job(
     ]
 
 
+FLAG_STAGES = ("flag", "flag-mad")
+"""The stages whose summary carries the block's flag fraction."""
+
+
 def flag_fraction(stages: list[dict[str, Any]]) -> float | None:
     """The flag stage's flag fraction from a block run's stage results (None: no flag stage,
     or its MSs were flagged before)."""
     for result in stages:
-        if result.get("stage") == "flag":
+        if result.get("stage") in FLAG_STAGES:
             value = (result.get("summary") or {}).get("flag_fraction")
             return float(value) if isinstance(value, int | float) else None
+    return None
+
+
+def bad_antennas(stages: list[dict[str, Any]]) -> int | None:
+    """How many antennas the flag stage of a block run found bad (None: no such stage)."""
+    for result in stages:
+        if result.get("stage") == "flag":
+            names = (result.get("summary") or {}).get("bad_antennas")
+            return len([n for n in str(names).split(",") if n]) if names is not None else None
     return None
 
 

@@ -5,6 +5,7 @@ e-mail reaches a local SMTP server; every rule's facts are read from real state.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +206,27 @@ async def test_rules_read_streams_sets_and_crashes_from_real_state(
         "restart-intensity:daemon-a:99",
     }
     assert sent["incomplete-sets"].details["sets"] == ["2026-11-26T00:00:00"]
+
+
+async def test_a_mostly_flagged_block_is_noticed_once(
+    tmp_path: Path, server_url: str, redis: aioredis.Redis
+) -> None:
+    """A block record whose flag QA passed flagging.alert_flag_fraction: one notice, however
+    many daemons and passes see it (the record is written as the processor's commit leaves it)."""
+    cfg = fast_config(tmp_path, server_url)
+    keys = Keys(cfg.redis.namespace)
+    qa = {"flag": {"flag_fraction": 0.93, "status": "mostly_flagged", "bad_antennas": "3"}}
+    for block_id, fields in {
+        "2026-03-20T08:00:00": {"qa": json.dumps(qa)},
+        "2026-03-20T09:00:00": {"qa": json.dumps({"flag": {"flag_fraction": 0.01}})},
+    }.items():
+        record = {"start": 0, "end": 3600, "state": "processed", "version": 1, **fields}
+        await redis.hset(keys.block_record(block_id), mapping=record)  # type: ignore[misc]
+        await redis.zadd(keys.block_index(), {block_id: 0})
+    first = AlertEngine(lambda: cfg, redis, host="daemon-a")
+    second = AlertEngine(lambda: cfg, redis, host="daemon-b")
+    events = [*(await first.evaluate_once()), *(await second.evaluate_once())]
+    events += await first.evaluate_once()
+    flagged = [e for e in events if e.rule == "block_flagged"]
+    assert [e.fingerprint for e in flagged] == ["block_flagged:2026-03-20T08:00:00:v1"]
+    assert flagged[0].event == "notice" and "93% flagged" in flagged[0].summary

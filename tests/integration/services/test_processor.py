@@ -129,7 +129,9 @@ async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_bl
         done = await handler.check_blocks(now=block.end)
         assert [(d.block_id, d.version, d.missing_slots) for d in done] == [(FIRST_BLOCK, 1, ())]
         (parquet,) = (cfg.paths.results_dir / "photometry").glob(f"{FIRST_BLOCK}.v1.t*.parquet")
-        assert done[0].results == {"photometry": str(parquet.resolve())}
+        (flag_qa,) = (cfg.paths.results_dir / "flags").glob(f"{FIRST_BLOCK}.flags.v1.t*.json")
+        results = {"photometry": str(parquet.resolve()), "flag.flag_qa": str(flag_qa.resolve())}
+        assert done[0].results == results
         frame = pd.read_parquet(parquet)
         assert list(frame.columns) == list(SCHEMA)
         assert len(frame) > 0 and set(frame["version"]) == {1}
@@ -146,7 +148,7 @@ async def test_a_block_with_all_its_chunks_gives_the_documented_parquet_and_a_bl
             assert 0 < fraction < 1 and handler.metrics.flag_fraction == fraction
         (message,) = await block_messages(redis, cfg)
         assert message.payload["block_id"] == FIRST_BLOCK and message.payload["version"] == 1
-        assert message.payload["results"] == {"photometry": str(parquet.resolve())}
+        assert message.payload["results"] == results
         assert not (cfg.paths.results_dir / ".staging").exists() or not any(
             (cfg.paths.results_dir / ".staging").iterdir()
         )
@@ -243,7 +245,7 @@ async def test_a_paused_holder_that_lost_the_block_never_touches_the_new_holders
         assert sorted((cfg.paths.results_dir / "photometry").glob(f"{FIRST_BLOCK}*")) == [committed]
         assert (committed.read_bytes(), committed.stat().st_ino) == before
         after = await handler.blocks.block(FIRST_BLOCK)
-        assert after is not None and after.results == {"photometry": str(committed)}
+        assert after is not None and after.results["photometry"] == str(committed)
 
 
 async def test_two_processors_racing_on_the_same_set_and_block_do_each_once(

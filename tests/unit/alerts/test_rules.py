@@ -10,6 +10,7 @@ from dsa110d.alerts import rules
 from dsa110d.alerts.rules import DiskView, Facts
 from dsa110d.config import Config
 from dsa110d.state.alerts import QueueView
+from dsa110d.state.blocks import BlockRecord, BlockState
 from dsa110d.state.registry import RegistryEntry
 from tests.conftest import make_config
 
@@ -91,3 +92,24 @@ def test_a_service_paused_by_an_operator_raises_no_alert(cfg: Config) -> None:
     paused = RegistryEntry("obs1", 42, "watcher", "DEGRADED", "paused by an operator", "t0", "1",
                            state="paused")  # fmt: skip
     assert rules.evaluate(facts(registry=[paused]), cfg) == []
+
+
+def _block(block_id: str, qa: dict[str, object], version: int = 1) -> BlockRecord:
+    return BlockRecord(block_id, 0.0, 3600.0, BlockState.PROCESSED, version, 1, 1, qa=qa)
+
+
+def test_a_block_flagged_above_the_threshold_is_noticed_once_per_run(cfg: Config) -> None:
+    limit = cfg.flagging.alert_flag_fraction
+    blocks = [
+        _block(
+            "b1", {"flag": {"flag_fraction": limit + 0.1, "bad_antennas": "3,40", "status": "ok"}}
+        ),
+        _block("b2", {"flag": {"flag_fraction": limit - 0.1}}),
+        _block("b3", {"flag-mad": {"flag_fraction": 0.95, "status": "mostly_flagged"}}, 2),
+        _block("b4", {"photometry": {"sources": 3}}),
+    ]
+    found = rules.flagged_block_conditions(blocks, cfg)
+    assert [c.fingerprint for c in found] == ["block_flagged:b1:v1", "block_flagged:b3:v2"]
+    assert all(c.rule == "block_flagged" and c.severity == "warning" for c in found)
+    assert "bad antennas: 3,40" in found[0].summary
+    assert "mostly_flagged" in found[1].summary

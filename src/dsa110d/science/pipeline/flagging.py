@@ -1,4 +1,4 @@
-"""The ``flag`` stage: robust outlier flagging written into each Measurement Set's FLAG column.
+"""The ``flag-mad`` stage: robust outlier flagging written into each Measurement Set's FLAG column.
 
 Per baseline, channel and polarisation, the visibility amplitudes of a chunk are compared
 with their median across time; a sample further than ``FLAG_MAD_THRESHOLD`` robust standard
@@ -307,7 +307,7 @@ def flag_stage(
     if totals.get("samples"):
         summary["samples"] = totals["samples"]
         summary["flag_fraction"] = totals["flagged"] / totals["samples"]
-    return StageResult("flag", "ok", summary=summary)
+    return StageResult("flag-mad", "ok", summary=summary)
 
 
 FRACTION_TERMS = ("samples", "flagged")

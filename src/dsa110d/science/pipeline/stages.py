@@ -6,9 +6,13 @@ stages are named here by ``module:callable`` (:data:`BUILTIN_STAGES`), as a plug
 point names it, and loaded when the registry is built: the pipeline does not import the
 subpackages whose stages it runs (``photometry/`` imports the interface from here).
 
-Built-in stages are ``flag``, ``photometry`` and ``image``. Other packages add stages by
-declaring an entry point in the group ``dsa110d.stages`` whose value is the callable, e.g.
-in pyproject.toml::
+Built-in stages are ``flag`` (AOFlagger, antenna health, flag QA), ``flag-mad`` (the light
+median/MAD flagger), ``photometry`` and ``image``. A stage whose summary says ``status:
+mostly_flagged`` (the flag stages, for a block whose data are mostly flagged) ends the block's
+pipeline: the later stages are recorded ``skipped``, so such a block is not silently measured.
+
+Other packages add stages by declaring an entry point in the group ``dsa110d.stages`` whose
+value is the callable, e.g. in pyproject.toml::
 
     [project.entry-points."dsa110d.stages"]
     my_stage = "mypackage.module:my_stage"
@@ -32,11 +36,14 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dsa110d.stages"
 BUILTIN_STAGES = {
-    "flag": "dsa110d.science.pipeline.flagging:flag_stage",
+    "flag": "dsa110d.science.pipeline.rfi:flag_stage",
+    "flag-mad": "dsa110d.science.pipeline.flagging:flag_stage",
     "photometry": "dsa110d.science.photometry.stage:photometry_stage",
     "image": "dsa110d.science.pipeline.imaging:image_stage",
 }
 """The stages shipped with dsa110d: name -> ``module:callable``."""
+MOSTLY_FLAGGED = "mostly_flagged"
+"""A stage summary's ``status`` that ends the block's pipeline (see the module docstring)."""
 
 
 def builtin_stages() -> dict[str, Stage]:
@@ -115,4 +122,10 @@ def run_pipeline(
             ) from exc
         log.info("stage %s on block %s: %s %s", name, job.block_id, result.status, result.message)
         results.append(result)
+        if result.summary.get("status") == MOSTLY_FLAGGED:
+            later = [n for n, _ in pipeline[len(results) :]]
+            log.warning("block %s is mostly flagged: %s not run", job.block_id, later)
+            reason = f"block mostly flagged by {name}"
+            results += [StageResult(n, "skipped", message=reason) for n in later]
+            break
     return results

@@ -54,6 +54,24 @@ def test_run_pipeline_gives_each_stage_a_scratch_dir(config: Config, tmp_path: P
     assert [r.status for r in results] == ["ok"] and seen[0].is_dir()
 
 
+def test_a_mostly_flagged_block_is_not_measured(config: Config, tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    def flag(job: BlockJob, ms_paths: object, config: Config, scratch: Path) -> StageResult:
+        ran.append("flag")
+        return StageResult("flag", "ok", summary={"status": "mostly_flagged"})
+
+    def photometry(job: BlockJob, ms_paths: object, config: Config, scratch: Path) -> StageResult:
+        ran.append("photometry")
+        return StageResult("photometry", "ok")
+
+    pipeline = [("flag", flag), ("photometry", photometry)]
+    results = run_pipeline(pipeline, JOB, [], config, tmp_path)
+    assert ran == ["flag"]
+    assert [(r.stage, r.status) for r in results] == [("flag", "ok"), ("photometry", "skipped")]
+    assert "mostly flagged" in results[1].message
+
+
 def test_image_is_skipped_without_wsclean(
     config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,7 +135,7 @@ def test_third_party_stages_come_from_entry_points(
 
 def test_a_plugin_cannot_replace_a_builtin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _install_plugin(tmp_path, monkeypatch, "flag = dsa110d_fake_stage:fake")
-    from dsa110d.science.pipeline.flagging import flag_stage
+    from dsa110d.science.pipeline.rfi import flag_stage
 
     assert registry()["flag"] is flag_stage
 
