@@ -13,6 +13,12 @@ DEB_TEST_DEPS := redis-server redis-sentinel openssl wsclean aoflagger prometheu
 DEB_TEST_CMDS := redis-server redis-sentinel openssl wsclean aoflagger promtool scdoc man dpkg-buildpackage dh \
                  dh_virtualenv systemd-nspawn debootstrap setpriv nsenter strace chromium chromedriver
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist), a test file to a worker
+# (--dist loadfile keeps a module's tests and its module-scoped fixtures together; each worker
+# has its own embedded server, tmp dirs and ports). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 .PHONY: demo test lint typecheck unit integration system bench man clean test-deps
 
 $(STAMP): pyproject.toml
@@ -44,16 +50,16 @@ test-deps:
 	fi
 
 test: lint test-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m unit
 
 integration: $(STAMP)
-	$(BIN)/python -m pytest -m integration
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m integration
 
 system: $(STAMP)
-	$(BIN)/python -m pytest -m system
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m system
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

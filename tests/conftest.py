@@ -7,7 +7,9 @@ Tests under ``tests/unit`` are marked ``unit`` automatically, and likewise for
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,11 +31,57 @@ SERVER_KINDS = ["embedded", *(["external"] if EXTERNAL_URL else [])]
 os.environ["DSA110_ALLOW_ROOT"] = "1"
 
 
+KINDS = ("system", "integration", "unit")
+"""The test kinds, slowest first: the order in which pytest-xdist workers take test files."""
+
+
+def _kind(item: pytest.Item) -> str:
+    parts = Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").parts
+    return parts[0] if parts and parts[0] in KINDS else ""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        parts = Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").parts
-        if parts and parts[0] in ("unit", "integration", "system"):
-            item.add_marker(getattr(pytest.mark, parts[0]))
+        if kind := _kind(item):
+            item.add_marker(getattr(pytest.mark, kind))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # the long files (system tests) first, the many short ones last to fill the gaps:
+        # the workers then finish together; files keep their own order (a stable sort)
+        items.sort(key=lambda item: KINDS.index(k) if (k := _kind(item)) else len(KINDS))
+
+
+CHAOSKIT = "tests.system.chaoskit"
+"""The chaos suite's harness, whose table of outcomes is printed at the end of a session in
+which it ran (here, not in tests/system/conftest.py: under pytest-xdist only this conftest is
+loaded by the controller, which prints the summary; each worker hands its rows over)."""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand the chaos outcomes to the controller."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    chaos = sys.modules.get(CHAOSKIT)
+    if workeroutput is not None and chaos is not None:
+        workeroutput["chaos_outcomes"] = [dataclasses.asdict(o) for o in chaos.OUTCOMES]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """In the pytest-xdist controller: collect a worker's chaos outcomes."""
+    rows = getattr(node, "workeroutput", {}).get("chaos_outcomes", [])
+    if rows:
+        from tests.system.chaoskit import OUTCOMES, Outcome
+
+        OUTCOMES.extend(Outcome(**row) for row in rows)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The chaos suite's table of scenario and outcome (when it ran in this session)."""
+    chaos = sys.modules.get(CHAOSKIT)
+    lines = chaos.outcome_table() if chaos is not None else []
+    if lines:
+        terminalreporter.write_sep("=", "chaos scenarios")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture

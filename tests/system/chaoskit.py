@@ -246,16 +246,25 @@ class Publications:
 
 # ---------------------------------------------------------------------------- freezing a daemon
 def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (workers, the converter's forked writers), parents first."""
+    """``pid`` and its descendants (workers, the converter's forked writers), parents first.
+
+    Every thread's ``children`` file is read, not only the main thread's: the daemon starts
+    the workers' forkserver from a worker thread (``anyio.to_thread``), and a child is listed
+    under the thread that forked it."""
     found, todo = [], [pid]
     while todo:
         here = todo.pop(0)
         found.append(here)
         try:
-            children = Path(f"/proc/{here}/task/{here}/children").read_text().split()
+            threads = os.listdir(f"/proc/{here}/task")
         except OSError:
             continue
-        todo += [int(c) for c in children]
+        for tid in threads:
+            try:
+                children = Path(f"/proc/{here}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            todo += [int(c) for c in children if int(c) not in found and int(c) not in todo]
     return found
 
 

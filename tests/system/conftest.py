@@ -59,17 +59,6 @@ def notify() -> Iterator[NotifyListener]:
     listener.close()
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The chaos suite's table of scenario and outcome (when it ran in this session)."""
-    from tests.system.chaoskit import outcome_table
-
-    lines = outcome_table()
-    if lines:
-        terminalreporter.write_sep("=", "chaos scenarios")
-        for line in lines:
-            terminalreporter.write_line(line)
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Keep each phase's report on the item (the chaos suite's outcome table reads it)."""

@@ -40,6 +40,10 @@ service.
   run whose stages reported ``cal_status`` also widens the span of calibrated data, by which
   the service's health judges how long the data has gone without a valid bandpass. A sidecar
   that breaks the contract fails the run (its outputs taken back).
+  A staging directory no run can use any more (its version committed, or a newer holder
+  granted the lease: a holder killed between its commit and its clean-up leaves one) is
+  removed at start-up and after every pass over the pending blocks
+  (:meth:`MSProcessingHandler.sweep_staging`).
 * **External programs**: a stage that runs a program outside the daemon (``image``: wsclean)
   runs in a worker call of its own through that program's circuit breaker
   (:data:`EXTERNAL_PROGRAMS`). A failure fails the block as any stage's does, until
@@ -60,6 +64,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +190,31 @@ def _published_table(sidecar: Path, table: str) -> str:
     return ""
 
 
+STAGING_NAME = re.compile(r"^(?P<block>.+)\.v(?P<version>\d+)\.t(?P<token>\d+)$")
+"""A block run's staging directory: ``<block id>.v<version>.t<fencing token>``."""
+
+
+def staged_runs(root: Path) -> list[tuple[Path, str, int, int]]:
+    """The staging directories under ``root``: (path, block id, version, token) of each."""
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(root.iterdir()):
+        match = STAGING_NAME.match(path.name)
+        if match and path.is_dir() and not path.is_symlink():
+            found.append((path, match["block"], int(match["version"]), int(match["token"])))
+    return found
+
+
+def staging_is_abandoned(version: int, token: int, committed_version: int, newest: int) -> bool:
+    """Whether a run's staging directory can be of no more use: its version has been
+    committed (by it, which died between the commit and removing its staging, or by
+    another holder), or a newer holder has been granted the block's lease since (the run can
+    never commit). Neither ever holds for a live run that may still commit, and both stay
+    true once true, so the check needs no lock."""
+    return version <= committed_version or token < newest
+
+
 def _make_dirs(directories: dict[str, Path]) -> None:
     """Create the output directories; one line naming the one that cannot be (ConfigError,
     as the watcher does for its own), not a traceback on every restart."""
@@ -272,6 +302,28 @@ class MSProcessingHandler:
             "paths.results_dir": self.config.paths.results_dir,
         }
         await anyio.to_thread.run_sync(_make_dirs, roots)
+        await self.sweep_staging()
+
+    async def sweep_staging(self) -> list[str]:
+        """Remove the block staging directories that no run can use any more
+        (:func:`staging_is_abandoned`); the paths removed.
+
+        A run removes its own staging when it ends and the staging of older tokens when it
+        starts, but a holder killed between its commit and that clean-up leaves its staging
+        behind with no later run of the block to remove it (the block is processed): this
+        sweep, at start-up and after every pass over the pending blocks, does. A block whose
+        record housekeeping has pruned is left to housekeeping's age rule."""
+        root = Path(self.config.paths.results_dir).absolute() / STAGING_DIR
+        removed = []
+        for path, block_id, version, token in await anyio.to_thread.run_sync(staged_runs, root):
+            record = await self.blocks.block(block_id)
+            newest = await self.leases.newest_token(Keys.block_lease(block_id))
+            if record is not None and staging_is_abandoned(version, token, record.version, newest):
+                await anyio.to_thread.run_sync(partial(shutil.rmtree, path, ignore_errors=True))
+                removed.append(str(path))
+        if removed:
+            self.log.info("staging_removed", paths=removed)
+        return removed
 
     # ------------------------------------------------------------------ sets
     async def handle_set(self, delivery: Delivery) -> None:
@@ -418,6 +470,7 @@ class MSProcessingHandler:
             outcome = await self.process_block(block_id, now)
             if outcome is not None:
                 done.append(outcome)
+        await self.sweep_staging()
         return done
 
     async def _block_chunks(self, block: Block) -> list[ChunkRecord]:

@@ -128,6 +128,13 @@ class Leases:
         token, _, owner = str(value).partition(" ")
         return int(token), owner
 
+    async def newest_token(self, name: str) -> int:
+        """The newest fencing token ever issued for ``name`` (0 if none): a holder with an
+        older one can no longer commit."""
+        with self._guard():
+            value = await self.redis.get(self.keys.fence(name))
+        return int(value or 0)
+
     async def commit(self, lease: Lease) -> None:
         """Record a commit if ``lease.token`` is still the newest; FencingError otherwise."""
         with self._guard():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsa110d.services.processor import remove_stale_staging
+from dsa110d.services.processor import remove_stale_staging, staged_runs, staging_is_abandoned
 from dsa110d.services.processor_jobs import publish_outputs, remove_outputs, remove_superseded
 
 
@@ -61,3 +61,22 @@ def test_a_commit_removes_older_tokens_files_of_its_outputs_only(tmp_path: Path)
     assert left == sorted([*names[3:], Path(ours["photometry"]).name])
     remove_outputs(ours)
     assert not Path(ours["photometry"]).exists()
+
+
+def test_a_staging_directory_is_abandoned_once_committed_or_superseded(tmp_path: Path) -> None:
+    # (version, token) of the staging against the record's committed version 1 and newest 7
+    cases = {
+        (1, 5): True,  # its own version committed (it died before cleaning up), or another's
+        (2, 5): True,  # the next version, but a newer holder (7) has the lease: cannot commit
+        (2, 7): False,  # the newest holder's run of the next version: may still commit
+        (3, 7): False,
+    }
+    for (version, token), abandoned in cases.items():
+        assert staging_is_abandoned(version, token, 1, 7) is abandoned, (version, token)
+    for name in ["2026-03-20T06:00:00.v2.t7", "junk", "2026-03-20T06:00:00.vx.t1"]:
+        (tmp_path / name).mkdir()
+    (tmp_path / "2026-03-20T06:05:00.v1.t3").write_text("a file, not a run's directory")
+    assert staged_runs(tmp_path) == [
+        (tmp_path / "2026-03-20T06:00:00.v2.t7", "2026-03-20T06:00:00", 2, 7)
+    ]
+    assert staged_runs(tmp_path / "absent") == []
