@@ -285,6 +285,28 @@ class PipelineConfig(_Section):
     stages: list[str] = ["flag", "photometry"]
 
 
+class CalibrationConfig(_Section):
+    """``calibration.*``: the ``calibrate`` stage (science/calibration) and what photometry
+    demands of it."""
+
+    enabled: bool = False
+    """Calibrate, and make photometry refuse (flag ``uncalibrated``) chunks without a valid
+    solution. Off: photometry reads CORRECTED_DATA when present, else DATA."""
+    reference_antenna: Annotated[int, Field(ge=0)] = 23
+    """Reference antenna (index in the MS ANTENNA table: name - 1); when flagged or absent,
+    the unflagged antenna with the most data."""
+    bandpass_valid_days: PositiveFloat = 3.0
+    """A bandpass from a calibrator transit applies this many days either side of it."""
+    solution_interval_sec: PositiveFloat = 300.0
+    """Length of a complex-gain solution interval, seconds (300: one per chunk)."""
+    min_snr: PositiveFloat = 5.0
+    """Gain solutions below this SNR are flagged (their antennas' data too)."""
+    calibrator_min_beam_gain: float = Field(default=0.5, gt=0, le=1)
+    """A chunk is a calibrator's transit when the calibrator reaches this beam gain in it."""
+    max_flagged_fraction: float = Field(default=0.5, ge=0, le=1)
+    """A solution with more antennas flagged than this is ``poor`` and not applied."""
+
+
 class WebhookConfig(_Section):
     url: SecretStr | None = None  # Slack/Mattermost hook URLs carry a token: never printed
     timeout_sec: PositiveFloat = 5
@@ -364,6 +386,7 @@ class Config(_Section):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     alerts: AlertsConfig = AlertsConfig()
     housekeeping: HousekeepingConfig = HousekeepingConfig()
 

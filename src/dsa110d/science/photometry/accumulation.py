@@ -94,6 +94,7 @@ from dsa110d.science.photometry.geometry import (
 )
 from dsa110d.science.photometry.pairs import add_pairs, running_fluxes
 from dsa110d.science.photometry.sums import JACKKNIFE_GROUPS, Integration, Sums, integrations
+from dsa110d.science.pipeline.calstatus import CORRECTED, STATUS_OK, calibration_status
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +174,24 @@ def _accumulate_slab(
         sums.noise_sq[here] += np.square(imag, dtype=np.float64).sum(axis=0)
 
 
-def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
-    """Add one MS's contribution for every catalog source to ``sums``."""
+def measure_ms(
+    path: Path, catalog: Catalog, sums: Sums, *, require_calibration: bool = False
+) -> bool:
+    """Add one MS's contribution for every catalog source to ``sums``; returns whether its
+    data were used.
+
+    The data are CORRECTED_DATA when the ``calibrate`` stage applied a valid solution to the
+    MS, else DATA; with ``require_calibration`` an MS without a valid solution is refused
+    (only its geometry counts: the sources it saw are reported, flagged ``uncalibrated``)."""
+
     try:
         ms = tables.table(str(path), ack=False)
     except RuntimeError as exc:
         raise InputFileError(f"{path}: cannot open Measurement Set: {exc}") from None
     with ms:
+        calibrated = calibration_status(ms) == STATUS_OK
+        column = CORRECTED if calibrated else "DATA"
+        use_data = calibrated or not require_calibration
         geometry = read_geometry(ms, path)
         channels = ChannelBlocks.of(geometry.freq_hz)
         ra, dec = np.radians(catalog.ra_deg), np.radians(catalog.dec_deg)
@@ -191,8 +203,8 @@ def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
         transit = primary_beam(np.abs(app_dec - geometry.phase_dec), band_centre)
         sums.transit_gain = np.fmax(sums.transit_gain, transit)
         sources = np.flatnonzero(centre_gain.max(axis=1) >= JOINT_FIT_GAIN_MIN)
-        if sources.size == 0:
-            return
+        if sources.size == 0 or not use_data:
+            return use_data
         # Gain per source, integration and channel block, for the sources seen in this MS.
         gains = np.zeros((ra.size, geometry.times.size, channels.centre_hz.size), np.float32)
         gains[sources] = primary_beam(offsets[sources, :, None], channels.centre_hz[None, None, :])
@@ -209,7 +221,7 @@ def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
             rows = np.flatnonzero(usable)
             rows = rows[np.argsort(t_all[rows], kind="stable")]  # a no-op for time-major MSs
             vis, weight = _stokes_sum(
-                ms.getcol("DATA", start, n), ms.getcol("FLAG", start, n), rows
+                ms.getcol(column, start, n), ms.getcol("FLAG", start, n), rows
             )
             t_index = t_all[rows]
             group = (ant1 * 7919 + ant2)[rows] % JACKKNIFE_GROUPS
@@ -218,6 +230,7 @@ def measure_ms(path: Path, catalog: Catalog, sums: Sums) -> None:
                 sums, sources, lmn, gains, centre_gain, slab, uvw[rows], vis, channels,
                 geometry.times, catalog.flux_jy,
             )  # fmt: skip
+    return True
 
 
 def _stokes_sum(

@@ -38,16 +38,29 @@ SCHEMA: dict[str, str] = {
     "flux_err_jy": "float64: 1-sigma error of the joint fit (thermal or jackknife), Jy",
     "n_vis": "int64: unflagged single-polarisation visibilities (row x channel x pol) used",
     "beam_gain": "float64: effective primary-beam gain, sum(g^2 w) / sum(g w)",
-    "flags": "string: comma-separated flags (missing_chunks, partial_transit, no_data, blended)",
+    "flags": "string: comma-separated flags (missing_chunks, partial_transit, no_data, "
+    "blended, uncalibrated)",
     "version": "int64: run of the block; a higher version supersedes a lower one",
 }
 
 
-def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> pd.DataFrame:
-    """One row per catalog source inside the beam during the block (see :data:`SCHEMA`)."""
+def measure_block(
+    job: BlockJob,
+    ms_paths: Sequence[Path],
+    catalog: Catalog,
+    *,
+    require_calibration: bool = False,
+) -> pd.DataFrame:
+    """One row per catalog source inside the beam during the block (see :data:`SCHEMA`).
+
+    With ``require_calibration`` (``calibration.enabled``) the MSs without a valid calibration
+    are left out and every row of the block is flagged ``uncalibrated`` (unusable for the
+    variability analysis): their raw visibilities are not in janskys."""
     sums = Sums(len(catalog))
+    refused = 0
     for path in sorted(ms_paths):
-        measure_ms(Path(path), catalog, sums)
+        used = measure_ms(Path(path), catalog, sums, require_calibration=require_calibration)
+        refused += not used
     seen = np.flatnonzero(sums.peak_gain >= BEAM_GAIN_MIN)
     solution = solve(sums, catalog.flux_jy)
     weight = sums.weight.sum(axis=1)
@@ -58,6 +71,8 @@ def measure_block(job: BlockJob, ms_paths: Sequence[Path], catalog: Catalog) -> 
     rows = []
     for s in seen:
         flags = ["missing_chunks"] if job.missing_slots else []
+        if refused:
+            flags.append("uncalibrated")
         if far[s]:  # the block does not reach near the source's transit
             flags.append("partial_transit")
         if sums.n_vis[s] == 0:
@@ -108,7 +123,7 @@ def photometry_stage(
     if config.paths.catalog is None:
         return StageResult("photometry", "skipped", message="paths.catalog is not configured")
     catalog = read_catalog(config.paths.catalog)
-    frame = measure_block(job, ms_paths, catalog)
+    frame = measure_block(job, ms_paths, catalog, require_calibration=config.calibration.enabled)
     final = photometry_path(config, job.block_id)
     write_photometry(frame, final)
     return StageResult(

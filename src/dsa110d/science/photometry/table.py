@@ -27,10 +27,11 @@ from dsa110d.errors import VariabilityInputError
 REQUIRED_COLUMNS = ("source_id", "block_id", "mjd", "flux_jy", "flux_err_jy", "flags", "version")
 """Columns the metrics need (the processor writes more: ra_deg, dec_deg, n_vis, beam_gain)."""
 
-UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit"})
-"""Photometry flags (science/photometry.py) that make a row unusable: no visibilities, or a
+UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit", "uncalibrated"})
+"""Photometry flags (science/photometry.py) that make a row unusable: no visibilities, a
 block far from the source's transit (its best beam gain below a fraction of the transit gain:
-a block nearer the transit measures it better)."""
+a block nearer the transit measures it better), or a block with chunks that had no valid
+calibration (calibration enabled: raw visibilities are not janskys)."""
 INFORMATIONAL_FLAGS = frozenset({"missing_chunks", "blended"})
 """Photometry flags that describe the block or the source's surroundings, not a fault of the
 measurement: the row is kept (``missing_chunks`` is put on *every* row of a block that lacked a

@@ -6,8 +6,8 @@ stages are named here by ``module:callable`` (:data:`BUILTIN_STAGES`), as a plug
 point names it, and loaded when the registry is built: the pipeline does not import the
 subpackages whose stages it runs (``photometry/`` imports the interface from here).
 
-Built-in stages are ``flag``, ``photometry`` and ``image``. Other packages add stages by
-declaring an entry point in the group ``dsa110d.stages`` whose value is the callable, e.g.
+Built-in stages are ``flag``, ``calibrate``, ``photometry`` and ``image``. Other packages add
+stages by declaring an entry point in the group ``dsa110d.stages`` whose value is the callable, e.g.
 in pyproject.toml::
 
     [project.entry-points."dsa110d.stages"]
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "dsa110d.stages"
 BUILTIN_STAGES = {
     "flag": "dsa110d.science.pipeline.flagging:flag_stage",
+    "calibrate": "dsa110d.science.calibration.stage:calibrate_stage",
     "photometry": "dsa110d.science.photometry.stage:photometry_stage",
     "image": "dsa110d.science.pipeline.imaging:image_stage",
 }
