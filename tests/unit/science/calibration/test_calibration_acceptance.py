@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from astropy.time import Time
 
 from dsa110d.config import Config, ProcessorConfig
 from dsa110d.science.calibration import caltables
+from dsa110d.science.calibration.stage import calibrate_stage
 from dsa110d.science.catalog import Catalog, calibrator_rows, write_catalog
 from dsa110d.science.constants import (
     FILE_DURATION_S,
@@ -36,7 +38,9 @@ from dsa110d.science.constants import (
 )
 from dsa110d.science.conversion.convert import convert_set
 from dsa110d.science.photometry.stage import measure_block, photometry_path
+from dsa110d.science.photometry.table import usable_mask
 from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.calstatus import mark
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
 from dsa110d.science.pipeline.stages import build_pipeline, run_pipeline
 from dsa110d.science.simulation import layout
@@ -87,6 +91,9 @@ class Run:
     results: StageResult
     config: Config
     calibrator_ids: frozenset[str]
+    ms_paths: list[Path]
+    job: BlockJob
+    catalog: Catalog
 
 
 def _catalog(rng: np.random.Generator, spec: SimulationSpec) -> Catalog:
@@ -147,7 +154,10 @@ def _run(seed: int, root: Path) -> Run:
     calibrate = next(r for r in results if r.stage == "calibrate")
     calibrated = pd.read_parquet(photometry_path(config, job.block_id))
     cal_ids = frozenset(catalog.ids[i] for i in calibrator_rows(catalog))
-    return Run(seed, truth, injected, calibrated, uncalibrated, calibrate, config, cal_ids)
+    return Run(
+        seed, truth, injected, calibrated, uncalibrated, calibrate, config, cal_ids,
+        ms_paths, job, catalog,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -281,3 +291,50 @@ def test_solved_gains_match_the_truth_within_their_errors(runs: list[Run]) -> No
     pull = np.concatenate(pulls)
     assert np.mean(np.abs(pull) <= GAIN_PULL_MAX) >= GAIN_PULL_FRACTION
     assert GAIN_CHI2_MIN < np.mean(pull**2) < GAIN_CHI2_MAX, np.mean(pull**2)
+
+
+def _copies(run: Run, dest: Path) -> list[Path]:
+    dest.mkdir()
+    return [Path(shutil.copytree(p, dest / p.name)) for p in run.ms_paths]
+
+
+@pytest.mark.timeout(300)
+def test_photometry_refuses_a_chunk_without_a_valid_solution(
+    runs: list[Run], tmp_path: Path
+) -> None:
+    run = runs[0]
+    ms_paths = _copies(run, tmp_path / "ms")
+    mark(ms_paths[0], "uncalibrated")  # as the stage leaves a chunk it could not calibrate
+    frame = measure_block(run.job, ms_paths, run.catalog, require_calibration=True)
+    assert len(frame) and all("uncalibrated" in f.split(",") for f in frame["flags"])
+    assert not usable_mask(frame).any()  # excluded from the variability analysis
+    # Calibration off: the same chunks are used as they are (CORRECTED_DATA where valid).
+    lenient = measure_block(run.job, ms_paths, run.catalog)
+    assert not any("uncalibrated" in f for f in lenient["flags"])
+
+
+@pytest.mark.timeout(300)
+def test_a_block_without_calibrator_reuses_the_newest_bandpass_or_stays_uncalibrated(
+    runs: list[Run], tmp_path: Path
+) -> None:
+    run = runs[0]
+    # A catalog without the calibrator mark: no transit to solve a bandpass on.
+    plain = Catalog(run.catalog.ids, run.catalog.ra_deg, run.catalog.dec_deg, run.catalog.flux_jy,
+                    {"flux_model": run.catalog.extra["flux_model"]})  # fmt: skip
+    write_catalog(tmp_path / "plain.csv", plain)
+    fresh = run.config.model_copy(
+        update={"paths": run.config.paths.model_copy(
+            update={"catalog": tmp_path / "plain.csv", "results_dir": tmp_path / "results"})}
+    )  # fmt: skip
+    result = calibrate_stage(run.job, _copies(run, tmp_path / "a"), fresh, tmp_path / "s1")
+    assert result.summary["cal_status"] == "no_bandpass"
+    # With the first run's bandpass on disk (within bandpass_valid_days), it is reused.
+    earlier = tmp_path / "earlier"
+    shutil.copytree(run.config.paths.results_dir / "cal" / "bandpass", earlier / "cal" / "bandpass")
+    reuse = fresh.model_copy(
+        update={"paths": fresh.paths.model_copy(update={"results_dir": earlier})}
+    )
+    result = calibrate_stage(run.job, _copies(run, tmp_path / "b"), reuse, tmp_path / "s2")
+    assert result.summary["cal_status"] == "ok"
+    assert result.summary["cal_bandpass_id"] == run.results.summary["cal_bandpass_id"]
+    assert "cal_bandpass" not in result.outputs  # nothing solved: reused
