@@ -167,14 +167,15 @@ def _catalog_for(
 
 
 def with_calibrator(catalog: Catalog, spec: SimulationSpec, scale: layout.Scale) -> Catalog:
-    """``catalog`` plus a calibrator transiting in the middle of each day's sets.
+    """``catalog`` plus a calibrator transiting in the first set of each day.
 
     Corrupted data need one (a bandpass is solved on its transit, as the telescope's is on a
     bright calibrator's every day). It is a simulated source, not the real 3C286: it has
     3C286's Perley-Butler 2017 spectrum (:data:`CALIBRATOR_MODEL`) but sits on the meridian
-    at the pointing declination when the middle set of each day is observed, so every
-    simulated day sees its transit. The catalog marks it (``calibrator`` = 1) and names its
-    flux model (``flux_model``); ``flux_jy`` is the model at the band centre.
+    at the pointing declination in the middle of each day's first set, so every simulated
+    day sees its transit, and sees it first (a pipeline processing the sets as they land
+    has the day's bandpass before the other chunks). The catalog marks it (``calibrator`` = 1)
+    and names its flux model (``flux_model``); ``flux_jy`` is the model at the band centre.
     """
     from astropy import units as u
     from astropy.coordinates import FK5, SkyCoord
@@ -183,7 +184,7 @@ def with_calibrator(catalog: Catalog, spec: SimulationSpec, scale: layout.Scale)
     from dsa110d.science.fluxmodels import band_centre_hz, model_flux_jy
 
     first = _times_jd(_utc(spec.start), scale)[0]
-    mid_jd = first + spec.sets * k.FILE_DURATION_S / 2 / k.SECONDS_PER_DAY
+    mid_jd = first + k.FILE_DURATION_S / 2 / k.SECONDS_PER_DAY
     app_ra = math.degrees(float(lst_for(np.array([mid_jd]))[0]))
     epoch = Time(mid_jd, format="jd", scale="utc")
     icrs = SkyCoord(app_ra * u.deg, spec.dec_deg * u.deg, frame=FK5(equinox=epoch)).icrs

@@ -98,7 +98,7 @@ class Run:
 
 def _catalog(rng: np.random.Generator, spec: SimulationSpec) -> Catalog:
     """Bright and faint sources transiting inside the block near the pointing dec, and the
-    simulator's calibrator transiting in the middle of it."""
+    simulator's calibrator transiting in its first chunk."""
     first_s, last_s = TRANSIT_MARGIN_S, N_SETS * FILE_DURATION_S - TRANSIT_MARGIN_S
     spacing = (last_s - first_s) / N_BRIGHT
     bright_s = first_s + spacing * (np.arange(N_BRIGHT) + rng.uniform(0.25, 0.75, N_BRIGHT))
