@@ -1,7 +1,8 @@
 """Calibration solutions on disk: CASA calibration tables plus a JSON record beside each.
 
 A solution of kind ``bandpass`` (CASA "B Jones") or ``gains`` ("G Jones") is published
-atomically as ``<results_dir>/cal/<kind>/<solution_id>.tab`` (a CASA calibration table written
+atomically as ``<results_dir>/cal/<kind>/<solution_id>.tab`` (see :func:`published_root` for where a
+block run's go; a CASA calibration table written
 with python-casacore: the main table has TIME, FIELD_ID, SPECTRAL_WINDOW_ID, ANTENNA1,
 ANTENNA2 (the reference antenna), INTERVAL, SCAN_NUMBER, OBSERVATION_ID, and per cell
 (channels, polarisations) CPARAM, PARAMERR, FLAG, SNR, WEIGHT; the ANTENNA, FIELD,
@@ -27,7 +28,7 @@ from casacore import tables
 from numpy.typing import NDArray
 
 from dsa110d.errors import InputFileError
-from dsa110d.science.atomic import atomic_dir, atomic_file, is_complete_dir
+from dsa110d.science.atomic import STAGING_DIR, atomic_dir, atomic_file, is_complete_dir
 
 Kind = Literal["bandpass", "gains"]
 KINDS: tuple[Kind, ...] = ("bandpass", "gains")
@@ -94,6 +95,27 @@ def cal_dir(results_dir: Path, kind: Kind) -> Path:
     return results_dir / "cal" / kind
 
 
+def published_root(results_dir: Path) -> Path:
+    """Where solutions live for good: ``results_dir``, or, when it is a block run's staging
+    directory (``<results>/.staging/<block>.v<version>.t<token>``, whose named outputs the
+    processor publishes under fenced names), the results directory above it.
+
+    A block run publishes only its JSON records through the staging directory (fenced, so
+    the record is the run's, committed with it); the tables go straight to the published
+    root, because they are directories the processor does not publish and because a
+    solution's table is the same whoever writes it (its id names the data it was solved
+    from: the calibrator's set, or the block and version), so a second writer finds it
+    complete and leaves it (:func:`write_solution`)."""
+    if results_dir.parent.name == STAGING_DIR:
+        return results_dir.parent.parent
+    return results_dir
+
+
+def table_path(results_dir: Path, record: SolutionRecord) -> Path:
+    """The table a record names (in the published root)."""
+    return cal_dir(published_root(results_dir), record.kind) / record.table
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -101,15 +123,16 @@ def now_iso() -> str:
 def write_solution(
     results_dir: Path, record: SolutionRecord, solution: Solution, ms_path: Path
 ) -> Path:
-    """Publish the table, then the record; returns the record's path."""
-    directory = cal_dir(results_dir, record.kind)
-    table_path = directory / record.table
-    with atomic_dir(table_path) as temp:
-        _write_table(temp / "t", solution, ms_path)
-        for entry in (temp / "t").iterdir():
-            entry.rename(temp / entry.name)
-        (temp / "t").rmdir()
-    json_path = directory / f"{record.solution_id}.json"
+    """Publish the table (unless complete already: :func:`published_root`), then the record
+    under ``results_dir``; returns the record's path."""
+    table = table_path(results_dir, record)
+    if not is_complete_dir(table):
+        with atomic_dir(table) as temp:
+            _write_table(temp / "t", solution, ms_path)
+            for entry in (temp / "t").iterdir():
+                entry.rename(temp / entry.name)
+            (temp / "t").rmdir()
+    json_path = cal_dir(results_dir, record.kind) / f"{record.solution_id}.json"
     with atomic_file(json_path) as temp_json:
         temp_json.write_text(json.dumps(record.to_json(), indent=1) + "\n")
     return json_path
@@ -210,16 +233,20 @@ def read_solution(path: Path) -> Solution:
 
 
 def read_records(results_dir: Path, kind: Kind) -> list[SolutionRecord]:
-    """Every record of ``kind`` whose table is complete, oldest first (by valid_from)."""
-    directory = cal_dir(results_dir, kind)
+    """Every record of ``kind`` whose table is complete, oldest first (by valid_from): those
+    of ``results_dir`` and of the published root (records published by the processor carry
+    fenced names, ``<id>.v<version>.t<token>.json``)."""
+    roots = dict.fromkeys([results_dir, published_root(results_dir)])
     records = []
-    for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        try:
-            record = SolutionRecord.from_json(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            continue  # a damaged record is not a solution
-        if is_complete_dir(directory / record.table):
-            records.append(record)
+    for root in roots:
+        directory = cal_dir(root, kind)
+        for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            try:
+                record = SolutionRecord.from_json(json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue  # a damaged record is not a solution
+            if is_complete_dir(table_path(results_dir, record)):
+                records.append(record)
     return sorted(records, key=lambda r: (r.valid_from_mjd, r.created_at))
 
 

@@ -436,7 +436,7 @@ def _previous(
     if not candidates:
         return None
     newest = max(candidates, key=lambda r: float(r.extra.get("solved_mjd", r.valid_from_mjd)))
-    return caltables.read_solution(caltables.cal_dir(results, kind) / newest.table)
+    return caltables.read_solution(caltables.table_path(results, newest))
 
 
 def _bandpass_from_transit(
@@ -457,8 +457,9 @@ def _bandpass_from_transit(
     solution_id = f"bandpass-{best.set_id}"
     directory = caltables.cal_dir(results, "bandpass")
     json_path = directory / f"{solution_id}.json"
-    if json_path.exists() and is_complete_dir(directory / f"{solution_id}.tab"):
-        return str(json_path)  # solved by an earlier run of this block (or an overlapping one)
+    table = caltables.cal_dir(caltables.published_root(results), "bandpass") / f"{solution_id}.tab"
+    if json_path.exists() and is_complete_dir(table):
+        return str(json_path)  # solved by an earlier run of this block (in this directory)
     solution = solve_bandpass(best, cfg)
     solved = best.mid_mjd
     previous = _previous(results, "bandpass", solved, solution_id)
@@ -524,7 +525,7 @@ def calibrate_stage(
             summary={**empty, "cal_status": "no_bandpass"},
             message="no valid bandpass: the block stays uncalibrated",
         )
-    bandpass = caltables.read_solution(caltables.cal_dir(results, "bandpass") / chosen.table)
+    bandpass = caltables.read_solution(caltables.table_path(results, chosen))
     per_ms = [solve_gains(info, bandpass, cfg) for info in infos]
     gains = _concatenate(per_ms)
     gains_id = f"gains-{job.block_id}-v{job.version}"

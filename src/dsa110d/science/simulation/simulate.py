@@ -39,6 +39,8 @@ from dsa110d.science.catalog import (
     DEFAULT_DEC_HALFWIDTH_DEG,
     DEFAULT_FLUX_RANGE_JY,
     Catalog,
+    calibrator_rows,
+    flux_models,
     random_catalog,
     read_catalog,
 )
@@ -431,6 +433,8 @@ def write_truth(path: Path, sim: _Simulation) -> None:
         for set_id, plan in zip(sim.set_ids, sim.plans, strict=True)
     ]
     sources = []
+    calibrators = set(calibrator_rows(sim.catalog).tolist())
+    models = flux_models(sim.catalog)
     for row, source_id in enumerate(sim.catalog.ids):
         var = sim.variable.get(row)
         sources.append(
@@ -439,6 +443,8 @@ def write_truth(path: Path, sim: _Simulation) -> None:
                 "ra_deg": float(sim.catalog.ra_deg[row]),
                 "dec_deg": float(sim.catalog.dec_deg[row]),
                 "flux_jy": float(sim.catalog.flux_jy[row]),
+                "calibrator": source_id == CALIBRATOR_ID or row in calibrators,
+                "flux_model": models[row] or None,
                 "variable": var is not None,
                 "variability": var.to_json() if var is not None else None,
                 "flux_per_set_jy": [float(f) for f in fluxes[row]],
