@@ -58,6 +58,16 @@ class SkyModel:
     apparent_flux_jy: float
     """Sum of the model's beam-weighted fluxes at the band centre, at its brightest."""
 
+    @property
+    def amplitude_jy(self) -> NDArray[np.float32]:
+        """(Nsrc, Ntimes, Nchan): flux x spectrum x beam, the model's apparent fluxes."""
+        cached: NDArray[np.float32] | None = self.__dict__.get("_amplitude")
+        if cached is None:
+            full = self.flux_jy[:, None, None] * self.spectrum[:, None, :] * self.gain
+            cached = full.astype(np.float32)
+            object.__setattr__(self, "_amplitude", cached)
+        return cached
+
 
 def sky_model(geometry: MsGeometry, catalog: Catalog) -> SkyModel:
     """The in-beam catalog sources of one MS (see the module docstring)."""
@@ -93,10 +103,12 @@ def model_visibilities(
     """The model at rows with ``uvw_m`` (rows, 3) and integration index ``time_index``, shape
     (rows, Nchan)."""
     out = np.zeros((uvw_m.shape[0], model.freq_hz.size), dtype=np.complex64)
-    for s in range(model.rows.size):
-        delay = uvw_m @ model.lmn[s] / SPEED_OF_LIGHT_M_S
-        amplitude = model.flux_jy[s] * model.spectrum[s][None, :] * model.gain[s][time_index]
-        out += phasors(delay, model.freq_hz) * amplitude.astype(np.float32)
+    delays = uvw_m @ model.lmn.T / SPEED_OF_LIGHT_M_S  # (rows, Nsrc)
+    amplitude = model.amplitude_jy
+    for s in range(model.rows.size):  # a few tens of sources, each vectorised over rows x chans
+        term = phasors(delays[:, s], model.freq_hz)
+        term *= amplitude[s][time_index]
+        out += term
     return out
 
 
