@@ -305,8 +305,9 @@ def _mean_over_unflagged(x: NDArray[Any], flag: NDArray[np.bool_]) -> NDArray[An
 
 
 def delays_ns(solution: Solution) -> NDArray[np.float64]:
-    """Per antenna and polarisation, the delay of a bandpass (phase slope across the band, ns)
-    relative to the reference antenna: (Nant, Npol); NaN when too few channels are unflagged."""
+    """Per antenna and polarisation, the delay of a bandpass relative to the reference antenna,
+    ns: the phase slope across the band over 2 pi (CASA's K Jones sign: phase = 2 pi tau nu);
+    (Nant, Npol), NaN when too few channels are unflagged."""
     _, n_ant, _, n_pol = solution.gain.shape
     out = np.full((n_ant, n_pol), np.nan)
     f = solution.freq_hz - solution.freq_hz.mean()
@@ -321,7 +322,7 @@ def delays_ns(solution: Solution) -> NDArray[np.float64]:
                 w * (f - fw[:, None]) ** 2
             ).sum(axis=1)
         enough = good.sum(axis=1) >= 3
-        out[enough, p] = -slope[enough] / (2 * math.pi) * 1e9
+        out[enough, p] = slope[enough] / (2 * math.pi) * 1e9
     return out
 
 
@@ -338,7 +339,7 @@ def quality(solution: Solution, previous: Solution | None) -> dict[str, Any]:
     if solution.kind == "bandpass":
         f = solution.freq_hz - solution.freq_hz.mean()
         tau = np.nan_to_num(delays_ns(solution))
-        flat = solution.gain[0] * np.exp(2j * np.pi * f[None, :, None] * tau[:, None, :] * 1e-9)
+        flat = solution.gain[0] * np.exp(-2j * np.pi * f[None, :, None] * tau[:, None, :] * 1e-9)
         mean = np.where(flag[0], 0, flat).sum(axis=1, keepdims=True)
         residual = np.angle(flat * np.conj(mean))
     else:

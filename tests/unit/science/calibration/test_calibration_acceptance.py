@@ -338,3 +338,44 @@ def test_a_block_without_calibrator_reuses_the_newest_bandpass_or_stays_uncalibr
     assert result.summary["cal_status"] == "ok"
     assert result.summary["cal_bandpass_id"] == run.results.summary["cal_bandpass_id"]
     assert "cal_bandpass" not in result.outputs  # nothing solved: reused
+
+
+DELAY_TOL_NS = 0.05
+"""Solved delays match the truth's to this (their thermal error is ~0.005 ns)."""
+
+
+def _true_delays(run: Run, record: dict[str, Any]) -> np.ndarray:
+    """The delay the truth's bandpass has over the solved channels, found as the solver's is
+    (the phase slope of the gains referenced to the same antenna): the truth's delay plus
+    the slope its bandpass ripple adds over the simulated band."""
+    path = caltables.table_path(run.config.paths.results_dir,
+                                caltables.SolutionRecord.from_json(record))  # fmt: skip
+    solution = caltables.read_solution(path)
+    jd = solution.times_mjd_s / SECONDS_PER_DAY + MJD_TO_JD
+    truth = run.truth["corruptions"]["gains"]
+    g = np.conj(true_gains(truth, jd, solution.freq_hz, solution.antennas))[0]  # (ant, chan, pol)
+    ref = int(np.searchsorted(solution.antennas, record["reference_antenna"]))
+    phase = np.unwrap(np.angle(g * np.conj(g[ref : ref + 1])), axis=1)
+    f = solution.freq_hz - solution.freq_hz.mean()
+    slope = (f[None, :, None] * (phase - phase.mean(axis=1, keepdims=True))).sum(axis=1) / (
+        f**2
+    ).sum()
+    return np.asarray(slope / (2 * np.pi) * 1e9)
+
+
+def test_the_records_carry_the_delays_and_the_qa(runs: list[Run]) -> None:
+    for run in runs:
+        bp = json.loads(Path(run.results.outputs["cal_bandpass"]).read_text())
+        gains = json.loads(Path(run.results.outputs["cal_gains"]).read_text())
+        assert bp["status"] == gains["status"] == "ok"
+        assert bp["calibrator"] in run.calibrator_ids
+        assert bp["snr_median"] > run.config.calibration.min_snr
+        assert bp["flagged_antennas"] == [] and gains["flagged_antennas"] == []
+        assert gains["reference_antenna"] == bp["reference_antenna"]
+        tau = np.asarray(run.truth["corruptions"]["gains"]["delay_ns"])
+        ref = run.truth["corruptions"]["gains"]["antenna_numbers"].index(bp["reference_antenna"])
+        solved = np.asarray(bp["extra"]["delay_ns"], dtype=float)
+        # The simulated delays, within the slopes the bandpass ripple adds (< 1 ns)...
+        np.testing.assert_allclose(solved, tau - tau[ref], atol=1.0)
+        # ...and exactly the truth's once those are counted.
+        np.testing.assert_allclose(solved, _true_delays(run, bp), atol=DELAY_TOL_NS)
