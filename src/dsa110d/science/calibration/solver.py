@@ -9,9 +9,9 @@ and channels when the gain is taken constant across them) is
 
 the alternating direction step of StEFCal (Salvini & Wijnholds 2014, A&A 571, A97), with the
 average of the two last iterates taken every second step for convergence. The gains enter only
-through A and B, so the samples are summed once (:func:`normal_sums`, a sparse product over the
-rows) and each iteration is one batched matrix-vector product for every solution at once:
-no Python loop over baselines, antennas, channels or solutions.
+through A and B, so the samples are summed once (:func:`normal_sums`, :class:`SumsAccumulator`)
+and each iteration is one batched matrix-vector product for every solution at once: no Python
+loop over baselines, antennas, channels or solutions.
 
 Errors: the residual ``chi2 = sum w |R - g_i conj(g_j) M|^2`` follows from the same sums (and
 ``C_ij = sum w |R_ij|^2``); with ``sigma^2 = chi2 / (2 (n_vis - n_ant))`` the noise per real
@@ -22,9 +22,9 @@ and imaginary part, the 1-sigma error of each part of g_i is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
 
 MAX_ITERATIONS = 200
@@ -69,10 +69,25 @@ def normal_sums(
     (0..n_solutions-1). Output solutions are ordered (interval, K). Autocorrelations and
     zero-weight samples do not count.
     """
+    acc = SumsAccumulator(n_solutions, n_antennas, data.shape[1])
+    add_samples(acc, data, model, weight, ant_1, ant_2, solution)
+    return acc.result()
+
+
+def add_samples(
+    acc: SumsAccumulator,
+    data: NDArray[np.complexfloating],
+    model: NDArray[np.complexfloating],
+    weight: NDArray[np.floating],
+    ant_1: NDArray[np.intp],
+    ant_2: NDArray[np.intp],
+    solution: NDArray[np.intp],
+) -> None:
+    """Add one slab of samples (as :func:`normal_sums` takes them) to ``acc``."""
     w = np.where((ant_1 == ant_2)[:, None], 0.0, weight).astype(np.float64)
     d = data.astype(np.complex128)
     m = model.astype(np.complex128)
-    return sums_of_products(
+    acc.add(
         w * d * np.conj(m),
         w * np.abs(m) ** 2,
         w * np.abs(d) ** 2,
@@ -80,8 +95,6 @@ def normal_sums(
         ant_1,
         ant_2,
         solution,
-        n_solutions,
-        n_antennas,
     )
 
 
@@ -99,19 +112,52 @@ def sums_of_products(
     """:class:`NormalSums` from per-row products already summed over what a solution takes
     as constant (e.g. channels): ``w R conj(M)``, ``w |M|^2``, ``w |R|^2`` and ``w``, each
     (rows, K). Autocorrelation rows must carry zero weight."""
-    rows, k = dm.shape
-    pair = (solution * n_antennas + ant_1) * n_antennas + ant_2
-    cells = n_solutions * n_antennas * n_antennas
-    scatter = sp.csr_matrix((np.ones(rows), (pair, np.arange(rows))), shape=(cells, rows))
-    out = []
-    for product in (dm, mm, dd, w):
-        # (Nint, Nant, Nant, K) -> (Nint, K, Nant, Nant), then add the mirror (j, i) half.
-        summed = np.asarray(scatter @ product)
-        cube = summed.reshape(n_solutions, n_antennas, n_antennas, k).transpose(0, 3, 1, 2)
-        mirror = cube.transpose(0, 1, 3, 2)
-        full = cube + (np.conj(mirror) if np.iscomplexobj(cube) else mirror)
-        out.append(full.reshape(n_solutions * k, n_antennas, n_antennas))
-    return NormalSums(out[0], out[1].real, out[2].real, out[3].real)
+    acc = SumsAccumulator(n_solutions, n_antennas, dm.shape[1])
+    acc.add(dm, mm, dd, w, ant_1, ant_2, solution)
+    return acc.result()
+
+
+class SumsAccumulator:
+    """:class:`NormalSums` summed over any number of row slabs: each slab's products are
+    added into one (solution, antenna, antenna, K) array per sum (a plain indexed add when
+    the slab has each pair once, as an integration of a time-major MS does), and the
+    Hermitian (Nsol, Nant, Nant) matrices are built once, at the end."""
+
+    def __init__(self, n_solutions: int, n_antennas: int, k: int) -> None:
+        self.n_solutions, self.n_antennas, self.k = n_solutions, n_antennas, k
+        shape = (n_solutions, n_antennas, n_antennas, k)
+        self.arrays: list[NDArray[Any]] = [np.zeros(shape, np.complex128)] + [
+            np.zeros(shape, np.float64) for _ in range(3)
+        ]
+
+    def add(
+        self,
+        dm: NDArray[np.complex128],
+        mm: NDArray[np.float64],
+        dd: NDArray[np.float64],
+        w: NDArray[np.float64],
+        ant_1: NDArray[np.intp],
+        ant_2: NDArray[np.intp],
+        solution: NDArray[np.intp],
+    ) -> None:
+        pair = (solution * self.n_antennas + ant_1) * self.n_antennas + ant_2
+        unique = np.unique(pair).size == pair.size
+        for target, product in zip(self.arrays, (dm, mm, dd, w), strict=True):
+            flat = target.reshape(-1, self.k)
+            if unique:
+                flat[pair] += product
+            else:
+                np.add.at(flat, pair, product)
+
+    def result(self) -> NormalSums:
+        out = []
+        for cube in self.arrays:
+            # (Nsol, Nant, Nant, K) -> (Nsol, K, Nant, Nant), then add the mirror (j, i) half.
+            cube = cube.transpose(0, 3, 1, 2)
+            mirror = cube.transpose(0, 1, 3, 2)
+            full = cube + (np.conj(mirror) if np.iscomplexobj(cube) else mirror)
+            out.append(full.reshape(self.n_solutions * self.k, self.n_antennas, self.n_antennas))
+        return NormalSums(out[0], out[1].real, out[2].real, out[3].real)
 
 
 @dataclass(frozen=True)

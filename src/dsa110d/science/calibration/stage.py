@@ -31,6 +31,7 @@ by ``OUTLIER_PHASE_DEG`` for a bandpass) from the previous solution of the same 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Sequence
@@ -54,11 +55,11 @@ from dsa110d.science.calibration.model import (
     sky_model,
 )
 from dsa110d.science.calibration.solver import (
+    SumsAccumulator,
+    add_samples,
     choose_reference,
-    normal_sums,
     referenced,
     stefcal,
-    sums_of_products,
 )
 from dsa110d.science.catalog import Catalog, read_catalog
 from dsa110d.science.constants import SECONDS_PER_DAY
@@ -108,6 +109,17 @@ def _inspect(path: Path, catalog: Catalog) -> _Ms:
     return _Ms(path, path.stem, model, antennas, geometry.times, cal, gain)
 
 
+def _slabs(ms: Any) -> list[tuple[int, int]]:
+    """(start, rows) of the slabs to read: whole integrations (each baseline once, the
+    accumulator's fast path) of about ROWS_PER_READ rows."""
+    times = ms.getcol("TIME")
+    edges = np.flatnonzero(np.diff(times) != 0) + 1
+    starts = np.r_[0, edges]
+    per = max(1, int(ROWS_PER_READ // max(1, int(np.diff(np.r_[starts, times.size]).max()))))
+    bounds = [*starts[::per].tolist(), int(times.size)]
+    return [(a, b - a) for a, b in itertools.pairwise(bounds)]
+
+
 def _rows(ms: Any, start: int, n: int, model: SkyModel) -> tuple[NDArray[Any], ...]:
     a1, a2 = ms.getcol("ANTENNA1", start, n), ms.getcol("ANTENNA2", start, n)
     t_index = np.searchsorted(model.times, ms.getcol("TIME", start, n))
@@ -154,27 +166,27 @@ def solve_bandpass(info: _Ms, config: CalibrationConfig) -> Solution:
     """One gain per antenna, channel and polarisation over the whole MS (the calibrator's
     transit), against the sky model."""
     n_ant = info.antennas.size
-    sums = None
+    acc: SumsAccumulator | None = None
     with _open(info.path) as ms:
-        for start in range(0, ms.nrows(), ROWS_PER_READ):
-            n = min(ROWS_PER_READ, ms.nrows() - start)
+        for start, n in _slabs(ms):
             a1, a2, _, data, flag, m = _rows(ms, start, n, info.model)
             n_pol = data.shape[2]
             rows = len(a1)
             model = np.repeat(m[:, :, None], n_pol, axis=2).reshape(rows, -1)
-            part = normal_sums(
+            if acc is None:
+                acc = SumsAccumulator(1, n_ant, model.shape[1])
+            add_samples(
+                acc,
                 data.reshape(rows, -1),
                 model,
                 (~flag).reshape(rows, -1).astype(np.float64),
                 np.searchsorted(info.antennas, a1),
                 np.searchsorted(info.antennas, a2),
                 np.zeros(rows, np.intp),
-                1,
-                n_ant,
             )
-            sums = part if sums is None else sums + part
-    if sums is None:
+    if acc is None:
         raise InputFileError(f"{info.path}: no rows to solve a bandpass on")
+    sums = acc.result()
     solved = stefcal(sums)
     freq = info.model.freq_hz
     times = np.array([float(info.times.mean())])
@@ -218,10 +230,9 @@ def solve_gains(info: _Ms, bandpass: Solution, config: CalibrationConfig) -> Sol
     interval_of = _intervals(info.times, config)
     n_int = int(interval_of.max()) + 1
     n_ant = info.antennas.size
-    sums = None
+    acc: SumsAccumulator | None = None
     with _open(info.path) as ms:
-        for start in range(0, ms.nrows(), ROWS_PER_READ):
-            n = min(ROWS_PER_READ, ms.nrows() - start)
+        for start, n in _slabs(ms):
             a1, a2, t_index, data, flag, m = _rows(ms, start, n, info.model)
             i1, i2 = np.searchsorted(info.antennas, a1), np.searchsorted(info.antennas, a2)
             divisor = bp[i1] * np.conj(bp[i2])
@@ -229,7 +240,9 @@ def solve_gains(info: _Ms, bandpass: Solution, config: CalibrationConfig) -> Sol
             w = good.astype(np.float64)
             r = np.where(good, data / np.where(good, divisor, 1.0), 0.0)
             mm = m[:, :, None]
-            part = sums_of_products(
+            if acc is None:
+                acc = SumsAccumulator(n_int, n_ant, data.shape[2])
+            acc.add(
                 (w * r * np.conj(mm)).sum(axis=1),
                 (w * np.abs(mm) ** 2).sum(axis=1),
                 (w * np.abs(r) ** 2).sum(axis=1),
@@ -237,12 +250,10 @@ def solve_gains(info: _Ms, bandpass: Solution, config: CalibrationConfig) -> Sol
                 i1,
                 i2,
                 interval_of[t_index],
-                n_int,
-                n_ant,
             )
-            sums = part if sums is None else sums + part
-    if sums is None:
+    if acc is None:
         raise InputFileError(f"{info.path}: no rows to solve gains on")
+    sums = acc.result()
     solved = stefcal(sums)
     n_pol = sums.a.shape[0] // n_int
     times = np.array([float(info.times[interval_of == k].mean()) for k in range(n_int)])
