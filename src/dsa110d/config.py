@@ -342,9 +342,11 @@ class FlaggingConfig(_Section):
     dead_power_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
     """An antenna whose autocorrelation power is below this fraction of the array's median
     is dead."""
-    hot_power_factor: Annotated[float, Field(gt=1)] = 2.0
+    hot_power_factor: Annotated[float, Field(gt=1)] = 3.0
     """An antenna whose autocorrelation power is above this multiple of the array's median
-    is hot (its system temperature is)."""
+    is hot (its system temperature is). The autocorrelations are uncalibrated: antenna gains
+    alone spread their power over a factor ~2 either side of the median, so 2 would call
+    healthy high-gain antennas hot."""
     unstable_rms: PositiveFloat = 0.05
     """An antenna whose autocorrelation power, relative to the array's and detrended over the
     block, scatters by more than this (rms / median) is unstable."""
@@ -430,6 +432,23 @@ class HousekeepingConfig(_Section):
 
 class CalibrationConfig(_Section):
     """``calibration.*``: the solver's keys (the calibrate stage) and the operations' keys."""
+
+    enabled: bool = False
+    """Calibrate, and make photometry refuse (flag ``uncalibrated``) chunks without a valid
+    solution. Off: photometry reads CORRECTED_DATA when present, else DATA."""
+    reference_antenna: Annotated[int, Field(ge=0)] = 23
+    """Reference antenna (index in the MS ANTENNA table: name - 1); when flagged or absent,
+    the unflagged antenna with the most data."""
+    bandpass_valid_days: PositiveFloat = 3.0
+    """A bandpass from a calibrator transit applies this many days either side of it."""
+    solution_interval_sec: PositiveFloat = 300.0
+    """Length of a complex-gain solution interval, seconds (300: one per chunk)."""
+    min_snr: PositiveFloat = 5.0
+    """Gain solutions below this SNR are flagged (their antennas' data too)."""
+    calibrator_min_beam_gain: float = Field(default=0.5, gt=0, le=1)
+    """A chunk is a calibrator's transit when the calibrator reaches this beam gain in it."""
+    max_flagged_fraction: float = Field(default=0.5, ge=0, le=1)
+    """A solution with more antennas flagged than this is ``poor`` and not applied."""
 
     # --- operations (issue 16 item 4, calops): health, metrics QA -------------------------
     max_days_without_bandpass: PositiveFloat = 2.0

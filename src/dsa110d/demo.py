@@ -64,6 +64,9 @@ START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """First simulated set (inside the bundled IERS tables, so nothing is downloaded)."""
 POLL_SEC = 0.5
 STOP_TIMEOUT_SEC = 30.0
+CORRUPT = "gains"
+"""The demo's data are corrupted by antenna gains (and its sky has a calibrator): the pipeline
+must calibrate them to recover the variables."""
 RESULTS_HOME = Path("demo-results")
 """Where the demo keeps its results unless told (relative to the working directory)."""
 
@@ -118,6 +121,11 @@ def demo_overrides(plan: DemoPlan) -> dict[str, str]:
         "DSA110__SERVICES__VARIABILITY_ANALYZER__MIN_DATA_POINTS": str(plan.min_data_points),
         "DSA110__SERVICES__VARIABILITY_ANALYZER__ANALYSIS_DEBOUNCE_SEC": "3",
         "DSA110__SUPERVISOR__WORKERS": str(plan.workers),
+        # The simulated data carry antenna gains, delays and bandpasses, as the telescope's
+        # do: the pipeline calibrates them (bandpass on the calibrator's daily transit, gains
+        # per chunk) and the photometry refuses what it could not calibrate.
+        "DSA110__CALIBRATION__ENABLED": "true",
+        "DSA110__PIPELINE__STAGES": "[flag, calibrate, photometry]",
     }
 
 
@@ -296,6 +304,7 @@ def start_processes(
             "--catalog", str(workdir / "catalog.csv"), "--truth", str(workdir / "truth.json"),
             "--live", "--speed", str(plan.speed),
             "--variable-fraction", str(plan.variable_fraction),
+            "--corrupt", CORRUPT,
         ),
         env=environ, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -428,6 +437,7 @@ def _run(
     spec = SimulationSpec(
         out=scratch / "incoming", start=START, sets=plan.sets_per_day, days=plan.days,
         scale=plan.scale, n_subbands=plan.subbands, seed=plan.seed, n_sources=plan.n_sources,
+        corrupt=CORRUPT,
     )  # fmt: skip
     sky = sky_catalog(spec, plan.flux_range_jy, plan.ra_margin_deg, plan.dec_halfwidth_deg)
     write_catalog(scratch / "catalog.csv", sky)

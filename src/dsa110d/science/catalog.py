@@ -193,3 +193,39 @@ def random_catalog(
         dec_deg=dec[order],
         flux_jy=flux[order],
     )
+
+
+CALIBRATOR_COLUMN = "calibrator"
+"""Optional column marking calibrators: ``1``/``true``/``yes`` for a calibrator, else empty."""
+FLUX_MODEL_COLUMN = "flux_model"
+"""Optional column naming a row's spectrum (:mod:`dsa110d.science.fluxmodels`): empty or
+``flat`` for the catalog flux at every frequency, ``PB17:3C286`` for a Perley-Butler 2017
+standard. ``flux_jy`` stays the flux at the band centre."""
+_TRUE = frozenset({"1", "true", "yes", "y"})
+
+
+def calibrator_rows(catalog: Catalog) -> NDArray[np.intp]:
+    """Rows of ``catalog`` marked as calibrators (none when it has no calibrator column)."""
+    marks = catalog.extra.get(CALIBRATOR_COLUMN)
+    if marks is None:
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero([m.strip().lower() in _TRUE for m in marks]).astype(np.intp)
+
+
+def flux_models(catalog: Catalog) -> tuple[str, ...]:
+    """Each row's flux model name (``""``: flat)."""
+    return catalog.extra.get(FLUX_MODEL_COLUMN, ("",) * len(catalog))
+
+
+def spectra(
+    catalog: Catalog, freq_hz: NDArray[np.float64], reference_hz: float
+) -> NDArray[np.float64]:
+    """Each source's flux at ``freq_hz`` over its catalog flux, shape (Nsources, *freq.shape):
+    1 for flat spectra; the model's shape normalised at ``reference_hz`` otherwise."""
+    from dsa110d.science.fluxmodels import spectral_shape
+
+    out = np.ones((len(catalog), *np.shape(freq_hz)), dtype=np.float64)
+    for row, model in enumerate(flux_models(catalog)):
+        if model.strip():
+            out[row] = spectral_shape(model, freq_hz, reference_hz)
+    return out

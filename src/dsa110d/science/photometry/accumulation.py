@@ -105,6 +105,7 @@ from dsa110d.science.photometry.geometry import (
 from dsa110d.science.photometry.pairs import add_pairs, running_fluxes
 from dsa110d.science.photometry.settings import PhotometrySettings
 from dsa110d.science.photometry.sums import JACKKNIFE_GROUPS, Integration, Sums, integrations
+from dsa110d.science.pipeline.calstatus import CORRECTED, STATUS_OK, calibration_status
 
 log = logging.getLogger(__name__)
 
@@ -200,15 +201,26 @@ def _add_position_sums(
 
 
 def measure_ms(
-    path: Path, catalog: Catalog, sums: Sums, settings: PhotometrySettings | None = None
-) -> None:
-    """Add one MS's contribution for every catalog source to ``sums``."""
+    path: Path,
+    catalog: Catalog,
+    sums: Sums,
+    settings: PhotometrySettings | None = None,
+) -> bool:
+    """Add one MS's contribution for every catalog source to ``sums``; returns whether its
+    data were used.
+
+    The data are CORRECTED_DATA when the ``calibrate`` stage applied a valid solution to the
+    MS, else DATA; with ``settings.require_calibration`` an MS without a valid solution is refused
+    (only its geometry counts: the sources it saw are reported, flagged ``uncalibrated``)."""
     settings = settings or PhotometrySettings()
     try:
         ms = tables.table(str(path), ack=False)
     except RuntimeError as exc:
         raise InputFileError(f"{path}: cannot open Measurement Set: {exc}") from None
     with ms:
+        calibrated = calibration_status(ms) == STATUS_OK
+        column = CORRECTED if calibrated else "DATA"
+        use_data = calibrated or not settings.require_calibration
         geometry = read_geometry(ms, path)
         channels = ChannelBlocks.of(geometry.freq_hz)
         ra, dec = np.radians(catalog.ra_deg), np.radians(catalog.dec_deg)
@@ -227,8 +239,8 @@ def measure_ms(
         )
         sums.transit_gain = np.fmax(sums.transit_gain, transit)
         sources = np.flatnonzero(centre_gain.max(axis=1) >= JOINT_FIT_GAIN_MIN)
-        if sources.size == 0:
-            return
+        if sources.size == 0 or not use_data:
+            return use_data
         # Gain per source, integration and channel block, for the sources seen in this MS.
         gains = np.zeros((ra.size, geometry.times.size, channels.centre_hz.size), np.float32)
         gains[sources] = primary_beam(
@@ -251,7 +263,7 @@ def measure_ms(
             rows = np.flatnonzero(usable)
             rows = rows[np.argsort(t_all[rows], kind="stable")]  # a no-op for time-major MSs
             vis, weight = _stokes_sum(
-                ms.getcol("DATA", start, n), ms.getcol("FLAG", start, n), rows
+                ms.getcol(column, start, n), ms.getcol("FLAG", start, n), rows
             )
             t_index = t_all[rows]
             group = (ant1 * 7919 + ant2)[rows] % JACKKNIFE_GROUPS
@@ -260,6 +272,7 @@ def measure_ms(
                 sums, sources, lmn, gains, centre_gain, slab, uvw[rows], vis, channels,
                 geometry.times, catalog.flux_jy, wavenumber,
             )  # fmt: skip
+    return True
 
 
 def _note_transit(

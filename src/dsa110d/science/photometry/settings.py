@@ -57,6 +57,9 @@ class PhotometrySettings:
     refine_min_snr: float | None = None
     """Sources at least this bright (flux / error) whose offset from the catalog position is
     significant are measured again at the position the data give (None: never)."""
+    require_calibration: bool = False
+    """Refuse (flag ``uncalibrated``) MSs without a valid calibration (``calibration.enabled``):
+    raw visibilities are not janskys."""
 
     @classmethod
     def from_config(cls, config: Config) -> PhotometrySettings:
@@ -69,4 +72,5 @@ class PhotometrySettings:
             ),
             systematic_fraction=photometry.systematic_fraction,
             refine_min_snr=photometry.refine_min_snr,
+            require_calibration=config.calibration.enabled,
         )

@@ -65,7 +65,7 @@ SCHEMA: dict[str, str] = {
     "position_offset_arcsec": "float64: how far the data moved the source from its catalog "
     "position (photometry.refine_min_snr; 0 when not moved)",
     "flags": "string: comma-separated flags (missing_chunks, partial_transit, "
-    "transit_elsewhere, no_data, blended, position_refined)",
+    "transit_elsewhere, no_data, blended, position_refined, uncalibrated)",
     "version": "int64: run of the block; a higher version supersedes a lower one",
 }
 
@@ -76,14 +76,18 @@ def measure_block(
     catalog: Catalog,
     settings: PhotometrySettings | None = None,
 ) -> pd.DataFrame:
-    """One row per catalog source inside the beam during the block (see :data:`SCHEMA`)."""
+    """One row per catalog source inside the beam during the block (see :data:`SCHEMA`).
+
+    With ``settings.require_calibration`` (``calibration.enabled``) the MSs without a valid
+    calibration are left out and every row of the block is flagged ``uncalibrated`` (unusable
+    for the variability analysis): their raw visibilities are not in janskys."""
     settings = settings or PhotometrySettings()
-    sums, solution = _measure(ms_paths, catalog, settings)
+    sums, solution, refused = _measure(ms_paths, catalog, settings)
     moved = np.zeros(len(catalog))
     if settings.refine_min_snr is not None:
         refined, moved = _refined(catalog, sums, solution, settings.refine_min_snr)
         if moved.any():
-            sums, solution = _measure(ms_paths, refined, settings)
+            sums, solution, refused = _measure(ms_paths, refined, settings)
     seen = np.flatnonzero(sums.peak_gain >= BEAM_GAIN_MIN)
     error = np.hypot(solution.error, settings.systematic_fraction * np.abs(solution.flux))
     transit_unix = sums.transit_time - UNIX_EPOCH_MJD_S
@@ -97,6 +101,8 @@ def measure_block(
     rows = []
     for s in seen:
         flags = ["missing_chunks"] if job.missing_slots else []
+        if refused:
+            flags.append("uncalibrated")
         if far[s]:  # the block does not reach near the source's transit
             flags.append("partial_transit")
         if elsewhere[s]:  # another block owns this transit (TRANSIT_OWNERSHIP)
@@ -142,11 +148,13 @@ def measure_block(
 
 def _measure(
     ms_paths: Sequence[Path], catalog: Catalog, settings: PhotometrySettings
-) -> tuple[Sums, Solution]:
+) -> tuple[Sums, Solution, int]:
+    """The block's sums and fluxes, and how many of its MSs were refused (uncalibrated)."""
     sums = Sums(len(catalog))
+    refused = 0
     for path in sorted(ms_paths):
-        measure_ms(Path(path), catalog, sums, settings)
-    return sums, solve(sums, catalog.flux_jy)
+        refused += not measure_ms(Path(path), catalog, sums, settings)
+    return sums, solve(sums, catalog.flux_jy), refused
 
 
 def _refined(

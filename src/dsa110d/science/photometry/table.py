@@ -28,11 +28,12 @@ REQUIRED_COLUMNS = ("source_id", "block_id", "mjd", "flux_jy", "flux_err_jy", "f
 """Columns the metrics need (the processor writes more: ra_deg, dec_deg, n_vis, beam_gain,
 transit_mjd, pointing_dec_deg, beam_offset_deg, beam_model; older files lack the last four)."""
 
-UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit", "transit_elsewhere"})
+UNUSABLE_FLAGS = frozenset({"no_data", "partial_transit", "transit_elsewhere", "uncalibrated"})
 """Photometry flags (science/photometry.py) that make a row unusable: no visibilities, a
 block far from the source's transit (its best beam gain below a fraction of the transit gain:
-a block nearer the transit measures it better), or a transit another (overlapping) block owns
-(``stage.TRANSIT_OWNERSHIP``: one measurement per source per transit)."""
+a block nearer the transit measures it better), a transit another (overlapping) block owns
+(``stage.TRANSIT_OWNERSHIP``: one measurement per source per transit), or a block with chunks
+that had no valid calibration (calibration enabled: raw visibilities are not janskys)."""
 INFORMATIONAL_FLAGS = frozenset({"missing_chunks", "blended", "position_refined"})
 """Photometry flags that describe the block or the source's surroundings, not a fault of the
 measurement: the row is kept (``missing_chunks`` is put on *every* row of a block that lacked a

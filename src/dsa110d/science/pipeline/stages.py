@@ -7,9 +7,10 @@ point names it, and loaded when the registry is built: the pipeline does not imp
 subpackages whose stages it runs (``photometry/`` imports the interface from here).
 
 Built-in stages are ``flag`` (AOFlagger, antenna health, flag QA), ``flag-mad`` (the light
-median/MAD flagger), ``photometry`` and ``image``. A stage whose summary says ``status:
-mostly_flagged`` (the flag stages, for a block whose data are mostly flagged) ends the block's
-pipeline: the later stages are recorded ``skipped``, so such a block is not silently measured.
+median/MAD flagger), ``calibrate``, ``photometry`` and ``image``. A stage whose summary says
+``status: mostly_flagged`` (the flag stages, for a block whose data are mostly flagged) ends the
+block's pipeline: the later stages are recorded ``skipped``, so such a block is not silently
+measured.
 
 Other packages add stages by declaring an entry point in the group ``dsa110d.stages`` whose
 value is the callable, e.g. in pyproject.toml::
@@ -38,6 +39,7 @@ ENTRY_POINT_GROUP = "dsa110d.stages"
 BUILTIN_STAGES = {
     "flag": "dsa110d.science.pipeline.rfi:flag_stage",
     "flag-mad": "dsa110d.science.pipeline.flagging:flag_stage",
+    "calibrate": "dsa110d.science.calibration.stage:calibrate_stage",
     "photometry": "dsa110d.science.photometry.stage:photometry_stage",
     "image": "dsa110d.science.pipeline.imaging:image_stage",
 }

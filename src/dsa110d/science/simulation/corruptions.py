@@ -103,7 +103,7 @@ def build(level: str, instrument: InstrumentContext) -> list[Corruption]:
     return [factory(instrument) for name in wanted for factory in _FACTORIES[name]]
 
 
-MODEL_MODULES: tuple[str, ...] = ("corrupt_rfi",)
+MODEL_MODULES: tuple[str, ...] = ("corrupt_gains", "corrupt_rfi")
 """The modules of ``dsa110d.science.simulation`` that hold corruption models: each registers
 its factories with ``register`` when imported."""
 

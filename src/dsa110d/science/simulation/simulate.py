@@ -44,6 +44,8 @@ from dsa110d.science.catalog import (
     DEFAULT_DEC_HALFWIDTH_DEG,
     DEFAULT_FLUX_RANGE_JY,
     Catalog,
+    calibrator_rows,
+    flux_models,
     random_catalog,
     read_catalog,
     write_catalog,
@@ -78,6 +80,10 @@ DEFAULT_DEC_DEG = k.OVRO_LAT_DEG
 """Pointing declination when not given: the zenith."""
 UNCATALOGUED_STREAM = 0x5C
 """The uncatalogued sky draws from its own stream too (a seed's catalog sky is unchanged)."""
+CALIBRATOR_ID = "SIMCAL"
+"""Id of the calibrator a generated catalog gains when the data are corrupted."""
+CALIBRATOR_MODEL = "PB17:3C286"
+"""Its spectrum: 3C286's Perley-Butler 2017 polynomial (~15 Jy at the band centre)."""
 CORRUPTION_STREAM = 0xC0
 """The corruptions draw from their own random stream (seeded from the run's seed and this), so
 switching them on leaves the sky, the variability and the noise of a seed unchanged."""
@@ -120,6 +126,9 @@ class SimulationSpec:
     transients: int = 0
     """Uncatalogued transients along the track (``uncatalogued``)."""
     transient_flux_range_jy: tuple[float, float] = uncatalogued.TRANSIENT_FLUX_RANGE_JY
+    calibrator: bool | None = None
+    """Add a calibrator to a generated catalog (:func:`with_calibrator`); None: when the data
+    are corrupted (they need calibrating)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +184,63 @@ def _catalog_for(
     """The catalog file, or a random sky around the pointing over the RA range observed."""
     if spec.catalog is not None:
         return read_catalog(spec.catalog)
+    generated = _random_sky(spec, scale, flux_range_jy, ra_margin_deg, dec_halfwidth_deg)
+    wanted = spec.calibrator
+    if wanted is None:
+        wanted = corruptions.resolve_level(spec.corrupt, spec.scale) != "none"
+    if not wanted:
+        return generated
+    return with_calibrator(generated, spec, scale)
+
+
+def with_calibrator(catalog: Catalog, spec: SimulationSpec, scale: layout.Scale) -> Catalog:
+    """``catalog`` plus a calibrator transiting in the first set of each day.
+
+    Corrupted data need one (a bandpass is solved on its transit, as the telescope's is on a
+    bright calibrator's every day). It is a simulated source, not the real 3C286: it has
+    3C286's Perley-Butler 2017 spectrum (:data:`CALIBRATOR_MODEL`) but sits on the meridian
+    at the pointing declination in the middle of each day's first set, so every simulated
+    day sees its transit, and sees it first (a pipeline processing the sets as they land
+    has the day's bandpass before the other chunks). The catalog marks it (``calibrator`` = 1)
+    and names its flux model (``flux_model``); ``flux_jy`` is the model at the band centre.
+    """
+    from astropy import units as u
+    from astropy.coordinates import FK5, SkyCoord
+
+    from dsa110d.science.catalog import CALIBRATOR_COLUMN, FLUX_MODEL_COLUMN
+    from dsa110d.science.fluxmodels import band_centre_hz, model_flux_jy
+
+    first = _times_jd(_utc(spec.start), scale)[0]
+    mid_jd = first + k.FILE_DURATION_S / 2 / k.SECONDS_PER_DAY
+    app_ra = math.degrees(float(lst_for(np.array([mid_jd]))[0]))
+    epoch = Time(mid_jd, format="jd", scale="utc")
+    icrs = SkyCoord(app_ra * u.deg, spec.dec_deg * u.deg, frame=FK5(equinox=epoch)).icrs
+    n = len(catalog)
+    calibrators = catalog.extra.get(CALIBRATOR_COLUMN, ("",) * n)
+    models = catalog.extra.get(FLUX_MODEL_COLUMN, ("",) * n)
+    extra = {
+        name: (*values, "") for name, values in catalog.extra.items()
+        if name not in (CALIBRATOR_COLUMN, FLUX_MODEL_COLUMN)
+    }  # fmt: skip
+    extra[CALIBRATOR_COLUMN] = (*calibrators, "1")
+    extra[FLUX_MODEL_COLUMN] = (*models, CALIBRATOR_MODEL)
+    flux = float(model_flux_jy(CALIBRATOR_MODEL, band_centre_hz()))
+    return Catalog(
+        ids=(*catalog.ids, CALIBRATOR_ID),
+        ra_deg=np.r_[catalog.ra_deg, float(icrs.ra.deg) % 360.0],
+        dec_deg=np.r_[catalog.dec_deg, float(icrs.dec.deg)],
+        flux_jy=np.r_[catalog.flux_jy, flux],
+        extra=extra,
+    )
+
+
+def _random_sky(
+    spec: SimulationSpec,
+    scale: layout.Scale,
+    flux_range_jy: tuple[float, float] | None,
+    ra_margin_deg: float,
+    dec_halfwidth_deg: float,
+) -> Catalog:
     first = _times_jd(_utc(spec.start), scale)[0]
     lst_start = math.degrees(float(lst_for(np.array([first]))[0]))
     span = spec.sets * k.FILE_DURATION_S * 360.0 / k.SIDEREAL_DAY_S + 2 * ra_margin_deg
@@ -252,8 +318,11 @@ class _Simulation:
         first = self.plans[0]
         start_mjd = _mjd(first.start)
         start_lst = float(lst_for(np.array([_times_jd(first.start, self.scale)[0]]))[0])
+        # The calibrator (appended last) does not vary: the draws are those of the catalog
+        # without it, so a seed's variable sky is the same with or without it.
+        steady = [i for i, name in enumerate(self.catalog.ids) if name != CALIBRATOR_ID]
         self.variable: dict[int, Variability] = draw_variability(
-            self.catalog,
+            self.catalog.subset(np.array(steady, dtype=np.intp)),
             spec.variable_fraction,
             self.rng,
             start_mjd=start_mjd,
@@ -427,6 +496,8 @@ def write_truth(path: Path, sim: _Simulation) -> None:
         for set_id, plan in zip(sim.set_ids, sim.plans, strict=True)
     ]
     sources = []
+    calibrators = set(calibrator_rows(sim.catalog).tolist())
+    models = flux_models(sim.catalog)
     for row, source_id in enumerate(sim.catalog.ids):
         var = sim.variable.get(row)
         sources.append(
@@ -437,6 +508,8 @@ def write_truth(path: Path, sim: _Simulation) -> None:
                 "catalog_ra_deg": float(sim.listed.ra_deg[row]),
                 "catalog_dec_deg": float(sim.listed.dec_deg[row]),
                 "flux_jy": float(sim.catalog.flux_jy[row]),
+                "calibrator": source_id == CALIBRATOR_ID or row in calibrators,
+                "flux_model": models[row] or None,
                 "variable": var is not None,
                 "variability": var.to_json() if var is not None else None,
                 "flux_per_set_jy": [float(f) for f in fluxes[row]],

@@ -24,7 +24,8 @@ from pyuvdata.utils.times import get_lst_for_time
 
 from dsa110d.science import constants as k
 from dsa110d.science.beam import DEFAULT_BEAM, BeamModel, angular_offset_rad, primary_beam
-from dsa110d.science.catalog import Catalog
+from dsa110d.science.catalog import Catalog, spectra
+from dsa110d.science.fluxmodels import band_centre_hz
 
 APPARENT_FLUX_FLOOR_JY = 1e-3
 """Sources fainter than this through the beam (at their brightest in a set) are left out."""
@@ -120,6 +121,7 @@ def sky_in_view(
     near = angular_offset_rad(ra, dec, mid_lst, geometry.dec_rad) < PRESELECT_RADIUS_RAD
     near &= flux_jy > 0
     ra, dec, flux = ra[near], dec[near], flux_jy[near]
+    shape = spectra(catalog.subset(near), freq_hz, band_centre_hz())  # (Nsrc, Nsb, Nch)
     if len(ra) == 0:
         return _empty_sky(n_t, freq_hz)
     n_s = len(ra)
@@ -134,7 +136,7 @@ def sky_in_view(
     lst = geometry.lst_rad[:, None]
     offset = angular_offset_rad(app_ra, app_dec, lst, geometry.dec_rad)
     gain = primary_beam(offset[:, :, None, None], freq_hz[None, None, :, :], model=beam)
-    amplitude = flux[None, :, None, None] * gain
+    amplitude = flux[None, :, None, None] * gain * shape[None]
     keep = amplitude.max(axis=(0, 2, 3)) > APPARENT_FLUX_FLOOR_JY
     lmn = _direction_cosines(app_ra - lst, app_dec, geometry.dec_rad)
     return SkyInView(lmn[:, keep], amplitude[:, keep])

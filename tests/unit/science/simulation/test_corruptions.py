@@ -35,13 +35,16 @@ class _ZeroFirstBaseline:
 
 
 @pytest.fixture
-def zero_first_baseline() -> Iterator[None]:
+def zero_first_baseline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test's corruption alone (the models of MODEL_MODULES set aside)."""
+
     def factory(_: corruptions.InstrumentContext) -> corruptions.Corruption:
         return _ZeroFirstBaseline()
 
+    monkeypatch.setattr(corruptions, "MODEL_MODULES", ())
+    monkeypatch.setattr(corruptions, "_FACTORIES", {level: [] for level in corruptions.LEVELS})
     corruptions.register("gains", factory)
     yield
-    corruptions._FACTORIES["gains"].remove(factory)
 
 
 def _visdata(path: Path) -> NDArray[np.complex64]:
@@ -63,7 +66,9 @@ def test_a_registered_corruption_acts_on_every_chunk_and_is_in_the_truth(
     zero_first_baseline: None,
 ) -> None:
     clean = simulate(tiny_spec(tmp_path / "clean", sets=1, n_subbands=1, corrupt="none"))
-    dirty = simulate(tiny_spec(tmp_path / "dirty", sets=1, n_subbands=1, corrupt="all"))
+    dirty = simulate(
+        tiny_spec(tmp_path / "dirty", sets=1, n_subbands=1, corrupt="all", calibrator=False)
+    )
     clean_vis, dirty_vis = _visdata(clean.files[0]), _visdata(dirty.files[0])
     with h5py.File(clean.files[0], "r") as f:
         n_bls = int(f["Header/Nbls"][()])
