@@ -34,6 +34,7 @@ import pandas as pd
 
 from dsa110d import logs
 from dsa110d.config import Config, load_config
+from dsa110d.lifecycle import run_daemon
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.operations.queues import queue_stats
 from dsa110d.operations.records import SetRow, latest_candidates, list_blocks, list_sets
@@ -48,7 +49,6 @@ from dsa110d.state.connection import connected
 from dsa110d.state.control import ControlChannel, ControlCommand
 from dsa110d.state.keys import Keys
 from dsa110d.state.streams import ReliableStream
-from dsa110d.supervisor import run_daemon
 
 SERVICES_YAML = Path(__file__).resolve().parents[1] / "etc" / "dsa110" / "services.yaml"
 START_TIMEOUT_SEC = 90.0  # generous: shared CI machines are slow

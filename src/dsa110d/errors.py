@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # A reason recorded against a unit of work (dead letter, file fault, log line) is one line
-# of at most this many characters: enough to name the fault, never a flood from hostile input.
-REASON_MAX_CHARS = 300
+# of at most this many characters: enough to name the fault and the few paths it concerns
+# (a refused path, where it resolves to, the data roots), never a flood from hostile input.
+REASON_MAX_CHARS = 600
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 
 

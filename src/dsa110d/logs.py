@@ -39,7 +39,8 @@ def _redact_secrets(
         return event_dict
     for key, value in event_dict.items():
         if isinstance(value, str) and any(s in value for s in _secrets):
-            for secret in _secrets:
+            # longest first: a secret that holds a shorter one must go whole, not leave its rest
+            for secret in sorted(_secrets, key=len, reverse=True):
                 value = value.replace(secret, _REDACTED)
             event_dict[key] = value
     return event_dict

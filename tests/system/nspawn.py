@@ -19,7 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("DSA110_TEST_CACHE", "/var/cache/dsa110d-test"))
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-BASE_PACKAGES = "systemd,systemd-sysv,dbus,python3,adduser,procps,redis-server"
+BASE_PACKAGES = "systemd,systemd-sysv,dbus,python3,adduser,procps,redis-server,aoflagger"
+"""The tree's packages: a booting systemd, and what the .deb depends on (aoflagger)."""
 HOST_TOOLS = {  # command -> Debian package
     "systemd-nspawn": "systemd-container",
     "debootstrap": "debootstrap",
@@ -105,11 +106,12 @@ def build_deb() -> Path:
 
 
 def base_tree() -> Path:
-    """The debootstrapped Debian tree, made once per machine."""
-    base = CACHE_DIR / SUITE
+    """The debootstrapped Debian tree, made once per machine and package list."""
+    packages = hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]
+    base = CACHE_DIR / f"{SUITE}-{packages}"
     if (base / "usr/bin/systemctl").exists():
         return base
-    partial = CACHE_DIR / f"{SUITE}.partial"
+    partial = CACHE_DIR / f"{base.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run(
         [

@@ -84,3 +84,16 @@ def test_secrets_never_reach_the_log_through_a_traceback(
     out = capsys.readouterr().out
     assert "RuntimeError" in out
     assert "tb-s3cr3t" not in out
+
+
+def test_a_secret_that_holds_a_shorter_one_is_redacted_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logs.register_secret("s3cret")  # e.g. another server's password, registered first
+    logs.register_secret("qu%3Ary-s3cret")
+    logs.configure("INFO", "json", environ={})
+    logs.get_logger("dsa110d.test").warning(
+        "cannot connect", url="redis://h/0?password=qu%3Ary-s3cret"
+    )
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["url"] == "redis://h/0?password=***"

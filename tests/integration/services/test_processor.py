@@ -8,13 +8,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import astropy.units as u
 import pandas as pd
 import pytest
+from astropy.coordinates import TETE, EarthLocation, SkyCoord
+from astropy.time import Time
 
 from dsa110d.config import Config
 from dsa110d.contracts import BlockProcessed
 from dsa110d.messages import MessageType
 from dsa110d.science.atomic import COMPLETE_MARKER, is_complete_dir
+from dsa110d.science.constants import OVRO_HEIGHT_M, OVRO_LAT_RAD, OVRO_LON_RAD
 from dsa110d.science.photometry.stage import SCHEMA
 from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.processor import MSProcessingHandler
@@ -38,6 +42,23 @@ from tests.integration.services.processorkit import (
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
+
+
+POINTING_TOL_RAD = 5e-5
+"""The chunk's pointing declination against astropy's, rad (10 arcsec: a fraction of the
+precession since J2000 it must include, ~0.13 deg here)."""
+
+
+def _icrs_dec_of_the_zenith(unix_s: float) -> float:
+    """The ICRS declination of the apparent zenith at OVRO at ``unix_s``, by astropy's TETE
+    frame (not the converter's own path)."""
+    site = EarthLocation.from_geodetic(
+        lon=OVRO_LON_RAD * u.rad, lat=OVRO_LAT_RAD * u.rad, height=OVRO_HEIGHT_M * u.m
+    )
+    when = Time(unix_s, format="unix")
+    lst = when.sidereal_time("apparent", longitude=site.lon)
+    zenith = SkyCoord(ra=lst, dec=OVRO_LAT_RAD * u.rad, frame=TETE(obstime=when, location=site))
+    return float(zenith.transform_to("icrs").dec.rad)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +117,9 @@ async def test_an_announced_set_becomes_a_complete_ms_a_chunk_record_and_a_chunk
         assert chunk is not None and chunk.path == str(ms.resolve())
         assert chunk.start == pytest.approx(_start_unix(set_id), abs=1.0)
         assert 300 < chunk.end - chunk.start < 320  # one ~309 s set
-        assert chunk.dec_rad == pytest.approx(0.6498, abs=1e-3)
+        # FIELD states the pointing in ICRS: the zenith (dec = latitude) carried back to J2000
+        mid = (chunk.start + chunk.end) / 2
+        assert chunk.dec_rad == pytest.approx(_icrs_dec_of_the_zenith(mid), abs=POINTING_TOL_RAD)
         record = await Sets(redis, Keys(cfg.redis.namespace)).get(set_id)
         assert record is not None and record.state is SetState.CONVERTED
         chunks = await chunk_messages(redis, cfg)

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dsa110d.config import Config
-from dsa110d.errors import MessageError
+from dsa110d.errors import REASON_MAX_CHARS, MessageError
 from dsa110d.messages import MessageType, decode
 from dsa110d.state.consumer import StreamConsumer
 from dsa110d.state.keys import Keys
@@ -28,7 +28,7 @@ from tests.integration.state.statekit import fast_config
 pytestmark = pytest.mark.anyio
 
 HEARTBEAT_SEC = 0.01  # reclaimable after ~10 ms: many examples within seconds
-REASON_LIMIT = 300
+REASON_LIMIT = REASON_MAX_CHARS  # a dead letter's reason is one bounded line
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from dsa110d.config import load_config
 from dsa110d.errors import (
+    REASON_MAX_CHARS,
     LeaseLostError,
     MessageError,
     PathOutsideRootsError,
@@ -36,7 +37,7 @@ from tests.fuzzkit import ENTRY_LIMIT, envelope, fuzz_settings, one_line, raw_en
 pytestmark = pytest.mark.anyio
 
 CONFIG = load_config(SERVICES_YAML, "testing", {})
-REASON_LIMIT = 300  # errors.REASON_MAX_CHARS plus the consumer's short prefix
+REASON_LIMIT = REASON_MAX_CHARS  # a dead letter's reason is one bounded line
 NO_FIELD = b"__no_m_field__"  # stands for an entry written without the message field
 
 
