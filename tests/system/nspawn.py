@@ -19,8 +19,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("DSA110_TEST_CACHE", "/var/cache/dsa110d-test"))
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-BASE_PACKAGES = "systemd,systemd-sysv,dbus,python3,adduser,procps,redis-server,aoflagger"
-"""The tree's packages: a booting systemd, and what the .deb depends on (aoflagger)."""
+BASE_PACKAGES = "systemd,systemd-sysv,dbus,python3,adduser,procps,redis-server"
+"""What debootstrap installs: a booting systemd."""
+DEPENDS_PACKAGES = ("aoflagger",)
+"""What the .deb depends on beyond that, installed by apt in the tree (debootstrap's own
+resolver cannot configure aoflagger's GTK dependencies)."""
 HOST_TOOLS = {  # command -> Debian package
     "systemd-nspawn": "systemd-container",
     "debootstrap": "debootstrap",
@@ -107,7 +110,8 @@ def build_deb() -> Path:
 
 def base_tree() -> Path:
     """The debootstrapped Debian tree, made once per machine and package list."""
-    packages = hashlib.sha256(BASE_PACKAGES.encode()).hexdigest()[:8]
+    listed = f"{BASE_PACKAGES};{','.join(DEPENDS_PACKAGES)}"
+    packages = hashlib.sha256(listed.encode()).hexdigest()[:8]
     base = CACHE_DIR / f"{SUITE}-{packages}"
     if (base / "usr/bin/systemctl").exists():
         return base
@@ -126,6 +130,17 @@ def base_tree() -> Path:
         capture_output=True,
         timeout=1800,
     )
+    shutil.copyfile("/etc/resolv.conf", partial / "etc/resolv.conf")
+    install = "apt-get update -qq && apt-get install -y -qq --no-install-recommends " + " ".join(
+        DEPENDS_PACKAGES
+    )
+    subprocess.run(
+        ["chroot", str(partial), "/usr/bin/env", "DEBIAN_FRONTEND=noninteractive", "sh", "-c",
+         install],
+        check=True,
+        capture_output=True,
+        timeout=1800,
+    )  # fmt: skip
     partial.rename(base)
     return base
 
