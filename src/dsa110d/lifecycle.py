@@ -68,10 +68,7 @@ async def run_daemon(config: Config, services: list[str], reload: Reloader | Non
             async with (
                 connected(config) as redis,
                 WorkerPool(
-                    config.supervisor.workers,
-                    _worker_modules(names),
-                    beat_sec=_beat_sec(config),
-                    idle_sec=config.supervisor.worker_idle_sec or None,
+                    config.supervisor.workers, _worker_modules(names), beat_sec=_beat_sec(config)
                 ) as pool,
                 anyio.create_task_group() as tg,
             ):
