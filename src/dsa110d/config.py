@@ -315,6 +315,8 @@ class PhotometryConfig(_Section):
 class ImagingConfig(_Section):
     """The ``image`` stage: wsclean per chunk, the block mosaic, source finding (#18)."""
 
+    wsclean: str = "wsclean"
+    """The wsclean program: a name looked up on PATH, or a path (a site's own build)."""
     size_px: Annotated[int, Field(ge=64, le=16384)] = 2048
     scale_arcsec: PositiveFloat = 6.0
     weighting: Literal["briggs", "uniform", "natural"] = "briggs"

@@ -5,7 +5,6 @@ degraded, and after the reset timeout one probe runs wsclean again."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +39,14 @@ async def test_a_failing_wsclean_opens_its_breaker_and_image_is_skipped_until_a_
     server_url: str,
     config: Config,
     redis: Redis,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = make_config(
         tmp_path, server_url, redis__namespace=config.redis.namespace, **BLOCK_SETTINGS,
         pipeline__stages="[image]", breakers__failure_threshold=FAILURE_THRESHOLD,
+        imaging__wsclean=str(tmp_path / "bin" / "wsclean"),
         breakers__reset_timeout_sec=RESET_TIMEOUT_SEC,
     )  # fmt: skip
     _failing_wsclean(tmp_path / "bin")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     (tmp_path / "ms").mkdir(exist_ok=True)
     sky = SkyModel(np.array([100.0]), np.array([37.0]), np.array([1.0]))
     chunk = make_ms(

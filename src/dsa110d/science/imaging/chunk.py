@@ -51,6 +51,8 @@ class ImagingParams:
     auto_mask: float = 4.0
     """The clean mask grows from peaks above this many times the noise."""
     threads: int = 1
+    program: str = WSCLEAN
+    """The wsclean to run: a name on PATH or a path (``imaging.wsclean``)."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def data_column(ms: Path) -> str:
 def wsclean_command(ms: Path, prefix: Path, params: ImagingParams, column: str) -> list[str]:
     weight = [params.weighting] + ([f"{params.robust:g}"] if params.weighting == "briggs" else [])
     return [
-        WSCLEAN, "-quiet", "-name", str(prefix),
+        params.program, "-quiet", "-name", str(prefix),
         "-size", str(params.size_px), str(params.size_px),
         "-scale", f"{params.scale_arcsec:g}asec", "-pol", "I", "-use-wgridder",
         "-data-column", column, "-weight", *weight,
@@ -84,8 +86,8 @@ def wsclean_command(ms: Path, prefix: Path, params: ImagingParams, column: str) 
     ]  # fmt: skip
 
 
-def wsclean_available() -> bool:
-    return shutil.which(WSCLEAN) is not None
+def wsclean_available(program: str = WSCLEAN) -> bool:
+    return shutil.which(program) is not None
 
 
 def image_chunk(ms: Path, prefix: Path, params: ImagingParams) -> ChunkImage:

@@ -51,7 +51,7 @@ def imaging_params(cfg: ImagingConfig) -> ImagingParams:
         size_px=cfg.size_px, scale_arcsec=cfg.scale_arcsec, weighting=cfg.weighting,
         robust=cfg.robust, niter=cfg.niter, mgain=cfg.mgain,
         auto_threshold=cfg.auto_threshold_sigma, auto_mask=cfg.auto_mask_sigma,
-        threads=cfg.threads,
+        threads=cfg.threads, program=cfg.wsclean,
     )  # fmt: skip
 
 
@@ -91,7 +91,7 @@ def image_stage(
     job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
 ) -> StageResult:
     """Image, mosaic and search the block when wsclean is installed; else skipped."""
-    if not wsclean_available():
+    if not wsclean_available(config.imaging.wsclean):
         return StageResult("image", "skipped", message="wsclean is not on PATH")
     if not ms_paths:
         return StageResult("image", "skipped", message="no chunks to image")
