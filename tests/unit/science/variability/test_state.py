@@ -1,4 +1,5 @@
-"""The incremental state of science/variability/state.py agrees with a full recompute."""
+"""The incremental state of science/variability/state.py agrees with a full recompute, and
+survives a save and load (science/variability/store.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from dsa110d.errors import VariabilityInputError
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
+from dsa110d.science.variability.store import load_state, save_state
 
 N_SOURCES = 120
 N_BLOCKS = 24
@@ -121,15 +123,15 @@ def test_save_and_load_round_trip_then_continue(tmp_path):
     state = VariabilityState()
     for block in blocks[:12]:
         state.apply_block(block)
-    state.save(tmp_path / "state")
-    restored = VariabilityState.load(tmp_path / "state")
+    save_state(state, tmp_path / "state")
+    restored = load_state(tmp_path / "state")
     assert_same_metrics(restored, pd.concat(blocks[:12]))
     redo = blocks[3].copy()
     redo["version"] = 2
     for block in [*blocks[12:], redo]:
         restored.apply_block(block)
-    restored.save(tmp_path / "state")
-    again = VariabilityState.load(tmp_path / "state")
+    save_state(restored, tmp_path / "state")
+    again = load_state(tmp_path / "state")
     assert_same_metrics(again, pd.concat([*blocks, redo]))
     manifest = json.loads((tmp_path / "state" / "manifest.json").read_text())
     assert manifest["blocks"]["2026-01-01T03"]["version"] == 2
@@ -139,11 +141,11 @@ def test_save_and_load_round_trip_then_continue(tmp_path):
 
 
 def test_missing_state_is_empty_and_corrupt_state_names_the_directory(tmp_path):
-    assert len(VariabilityState.load(tmp_path / "none").ids) == 0
+    assert len(load_state(tmp_path / "none").ids) == 0
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(VariabilityInputError, match="bad: unreadable variability state"):
-        VariabilityState.load(tmp_path / "bad")
+        load_state(tmp_path / "bad")
 
 
 def test_light_curves_are_the_held_measurements():
