@@ -19,8 +19,6 @@ OVER_BUDGET = {
     "services/watcher.py": "the probe cache is being added to it; split after that lands",
     "science/calibration/stage.py": "the calibrate stage: bandpass selection, the gain solve and "
     "the records want modules of their own (next: split by solution kind)",
-    "science/simulation/simulate.py": "the corruption, calibrator, uncatalogued-sky and "
-    "catalog-error hooks landed together; the truth file's writer wants its own module next",
     "science/pipeline/rfi.py": "the flag stage: AOFlagger's run, the burst and autocorrelation "
     "passes and antenna health want modules of their own (next: split by pass)",
 }
