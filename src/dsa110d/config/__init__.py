@@ -10,7 +10,8 @@ metrics, logging), ``science`` (pipeline, beam, photometry, imaging, flagging, c
 ``operations`` (alerts, housekeeping); ``model`` holds :class:`Config` and its secrets,
 ``loading`` reads and validates a file, ``reload`` compares two configs. A new key goes in its
 section's model and in the README, ``man/dsa110d.yaml.5.scd`` and ``etc/dsa110/services.yaml``.
-Everything is importable from here (``from dsa110d.config import Config``).
+Every model and function is importable from here (``from dsa110d.config import Config``);
+the value types (``PositiveFloat``, ...) are ``config.section``'s.
 """
 
 from __future__ import annotations
@@ -54,14 +55,7 @@ from dsa110d.config.science import (
     PhotometryConfig,
     PipelineConfig,
 )
-from dsa110d.config.section import (
-    NonNegativeFloat,
-    Port,
-    PositiveFloat,
-    PositiveInt,
-    Section,
-    read_secret,
-)
+from dsa110d.config.section import Section
 from dsa110d.config.services import (
     AnalyzerConfig,
     ProcessorConfig,
@@ -91,13 +85,9 @@ __all__ = [
     "LeasesConfig",
     "LoggingConfig",
     "MetricsConfig",
-    "NonNegativeFloat",
     "PathsConfig",
     "PhotometryConfig",
     "PipelineConfig",
-    "Port",
-    "PositiveFloat",
-    "PositiveInt",
     "ProcessorConfig",
     "RedisConfig",
     "RetryConfig",
@@ -117,7 +107,6 @@ __all__ = [
     "load_config",
     "overlay_document",
     "read_document",
-    "read_secret",
     "redact_url",
     "reloadable_changes",
     "resolve_env",
