@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsa110d.services.processor import remove_stale_staging, staged_runs, staging_is_abandoned
 from dsa110d.services.processor_jobs import publish_outputs, remove_outputs, remove_superseded
+from dsa110d.services.processor_outputs import (
+    remove_stale_staging,
+    staged_runs,
+    staging_is_abandoned,
+)
 
 
 def test_only_older_tokens_of_the_same_block_are_removed(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ the instrument's own converter (dsacalib's ``uvh5_to_ms``) does. pyuvdata reads 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -148,10 +149,8 @@ def phased_geometry(
         ref_epoch=PHASE_EPOCH,
     )
     app_ra, app_dec, frame_pa = app_ra[inverse], app_dec[inverse], frame_pa[inverse]
-    uvw = uvphase.calc_uvw(
-        app_ra=app_ra,
-        app_dec=app_dec,
-        frame_pa=frame_pa,
+    uvw_towards = partial(  # the array and its rows; the direction varies
+        uvphase.calc_uvw,
         lst_array=lsts,
         use_ant_pos=True,
         antenna_positions=antenna_positions,
@@ -161,18 +160,9 @@ def phased_geometry(
         telescope_lat=location.lat.rad,
         telescope_lon=location.lon.rad,
     )
-    drift_uvw = uvphase.calc_uvw(
-        app_ra=lsts,
-        app_dec=np.full_like(lsts, pointing_dec),
-        frame_pa=np.zeros_like(lsts),
-        lst_array=lsts,
-        use_ant_pos=True,
-        antenna_positions=antenna_positions,
-        antenna_numbers=antenna_numbers,
-        ant_1_array=ant1,
-        ant_2_array=ant2,
-        telescope_lat=location.lat.rad,
-        telescope_lon=location.lon.rad,
+    uvw = uvw_towards(app_ra=app_ra, app_dec=app_dec, frame_pa=frame_pa)
+    drift_uvw = uvw_towards(
+        app_ra=lsts, app_dec=np.full_like(lsts, pointing_dec), frame_pa=np.zeros_like(lsts)
     )
     return Geometry(
         uvw=np.asarray(uvw, dtype=float),

@@ -89,18 +89,16 @@ def typed(rows: pd.DataFrame, *, where: str = "photometry") -> pd.DataFrame:
     if not pd.api.types.is_numeric_dtype(out["flags"]) or pd.api.types.is_bool_dtype(out["flags"]):
         out["flag_names"] = out["flags"].astype("string").fillna("")
         out["flags"] = flags_code(out["flags"]).astype(np.int64)
-    for name in FLOAT_COLUMNS:
-        if name in out:
-            try:
-                out[name] = out[name].astype(np.float64)
-            except (TypeError, ValueError):
-                raise VariabilityInputError(f"{where}: column {name} is not numeric") from None
-    for name in INT_COLUMNS:
-        if name in out:
-            try:
-                out[name] = out[name].astype(np.int64)
-            except (TypeError, ValueError):
-                raise VariabilityInputError(f"{where}: column {name} is not an integer") from None
+    for names, dtype, what in (
+        (FLOAT_COLUMNS, np.float64, "numeric"),
+        (INT_COLUMNS, np.int64, "an integer"),
+    ):
+        for name in names:
+            if name in out:
+                try:
+                    out[name] = out[name].astype(dtype)
+                except (TypeError, ValueError):
+                    raise VariabilityInputError(f"{where}: column {name} is not {what}") from None
     return out
 
 

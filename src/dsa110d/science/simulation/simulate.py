@@ -6,7 +6,9 @@
 seconds of per-node clock jitter while ``Header/time_array[0]`` is bit-identical. Every file
 is written as ``..._sbNN_incomplete.hdf5`` and renamed into place, as the correlator does; in
 ``live`` mode the subbands land seconds apart and one set every 309 s / ``speed``.
-The truth (catalog, per-set true fluxes, which sources vary and how) goes to a JSON file.
+The truth (catalog, per-set true fluxes, which sources vary and how) goes to a JSON file
+(:mod:`~dsa110d.science.simulation.truth`); the options are
+:class:`~dsa110d.science.simulation.spec.SimulationSpec`.
 
 Sky model: point sources with flat spectra (the catalog flux at every frequency), constant
 within a set at their true flux at mid-set, seen through ``beam.primary_beam`` (the model
@@ -22,14 +24,12 @@ on fewer antennas (``simlayout``): noise follows their wider channels and longer
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,6 @@ from dsa110d.science.catalog import (
     DEFAULT_DEC_HALFWIDTH_DEG,
     DEFAULT_FLUX_RANGE_JY,
     Catalog,
-    calibrator_rows,
-    flux_models,
     random_catalog,
     read_catalog,
     write_catalog,
@@ -55,6 +53,17 @@ from dsa110d.science.hdf5.writer import SubbandHeader, SubbandWriter
 from dsa110d.science.simulation import corruptions, layout, uncatalogued
 from dsa110d.science.simulation.catalog_errors import with_position_errors
 from dsa110d.science.simulation.sky import Variability, draw_variability, true_fluxes
+from dsa110d.science.simulation.spec import (
+    CALIBRATOR_ID,
+    DEFAULT_DEC_DEG,
+    MAX_NAME_JITTER_S,
+    SetPlan,
+    SimulationResult,
+    SimulationSpec,
+    plan_sets,
+    utc,
+)
+from dsa110d.science.simulation.truth import write_truth
 from dsa110d.science.simulation.visibilities import (
     drift_geometry,
     lst_for,
@@ -62,116 +71,39 @@ from dsa110d.science.simulation.visibilities import (
     visibility_chunks,
 )
 
+__all__ = [
+    "CALIBRATOR_ID",
+    "DEFAULT_DEC_DEG",
+    "GENERATED_RA_MARGIN_DEG",
+    "MAX_NAME_JITTER_S",
+    "SimulationResult",
+    "SimulationSpec",
+    "simulate",
+    "sky_catalog",
+    "with_calibrator",
+]
+"""The simulator's entry points (the spec's types and constants live in ``spec``)."""
+
 log = logging.getLogger(__name__)
 
-MAX_NAME_JITTER_S = 4
-"""Per-subband name timestamps lag the set start by 0..this many whole seconds."""
 LIVE_SUBBAND_GAP_S = 2.0
 """In live mode, the (unscaled) gap between two subbands of a set landing, seconds."""
-DEFAULT_VARIABLE_FRACTION = 0.1
-"""Share of the catalog that varies, when not given."""
 GENERATED_SOURCE_DENSITY_PER_DEG2 = 0.5
 """Sources per square degree in a generated catalog (the real sky has ~8 above 20 mJy at
 1.4 GHz: this is its brightest part, enough to fill the beam at a bounded cost)."""
 GENERATED_RA_MARGIN_DEG = 10.0
 """A generated catalog covers the observed LST range widened by this on each side, so the
 sources entering and leaving the beam are there too."""
-DEFAULT_DEC_DEG = k.OVRO_LAT_DEG
-"""Pointing declination when not given: the zenith."""
 UNCATALOGUED_STREAM = 0x5C
 """The uncatalogued sky draws from its own stream too (a seed's catalog sky is unchanged)."""
-CALIBRATOR_ID = "SIMCAL"
-"""Id of the calibrator a generated catalog gains when the data are corrupted."""
 CALIBRATOR_MODEL = "PB17:3C286"
-"""Its spectrum: 3C286's Perley-Butler 2017 polynomial (~15 Jy at the band centre)."""
+"""The calibrator's (``CALIBRATOR_ID``) spectrum: 3C286's Perley-Butler 2017 polynomial (~15 Jy
+at the band centre)."""
 CORRUPTION_STREAM = 0xC0
 """The corruptions draw from their own random stream (seeded from the run's seed and this), so
 switching them on leaves the sky, the variability and the noise of a seed unchanged."""
 CATALOG_ERROR_STREAM = 0xCA
 """Catalog position errors draw from their own stream too (seeded from the seed and this)."""
-
-
-@dataclass(frozen=True)
-class SimulationSpec:
-    """What to simulate (the ``dsa110d simulate`` options)."""
-
-    out: Path
-    start: datetime
-    """UTC start of the first set (naive datetimes are taken as UTC)."""
-    sets: int
-    days: int = 1
-    scale: str = "small"
-    n_subbands: int = k.N_SUBBANDS
-    seed: int = 0
-    catalog: Path | None = None
-    variable_fraction: float = DEFAULT_VARIABLE_FRACTION
-    truth: Path | None = None
-    live: bool = False
-    speed: float = 1.0
-    dec_deg: float = DEFAULT_DEC_DEG
-    sefd_jy: float = k.SEFD_JY
-    n_sources: int | None = None
-    """Sources in a generated catalog; None: ``GENERATED_SOURCE_DENSITY_PER_DEG2``."""
-    corrupt: str | None = None
-    """Corruption level (``corruptions.LEVELS``); None: the scale's default."""
-    beam: str = "tapered"
-    """The truth beam: the model (``beam.BEAM_KINDS``) the sky is observed through."""
-    catalog_error_arcsec: float = 0.0
-    """Position error (Gaussian sigma per coordinate, arcsec) of the catalog the pipeline reads."""
-    catalog_out: Path | None = None
-    """Where to write the pipeline's catalog (default OUT/catalog.csv, written only when
-    ``catalog_error_arcsec`` > 0 or this is given)."""
-    faint_per_deg2: float = 0.0
-    """Scale of the uncatalogued faint population (1: the real counts; 0: none)."""
-    transients: int = 0
-    """Uncatalogued transients along the track (``uncatalogued``)."""
-    transient_flux_range_jy: tuple[float, float] = uncatalogued.TRANSIENT_FLUX_RANGE_JY
-    calibrator: bool | None = None
-    """Add a calibrator to a generated catalog (:func:`with_calibrator`); None: when the data
-    are corrupted (they need calibrating)."""
-
-
-@dataclass(frozen=True)
-class SetPlan:
-    """One set: when it starts and what its files are called."""
-
-    index: int
-    day: int
-    start: datetime
-    name_times: tuple[datetime, ...]
-    """The timestamp in each subband's file name, by subband."""
-
-
-@dataclass
-class SimulationResult:
-    """What ``simulate`` wrote."""
-
-    files: list[Path] = field(default_factory=list)
-    truth_path: Path | None = None
-    catalog_path: Path | None = None
-    """The catalog written for the pipeline (with position errors), when one was."""
-    set_ids: list[str] = field(default_factory=list)
-    bytes_written: int = 0
-    seconds: float = 0.0
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def plan_sets(spec: SimulationSpec, rng: np.random.Generator) -> list[SetPlan]:
-    """Start times and file-name timestamps of every set, day by day."""
-    plans: list[SetPlan] = []
-    start = _utc(spec.start)
-    for day in range(spec.days):
-        for i in range(spec.sets):
-            offset = day * k.SIDEREAL_DAY_S + i * k.FILE_DURATION_S
-            set_start = start + timedelta(seconds=offset)
-            base = set_start.replace(microsecond=0)
-            jitter = rng.integers(0, MAX_NAME_JITTER_S + 1, spec.n_subbands)
-            names = tuple(base + timedelta(seconds=int(j)) for j in jitter)
-            plans.append(SetPlan(len(plans), day, set_start, names))
-    return plans
 
 
 def _catalog_for(
@@ -210,7 +142,7 @@ def with_calibrator(catalog: Catalog, spec: SimulationSpec, scale: layout.Scale)
     from dsa110d.science.catalog import CALIBRATOR_COLUMN, FLUX_MODEL_COLUMN
     from dsa110d.science.fluxmodels import band_centre_hz, model_flux_jy
 
-    first = _times_jd(_utc(spec.start), scale)[0]
+    first = _times_jd(utc(spec.start), scale)[0]
     mid_jd = first + k.FILE_DURATION_S / 2 / k.SECONDS_PER_DAY
     app_ra = math.degrees(float(lst_for(np.array([mid_jd]))[0]))
     epoch = Time(mid_jd, format="jd", scale="utc")
@@ -241,7 +173,7 @@ def _random_sky(
     ra_margin_deg: float,
     dec_halfwidth_deg: float,
 ) -> Catalog:
-    first = _times_jd(_utc(spec.start), scale)[0]
+    first = _times_jd(utc(spec.start), scale)[0]
     lst_start = math.degrees(float(lst_for(np.array([first]))[0]))
     span = spec.sets * k.FILE_DURATION_S * 360.0 / k.SIDEREAL_DAY_S + 2 * ra_margin_deg
     span = min(max(span, 0.1), 360.0)
@@ -479,62 +411,3 @@ def simulate(
     write_truth(result.truth_path, sim)
     result.seconds = time.perf_counter() - began
     return result
-
-
-def write_truth(path: Path, sim: _Simulation) -> None:
-    """The truth JSON: run parameters, sets, and every source's true flux per set."""
-    spec = sim.spec
-    fluxes = np.stack(sim.set_fluxes, axis=1)  # (Nsources, Nsets)
-    sets = [
-        {
-            "set_id": set_id,
-            "index": plan.index,
-            "day": plan.day,
-            "start": plan.start.isoformat(),
-            "files": [subband_file_name(plan.name_times[sb], sb) for sb in range(spec.n_subbands)],
-        }
-        for set_id, plan in zip(sim.set_ids, sim.plans, strict=True)
-    ]
-    sources = []
-    calibrators = set(calibrator_rows(sim.catalog).tolist())
-    models = flux_models(sim.catalog)
-    for row, source_id in enumerate(sim.catalog.ids):
-        var = sim.variable.get(row)
-        sources.append(
-            {
-                "id": source_id,
-                "ra_deg": float(sim.catalog.ra_deg[row]),
-                "dec_deg": float(sim.catalog.dec_deg[row]),
-                "catalog_ra_deg": float(sim.listed.ra_deg[row]),
-                "catalog_dec_deg": float(sim.listed.dec_deg[row]),
-                "flux_jy": float(sim.catalog.flux_jy[row]),
-                "calibrator": source_id == CALIBRATOR_ID or row in calibrators,
-                "flux_model": models[row] or None,
-                "variable": var is not None,
-                "variability": var.to_json() if var is not None else None,
-                "flux_per_set_jy": [float(f) for f in fluxes[row]],
-            }
-        )
-    record: dict[str, Any] = {
-        "simulator": "dsa110d simulate",
-        "seed": spec.seed,
-        "scale": spec.scale,
-        "n_subbands": spec.n_subbands,
-        "days": spec.days,
-        "sets_per_day": spec.sets,
-        "pointing_dec_deg": spec.dec_deg,
-        "sefd_jy": spec.sefd_jy,
-        "variable_fraction": spec.variable_fraction,
-        "catalog": str(spec.catalog) if spec.catalog else None,
-        "corrupt": sim.corrupt,
-        "beam": sim.beam.describe(),
-        "catalog_error_arcsec": spec.catalog_error_arcsec,
-        "corruptions": {c.name: c.truth() for c in sim.corruptions},
-        "sets": sets,
-        "sources": sources,
-        "uncatalogued": sim.hidden.truth(sim.hidden_fluxes),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)

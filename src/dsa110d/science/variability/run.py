@@ -16,7 +16,7 @@ result). It
 State on disk, under ``<results_dir>/variability/state/`` (shared by every analyzer host)::
 
     CURRENT            {"format": 1, "generation": "g000042"}
-    g000042/           a VariabilityState.save() directory, plus
+    g000042/           a ``store.save_state`` directory, plus
     g000042/ingest.json  the photometry files that state includes (identity, block versions)
 
 A new generation hard-links the previous one's block files, so only new blocks are written,
@@ -61,7 +61,8 @@ from dsa110d.science.photometry import table as photometry_table
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import results as results
 from dsa110d.science.variability.pairs import VS_THRESHOLD
-from dsa110d.science.variability.state import BLOCKS_DIR, BlockUpdate, VariabilityState
+from dsa110d.science.variability.state import BlockUpdate, VariabilityState
+from dsa110d.science.variability.store import BLOCKS_DIR, load_state, save_state
 from dsa110d.science.variability.voevent import DEFAULT_AUTHORITY
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ def open_state(root: Path, *, full: bool = False, vs_threshold: float = VS_THRES
         if cached is not None and cached[0] == generation:
             state, seen, how = cached[1], dict(cached[2]), "cached"
         else:
-            state = VariabilityState.load(root / generation)
+            state = load_state(root / generation)
             seen = _load_seen(root / generation / INGEST_FILE)
             why = _consistent(state, seen)
             if why is not None:
@@ -284,7 +285,7 @@ def save_generation(root: Path, opened: Opened, seen: dict[str, FileSeen]) -> st
     else:
         for chunk in opened.state.blocks.values():
             chunk.saved = False  # nothing to link: write every block
-    opened.state.save(target)
+    save_state(opened.state, target)
     doc = {"format": RUN_FORMAT, "files": {n: f.to_json() for n, f in sorted(seen.items())}}
     with atomic_file(target / INGEST_FILE) as tmp:
         tmp.write_text(json.dumps(doc, indent=1) + "\n")

@@ -23,48 +23,28 @@ so in practice the block cost is flat in the history. Measured per block in
 
 ``state.metrics()`` then equals ``variability.recompute`` of the same rows to within
 ``METRIC_RTOL`` (tested). The state saves to a directory of Parquet files and one JSON
-manifest (no pickle): ``save(directory)`` / ``VariabilityState.load(directory)``.
+manifest (no pickle): :mod:`dsa110d.science.variability.store`. The staircases' padded arrays
+are :class:`~dsa110d.science.variability.staircase.Staircase`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
-from dsa110d.errors import VariabilityInputError
-from dsa110d.science.atomic import atomic_file
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import pairs
+from dsa110d.science.variability.metrics import FloatArray, IntArray
+from dsa110d.science.variability.staircase import Staircase
 
 log = logging.getLogger(__name__)
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-
 METRIC_RTOL = 1e-9
 """Relative agreement of incremental and recomputed metrics (float64 rounding of ~1e3 updates)."""
-
-STAIRCASE_HEADROOM = 8
-"""Columns added at a time when a staircase outgrows its padded arrays."""
-
-STATE_FORMAT = 1
-MANIFEST = "manifest.json"
-SOURCES_FILE = "sources.parquet"
-FRONTS_FILE = "fronts.parquet"
-BLOCKS_DIR = "blocks"
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-_SUM_COLS = ("n", "mean", "m2", "w", "wmean", "wm2")
-_PAIR_COLS = ("pair_vs", "pair_m", "pair_mjd_a", "pair_mjd_b")
-_TRANSIENT_COLS = ("first_det_mjd", "first_det_snr", "n_prior", "prior_max_abs_snr", "last_mjd")
 
 
 @dataclass
@@ -91,61 +71,6 @@ class BlockUpdate:
 
 
 @dataclass
-class Staircase:
-    """Padded (sources, K) flux, err, mjd of one staircase, points packed to the left; NaN
-    flux marks an empty cell and ``count`` says how many cells of a row are used."""
-
-    flux: FloatArray
-    err: FloatArray
-    mjd: FloatArray
-    count: IntArray
-
-    @classmethod
-    def empty(cls, size: int) -> Staircase:
-        flux, err, mjd = (np.full((size, 1), np.nan) for _ in range(3))
-        return cls(flux, err, mjd, np.zeros(size, np.int64))
-
-    @classmethod
-    def of(cls, cols: list[FloatArray]) -> Staircase:
-        return cls(cols[0], cols[1], cols[2], np.isfinite(cols[0]).sum(axis=1).astype(np.int64))
-
-    def arrays(self) -> tuple[FloatArray, FloatArray, FloatArray]:
-        return (self.flux, self.err, self.mjd)
-
-    def grow(self, size: int, width: int) -> None:
-        """Make room for ``size`` sources and ``width`` points per source (with headroom, so
-        widening, which copies every row, happens only a few times in a state's life)."""
-        rows, cols = self.flux.shape
-        if size <= rows and width <= cols:
-            return
-        new_cols = cols if width <= cols else max(width, cols + STAIRCASE_HEADROOM)
-        for name in ("flux", "err", "mjd"):
-            old = getattr(self, name)
-            new = np.full((max(size, rows), new_cols), np.nan)
-            new[:rows, :cols] = old
-            setattr(self, name, new)
-        if size > rows:
-            self.count = np.concatenate([self.count, np.zeros(size - rows, np.int64)])
-
-    def take(self, idx: IntArray, width: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """The first ``width`` cells of some rows (callers pick width >= their counts)."""
-        w = min(width, self.flux.shape[1])
-        f, e, t = (a[:, :w][idx] for a in self.arrays())
-        return f, e, t
-
-    def put(self, idx: IntArray, cols: list[FloatArray], old_width: int | None = None) -> None:
-        """Replace rows ``idx`` by packed ``cols``; cells past ``old_width`` are known empty."""
-        width = cols[0].shape[1]
-        self.grow(self.flux.shape[0], width)
-        clear = self.flux.shape[1] if old_width is None else max(old_width, width)
-        for dst, src in zip(self.arrays(), cols, strict=True):
-            if clear > width:
-                src = np.concatenate([src, np.full((src.shape[0], clear - width), np.nan)], axis=1)
-            dst[idx, :clear] = src
-        self.count[idx] = np.isfinite(cols[0]).sum(axis=1)
-
-
-@dataclass
 class VariabilityState:
     """Everything the analyzer keeps between runs; see the module docstring."""
 
@@ -161,10 +86,17 @@ class VariabilityState:
     vs_threshold: float = pairs.VS_THRESHOLD
     """|Vs| the held best pairs had to reach; a state searched at another threshold is rebuilt
     (``run``), the staircases do not depend on it."""
-    _removed_files: set[str] = field(default_factory=set)
+    superseded: set[tuple[str, int]] = field(default_factory=set)
+    """Saved block versions (block id, version) superseded since the last save: the store
+    removes their files once its manifest no longer names them."""
     # The sharpest staircase point p0 of each source (inf when none): derived, not saved.
-    _sharp_err: FloatArray = field(default_factory=lambda: np.zeros(0))
-    _sharp_flux: FloatArray = field(default_factory=lambda: np.zeros(0))
+    _sharp_err: FloatArray = field(init=False, repr=False)
+    _sharp_flux: FloatArray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._sharp_err = np.full(len(self.ids), np.inf)
+        self._sharp_flux = np.full(len(self.ids), np.nan)
+        self._refresh_sharp()
 
     # ---- the API the service calls -------------------------------------------------------
 
@@ -456,7 +388,7 @@ class VariabilityState:
         self.sums.put(uniq, self.sums.take(uniq).merged(part, sign=-1.0))
         del self.blocks[block_id]
         if chunk.saved:
-            self._removed_files.add(_block_file(block_id, chunk.version))
+            self.superseded.add((block_id, chunk.version))
         self._rebuild(uniq, pairs_too=True)
         return int(uniq.size)
 
@@ -485,141 +417,3 @@ class VariabilityState:
         best = pairs.best_pairs_dense(d_flux, d_err, d_mjd, self.vs_threshold)
         for dst, val in zip(self.pair.arrays(), best, strict=True):
             dst[sources] = val
-
-    # ---- persistence -----------------------------------------------------------------------
-
-    def save(self, directory: Path) -> None:
-        """Write the state: new block chunks, then sources and staircases, then the manifest.
-
-        The manifest is written last and names every block file, so a crash part-way leaves
-        the previous state readable. Unchanged block chunks are not rewritten.
-        """
-        blocks_dir = directory / BLOCKS_DIR
-        blocks_dir.mkdir(parents=True, exist_ok=True)
-        ids = np.asarray(self.ids)
-        for block_id, chunk in self.blocks.items():
-            if chunk.saved:
-                continue
-            frame = pd.DataFrame(
-                {
-                    "source_id": ids[chunk.codes],
-                    "flux_jy": chunk.flux,
-                    "flux_err_jy": chunk.err,
-                    "mjd": chunk.mjd,
-                }
-            )
-            with atomic_file(blocks_dir / _block_file(block_id, chunk.version)) as tmp:
-                frame.to_parquet(tmp, index=False)
-            chunk.saved = True
-        sources = pd.DataFrame({"source_id": ids, "ra_deg": self.ra_deg, "dec_deg": self.dec_deg})
-        for name, arr in zip(_SUM_COLS, self.sums.arrays(), strict=True):
-            sources[name] = arr
-        for name, arr in zip(_PAIR_COLS, self.pair.arrays(), strict=True):
-            sources[name] = arr
-        for name, arr in zip(_TRANSIENT_COLS, self.transient.arrays(), strict=True):
-            sources[name] = arr
-        with atomic_file(directory / SOURCES_FILE) as tmp:
-            sources.to_parquet(tmp, index=False)
-        with atomic_file(directory / FRONTS_FILE) as tmp:
-            _fronts_frame(self.upper, self.lower).to_parquet(tmp, index=False)
-        manifest = {
-            "format": STATE_FORMAT,
-            "vs_threshold": self.vs_threshold,
-            "blocks": {
-                b: {"version": c.version, "file": _block_file(b, c.version)}
-                for b, c in self.blocks.items()
-            },
-        }
-        with atomic_file(directory / MANIFEST) as tmp:
-            tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-        for name in self._removed_files:
-            (blocks_dir / name).unlink(missing_ok=True)
-        self._removed_files.clear()
-
-    @classmethod
-    def load(cls, directory: Path) -> VariabilityState:
-        """Read a saved state; an absent directory is an empty state."""
-        manifest_path = directory / MANIFEST
-        if not manifest_path.exists():
-            return cls()
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            if manifest.get("format") != STATE_FORMAT:
-                found = manifest.get("format")
-                raise VariabilityInputError(
-                    f"{manifest_path}: state format {found!r}, expected {STATE_FORMAT}"
-                )
-            sources = pd.read_parquet(directory / SOURCES_FILE)
-
-            def col(frame: pd.DataFrame, name: str) -> FloatArray:
-                return np.array(frame[name], dtype=np.float64)  # a writable copy
-
-            fronts = pd.read_parquet(directory / FRONTS_FILE)
-            state = cls(
-                ids=pd.Index(sources["source_id"]),
-                ra_deg=col(sources, "ra_deg"),
-                dec_deg=col(sources, "dec_deg"),
-                sums=var.SourceSums(*(col(sources, c) for c in _SUM_COLS)),
-                pair=var.PairState(*(col(sources, c) for c in _PAIR_COLS)),
-                transient=var.TransientState(*(col(sources, c) for c in _TRANSIENT_COLS)),
-                vs_threshold=float(manifest.get("vs_threshold", pairs.VS_THRESHOLD)),
-            )
-            state.upper, state.lower = _fronts_from_frame(fronts, len(state.ids))
-            state._sharp_err = np.full(len(state.ids), np.inf)
-            state._sharp_flux = np.full(len(state.ids), np.nan)
-            state._refresh_sharp()
-            for block_id, entry in manifest["blocks"].items():
-                frame = pd.read_parquet(directory / BLOCKS_DIR / entry["file"])
-                state.blocks[block_id] = BlockChunk(
-                    int(entry["version"]),
-                    state.ids.get_indexer(pd.Index(frame["source_id"])).astype(np.int64),
-                    col(frame, "flux_jy"),
-                    col(frame, "flux_err_jy"),
-                    col(frame, "mjd"),
-                    saved=True,
-                )
-        except (OSError, KeyError, ValueError, TypeError) as exc:
-            if isinstance(exc, VariabilityInputError):
-                raise
-            raise VariabilityInputError(
-                f"{directory}: unreadable variability state: {exc}"
-            ) from exc
-        return state
-
-
-def _block_file(block_id: str, version: int) -> str:
-    return f"{_UNSAFE.sub('_', block_id)}.v{version}.parquet"
-
-
-def _fronts_frame(upper: Staircase, lower: Staircase) -> pd.DataFrame:
-    parts = []
-    for role, stair in (("upper", upper), ("lower", lower)):
-        rows, cols = np.nonzero(np.isfinite(stair.flux))
-        parts.append(
-            pd.DataFrame(
-                {
-                    "source_index": rows.astype(np.int64),
-                    "role": role,
-                    "flux_jy": stair.flux[rows, cols],
-                    "flux_err_jy": stair.err[rows, cols],
-                    "mjd": stair.mjd[rows, cols],
-                }
-            )
-        )
-    return pd.concat(parts, ignore_index=True)
-
-
-def _fronts_from_frame(frame: pd.DataFrame, size: int) -> tuple[Staircase, Staircase]:
-    out = []
-    for role in ("upper", "lower"):
-        part = frame[frame["role"] == role]
-        codes = part["source_index"].to_numpy(np.int64)
-        cols = var.dense(
-            codes,
-            size,
-            part["flux_jy"].to_numpy(np.float64),
-            part["flux_err_jy"].to_numpy(np.float64),
-            part["mjd"].to_numpy(np.float64),
-        )
-        out.append(Staircase.of(cols))
-    return out[0], out[1]

@@ -72,3 +72,15 @@ def test_a_file_without_a_needed_column_is_one_line_naming_it(tmp_path: Path) ->
     photometry.write_photometry(block_rows(0).drop(columns=["flux_err_jy"]), path)
     with pytest.raises(VariabilityInputError, match=r"x\.parquet: missing column\(s\) flux_err_jy"):
         photometry_table.read_table(path)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [("flux_jy", "bright", "column flux_jy is not numeric"),
+     ("version", "v2", "column version is not an integer")],
+)  # fmt: skip
+def test_a_column_of_the_wrong_type_is_named(column: str, value: str, message: str) -> None:
+    rows = block_rows(0).astype({column: object})
+    rows.loc[rows.index[0], column] = value
+    with pytest.raises(VariabilityInputError, match=f"^blk.parquet: {message}$"):
+        photometry_table.typed(rows, where="blk.parquet")

@@ -11,11 +11,13 @@ several seeds.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pytest
 
 from dsa110d.science.variability import classify as vclass
 from dsa110d.science.variability import metrics as var
+from dsa110d.science.variability.metrics import FloatArray
 
 SEEDS = (20260108, 7, 1919)
 N_STABLE = 10_000
@@ -31,7 +33,7 @@ THRESHOLDS = var.Thresholds(min_data_points=10)
 SHAPES = ("flare", "step", "sinusoid")
 
 
-def unit_shape(kind, rng, t):
+def unit_shape(kind: str, rng: np.random.Generator, t: FloatArray) -> FloatArray:
     """A light-curve shape with mean 0 and std 1 over the epochs t (0..1)."""
     if kind == "flare":  # fast rise, exponential decay
         t0, tau = rng.uniform(0.1, 0.7), rng.uniform(0.03, 0.2)
@@ -40,10 +42,13 @@ def unit_shape(kind, rng, t):
         g = (t >= rng.uniform(0.2, 0.8)).astype(float) * rng.choice([-1.0, 1.0])
     else:
         g = np.sin(2 * np.pi * (t * rng.uniform(0.5, 4.0) + rng.uniform()))
-    return (g - g.mean()) / g.std()
+    shaped: FloatArray = (g - g.mean()) / g.std()
+    return shaped
 
 
-def simulate(rng, snr_range=(MIN_SNR, MAX_SNR)):
+def simulate(
+    rng: np.random.Generator, snr_range: tuple[float, float] = (MIN_SNR, MAX_SNR)
+) -> tuple[pd.DataFrame, npt.NDArray[np.bool_], FloatArray]:
     t = np.linspace(0.0, 1.0, N_BLOCKS)
     n_var = N_PER_SHAPE * len(SHAPES)
     n_src = N_STABLE + n_var
@@ -76,7 +81,7 @@ def simulate(rng, snr_range=(MIN_SNR, MAX_SNR)):
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_recall_and_false_positive_rate(seed):
+def test_recall_and_false_positive_rate(seed: int) -> None:
     rows, is_variable, modulation = simulate(np.random.default_rng(seed))
     assert modulation[is_variable].min() >= MIN_MODULATION - 1e-9
     frame = var.metrics_frame(var.recompute(rows), THRESHOLDS).sort_values("source_id")
@@ -92,7 +97,7 @@ def test_recall_and_false_positive_rate(seed):
 
 
 @pytest.mark.timeout(120)
-def test_false_alarms_stay_rare_at_the_lowest_snr_where_the_two_epoch_test_alone_fails():
+def test_false_alarms_stay_rare_at_the_lowest_snr_where_the_two_epoch_test_alone_fails() -> None:
     """Every source at SNR = MIN_SNR: a significant pair (|Vs| >= 4.3) of a constant source
     then has |m| ~ 4.3 sqrt(2) / 20 = 0.30 >= 0.26, so the two-epoch test alone passes every
     constant source whose 40 epochs offer a 4.3-sigma pair (780 pairs: ~0.5%). The negative

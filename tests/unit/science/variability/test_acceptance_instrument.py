@@ -77,7 +77,8 @@ def _position_loss(offset_rad: np.ndarray, dec_deg: float) -> np.ndarray:
     q = _uv_lambda(dec_deg)
     grid = np.linspace(0.0, offset_rad.max(), 64)
     loss = 1 - np.array([j0(2 * np.pi * q * x).mean() for x in grid])
-    return np.interp(offset_rad, grid, loss)
+    interpolated: np.ndarray = np.interp(offset_rad, grid, loss)
+    return interpolated
 
 
 def simulate(rng: np.random.Generator, assumed: BeamModel) -> tuple[pd.DataFrame, np.ndarray]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,12 +16,22 @@ from hypothesis import strategies as st
 from dsa110d.errors import VariabilityInputError
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import pairs as pairs
+from dsa110d.science.variability.metrics import FloatArray
 from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
 
 HAND_TOL = 1e-12
 
 
-def photometry(fluxes, errs, *, source_id=1, blocks=None, version=1, mjd0=60000.0, flags=0):
+def photometry(
+    fluxes: Sequence[float] | FloatArray,
+    errs: Sequence[float] | FloatArray,
+    *,
+    source_id: int = 1,
+    blocks: list[str] | None = None,
+    version: int = 1,
+    mjd0: float = 60000.0,
+    flags: int = 0,
+) -> pd.DataFrame:
     """Rows of one source, one per block."""
     n = len(fluxes)
     blocks = blocks or [f"blk{i:03d}" for i in range(n)]
@@ -40,11 +52,11 @@ def photometry(fluxes, errs, *, source_id=1, blocks=None, version=1, mjd0=60000.
     )
 
 
-def frame_of(rows, **thresholds):
+def frame_of(rows: pd.DataFrame, **thresholds: Any) -> pd.DataFrame:
     return var.metrics_frame(var.recompute(rows), var.Thresholds(**thresholds))
 
 
-def test_metrics_match_hand_computed_values():
+def test_metrics_match_hand_computed_values() -> None:
     # fluxes 1, 2, 4 Jy with errors 0.1, 0.1, 0.2 Jy (weights 100, 100, 25):
     # mean 7/3; std(ddof=1) = sqrt(7/3); xi = 400/225 = 16/9;
     # eta = (100 (7/9)^2 + 100 (2/9)^2 + 25 (20/9)^2) / 2 = 15300/162;
@@ -64,26 +76,26 @@ def test_metrics_match_hand_computed_values():
     assert row["class"] == var.CLASS_VARIABLE
 
 
-def test_pair_with_largest_m_is_skipped_when_not_significant():
+def test_pair_with_largest_m_is_skipped_when_not_significant() -> None:
     # (3, 1): m = 1.0 but Vs = 2/sqrt(1.01) < 4.3; (2, 1): m = 2/3, Vs = 1/sqrt(0.02) = 7.07.
     row = frame_of(photometry([1.0, 2.0, 3.0], [0.1, 0.1, 1.0])).iloc[0]
     assert row["m"] == pytest.approx(2 / 3, abs=HAND_TOL)
     assert row["vs"] == pytest.approx(1 / math.sqrt(0.02), abs=HAND_TOL)
 
 
-def test_no_significant_pair_gives_nan():
+def test_no_significant_pair_gives_nan() -> None:
     row = frame_of(photometry([1.0, 1.01, 0.99], [0.1, 0.1, 0.1])).iloc[0]
     assert math.isnan(row["m"]) and math.isnan(row["vs"])
 
 
-def test_non_positive_fluxes_take_no_part_in_pairs():
+def test_non_positive_fluxes_take_no_part_in_pairs() -> None:
     # (1, -1) would have an unbounded m; only (1, 0.5) counts: m = 2/3, Vs = 0.5/sqrt(0.0002).
     row = frame_of(photometry([1.0, -1.0, 0.5], [0.01, 0.01, 0.01])).iloc[0]
     assert row["m"] == pytest.approx(2 / 3, abs=HAND_TOL)
     assert row["vs"] == pytest.approx(0.5 / math.sqrt(2e-4), rel=1e-12)
 
 
-def test_only_the_latest_version_of_each_block_counts():
+def test_only_the_latest_version_of_each_block_counts() -> None:
     old = photometry([1.0, 2.0, 3.0], [0.1, 0.1, 0.1], version=1)
     new = photometry([5.0], [0.1], blocks=["blk001"], version=2, mjd0=60001.0)
     got = frame_of(pd.concat([old, new]))
@@ -92,7 +104,7 @@ def test_only_the_latest_version_of_each_block_counts():
     assert got.iloc[0]["mean_flux_jy"] == pytest.approx(3.0, abs=HAND_TOL)
 
 
-def test_flagged_and_non_finite_rows_are_ignored():
+def test_flagged_and_non_finite_rows_are_ignored() -> None:
     rows = photometry([1.0, 2.0, 3.0, 4.0, 5.0], [0.1, 0.1, 0.1, 0.1, 0.0])
     rows.loc[1, "flags"] = 4
     rows.loc[2, "flux_jy"] = np.nan
@@ -101,7 +113,7 @@ def test_flagged_and_non_finite_rows_are_ignored():
     assert row["mean_flux_jy"] == pytest.approx(2.5, abs=HAND_TOL)
 
 
-def test_missing_column_names_the_input():
+def test_missing_column_names_the_input() -> None:
     rows = photometry([1.0], [0.1]).drop(columns=["flux_err_jy"])
     with pytest.raises(
         VariabilityInputError, match=r"blk\.parquet: missing column\(s\) flux_err_jy"
@@ -109,7 +121,7 @@ def test_missing_column_names_the_input():
         var.usable_rows(rows, where="blk.parquet")
 
 
-def test_classes_follow_the_thresholds():
+def test_classes_follow_the_thresholds() -> None:
     rng = np.random.default_rng(5)
     n = 20
     steady = 1.0 + rng.normal(0, 0.01, n)
@@ -132,11 +144,11 @@ def test_classes_follow_the_thresholds():
     assert got[4] == var.CLASS_STABLE
 
 
-def _snr_curve(snrs):
+def _snr_curve(snrs: list[float]) -> pd.DataFrame:
     return photometry(np.asarray(snrs, dtype=float) * 0.01, np.full(len(snrs), 0.01))
 
 
-def test_new_source_after_blocks_consistent_with_zero_is_transient():
+def test_new_source_after_blocks_consistent_with_zero_is_transient() -> None:
     row = frame_of(_snr_curve([0.5, -1.0, 2.9, 12.0, 11.0]), min_data_points=10).iloc[0]
     assert row["class"] == var.CLASS_TRANSIENT
     assert row["first_detection_mjd"] == 60003.0
@@ -153,21 +165,23 @@ def test_new_source_after_blocks_consistent_with_zero_is_transient():
         [12.0, 0.0, 0.0, 12.0],  # detected from the start: not new
     ],
 )
-def test_not_a_new_source(snrs):
+def test_not_a_new_source(snrs: list[float]) -> None:
     assert not frame_of(_snr_curve(snrs)).iloc[0]["is_new_source"]
 
 
-def brute_force_pair(flux, err, mjd):
+def brute_force_pair(
+    flux: FloatArray, err: FloatArray, mjd: FloatArray
+) -> tuple[float, float, float, float]:
     """Every ordered pair: the definition, for the property test."""
     best = (-math.inf, -math.inf, math.nan, math.nan)
     for i, j in significant_pairs(flux, err):
-        vs, m = pairs.pair_metrics(flux[i], err[i], flux[j], err[j])
+        vs, m = (float(x) for x in pairs.pair_metrics(flux[i], err[i], flux[j], err[j]))
         if m > best[0] or (m == best[0] and vs > best[1]):
-            best = (m, vs, mjd[i], mjd[j])
+            best = (m, vs, float(mjd[i]), float(mjd[j]))
     return best
 
 
-def significant_pairs(flux, err):
+def significant_pairs(flux: FloatArray, err: FloatArray) -> Iterator[tuple[int, int]]:
     for i, j in itertools.permutations(range(len(flux)), 2):
         if not (flux[i] > flux[j] > 0) or not (np.isfinite(flux[i]) and np.isfinite(flux[j])):
             continue
@@ -175,10 +189,10 @@ def significant_pairs(flux, err):
             yield i, j
 
 
-def near_best_vs(flux, err, best_m):
+def near_best_vs(flux: FloatArray, err: FloatArray, best_m: float) -> list[float]:
     """Vs of every significant pair whose m ties the best to METRIC_RTOL (float-noise ties)."""
     return [
-        pairs.pair_metrics(flux[i], err[i], flux[j], err[j])[0]
+        float(pairs.pair_metrics(flux[i], err[i], flux[j], err[j])[0])
         for i, j in significant_pairs(flux, err)
         if pairs.pair_metrics(flux[i], err[i], flux[j], err[j])[1]
         == pytest.approx(best_m, rel=METRIC_RTOL)
@@ -197,7 +211,7 @@ light_curves = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(light_curves)
-def test_staircase_search_equals_brute_force(curves):
+def test_staircase_search_equals_brute_force(curves: list[list[tuple[float, float]]]) -> None:
     width = max(max(len(c) for c in curves), 1)
     flux = np.full((len(curves), width), np.nan)
     err = np.full((len(curves), width), np.nan)
@@ -220,7 +234,7 @@ def test_staircase_search_equals_brute_force(curves):
             )
 
 
-def test_block_layout_fast_path_equals_the_general_path():
+def test_block_layout_fast_path_equals_the_general_path() -> None:
     rng = np.random.default_rng(9)
     n_src, n_blk = 50, 12
     rows = pd.concat(
@@ -234,12 +248,12 @@ def test_block_layout_fast_path_equals_the_general_path():
     pd.testing.assert_frame_equal(frame_of(rows), frame_of(shuffled), rtol=1e-12)
 
 
-def _unit_snr_curve(snrs):
+def _unit_snr_curve(snrs: list[float]) -> pd.DataFrame:
     """Flux = SNR with a 1 Jy error, so every SNR in the curve is exact in floating point."""
     return photometry(np.asarray(snrs, dtype=float), np.ones(len(snrs)))
 
 
-def _new_source_by_every_path(rows):
+def _new_source_by_every_path(rows: pd.DataFrame) -> list[bool]:
     """is_new_source from the full recompute, the incremental state fed in time order, and the
     state fed in reverse order (late blocks: its rebuild from the held light curves)."""
     in_order, reverse = VariabilityState(), VariabilityState()
@@ -269,7 +283,7 @@ NEW_SOURCE_BOUNDARIES = [
 
 
 @pytest.mark.parametrize(("snrs", "new"), NEW_SOURCE_BOUNDARIES)
-def test_new_source_rule_at_its_boundaries(snrs, new):
+def test_new_source_rule_at_its_boundaries(snrs: list[float], new: bool) -> None:
     assert TRANSIENT_RULE == (2, 5.0, 3.0)  # the constants these cases were worked out for
     assert _new_source_by_every_path(_unit_snr_curve(snrs)) == [new, new, new]
 

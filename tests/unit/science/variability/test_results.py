@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,12 +17,13 @@ from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import results
 from dsa110d.science.variability.plots import eta_threshold
 from dsa110d.science.variability.state import VariabilityState
+from tests.helpers.xmltree import text
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 RUN_TIME = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 
 
-def analysed_state():
+def analysed_state() -> VariabilityState:
     rng = np.random.default_rng(11)
     state = VariabilityState()
     n_src, n_blk = 60, 15
@@ -47,7 +50,7 @@ def analysed_state():
     return state
 
 
-def test_run_writes_table_latest_candidates_and_plots(tmp_path):
+def test_run_writes_table_latest_candidates_and_plots(tmp_path: Path) -> None:
     state = analysed_state()
     thresholds = var.Thresholds(min_data_points=10)
     frame = var.metrics_frame(state.metrics(), thresholds)
@@ -66,7 +69,9 @@ def test_run_writes_table_latest_candidates_and_plots(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(TEMP_PREFIX)]
 
 
-def test_run_writes_votables_light_curve_tables_and_one_voevent_per_new_candidate(tmp_path):
+def test_run_writes_votables_light_curve_tables_and_one_voevent_per_new_candidate(
+    tmp_path: Path,
+) -> None:
     state = analysed_state()
     thresholds = var.Thresholds(min_data_points=10)
     frame = var.metrics_frame(state.metrics(), thresholds)
@@ -93,7 +98,7 @@ def test_run_writes_votables_light_curve_tables_and_one_voevent_per_new_candidat
     )
     transient = next(v for v in out.voevents if v["source_id"] == 10)
     root = ET.parse(transient["path"]).getroot()
-    assert float(root.find(".//Position2D/Value2/C1").text) == 10.0  # ra_deg = source id
+    assert float(text(root, ".//Position2D/Value2/C1")) == 10.0  # ra_deg = source id
     # a second run (or a retried one) finds every candidate announced: no packet twice
     again = results.write_results(
         frame, tmp_path, RUN_TIME + timedelta(hours=1), thresholds, voevent_authority="x.test"
@@ -102,7 +107,7 @@ def test_run_writes_votables_light_curve_tables_and_one_voevent_per_new_candidat
     assert len(list((vdir / "voevents").glob("*.xml"))) == 4
 
 
-def test_summary_counts_classes_and_is_json(tmp_path):
+def test_summary_counts_classes_and_is_json(tmp_path: Path) -> None:
     state = analysed_state()
     thresholds = var.Thresholds(min_data_points=10)
     frame = var.metrics_frame(state.metrics(), thresholds)
@@ -120,13 +125,13 @@ def test_summary_counts_classes_and_is_json(tmp_path):
     assert decoded["top_candidates"][0]["source_id"] == 10
 
 
-def test_eta_threshold_is_the_chi_square_quantile():
+def test_eta_threshold_is_the_chi_square_quantile() -> None:
     # 2 degrees of freedom: sf(x) = exp(-x/2), so x = -2 ln p and eta = x / 2.
     assert abs(eta_threshold(1e-3, 3) - (-np.log(1e-3))) < 1e-9
 
 
-def test_a_candidate_without_a_position_gets_no_voevent(tmp_path):
-    records = [
+def test_a_candidate_without_a_position_gets_no_voevent(tmp_path: Path) -> None:
+    records: list[dict[str, Any]] = [
         {"source_id": "A", "class": "variable", "ra_deg": None, "dec_deg": None},
         {"source_id": "B", "class": "transient", "ra_deg": 1.5, "dec_deg": -2.0},
     ]

@@ -1,8 +1,12 @@
-"""The incremental state of science/variability/state.py agrees with a full recompute."""
+"""The incremental state of science/variability/state.py agrees with a full recompute, and
+survives a save and load (science/variability/store.py)."""
 
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,12 +17,19 @@ from hypothesis import strategies as st
 from dsa110d.errors import VariabilityInputError
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
+from dsa110d.science.variability.store import load_state, save_state
 
 N_SOURCES = 120
 N_BLOCKS = 24
 
 
-def make_blocks(seed, n_sources=N_SOURCES, n_blocks=N_BLOCKS, offset=0.0, repeats=False):
+def make_blocks(
+    seed: int,
+    n_sources: int = N_SOURCES,
+    n_blocks: int = N_BLOCKS,
+    offset: float = 0.0,
+    repeats: bool = False,
+) -> list[pd.DataFrame]:
     """Per-block photometry: steady, variable, new and faint sources, some flagged rows."""
     rng = np.random.default_rng(seed)
     truth = rng.uniform(0.005, 2.0, n_sources) + offset
@@ -51,7 +62,7 @@ def make_blocks(seed, n_sources=N_SOURCES, n_blocks=N_BLOCKS, offset=0.0, repeat
     return blocks
 
 
-def assert_same_metrics(state, rows):
+def assert_same_metrics(state: VariabilityState, rows: pd.DataFrame) -> None:
     got = var.metrics_frame(state.metrics()).sort_values("source_id").reset_index(drop=True)
     want = var.metrics_frame(var.recompute(rows))
     assert list(got.columns) == list(want.columns)
@@ -63,7 +74,7 @@ def assert_same_metrics(state, rows):
             np.testing.assert_array_equal(b, a, err_msg=col)
 
 
-def test_incremental_equals_full_recompute_in_time_order():
+def test_incremental_equals_full_recompute_in_time_order() -> None:
     blocks = make_blocks(1)
     state = VariabilityState()
     for block in blocks:
@@ -71,7 +82,7 @@ def test_incremental_equals_full_recompute_in_time_order():
     assert_same_metrics(state, pd.concat(blocks))
 
 
-def test_incremental_equals_full_recompute_out_of_order_and_repeated_sources():
+def test_incremental_equals_full_recompute_out_of_order_and_repeated_sources() -> None:
     blocks = make_blocks(2, repeats=True)
     state = VariabilityState()
     for i in np.random.default_rng(0).permutation(len(blocks)):
@@ -79,7 +90,7 @@ def test_incremental_equals_full_recompute_out_of_order_and_repeated_sources():
     assert_same_metrics(state, pd.concat(blocks))
 
 
-def test_running_sums_stay_accurate_far_from_zero():
+def test_running_sums_stay_accurate_far_from_zero() -> None:
     # 1e4 Jy offset with mJy scatter: naive power sums would lose every digit of the variance.
     blocks = make_blocks(3, offset=1e4)
     state = VariabilityState()
@@ -88,7 +99,7 @@ def test_running_sums_stay_accurate_far_from_zero():
     assert_same_metrics(state, pd.concat(blocks))
 
 
-def test_superseded_block_is_subtracted_and_its_replacement_added():
+def test_superseded_block_is_subtracted_and_its_replacement_added() -> None:
     blocks = make_blocks(4)
     state = VariabilityState()
     for block in blocks:
@@ -102,7 +113,7 @@ def test_superseded_block_is_subtracted_and_its_replacement_added():
     assert_same_metrics(state, pd.concat([*blocks[:5], redo, *blocks[6:]]))
 
 
-def test_older_or_same_version_of_a_held_block_is_ignored():
+def test_older_or_same_version_of_a_held_block_is_ignored() -> None:
     blocks = make_blocks(5, n_blocks=6)
     state = VariabilityState()
     redo = blocks[2].copy()
@@ -116,20 +127,20 @@ def test_older_or_same_version_of_a_held_block_is_ignored():
     assert_same_metrics(state, pd.concat([*blocks, redo]))
 
 
-def test_save_and_load_round_trip_then_continue(tmp_path):
+def test_save_and_load_round_trip_then_continue(tmp_path: Path) -> None:
     blocks = make_blocks(6)
     state = VariabilityState()
     for block in blocks[:12]:
         state.apply_block(block)
-    state.save(tmp_path / "state")
-    restored = VariabilityState.load(tmp_path / "state")
+    save_state(state, tmp_path / "state")
+    restored = load_state(tmp_path / "state")
     assert_same_metrics(restored, pd.concat(blocks[:12]))
     redo = blocks[3].copy()
     redo["version"] = 2
     for block in [*blocks[12:], redo]:
         restored.apply_block(block)
-    restored.save(tmp_path / "state")
-    again = VariabilityState.load(tmp_path / "state")
+    save_state(restored, tmp_path / "state")
+    again = load_state(tmp_path / "state")
     assert_same_metrics(again, pd.concat([*blocks, redo]))
     manifest = json.loads((tmp_path / "state" / "manifest.json").read_text())
     assert manifest["blocks"]["2026-01-01T03"]["version"] == 2
@@ -138,15 +149,15 @@ def test_save_and_load_round_trip_then_continue(tmp_path):
     assert all(p.suffix in {".parquet", ".json"} for p in (tmp_path / "state").rglob("*.*"))
 
 
-def test_missing_state_is_empty_and_corrupt_state_names_the_directory(tmp_path):
-    assert len(VariabilityState.load(tmp_path / "none").ids) == 0
+def test_missing_state_is_empty_and_corrupt_state_names_the_directory(tmp_path: Path) -> None:
+    assert len(load_state(tmp_path / "none").ids) == 0
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
     with pytest.raises(VariabilityInputError, match="bad: unreadable variability state"):
-        VariabilityState.load(tmp_path / "bad")
+        load_state(tmp_path / "bad")
 
 
-def test_light_curves_are_the_held_measurements():
+def test_light_curves_are_the_held_measurements() -> None:
     blocks = make_blocks(7, n_blocks=4)
     state = VariabilityState()
     for block in blocks:
@@ -169,11 +180,13 @@ points = st.lists(
 
 @settings(max_examples=60, deadline=None)
 @given(points, st.randoms(use_true_random=False))
-def test_incremental_pair_metric_is_exact_point_by_point(pts, rnd):
+def test_incremental_pair_metric_is_exact_point_by_point(
+    pts: list[tuple[float, float]], rnd: random.Random
+) -> None:
     # Two sources fed the same points in different orders, one block per point.
     order = list(range(len(pts)))
     rnd.shuffle(order)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for b, (f, e) in enumerate(pts):
         for sid, pos in ((0, b), (1, order.index(b))):
             rows.append(
@@ -197,7 +210,7 @@ def test_incremental_pair_metric_is_exact_point_by_point(pts, rnd):
         np.testing.assert_array_equal(got[col].to_numpy(), want[col].to_numpy())
 
 
-def test_many_blocks_in_one_call_equal_one_at_a_time():
+def test_many_blocks_in_one_call_equal_one_at_a_time() -> None:
     blocks = make_blocks(8, n_blocks=8)
     state = VariabilityState()
     updates = state.apply_block(pd.concat(blocks))

@@ -11,6 +11,7 @@ import pytest
 
 from dsa110d.errors import VOEventError
 from dsa110d.science.variability import voevent
+from tests.helpers.xmltree import attribute, element, text
 
 RUN_TIME = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 MJD_ZERO = datetime(1858, 11, 17)  # MJD 0 (UTC; no leap second falls in these days)
@@ -54,40 +55,40 @@ def test_a_packet_has_the_required_elements_and_the_candidates_position_and_flux
     assert (root.get("version"), root.get("role")) == ("2.0", "observation")
     assert root.get("ivorn") == "ivo://test.authority/dsa110d/variability#T000_transient"
     assert [child.tag for child in root] == ["Who", "What", "WhereWhen", "How", "Why"]
-    assert root.find("Who/AuthorIVORN").text == "ivo://test.authority/dsa110d"
-    assert root.find("Who/Date").text
-    position = root.find(f"{COORDS}/Position2D")
+    assert text(root, "Who/AuthorIVORN") == "ivo://test.authority/dsa110d"
+    assert text(root, "Who/Date")
+    position = element(root, f"{COORDS}/Position2D")
     assert position.get("unit") == "deg"
-    assert float(position.find("Value2/C1").text) == 201.365063
-    assert float(position.find("Value2/C2").text) == -43.019112
-    assert root.find(f"{COORDS}/Time/TimeInstant/ISOTime").text == iso_of_mjd(61000.5)
+    assert float(text(position, "Value2/C1")) == 201.365063
+    assert float(text(position, "Value2/C2")) == -43.019112
+    assert text(root, f"{COORDS}/Time/TimeInstant/ISOTime") == iso_of_mjd(61000.5)
     params = {p.get("name"): p for p in root.iter("Param")}
-    assert float(params["mean_flux_jy"].get("value")) == 0.5125
+    assert float(attribute(params["mean_flux_jy"], "value")) == 0.5125
     assert params["mean_flux_jy"].get("unit") == "Jy"
     assert params["class"].get("value") == "transient"
     assert "v" not in params  # undefined values are left out, not written as None
-    assert root.find("Why/Inference/Name").text == "T000"
+    assert text(root, "Why/Inference/Name") == "T000"
 
 
 def test_a_variables_time_is_its_later_pair_epoch(tmp_path: Path) -> None:
     variable = {**TRANSIENT, "class": "variable", "pair_mjd_a": 61000.25, "pair_mjd_b": 61001.0}
     root = written(variable, tmp_path)
-    assert root.find(f"{COORDS}/Time/TimeInstant/ISOTime").text == iso_of_mjd(61001.0)
-    assert root.get("ivorn").endswith("#T000_variable")
+    assert text(root, f"{COORDS}/Time/TimeInstant/ISOTime") == iso_of_mjd(61001.0)
+    assert attribute(root, "ivorn").endswith("#T000_variable")
 
 
 @pytest.mark.parametrize("tag", ["Who", "What", "WhereWhen", "How", "Why"])
 def test_a_packet_without_a_required_element_is_refused(tag: str) -> None:
     root = voevent.build(TRANSIENT, "test.authority", RUN_TIME)
-    root.remove(root.find(tag))
+    root.remove(element(root, tag))
     with pytest.raises(VOEventError, match=rf"#T000_transient: missing element\(s\) {tag}"):
         voevent.validate(root)
 
 
 def test_a_packet_without_a_position_is_refused() -> None:
     root = voevent.build(TRANSIENT, "test.authority", RUN_TIME)
-    value2 = root.find(f"{COORDS}/Position2D/Value2")
-    value2.remove(value2.find("C2"))
+    value2 = element(root, f"{COORDS}/Position2D/Value2")
+    value2.remove(element(value2, "C2"))
     with pytest.raises(VOEventError, match="WhereWhen lacks C2"):
         voevent.validate(root)
 

@@ -1,0 +1,128 @@
+"""The science the block pipeline runs: ``pipeline``, ``beam``, ``photometry``, ``imaging``,
+``flagging`` and ``calibration``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from dsa110d.config.section import NonNegativeFloat, PositiveFloat, PositiveInt, Section
+
+
+class PipelineConfig(Section):
+    stages: list[str] = ["flag", "photometry"]
+
+
+class BeamConfig(Section):
+    """The primary-beam model (science/beam.py) the photometry and any beam weighting use."""
+
+    model: Literal["tapered", "airy"] = "tapered"
+    diameter_m: PositiveFloat | None = None
+    """None: the model's own (4.34 m tapered, 4.65 m Airy)."""
+    taper: PositiveFloat = 1.2
+
+
+class PhotometryConfig(Section):
+    """Forced photometry (science/photometry): baselines used and the error floor."""
+
+    uv_min_lambda: NonNegativeFloat = 100.0
+    uv_max_lambda: PositiveFloat | None = None
+    systematic_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    refine_min_snr: PositiveFloat | None = None
+
+    @model_validator(mode="after")
+    def _uv_range(self) -> PhotometryConfig:
+        if self.uv_max_lambda is not None and self.uv_max_lambda <= self.uv_min_lambda:
+            raise ValueError(
+                f"uv_max_lambda ({self.uv_max_lambda:g}) must exceed "
+                f"uv_min_lambda ({self.uv_min_lambda:g})"
+            )
+        return self
+
+
+class ImagingConfig(Section):
+    """The ``image`` stage: wsclean per chunk, the block mosaic, source finding (#18)."""
+
+    wsclean: str = "wsclean"
+    """The wsclean program: a name looked up on PATH, or a path (a site's own build)."""
+    size_px: Annotated[int, Field(ge=64, le=16384)] = 2048
+    scale_arcsec: PositiveFloat = 6.0
+    weighting: Literal["briggs", "uniform", "natural"] = "briggs"
+    robust: Annotated[float, Field(ge=-2, le=2)] = 0.0
+    niter: Annotated[int, Field(ge=0)] = 10000
+    mgain: Annotated[float, Field(gt=0, le=1)] = 0.8
+    auto_threshold_sigma: PositiveFloat = 1.0
+    auto_mask_sigma: PositiveFloat = 4.0
+    threads: PositiveInt = 1
+    detect_sigma: PositiveFloat = 5.0
+    new_source_sigma: PositiveFloat = 9.0
+    match_radius_beams: PositiveFloat = 1.0
+
+
+class FlaggingConfig(Section):
+    """The ``flag`` stage (AOFlagger, antenna health, static channel mask, flag QA)."""
+
+    strategy: str | None = None
+    """AOFlagger Lua strategy file; None: the DSA-110 strategy shipped with dsa110d."""
+    aoflagger_timeout_sec: PositiveFloat = 900
+    """Longest an AOFlagger run on one block may take before the stage fails."""
+    static_channel_ranges_mhz: list[tuple[float, float]] = []
+    """Frequency ranges (MHz, [low, high]) always flagged: channels known to be bad."""
+    dead_power_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """An antenna whose autocorrelation power is below this fraction of the array's median
+    is dead."""
+    hot_power_factor: Annotated[float, Field(gt=1)] = 3.0
+    """An antenna whose autocorrelation power is above this multiple of the array's median
+    is hot (its system temperature is). The autocorrelations are uncalibrated: antenna gains
+    alone spread their power over a factor ~2 either side of the median, so 2 would call
+    healthy high-gain antennas hot."""
+    unstable_rms: PositiveFloat = 0.05
+    """An antenna whose autocorrelation power, relative to the array's and detrended over the
+    block, scatters by more than this (rms / median) is unstable."""
+    auto_rfi_sigma: PositiveFloat | None = 5.0
+    """Flag an integration and channel on every baseline where the autocorrelations' median
+    power exceeds its running median over frequency by this many robust sigmas; None: off."""
+    auto_rfi_window_mhz: PositiveFloat = 6.0
+    """Width of that running median (at least 5 channels): wider than the widest narrowband
+    emitter (radars: ~2 MHz), narrow enough to follow the bandpass."""
+    burst_ratio: Annotated[float, Field(gt=1)] = 2.0
+    """An integration whose amplitude level exceeds this multiple of its neighbours' is
+    swamped by a broadband burst and flagged whole before AOFlagger runs."""
+    mostly_flagged_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
+    """A block with more of its samples flagged than this is recorded ``mostly_flagged`` and
+    the later stages do not measure it."""
+    alert_flag_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    """A block flagged above this fraction raises the ``block_flagged`` alert."""
+
+
+class CalibrationConfig(Section):
+    """``calibration.*``: the solver's keys (the calibrate stage) and the operations' keys."""
+
+    enabled: bool = False
+    """Calibrate, and make photometry refuse (flag ``uncalibrated``) chunks without a valid
+    solution. Off: photometry reads CORRECTED_DATA when present, else DATA."""
+    reference_antenna: Annotated[int, Field(ge=0)] = 23
+    """Reference antenna (index in the MS ANTENNA table: name - 1); when flagged or absent,
+    the unflagged antenna with the most data."""
+    bandpass_valid_days: PositiveFloat = 3.0
+    """A bandpass from a calibrator transit applies this many days either side of it."""
+    solution_interval_sec: PositiveFloat = 300.0
+    """Length of a complex-gain solution interval, seconds (300: one per chunk)."""
+    min_snr: PositiveFloat = 5.0
+    """Gain solutions below this SNR are flagged (their antennas' data too)."""
+    calibrator_min_beam_gain: float = Field(default=0.5, gt=0, le=1)
+    """A chunk is a calibrator's transit when the calibrator reaches this beam gain in it."""
+    max_flagged_fraction: float = Field(default=0.5, ge=0, le=1)
+    """A solution with more antennas flagged than this is ``poor`` and not applied."""
+
+    # --- operations (issue 16 item 4, calops): health, metrics QA -------------------------
+    max_days_without_bandpass: PositiveFloat = 2.0
+    """Days of processed data without a new valid bandpass (no calibrator transit solved)
+    after which the processor reports DEGRADED."""
+    gain_amp_scatter_max: PositiveFloat = 0.1
+    """Largest acceptable amplitude scatter of the newest gain solution (fraction; the
+    solver's ``amp_scatter``): beyond it the gain QA is degraded (metric and alert)."""
+    gain_phase_scatter_max_deg: PositiveFloat = 10.0
+    """Largest acceptable phase scatter of the newest gain solution (degrees)."""
+    # --- end operations -------------------------------------------------------------------
