@@ -26,6 +26,7 @@ reading the chunk twice (solve, then apply) dominate what is left.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -73,31 +74,38 @@ def _simulate(root: Path, n_subbands: int) -> tuple[Path, Path]:
 
 def _ours(ms: Path, catalog_path: Path) -> tuple[dict[str, float], Any, Any]:
     from dsa110d.config import CalibrationConfig
-    from dsa110d.science.calibration.stage import _inspect, apply, solve_bandpass, solve_gains
+    from dsa110d.science.calibration.chunk import accumulate, inspect_chunk
+    from dsa110d.science.calibration.solve import apply, solve_bandpass, solve_gains
     from dsa110d.science.catalog import read_catalog
 
     config = CalibrationConfig(enabled=True)
     catalog = read_catalog(catalog_path)
     t0 = time.perf_counter()
-    info = _inspect(ms, catalog)
+    info = inspect_chunk(ms, catalog)
     t1 = time.perf_counter()
-    bandpass = solve_bandpass(info, config)
+    sums = accumulate(info, config)
     t2 = time.perf_counter()
-    gains = solve_gains(info, bandpass, config)
+    bandpass = solve_bandpass(sums, info, config)
     t3 = time.perf_counter()
-    apply(info, bandpass, gains, config)
+    gains = solve_gains(sums, info, bandpass, config)
     t4 = time.perf_counter()
+    apply(info, bandpass, gains, config)
+    t5 = time.perf_counter()
     seconds = {
-        "model_s": t1 - t0, "bandpass_s": t2 - t1, "gains_s": t3 - t2, "apply_s": t4 - t3,
-        "chunk_total_s": t4 - t0,
+        "model_setup_s": t1 - t0, "read_model_sums_s": t2 - t1, "bandpass_solve_s": t3 - t2,
+        "gains_solve_s": t4 - t3, "apply_s": t5 - t4,
+        # CASA's steps each read the data; ours read it once for both solutions: the read
+        # (with the model and the sums) is counted in the bandpass, as CASA's first step.
+        "bandpass_s": t3 - t1, "gains_s": t4 - t3,
+        "chunk_gains_apply_s": (t2 - t1) + (t4 - t3) + (t5 - t4),
+        "chunk_total_s": t5 - t0,
     }  # fmt: skip
     return seconds, bandpass, info
 
 
 def _write_model(ms: Path, info: Any) -> None:
     """MODEL_DATA = our sky model (what CASA solves against)."""
-    from dsa110d.science.calibration.model import model_visibilities
-    from dsa110d.science.calibration.stage import ROWS_PER_READ
+    from dsa110d.science.calibration.model import integration_model
 
     with tables.table(str(ms), readonly=False, ack=False) as t:
         if "MODEL_DATA" not in t.colnames():
@@ -105,10 +113,16 @@ def _write_model(ms: Path, info: Any) -> None:
             dminfo = t.getdminfo("DATA")
             dminfo["NAME"] = "TiledMODEL_DATA"
             t.addcols(tables.maketabdesc([tables.makecoldesc("MODEL_DATA", desc)]), dminfo)
-        for start in range(0, t.nrows(), ROWS_PER_READ):
-            n = min(ROWS_PER_READ, t.nrows() - start)
-            idx = np.searchsorted(info.model.times, t.getcol("TIME", start, n))
-            m = model_visibilities(info.model, t.getcol("UVW", start, n), idx)
+        times = t.getcol("TIME")
+        edges = [0, *(np.flatnonzero(np.diff(times) != 0) + 1).tolist(), times.size]
+        for start, end in itertools.pairwise(edges):
+            n = end - start
+            i1 = np.searchsorted(info.antennas, t.getcol("ANTENNA1", start, n))
+            i2 = np.searchsorted(info.antennas, t.getcol("ANTENNA2", start, n))
+            index = int(np.searchsorted(info.model.times, times[start]))
+            m = integration_model(
+                info.model, t.getcol("UVW", start, n), i1, i2, index, info.antennas.size
+            )
             t.putcol("MODEL_DATA", np.repeat(m[:, :, None], 2, axis=2), start, n)
 
 

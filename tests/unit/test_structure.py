@@ -20,8 +20,6 @@ OVER_BUDGET = {
     "science/variability/state.py": "being edited for the variability work (#19)",
     "config.py": "being edited; one pydantic model per section, split by section next",
     "services/processor.py": "new stages (calibration, flagging) are being added to it",
-    "science/calibration/stage.py": "the calibrate stage: bandpass selection, the gain solve and "
-    "the records want modules of their own (next: split by solution kind)",
     "science/simulation/simulate.py": "the corruption, calibrator, uncatalogued-sky and "
     "catalog-error hooks landed together; the truth file's writer wants its own module next",
     "science/pipeline/rfi.py": "the flag stage: AOFlagger's run, the burst and autocorrelation "
