@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ integrations (at least one)."""
 ROWS_PER_BLOCK = 256
 """Rows an elementwise step works on at once: its operands (~3 MB each at 768 x 2) stay in
 the processor's cache between the steps instead of streaming through memory at each."""
+SUM_THREADS = 2
+"""Threads adding an integration's blocks of rows to the sums (the two cores of the goal)."""
 BLAS_THREADS = 1
 """The model's small matrix products (antennas x sources x antennas per channel) run in one
 BLAS thread: OpenBLAS's threads spin against each other on a shared, loaded machine (25x
@@ -198,7 +201,11 @@ def accumulate(info: ChunkInfo, config: CalibrationConfig) -> ChunkSums:
     interval_of = intervals(info.times, config)
     n_ant, n_bl = info.antennas.size, i1_all.size
     sums: tuple[NDArray[Any], ...] | None = None
-    with open_ms(info.path) as ms, threadpool_limits(BLAS_THREADS, user_api="blas"):
+    with (
+        open_ms(info.path) as ms,
+        threadpool_limits(BLAS_THREADS, user_api="blas"),
+        ThreadPoolExecutor(SUM_THREADS) as pool,
+    ):
         for rows in _integrations(ms, info):
             if sums is None:
                 shape = (int(interval_of.max()) + 1, n_bl, *rows.data.shape[1:])
@@ -208,6 +215,7 @@ def accumulate(info: ChunkInfo, config: CalibrationConfig) -> ChunkSums:
             target = slot[rows.i1 * n_ant + rows.i2]
             model = integration_model(info.model, rows.uvw, rows.i1, rows.i2, rows.t_index, n_ant)
             interval = tuple(s[k] for s in sums)
+            tasks = []
             for lo in range(0, target.size, ROWS_PER_BLOCK):
                 hi = min(lo + ROWS_PER_BLOCK, target.size)
                 keep = target[lo:hi]
@@ -218,7 +226,10 @@ def accumulate(info: ChunkInfo, config: CalibrationConfig) -> ChunkSums:
                 else:  # autocorrelations among the rows, or another order: index
                     block = np.arange(lo, hi)[cross]
                     where = keep[cross]
-                _add_block(interval, where, rows.data[block], rows.flag[block], model[block])
+                tasks.append((interval, where, rows.data[block], rows.flag[block], model[block]))
+            # The blocks of one integration are distinct baselines: they add to distinct rows
+            # of the sums, so threads (numpy releases the GIL in these loops) need no lock.
+            list(pool.map(lambda task: _add_block(*task), tasks))
     if sums is None:
         raise InputFileError(f"{info.path}: no rows to calibrate")
     a, b, c, count = sums
