@@ -30,13 +30,17 @@ is counted in our bandpass step. The machine is shared: the load average before 
 recorded beside them, and the CPU time of each side (``chunk_total_cpu_s``, CASA's
 ``total_cpu_s``), which waits on no one.
 
-Measured 2026-12-07 01:07 UTC (16 subbands, 111,744 rows x 768 channels x 2 pols; 2 cores
-shared with other sessions, load average 3.1 -> 2.4 during ours, 2.4 -> 2.1 during CASA's):
-ours bandpass 28.1 s, gains 34.5 s, apply 12.2 s (75 s per chunk); CASA 6.7 bandpass 73.9 s,
-gaincal 45.8 s, applycal 10.5 s: 2.6x faster for the bandpass, 1.2x for gains + apply, 1.7x
-overall; the two bandpasses agree to a median |ours / CASA - 1| of 7.8e-7. Short of the goals
-(>= 5x, <= 10 s per chunk): the model visibilities (a phasor per source, row and channel) and
-reading the chunk twice (solve, then apply) dominate what is left.
+Measured 2026-12-07 03:31-03:41 UTC (16 subbands, 111,744 rows x 768 channels x 2 pols; 2
+cores shared with six other sessions, load average 17.4 -> 14.8 during ours, 11.4 -> 8.4
+during CASA's): ours read + model + sums 23.7 s, bandpass solve 3.7 s, gain solve 0.9 s, apply
+10.1 s: 38.3 s (12.0 s of CPU); CASA 6.7 bandpass 269.7 s, gaincal 94.5 s, applycal 22.9 s:
+387.1 s (132.4 s of CPU). 10.1x faster (11.0x in CPU time), 9.9x for the bandpass (with our
+one read), 10.7x for gains + apply; the bandpasses agree to a median |ours / CASA - 1| of
+8.1e-7. A first run (03:08-03:22, the sums in one thread, load 12.6-17.3): ours 83.9 s, CASA
+432.5 s, 5.2x. Before this work (01:07, load 2.1-3.1): ours 75 s, CASA 130 s, 1.7x.
+The chunk's calibration (read + gains + apply, the bandpass being daily) took 34.6 s of wall
+time at that load, ~11 s of CPU: the <= 10 s goal is not shown on this machine; the apply
+(a second read of DATA and the write of CORRECTED_DATA and FLAG) is what is left to share.
 """
 
 from __future__ import annotations
