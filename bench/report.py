@@ -83,6 +83,18 @@ HEADLINES: dict[str, list[Headline]] = {
         Headline("idle memory (PSS, shared pages split)", "idle_pss_mb", None, "", "MB",
                  goal="<= 250 MB"),
     ],
+    "calibrate": [
+        Headline("real-scale chunk: bandpass + gains + apply", "ours.work_s", "casa.total_s",
+                 "CASA bandpass + gaincal + applycal, same MS and model", "s", goal=">= 5x"),
+        Headline("bandpass solve (ours: with the one read of the data)", "ours.bandpass_s",
+                 "casa.bandpass_s", "CASA bandpass", "s"),
+        Headline("gain solve (ours: from the same read)", "ours.gains_s", "casa.gains_s",
+                 "CASA gaincal", "s"),
+        Headline("apply into CORRECTED_DATA", "ours.apply_s", "casa.apply_s", "CASA applycal",
+                 "s"),
+        Headline("a chunk's calibration (read + gains + apply)", "ours.chunk_gains_apply_s",
+                 "goal_chunk_s", "goal", "s", goal="<= 10 s"),
+    ],
     "pipeline": [
         Headline("real-scale sets through detection, conversion, photometry",
                  "sets_per_309s", "baseline_sets_per_309s_conversion_only",

@@ -180,3 +180,78 @@ async def test_the_processor_is_degraded_after_days_of_data_without_a_bandpass(
     assert metrics.calibration["bandpass_valid"] is True
     assert metrics.calibration["bandpass_id"] == "bp-ok"
     assert metrics.calibration["gains_qa_ok"] is False  # 25 deg > gain_phase_scatter_max_deg
+
+
+def _write_real(staging: Path, block_id: str, version: int, start_mjd: float) -> dict[str, str]:
+    """A bandpass as the calibrate stage writes it (a real CASA table and its record, by
+    ``caltables.write_solution`` under the run's staging directory) and the stage's outputs
+    for it, relative to the staging directory as the worker reports them."""
+    import numpy as np
+
+    from dsa110d.science.calibration import caltables
+
+    shape = (1, 3, 4, 2)
+    solution = caltables.Solution(
+        "bandpass", np.array([start_mjd * 86400.0]), np.array([300.0]), np.array([0, 1, 2]),
+        np.linspace(1.3e9, 1.5e9, 4), np.full(shape, 1.0 + 0.5j), np.full(shape, 0.01),
+        np.full(shape, 50.0), np.zeros(shape, bool), 1,
+    )  # fmt: skip
+    doc = sidecar("bandpass-real", "bandpass", start_mjd, block_id=block_id,
+                  block_version=version)  # fmt: skip
+    record = caltables.SolutionRecord.from_json(doc)
+    written = caltables.write_solution(staging, record, solution, staging / "no-ms.ms")
+    return {
+        f"calibrate.{name}": str(Path(path).relative_to(staging))
+        for name, path in caltables.outputs("bandpass", written).items()
+    }
+
+
+async def test_the_stages_tables_are_published_fenced_and_never_by_a_stale_holder(
+    cfg: Config, handler: MSProcessingHandler, redis: Redis
+) -> None:
+    """The calibrate stage writes its tables in the run's staging directory and lists them
+    among its outputs: a stale holder publishes no table; the holder that commits publishes
+    it under a fenced name; a re-run publishes a new one and leaves the first as it was."""
+    block_id, start = _block_at(cfg, DAY0 + 6 * 3600)
+    mjd = unix_to_mjd(start)
+    name = Keys.block_lease(block_id)
+    results = cfg.paths.results_dir
+    paused = await handler.leases.acquire(name)
+    assert paused is not None
+    await redis.delete(handler.keys.lease(name))  # its TTL ran out while it was paused
+    live = await handler.leases.acquire(name)
+    assert live is not None
+
+    def staging_of(lease: Lease, version: int) -> Path:
+        return results / ".staging" / f"{block_id}.v{version}.t{lease.token}"
+
+    stale_outputs = _write_real(staging_of(paused, 1), block_id, 1, mjd)
+    with pytest.raises(FencingError):
+        await handler.publish_run(paused, block_id, 1, 1, [block_id], (),
+                                  staging_of(paused, 1), stale_outputs, CALIBRATED)  # fmt: skip
+    assert _published(cfg, "bandpass") == []  # neither the record nor the table
+
+    outputs = _write_real(staging_of(live, 1), block_id, 1, mjd)
+    published = await handler.publish_run(
+        live, block_id, 1, 1, [block_id], (), staging_of(live, 1), outputs, CALIBRATED
+    )
+    table = Path(published["calibrate.cal_bandpass_table"])
+    assert table.name == f"bandpass-real.v1.t{live.token}.tab"
+    assert (table / "table.dat").is_file()
+    stored = await handler.calibrations.solution("bandpass-real")
+    assert stored is not None and stored.table_path == str(table)
+    before = {p.name: p.stat().st_mtime_ns for p in table.iterdir() if p.is_file()}
+
+    await handler.leases.release(live)
+    rerun = await handler.leases.acquire(name)
+    assert rerun is not None
+    again = _write_real(staging_of(rerun, 2), block_id, 2, mjd)
+    republished = await handler.publish_run(
+        rerun, block_id, 2, 1, [block_id], (), staging_of(rerun, 2), again, CALIBRATED
+    )
+    second = Path(republished["calibrate.cal_bandpass_table"])
+    assert second != table and second.name == f"bandpass-real.v2.t{rerun.token}.tab"
+    kept = [p for p in _published(cfg, "bandpass") if p.suffix == ".tab"]
+    assert second in kept
+    if table in kept:  # superseded files may be swept; never rewritten in place
+        assert {p.name: p.stat().st_mtime_ns for p in table.iterdir() if p.is_file()} == before

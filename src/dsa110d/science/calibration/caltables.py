@@ -1,14 +1,14 @@
 """Calibration solutions on disk: CASA calibration tables plus a JSON record beside each.
 
-A solution of kind ``bandpass`` (CASA "B Jones") or ``gains`` ("G Jones") is published
-atomically as ``<results_dir>/cal/<kind>/<solution_id>.tab`` (see :func:`published_root` for where a
-block run's go; a CASA calibration table written
-with python-casacore: the main table has TIME, FIELD_ID, SPECTRAL_WINDOW_ID, ANTENNA1,
+A solution of kind ``bandpass`` (CASA "B Jones") or ``gains`` ("G Jones") is written
+atomically as ``<results_dir>/cal/<kind>/<solution_id>.tab`` (for a block run, its staging
+directory: the processor publishes both files, see :func:`outputs`), a CASA calibration
+table written with python-casacore: the main table has TIME, FIELD_ID, SPECTRAL_WINDOW_ID, ANTENNA1,
 ANTENNA2 (the reference antenna), INTERVAL, SCAN_NUMBER, OBSERVATION_ID, and per cell
 (channels, polarisations) CPARAM, PARAMERR, FLAG, SNR, WEIGHT; the ANTENNA, FIELD,
 SPECTRAL_WINDOW, OBSERVATION and HISTORY subtables come from the MS solved on) and
 ``<solution_id>.json`` (:class:`SolutionRecord`, the contract with the state layer's registry).
-The table is published before its record, so a record always names a complete table.
+The table is written before its record, so a record always names a complete table.
 
 Gains in the table follow CASA's convention for the MS the pipeline writes: a corrected
 visibility is ``DATA_ij / (g_i conj(g_j))``.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +28,14 @@ from casacore import tables
 from numpy.typing import NDArray
 
 from dsa110d.errors import InputFileError
-from dsa110d.science.atomic import STAGING_DIR, atomic_dir, atomic_file, is_complete_dir
+from dsa110d.science.atomic import (
+    STAGING_DIR,
+    atomic_dir,
+    atomic_file,
+    fenced_name,
+    is_complete_dir,
+    unfenced,
+)
 
 Kind = Literal["bandpass", "gains"]
 KINDS: tuple[Kind, ...] = ("bandpass", "gains")
@@ -96,24 +103,37 @@ def cal_dir(results_dir: Path, kind: Kind) -> Path:
 
 
 def published_root(results_dir: Path) -> Path:
-    """Where solutions live for good: ``results_dir``, or, when it is a block run's staging
-    directory (``<results>/.staging/<block>.v<version>.t<token>``, whose named outputs the
-    processor publishes under fenced names), the results directory above it.
-
-    A block run publishes only its JSON records through the staging directory (fenced, so
-    the record is the run's, committed with it); the tables go straight to the published
-    root, because they are directories the processor does not publish and because a
-    solution's table is the same whoever writes it (its id names the data it was solved
-    from: the calibrator's set, or the block and version), so a second writer finds it
-    complete and leaves it (:func:`write_solution`)."""
+    """Where earlier runs' solutions are: ``results_dir``, or, when it is a block run's staging
+    directory (``<results>/.staging/<block>.v<version>.t<token>``, whose outputs the processor
+    publishes under fenced names), the results directory above it."""
     if results_dir.parent.name == STAGING_DIR:
         return results_dir.parent.parent
     return results_dir
 
 
+def outputs(kind: Kind, json_path: Path) -> dict[str, str]:
+    """A stage's outputs for one written solution: its record (``cal_<kind>``) and its table
+    (``cal_<kind>_table``), so the processor publishes both, fenced, with the run's commit
+    (``state.calibration``'s contract)."""
+    return {f"cal_{kind}": str(json_path), f"cal_{kind}_table": str(json_path.with_suffix(".tab"))}
+
+
 def table_path(results_dir: Path, record: SolutionRecord) -> Path:
-    """The table a record names (in the published root)."""
-    return cal_dir(published_root(results_dir), record.kind) / record.table
+    """The table a record names: as :func:`read_records` resolved it (absolute), else beside
+    the records of ``results_dir``."""
+    if Path(record.table).is_absolute():
+        return Path(record.table)
+    return cal_dir(results_dir, record.kind) / record.table
+
+
+def _table_beside(json_path: Path, table: str) -> Path:
+    """The table a record file names, beside it: published with the record's version and
+    token when the record's name carries them (the processor publishes both so), else as
+    named (a table written outside a block run, or before tables were fenced)."""
+    plain = json_path.parent / Path(table).name
+    _, version, token = unfenced(json_path.name)
+    fenced = fenced_name(plain, version, token) if token else plain
+    return fenced if is_complete_dir(fenced) else plain
 
 
 def now_iso() -> str:
@@ -123,9 +143,9 @@ def now_iso() -> str:
 def write_solution(
     results_dir: Path, record: SolutionRecord, solution: Solution, ms_path: Path
 ) -> Path:
-    """Publish the table (unless complete already: :func:`published_root`), then the record
-    under ``results_dir``; returns the record's path."""
-    table = table_path(results_dir, record)
+    """Write the table (unless complete already: it is never rewritten in place), then the
+    record, under ``results_dir``; returns the record's path."""
+    table = cal_dir(results_dir, record.kind) / record.table
     if not is_complete_dir(table):
         with atomic_dir(table) as temp:
             _write_table(temp / "t", solution, ms_path)
@@ -235,7 +255,8 @@ def read_solution(path: Path) -> Solution:
 def read_records(results_dir: Path, kind: Kind) -> list[SolutionRecord]:
     """Every record of ``kind`` whose table is complete, oldest first (by valid_from): those
     of ``results_dir`` and of the published root (records published by the processor carry
-    fenced names, ``<id>.v<version>.t<token>.json``)."""
+    fenced names, ``<id>.v<version>.t<token>.json``, and so do their tables), each with its
+    ``table`` resolved to the table's absolute path."""
     roots = dict.fromkeys([results_dir, published_root(results_dir)])
     records = []
     for root in roots:
@@ -245,8 +266,9 @@ def read_records(results_dir: Path, kind: Kind) -> list[SolutionRecord]:
                 record = SolutionRecord.from_json(json.loads(path.read_text()))
             except (OSError, ValueError, TypeError):
                 continue  # a damaged record is not a solution
-            if is_complete_dir(table_path(results_dir, record)):
-                records.append(record)
+            table = _table_beside(path, record.table)
+            if is_complete_dir(table):
+                records.append(replace(record, table=str(table.absolute())))
     return sorted(records, key=lambda r: (r.valid_from_mjd, r.created_at))
 
 

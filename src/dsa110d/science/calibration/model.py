@@ -10,6 +10,13 @@ brightest ``MODEL_MAX_SOURCES`` (flux x gain) only. ``spectrum_s`` is the row's 
 (:mod:`dsa110d.science.fluxmodels`: Perley-Butler 2017 for a standard calibrator, flat
 otherwise); P is :func:`dsa110d.science.beam.primary_beam`. XX and YY are both the Stokes I
 model (unpolarised sources).
+
+Factorised per antenna (:func:`integration_model`): a baseline's uvw is the difference of its
+antennas' ``w_j - w_i`` (one integration, the phase centre's frame), so the phasor splits as
+``conj(a_is) a_js`` with ``a_is = exp(2 pi i f w_i . lmn_s / c)``, and the model of every
+baseline of an integration is, per channel, one matrix product
+``M = conj(P) diag(S B) P^T`` over the sources (P: antennas x sources): Nant x Nsrc exponentials
+and a BLAS product per channel instead of a phasor per baseline, source and channel.
 """
 
 from __future__ import annotations
@@ -110,6 +117,55 @@ def model_visibilities(
         term *= amplitude[s][time_index]
         out += term
     return out
+
+
+UVW_FACTOR_TOL_M = 1e-3
+"""The per-antenna w reproduce every row's UVW to this (1 mm: a phase error below 0.1 degree
+for an in-beam source at 1.5 GHz), else :func:`integration_model` computes per baseline."""
+
+
+def antenna_uvw(
+    uvw_m: NDArray[np.float64], ant_1: NDArray[np.intp], ant_2: NDArray[np.intp], n_ant: int
+) -> NDArray[np.float64] | None:
+    """Per-antenna w (n_ant, 3) of one integration with ``uvw_ij = w_j - w_i`` (antenna indices
+    0..n_ant-1, the first antenna's w zero), or None when the rows do not determine them (a
+    missing baseline to the first antenna) or do not follow from them within UVW_FACTOR_TOL_M."""
+    w = np.full((n_ant, 3), np.nan)
+    first = int(min(ant_1.min(), ant_2.min()))
+    w[first] = 0.0
+    from_first = ant_1 == first
+    w[ant_2[from_first]] = uvw_m[from_first]
+    to_first = (ant_2 == first) & (ant_1 != first)
+    w[ant_1[to_first]] = -uvw_m[to_first]
+    used = np.unique(np.r_[ant_1, ant_2])
+    if not np.isfinite(w[used]).all():
+        return None
+    if np.abs(w[ant_2] - w[ant_1] - uvw_m).max(initial=0.0) > UVW_FACTOR_TOL_M:
+        return None
+    return np.asarray(np.nan_to_num(w), dtype=np.float64)
+
+
+def integration_model(
+    model: SkyModel,
+    uvw_m: NDArray[np.float64],
+    ant_1: NDArray[np.intp],
+    ant_2: NDArray[np.intp],
+    time_index: int,
+    n_ant: int,
+) -> NDArray[np.complex64]:
+    """The model (rows, Nchan) of the rows of ONE integration (``time_index``), antennas
+    0..n_ant-1, factorised per antenna (see the module docstring)."""
+    w = antenna_uvw(uvw_m, ant_1, ant_2, n_ant)
+    if w is None or model.rows.size == 0:
+        return model_visibilities(model, uvw_m, np.full(uvw_m.shape[0], time_index, np.intp))
+    n_src, n_chan = model.rows.size, model.freq_hz.size
+    delays = (w @ model.lmn.T / SPEED_OF_LIGHT_M_S).reshape(-1)  # (Nant * Nsrc,)
+    p = phasors(delays, model.freq_hz).reshape(n_ant, n_src, n_chan).transpose(2, 0, 1)
+    p = np.ascontiguousarray(p)  # (Nchan, Nant, Nsrc)
+    weighted = np.conj(p) * model.amplitude_jy[:, time_index, :].T[:, None, :]
+    full = np.matmul(weighted, p.transpose(0, 2, 1))  # (Nchan, Nant, Nant): M_ij
+    picked = np.take(full.reshape(n_chan, n_ant * n_ant), ant_1 * n_ant + ant_2, axis=1)
+    return np.ascontiguousarray(picked.T)
 
 
 def calibrator_peak_gain(model: SkyModel, catalog: Catalog) -> tuple[int | None, float]:

@@ -386,3 +386,25 @@ def test_the_records_carry_the_delays_and_the_qa(runs: list[Run]) -> None:
         np.testing.assert_allclose(solved, tau - tau[ref], atol=1.0)
         # ...and exactly the truth's once those are counted.
         np.testing.assert_allclose(solved, _true_delays(run, bp), atol=DELAY_TOL_NS)
+
+
+@pytest.mark.timeout(300)
+def test_a_block_run_writes_its_tables_only_in_its_staging_directory(
+    runs: list[Run], tmp_path: Path
+) -> None:
+    """Under the processor, ``results_dir`` is the run's staging directory: the stage writes
+    both tables there and lists them among its outputs (the processor publishes them fenced),
+    and writes nothing into the results directory above it."""
+    run = runs[0]
+    root = tmp_path / "results"
+    staging = root / ".staging" / f"{run.job.block_id}.v1.t5"
+    config = run.config.model_copy(
+        update={"paths": run.config.paths.model_copy(update={"results_dir": staging})}
+    )
+    result = calibrate_stage(run.job, _copies(run, tmp_path / "ms"), config, tmp_path / "s")
+    assert result.summary["cal_status"] == "ok"
+    for kind in ("bandpass", "gains"):
+        table = Path(result.outputs[f"cal_{kind}_table"])
+        assert table.is_relative_to(staging) and (table / "table.dat").is_file()
+        assert table == Path(result.outputs[f"cal_{kind}"]).with_suffix(".tab")
+    assert not (root / "cal").exists()

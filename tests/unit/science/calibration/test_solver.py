@@ -63,7 +63,7 @@ def test_an_antenna_without_data_is_flagged_and_the_reference_falls_back() -> No
     solved = stefcal(sums)
     assert np.flatnonzero(solved.flagged[0]).tolist() == [5]
     antennas = np.arange(N_ANT, dtype=np.int64) + 100
-    weight_per_antenna = sums.b.sum(axis=2)[0]
+    weight_per_antenna = sums.weight[0]
     assert choose_reference(solved.flagged[0], 103, antennas, weight_per_antenna) == 3
     fallback = choose_reference(solved.flagged[0], 105, antennas, weight_per_antenna)
     assert fallback != 5 and not solved.flagged[0, fallback]
