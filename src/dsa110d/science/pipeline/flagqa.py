@@ -4,21 +4,38 @@ and the block record's summary of them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dsa110d.config import Config
-from dsa110d.science.pipeline.health import Health
 from dsa110d.science.pipeline.stage import BlockJob, SummaryValue
+
+if TYPE_CHECKING:  # the record's readers (ctl, alerts) need not load casacore
+    from dsa110d.science.pipeline.health import Health
 
 WORST_LISTED = 10
 """Antennas and channels named in the stage's summary as the most flagged."""
 QA_DIR = "flags"
 """Directory of the flag QA files under the results directory."""
 STATUS_MOSTLY_FLAGGED = "mostly_flagged"
+FLAG_STAGES = ("flag", "flag-mad")
+"""The stages whose summary carries the block's flag fraction (flag-mad names no antenna)."""
+
+
+def flag_columns(qa: Mapping[str, Any]) -> tuple[float | None, list[str]]:
+    """The flag fraction (None: no flag stage ran, or its MSs were flagged before) and the bad
+    antennas' names from a block record's ``qa`` (each stage's summary)."""
+    for stage in FLAG_STAGES:
+        summary = qa.get(stage)
+        if isinstance(summary, Mapping):
+            value = summary.get("flag_fraction")
+            fraction = float(value) if isinstance(value, int | float) else None
+            names = [n for n in str(summary.get("bad_antennas") or "").split(",") if n]
+            return fraction, names
+    return None, []
 
 
 def fraction(flagged: float, total: float) -> float:
