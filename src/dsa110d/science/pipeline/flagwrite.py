@@ -65,9 +65,12 @@ def flag_and_count(
     auto_sigma: float | None = None,
     auto_window_mhz: float = 6.0,
     burst_sigma: float | None = None,
+    zeros: bool = True,
 ) -> dict[str, Any]:
     """Write the flags of step 3 into one MS (unless it was flagged before) and count the
-    flags of its cross-correlations (step 4); JSON-able :class:`FlagCounts`."""
+    flags of its cross-correlations (step 4); JSON-able :class:`FlagCounts`. ``zeros``: flag
+    the exact zeros (dropped packets), reading DATA; not needed after a flagger that did
+    (the shipped AOFlagger strategy, the MAD flagger), and the pass then reads FLAG alone."""
     try:
         ms = tables.table(str(path), readonly=False, ack=False)
     except RuntimeError as exc:
@@ -97,8 +100,7 @@ def flag_and_count(
             rows = slice(r0, r0 + n)
             flags = ms.getcol("FLAG", r0, n)
             if write:
-                data = ms.getcol("DATA", r0, n)
-                added = data == 0
+                added = ms.getcol("DATA", r0, n) == 0 if zeros else np.zeros_like(flags)
                 added[bad[rows]] = True
                 added[ant1[rows] == ant2[rows]] = True
                 added[:, static] = True
@@ -113,10 +115,10 @@ def flag_and_count(
             n_chan = sample.shape[1]
             a1, a2, ti = ant1[rows][cross], ant2[rows][cross], t_index[rows][cross]
             for a in (a1, a2):
-                np.add.at(ant_flagged, a, per_row)
-                np.add.at(ant_total, a, n_chan)
-            np.add.at(time_flagged, ti, per_row)
-            np.add.at(time_total, ti, n_chan)
+                ant_flagged += np.bincount(a, per_row, n_ant).astype(np.int64)
+                ant_total += np.bincount(a, None, n_ant) * n_chan
+            time_flagged += np.bincount(ti, per_row, len(t_values)).astype(np.int64)
+            time_total += np.bincount(ti, None, len(t_values)) * n_chan
             chan_flagged += sample.sum(axis=0)
             chan_total += sample.shape[0]
         if write:

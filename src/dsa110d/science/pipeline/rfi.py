@@ -79,6 +79,8 @@ def flag_stage(
     """AOFlagger, antenna health, static channels, zeros and autocorrelations; flag QA."""
     paths = [Path(p) for p in ms_paths]
     flagger = _aoflag(paths, config)
+    # The shipped strategy and the MAD flagger flag exact zeros; another strategy may not.
+    zeros = flagger == FLAGGED_BY and config.flagging.strategy is not None
     health = antenna_health(paths, config)
     if health.bad:
         log.info("block %s: bad antennas %s", job.block_id, [a + 1 for a in health.bad])
@@ -92,6 +94,7 @@ def flag_stage(
                 config.flagging.auto_rfi_sigma,
                 config.flagging.auto_rfi_window_mhz,
                 config.flagging.burst_sigma,
+                zeros,
             )
         except DSA110Error:
             raise
