@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsa110d.config import Config
+from dsa110d.science.pipeline.flagqa import FLAG_STAGES
 from dsa110d.state.alerts import Condition, QueueView
 from dsa110d.state.blocks import BlockRecord
 from dsa110d.state.registry import RegistryEntry
 
 INCOMPLETE_SETS_LISTED = 10  # set ids named in one alert's details
-FLAG_STAGES = ("flag", "flag-mad")
-"""Stages whose block QA carries the block's flag fraction."""
 
 
 @dataclass(frozen=True)

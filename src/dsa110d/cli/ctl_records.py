@@ -91,16 +91,17 @@ def blocks_command(
     """Blocks (mosaics of chunks) recorded by the processors, oldest first.
 
     Span, state, version, chunks used, missing slots, whether newer chunks await a re-run,
-    attempts and the last error."""
+    the last run's flagged fraction and bad antennas, attempts and the last error."""
     _check_state(state, records.BLOCK_STATES)
     _show(
         "blocks", state, anyio.run(records.list_blocks, load(config, env), state, limit), json_,
         ["block", "start (UTC)", "end (UTC)", "state", "version", "chunks", "missing",
-         "re-run due", "attempts", "error"],
+         "re-run due", "flagged", "bad antennas", "attempts", "error"],
         lambda r: [
             r.block_id, utc(r.start), utc(r.end), r.state, r.version, r.chunks,
             ",".join(str(m) for m in r.missing_slots) or "-", "yes" if r.stale else "no",
-            r.attempts, r.error or "-",
+            "-" if r.flag_fraction is None else f"{100 * r.flag_fraction:.1f}%",
+            ",".join(r.bad_antennas) or "-", r.attempts, r.error or "-",
         ],
     )  # fmt: skip
 

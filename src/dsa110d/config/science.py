@@ -86,9 +86,10 @@ class FlaggingConfig(Section):
     auto_rfi_window_mhz: PositiveFloat = 6.0
     """Width of that running median (at least 5 channels): wider than the widest narrowband
     emitter (radars: ~2 MHz), narrow enough to follow the bandpass."""
-    burst_ratio: Annotated[float, Field(gt=1)] = 2.0
-    """An integration whose amplitude level exceeds this multiple of its neighbours' is
-    swamped by a broadband burst and flagged whole before AOFlagger runs."""
+    burst_sigma: PositiveFloat | None = 5.0
+    """Flag an integration and channel on every baseline where the autocorrelations' median
+    power exceeds what the neighbouring integrations predict by this many robust sigmas (a
+    broadband burst, in the channels it covers); None: off."""
     mostly_flagged_fraction: Annotated[float, Field(gt=0, le=1)] = 0.8
     """A block with more of its samples flagged than this is recorded ``mostly_flagged`` and
     the later stages do not measure it."""

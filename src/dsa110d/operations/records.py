@@ -14,6 +14,7 @@ from typing import Any
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError
 from dsa110d.operations.session import open_state
+from dsa110d.science.pipeline.flagqa import flag_columns
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockState
 from dsa110d.state.candidates import CandidateReport, fetch_candidates
 from dsa110d.state.connection import describe_target
@@ -139,6 +140,16 @@ class BlockRow:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @property
+    def flag_fraction(self) -> float | None:
+        """The flagged fraction of the last run's flag stage (None: none ran)."""
+        return flag_columns(self.qa)[0]
+
+    @property
+    def bad_antennas(self) -> list[str]:
+        """The antennas the last run's flag stage found bad, by name."""
+        return flag_columns(self.qa)[1]
 
 
 async def list_blocks(config: Config, state: str | None = None, limit: int = 0) -> list[BlockRow]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from dsa110d.config import Config
 from dsa110d.science.pipeline.blocks import BlockPlan
+from dsa110d.science.pipeline.flagqa import flag_columns
 from dsa110d.workers import die_with_parent
 
 # The heavy science modules (casacore, pyuvdata, pandas) are imported inside the jobs, so
@@ -168,26 +169,17 @@ def block_job(
     ]
 
 
-FLAG_STAGES = ("flag", "flag-mad")
-"""The stages whose summary carries the block's flag fraction."""
-
-
 def flag_fraction(stages: list[dict[str, Any]]) -> float | None:
     """The flag stage's flag fraction from a block run's stage results (None: no flag stage,
     or its MSs were flagged before)."""
-    for result in stages:
-        if result.get("stage") in FLAG_STAGES:
-            value = (result.get("summary") or {}).get("flag_fraction")
-            return float(value) if isinstance(value, int | float) else None
-    return None
+    return flag_columns({str(r.get("stage")): r.get("summary") or {} for r in stages})[0]
 
 
 def bad_antennas(stages: list[dict[str, Any]]) -> int | None:
     """How many antennas the flag stage of a block run found bad (None: no such stage)."""
     for result in stages:
         if result.get("stage") == "flag":
-            names = (result.get("summary") or {}).get("bad_antennas")
-            return len([n for n in str(names).split(",") if n]) if names is not None else None
+            return len(flag_columns({"flag": result.get("summary") or {}})[1])
     return None
 
 

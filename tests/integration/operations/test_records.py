@@ -111,3 +111,29 @@ async def test_blocks_in_process_and_through_the_program(
     table = ctl(config, "blocks")
     assert "no catalog" in table.stdout and "failed" in table.stdout
     assert ctl(config, "blocks", "--state", "nonsense").returncode == 2
+
+
+async def test_blocks_show_the_flag_fraction_and_bad_antennas(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    blocks = Blocks(redis, Keys(config.redis.namespace))
+    spans = [BlockSpan("B1", T0, T0 + 3600), BlockSpan("B2", T0 + 3600, T0 + 7200)]
+    for i, span in enumerate(spans):
+        chunk = ChunkRecord(f"C{i}", f"C{i}", span.start, span.start + 309, 0.6, f"/ms/C{i}.ms")
+        await blocks.record_chunk(chunk, [span])
+    qa = {"flag": {"flag_fraction": 0.0734, "bad_antennas": "7,42", "status": "ok"}}
+    pipe = redis.pipeline(transaction=True)
+    blocks.stage_commit(pipe, "B1", 1, 1, ["C0"], [], {}, qa=qa)
+    await pipe.execute()
+    rows = {r.block_id: r for r in await list_blocks(config)}
+    assert rows["B1"].flag_fraction == pytest.approx(0.0734)
+    assert rows["B1"].bad_antennas == ["7", "42"]
+    assert rows["B2"].flag_fraction is None and rows["B2"].bad_antennas == []
+    table = ctl(config, "blocks")
+    assert table.returncode == 0, table.stderr
+    header = next(x for x in table.stdout.splitlines() if "block" in x and "state" in x)
+    assert "flagged" in header and "bad antennas" in header
+    line = next(x for x in table.stdout.splitlines() if " B1 " in x)
+    assert "7.3%" in line and "7,42" in line
+    shown = json.loads(ctl(config, "blocks", "--json").stdout)
+    assert shown[0]["qa"]["flag"]["bad_antennas"] == "7,42"

@@ -73,3 +73,40 @@ def test_without_aoflagger_the_mad_flagger_stands_in_and_says_so(
     assert result.summary["flagger"] == "mad"
     with tables.table(str(sim_block.ms_paths[0]), ack=False) as ms:
         assert ms.getkeyword(FLAGGED_KEYWORD) == rfi.FLAGGED_BY
+
+
+NO_ZEROS_STRATEGY = """aoflagger.require_min_version("3.0")
+function execute(input)
+  input:flag_nans()
+end
+"""
+
+
+def _drop_packets(path: Path) -> np.ndarray:
+    """Zero the first integration's first four channels (a dropped packet); the rows hit."""
+    with tables.table(str(path), readonly=False, ack=False) as ms:
+        times = ms.getcol("TIME")
+        hit = times == times.min()
+        data = ms.getcol("DATA")
+        data[hit, :4] = 0
+        ms.putcol("DATA", data)
+    return np.asarray(hit)
+
+
+@pytest.mark.skipif(shutil.which("aoflagger") is None, reason="no aoflagger")
+@pytest.mark.parametrize("strategy", ["shipped", "without zeros"])
+def test_dropped_packets_are_flagged_whichever_strategy_runs(
+    sim_block: SimBlock, science_config: Config, tmp_path: Path, strategy: str
+) -> None:
+    """The shipped strategy flags exact zeros itself (and the pass after it reads FLAG alone);
+    after a strategy that does not, the pass reads DATA and flags them."""
+    config = science_config
+    if strategy != "shipped":
+        path = tmp_path / "nozeros.lua"
+        path.write_text(NO_ZEROS_STRATEGY)
+        config = config.model_copy(update={"flagging": FlaggingConfig(strategy=str(path))})
+    hit = _drop_packets(sim_block.ms_paths[0])
+    rfi.flag_stage(_job(config), sim_block.ms_paths, config, tmp_path)
+    with tables.table(str(sim_block.ms_paths[0]), ack=False) as ms:
+        flags = ms.getcol("FLAG")
+    assert flags[hit, :4].all()

@@ -7,14 +7,23 @@
  YY. Short in time, long in frequency, so the differences from the generic strategy are:
  - the smooth background is fitted along frequency only (a masked Gaussian low-pass, no
    downsampling in time: a chunk has too few integrations to smooth over);
- - no whole-timestep or whole-channel RMS flagging: dsa110d flags the integrations swamped by
-   a broadband burst before this runs, SumThreshold along frequency finds the weaker bursts,
-   and dsa110d finds narrowband interference in the autocorrelations as well (measured: the
-   channel RMS test flagged 5-10 % of the clean data under bright sources);
+ - no whole-timestep or whole-channel RMS flagging: dsa110d finds broadband bursts along
+   time and narrowband interference along frequency in the autocorrelations, where the sky
+   is faint against the system noise (measured: the channel RMS test flagged 5-10 % of the
+   clean data under bright sources); a burst is smooth in frequency, so the background fit
+   here absorbs it and only its edges would be found;
  - a narrow background kernel (5 channels) and no flag dilation (scale-invariant rank operator
    off): measured on the simulator's interference, wider kernels and dilation spread the flags
    of moderate lines over their neighbours (a line not yet flagged when the background is
    fitted leaks into its neighbours' background), costing 5-15 % of clean data;
+ - one pass on Stokes I ((XX + YY) / 2) instead of one per polarisation: the interference
+   enters XX and YY alike (a sidelobe pick-up), Stokes I has sqrt(2) less noise, and the pass
+   costs half (measured: the same recall and clean data kept as per polarisation); its flags
+   apply to both;
+ - three background fits (thresholds 4x, 2x, 1x the base) are kept: without the 2x step the
+   pass costs 30 % less, but under bright sources it lost 2.0 % of the clean data (1.7 % with
+   it), the acceptance's limit;
+ - exact zeros (dropped packets) are flagged here, so dsa110d's own pass reads FLAG alone;
  - the flags already in the data are kept.
  The tunables are at the top of execute(); dsa110d passes none (the strategy is the contract).
 ]]--
@@ -22,7 +31,7 @@
 aoflagger.require_min_version("3.0")
 
 function execute(input)
-  local flag_polarizations = input:get_polarizations()
+  local flag_polarizations = { "I" }  -- one pass, its flags on XX and YY (see above)
   local base_threshold = 1.2          -- lower means more sensitive detection
   -- Each pass detects at a threshold (x base), then fits the background to what is left
   -- unflagged: the last fit leaves out everything found at the base threshold, so a moderate
@@ -32,11 +41,9 @@ function execute(input)
   local lowpass_sigma_sq = 1.0        -- its Gaussian's variance, channels^2
   local sir_level = 0.0               -- dilation of the flags (scale-invariant rank operator)
 
-  -- The flags already in the data (the correlator's, and the integrations dsa110d found
-  -- swamped by a broadband burst) are kept, but detection starts afresh: AOFlagger 3.1's
-  -- masked SumThreshold and low-pass fit, given whole integrations flagged, flag their
-  -- channels at every other integration too (measured: 20-40 % of clean data lost).
-  local inpPolarizations = input:get_polarizations()
+  -- The flags already in the data (the correlator's) are kept, but detection starts afresh:
+  -- AOFlagger 3.1's masked SumThreshold and low-pass fit, given whole integrations flagged,
+  -- flag their channels at every other integration too (measured: 20-40 % of clean data lost).
   local original_flags = input:copy()
   input:clear_mask()
 
@@ -62,7 +69,7 @@ function execute(input)
     if input:is_complex() then
       data = data:convert_to_complex("complex")
     end
-    input:set_polarization_data(polarization, data)
+    input:join_mask(data)
   end
 
   if sir_level > 0 then
@@ -70,4 +77,5 @@ function execute(input)
   end
   input:join_mask(original_flags)
   input:flag_nans()
+  input:flag_zeros()
 end
