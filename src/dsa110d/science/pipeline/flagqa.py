@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dsa110d.config import Config
-from dsa110d.science.pipeline.stage import BlockJob, SummaryValue
+from dsa110d.science.pipeline.stage import MOSTLY_FLAGGED, BlockJob, SummaryValue
 
 if TYPE_CHECKING:  # the record's readers (ctl, alerts) need not load casacore
     from dsa110d.science.pipeline.health import Health
@@ -20,7 +20,6 @@ WORST_LISTED = 10
 """Antennas and channels named in the stage's summary as the most flagged."""
 QA_DIR = "flags"
 """Directory of the flag QA files under the results directory."""
-STATUS_MOSTLY_FLAGGED = "mostly_flagged"
 FLAG_STAGES = ("flag", "flag-mad")
 """The stages whose summary carries the block's flag fraction (flag-mad names no antenna)."""
 
@@ -98,7 +97,7 @@ def summary_of(qa: dict[str, Any], flagger: str, config: Config) -> dict[str, Su
     mostly = fraction > config.flagging.mostly_flagged_fraction
     return {
         "flagger": flagger,
-        "status": STATUS_MOSTLY_FLAGGED if mostly else "ok",
+        "status": MOSTLY_FLAGGED if mostly else "ok",
         "flag_fraction": fraction,
         "samples": int(qa["samples"]),
         "bad_antennas": ",".join(sorted({*bad["dead"], *bad["hot"], *bad["unstable"]}, key=int)),

@@ -37,6 +37,9 @@ from typing import Literal, Protocol
 from dsa110d.config import Config
 from dsa110d.science.pipeline.blocks import Block
 
+MOSTLY_FLAGGED = "mostly_flagged"
+"""A stage summary's ``status`` that ends the block's pipeline: the later stages do not run."""
+
 SummaryValue = str | int | float | bool | None
 
 

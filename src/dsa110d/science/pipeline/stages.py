@@ -31,7 +31,7 @@ from pathlib import Path
 
 from dsa110d.config import Config
 from dsa110d.errors import ConfigError, DSA110Error, StageError, describe
-from dsa110d.science.pipeline.stage import BlockJob, Stage, StageResult
+from dsa110d.science.pipeline.stage import MOSTLY_FLAGGED, BlockJob, Stage, StageResult
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ BUILTIN_STAGES = {
     "image": "dsa110d.science.pipeline.imaging:image_stage",
 }
 """The stages shipped with dsa110d: name -> ``module:callable``."""
-MOSTLY_FLAGGED = "mostly_flagged"
-"""A stage summary's ``status`` that ends the block's pipeline (see the module docstring)."""
 
 
 def builtin_stages() -> dict[str, Stage]:
