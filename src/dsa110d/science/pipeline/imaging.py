@@ -12,8 +12,11 @@ them fenced with the run's version and token, like every block result):
   its 1-sigma noise and primary-beam response; ``images/<block>.png``: a quick-look;
 - ``sources/<block>.parquet``: the detections (``finder.SOURCE_COLUMNS``);
 - ``candidates/<block>.parquet``: the new sources first detected in this block, with the
-  5-sigma limits at their positions in up to ``EARLIER_BLOCKS`` earlier published mosaics
-  (``science.imaging.candidates``; ``earlier_upper_limits`` as JSON text).
+  5-sigma limits and the mosaic's value at their positions in up to ``EARLIER_BLOCKS``
+  earlier published mosaics (``science.imaging.candidates``; ``earlier_upper_limits`` as
+  JSON text). The processor then puts them on the monitored list
+  (``services.monitoring``): forced photometry measures them in every later block and in
+  the earlier blocks, re-run.
 
 When ``wsclean`` is not on PATH the stage reports ``skipped``: imaging is optional.
 """
@@ -161,7 +164,9 @@ def earlier_blocks(results_dir: Path, block_id: str) -> list[BlockSources]:
         earlier = base.removesuffix(".parquet")
         rms = rms_names.get(f"{earlier}.rms.fits")
         if earlier < block_id and rms is not None:
-            out.append(BlockSources(earlier, pd.read_parquet(sources_dir / name), images_dir / rms))
+            mosaic = images_dir / rms.replace(".rms.", ".mosaic.", 1)
+            sources = pd.read_parquet(sources_dir / name)
+            out.append(BlockSources(earlier, sources, images_dir / rms, mosaic))
     return sorted(out, key=lambda b: b.block_id)[-EARLIER_BLOCKS:]
 
 
