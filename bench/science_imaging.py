@@ -171,8 +171,20 @@ def completeness(block: Block) -> tuple[int, int, int, list[dict[str, Any]]]:
         )  # fmt: skip
         if hit.any():
             found += 1
-        else:
-            missed.append({"id": t["id"], "snr": min(t["flux_per_set_jy"]) / noise})
+            continue
+        miss: dict[str, Any] = {"id": t["id"], "snr": round(min(t["flux_per_set_jy"]) / noise, 1)}
+        if len(block.found):
+            seen = SkyCoord(block.found.ra_deg.to_numpy(), block.found.dec_deg.to_numpy(),
+                            unit="deg")  # fmt: skip
+            nearest = int(np.argmin(here.separation(seen).arcsec))
+            row = block.found.iloc[nearest]
+            miss |= {
+                "nearest_arcsec": round(float(here.separation(seen[nearest]).arcsec), 1),
+                "its_snr": round(float(row.snr), 1), "catalog_id": row.catalog_id,
+                "near_edge": bool(row.near_edge), "near_bright": bool(row.near_bright),
+                "a": round(float(row.a_arcsec)), "b": round(float(row.b_arcsec)),
+            }  # fmt: skip
+        missed.append(miss)
     return found, detectable, vetoed, missed
 
 
@@ -185,7 +197,10 @@ def false_new(block: Block) -> int:
         return 0
     seen = SkyCoord(new.ra_deg.to_numpy(), new.dec_deg.to_numpy(), unit="deg")
     _, separation, _ = seen.match_to_catalog_sky(every)
-    return int((separation.arcsec > TRUTH_MATCH_BEAMS * beam(block.mosaic)[0]).sum())
+    false = separation.arcsec > TRUTH_MATCH_BEAMS * beam(block.mosaic)[0]
+    if false.any():
+        print(new[false][["ra_deg", "dec_deg", "peak_jy", "snr", "a_arcsec", "b_arcsec"]])
+    return int(false.sum())
 
 
 def catalog_fluxes(block: Block) -> pd.DataFrame:

@@ -4,8 +4,9 @@ wsclean per chunk -> mosaic -> Aegean -> catalog match) against the simulator's 
 - injected uncatalogued transients at >= 10 sigma in the mosaic are found as new sources in
   >= 90 % of cases, within a fifth of the synthesized beam;
 - <= 1 false new source (a detection of nothing the truth lists) per block;
-- catalog sources' mosaic fluxes within 10 % (or 3 sigma) of the truth; the old image stage's
-  missing primary-beam correction fails that (the control);
+- catalog sources' mosaic fluxes, and Aegean's fitted peaks, within 10 % (or 3 sigma) of the
+  truth; the old image stage's missing primary-beam correction fails that (the control);
+- the simulator's extended emission (on with the uncatalogued sky) raises no new source;
 - astrometry: bright detections within a fifth of the beam of their true ICRS positions; an MS
   whose FIELD states the apparent meridian as J2000 (the old converter's label, had its data
   been phased there) puts them ~0.4 deg off (the control).
@@ -57,8 +58,12 @@ CHUNKS = 3
 TRANSIENTS = 24
 TRANSIENT_FLUX_JY = (0.015, 0.08)
 """Transients from ~10 to ~60 sigma in a mosaic of ~1.2 mJy noise (small scale, 3 chunks)."""
-IMAGE = {"size_px": 384, "scale_arcsec": 8.0}
-"""384 x 8 arcsec (0.85 deg) per chunk: the chunks' images overlap along the track."""
+IMAGE = {"size_px": 768, "scale_arcsec": 4.0}
+"""768 x 4 arcsec (0.85 deg) per chunk: the chunks' images overlap along the track. Pixels of
+~1/6 of the beam's minor axis (~23 arcsec here): at 8 arcsec (under 3 pixels across it)
+wsclean fits the PSF a ~100 arcsec major axis instead of ~70, the restored sources and the
+uncleaned residuals then differ in shape from the header's beam, and Aegean, fitting that
+beam, ran 10-15 % low (6 of 9 catalog fits within tolerance; 9 of 9 and 12 of 12 at 4)."""
 
 CATALOG_FLUX_JY = (0.02, 0.5)
 CATALOG_RA_MARGIN_DEG = 0.3
@@ -70,8 +75,6 @@ POSITION_BEAM_FRACTION = 0.2
 MAX_FALSE_NEW = 1
 FLUX_REL_TOL = 0.10
 FLUX_SIGMA_TOL = 3.0
-FINDER_FLUX_FRACTION = 0.6
-"""Measured 6 of 9 (remaining work): Aegean's fitted peaks run ~10-15 % low of the mosaic."""
 TRUTH_MATCH_BEAMS = 1.0
 """A detection within one beam (major axis) of a true source is that source, not false."""
 WRONG_FIELD_MIN_OFFSET_DEG = 0.2
@@ -237,10 +240,8 @@ def _inside(block: Block, frame: pd.DataFrame, truth: dict[str, dict[str, float]
 
 
 def test_catalog_fluxes_in_the_mosaic_match_the_truth(block: Block) -> None:
-    """Every catalog source away from the edge: the mosaic at its true position within 10 %
-    or 3 sigma of its flux (the done-when criterion: measured 9 of 9). Aegean's fitted peaks,
-    judged the same way, only for >= FINDER_FLUX_FRACTION: measured 6 of 9, ~10-15 % low, and
-    one 20 mJy source (13 sigma) fitted as a 4 mJy component 57 arcsec away."""
+    """Every catalog source away from the edge: the mosaic at its true position, and Aegean's
+    fitted peak, within 10 % or 3 sigma of its flux (the done-when criterion)."""
     known = {s["id"]: s for s in block.truth["sources"]}
     true_flux = {k: float(np.mean(v["flux_per_set_jy"])) for k, v in known.items()}
     judged = [
@@ -270,13 +271,27 @@ def test_catalog_fluxes_in_the_mosaic_match_the_truth(block: Block) -> None:
     true = matched.catalog_id.map(true_flux)
     ok = _flux_ok(matched, true)
     print(pd.DataFrame({"peak": matched.peak_jy, "true": true, "ok": ok}).to_string())
-    assert len(matched) >= 5 and ok.mean() >= FINDER_FLUX_FRACTION
+    assert len(matched) >= 5 and ok.all()
     # The control: without the primary-beam correction (the old image stage) the mosaic is
     # off by the beam's loss wherever that exceeds the tolerance.
     response = pd.Series([block.mosaic.response[p] for p in pixels])
     lossy = (response < 1 - 2 * FLUX_REL_TOL).to_numpy()
     uncorrected = at.assign(peak_jy=at.peak_jy * response)
     assert not _flux_ok(uncorrected, truth)[lossy].any()
+
+
+def test_the_extended_emission_raises_no_new_source(block: Block) -> None:
+    """The simulator's extended components (in the sky by default with the uncatalogued
+    sources): no new source within a component's FWHM of its centre."""
+    components = block.truth["diffuse"]
+    assert components
+    new = block.found[block.found["new_source"]]
+    if new.empty:
+        return
+    seen = SkyCoord(new.ra_deg.to_numpy(), new.dec_deg.to_numpy(), unit="deg")
+    for c in components:
+        centre = SkyCoord(c["ra_deg"], c["dec_deg"], unit="deg")
+        assert not (centre.separation(seen).arcmin <= c["fwhm_arcmin"]).any(), c
 
 
 def test_bright_detections_are_where_the_truth_puts_them(block: Block) -> None:
