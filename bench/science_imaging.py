@@ -51,7 +51,7 @@ CHUNKS = 3
 SUBBANDS_PER_SET = 16
 TRANSIENTS = 24
 TRANSIENT_FLUX_JY = (0.015, 0.08)
-IMAGE = {"size_px": 384, "scale_arcsec": 8.0}
+IMAGE: dict[str, Any] = {"size_px": 768, "scale_arcsec": 4.0}
 CATALOG_FLUX_JY = (0.02, 0.5)
 CATALOG_RA_MARGIN_DEG = 0.3
 CATALOG_DEC_HALFWIDTH_DEG = 0.35
@@ -240,6 +240,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13, 14])
     parser.add_argument("--diffuse", choices=("on", "off", "default"), default="default")
     parser.add_argument("--scale-arcsec", type=float, default=IMAGE["scale_arcsec"])
+    parser.add_argument("--auto-threshold", type=float, default=None)
+    parser.add_argument("--new-sigma", type=float, default=None)
     parser.add_argument("--keep", type=Path, default=None, help="keep each seed's block here")
     args = parser.parse_args()
     diffuse = None if args.diffuse == "default" else args.diffuse == "on"
@@ -248,7 +250,11 @@ def main() -> None:
         began = time.monotonic()
         with tempfile.TemporaryDirectory(dir=args.keep) as tmp:
             size = round(IMAGE["size_px"] * IMAGE["scale_arcsec"] / args.scale_arcsec)
-            image = {"size_px": size, "scale_arcsec": args.scale_arcsec}
+            image: dict[str, Any] = {"size_px": size, "scale_arcsec": args.scale_arcsec}
+            if args.auto_threshold is not None:
+                image["auto_threshold_sigma"] = args.auto_threshold
+            if args.new_sigma is not None:
+                image["new_source_sigma"] = args.new_sigma
             block = make_block(Path(tmp), seed, diffuse, image)
             found, detectable, vetoed, missed = completeness(block)
             false = false_new(block)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,14 @@ SUBBANDS = 16
 SEEDS = (11, 12)
 CATALOG_FLUX_JY = (0.02, 0.5)
 CATALOG_SOURCES = 16
-MAX_SHIFT_SIGMA = 1.0
-"""The extended emission may move a catalog source's forced flux by at most this many of its
-errors (it adds no noise: the same seed's noise is in both runs)."""
+MAX_SHIFT_SIGMA = 3.0
+"""With the default settings the extended emission may move a catalog source's forced flux by
+at most this many of its errors: the photometry acceptance's tolerance (issue #7). Measured
+up to 2.3 sigma at small scale, whose shortest spacings (~200 lambda) the default
+``uv_min_lambda`` (100) keeps."""
+CUT_SHIFT_SIGMA = 1.0
+"""With ``uv_min_lambda`` above every component's scale, at most this (the same noise in both
+runs: what is left is the component's far tail)."""
 SEEN_SIGMA = 5.0
 """On every baseline, forced photometry at a component's centre measures at least this."""
 ZERO_SIGMA = 3.0
@@ -54,9 +60,8 @@ def _block(root: Path, seed: int, diffuse: bool) -> tuple[list[Path], dict[str, 
         out=root / "in", start=START, sets=CHUNKS, scale="small", seed=seed, dec_deg=DEC_DEG,
         corrupt="none", variable_fraction=0.0, n_sources=CATALOG_SOURCES, diffuse=diffuse,
     )  # fmt: skip
+    root.mkdir(parents=True)
     write_catalog(root / "sky.csv", sky_catalog(spec, CATALOG_FLUX_JY, 0.3, 0.35))
-    from dataclasses import replace
-
     result = simulate(replace(spec, catalog=root / "sky.csv"))
     files = sorted(result.files, key=lambda p: p.name)
     ms = []
@@ -93,6 +98,13 @@ def test_extended_emission_leaves_the_catalog_fluxes_and_the_uv_cut_removes_it(
     shift = (on.flux_jy - off.flux_jy) / off.flux_err_jy
     print(pd.DataFrame({"on": on.flux_jy, "off": off.flux_jy, "shift_sigma": shift}))
     assert len(shift) >= 8 and (shift.abs() <= MAX_SHIFT_SIGMA).all()
+    widest = math.radians(max(c["fwhm_arcmin"] for c in components) / 60.0)
+    cut = PhotometrySettings(uv_min_lambda=CUT_FWHM_FACTOR * 1.665 / (math.pi * widest))
+    on_cut = measure_block(job, ms_on, catalog, cut).set_index("source_id")
+    off_cut = measure_block(job, ms_off, catalog, cut).set_index("source_id")
+    shift_cut = (on_cut.flux_jy - off_cut.flux_jy) / off_cut.flux_err_jy
+    print(f"largest shift {shift.abs().max():.2f} sigma; cut: {shift_cut.abs().max():.2f}")
+    assert (shift_cut.abs() <= CUT_SHIFT_SIGMA).all()
     # The control at the components' centres (the pseudo-sources forced photometry is told of).
     centres = _catalog(components)
     every = measure_block(job, ms_on, centres, PhotometrySettings(uv_min_lambda=0.0))
