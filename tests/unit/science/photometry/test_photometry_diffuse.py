@@ -2,10 +2,9 @@
 
 The same seed simulated with and without the extended components (their own random stream:
 the sources, the uncatalogued sky and the noise are the same) and measured with the default
-settings: no catalog source's flux moves by more than ``MAX_SHIFT_SIGMA`` of its error. The
-control, at each component's centre: forced photometry on every baseline sees the component
-(its flux there is significant), and with ``photometry.uv_min_lambda`` above the component's
-scale it is gone (consistent with zero): the cut in wavelengths is what removes it.
+settings: no catalog source's flux moves by more than the acceptance's 3 sigma; with
+``photometry.uv_min_lambda`` above the components' scale none moves by more than 1 sigma, and
+the control: without that cut some source does (the cut in wavelengths is what removes it).
 """
 
 from __future__ import annotations
@@ -47,9 +46,6 @@ up to 2.3 sigma at small scale, whose shortest spacings (~200 lambda) the defaul
 CUT_SHIFT_SIGMA = 1.0
 """With ``uv_min_lambda`` above every component's scale, at most this (the same noise in both
 runs: what is left is the component's far tail)."""
-SEEN_SIGMA = 5.0
-"""On every baseline, forced photometry at a component's centre measures at least this."""
-ZERO_SIGMA = 3.0
 CUT_FWHM_FACTOR = 3.0
 """The control's cut: this many times the |uv| (wavelengths) where the component's visibility
 falls to half, 1.665 / (pi theta) (the Gaussian then keeps 2^-9 of it)."""
@@ -105,16 +101,5 @@ def test_extended_emission_leaves_the_catalog_fluxes_and_the_uv_cut_removes_it(
     shift_cut = (on_cut.flux_jy - off_cut.flux_jy) / off_cut.flux_err_jy
     print(f"largest shift {shift.abs().max():.2f} sigma; cut: {shift_cut.abs().max():.2f}")
     assert (shift_cut.abs() <= CUT_SHIFT_SIGMA).all()
-    # The control at the components' centres (the pseudo-sources forced photometry is told of).
-    centres = _catalog(components)
-    every = measure_block(job, ms_on, centres, PhotometrySettings(uv_min_lambda=0.0))
-    print(every[["source_id", "flux_jy", "flux_err_jy"]])
-    seen = every.flux_jy / every.flux_err_jy
-    assert (seen >= SEEN_SIGMA).any()
-    for c in components:
-        theta = math.radians(c["fwhm_arcmin"] / 60.0)
-        cut = CUT_FWHM_FACTOR * 1.665 / (math.pi * theta)
-        one = _catalog([c])
-        gone = measure_block(job, ms_on, one, PhotometrySettings(uv_min_lambda=cut))
-        print(c["id"], cut, gone[["flux_jy", "flux_err_jy"]].to_dict("records"))
-        assert (gone.flux_jy.abs() <= ZERO_SIGMA * gone.flux_err_jy).all()
+    # The control: the same check without the cut fails (the extended emission is there).
+    assert (shift.abs() > CUT_SHIFT_SIGMA).any()
