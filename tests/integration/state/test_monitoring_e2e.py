@@ -131,7 +131,8 @@ def _near(frame: pd.DataFrame, t: dict[str, Any]) -> pd.DataFrame:
         return frame
     here = SkyCoord(t["ra_deg"], t["dec_deg"], unit="deg")
     seen = SkyCoord(frame.ra_deg.to_numpy(), frame.dec_deg.to_numpy(), unit="deg")
-    return frame[here.separation(seen).arcsec <= MATCH_ARCSEC]
+    near: pd.DataFrame = frame[here.separation(seen).arcsec <= MATCH_ARCSEC]
+    return near
 
 
 def _zero(flux: float, sigma: float) -> bool:

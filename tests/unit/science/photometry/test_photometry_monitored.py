@@ -43,9 +43,10 @@ def test_a_monitored_source_is_measured_at_its_true_flux(
     before = _run(sim_block, science_config, ())
     assert new.source_id not in set(before.source_id)
     after = _run(sim_block, science_config, (new,))
-    (row,) = after[after.source_id == new.source_id].itertuples()
-    true = float(sky.flux_jy[LEFT_OUT])
-    assert abs(row.flux_jy - true) <= FLUX_SIGMA_TOL * row.flux_err_jy  # type: ignore[operator]
+    row = after[after.source_id == new.source_id]
+    assert len(row) == 1
+    flux, error = float(row.flux_jy.iloc[0]), float(row.flux_err_jy.iloc[0])
+    assert abs(flux - float(sky.flux_jy[LEFT_OUT])) <= FLUX_SIGMA_TOL * error
     assert len(after) == len(before) + 1
 
 
