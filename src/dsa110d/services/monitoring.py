@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import structlog
 
+from dsa110d.errors import DSA110Error, describe
 from dsa110d.science.imaging.monitoring import (
     MonitoredSource,
     monitored_records,
@@ -65,3 +67,22 @@ async def register_new_sources(
         if await store.register(record, kept):
             added.append(str(record["candidate_id"]))
     return added
+
+
+async def after_commit(
+    store: MonitoredSources,
+    blocks: Blocks,
+    results: dict[str, str],
+    block_id: str,
+    log: structlog.stdlib.BoundLogger,
+) -> None:
+    """:func:`register_new_sources` for a committed run: a failure (the state server gone, an
+    unreadable table) is logged, not raised: the block's results are committed and must not
+    be counted a failed run."""
+    try:
+        added = await register_new_sources(store, blocks, results)
+    except (DSA110Error, OSError, ValueError) as exc:
+        log.warning("new_sources_not_monitored", block_id=block_id, reason=describe(exc))
+        return
+    if added:
+        log.info("new_sources_monitored", block_id=block_id, candidates=added)

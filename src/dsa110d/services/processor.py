@@ -576,7 +576,7 @@ class MSProcessingHandler:
             results = await self.publish_run(
                 lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
             )
-            await monitoring.register_new_sources(self.monitored, self.blocks, results)
+            await monitoring.after_commit(self.monitored, self.blocks, results, block.id, self.log)
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
