@@ -94,7 +94,8 @@ def image_and_search(
     found = find_sources(mosaic, scratch, finder)
     if config.paths.catalog is not None:
         catalog = read_catalog(config.paths.catalog)
-        found = match_catalog(found, catalog, float(mosaic.header["BMAJ"]), finder)
+        beam = float(mosaic.header["BMAJ"]), float(mosaic.header["BMIN"])
+        found = match_catalog(found, catalog, beam[0], finder, beam_minor_deg=beam[1])
     else:
         found = found.assign(
             catalog_id="", separation_arcsec=math.nan, near_bright=False, new_source=False
