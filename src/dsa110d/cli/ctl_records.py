@@ -116,14 +116,26 @@ def candidates_command(
             autocompletion=complete(records.CANDIDATE_CLASSES),
         ),
     ] = None,
+    new: Annotated[
+        bool,
+        typer.Option(
+            "--new",
+            help="The blind search's new sources instead: first-detection block, the earlier "
+            "mosaics' values and upper limits.",
+        ),
+    ] = False,
     limit: LimitOption = 50,
     env: EnvOption = None,
     config: ConfigOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """The variable and transient source candidates of the newest analysis run, best first."""
+    """The variable and transient source candidates of the newest analysis run, best first
+    (``--new``: the new sources the blind search found, now monitored)."""
     if kind is not None and kind not in records.CANDIDATE_CLASSES:
         raise typer.BadParameter(f"--class: {kind!r} is not transient or variable")
+    if new:
+        _new_sources(anyio.run(records.new_sources, load(config, env)), limit, json_)
+        return
     report = anyio.run(records.latest_candidates, load(config, env), kind)
     if report is None:
         if json_:
@@ -148,5 +160,33 @@ def candidates_command(
              number(c.get("mean_flux_jy")), number(c.get("v")), number(c.get("eta")),
              number(c.get("q_value")), number(c.get("m"))]
             for c in shown
+        ),
+    )  # fmt: skip
+
+
+def _new_sources(found: list[dict[str, Any]], limit: int, json_: bool) -> None:
+    shown = found[:limit] if limit else found
+    if json_:
+        print_json({"new_sources": shown})
+        return
+    if not shown:
+        say("no new sources: the blind search has found none (or the image stage is off)")
+        return
+
+    def earlier(r: dict[str, Any]) -> str:
+        limits = r.get("earlier_upper_limits") or []
+        if not limits:
+            return "-"
+        tightest = min(limits, key=lambda e: float(e["limit_jy"]))
+        return f"{len(limits)} (< {number(tightest['limit_jy'])} Jy)"
+
+    table(
+        f"new sources ({len(found)}), first detected first",
+        ["candidate", "ra", "dec", "first block", "peak Jy", "earlier limits", "re-run"],
+        (
+            [r.get("candidate_id"), number(r.get("ra_deg"), 7), number(r.get("dec_deg"), 6),
+             r.get("first_block"), number(r.get("peak_jy")), earlier(r),
+             ",".join(r.get("rerun_blocks") or []) or "-"]
+            for r in shown
         ),
     )  # fmt: skip

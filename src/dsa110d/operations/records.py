@@ -3,7 +3,9 @@ keep them.
 
 Sets come from the watcher's set records (:mod:`dsa110d.state.sets`), chunks and blocks from
 the processor's (:mod:`dsa110d.state.blocks`), candidates from the analyzer's latest run
-(:mod:`dsa110d.state.candidates`: Redis, else the results file).
+(:mod:`dsa110d.state.candidates`: Redis, else the results file), new sources from the blind
+search's monitored list (:mod:`dsa110d.state.monitored`: first-detection block, the earlier
+mosaics' values and limits, the blocks re-run to measure them).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dsa110d.state.blocks import BlockRecord, Blocks, BlockState
 from dsa110d.state.candidates import CandidateReport, fetch_candidates
 from dsa110d.state.connection import describe_target
 from dsa110d.state.keys import Keys
+from dsa110d.state.monitored import MonitoredSources
 from dsa110d.state.sets import SetRecord, Sets, SetState
 
 SET_STATES: tuple[str, ...] = tuple(s.value for s in SetState)
@@ -100,6 +103,13 @@ async def latest_candidates(config: Config, kind: str | None = None) -> Candidat
         return report
     kept = [c for c in report.candidates if c.get("class") == kind]
     return CandidateReport(report.run, kept, report.source)
+
+
+async def new_sources(config: Config) -> list[dict[str, Any]]:
+    """The monitored new sources (blind detections no catalog knew), first detected first."""
+    async with open_state(config) as redis:
+        found = await MonitoredSources(redis, Keys(config.redis.namespace)).all()
+    return sorted(found, key=lambda r: (str(r.get("first_block")), str(r["candidate_id"])))
 
 
 @dataclass(frozen=True)

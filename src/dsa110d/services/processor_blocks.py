@@ -68,7 +68,7 @@ from dsa110d.paths import inside_roots
 from dsa110d.resilience import BreakerBoard
 from dsa110d.science.atomic import STAGING_DIR
 from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
-from dsa110d.services import processor_jobs
+from dsa110d.services import monitoring, processor_jobs
 from dsa110d.services.processor_outputs import (
     read_cal_solutions,
     remove_stale_staging,
@@ -80,6 +80,7 @@ from dsa110d.state.calibration import Calibrations, unix_to_mjd
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Lease, Leases
+from dsa110d.state.monitored import MonitoredSources
 from dsa110d.state.streams import ReliableStream
 
 EXTERNAL_PROGRAMS = {"image": "wsclean"}
@@ -139,6 +140,7 @@ class BlockRunner:
         self.keys = keys
         self.blocks = Blocks(redis, keys)
         self.calibrations = Calibrations(redis, keys)
+        self.monitored = MonitoredSources(redis, keys)
         self.leases = Leases(redis, keys, config.leases)
         self.plan = BlockPlan.from_config(self.cfg)
         self.roots = config.paths.data_roots()
@@ -262,10 +264,11 @@ class BlockRunner:
         )
         config_doc = self.config.model_dump(mode="json", exclude={"redis"})
         timeout = self.cfg.processing_timeout_sec
+        watch = await monitoring.monitored_for_job(self.monitored)
         try:
             with anyio.move_on_after(timeout) as scope:
                 runs = await self.run_stages(
-                    config_doc, block.id, version, missing, ms_paths, staging
+                    config_doc, block.id, version, missing, ms_paths, staging, watch
                 )
                 stages = [processor_jobs.StageRun.from_json(run) for run in runs]
             if scope.cancelled_caught:
@@ -289,6 +292,7 @@ class BlockRunner:
             results = await self.publish_run(
                 lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
             )
+            await monitoring.after_commit(self.monitored, self.blocks, results, block.id, self.log)
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
@@ -305,6 +309,7 @@ class BlockRunner:
         missing: tuple[int, ...],
         ms_paths: list[str],
         staging: Path,
+        monitored: list[list[Any]] | None = None,
     ) -> list[dict[str, Any]]:
         """The configured stages in order: the in-process ones together in one worker call,
         each external program's stage in its own call through that program's breaker."""
@@ -314,7 +319,7 @@ class BlockRunner:
             async def run(names: list[str] = names) -> list[dict[str, Any]]:
                 done: list[dict[str, Any]] = await self.run_in_worker(
                     processor_jobs.block_job, config_doc, block_id, version, list(missing),
-                    ms_paths, str(staging), names,
+                    ms_paths, str(staging), names, monitored,
                 )  # fmt: skip
                 return done
 

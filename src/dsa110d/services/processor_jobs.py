@@ -135,9 +135,12 @@ def block_job(
     ms_paths: list[str],
     staging: str,
     stages: list[str] | None = None,
+    monitored: list[list[Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the configured stages (or only ``stages``, in that order) on one block; outputs
-    under ``staging``; their results."""
+    under ``staging``; their results. ``monitored``: the monitored new sources
+    (``MonitoredSource.to_json`` each) for forced photometry."""
+    from dsa110d.science.imaging.monitoring import MonitoredSource
     from dsa110d.science.pipeline.stage import BlockJob
     from dsa110d.science.pipeline.stages import build_pipeline, run_pipeline
 
@@ -149,7 +152,8 @@ def block_job(
         pipeline = config.pipeline.model_copy(update={"stages": stages})
         config = config.model_copy(update={"pipeline": pipeline})
     block = BlockPlan.from_config(config.services.ms_processor).block_by_id(block_id)
-    job = BlockJob(block, version, tuple(missing_slots))
+    watch = tuple(MonitoredSource.from_json(m) for m in monitored or ())
+    job = BlockJob(block, version, tuple(missing_slots), watch)
     scratch = root / SCRATCH_NAME
     try:
         results = run_pipeline(

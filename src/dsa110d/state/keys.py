@@ -130,6 +130,11 @@ class Keys:
         """JSON summary of the run the candidates hash came from."""
         return self._key("candidates", "run")
 
+    def monitored(self) -> str:
+        """Hash of new-source candidate id -> JSON record: the sources the blind search found
+        that forced photometry measures in every later block (and the earlier ones re-run)."""
+        return self._key("monitored")
+
     # variability analysis ------------------------------------------------------
     def analysis_pending(self) -> str:
         """Set of block ids announced since the last analysis run took them."""

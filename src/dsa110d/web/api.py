@@ -115,6 +115,12 @@ async def get_candidates(config: Config, query: Query, path: Mapping[str, str]) 
     return data
 
 
+async def get_new_sources(config: Config, query: Query, path: Mapping[str, str]) -> Any:
+    found = await records.new_sources(config)
+    limit = limit_of(query, 0)
+    return {"new_sources": found[:limit] if limit else found}
+
+
 async def get_light_curve(config: Config, query: Query, path: Mapping[str, str]) -> Any:
     return await anyio.to_thread.run_sync(results.light_curve, config, path["source_id"])
 
@@ -187,6 +193,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "dsa110ctl candidates).", get_candidates,
              (Param("class", "Only this class.", choices=records.CANDIDATE_CLASSES), LIMIT),
              schema={"type": "object", "required": ["candidates"]}),
+    Endpoint("/new-sources", "new_sources", "The blind search's new sources, monitored from "
+             "their first-detection block, with the earlier mosaics' values and upper limits "
+             "(as dsa110ctl candidates --new).", get_new_sources, (LIMIT,),
+             schema={"type": "object", "required": ["new_sources"]}),
     Endpoint("/sources/{source_id}/light-curve", "light_curve", "One source's light curve from "
              "the published photometry (newest version of each block).", get_light_curve,
              (Param("source_id", "The catalog's source id.", where="path"),),

@@ -14,6 +14,7 @@ from dsa110d.operations.records import latest_candidates, list_blocks, list_sets
 from dsa110d.state.blocks import Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.candidates import CandidateStore
 from dsa110d.state.keys import Keys
+from dsa110d.state.monitored import MonitoredSources
 from dsa110d.state.sets import NewFile, SetError, Sets
 from tests.integration.operations.ctlkit import ctl
 
@@ -137,3 +138,26 @@ async def test_blocks_show_the_flag_fraction_and_bad_antennas(
     assert "7.3%" in line and "7,42" in line
     shown = json.loads(ctl(config, "blocks", "--json").stdout)
     assert shown[0]["qa"]["flag"]["bad_antennas"] == "7,42"
+
+
+async def test_new_sources_through_the_program(config: Config, redis: aioredis.Redis) -> None:
+    """``candidates --new``: the monitored new sources with their first block and the
+    earlier mosaics' limits, as a table and as JSON."""
+    assert "no new sources" in ctl(config, "candidates", "--new").stdout
+    record = {
+        "candidate_id": "DSA J110056.4+600617", "ra_deg": 165.235, "dec_deg": 60.105,
+        "first_block": "2026-03-21T07:00:00", "peak_jy": 0.06,
+        "earlier_upper_limits": [
+            {"block_id": "2026-03-20T07:00:00", "limit_jy": 0.0062, "rms_jy": 0.00124,
+             "flux_jy": -0.0004},
+        ],
+        "rerun_blocks": ["2026-03-20T07:00:00", "2026-03-21T07:00:00"],
+        "mosaic_only_blocks": [],
+    }  # fmt: skip
+    assert await MonitoredSources(redis, Keys(config.redis.namespace)).register(record)
+    table = ctl(config, "candidates", "--new")
+    assert table.returncode == 0, table.stderr
+    assert "DSA J110056.4+600617" in table.stdout and "2026-03-21T07:00:00" in table.stdout
+    assert "0.0062" in table.stdout  # the tightest earlier limit
+    shown = json.loads(ctl(config, "candidates", "--new", "--json").stdout)
+    assert shown == {"new_sources": [record]}

@@ -40,6 +40,7 @@ class CalibratingProcessor(MSProcessingHandler):
         missing: tuple[int, ...],
         ms_paths: list[str],
         staging: Path,
+        monitored: list[list[Any]] | None = None,
     ) -> list[dict[str, Any]]:
         self.runs.append((block_id, version))
         await anyio.sleep(0.2)  # a run takes time: the other processor tries meanwhile

@@ -4,8 +4,12 @@ A new source (``finder``: unmatched, significant, away from edges and bright sou
 one block or several becomes one candidate: detections within ``match_radius_arcsec`` of each
 other are the same candidate. The candidate carries the block it was first detected in and,
 for every earlier block whose mosaic covered its position, the upper limit there
-(``UPPER_LIMIT_SIGMA`` times that mosaic's noise at the position): the light curve's
-non-detections before it appeared, as TraP's monitoring gives them.
+(``UPPER_LIMIT_SIGMA`` times that mosaic's noise at the position) and, when the block's
+mosaic is at hand, that mosaic's value there (``flux_jy``: the pixel nearest the position,
+Jy/beam, beam-corrected: the finder's peak convention, so a point source's flux) with its
+noise (``rms_jy``): the light curve's non-detections before it appeared, as TraP's
+monitoring gives them, measured on the mosaics (which are kept) even when the earlier
+blocks' Measurement Sets are gone and forced photometry cannot re-run there.
 """
 
 from __future__ import annotations
@@ -31,11 +35,17 @@ class BlockSources:
     block_id: str
     sources: pd.DataFrame
     rms_fits: Path
+    mosaic_fits: Path | None = None
 
 
 def noise_at(rms_fits: Path, ra_deg: float, dec_deg: float) -> float:
     """The noise map's value (Jy/beam) at a direction; NaN outside it or where blank."""
-    with fits.open(rms_fits) as hdus:
+    return pixel_at(rms_fits, ra_deg, dec_deg)
+
+
+def pixel_at(image_fits: Path, ra_deg: float, dec_deg: float) -> float:
+    """A map's value at the pixel nearest a direction; NaN outside it or where blank."""
+    with fits.open(image_fits) as hdus:
         data = np.asarray(hdus[0].data, dtype=np.float64)
         header = hdus[0].header
         x, y = wcs_of(header).world_to_pixel_values(ra_deg, dec_deg)
@@ -82,8 +92,16 @@ def candidates(blocks: Sequence[BlockSources], match_radius_arcsec: float) -> pd
         limits = []
         for block in blocks[: c.first_index]:
             noise = noise_at(block.rms_fits, c.ra_deg, c.dec_deg)
-            if math.isfinite(noise):
-                limits.append({"block_id": block.block_id, "limit_jy": UPPER_LIMIT_SIGMA * noise})
+            if not math.isfinite(noise):
+                continue
+            limit: dict[str, str | float | None] = {
+                "block_id": block.block_id, "limit_jy": UPPER_LIMIT_SIGMA * noise,
+                "rms_jy": noise, "flux_jy": None,
+            }  # fmt: skip
+            if block.mosaic_fits is not None and block.mosaic_fits.exists():
+                value = pixel_at(block.mosaic_fits, c.ra_deg, c.dec_deg)
+                limit["flux_jy"] = value if math.isfinite(value) else None
+            limits.append(limit)
         rows.append(
             {"candidate_id": _name(c.ra_deg, c.dec_deg), "ra_deg": c.ra_deg,
              "dec_deg": c.dec_deg, "first_block": c.first_block, "detections": c.detections,

@@ -18,6 +18,7 @@ from dsa110d.config import Config
 from dsa110d.science.atomic import atomic_file
 from dsa110d.science.catalog import Catalog, read_catalog
 from dsa110d.science.constants import SECONDS_PER_DAY, UNIX_EPOCH_MJD_S
+from dsa110d.science.imaging.monitoring import with_monitored
 from dsa110d.science.photometry.accumulation import BEAM_GAIN_MIN, measure_ms
 from dsa110d.science.photometry.settings import PhotometrySettings
 from dsa110d.science.photometry.solve import (
@@ -48,7 +49,7 @@ block), so exactly one block owns each transit. If the owning block is never pro
 transit is missing from the light curve rather than counted from the other block's edge."""
 
 SCHEMA: dict[str, str] = {
-    "source_id": "string: the catalog's id",
+    "source_id": "string: the catalog's id (a monitored new source's: its candidate id)",
     "ra_deg": "float64: catalog RA, ICRS deg",
     "dec_deg": "float64: catalog Dec, ICRS deg",
     "block_id": "string: the block (UTC start of its own hour), dsa110d.science.pipeline.blocks",
@@ -188,10 +189,11 @@ def write_photometry(frame: pd.DataFrame, final: Path) -> None:
 def photometry_stage(
     job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
 ) -> StageResult:
-    """Forced photometry of the catalog sources in the beam; writes the block's Parquet file."""
+    """Forced photometry of the catalog sources and the monitored new sources in the beam;
+    writes the block's Parquet file."""
     if config.paths.catalog is None:
         return StageResult("photometry", "skipped", message="paths.catalog is not configured")
-    catalog = read_catalog(config.paths.catalog)
+    catalog = with_monitored(read_catalog(config.paths.catalog), job.monitored)
     frame = measure_block(job, ms_paths, catalog, PhotometrySettings.from_config(config))
     final = photometry_path(config, job.block_id)
     write_photometry(frame, final)

@@ -12,8 +12,11 @@ them fenced with the run's version and token, like every block result):
   its 1-sigma noise and primary-beam response; ``images/<block>.png``: a quick-look;
 - ``sources/<block>.parquet``: the detections (``finder.SOURCE_COLUMNS``);
 - ``candidates/<block>.parquet``: the new sources first detected in this block, with the
-  5-sigma limits at their positions in up to ``EARLIER_BLOCKS`` earlier published mosaics
-  (``science.imaging.candidates``; ``earlier_upper_limits`` as JSON text).
+  5-sigma limits and the mosaic's value at their positions in up to ``EARLIER_BLOCKS``
+  earlier published mosaics (``science.imaging.candidates``; ``earlier_upper_limits`` as
+  JSON text). The processor then puts them on the monitored list
+  (``services.monitoring``): forced photometry measures them in every later block and in
+  the earlier blocks, re-run.
 
 When ``wsclean`` is not on PATH the stage reports ``skipped``: imaging is optional.
 """
@@ -44,6 +47,12 @@ log = logging.getLogger(__name__)
 
 EARLIER_BLOCKS = 24
 """Earlier blocks (a day of hours) searched for a new source's non-detections."""
+MIN_PIXELS_ACROSS_BEAM = 4.0
+"""Fewer pixels than this across the restoring beam's minor axis undersample it: wsclean then
+fits the PSF a wider beam (~100 arcsec major instead of ~70 on the small-scale array at 8
+arcsec pixels, 3 across its 23 arcsec minor axis), the restored sources and the uncleaned
+residuals differ in shape from the header's beam, and Aegean's fits of that beam ran 10-15 %
+low. The stage warns (``imaging.scale_arcsec`` is the operator's to set)."""
 
 
 def imaging_params(cfg: ImagingConfig) -> ImagingParams:
@@ -73,11 +82,20 @@ def image_and_search(
         image_chunk(Path(ms), scratch / f"chunk{i:02d}", params) for i, ms in enumerate(ms_paths)
     ]
     mosaic = build_mosaic(chunks)
+    across = float(mosaic.header["BMIN"]) * 3600.0 / config.imaging.scale_arcsec
+    if across < MIN_PIXELS_ACROSS_BEAM:
+        log.warning(
+            "block %s: %.1f pixels across the beam's minor axis (%.1f arcsec): "
+            "imaging.scale_arcsec %.1f undersamples it; the finder's fluxes run low",
+            job.block_id, across, float(mosaic.header["BMIN"]) * 3600.0,
+            config.imaging.scale_arcsec,
+        )  # fmt: skip
     finder = finder_params(config.imaging)
     found = find_sources(mosaic, scratch, finder)
     if config.paths.catalog is not None:
         catalog = read_catalog(config.paths.catalog)
-        found = match_catalog(found, catalog, float(mosaic.header["BMAJ"]), finder)
+        beam = float(mosaic.header["BMAJ"]), float(mosaic.header["BMIN"])
+        found = match_catalog(found, catalog, beam[0], finder, beam_minor_deg=beam[1])
     else:
         found = found.assign(
             catalog_id="", separation_arcsec=math.nan, near_bright=False, new_source=False
@@ -161,7 +179,9 @@ def earlier_blocks(results_dir: Path, block_id: str) -> list[BlockSources]:
         earlier = base.removesuffix(".parquet")
         rms = rms_names.get(f"{earlier}.rms.fits")
         if earlier < block_id and rms is not None:
-            out.append(BlockSources(earlier, pd.read_parquet(sources_dir / name), images_dir / rms))
+            mosaic = images_dir / rms.replace(".rms.", ".mosaic.", 1)
+            sources = pd.read_parquet(sources_dir / name)
+            out.append(BlockSources(earlier, sources, images_dir / rms, mosaic))
     return sorted(out, key=lambda b: b.block_id)[-EARLIER_BLOCKS:]
 
 

@@ -7,7 +7,8 @@ A **stage** is a named callable that does one step of a block's processing::
 
 - ``job`` is the block being processed (:class:`dsa110d.science.pipeline.blocks.Block`), the version
   of this run (1 for the first, +1 each time a late chunk re-runs the block: newer results
-  supersede older ones) and the slots processed without their chunk (after the timeout).
+  supersede older ones), the slots processed without their chunk (after the timeout) and the
+  monitored new sources (the blind search's, measured from then on).
 - ``ms_paths`` are the block's Measurement Sets (one per 5-minute chunk), in time order.
   A stage may modify them in place only for what it owns (``flag`` writes the FLAG column);
   it must never delete them.
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from dsa110d.config import Config
+from dsa110d.science.imaging.monitoring import MonitoredSource
 from dsa110d.science.pipeline.blocks import Block
 
 MOSTLY_FLAGGED = "mostly_flagged"
@@ -50,6 +52,9 @@ class BlockJob:
     block: Block
     version: int = 1
     missing_slots: tuple[int, ...] = ()
+    monitored: tuple[MonitoredSource, ...] = ()
+    """The monitored new sources (``state.monitored``) forced photometry measures beside the
+    catalog's."""
 
     @property
     def block_id(self) -> str:

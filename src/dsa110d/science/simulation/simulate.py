@@ -50,7 +50,7 @@ from dsa110d.science.catalog import (
 )
 from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX, set_id_from_time, subband_file_name
 from dsa110d.science.hdf5.writer import SubbandHeader, SubbandWriter
-from dsa110d.science.simulation import corruptions, layout, uncatalogued
+from dsa110d.science.simulation import corruptions, diffuse, layout, uncatalogued
 from dsa110d.science.simulation.catalog_errors import with_position_errors
 from dsa110d.science.simulation.sky import Variability, draw_variability, true_fluxes
 from dsa110d.science.simulation.spec import (
@@ -96,6 +96,8 @@ GENERATED_RA_MARGIN_DEG = 10.0
 sources entering and leaving the beam are there too."""
 UNCATALOGUED_STREAM = 0x5C
 """The uncatalogued sky draws from its own stream too (a seed's catalog sky is unchanged)."""
+DIFFUSE_STREAM = 0xD1
+"""The extended emission draws from its own stream too."""
 CALIBRATOR_MODEL = "PB17:3C286"
 """The calibrator's (``CALIBRATOR_ID``) spectrum: 3C286's Perley-Butler 2017 polynomial (~15 Jy
 at the band centre)."""
@@ -275,6 +277,13 @@ class _Simulation:
             transient_flux_range_jy=spec.transient_flux_range_jy,
         )
         self.sky = uncatalogued.combined(self.catalog, self.hidden.catalog)
+        track = _track(self.plans, self.scale, spec.dec_deg)
+        hidden_sky = spec.faint_per_deg2 > 0 or spec.transients > 0
+        on = spec.diffuse if spec.diffuse is not None else hidden_sky
+        self.diffuse = diffuse.draw_diffuse(
+            np.random.default_rng([spec.seed, DIFFUSE_STREAM]), track["track_ra_deg"],
+            track["track_dec_deg"], diffuse.PER_DEG2 if on else 0.0,
+        )  # fmt: skip
         self.hidden_fluxes: list[NDArray[np.float64]] = []
         self.set_ids: list[str] = []
         self.corrupt = corruptions.resolve_level(spec.corrupt, spec.scale)
@@ -321,6 +330,7 @@ def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None
     sim.hidden_fluxes.append(hidden)
     sim.set_ids.append(set_id_from_time(float(times[0]), scale.integration_time_s))
     sky = sky_in_view(geometry, sim.sky, np.concatenate([flux, hidden]), sim.freq_hz, beam=sim.beam)
+    extended = diffuse.in_view(geometry, sim.diffuse, sim.freq_hz, sim.beam)
     n_bls = len(sim.ant_1)
     writers: list[SubbandWriter] = []
     try:
@@ -361,6 +371,7 @@ def _write_set(sim: _Simulation, plan: SetPlan, land: Callable[[int, Path], None
                 freq_hz=sim.freq_hz,
                 sefd_jy=spec.sefd_jy,
             )
+            diffuse.add_to(vis, t0, geometry, extended, sim.freq_hz)
             for corruption in sim.corruptions:
                 corruption.apply(vis, chunk)
             for sb, writer in enumerate(writers):

@@ -58,6 +58,9 @@ class SimulationSpec:
     transients: int = 0
     """Uncatalogued transients along the track (``uncatalogued``)."""
     transient_flux_range_jy: tuple[float, float] = uncatalogued.TRANSIENT_FLUX_RANGE_JY
+    diffuse: bool | None = None
+    """Extended emission on short baselines (``diffuse``); None: with the uncatalogued sky
+    (when ``faint_per_deg2`` > 0 or ``transients`` > 0)."""
     calibrator: bool | None = None
     """Add a calibrator to a generated catalog (``simulate.with_calibrator``); None: when the data
     are corrupted (they need calibrating)."""

@@ -21,6 +21,7 @@ from dsa110d.science.beam import BeamModel
 from dsa110d.science.catalog import Catalog, calibrator_rows, flux_models
 from dsa110d.science.hdf5.subbands import subband_file_name
 from dsa110d.science.simulation.corruptions import Corruption
+from dsa110d.science.simulation.diffuse import Diffuse
 from dsa110d.science.simulation.sky import Variability
 from dsa110d.science.simulation.spec import CALIBRATOR_ID, SetPlan, SimulationSpec
 from dsa110d.science.simulation.uncatalogued import Uncatalogued
@@ -44,6 +45,7 @@ class SimulatedRun(Protocol):
     corruptions: list[Corruption]
     hidden: Uncatalogued
     hidden_fluxes: list[NDArray[np.float64]]
+    diffuse: Diffuse
 
 
 def write_truth(path: Path, sim: SimulatedRun) -> None:
@@ -98,6 +100,7 @@ def write_truth(path: Path, sim: SimulatedRun) -> None:
         "sets": sets,
         "sources": sources,
         "uncatalogued": sim.hidden.truth(sim.hidden_fluxes),
+        "diffuse": sim.diffuse.truth(),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

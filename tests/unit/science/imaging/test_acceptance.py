@@ -4,8 +4,9 @@ wsclean per chunk -> mosaic -> Aegean -> catalog match) against the simulator's 
 - injected uncatalogued transients at >= 10 sigma in the mosaic are found as new sources in
   >= 90 % of cases, within a fifth of the synthesized beam;
 - <= 1 false new source (a detection of nothing the truth lists) per block;
-- catalog sources' mosaic fluxes within 10 % (or 3 sigma) of the truth; the old image stage's
-  missing primary-beam correction fails that (the control);
+- catalog sources' mosaic fluxes, and Aegean's fitted peaks, within 10 % (or 3 sigma) of the
+  truth; the old image stage's missing primary-beam correction fails that (the control);
+- the simulator's extended emission (on with the uncatalogued sky) raises no new source;
 - astrometry: bright detections within a fifth of the beam of their true ICRS positions; an MS
   whose FIELD states the apparent meridian as J2000 (the old converter's label, had its data
   been phased there) puts them ~0.4 deg off (the control).
@@ -47,9 +48,9 @@ from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_ca
 from dsa110d.science.simulation.visibilities import lst_for
 from tests.unit.science.conftest import config_under
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
-"""The shared block takes ~1 min on a quiet machine (simulate, convert, 3 wsclean runs, mosaic,
-Aegean): 2 min at load 14."""
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+"""The shared block takes ~1.5 min on a quiet machine (simulate, convert, 3 wsclean runs of
+768 x 768, mosaic, Aegean): ~5 min at load 15."""
 
 START = datetime(2026, 3, 20, 7, 0, 0, tzinfo=UTC)
 DEC_DEG = 60.0
@@ -57,8 +58,12 @@ CHUNKS = 3
 TRANSIENTS = 24
 TRANSIENT_FLUX_JY = (0.015, 0.08)
 """Transients from ~10 to ~60 sigma in a mosaic of ~1.2 mJy noise (small scale, 3 chunks)."""
-IMAGE = {"size_px": 384, "scale_arcsec": 8.0}
-"""384 x 8 arcsec (0.85 deg) per chunk: the chunks' images overlap along the track."""
+IMAGE = {"size_px": 768, "scale_arcsec": 4.0}
+"""768 x 4 arcsec (0.85 deg) per chunk: the chunks' images overlap along the track. Pixels of
+~1/6 of the beam's minor axis (~23 arcsec here): at 8 arcsec (under 3 pixels across it)
+wsclean fits the PSF a ~100 arcsec major axis instead of ~70, the restored sources and the
+uncleaned residuals then differ in shape from the header's beam, and Aegean, fitting that
+beam, ran 10-15 % low (6 of 9 catalog fits within tolerance; 9 of 9 and 12 of 12 at 4)."""
 
 CATALOG_FLUX_JY = (0.02, 0.5)
 CATALOG_RA_MARGIN_DEG = 0.3
@@ -70,8 +75,6 @@ POSITION_BEAM_FRACTION = 0.2
 MAX_FALSE_NEW = 1
 FLUX_REL_TOL = 0.10
 FLUX_SIGMA_TOL = 3.0
-FINDER_FLUX_FRACTION = 0.6
-"""Measured 6 of 9 (remaining work): Aegean's fitted peaks run ~10-15 % low of the mosaic."""
 TRUTH_MATCH_BEAMS = 1.0
 """A detection within one beam (major axis) of a true source is that source, not false."""
 WRONG_FIELD_MIN_OFFSET_DEG = 0.2
@@ -79,10 +82,11 @@ EDGE_BEAMS = 2.0
 """Sources within this many beams (major axis) of the mosaic's edge are not judged."""
 CATALOG_SOURCES = 16
 FAINT_SCALE = 0.00625
-"""0.6 % of the real 2-20 mJy counts (~20 sources here). Note: the faint count changes the
-transients drawn after it; at 1 % (another realisation of the transients) 8 of 10 were found
-(two >= 10 sigma transients fitted 18-23 arcsec off along the 102 arcsec beam): completeness
-at 10 sigma is ~85-90 % at this 24-antenna scale, marginal against the 90 % goal."""
+"""0.6 % of the real 2-20 mJy counts (~20 sources here). Completeness over seeds is measured
+by ``bench/science_imaging.py`` (this test holds one seed to the criteria): at 8 arcsec pixels
+18 of 21 (86 %); at 4 arcsec 11 of 11 here, and the misses elsewhere are transients blended
+with a neighbour (one component fitted ~40 arcsec off) or fitted just under the 9-sigma
+threshold at 10-11 sigma true."""
 
 
 @dataclass
@@ -237,10 +241,8 @@ def _inside(block: Block, frame: pd.DataFrame, truth: dict[str, dict[str, float]
 
 
 def test_catalog_fluxes_in_the_mosaic_match_the_truth(block: Block) -> None:
-    """Every catalog source away from the edge: the mosaic at its true position within 10 %
-    or 3 sigma of its flux (the done-when criterion: measured 9 of 9). Aegean's fitted peaks,
-    judged the same way, only for >= FINDER_FLUX_FRACTION: measured 6 of 9, ~10-15 % low, and
-    one 20 mJy source (13 sigma) fitted as a 4 mJy component 57 arcsec away."""
+    """Every catalog source away from the edge: the mosaic at its true position, and Aegean's
+    fitted peak, within 10 % or 3 sigma of its flux (the done-when criterion)."""
     known = {s["id"]: s for s in block.truth["sources"]}
     true_flux = {k: float(np.mean(v["flux_per_set_jy"])) for k, v in known.items()}
     judged = [
@@ -270,13 +272,34 @@ def test_catalog_fluxes_in_the_mosaic_match_the_truth(block: Block) -> None:
     true = matched.catalog_id.map(true_flux)
     ok = _flux_ok(matched, true)
     print(pd.DataFrame({"peak": matched.peak_jy, "true": true, "ok": ok}).to_string())
-    assert len(matched) >= 5 and ok.mean() >= FINDER_FLUX_FRACTION
+    assert len(matched) >= 5 and ok.all()
     # The control: without the primary-beam correction (the old image stage) the mosaic is
     # off by the beam's loss wherever that exceeds the tolerance.
     response = pd.Series([block.mosaic.response[p] for p in pixels])
     lossy = (response < 1 - 2 * FLUX_REL_TOL).to_numpy()
     uncorrected = at.assign(peak_jy=at.peak_jy * response)
     assert not _flux_ok(uncorrected, truth)[lossy].any()
+
+
+def test_the_extended_emission_raises_no_new_source(block: Block) -> None:
+    """The simulator's extended components (in the sky by default with the uncatalogued
+    sources): every new source within a component's FWHM of its centre is a true point
+    source (within a beam of one), not the component."""
+    components = block.truth["diffuse"]
+    assert components
+    new = block.found[block.found["new_source"]]
+    if new.empty:
+        return
+    points = [*block.truth["sources"], *block.truth["uncatalogued"]]
+    every = SkyCoord([s["ra_deg"] for s in points], [s["dec_deg"] for s in points], unit="deg")
+    seen = SkyCoord(new.ra_deg.to_numpy(), new.dec_deg.to_numpy(), unit="deg")
+    _, to_point, _ = seen.match_to_catalog_sky(every)
+    explained = to_point.arcsec <= TRUTH_MATCH_BEAMS * _beam(block.mosaic)[0]
+    for c in components:
+        centre = SkyCoord(c["ra_deg"], c["dec_deg"], unit="deg")
+        on_it = centre.separation(seen).arcmin <= c["fwhm_arcmin"]
+        print(f"{c['id']}: {int(on_it.sum())} new sources within its FWHM, all true points")
+        assert explained[on_it].all(), c
 
 
 def test_bright_detections_are_where_the_truth_puts_them(block: Block) -> None:

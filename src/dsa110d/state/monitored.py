@@ -1,0 +1,54 @@
+"""The monitored list: new sources the blind search found, measured from then on.
+
+A new source (``science.imaging``: unmatched, significant, first detected in a block) joins
+the list once, in ``Keys.monitored()`` (candidate id -> JSON record: position, first block,
+the earlier blocks that covered it). Registering it and asking for the re-run of those
+earlier blocks (their generation bumped, back on the pending list, as a late chunk does) is
+one script (``monitored_register.lua``): however many processors publish a block naming the
+same candidate, exactly one registration succeeds and the earlier blocks re-run once. Every
+block run after that reads the list and forced photometry measures its sources beside the
+catalog's (TraP's monitoring list).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from dsa110d.state import lua
+from dsa110d.state.connection import Redis, translate_errors
+from dsa110d.state.durability import confirm
+from dsa110d.state.keys import Keys
+
+
+class MonitoredSources:
+    """Register and read the monitored new sources."""
+
+    def __init__(self, redis: Redis, keys: Keys, target: str = "the state server") -> None:
+        self.redis = redis
+        self.keys = keys
+        self.target = target
+        self._register = lua.script(redis, "monitored_register")
+
+    async def register(self, record: dict[str, Any], rerun_blocks: Sequence[str] = ()) -> bool:
+        """Add ``record`` (its ``candidate_id``) unless already monitored, and then ask for
+        ``rerun_blocks`` to run again; True when this call added it."""
+        cid = str(record["candidate_id"])
+        keys = [
+            self.keys.monitored(),
+            self.keys.block_pending(),
+            *(self.keys.block_record(b) for b in rerun_blocks),
+        ]
+        args = [cid, json.dumps(record, sort_keys=True, allow_nan=False), *rerun_blocks]
+        with translate_errors(self.target):
+            added = bool(await self._register(keys=keys, args=args))
+        if added:
+            await confirm(self.redis, self.keys, self.target, f"monitored source {cid}")
+        return added
+
+    async def all(self) -> list[dict[str, Any]]:
+        """Every monitored source's record, in candidate-id order."""
+        with translate_errors(self.target):
+            raw = await self.redis.hgetall(self.keys.monitored())  # type: ignore[misc]
+        return [json.loads(raw[k]) for k in sorted(raw)]
