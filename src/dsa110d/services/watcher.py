@@ -11,16 +11,18 @@ HDF5_PROCESSING message per complete set.
 * **When a file counts**: its name is a subband name matching ``file_pattern`` (not
   ``_incomplete``, not an rsync temporary), two looks ``stability_interval_sec`` apart see the
   same size and mtime, it resolves inside the watched directory, and the probe
-  (:func:`~dsa110d.science.hdf5.subbands.probe_subband`, run off the event loop) accepts it.
+  (:func:`~dsa110d.science.hdf5.probe.probe_subband`, run off the event loop) accepts it.
 * **Probing and recording**: a batch of settled files (sorted by name, so by set) is probed
   in parts, a set's worth at a time in a burst and BACKLOG_CHUNK files at a time in a backlog,
   ahead of the recording: while one part's sets are recorded and announced (which mostly waits
   on the server's fsyncs) the next is probed; the recording takes every part probed by then
   in one go, one script call per set. A rescan stats each known file once and probes only
-  files whose size or mtime changed. The service probes in a long-lived process of its own
-  (:func:`isolated_prober`: a crash or hang of libhdf5 on a hostile file kills that process,
-  which is replaced, and the file is recorded as faulty); :func:`probe_in_threads` (tests,
-  benchmarks) and :func:`pooled_prober` probe in the daemon's process.
+  files whose size or mtime changed; a restart probes none it knew: outcomes are cached in
+  the state server by (path, size, mtime, inode) (:class:`~dsa110d.state.probes.ProbeCache`).
+  The service probes in a long-lived process of its own, and a backlog in up to
+  PROBE_WORKERS (:func:`isolated_prober`: a crash or hang of libhdf5 on a hostile file kills
+  that process, which is replaced, and the file is recorded as faulty); :func:`probe_in_threads`
+  (tests, benchmarks) and :func:`pooled_prober` probe in the daemon's process.
 * **Fault boundaries**: each file is one unit of work (whatever its probe raises becomes its
   ``bad_file`` fault, :func:`ingest.probe_files`), and so is each open set in the periodic
   check (a set whose announcement cannot be built or published is failed with the reason,
@@ -47,6 +49,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import structlog
 from watchfiles import Change, awatch
@@ -64,9 +67,11 @@ from dsa110d.errors import (
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.science.hdf5 import ingest
 from dsa110d.science.hdf5.subbands import ignore_reason, parse_subband_name
+from dsa110d.services import dirwatch
 from dsa110d.services.base import Health, HealthReport, Service, ServiceContext, register_service
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
+from dsa110d.state.probes import Identity, ProbeCache
 from dsa110d.state.sets import ErrorKind, NewFile, SetError, SetRecord, Sets, SetState
 from dsa110d.state.streams import ReliableStream
 from dsa110d.workers import DEATHS_DEGRADED, WorkerPool
@@ -79,10 +84,11 @@ the probe of the next chunk overlaps the recording of this one, and sets go out 
 complete rather than after the whole backlog is probed."""
 PARTS_AHEAD = 8
 """Parts probed ahead of the recording at most (a burst's sets; bounded memory)."""
-PROBE_WORKERS = 1
-"""Probe processes of the watcher service: one long-lived process, fed a part (a set's worth
-in a burst, BACKLOG_CHUNK files in a backlog) per job. One, because the daemon's session gets
-a fixed share of the CPUs on a shared host (autogroup): more processes add no speed there."""
+PROBE_WORKERS = os.cpu_count() or 1
+"""Probe processes of the watcher service at most: one long-lived (a burst's parts, a set's
+worth each, go to it: no spawn on the latency path) and, for a backlog (BACKLOG_CHUNK files
+a part), the others, spawned for it and retired PROBE_IDLE_SEC after it."""
+PROBE_IDLE_SEC = 60.0
 PROBE_MODULES = ("dsa110d.science.hdf5.ingest",)
 """Imported once when a probe process starts (h5py, numpy), not on its first job."""
 PROBE_JOB_BASE_SEC = 30.0
@@ -190,13 +196,32 @@ async def _concurrently(job: Callable[[T], Awaitable[Any]], items: Sequence[T]) 
                 tg.start_soon(one, item)
 
 
+def _identity(look: ingest.Look) -> Identity:
+    return (look.size, look.mtime_ns, look.inode)
+
+
 class _Probing:
     """A part of a batch being probed (as a task), awaited by the recording loop."""
 
-    def __init__(self, part: list[tuple[str, ingest.Look]]) -> None:
+    def __init__(
+        self, part: list[tuple[str, ingest.Look]], known: list[dict[str, Any]] | None = None
+    ) -> None:
         self.part = part
         self.done = anyio.Event()
-        self._found: list[dict[str, Any]] = []
+        self.cached = known is not None
+        """The outcomes came from the probe cache (nothing to probe, nothing to remember)."""
+        self._found: list[dict[str, Any]] = known or []
+        if known is not None:
+            self.done.set()
+
+    async def start(
+        self, tg: anyio.abc.TaskGroup, lanes: anyio.Semaphore, prober: Prober, root: str
+    ) -> None:
+        """Start probing in ``tg`` once a lane is free (at most probe_lanes probes at once);
+        nothing to do for outcomes from the cache."""
+        if not self.cached:
+            await lanes.acquire()
+            tg.start_soon(self.run, lanes, prober, root)
 
     async def run(self, lane: anyio.Semaphore, prober: Prober, root: str) -> None:
         try:
@@ -235,12 +260,20 @@ class HDF5EventHandler:
         self.probe_lanes = max(1, probe_lanes)
         """Probes run at once (1 for threads: h5py holds the GIL; 1 + workers for a pool)."""
         self.producer = Producer.here(service)
+        self.cache = ProbeCache(redis, keys, self.producer.host)
         self.seen: dict[str, ingest.Look] = {}
         """Paths handled, with the look they were handled at (not probed again unless changed)."""
         self.unsettled: set[str] = set()
+        self.listed: set[str] = set()
+        """What the last scan found in the directory."""
+        self._growing: anyio.Event | None = None
+        """Set when a file joins ``unsettled`` (the stability re-checks wait on it)."""
         self.in_flight: set[str] = set()
         self.announced = 0
         self.rejected = 0
+        self.on_activity: Callable[[], Awaitable[None]] | None = None
+        """Called on every batch of events, wanted names or not (an ``_incomplete`` file
+        being written is a set on its way: the service warms the worker pool with it)."""
 
     # ------------------------------------------------------------------ intake
     async def start(self) -> int:
@@ -253,6 +286,7 @@ class HDF5EventHandler:
         self.root = await anyio.to_thread.run_sync(self.root.resolve)
         await self.stream.ensure_group()
         handled = await self.scan()
+        await self.cache.keep_only(self.listed)  # files that left while we were down
         await self.check_open_sets()
         return handled
 
@@ -263,8 +297,11 @@ class HDF5EventHandler:
         except OSError as exc:
             raise InputFileError(f"{self.root}: cannot list the watched directory: {exc}") from None
         paths = {str(self.root / n) for n in names}
-        for gone in [p for p in self.seen if p not in paths]:
-            del self.seen[gone]  # moved or deleted: forget it (bounded memory)
+        self.listed = paths
+        gone = [p for p in self.seen if p not in paths]
+        for path in gone:
+            del self.seen[path]  # moved or deleted: forget it (bounded memory)
+        await self.cache.forget(gone)
         return await self.handle(paths)
 
     def wanted(self, path: str) -> bool:
@@ -287,7 +324,8 @@ class HDF5EventHandler:
             self.in_flight.difference_update(candidates)
 
     async def _handle(self, candidates: list[str]) -> int:
-        fresh = await self._settled(candidates)
+        settled = await self._settled(candidates)
+        cached, fresh = await self._known(settled)
         # Sorted by name is by set: a burst is probed a set's worth at a time, a backlog
         # BACKLOG_CHUNK files at a time, probe_lanes parts at once, ahead of the recording
         # (the probe is CPU in a thread or worker, the recording mostly waits on the server).
@@ -296,15 +334,14 @@ class HDF5EventHandler:
         size = self.cfg.expected_subbands if len(fresh) <= BACKLOG_CHUNK else BACKLOG_CHUNK
         parts = [fresh[i : i + size] for i in range(0, len(fresh), size)]
         root = str(self.root)
-        lanes = anyio.Semaphore(self.probe_lanes)
+        # a burst's parts go one at a time (to the warm probe process); a backlog's spread
+        lanes = anyio.Semaphore(self.probe_lanes if len(fresh) > BACKLOG_CHUNK else 1)
         send, receive = anyio.create_memory_object_stream[_Probing](PARTS_AHEAD)
 
         async def probe_all() -> None:
             async with send, anyio.create_task_group() as tg:
-                for part in parts:
-                    probing = _Probing(part)
-                    await lanes.acquire()  # at most probe_lanes probes at once
-                    tg.start_soon(probing.run, lanes, self.prober, root)
+                for probing in [*cached, *map(_Probing, parts)]:
+                    await probing.start(tg, lanes, self.prober, root)
                     await send.send(probing)  # at most PARTS_AHEAD parts ahead
 
         async def record_all() -> None:
@@ -328,6 +365,7 @@ class HDF5EventHandler:
                         else:
                             held = ahead  # still probing: next round
                     await self._record(outcomes)
+                    await self._remember([b for b in batch if not b.cached], outcomes)
                     for probing in batch:
                         self.seen.update(probing.part)
 
@@ -335,7 +373,28 @@ class HDF5EventHandler:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(probe_all)
                 await record_all()
-        return len(fresh)
+        return len(settled)
+
+    async def _known(
+        self, settled: list[tuple[str, ingest.Look]]
+    ) -> tuple[list[_Probing], list[tuple[str, ingest.Look]]]:
+        """(parts whose outcomes the probe cache holds, the files left to probe). Files probed
+        before (same path, size, mtime, inode: a restart's backlog) are not opened again;
+        they are recorded first (recording is idempotent) while the others are probed."""
+        known = await self.cache.known([(p, _identity(look)) for p, look in settled])
+        hits = [(p, look) for p, look in settled if p in known]
+        chunks = [hits[i : i + BACKLOG_CHUNK] for i in range(0, len(hits), BACKLOG_CHUNK)]
+        parts = [_Probing(chunk, [known[p] for p, _ in chunk]) for chunk in chunks]
+        return parts, [(p, look) for p, look in settled if p not in known]
+
+    async def _remember(self, probed: list[_Probing], outcomes: list[dict[str, Any]]) -> None:
+        """Cache what probing found about each file (not files that vanished meanwhile)."""
+        looks = {p: look for b in probed for p, look in b.part}
+        await self.cache.remember(
+            (o["path"], _identity(looks[o["path"]]), o)
+            for o in outcomes
+            if o["path"] in looks and (o["ok"] or o["kind"] != ingest.GONE)
+        )
 
     async def _settled(self, paths: list[str]) -> list[tuple[str, ingest.Look]]:
         """The paths whose two looks agree, less those handled before and unchanged since;
@@ -364,12 +423,21 @@ class HDF5EventHandler:
                 self.unsettled.discard(p)
             elif b is not None:
                 self.unsettled.add(p)  # still being written: look again
+                if self._growing is not None:
+                    self._growing.set()
             else:
                 self.unsettled.discard(p)  # gone (renamed away or deleted)
         return [(p, b) for p, b in ready if self.seen.get(p) != b]
 
     async def retry_unsettled(self) -> int:
         return await self.handle(list(self.unsettled)) if self.unsettled else 0
+
+    async def wait_unsettled(self) -> None:
+        """Return once some file is still being written (at once if one is): stability
+        re-checks are scheduled only while files grow, never on an idle directory."""
+        while not self.unsettled:
+            self._growing = anyio.Event()
+            await self._growing.wait()
 
     # ------------------------------------------------------------------ recording
     async def _record(self, outcomes: list[dict[str, Any]]) -> None:
@@ -594,15 +662,47 @@ class HDF5EventHandler:
     async def watch(
         self, stop: anyio.Event, on_batch: Callable[[], Awaitable[bool]] | None = None
     ) -> None:
-        """Handle inotify (or polling) events until ``stop`` is set. ``on_batch`` runs before
-        each batch (and on each idle timeout); returning False ends the watch."""
+        """Handle inotify (or polling) events until ``stop`` is set. ``on_batch`` runs once
+        the watch is armed and before each batch; returning False ends the watch.
+
+        On Linux the wait is :class:`~dsa110d.services.dirwatch.DirectoryWatch` (no wake-up
+        while nothing lands); with ``force_polling`` (or elsewhere) watchfiles, whose loop
+        yields every second so that ``on_batch`` still runs."""
+        if self.cfg.force_polling or not dirwatch.available():
+            await self._watch_polling(stop, on_batch)
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_event() -> None:
+                await stop.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_on_event)
+            async with dirwatch.DirectoryWatch(self.root) as watch:
+                if on_batch is not None and not await on_batch():
+                    tg.cancel_scope.cancel()
+                    return
+                async for paths in watch.batches(WATCH_DEBOUNCE_MS, WATCH_STEP_MS):
+                    if on_batch is not None and not await on_batch():
+                        break
+                    if self.on_activity is not None:
+                        await self.on_activity()
+                    if paths:
+                        await self.handle(paths)
+                    else:  # the kernel's event queue overflowed: events were lost
+                        await self.scan()
+            tg.cancel_scope.cancel()
+
+    async def _watch_polling(
+        self, stop: anyio.Event, on_batch: Callable[[], Awaitable[bool]] | None
+    ) -> None:
         async for changes in awatch(
             self.root,
             watch_filter=self.watch_filter,
             debounce=WATCH_DEBOUNCE_MS,
             step=WATCH_STEP_MS,
             stop_event=stop,
-            rust_timeout=500,
+            rust_timeout=1000,
             yield_on_timeout=True,
             force_polling=self.cfg.force_polling,
             poll_delay_ms=int(min(self.cfg.poll_interval_sec, 1.0) * 1000),
@@ -636,14 +736,18 @@ class HDF5WatcherService(Service):
     async def start(self, ctx: ServiceContext) -> None:
         # Probes run in a process of the watcher's own (never the daemon's shared pool, whose
         # workers may be busy converting for minutes): libhdf5 parsing an untrusted file may
-        # crash or hang, which must cost a worker, not the daemon. One process, fed in parts:
-        # a process per file would cost ~100 ms each (the burst goal is p99 < 500 ms).
-        self.probes = WorkerPool(PROBE_WORKERS, PROBE_MODULES, beat_sec=1.0)
+        # crash or hang, which must cost a worker, not the daemon. One long-lived process, fed
+        # in parts (a process per file would cost ~100 ms each; the burst goal is p99 < 500
+        # ms), and more for a backlog's parts, retired once it is probed.
+        self.probes = WorkerPool(
+            PROBE_WORKERS, PROBE_MODULES, beat_sec=1.0, idle_sec=PROBE_IDLE_SEC, keep=1
+        )
         await self.probes.start()
         prober = isolated_prober(self.probes, type(self).probe_job)
         self.handler = HDF5EventHandler(
             ctx.config, ctx.redis, ctx.log, prober, probe_lanes=PROBE_WORKERS
         )
+        self.handler.on_activity = lambda: self._warm(ctx)  # files landing: jobs are coming
         handled = await self.handler.start()
         ctx.log.info("watcher_started", directory=str(self.handler.root), files=handled)
 
@@ -659,8 +763,7 @@ class HDF5WatcherService(Service):
             tg.start_soon(self._watch, ctx, handler, stop)
             tg.start_soon(self._every, ctx, self._scan_period(ctx), handler.tick)
             tg.start_soon(self._every, ctx, self._open_period(ctx), handler.check_open_sets)
-            period = ctx.config.services.hdf5_watcher.stability_interval_sec
-            tg.start_soon(self._every, ctx, period, handler.retry_unsettled)
+            tg.start_soon(self._settle_growing, ctx, handler)
             await ctx.stopping.wait()
             stop.set()
             tg.cancel_scope.cancel()
@@ -691,6 +794,25 @@ class HDF5WatcherService(Service):
     ) -> None:
         while await ctx.sleep(period) and await ctx.take_work():
             await self._guarded(ctx, job)
+
+    @staticmethod
+    async def _warm(ctx: ServiceContext) -> None:
+        """Warm the daemon's worker pool; a failure to spawn is logged, never the watch's."""
+        try:
+            await ctx.pool.warm()
+        except Exception as exc:
+            if is_service_fault(exc):
+                raise
+            ctx.log.warning("worker_pool_warm_failed", error=describe(exc))
+
+    async def _settle_growing(self, ctx: ServiceContext, handler: HDF5EventHandler) -> None:
+        """Every ``stability_interval_sec`` while files are being written; asleep otherwise."""
+        period = ctx.config.services.hdf5_watcher.stability_interval_sec
+        while True:
+            await handler.wait_unsettled()
+            if not (await ctx.sleep(period) and await ctx.take_work()):
+                return
+            await self._guarded(ctx, handler.retry_unsettled)
 
     async def _guarded(self, ctx: ServiceContext, job: Callable[[], Awaitable[Any]]) -> None:
         try:

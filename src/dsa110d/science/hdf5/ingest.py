@@ -42,6 +42,9 @@ class Look:
     size: int
     mtime_ns: int
     is_regular: bool
+    inode: int = 0
+    """With size and mtime, the file's identity for the probe cache: a file replaced under
+    the same name (a rename over it) is another file even with the same size and mtime."""
 
 
 def look_at(path: str | os.PathLike[str]) -> Look | None:
@@ -54,7 +57,7 @@ def look_at(path: str | os.PathLike[str]) -> Look | None:
             info = os.lstat(path)
         except OSError:
             return None
-    return Look(info.st_size, info.st_mtime_ns, stat.S_ISREG(info.st_mode))
+    return Look(info.st_size, info.st_mtime_ns, stat.S_ISREG(info.st_mode), info.st_ino)
 
 
 def settle_wait_sec(look: Look, now_ns: int, interval_sec: float) -> float:
