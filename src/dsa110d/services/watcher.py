@@ -65,6 +65,7 @@ from dsa110d.errors import (
     sole_error,
 )
 from dsa110d.messages import MessageType, Producer, new_message
+from dsa110d.resilience import Backoff, RetryPolicy
 from dsa110d.science.hdf5 import ingest
 from dsa110d.science.hdf5.subbands import ignore_reason, parse_subband_name
 from dsa110d.services import dirwatch
@@ -100,6 +101,9 @@ WORKER_MIN_FILES = 128
 WATCH_DEBOUNCE_MS = 200
 WATCH_STEP_MS = 20
 """watchfiles batching: yield after 20 ms without new events, at most 200 ms after the first."""
+RESCAN_CAP_SEC = 5.0
+"""After a fault the rescan is retried with backoff (retry.base_delay_sec doubling) up to this
+apart: a server back from an outage is noticed within it, as by the stream consumers."""
 TIMEOUT_CHECKS_PER_TIMEOUT = 4
 """Open sets are checked this often per processing_timeout_sec (and at least every poll)."""
 
@@ -660,17 +664,44 @@ class HDF5EventHandler:
         return change is not Change.deleted and self.wanted(path)
 
     async def watch(
-        self, stop: anyio.Event, on_batch: Callable[[], Awaitable[bool]] | None = None
+        self,
+        stop: anyio.Event,
+        on_batch: Callable[[], Awaitable[bool]] | None = None,
+        on_error: Callable[[DSA110Error], Awaitable[None]] | None = None,
     ) -> None:
         """Handle inotify (or polling) events until ``stop`` is set. ``on_batch`` runs once
         the watch is armed and before each batch; returning False ends the watch.
 
+        A batch whose handling fails with one of our errors (the state server away) goes to
+        ``on_error`` and the watch goes on, still armed (events keep queueing in the kernel);
+        the caller rescans to pick up that batch. Without ``on_error`` the error ends the
+        watch. Errors leave as themselves, never inside an ExceptionGroup (callers catch by
+        kind: a group would crash the service).
+
         On Linux the wait is :class:`~dsa110d.services.dirwatch.DirectoryWatch` (no wake-up
         while nothing lands); with ``force_polling`` (or elsewhere) watchfiles, whose loop
         yields every second so that ``on_batch`` still runs."""
+
+        async def handle(paths: Iterable[str] | None) -> None:
+            try:
+                await (self.scan() if paths is None else self.handle(paths))
+            except DSA110Error as exc:
+                if on_error is None:
+                    raise
+                await on_error(exc)
+
         if self.cfg.force_polling or not dirwatch.available():
-            await self._watch_polling(stop, on_batch)
+            await self._watch_polling(stop, on_batch, handle)
             return
+        with sole_error():
+            await self._watch_inotify(stop, on_batch, handle)
+
+    async def _watch_inotify(
+        self,
+        stop: anyio.Event,
+        on_batch: Callable[[], Awaitable[bool]] | None,
+        handle: Callable[[Iterable[str] | None], Awaitable[None]],
+    ) -> None:
         async with anyio.create_task_group() as tg:
 
             async def stop_on_event() -> None:
@@ -687,14 +718,15 @@ class HDF5EventHandler:
                         break
                     if self.on_activity is not None:
                         await self.on_activity()
-                    if paths:
-                        await self.handle(paths)
-                    else:  # the kernel's event queue overflowed: events were lost
-                        await self.scan()
+                    # an empty batch: the kernel's event queue overflowed, events were lost
+                    await handle(paths or None)
             tg.cancel_scope.cancel()
 
     async def _watch_polling(
-        self, stop: anyio.Event, on_batch: Callable[[], Awaitable[bool]] | None
+        self,
+        stop: anyio.Event,
+        on_batch: Callable[[], Awaitable[bool]] | None,
+        handle: Callable[[Iterable[str] | None], Awaitable[None]],
     ) -> None:
         async for changes in awatch(
             self.root,
@@ -711,7 +743,7 @@ class HDF5EventHandler:
             if on_batch is not None and not await on_batch():
                 return
             if changes:
-                await self.handle(path for _, path in changes)
+                await handle([path for _, path in changes])
 
     async def tick(self) -> None:
         """One reconciliation: rescan, retry unsettled files, open sets, post_handle."""
@@ -732,6 +764,8 @@ class HDF5WatcherService(Service):
         self.handler: HDF5EventHandler | None = None
         self.probes: WorkerPool | None = None
         self.fault = ""
+        self._rescan_wanted = anyio.Event()
+        """Set by a fault: :meth:`_rescan_after_trouble` reconciles soon after."""
 
     async def start(self, ctx: ServiceContext) -> None:
         # Probes run in a process of the watcher's own (never the daemon's shared pool, whose
@@ -764,6 +798,7 @@ class HDF5WatcherService(Service):
             tg.start_soon(self._every, ctx, self._scan_period(ctx), handler.tick)
             tg.start_soon(self._every, ctx, self._open_period(ctx), handler.check_open_sets)
             tg.start_soon(self._settle_growing, ctx, handler)
+            tg.start_soon(self._rescan_after_trouble, ctx, handler)
             await ctx.stopping.wait()
             stop.set()
             tg.cancel_scope.cancel()
@@ -775,14 +810,18 @@ class HDF5WatcherService(Service):
 
         async def on_batch() -> bool:
             nonlocal armed
-            if not armed:  # the watch is live now: catch what landed during the start-up scan
+            if not armed:  # the watch is live now: catch what landed while none was armed
                 armed = True
                 await self._guarded(ctx, handler.scan)
             return await ctx.take_work()
 
+        async def on_error(exc: DSA110Error) -> None:
+            self._trouble(ctx, exc)  # the batch is picked up by the rescan this asks for
+
         while not ctx.stopping.is_set():
+            armed = False  # a watch armed again after a fault rescans (events were lost)
             try:
-                await handler.watch(stop, on_batch)
+                await handler.watch(stop, on_batch, on_error)
             except DSA110Error as exc:
                 self._trouble(ctx, exc)
                 await ctx.sleep(1.0)
@@ -814,6 +853,28 @@ class HDF5WatcherService(Service):
                 return
             await self._guarded(ctx, handler.retry_unsettled)
 
+    async def _rescan_after_trouble(self, ctx: ServiceContext, handler: HDF5EventHandler) -> None:
+        """The safety net after any fault: a full reconciliation (rescan, unsettled files,
+        open sets) soon after, retried with backoff until one succeeds.
+
+        A batch whose handling failed (the state server away, the directory unreadable) is
+        not handled again by the watch: its events are spent, and files that landed while no
+        watch was armed made none. The periodic scan would find them, but only every
+        ``poll_interval_sec`` (a minute in production); this one runs as soon as the server
+        is back. Asleep while nothing fails."""
+        retry = ctx.config.retry
+        policy = RetryPolicy(1, retry.base_delay_sec, min(retry.max_delay_sec, RESCAN_CAP_SEC))
+        backoff = Backoff(policy)
+        while True:
+            await self._rescan_wanted.wait()
+            if not (await ctx.sleep(backoff.next_delay()) and await ctx.take_work()):
+                return
+            self._rescan_wanted = anyio.Event()  # faults from now on ask again
+            await self._guarded(ctx, handler.tick)
+            if not self._rescan_wanted.is_set():
+                backoff.reset()
+                ctx.log.info("watcher_recovered", rescanned=len(handler.listed))
+
     async def _guarded(self, ctx: ServiceContext, job: Callable[[], Awaitable[Any]]) -> None:
         try:
             await job()
@@ -825,9 +886,11 @@ class HDF5WatcherService(Service):
             ctx.metrics.backlog = len(self.handler.unsettled)
 
     def _trouble(self, ctx: ServiceContext, exc: DSA110Error) -> None:
+        """A fault of a scan or a batch: reported (once while it lasts) and a rescan asked."""
         if str(exc) != self.fault:
             ctx.log.warning("watcher_fault", error=str(exc))
         self.fault = str(exc)
+        self._rescan_wanted.set()
 
     @staticmethod
     def _scan_period(ctx: ServiceContext) -> float:
