@@ -51,11 +51,11 @@ from dsa110d.science.astrometry import use_offline_iers
 from dsa110d.science.hdf5 import ingest
 from dsa110d.science.hdf5.subbands import parse_subband_name, set_id_from_time, subband_file_name
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate
-from dsa110d.services.watcher import (
+from dsa110d.services.watcher import HDF5EventHandler
+from dsa110d.services.watcher_probing import (
     PROBE_IDLE_SEC,
     PROBE_MODULES,
     PROBE_WORKERS,
-    HDF5EventHandler,
     isolated_prober,
 )
 from dsa110d.state import embedded

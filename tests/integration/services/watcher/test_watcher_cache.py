@@ -7,15 +7,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio as aioredis
 
 from dsa110d.config import Config
+from dsa110d.science.hdf5.ingest import ProbeOutcome
 from dsa110d.science.simulation.simulate import SimulationResult
-from dsa110d.services import watcher
+from dsa110d.services import watcher, watcher_intake
 from dsa110d.services.watcher import PROBE_MODULES, HDF5EventHandler, isolated_prober
 from dsa110d.state.keys import Keys
 from dsa110d.workers import WorkerPool
@@ -35,7 +35,7 @@ class CountingProber:
     def __init__(self) -> None:
         self.probed: list[str] = []
 
-    async def __call__(self, paths: list[str], root: str) -> list[dict[str, Any]]:
+    async def __call__(self, paths: list[str], root: str) -> list[ProbeOutcome]:
         self.probed += paths
         return await watcher.probe_in_threads(paths, root)
 
@@ -81,7 +81,7 @@ async def test_a_backlog_is_spread_over_probe_processes_the_extra_ones_retiring(
 ) -> None:
     incoming = config.paths.incoming_dir
     template = by_set(tiny_sets.files)[0]
-    n = 2 * watcher.BACKLOG_CHUNK + len(template)  # three parts
+    n = 2 * watcher_intake.BACKLOG_CHUNK + len(template)  # three parts
     for i in range(n):  # copies under distinct names (the probe reads each; bad or good)
         name = f"2026-03-20T07:{i // 60:02d}:{i % 60:02d}_sb{i % 16:02d}.hdf5"
         shutil.copy(template[i % len(template)], incoming / name)

@@ -5,7 +5,6 @@ and logged once, and every file remembered so a rescan probes nothing."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -13,6 +12,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from dsa110d.config import Config
+from dsa110d.science.hdf5.ingest import ProbeOutcome
 from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services import watcher
 from dsa110d.services.watcher import HDF5EventHandler, pooled_prober, probe_in_threads
@@ -31,7 +31,7 @@ class Reversed:
         self.delay = 0.3
         self.paths: list[str] = []
 
-    async def __call__(self, paths: list[str], root: str) -> list[dict[str, Any]]:
+    async def __call__(self, paths: list[str], root: str) -> list[ProbeOutcome]:
         self.paths += paths
         self.delay = max(0.0, self.delay - 0.1)
         await anyio.sleep(self.delay)
