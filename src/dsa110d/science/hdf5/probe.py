@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -370,7 +370,15 @@ def probe_subband(
         size_bytes=size,
         name_time=parsed.timestamp if parsed else None,
         subband=parsed.subband if parsed else None,
-        **asdict(fields),
+        time0_jd=fields.time0_jd,
+        integration_s=fields.integration_s,
+        n_blts=fields.n_blts,
+        n_freqs=fields.n_freqs,
+        n_pols=fields.n_pols,
+        n_ants_data=fields.n_ants_data,
+        freq_min_hz=fields.freq_min_hz,
+        freq_max_hz=fields.freq_max_hz,
+        phase_center_dec_rad=fields.phase_center_dec_rad,
     )
 
 
