@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from dsa110d.config import Config
 from dsa110d.science.hdf5.ingest import ProbeOutcome
 from dsa110d.science.simulation.simulate import SimulationResult
-from dsa110d.services import watcher
+from dsa110d.services import watcher_intake, watcher_probing
 from dsa110d.services.watcher import HDF5EventHandler, pooled_prober, probe_in_threads
 from dsa110d.state.sets import ErrorKind, SetState
 from dsa110d.workers import WorkerPool
@@ -51,7 +51,7 @@ async def test_parts_finishing_out_of_order_announce_each_set_once_and_log_fault
     tiny_sets: SimulationResult,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(watcher, "BACKLOG_CHUNK", 5)  # 12 files: parts of 5, across sets
+    monkeypatch.setattr(watcher_intake, "BACKLOG_CHUNK", 5)  # 12 files: parts of 5, across sets
     landed, bad = _land_with_a_bad_file(config, tiny_sets)
     probers = [Reversed(), Reversed()]
     a, b = (HDF5EventHandler(config, redis, prober=p, probe_lanes=3) for p in probers)
@@ -81,8 +81,8 @@ async def test_a_backlog_probed_in_worker_processes_is_announced_once(
     tiny_sets: SimulationResult,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(watcher, "BACKLOG_CHUNK", 4)
-    monkeypatch.setattr(watcher, "WORKER_MIN_FILES", 1)
+    monkeypatch.setattr(watcher_intake, "BACKLOG_CHUNK", 4)
+    monkeypatch.setattr(watcher_probing, "WORKER_MIN_FILES", 1)
     landed, bad = _land_with_a_bad_file(config, tiny_sets)
     async with WorkerPool(1) as pool:
         handler = HDF5EventHandler(config, redis, prober=pooled_prober(pool.run, 1), probe_lanes=2)
