@@ -9,9 +9,9 @@ set side (recording, announcing, open sets) :mod:`~dsa110d.services.watcher_sets
 
 * **Where paths come from**: a full scan at start-up (before READY), inotify events from
   :mod:`~dsa110d.services.dirwatch` (created, moved-to, modified; watchfiles polling with
-  ``force_polling``), a
-  rescan once the watch is armed (files that landed during the start-up scan), and a
-  reconciliation scan every ``poll_interval_sec``. After any fault (a batch or scan that met
+  ``force_polling``), a rescan each time the watch is armed (files that landed during the
+  start-up scan, or while no watch was armed), and a reconciliation scan every
+  ``poll_interval_sec``. After any fault (a batch or scan that met
   the state server away, an unreadable directory) a full reconciliation follows at once,
   retried with backoff (at most RESCAN_CAP_SEC apart) until it succeeds: a batch whose
   handling failed is not lost until the next periodic scan, and an outage never crashes the
