@@ -68,7 +68,10 @@ async def run_daemon(config: Config, services: list[str], reload: Reloader | Non
             async with (
                 connected(config) as redis,
                 WorkerPool(
-                    config.supervisor.workers, _worker_modules(names), beat_sec=_beat_sec(config)
+                    config.supervisor.workers,
+                    _worker_modules(names),
+                    beat_sec=_beat_sec(config),
+                    idle_sec=config.supervisor.worker_idle_sec or None,
                 ) as pool,
                 anyio.create_task_group() as tg,
             ):

@@ -10,6 +10,13 @@ Requests and replies are JSON over a pipe (no pickle): the function travels as
 JSON data (paths as strings, dicts, lists, numbers). Each worker imports the configured heavy
 modules once, at start-up. Workers ignore SIGINT and SIGTERM: the daemon decides when in-flight
 work is abandoned (it then kills the worker), and an idle worker exits when its pipe closes.
+
+**Shrinking when idle** (``idle_sec``): the pool starts no worker up front; a worker is
+spawned for a job or by :meth:`WorkerPool.warm` (a hint that work is coming: the watcher calls
+it when files start landing, minutes before a set is whole), and retires after ``idle_sec``
+without a job, so an idle daemon holds no science stack. The worker times itself out (its
+pipe read has a deadline ``idle_sec + RETIRE_GRACE_SEC``: no timer in the daemon) and the pool
+never hands out a worker idle longer than ``idle_sec``, so no job meets a worker retiring.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ from dsa110d.errors import DSA110Error, WorkerDiedError, WorkerJobError
 
 START_METHOD = "forkserver"
 CLOSE_TIMEOUT_SEC = 2.0
+RETIRE_GRACE_SEC = 10.0
+"""An idle worker exits this long after the pool stopped handing it out (no race on a job)."""
+PING = "os:getpid"
+"""What :meth:`WorkerPool.warm` sends an idle worker to restart its idle clock."""
 DEATH_WINDOW_SEC = 300.0  # deaths counted for health over this window
 DEATHS_DEGRADED = 3  # this many deaths in the window make the pool degraded
 
@@ -90,8 +101,14 @@ def _answer(request: dict[str, Any]) -> bytes:
         return json.dumps(bad).encode()
 
 
-def worker_main(conn: Connection, modules: Sequence[str], sys_path: Sequence[str]) -> None:
-    """A worker's life: import the heavy modules once, then answer requests until EOF."""
+def worker_main(
+    conn: Connection,
+    modules: Sequence[str],
+    sys_path: Sequence[str],
+    retire_after_sec: float | None = None,
+) -> None:
+    """A worker's life: import the heavy modules once, then answer requests until EOF (or,
+    with ``retire_after_sec``, until none came for that long: exit status 0)."""
     die_with_parent(os.getppid())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -100,6 +117,8 @@ def worker_main(conn: Connection, modules: Sequence[str], sys_path: Sequence[str
         importlib.import_module(module)
     while True:
         try:
+            if retire_after_sec is not None and not conn.poll(retire_after_sec):
+                return  # retired: the pool no longer hands this worker out
             raw = conn.recv_bytes()
         except (EOFError, OSError):
             return
@@ -120,9 +139,14 @@ def reference(func: Callable[..., Any]) -> str:
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess, conn: Connection, keeper: bool = False
+    ) -> None:
         self.process = process
         self.conn = conn
+        self.keeper = keeper
+        """One of the pool's ``keep`` workers: never retires."""
+        self.idle_since = time.monotonic()
 
     @property
     def pid(self) -> int:
@@ -165,10 +189,24 @@ class WorkerPool:
     Use as ``async with WorkerPool(size, modules) as pool:``; ``size`` 0 means one per core.
     """
 
-    def __init__(self, size: int = 0, modules: Sequence[str] = (), beat_sec: float = 1.0) -> None:
+    def __init__(
+        self,
+        size: int = 0,
+        modules: Sequence[str] = (),
+        beat_sec: float = 1.0,
+        idle_sec: float | None = None,
+        keep: int = 0,
+    ) -> None:
         self.size = size or os.cpu_count() or 1
+        self.keep = min(keep, self.size) if idle_sec is not None else 0
+        """With idle_sec: this many workers start with the pool and never retire (a warm
+        worker for latency), the others come for a backlog and go when it is done."""
         self.modules = tuple(modules)
         self.beat_sec = beat_sec
+        self.idle_sec = idle_sec
+        """None: every worker starts with the pool and lives as long; else see the module doc."""
+        self.retire_grace_sec = RETIRE_GRACE_SEC
+        self.retired = 0
         self._context = multiprocessing.get_context(START_METHOD)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
@@ -185,21 +223,83 @@ class WorkerPool:
             await self.close()
 
     async def start(self) -> None:
-        """Start every worker now, so their imports happen before the first job."""
-        for _ in range(self.size - len(self._idle)):
+        """Start every worker now, so their imports happen before the first job (a pool that
+        shrinks when idle starts none: :meth:`warm` or the first job does)."""
+        wanted = self.size if self.idle_sec is None else self.keep
+        for _ in range(wanted - len(self._idle)):
+            self._idle.append(await anyio.to_thread.run_sync(self._spawn, True))
+
+    async def warm(self) -> None:
+        """Work is coming: spawn the missing workers (their imports start now, not with the
+        first job) and restart the idle clock of those idle for over half of ``idle_sec``.
+        Cheap when the pool is warm; a no-op for a pool without ``idle_sec`` or modules."""
+        if self.idle_sec is None or not self.modules:
+            return
+        now = time.monotonic()
+        for worker in list(self._idle):
+            if now - worker.idle_since > self.idle_sec / 2 and worker in self._idle:
+                self._idle.remove(worker)
+                await self._ping(worker)
+        while len(self._idle) + len(self._busy) < self.size:
             self._idle.append(await anyio.to_thread.run_sync(self._spawn))
 
-    def _spawn(self) -> _Worker:
+    async def _ping(self, worker: _Worker) -> None:
+        """One round trip that keeps an idle worker alive (it goes back to idle, or is
+        dropped if it died or retired meanwhile)."""
+        if self._expired(worker, time.monotonic()) or not worker.process.is_alive():
+            self._discard(worker)
+            return
+        self._busy.add(worker)
+        try:
+            request = json.dumps({"func": PING, "args": [], "kwargs": {}}).encode()
+            await worker.call(request, None, self.beat_sec)
+        except WorkerDiedError:
+            self._discard(worker)
+        except BaseException:
+            worker.kill()
+            raise
+        else:
+            worker.idle_since = time.monotonic()
+            self._idle.append(worker)
+        finally:
+            self._busy.discard(worker)
+
+    def _retire_after(self, keeper: bool) -> float | None:
+        if self.idle_sec is None or keeper:
+            return None
+        return self.idle_sec + self.retire_grace_sec
+
+    def _expired(self, worker: _Worker, now: float) -> bool:
+        return (
+            self.idle_sec is not None
+            and not worker.keeper
+            and now - worker.idle_since > self.idle_sec
+        )
+
+    def _discard(self, worker: _Worker) -> None:
+        """Drop a worker found dead or past its idle time: a death only if it did not exit
+        on its own with status 0 (retired)."""
+        alive = worker.process.is_alive()
+        if not alive and worker.process.exitcode not in (0, None):
+            self._deaths.append(time.monotonic())
+        else:
+            self.retired += 1
+        if alive:
+            worker.conn.close()  # EOF: it exits (it is idle)
+        else:
+            worker.kill()
+
+    def _spawn(self, keeper: bool = False) -> _Worker:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(child_end, self.modules, list(sys.path)),
+            args=(child_end, self.modules, list(sys.path), self._retire_after(keeper)),
             name="dsa110d-worker",
             daemon=True,
         )
         process.start()
         child_end.close()  # so the parent sees EOF when the worker dies
-        return _Worker(process, parent_end)
+        return _Worker(process, parent_end, keeper)
 
     @property
     def pids(self) -> list[int]:
@@ -231,12 +331,14 @@ class WorkerPool:
             except WorkerDiedError:
                 self._deaths.append(time.monotonic())
                 worker.kill()
-                self._idle.append(await anyio.to_thread.run_sync(self._spawn))  # replace it
+                replacement = await anyio.to_thread.run_sync(self._spawn, worker.keeper)
+                self._idle.append(replacement)
                 raise
             except BaseException:
                 worker.kill()  # cancelled mid-job: abandon it, never leave it running
                 raise
             else:
+                worker.idle_since = time.monotonic()
                 self._idle.append(worker)
             finally:
                 self._busy.discard(worker)
@@ -256,14 +358,16 @@ class WorkerPool:
                 on_wait()
 
     async def _take_worker(self) -> _Worker:
-        """An idle live worker, else a fresh one (replacing any that died while idle)."""
+        """An idle live worker, else a fresh one (replacing any that died while idle, and
+        retiring any idle for longer than ``idle_sec``)."""
+        now = time.monotonic()
         while self._idle:
             worker = self._idle.pop()
-            if worker.process.is_alive():
+            if worker.process.is_alive() and not self._expired(worker, now):
                 return worker
-            self._deaths.append(time.monotonic())
-            worker.kill()
-        return await anyio.to_thread.run_sync(self._spawn)
+            self._discard(worker)
+        keepers = sum(w.keeper for w in (*self._idle, *self._busy))
+        return await anyio.to_thread.run_sync(self._spawn, keepers < self.keep)
 
     async def close(self) -> None:
         """Stop the idle workers (EOF on their pipes) and kill any still busy."""

@@ -80,8 +80,13 @@ async def test_results_and_errors_cross_as_json() -> None:
 async def test_cancelling_a_job_kills_its_worker(tmp_path: Path) -> None:
     async with WorkerPool(size=1) as pool:
         marker = tmp_path / "m"
-        with anyio.move_on_after(0.5):
-            await pool.run(slow_job, str(marker), 30.0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(pool.run, slow_job, str(marker), 30.0)
+            # the pool starts its worker on demand: cancel once the job is surely running
+            with anyio.fail_after(60):
+                while not marker.exists() or not marker.read_text():
+                    await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
         pid = int(marker.read_text())
         with anyio.fail_after(5):
             while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
@@ -123,3 +128,44 @@ async def test_a_job_waiting_for_a_free_worker_keeps_beating(tmp_path: Path) -> 
             await pool.run(add, 1, 2, on_wait=lambda: beats.append(time.monotonic()))
         # Beats while queued (before the busy job ends ~1.5 s in), not only once running.
         assert len([t for t in beats if t - waited_from < 1.0]) >= 3
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+async def _gone(process_id: int, within_sec: float) -> bool:
+    with anyio.move_on_after(within_sec):
+        while True:
+            try:
+                os.kill(process_id, 0)
+            except ProcessLookupError:
+                return True
+            await anyio.sleep(0.05)
+    return False
+
+
+async def test_a_pool_that_shrinks_when_idle_starts_none_and_its_workers_retire() -> None:
+    """Idle memory: no worker until work comes; an idle worker exits by itself (its own
+    deadline, no timer in the daemon) and is not counted as a death; the next job gets a
+    fresh one."""
+    async with WorkerPool(size=1, modules=["json"], idle_sec=0.3) as pool:
+        pool.retire_grace_sec = 0.3
+        assert pool.pids == []
+        first = await pool.run(pid)
+        assert await _gone(first, within_sec=5.0), "the idle worker did not exit by itself"
+        second = await pool.run(pid)
+        assert second != first
+        assert pool.retired == 1 and pool.recent_deaths() == 0
+
+
+async def test_warming_spawns_ahead_of_the_job_and_keeps_an_idle_worker_alive() -> None:
+    async with WorkerPool(size=1, modules=["json"], idle_sec=1.0) as pool:
+        pool.retire_grace_sec = 0.2
+        await pool.warm()
+        (warmed,) = pool.pids
+        for _ in range(4):  # 2 s in all, twice idle_sec: each warm restarts the idle clock
+            await anyio.sleep(0.5)
+            await pool.warm()
+        assert await pool.run(pid) == warmed
+        assert pool.retired == 0

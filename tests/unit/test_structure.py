@@ -15,9 +15,7 @@ PACKAGE = SRC / "dsa110d"
 
 LINE_BUDGET = 500
 """Lines per module in src/ (issue #21: one job per module)."""
-OVER_BUDGET = {
-    "services/watcher.py": "the probe cache is being added to it; split after that lands",
-}
+OVER_BUDGET: dict[str, str] = {}
 """Modules allowed over the budget for now, each with why: the list may only shrink."""
 
 

@@ -40,7 +40,7 @@ class RetryConfig(Section):
 class StreamsConfig(Section):
     heartbeat_interval_sec: PositiveFloat = 5
     heartbeat_ttl_sec: PositiveFloat = 20
-    read_block_ms: PositiveInt = 1000
+    read_block_ms: PositiveInt = 4000
     max_entry_bytes: PositiveInt = 65536
     retention_sec: PositiveFloat = 7 * 86400
 
@@ -71,6 +71,7 @@ class SupervisorConfig(Section):
     heartbeat_interval_sec: PositiveFloat = 5
     registry_ttl_sec: PositiveFloat = 30
     workers: Annotated[int, Field(ge=0)] = 0  # 0: one per core
+    worker_idle_sec: NonNegativeFloat = 300  # a worker retires after this idle; 0: never
     backlog_degraded: PositiveInt = 50
 
 

@@ -387,7 +387,11 @@ class VariabilityAnalyzerService(Service):
             ctx.metrics.backlog = handler.pending
             if wait <= 0:
                 continue
-            with anyio.move_on_after(min(wait, POLL_SEC)):
+            # asleep until due, a note wakes it, or the heartbeat wants a beat (every third
+            # of the registry TTL, as ctx.sleep): a run by another host only postpones the
+            # due time, so nothing else needs a look sooner
+            beat = max(POLL_SEC, ctx.config.supervisor.registry_ttl_sec / 3)
+            with anyio.move_on_after(min(wait, beat)):
                 await _wait_either(handler.wake, ctx.stopping)
             ctx.beat()
 

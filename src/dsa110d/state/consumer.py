@@ -129,6 +129,7 @@ class StreamConsumer:
         self._rng = rng
         self._retry_due: dict[str, float] = {}  # entry id -> not-before (wall clock)
         self._unacked: list[str] = []
+        self._ack_wanted: anyio.Event | None = None  # set when an entry joins _unacked
         self._acking: set[str] = set()  # handled, in an XACK whose reply has not come back
         self._last_reclaim = -math.inf
         self._trim_interval = trim_interval_sec
@@ -245,8 +246,14 @@ class StreamConsumer:
             self._acking.difference_update(taken)
 
     async def _ack_loop(self) -> None:
-        """Ack handled entries promptly even while a long handler holds the loop."""
+        """Ack handled entries promptly even while a long handler holds the loop.
+
+        Event-driven: it sleeps until an entry is handled (no wake-ups while idle), then
+        lets ACK_FLUSH_SEC of further entries gather into the same XACK."""
         while True:
+            if not self._unacked:
+                self._ack_wanted = anyio.Event()
+                await self._ack_wanted.wait()
             await anyio.sleep(ACK_FLUSH_SEC)
             # on an outage the main loop notices too; these acks stay queued and go out later
             with contextlib.suppress(StateError):
@@ -341,6 +348,8 @@ class StreamConsumer:
             return
         self.counters.handled += 1
         self._unacked.append(entry.entry_id)
+        if self._ack_wanted is not None:
+            self._ack_wanted.set()
 
     def _decoded(self, entry: Entry, attempts: list[dict[str, object]]) -> Delivery | None:
         """The entry as a delivery for the ``on_dead`` hook, or None when it does not decode."""

@@ -39,7 +39,7 @@ from dsa110d.state.registry import Registry, RegistryEntry
 Action = Literal["restart", "pause", "resume", "status"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 ANY = "*"
-POLL_SEC = 1.0
+POLL_SEC = 30.0  # a pub/sub read waits this long for a command (no wake-ups between)
 MAX_BYTES = 65536  # a control message is tiny (~300 bytes); anything bigger is refused
 
 

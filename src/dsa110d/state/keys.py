@@ -85,6 +85,12 @@ class Keys:
         return self._key("metrics", host, str(pid), service)
 
     # records -----------------------------------------------------------------
+    def probe_cache(self, host: str) -> str:
+        """Hash of watched path -> JSON {size, mtime_ns, inode, outcome}: one host's watcher
+        probe outcomes (paths and inodes are the host's), so a restart does not probe a file
+        it already knows."""
+        return self._key("probes", host)
+
     def set_record(self, set_id: str) -> str:
         return self._key("set", set_id)
 

@@ -1,5 +1,5 @@
 """The watcher's decisions that need no server: when a file is settled, whether it is inside
-the watched tree, what a probe found (as plain data for a worker process), how a set that
+the watched tree, what a probe found (typed, and as plain data for a worker process), how a set that
 waited too long is treated. (The HDF5_PROCESSING payload is in :mod:`dsa110d.contracts`.)
 
 Pure and synchronous (stdlib, numpy-free), so the service stays a thin adapter and each rule
@@ -14,7 +14,7 @@ import os
 import shutil
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,9 @@ class Look:
     size: int
     mtime_ns: int
     is_regular: bool
+    inode: int = 0
+    """With size and mtime, the file's identity for the probe cache: a file replaced under
+    the same name (a rename over it) is another file even with the same size and mtime."""
 
 
 def look_at(path: str | os.PathLike[str]) -> Look | None:
@@ -54,7 +57,7 @@ def look_at(path: str | os.PathLike[str]) -> Look | None:
             info = os.lstat(path)
         except OSError:
             return None
-    return Look(info.st_size, info.st_mtime_ns, stat.S_ISREG(info.st_mode))
+    return Look(info.st_size, info.st_mtime_ns, stat.S_ISREG(info.st_mode), info.st_ino)
 
 
 def settle_wait_sec(look: Look, now_ns: int, interval_sec: float) -> float:
@@ -88,15 +91,70 @@ def resolve_inside(
     return resolved
 
 
-# --- Probing, as plain data -------------------------------------------------------------
+# --- Probing: typed outcomes, and plain data for a worker process ------------------------
+
+
+@dataclass(frozen=True)
+class GoodSubband:
+    """A file the probe accepted, with what grouping needs to know of it."""
+
+    path: str
+    resolved: str
+    """Where the path leads (inside the watched tree): what the set records and announces."""
+    set_id: str
+    subband: int
+    name_time: float
+    """The file name's timestamp, Unix seconds."""
+    time0_jd: float
+    integration_s: float
+    dec_rad: float | None
+
+
+@dataclass(frozen=True)
+class FileFault:
+    """A file that is not a usable subband: ``kind`` (OUTSIDE_TREE, BAD_FILE, or GONE when
+    the path vanished while being looked at) and one line naming the file."""
+
+    path: str
+    kind: str
+    reason: str
+
+
+ProbeOutcome = GoodSubband | FileFault
+_GOOD_FIELDS = frozenset(GoodSubband.__dataclass_fields__)
+_FAULT_FIELDS = frozenset(FileFault.__dataclass_fields__)
+
+
+def outcome_json(outcome: ProbeOutcome) -> dict[str, Any]:
+    """The outcome as JSON-able data (a worker's reply, the probe cache's entry)."""
+    return {"ok": isinstance(outcome, GoodSubband), **asdict(outcome)}
+
+
+def outcome_of(data: Any) -> ProbeOutcome:
+    """The outcome :func:`outcome_json` made; ``ValueError`` for anything else (a cache entry
+    of another version, a damaged reply)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a probe outcome is a JSON object, not {type(data).__name__}")
+    fields = {k: v for k, v in data.items() if k != "ok"}
+    try:
+        if data.get("ok") is True and set(fields) == _GOOD_FIELDS:
+            return GoodSubband(**fields)
+        if data.get("ok") is False and set(fields) == _FAULT_FIELDS:
+            return FileFault(**fields)
+    except TypeError as exc:
+        raise ValueError(f"not a probe outcome: {exc}") from None
+    raise ValueError(f"not a probe outcome: fields {sorted(data)}")
 
 
 def probe_files(paths: Sequence[str], root: str) -> list[dict[str, Any]]:
-    """Check each path as a subband file (read-only) and return JSON-able outcomes, so this
-    can run in a thread or a worker process: ``{"path", "ok": True, "resolved", "set_id",
-    "subband", "name_time", "time0_jd", "integration_s", "dec_rad"}`` or ``{"path", "ok":
-    False, "kind", "reason"}`` with a one-line reason naming the file (kind ``outside_tree``,
-    ``bad_file``, or ``gone`` when the path vanished while being looked at).
+    """:func:`probe_outcomes` as JSON-able data (:func:`outcome_json`): what a probe worker
+    process runs (its reply crosses a pipe as JSON)."""
+    return [outcome_json(o) for o in probe_outcomes(paths, root)]
+
+
+def probe_outcomes(paths: Sequence[str], root: str) -> list[ProbeOutcome]:
+    """Check each path as a subband file (read-only): a :class:`GoodSubband` or a
+    :class:`FileFault` each, in order.
 
     The fault boundary of one file: whatever one file raises becomes its outcome, and the
     other files are still probed (a service fault, which a probe should never raise, is
@@ -105,8 +163,8 @@ def probe_files(paths: Sequence[str], root: str) -> list[dict[str, Any]]:
     return [probe_one(p, real_root) for p in paths]
 
 
-def probe_one(path: str, root: Path) -> dict[str, Any]:
-    """:func:`probe_files` for one path (``root`` absolute and resolved)."""
+def probe_one(path: str, root: Path) -> ProbeOutcome:
+    """:func:`probe_outcomes` for one path (``root`` absolute and resolved)."""
     try:
         return _probe_one(path, root)
     except Exception as exc:
@@ -115,15 +173,15 @@ def probe_one(path: str, root: Path) -> dict[str, Any]:
         return file_fault(path, exc)
 
 
-def file_fault(path: str, exc: BaseException | str, kind: str = BAD_FILE) -> dict[str, Any]:
+def file_fault(path: str, exc: BaseException | str, kind: str = BAD_FILE) -> FileFault:
     """The outcome of a file that could not be probed: one line naming the file."""
     reason = describe(InputFileError(exc) if isinstance(exc, str) else exc)
     if not reason.startswith(path):
         reason = describe(InputFileError(f"{path}: {reason}"))
-    return {"path": path, "ok": False, "kind": kind, "reason": reason}
+    return FileFault(path, kind, reason)
 
 
-def _probe_one(path: str, root: Path) -> dict[str, Any]:
+def _probe_one(path: str, root: Path) -> ProbeOutcome:
     try:
         resolved = resolve_inside(path, root, root_resolved=True)
     except InputFileError as exc:
@@ -140,17 +198,16 @@ def _probe_one(path: str, root: Path) -> dict[str, Any]:
     name = parse_subband_name(path)
     if name is None:  # the watcher only probes subband names; keep this total anyway
         return file_fault(path, f"{path}: not a subband name")
-    return {
-        "path": path,
-        "ok": True,
-        "resolved": str(resolved),
-        "set_id": probe.set_id,
-        "subband": name.subband,
-        "name_time": name.timestamp.timestamp(),
-        "time0_jd": probe.time0_jd,
-        "integration_s": probe.integration_s,
-        "dec_rad": probe.phase_center_dec_rad,
-    }
+    return GoodSubband(
+        path=path,
+        resolved=str(resolved),
+        set_id=probe.set_id,
+        subband=name.subband,
+        name_time=name.timestamp.timestamp(),
+        time0_jd=probe.time0_jd,
+        integration_s=probe.integration_s,
+        dec_rad=probe.phase_center_dec_rad,
+    )
 
 
 def _is_utf8(text: str) -> bool:

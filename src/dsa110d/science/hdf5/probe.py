@@ -164,7 +164,22 @@ def _missing(path: Path, fid: Any) -> InputFileError | None:
     return _fail(path, f"missing {', '.join(missing)}") if missing else None
 
 
-def _read_probe(path: Path, fid: Any, size: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Header:
+    """What :func:`_read_probe` read and checked of a file's header."""
+
+    time0_jd: float
+    integration_s: float
+    n_blts: int
+    n_freqs: int
+    n_pols: int
+    n_ants_data: int
+    freq_min_hz: float
+    freq_max_hz: float
+    phase_center_dec_rad: float | None
+
+
+def _read_probe(path: Path, fid: Any, size: int) -> _Header:
     try:
         h = {n: h5py.h5d.open(fid, p) for n, p in _HEADER_PATHS.items()}
         d = {n: h5py.h5d.open(fid, p) for n, p in _DATA_PATHS.items()}
@@ -197,17 +212,17 @@ def _read_probe(path: Path, fid: Any, size: int) -> dict[str, Any]:
     if visdata.dtype.kind not in _NUMERIC_KINDS:
         raise _fail(path, f"Data/visdata is not numeric ({visdata.dtype})")
     _read(path, visdata, "Data/visdata", visdata.dtype, size, first=n_blts - 1)
-    return {
-        "time0_jd": time0,
-        "integration_s": integration,
-        "n_blts": n_blts,
-        "n_freqs": n_freqs,
-        "n_pols": n_pols,
-        "n_ants_data": n_ants,
-        "freq_min_hz": float(freq.min()),
-        "freq_max_hz": float(freq.max()),
-        "phase_center_dec_rad": dec,
-    }
+    return _Header(
+        time0_jd=time0,
+        integration_s=integration,
+        n_blts=n_blts,
+        n_freqs=n_freqs,
+        n_pols=n_pols,
+        n_ants_data=n_ants,
+        freq_min_hz=float(freq.min()),
+        freq_max_hz=float(freq.max()),
+        phase_center_dec_rad=dec,
+    )
 
 
 def _check_own(path: Path, fid: Any, datasets: dict[str, Dataset]) -> None:
@@ -349,13 +364,21 @@ def probe_subband(
         fid.close()
     parsed = parse_subband_name(path if name is None else name)
     if parsed is not None:
-        _check_name_time(path, parsed, fields["time0_jd"], fields["integration_s"])
+        _check_name_time(path, parsed, fields.time0_jd, fields.integration_s)
     return SubbandProbe(
         path=path,
         size_bytes=size,
         name_time=parsed.timestamp if parsed else None,
         subband=parsed.subband if parsed else None,
-        **fields,
+        time0_jd=fields.time0_jd,
+        integration_s=fields.integration_s,
+        n_blts=fields.n_blts,
+        n_freqs=fields.n_freqs,
+        n_pols=fields.n_pols,
+        n_ants_data=fields.n_ants_data,
+        freq_min_hz=fields.freq_min_hz,
+        freq_max_hz=fields.freq_max_hz,
+        phase_center_dec_rad=fields.phase_center_dec_rad,
     )
 
 

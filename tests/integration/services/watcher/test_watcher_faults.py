@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from dsa110d.config import Config
+from dsa110d.science.hdf5.ingest import ProbeOutcome
 from dsa110d.science.hdf5.subbands import parse_subband_name, subband_file_name
 from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.watcher import HDF5EventHandler
@@ -388,7 +389,7 @@ async def test_a_file_that_vanishes_before_its_probe_is_not_a_fault(
     path = land(by_set(tiny_sets.files)[0][0], incoming)
     real_prober = handler.prober
 
-    async def remove_then_probe(paths: list[str], root: str) -> list[dict[str, Any]]:
+    async def remove_then_probe(paths: list[str], root: str) -> list[ProbeOutcome]:
         path.unlink()  # e.g. moved away by post_handle between the looks and the probe
         return await real_prober(paths, root)
 

@@ -5,7 +5,6 @@ and logged once, and every file remembered so a rescan probes nothing."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -13,8 +12,9 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from dsa110d.config import Config
+from dsa110d.science.hdf5.ingest import ProbeOutcome
 from dsa110d.science.simulation.simulate import SimulationResult
-from dsa110d.services import watcher
+from dsa110d.services import watcher_intake, watcher_probing
 from dsa110d.services.watcher import HDF5EventHandler, pooled_prober, probe_in_threads
 from dsa110d.state.sets import ErrorKind, SetState
 from dsa110d.workers import WorkerPool
@@ -31,7 +31,7 @@ class Reversed:
         self.delay = 0.3
         self.paths: list[str] = []
 
-    async def __call__(self, paths: list[str], root: str) -> list[dict[str, Any]]:
+    async def __call__(self, paths: list[str], root: str) -> list[ProbeOutcome]:
         self.paths += paths
         self.delay = max(0.0, self.delay - 0.1)
         await anyio.sleep(self.delay)
@@ -51,7 +51,7 @@ async def test_parts_finishing_out_of_order_announce_each_set_once_and_log_fault
     tiny_sets: SimulationResult,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(watcher, "BACKLOG_CHUNK", 5)  # 12 files: parts of 5, across sets
+    monkeypatch.setattr(watcher_intake, "BACKLOG_CHUNK", 5)  # 12 files: parts of 5, across sets
     landed, bad = _land_with_a_bad_file(config, tiny_sets)
     probers = [Reversed(), Reversed()]
     a, b = (HDF5EventHandler(config, redis, prober=p, probe_lanes=3) for p in probers)
@@ -81,8 +81,8 @@ async def test_a_backlog_probed_in_worker_processes_is_announced_once(
     tiny_sets: SimulationResult,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(watcher, "BACKLOG_CHUNK", 4)
-    monkeypatch.setattr(watcher, "WORKER_MIN_FILES", 1)
+    monkeypatch.setattr(watcher_intake, "BACKLOG_CHUNK", 4)
+    monkeypatch.setattr(watcher_probing, "WORKER_MIN_FILES", 1)
     landed, bad = _land_with_a_bad_file(config, tiny_sets)
     async with WorkerPool(1) as pool:
         handler = HDF5EventHandler(config, redis, prober=pooled_prober(pool.run, 1), probe_lanes=2)

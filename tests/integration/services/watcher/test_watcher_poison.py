@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from dsa110d.config import Config
+from dsa110d.science.hdf5.ingest import FileFault
 from dsa110d.science.hdf5.subbands import parse_subband_name, subband_file_name
 from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services.base import Health
@@ -233,7 +234,7 @@ async def test_probe_processes_dying_again_and_again_degrade_the_watcher(
         prober = isolated_prober(pool, probe_or_crash)
         for crasher in crashers[:-1]:
             (outcome,) = await prober([str(crasher)], str(tmp_path))
-            assert "SIGSEGV" in outcome["reason"]
+            assert isinstance(outcome, FileFault) and "SIGSEGV" in outcome.reason
         assert service.health().health is Health.HEALTHY
         await prober([str(crashers[-1])], str(tmp_path))
         report = service.health()

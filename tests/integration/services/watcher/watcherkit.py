@@ -111,3 +111,10 @@ def probe_or_crash(paths: list[str], root: str) -> list[dict[str, Any]]:
         if head.startswith(HANG_MARKER):
             time.sleep(3600)
     return ingest.probe_files(paths, root)
+
+
+def probe_noting_pid(paths: list[str], root: str) -> list[dict[str, Any]]:
+    """The probe job, noting which process probed (a line per job in ROOT/../probe-pids)."""
+    with open(Path(root).parent / "probe-pids", "a") as out:
+        out.write(f"{os.getpid()}\n")
+    return ingest.probe_files(paths, root)
