@@ -102,6 +102,7 @@ from dsa110d.resilience import BreakerBoard
 from dsa110d.science.atomic import STAGING_DIR, fenced_name, is_complete_dir, unfenced
 from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import processor_jobs
+from dsa110d.services.fast_alerts import FastAlerter
 from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.calibration import KINDS as CAL_KINDS
 from dsa110d.state.calibration import OUTPUT_PREFIX as CAL_OUTPUT_PREFIX
@@ -282,6 +283,7 @@ class MSProcessingHandler:
         self.hdf5_stream = self._stream(MessageType.HDF5_PROCESSING)
         self.ms_stream = self._stream(MessageType.MS_PROCESSING)
         self.wake = anyio.Event()
+        self.fast = FastAlerter(self)
 
     def _stream(self, message_type: MessageType) -> ReliableStream:
         return ReliableStream(
@@ -412,6 +414,7 @@ class MSProcessingHandler:
                 )
             chunk = ChunkRecord(set_id, set_id, done.start, done.end, done.dec_rad, str(out))
             await self.leases.commit(lease)
+            await self.fast.after_convert(lease, chunk)  # before the block can see the chunk
             new = await self._record(chunk)
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)
@@ -573,6 +576,7 @@ class MSProcessingHandler:
             results = await self.publish_run(
                 lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
             )
+            await self.fast.after_block(lease, block.id, ids, results)
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
