@@ -19,21 +19,39 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
+import structlog
 
 from dsa110d.config import Config
 from dsa110d.errors import CircuitOpenError, DSA110Error, StageError, WorkerJobError, describe
 from dsa110d.messages import Producer
+from dsa110d.metrics import ServiceMetrics
+from dsa110d.resilience import BreakerBoard
 from dsa110d.state.alerts import AlertStore, Condition
+from dsa110d.state.blocks import ChunkRecord
+from dsa110d.state.connection import Redis
 from dsa110d.state.fast_alerts import FastAlerts
+from dsa110d.state.keys import Keys
+from dsa110d.state.leases import Lease, Leases
 
-if TYPE_CHECKING:
-    from dsa110d.services.processor import MSProcessingHandler
-    from dsa110d.state.blocks import ChunkRecord
-    from dsa110d.state.leases import Lease
+
+class Host(Protocol):
+    """What the fast alerts use of the processor's handler (``MSProcessingHandler``)."""
+
+    config: Config
+    service: str
+    redis: Redis
+    keys: Keys
+    leases: Leases
+    breakers: BreakerBoard
+    run_in_worker: Callable[..., Awaitable[Any]]
+    log: structlog.stdlib.BoundLogger
+    metrics: ServiceMetrics
+
 
 FAST_SEARCH_TIMEOUT_SEC = 600.0
 """Longest one chunk's image and search may take: past it the alert would not be fast."""
@@ -69,7 +87,7 @@ def settle_job(alerts: list[dict[str, Any]], sources: str, radius: float) -> lis
 class FastAlerter:
     """Fast alerts for one processor handler (see the module docstring)."""
 
-    def __init__(self, handler: MSProcessingHandler) -> None:
+    def __init__(self, handler: Host) -> None:
         self.handler = handler
         self.store = FastAlerts(handler.redis, handler.keys)
         self.alerts = AlertStore(

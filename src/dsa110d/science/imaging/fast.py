@@ -35,7 +35,7 @@ from dsa110d.science.imaging.candidates import _name
 from dsa110d.science.imaging.chunk import image_chunk
 from dsa110d.science.imaging.finder import FinderParams, find_sources, match_catalog
 from dsa110d.science.imaging.mosaic import build_mosaic
-from dsa110d.science.pipeline.imaging import finder_params, imaging_params
+from dsa110d.science.imaging.settings import finder_params, imaging_params
 
 FAST_DIR = "fast"
 """Chunk images searched for fast alerts go to ``<results_dir>/fast/<chunk id>.fits``."""

@@ -1,0 +1,202 @@
+"""Imaging a block at real scale: chunk images, the mosaic, source finding, fast alerts, tclean.
+
+``BENCH_IMG_CHUNKS`` real-scale sets (96 antennas, ``BENCH_IMG_SUBBANDS`` subbands of 48
+channels, 24 integrations of ~12.9 s: 5 minutes each; defaults 2 and 16) are simulated with
+two bright uncatalogued transients on the track (not timed). Then, as the daemon does:
+
+- per chunk, the **fast alert** path (``science.imaging.fast.search_chunk``) right after the
+  chunk's conversion (``convert_set``): the latency from a set landing to its fast alert is
+  conversion + fast search (the watcher's stability wait, ~1 s, and the queue hops are not in
+  it);
+- the block's **image stage** steps: wsclean per chunk, the primary-beam weighted mosaic
+  (``reproject``), Aegean on the mosaic and the catalog match;
+- **CASA tclean** (casatools 6.7, ``BENCH_CASA_PYTHON``, a venv of its own) on a copy of the
+  first chunk's MS: the same image size and cell, Stokes I, Briggs 0, the w-projection
+  gridder (tclean's accurate one for these w-terms, as the w-gridder is wsclean's), Hogbom
+  clean to 1 sigma with the same iteration cap.
+
+The real-time factor is the block's observing time over its processing time (fast searches +
+chunk images + mosaic + finder, one process); a 60-minute block scales by its 12 chunks. The
+machine is shared (2 cores, other sessions): the load average is recorded beside each figure.
+
+Measured 2026-12-07 (figures below are filled in from ``bench/results/imaging.json``): see
+``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import report
+
+START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
+CHUNK_SEC = 309.0
+"""A set's span: 24 integrations of 12.88 s."""
+TRANSIENT_FLUX_JY = (0.1, 0.2)
+"""Bright enough to alert in one real-scale chunk (~100 sigma)."""
+GOAL_LATENCY_S = 600.0
+GOAL_RTF = 1.0
+
+
+def _load() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def _simulate(root: Path, sets: int, n_subbands: int) -> tuple[list[list[Path]], list[str], Path]:
+    from dsa110d.science.catalog import write_catalog
+    from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_catalog
+
+    spec = SimulationSpec(
+        out=root / "incoming", start=START, sets=sets, scale="real", n_subbands=n_subbands,
+        seed=18, corrupt="none", variable_fraction=0.0, transients=2,
+        transient_flux_range_jy=TRANSIENT_FLUX_JY,
+    )  # fmt: skip
+    catalog = root / "catalog.csv"
+    write_catalog(catalog, sky_catalog(spec))
+    result = simulate(SimulationSpec(**{**spec.__dict__, "catalog": catalog}))
+    truth = json.loads(result.truth_path.read_text())  # type: ignore[union-attr]
+    files = [[spec.out / n for n in s["files"]] for s in truth["sets"]]
+    return files, [s["set_id"] for s in truth["sets"]], catalog
+
+
+def _config(root: Path, catalog: Path) -> Any:
+    from dsa110d.config import Config, PathsConfig, PipelineConfig
+
+    paths = PathsConfig(
+        incoming_dir=root / "incoming", ms_dir=root / "ms", results_dir=root / "results",
+        processed_dir=root / "processed", state_dir=root / "state", log_dir=root / "logs",
+        catalog=catalog,
+    )  # fmt: skip
+    return Config(env="testing", paths=paths, pipeline=PipelineConfig(stages=["image"]))
+
+
+def _timed(fn: Any, *args: Any) -> tuple[Any, float, list[float]]:
+    began = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - began, _load()
+
+
+def _block(config: Any, ms_paths: list[Path], scratch: Path) -> dict[str, Any]:
+    """The image stage's steps, timed one by one (as ``pipeline.imaging.image_and_search``)."""
+    from dsa110d.science.catalog import read_catalog
+    from dsa110d.science.imaging.chunk import image_chunk
+    from dsa110d.science.imaging.finder import find_sources, match_catalog
+    from dsa110d.science.imaging.mosaic import build_mosaic
+    from dsa110d.science.imaging.settings import finder_params, imaging_params
+
+    params = imaging_params(config.imaging)
+    chunks, wsclean_s, loads = [], [], []
+    for i, ms in enumerate(ms_paths):
+        chunk, took, load = _timed(image_chunk, ms, scratch / f"chunk{i:02d}", params)
+        chunks.append(chunk)
+        wsclean_s.append(took)
+        loads.append(load)
+    mosaic, mosaic_s, mosaic_load = _timed(build_mosaic, chunks)
+    finder = finder_params(config.imaging)
+    found, find_s, find_load = _timed(find_sources, mosaic, scratch, finder)
+    catalog = read_catalog(config.paths.catalog)
+    matched, match_s, _ = _timed(match_catalog, found, catalog, mosaic.header["BMAJ"], finder)
+    return {
+        "wsclean_s": wsclean_s, "wsclean_loadavg": loads,
+        "mosaic_s": mosaic_s, "mosaic_loadavg": mosaic_load,
+        "mosaic_shape": list(mosaic.image.shape),
+        "finder_s": find_s + match_s, "finder_loadavg": find_load,
+        "sources": len(matched), "new_sources": int(matched["new_source"].sum()),
+    }  # fmt: skip
+
+
+TCLEAN_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from casatasks import tclean
+    vis, name, cell = sys.argv[1], sys.argv[2], sys.argv[4]
+    size, niter = int(sys.argv[3]), int(sys.argv[5])
+    t0 = time.perf_counter()
+    tclean(vis=vis, imagename=name, imsize=[size, size], cell=cell, stokes="I", specmode="mfs",
+           gridder="wproject", wprojplanes=-1, weighting="briggs", robust=0.0,
+           deconvolver="hogbom", niter=niter, nsigma=1.0, datacolumn="data")
+    print(json.dumps({"tclean_s": time.perf_counter() - t0}))
+    """
+)
+
+
+def _tclean(python: str, ms: Path, out: Path, size: int, scale_arcsec: float, niter: int) -> float:
+    script = out / "tclean.py"
+    script.write_text(TCLEAN_SCRIPT)
+    done = subprocess.run(
+        [python, str(script), str(ms), str(out / "tclean"), str(size), f"{scale_arcsec:g}arcsec",
+         str(niter)],
+        capture_output=True, text=True, cwd=out, check=True, timeout=7200,
+    )  # fmt: skip
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["tclean_s"])
+
+
+def main() -> None:
+    from dsa110d.science.conversion.convert import convert_set
+    from dsa110d.science.imaging.fast import search_chunk
+
+    n_chunks = int(os.environ.get("BENCH_IMG_CHUNKS", "2"))
+    n_subbands = int(os.environ.get("BENCH_IMG_SUBBANDS", "16"))
+    casa_python = os.environ.get("BENCH_CASA_PYTHON")
+    root = Path(tempfile.mkdtemp(prefix="bench-imaging-"))
+    try:
+        sets, set_ids, catalog = _simulate(root, n_chunks, n_subbands)
+        config = _config(root, catalog)
+        ms_paths, latency, fast_s, convert_s, alerts, loads = [], [], [], [], [], []
+        for files, set_id in zip(sets, set_ids, strict=True):
+            ms = root / "ms" / f"{set_id}.ms"
+            _, took_convert, _ = _timed(convert_set, files, ms)
+            found, took_fast, load = _timed(
+                search_chunk, ms, set_id, config, root / "fast" / set_id
+            )
+            ms_paths.append(ms)
+            convert_s.append(took_convert)
+            fast_s.append(took_fast)
+            latency.append(took_convert + took_fast)
+            alerts.append(len(found))
+            loads.append(load)
+        shutil.rmtree(root / "incoming", ignore_errors=True)
+        block = _block(config, ms_paths, root / "block")
+        processing = sum(fast_s) + sum(block["wsclean_s"]) + block["mosaic_s"] + block["finder_s"]
+        per_chunk = processing / n_chunks
+        figures: dict[str, Any] = {
+            "chunks": n_chunks, "subbands": n_subbands, "image_px": config.imaging.size_px,
+            "scale_arcsec": config.imaging.scale_arcsec, "wsclean_threads": config.imaging.threads,
+            "convert_s": convert_s, "fast_search_s": fast_s, "fast_loadavg": loads,
+            "fast_alerts_per_chunk": alerts, "latency_set_to_fast_alert_s": latency,
+            "goal_latency_s": GOAL_LATENCY_S, "block": block,
+            "block_processing_s": processing,
+            "real_time_factor": n_chunks * CHUNK_SEC / processing,
+            "real_time_factor_60min_block_extrapolated": 12 * CHUNK_SEC / (12 * per_chunk),
+            "note": "real-time factor = observing time / imaging time (fast + block imaging, "
+            "mosaic, finder) in one process, without conversion, flagging or photometry",
+        }  # fmt: skip
+        if casa_python:
+            out = root / "casa"
+            out.mkdir()
+            casa_ms = out / "chunk0.ms"
+            shutil.copytree(ms_paths[0], casa_ms)
+            before = _load()
+            tclean_s = _tclean(
+                casa_python, casa_ms, out, config.imaging.size_px, config.imaging.scale_arcsec,
+                config.imaging.niter,
+            )  # fmt: skip
+            figures["tclean_s"] = tclean_s
+            figures["tclean_loadavg"] = [before, _load()]
+            figures["wsclean_vs_tclean_speedup"] = tclean_s / block["wsclean_s"][0]
+        report("imaging", figures)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
