@@ -56,6 +56,9 @@ CATALOG_SOURCES = 8
 IMAGE = {"imaging__size_px": 384, "imaging__scale_arcsec": 8.0}
 """384 x 8 arcsec per chunk, as the mosaic acceptance test images (small scale)."""
 FAST_SNR = 10.0
+PROCESSING_TIMEOUT_SEC = 900
+"""The block's image stage (two wsclean runs, the mosaic, Aegean) takes ~40 s on a quiet
+machine and over the testing configuration's 60 s at load 12."""
 MUST_FIND_SIGMA = 15.0
 """A transient at least this many times the chunk image's noise (beam-attenuated) must be
 alerted on: margin over FAST_SNR for the finder's fitted peak (~10-15 % low)."""
@@ -107,7 +110,8 @@ async def pool() -> AsyncIterator[WorkerPool]:
 def _config(tmp_path: Path, url: str, namespace: str, sky: Sky, **overrides: Any) -> Config:
     return processor_config(
         tmp_path, url, sky.catalog, redis__namespace=namespace,
-        pipeline__stages='["image"]', imaging__fast_alert_snr=FAST_SNR, **IMAGE, **overrides,
+        pipeline__stages='["image"]', imaging__fast_alert_snr=FAST_SNR, **IMAGE,
+        services__ms_processor__processing_timeout_sec=PROCESSING_TIMEOUT_SEC, **overrides,
     )  # fmt: skip
 
 
