@@ -82,7 +82,10 @@ def _config(root: Path, catalog: Path) -> Any:
 def _timed(fn: Any, *args: Any) -> tuple[Any, float, list[float]]:
     began = time.perf_counter()
     out = fn(*args)
-    return out, time.perf_counter() - began, _load()
+    took, load = time.perf_counter() - began, _load()
+    # progress as it goes: a long run cut short still leaves its figures
+    print(f"{time.strftime('%H:%M:%S')} {fn.__name__}: {took:.1f} s, load {load}", flush=True)
+    return out, took, load
 
 
 def _block(config: Any, ms_paths: list[Path], scratch: Path) -> dict[str, Any]:
@@ -94,6 +97,7 @@ def _block(config: Any, ms_paths: list[Path], scratch: Path) -> dict[str, Any]:
     from dsa110d.science.imaging.settings import finder_params, imaging_params
 
     params = imaging_params(config.imaging)
+    scratch.mkdir(parents=True, exist_ok=True)
     chunks, wsclean_s, loads = [], [], []
     for i, ms in enumerate(ms_paths):
         chunk, took, load = _timed(image_chunk, ms, scratch / f"chunk{i:02d}", params)
@@ -149,7 +153,7 @@ def main() -> None:
     casa_python = os.environ.get("BENCH_CASA_PYTHON")
     root = Path(tempfile.mkdtemp(prefix="bench-imaging-"))
     try:
-        sets, set_ids, catalog = _simulate(root, n_chunks, n_subbands)
+        (sets, set_ids, catalog), simulate_s, _ = _timed(_simulate, root, n_chunks, n_subbands)
         config = _config(root, catalog)
         ms_paths, latency, fast_s, convert_s, alerts, loads = [], [], [], [], [], []
         for files, set_id in zip(sets, set_ids, strict=True):
@@ -169,7 +173,8 @@ def main() -> None:
         processing = sum(fast_s) + sum(block["wsclean_s"]) + block["mosaic_s"] + block["finder_s"]
         per_chunk = processing / n_chunks
         figures: dict[str, Any] = {
-            "chunks": n_chunks, "subbands": n_subbands, "image_px": config.imaging.size_px,
+            "chunks": n_chunks, "subbands": n_subbands, "simulate_s_untimed": simulate_s,
+            "image_px": config.imaging.size_px,
             "scale_arcsec": config.imaging.scale_arcsec, "wsclean_threads": config.imaging.threads,
             "convert_s": convert_s, "fast_search_s": fast_s, "fast_loadavg": loads,
             "fast_alerts_per_chunk": alerts, "latency_set_to_fast_alert_s": latency,
