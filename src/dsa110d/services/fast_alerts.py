@@ -6,13 +6,14 @@ settled when its block's mosaic has been searched (``science.imaging.fast``).
   alerts, before they exist): the chunk is imaged and searched in a worker call through the
   wsclean breaker (:func:`fast_alert_job`), and its alerts and searched mark are committed in
   a transaction fenced by the set's lease (``state.fast_alerts``). Each new alert is then
-  published once on the alert stream (``AlertStore.notice``, fingerprint
-  ``fast-alert:<id>``), logged and counted (``dsa110_results_total{kind="fast_alerts"}``).
+  logged and counted (``dsa110_results_total{kind="fast_alerts"}``); the alert engine's next
+  pass (``alerts.interval_sec``) publishes it once on the alert stream and to the sinks
+  (``alerts.rules.fast_alert_conditions``).
   A failed or timed-out search is logged and never fails the set: the block's mosaic still
   searches the data.
 * :meth:`FastAlerter.after_block` runs under the block's lease once its run is published:
   the alerts of the block's chunks are settled against its source list (confirmed/retracted),
-  written fenced by the block's lease, and each verdict published once.
+  written fenced by the block's lease, logged and counted; the engine publishes each verdict.
 """
 
 from __future__ import annotations
@@ -28,10 +29,8 @@ import structlog
 
 from dsa110d.config import Config
 from dsa110d.errors import CircuitOpenError, DSA110Error, StageError, WorkerJobError, describe
-from dsa110d.messages import Producer
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.resilience import BreakerBoard
-from dsa110d.state.alerts import AlertStore, Condition
 from dsa110d.state.blocks import ChunkRecord
 from dsa110d.state.connection import Redis
 from dsa110d.state.fast_alerts import FastAlerts
@@ -57,8 +56,6 @@ FAST_SEARCH_TIMEOUT_SEC = 600.0
 """Longest one chunk's image and search may take: past it the alert would not be fast."""
 SOURCES_OUTPUT = "image.sources"
 """The block run's output that is the mosaic's source list (the image stage's ``sources``)."""
-CONFIRMED = "confirmed"
-"""``science.imaging.fast.CONFIRMED`` (not imported: the daemon does not load the science)."""
 
 
 def fast_alerts_enabled(config: Config) -> bool:
@@ -90,10 +87,6 @@ class FastAlerter:
     def __init__(self, handler: Host) -> None:
         self.handler = handler
         self.store = FastAlerts(handler.redis, handler.keys)
-        self.alerts = AlertStore(
-            handler.redis, handler.keys, host=Producer.here(handler.service).host,
-            stream_max_len=handler.config.alerts.stream_max_len,
-        )  # fmt: skip
 
     async def after_convert(self, lease: Lease, chunk: ChunkRecord) -> list[dict[str, Any]]:
         """Search a freshly converted chunk; the alerts newly recorded."""
@@ -125,7 +118,7 @@ class FastAlerter:
         )
         fresh = [a for a in found if a["alert_id"] in new]
         for alert in fresh:
-            await self._publish(alert, "fast_alert", "critical", _summary(alert, "NEW SOURCE"))
+            h.log.info("fast_alert", **{k: alert[k] for k in ("alert_id", "snr", "peak_jy")})
         if fresh:
             h.metrics.add("fast_alerts", len(fresh))
         return fresh
@@ -150,28 +143,6 @@ class FastAlerter:
             if before.get(alert["alert_id"]) == alert["status"]:
                 continue
             status = alert["status"]
-            rule = f"fast_alert_{status}"
-            severity = "info" if status == CONFIRMED else "warning"
-            summary = _summary(alert, f"{status.upper()} by block {block_id}")
-            await self._publish(alert, rule, severity, summary, suffix=f":{status}")
+            h.log.info(f"fast_alert_{status}", alert_id=alert["alert_id"], block_id=block_id)
             h.metrics.add(f"fast_alerts_{status}")
         return settled
-
-    async def _publish(
-        self, alert: dict[str, Any], rule: str, severity: str, summary: str, suffix: str = ""
-    ) -> None:
-        condition = Condition(
-            f"fast-alert:{alert['alert_id']}{suffix}", rule, severity, summary, details=alert
-        )
-        try:
-            await self.alerts.notice(condition, time.time())
-        except DSA110Error as exc:  # recorded already; the stream event is best effort
-            self.handler.log.warning("fast_alert_unpublished", reason=str(exc))
-        self.handler.log.info(rule, **{k: alert[k] for k in ("alert_id", "status", "snr")})
-
-
-def _summary(alert: dict[str, Any], what: str) -> str:
-    return (
-        f"{what}: {alert['name']} in chunk {alert['chunk_id']}, {alert['peak_jy'] * 1e3:.1f} "
-        f"mJy/beam at {alert['snr']:.1f} sigma (dsa110ctl fast-alerts)"
-    )

@@ -25,6 +25,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import Config
 from dsa110d.science.catalog import write_catalog
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_catalog
@@ -177,6 +178,10 @@ def _false(alerts: list[dict[str, Any]], truth: dict[str, Any]) -> list[dict[str
 
 
 async def _notices(redis: Redis, cfg: Config) -> list[dict[str, str]]:
+    """The alert stream after two daemons' alert engines have each made a pass (each event
+    goes out once whoever sees it first)."""
+    for host in ("daemon-a", "daemon-b"):
+        await AlertEngine(lambda: cfg, redis, host=host).evaluate_once()
     return [f for _, f in await redis.xrange(Keys(cfg.redis.namespace).alerts())]
 
 
@@ -213,6 +218,8 @@ async def test_a_transient_that_appears_in_a_chunk_is_alerted_before_its_block_t
         ), "alerted before it appeared"
         false = [(a["name"], round(a["snr"], 1)) for a in _false(alerts, sky.truth)]
         assert len(false) <= MAX_FALSE_PER_BLOCK, false
+        published = [n for n in await _notices(redis, cfg) if n["rule"] == "fast_alert"]
+        assert len(published) == len(alerts)  # each alert published before the block runs
         done = await handler.check_blocks(now=block.end)
         assert [d.block_id for d in done] == [FIRST_BLOCK]
         settled = {a["alert_id"]: a for a in await store.latest()}
