@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -79,12 +80,27 @@ def _config(root: Path, catalog: Path) -> Any:
     return Config(env="testing", paths=paths, pipeline=PipelineConfig(stages=["image"]))
 
 
+CPU_S: dict[str, list[float]] = {}
+"""CPU seconds (this process and its children: wsclean, tclean, the converter's) per step:
+on a shared machine the wall time mostly measures the other sessions."""
+
+
+def _cpu() -> float:
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _timed(fn: Any, *args: Any) -> tuple[Any, float, list[float]]:
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), _cpu()
     out = fn(*args)
-    took, load = time.perf_counter() - began, _load()
+    took, load, used = time.perf_counter() - began, _load(), _cpu() - cpu
+    CPU_S.setdefault(fn.__name__, []).append(used)
     # progress as it goes: a long run cut short still leaves its figures
-    print(f"{time.strftime('%H:%M:%S')} {fn.__name__}: {took:.1f} s, load {load}", flush=True)
+    stamp = time.strftime("%H:%M:%S")
+    print(f"{stamp} {fn.__name__}: {took:.1f} s wall, {used:.1f} s CPU, load {load}", flush=True)
     return out, took, load
 
 
@@ -190,14 +206,19 @@ def main() -> None:
             out.mkdir()
             casa_ms = out / "chunk0.ms"
             shutil.copytree(ms_paths[0], casa_ms)
-            before = _load()
+            before, cpu = _load(), _cpu()
             tclean_s = _tclean(
                 casa_python, casa_ms, out, config.imaging.size_px, config.imaging.scale_arcsec,
                 config.imaging.niter,
             )  # fmt: skip
             figures["tclean_s"] = tclean_s
+            figures["tclean_cpu_s"] = _cpu() - cpu
             figures["tclean_loadavg"] = [before, _load()]
             figures["wsclean_vs_tclean_speedup"] = tclean_s / block["wsclean_s"][0]
+        figures["cpu_s"] = CPU_S
+        if "tclean_cpu_s" in figures:
+            wsclean_cpu = CPU_S["image_chunk"][0]
+            figures["wsclean_vs_tclean_cpu_speedup"] = figures["tclean_cpu_s"] / wsclean_cpu
         report("imaging", figures)
     finally:
         shutil.rmtree(root, ignore_errors=True)
