@@ -19,8 +19,30 @@ The real-time factor is the block's observing time over its processing time (fas
 chunk images + mosaic + finder, one process); a 60-minute block scales by its 12 chunks. The
 machine is shared (2 cores, other sessions): the load average is recorded beside each figure.
 
-Measured 2026-12-07 (figures below are filled in from ``bench/results/imaging.json``): see
-``docs/benchmarks.md``.
+Measured 2026-12-07 03:19-04:10 UTC, one real-scale chunk (96 antennas, 16 subbands x 48 =
+768 channels, 24 integrations, 111,744 rows, a 1.4 GB MS), the default imaging configuration
+(2048 x 6 arcsec, Briggs 0, clean to 1 sigma inside a 4-sigma auto-mask, niter 10000, 1
+thread). The machine was shared with 6 other sessions: load average 8 to 19 on 2 cores, so
+the wall times are 2.5-4x the CPU times; the CPU seconds (process + children) are the figures
+to compare. The full run (2 chunks, tclean last) could not finish before the session's
+deadline at that load: the steps were run one by one on the same MS (``main()``'s functions,
+the run killed after its conversion) and are reported here by hand, not in bench/results:
+
+- conversion (``convert_set``): 26.4 s wall, 5.4 s CPU in the parent (load 13.5);
+- wsclean, the chunk image: 1414 s wall, **485 s CPU** (load 19 -> 8);
+- one-chunk primary-beam corrected image (``build_mosaic``, reproject 2048^2): 30.2 s wall,
+  12.9 s CPU; Aegean + catalog match + vetoes: 12.3 s wall, 4.9 s CPU (12 sources, 2 new:
+  2 transients injected; chunk noise 0.32 mJy/beam);
+- **latency set landed -> fast alert** = conversion + wsclean + beam + Aegean: ~508 CPU-s,
+  8.5 min on a free core (goal <= 10 min: met only with a core to itself); 25 min wall at
+  the recorded load;
+- **real-time factor**: each chunk is imaged twice (fast, then again by the block stage), so
+  ~1000 CPU-s of imaging per 309-s chunk: 0.31 per core, 0.62 on 2 cores with nothing else
+  running (goal >= 1 with the rest of the pipeline: not met). Reusing the fast image in the
+  block stage (no calibration between them) would halve it; wsclean's deep clean (1 sigma,
+  niter 10000 at 2048^2) is the cost to cut;
+- tclean vs wsclean on the same MS: see docs/processor.md (the clean runs did not finish in
+  time; dirty images, niter 0, compared there if they did).
 """
 
 from __future__ import annotations
