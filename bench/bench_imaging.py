@@ -178,13 +178,28 @@ TCLEAN_SCRIPT = textwrap.dedent(
 )
 
 
+def _casa_home(out: Path) -> dict[str, str]:
+    """An environment whose HOME holds a CASA config pointing at python-casacore's bundled
+    measures data with the auto-updates off: casaconfig refuses to start without data, and the
+    CASA venv has none of its own (nor the network to fetch it)."""
+    import casacore
+
+    home = out / "casahome"
+    (home / ".casa").mkdir(parents=True, exist_ok=True)
+    data = Path(casacore.__file__).parent / "data"
+    (home / ".casa" / "config.py").write_text(
+        f"measurespath = {str(data)!r}\nmeasures_auto_update = False\ndata_auto_update = False\n"
+    )
+    return {**os.environ, "HOME": str(home), "OMP_NUM_THREADS": "1"}
+
+
 def _tclean(python: str, ms: Path, out: Path, size: int, scale_arcsec: float, niter: int) -> float:
     script = out / "tclean.py"
     script.write_text(TCLEAN_SCRIPT)
     done = subprocess.run(
         [python, str(script), str(ms), str(out / "tclean"), str(size), f"{scale_arcsec:g}arcsec",
          str(niter)],
-        capture_output=True, text=True, cwd=out, check=True, timeout=7200,
+        capture_output=True, text=True, cwd=out, check=True, timeout=7200, env=_casa_home(out),
     )  # fmt: skip
     return float(json.loads(done.stdout.strip().splitlines()[-1])["tclean_s"])
 
