@@ -22,7 +22,10 @@ from dsa110d.resilience import BREAKER_GAUGE, BreakerSnapshot
 
 DURATION_SAMPLES = 1000  # recent job durations kept for percentiles
 QUANTILES = (0.5, 0.9, 0.99)
-RESULT_KINDS = ("sets", "chunks", "blocks", "runs", "runs_failed", "runs_skipped")
+RESULT_KINDS = (
+    "sets", "chunks", "blocks", "runs", "runs_failed", "runs_skipped",
+    "fast_alerts", "fast_alerts_confirmed", "fast_alerts_retracted",
+)  # fmt: skip
 """Domain counters that only grow, exported as ``dsa110_results_total{kind}`` (the others, like
 the processor's ``pending_blocks``, are levels shown in STATUS only)."""
 

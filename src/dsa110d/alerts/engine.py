@@ -35,6 +35,7 @@ from dsa110d.state.alerts import (
 )
 from dsa110d.state.blocks import Blocks, BlockState
 from dsa110d.state.connection import Redis, describe_target
+from dsa110d.state.fast_alerts import FastAlerts
 from dsa110d.state.keys import Keys
 from dsa110d.state.registry import Registry
 
@@ -42,6 +43,8 @@ log = get_logger("dsa110d.alerts")
 DISK_TIMEOUT_SEC = 10.0  # a hung network mount must not hang the pass
 FLAGGED_BLOCKS_CHECKED = 50
 """The newest blocks looked at for a flagged fraction above flagging.alert_flag_fraction."""
+FAST_ALERTS_CHECKED = 100
+"""The newest fast alerts looked at for a notice not yet sent (an alert or its verdict)."""
 
 
 def disk_views(paths: list[Path]) -> list[rules.DiskView]:
@@ -134,6 +137,7 @@ class AlertEngine:
             if notice is not None:
                 sent.append(notice)
         sent += await self._flagged_blocks(config, now)
+        sent += await self._fast_alerts(now)
         for event in sent:
             self.sinks.deliver(event)
         return sent
@@ -164,6 +168,16 @@ class AlertEngine:
         done = [r for r in records if r.state is BlockState.PROCESSED]
         events = []
         for condition in rules.flagged_block_conditions(done, config):
+            event = await self.store.notice(condition, now)
+            if event is not None:
+                events.append(event)
+        return events
+
+    async def _fast_alerts(self, now: float) -> list[AlertEvent]:
+        """A notice (once across daemons) for each new fast alert and each verdict on one."""
+        records = await FastAlerts(self.redis, self.keys, self.target).latest(FAST_ALERTS_CHECKED)
+        events = []
+        for condition in rules.fast_alert_conditions(records):
             event = await self.store.notice(condition, now)
             if event is not None:
                 events.append(event)

@@ -59,6 +59,33 @@ def evaluate(facts: Facts, config: Config) -> list[Condition]:
     ]
 
 
+FAST_ALERT_SEVERITY = {"pending": "critical", "confirmed": "info", "retracted": "warning"}
+
+
+def fast_alert_conditions(alerts: list[dict[str, Any]]) -> list[Condition]:
+    """One notice per fast alert (a bright new source in one chunk's image: critical) and one
+    per verdict of the block's mosaic (confirmed: info; retracted: warning)."""
+    found = []
+    for alert in alerts:
+        where = (
+            f"{alert.get('name')} in chunk {alert.get('chunk_id')}, "
+            f"{1e3 * float(alert.get('peak_jy') or 0.0):.1f} mJy/beam at "
+            f"{float(alert.get('snr') or 0.0):.1f} sigma (dsa110ctl fast-alerts)"
+        )
+        fid = f"fast-alert:{alert.get('alert_id')}"
+        found.append(
+            Condition(fid, "fast_alert", "critical", f"NEW SOURCE: {where}", details=alert)
+        )
+        status = str(alert.get("status"))
+        if status in ("confirmed", "retracted"):
+            what = f"{status.upper()} by block {alert.get('settled_by')}: {where}"
+            found.append(
+                Condition(f"{fid}:{status}", f"fast_alert_{status}", FAST_ALERT_SEVERITY[status],
+                          what, details=alert)
+            )  # fmt: skip
+    return found
+
+
 def flagged_block_conditions(blocks: list[BlockRecord], config: Config) -> list[Condition]:
     """A warning notice for each block run whose flagged fraction passed
     ``flagging.alert_flag_fraction`` (one per block and version: a re-run is news again)."""

@@ -30,6 +30,7 @@ from dsa110d.cli import (
     ctl_cal,
     ctl_config,
     ctl_dlq,
+    ctl_fast,
     ctl_queues,
     ctl_records,
     ctl_services,
@@ -42,6 +43,7 @@ PARTS: tuple[ModuleType, ...] = (
     ctl_services,  # status, health, web-url, start, stop, restart
     ctl_queues,  # queues
     ctl_records,  # sets, blocks, candidates
+    ctl_fast,  # fast-alerts
     ctl_analysis,  # recompute, lightcurve
     ctl_upkeep,  # alerts, housekeeping
     ctl_config,  # config show | check

@@ -58,6 +58,10 @@ class ImagingConfig(Section):
     detect_sigma: PositiveFloat = 5.0
     new_source_sigma: PositiveFloat = 9.0
     match_radius_beams: PositiveFloat = 1.0
+    fast_alert_snr: PositiveFloat | None = 10.0
+    """Each chunk is imaged and searched as soon as it is converted; an unmatched detection
+    at least this many times the chunk image's noise is a fast alert, settled later by the
+    block's mosaic. None: no fast alerts (only with the ``image`` stage configured)."""
 
 
 class FlaggingConfig(Section):

@@ -206,6 +206,7 @@ class MSProcessingHandler(BlockRunner):
                 )
             chunk = ChunkRecord(set_id, set_id, done.start, done.end, done.dec_rad, str(out))
             await self.leases.commit(lease)
+            await self.fast.after_convert(lease, chunk)  # before the block can see the chunk
             new = await self._record(chunk)
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)

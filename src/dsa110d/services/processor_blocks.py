@@ -69,6 +69,7 @@ from dsa110d.resilience import BreakerBoard
 from dsa110d.science.atomic import STAGING_DIR
 from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import monitoring, processor_jobs
+from dsa110d.services.fast_alerts import FastAlerter
 from dsa110d.services.processor_outputs import (
     read_cal_solutions,
     remove_stale_staging,
@@ -147,6 +148,7 @@ class BlockRunner:
         self.ms_stream = self._stream(MessageType.MS_PROCESSING)
         self.wake = anyio.Event()
         """Set when a new chunk is recorded: the block loop checks the pending blocks at once."""
+        self.fast = FastAlerter(self)
 
     def _stream(self, message_type: MessageType) -> ReliableStream:
         return ReliableStream(
@@ -292,6 +294,7 @@ class BlockRunner:
             results = await self.publish_run(
                 lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
             )
+            await self.fast.after_block(lease, block.id, ids, results)
             await monitoring.after_commit(self.monitored, self.blocks, results, block.id, self.log)
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):

@@ -177,6 +177,18 @@ class Keys:
         """Sorted set of alert fingerprints scored by their last change (unix seconds)."""
         return self._key("alert-index")
 
+    def fast_alerts(self) -> str:
+        """Hash: fast alert id -> JSON record (a bright new source in one chunk's image)."""
+        return self._key("fast-alerts")
+
+    def fast_alert_index(self) -> str:
+        """Sorted set of fast alert ids scored by detection time (unix seconds)."""
+        return self._key("fast-alerts", "index")
+
+    def fast_searched(self) -> str:
+        """Hash: chunk id -> JSON list of its fast alert ids (present: the chunk was searched)."""
+        return self._key("fast-alerts", "searched")
+
     def alert_mark(self, name: str) -> str:
         """A high-water mark a rule keeps across daemons (e.g. candidates already announced)."""
         return self._key("alert-mark", name)

@@ -18,7 +18,15 @@ from dsa110d import __version__
 from dsa110d.alerts.report import alert_rows
 from dsa110d.config import Config
 from dsa110d.errors import BadRequestError
-from dsa110d.operations import calibration, overview, queues, records, results, status
+from dsa110d.operations import (
+    calibration,
+    fast_alerts,
+    overview,
+    queues,
+    records,
+    results,
+    status,
+)
 
 API_PREFIX = "/api/v1"
 MAX_LIMIT = 10_000
@@ -121,6 +129,11 @@ async def get_new_sources(config: Config, query: Query, path: Mapping[str, str])
     return {"new_sources": found[:limit] if limit else found}
 
 
+async def get_fast_alerts(config: Config, query: Query, path: Mapping[str, str]) -> Any:
+    status = choice_of(query, "status", fast_alerts.STATUSES)
+    return await fast_alerts.latest_fast_alerts(config, limit_of(query, 100) or 100, status)
+
+
 async def get_light_curve(config: Config, query: Query, path: Mapping[str, str]) -> Any:
     return await anyio.to_thread.run_sync(results.light_curve, config, path["source_id"])
 
@@ -197,6 +210,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              "their first-detection block, with the earlier mosaics' values and upper limits "
              "(as dsa110ctl candidates --new).", get_new_sources, (LIMIT,),
              schema={"type": "object", "required": ["new_sources"]}),
+    Endpoint("/fast-alerts", "fast_alerts", "Fast alerts: new sources in one chunk's image, "
+             "newest first, pending or confirmed or retracted by the block's mosaic (as "
+             "dsa110ctl fast-alerts).", get_fast_alerts,
+             (Param("status", "Only this status.", choices=fast_alerts.STATUSES), LIMIT),
+             schema=ARRAY),
     Endpoint("/sources/{source_id}/light-curve", "light_curve", "One source's light curve from "
              "the published photometry (newest version of each block).", get_light_curve,
              (Param("source_id", "The catalog's source id.", where="path"),),

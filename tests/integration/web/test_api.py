@@ -14,8 +14,12 @@ import redis.asyncio as aioredis
 from openapi_spec_validator import validate
 
 from dsa110d.config import Config
+from dsa110d.operations.fast_alerts import latest_fast_alerts
 from dsa110d.operations.queues import queue_stats
 from dsa110d.operations.records import latest_candidates, list_blocks, list_sets
+from dsa110d.state.fast_alerts import FastAlerts
+from dsa110d.state.keys import Keys
+from dsa110d.state.leases import Leases
 from dsa110d.web import api
 from dsa110d.web.security import CONTENT_SECURITY_POLICY
 from tests.integration.web.webkit import (
@@ -30,6 +34,21 @@ from tests.integration.web.webkit import (
 )
 
 pytestmark = pytest.mark.anyio
+
+
+async def _record_fast_alerts(config: Config, redis: aioredis.Redis) -> None:
+    keys = Keys(config.redis.namespace)
+    lease = await Leases(redis, keys, config.leases).acquire("set:F")
+    assert lease is not None
+    alerts = [
+        {"alert_id": f"F/DSA J{i}", "name": f"DSA J{i}", "chunk_id": "F", "detected_at": i,
+         "status": status}
+        for i, status in ((1, "retracted"), (2, "confirmed"), (3, "pending"))
+    ]  # fmt: skip
+    store = FastAlerts(redis, keys)
+    await Leases(redis, keys, config.leases).run_fenced(
+        lease, lambda pipe: store.stage_record(pipe, "F", alerts)
+    )
 
 
 def _filled(path: str, transient: str) -> str:
@@ -67,6 +86,10 @@ async def test_answers_are_the_operations_that_dsa110ctl_calls(
         assert [b["qa"] for b in processed] == [BLOCK_QA] * 4
         queues = (await aget(url + "/api/v1/queues")).json()
         assert queues == [r.__dict__ for r in await queue_stats(config)]
+        await _record_fast_alerts(config, redis)
+        fast = (await aget(url + "/api/v1/fast-alerts?status=confirmed")).json()
+        assert fast == await latest_fast_alerts(config, 100, "confirmed")
+        assert [a["name"] for a in fast] == ["DSA J2"]
         report = await latest_candidates(config, "variable")
         assert report is not None
         variables = (await aget(url + "/api/v1/candidates?class=variable")).json()

@@ -38,9 +38,10 @@ from dsa110d.config import Config, ImagingConfig
 from dsa110d.science.atomic import STAGING_DIR, atomic_file, newest_fenced, unfenced
 from dsa110d.science.catalog import read_catalog
 from dsa110d.science.imaging.candidates import BlockSources, candidates
-from dsa110d.science.imaging.chunk import ImagingParams, image_chunk, wcs_of, wsclean_available
-from dsa110d.science.imaging.finder import FinderParams, find_sources, match_catalog
+from dsa110d.science.imaging.chunk import image_chunk, wcs_of, wsclean_available
+from dsa110d.science.imaging.finder import find_sources, match_catalog
 from dsa110d.science.imaging.mosaic import Mosaic, build_mosaic, quicklook_png, write_fits
+from dsa110d.science.imaging.settings import finder_params, imaging_params
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
 log = logging.getLogger(__name__)
@@ -53,24 +54,6 @@ fits the PSF a wider beam (~100 arcsec major instead of ~70 on the small-scale a
 arcsec pixels, 3 across its 23 arcsec minor axis), the restored sources and the uncleaned
 residuals differ in shape from the header's beam, and Aegean's fits of that beam ran 10-15 %
 low. The stage warns (``imaging.scale_arcsec`` is the operator's to set)."""
-
-
-def imaging_params(cfg: ImagingConfig) -> ImagingParams:
-    return ImagingParams(
-        size_px=cfg.size_px, scale_arcsec=cfg.scale_arcsec, weighting=cfg.weighting,
-        robust=cfg.robust, niter=cfg.niter, mgain=cfg.mgain,
-        auto_threshold=cfg.auto_threshold_sigma, auto_mask=cfg.auto_mask_sigma,
-        threads=cfg.threads, program=cfg.wsclean,
-    )  # fmt: skip
-
-
-def finder_params(cfg: ImagingConfig) -> FinderParams:
-    return FinderParams(
-        detect_sigma=cfg.detect_sigma,
-        grow_sigma=max(cfg.detect_sigma - 1.0, 3.0),
-        new_sigma=cfg.new_source_sigma,
-        match_radius_beams=cfg.match_radius_beams,
-    )
 
 
 def image_and_search(
