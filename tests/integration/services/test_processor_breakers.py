@@ -5,6 +5,7 @@ degraded, and after the reset timeout one probe runs wsclean again."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ async def test_a_failing_wsclean_opens_its_breaker_and_image_is_skipped_until_a_
     async with worker_pool(1) as pool:
 
         async def counted(func: Any, *args: Any, **kwargs: Any) -> Any:
-            stages_run.append(args[-1])  # the stage names of this worker call
+            stages_run.append(inspect.signature(func).bind(*args, **kwargs).arguments["stages"])
             return await pool.run(func, *args, **kwargs)
 
         handler = MSProcessingHandler(cfg, redis, counted)

@@ -33,11 +33,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from dsa110d.config import Config
-from dsa110d.science.imaging.monitoring import MonitoredSource
 from dsa110d.science.pipeline.blocks import Block
+
+if TYPE_CHECKING:  # the stage interface stays light: dsa110ctl reads it without pandas
+    from dsa110d.science.imaging.monitoring import MonitoredSource
 
 MOSTLY_FLAGGED = "mostly_flagged"
 """A stage summary's ``status`` that ends the block's pipeline: the later stages do not run."""
