@@ -12,6 +12,7 @@ the list and hands it to the worker (:func:`monitored_for_job`).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,19 @@ CANDIDATES_OUTPUT = "image.candidates"
 ``candidates``)."""
 
 
-async def monitored_for_job(store: MonitoredSources) -> list[list[Any]]:
-    """The monitored sources as the worker's ``block_job`` takes them."""
-    return [MonitoredSource.from_record(r).to_json() for r in await store.all()]
+async def monitored_for_job(
+    store: MonitoredSources, log: structlog.stdlib.BoundLogger
+) -> list[list[Any]]:
+    """The monitored sources as the worker's ``block_job`` takes them. A damaged entry is
+    logged by its id and left out: it must not stop every block run."""
+    sources = []
+    for candidate_id, raw in sorted((await store.entries()).items()):
+        try:
+            sources.append(MonitoredSource.from_record(json.loads(raw)).to_json())
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("monitored_source_unreadable", candidate_id=candidate_id,
+                        reason=describe(exc))  # fmt: skip
+    return sources
 
 
 async def _measurements_kept(blocks: Blocks, block_id: str) -> bool:

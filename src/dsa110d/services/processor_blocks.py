@@ -266,7 +266,7 @@ class BlockRunner:
         )
         config_doc = self.config.model_dump(mode="json", exclude={"redis"})
         timeout = self.cfg.processing_timeout_sec
-        watch = await monitoring.monitored_for_job(self.monitored)
+        watch = await monitoring.monitored_for_job(self.monitored, self.log)
         try:
             with anyio.move_on_after(timeout) as scope:
                 runs = await self.run_stages(

@@ -47,8 +47,13 @@ class MonitoredSources:
             await confirm(self.redis, self.keys, self.target, f"monitored source {cid}")
         return added
 
+    async def entries(self) -> dict[str, str]:
+        """Every monitored source's stored JSON, by candidate id, undecoded."""
+        with translate_errors(self.target):
+            raw: dict[str, str] = await self.redis.hgetall(self.keys.monitored())  # type: ignore[misc]
+        return raw
+
     async def all(self) -> list[dict[str, Any]]:
         """Every monitored source's record, in candidate-id order."""
-        with translate_errors(self.target):
-            raw = await self.redis.hgetall(self.keys.monitored())  # type: ignore[misc]
+        raw = await self.entries()
         return [json.loads(raw[k]) for k in sorted(raw)]

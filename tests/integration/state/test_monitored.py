@@ -11,11 +11,13 @@ from pathlib import Path
 import anyio
 import pandas as pd
 import pytest
+import structlog
+import structlog.testing
 from redis.asyncio.client import Pipeline
 
 from dsa110d.config import Config
 from dsa110d.operations.records import new_sources
-from dsa110d.services.monitoring import register_new_sources
+from dsa110d.services.monitoring import monitored_for_job, register_new_sources
 from dsa110d.state.blocks import Blocks, BlockSpan, BlockState, ChunkRecord
 from dsa110d.state.connection import Redis
 from dsa110d.state.keys import Keys
@@ -101,3 +103,21 @@ async def test_a_new_source_is_registered_once_and_its_blocks_re_run_once(
     assert [e["block_id"] for e in record["earlier_upper_limits"]] == [
         GONE.block_id, EARLY.block_id,
     ]  # fmt: skip
+
+
+async def test_a_damaged_entry_is_named_and_left_out_of_the_block_runs(
+    config: Config, redis: Redis
+) -> None:
+    """One unreadable monitored entry must not stop every block run: the others still reach
+    forced photometry, and the damaged one is logged by its id."""
+    keys = Keys(config.redis.namespace)
+    store = MonitoredSources(redis, keys)
+    good = {"candidate_id": "DSA J1", "ra_deg": 165.2, "dec_deg": 60.1, "peak_jy": 0.06}
+    assert await store.register(good)
+    await redis.hset(keys.monitored(), "DSA J2", "{not json")  # type: ignore[misc]
+    await redis.hset(keys.monitored(), "DSA J3", json.dumps({"ra_deg": 1.0}))  # type: ignore[misc]
+    with structlog.testing.capture_logs() as logs:
+        handed = await monitored_for_job(store, structlog.get_logger())
+    assert handed == [["DSA J1", 165.2, 60.1, 0.06]]
+    named = sorted(e["candidate_id"] for e in logs if e["event"] == "monitored_source_unreadable")
+    assert named == ["DSA J2", "DSA J3"]

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis.asyncio as aioredis
+import structlog
 from astropy.coordinates import SkyCoord
 
 from dsa110d.config import Config, ProcessorConfig
@@ -168,7 +169,8 @@ async def test_a_transient_found_in_block_2_is_monitored_and_measured_before_and
     added = await register_new_sources(store, blocks, published)
     assert first.candidate_id.iloc[0] in added
     assert await register_new_sources(store, blocks, published) == []  # once
-    watch = [MonitoredSource.from_json(m) for m in await monitored_for_job(store)]
+    handed = await monitored_for_job(store, structlog.get_logger())
+    watch = [MonitoredSource.from_json(m) for m in handed]
     catalog = read_catalog(field.config.paths.catalog)  # type: ignore[arg-type]
     cid = str(first.candidate_id.iloc[0])
 
