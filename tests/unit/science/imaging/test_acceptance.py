@@ -75,6 +75,15 @@ POSITION_BEAM_FRACTION = 0.2
 MAX_FALSE_NEW = 1
 FLUX_REL_TOL = 0.10
 FLUX_SIGMA_TOL = 3.0
+FAINT_SNR_RANGE = (5.0, 20.0)
+FAINT_MIN_SOURCES = 8
+FAINT_BIAS_MAX_SIGMA = 1.0
+FAINT_RATIO_TOL = 0.08
+"""Faint steady sources (FAINT_SNR_RANGE x the mosaic's noise) read low in the mosaic by
+-0.74 +- 0.15 sigma on average over seeds 11-16 (median ratio 0.95), -0.65 sigma and 0.948
+in this block: CLEAN's bias (absent from the dirty image, ~-0.4 chunk sigma at every clean
+depth tried, doubled by a mask grown from 3 sigma). These bounds hold today's bias and fail
+that deeper clean (-1.24 sigma, 0.888)."""
 TRUTH_MATCH_BEAMS = 1.0
 """A detection within one beam (major axis) of a true source is that source, not false."""
 WRONG_FIELD_MIN_OFFSET_DEG = 0.2
@@ -279,6 +288,37 @@ def test_catalog_fluxes_in_the_mosaic_match_the_truth(block: Block) -> None:
     lossy = (response < 1 - 2 * FLUX_REL_TOL).to_numpy()
     uncorrected = at.assign(peak_jy=at.peak_jy * response)
     assert not _flux_ok(uncorrected, truth)[lossy].any()
+
+
+def test_faint_sources_are_not_biased_low_in_the_mosaic(block: Block) -> None:
+    """Every steady point source the truth lists (catalog and uncatalogued, the same flux in
+    each set) between FAINT_SNR_RANGE times the mosaic's noise, away from the edge: the mosaic
+    at its true position reads on average no more than FAINT_BIAS_MAX_SIGMA noise below the
+    truth, and its median ratio to the truth is within FAINT_RATIO_TOL of 1. A clean that
+    puts components on noise (auto-mask 3 sigma, threshold 0.5) fails it: -1.2 sigma, 0.89
+    (docs/processor.md, "Faint-source fluxes in the mosaic")."""
+    steady = [
+        s
+        for s in [*block.truth["sources"], *block.truth["uncatalogued"]]
+        if min(s["flux_per_set_jy"]) > 0 and len(set(s["flux_per_set_jy"])) == 1
+    ]
+    wcs = wcs_of(block.mosaic.header)
+    true, seen, noise = [], [], []
+    for s in steady:
+        sigma = _noise_at(block.mosaic, s["ra_deg"], s["dec_deg"])
+        flux = float(s["flux_per_set_jy"][0])
+        if not FAINT_SNR_RANGE[0] <= flux / sigma < FAINT_SNR_RANGE[1]:
+            continue  # NaN (edge) compares false too
+        x, y = wcs.world_to_pixel_values(s["ra_deg"], s["dec_deg"])
+        true.append(flux)
+        seen.append(float(block.mosaic.image[round(float(y)), round(float(x))]))
+        noise.append(sigma)
+    t, m, n = np.array(true), np.array(seen), np.array(noise)
+    bias, ratio = float(np.mean((m - t) / n)), float(np.median(m / t))
+    print(f"{len(t)} steady sources at 5-20 sigma: mean bias {bias:+.2f} sigma, median {ratio:.3f}")
+    assert len(t) >= FAINT_MIN_SOURCES
+    assert bias >= -FAINT_BIAS_MAX_SIGMA
+    assert abs(ratio - 1) <= FAINT_RATIO_TOL
 
 
 def test_the_extended_emission_raises_no_new_source(block: Block) -> None:
