@@ -14,16 +14,12 @@ from typing import Annotated, Any
 import anyio
 import typer
 
-from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, load, say
+from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, LimitOption, load, say
 from dsa110d.cli.ctl_output import PROGRAM, complete, number, print_json, table, utc
 from dsa110d.operations import records
 from dsa110d.state.monitored import Decoded
 
 app = typer.Typer()
-
-LimitOption = Annotated[
-    int, typer.Option("--limit", min=0, help="Only the newest N (0: all).", show_default=True)
-]
 
 
 def _state_option(what: str, states: Sequence[str]) -> Any:
