@@ -29,6 +29,7 @@ from dsa110d.science.pipeline.blocks import BlockPlan
 from dsa110d.science.pipeline.imaging import image_and_search
 from dsa110d.science.pipeline.stage import BlockJob
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_catalog
+from tests.helpers.truth import catalog_of
 from tests.unit.science.conftest import config_under
 
 START = datetime(2026, 3, 20, 7, 0, 0, tzinfo=UTC)
@@ -104,13 +105,7 @@ def make_block(
         ms.append(path)
     assert result.truth_path is not None
     truth = json.loads(result.truth_path.read_text())
-    known = truth["sources"]
-    catalog = Catalog(
-        tuple(s["id"] for s in known),
-        np.array([s["ra_deg"] for s in known]),
-        np.array([s["dec_deg"] for s in known]),
-        np.array([s["flux_jy"] for s in known]),
-    )
+    catalog = catalog_of(truth["sources"])
     write_catalog(root / "catalog.csv", catalog)
     config = config_under(root, catalog=root / "catalog.csv")
     config = config.model_copy(update={"imaging": config.imaging.model_copy(update=image or IMAGE)})
