@@ -9,6 +9,15 @@ from pydantic import Field, model_validator
 
 from dsa110d.config.section import NonNegativeFloat, PositiveFloat, PositiveInt, Section
 
+__all__ = [
+    "BeamConfig",
+    "CalibrationConfig",
+    "FlaggingConfig",
+    "ImagingConfig",
+    "PhotometryConfig",
+    "PipelineConfig",
+]
+
 
 class PipelineConfig(Section):
     stages: list[str] = ["flag", "photometry"]

@@ -12,7 +12,6 @@ the list and hands it to the worker (:func:`monitored_for_job`).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -39,14 +38,11 @@ async def monitored_for_job(
 ) -> list[list[Any]]:
     """The monitored sources as the worker's ``block_job`` takes them. A damaged entry is
     logged by its id and left out: it must not stop every block run."""
-    sources = []
-    for candidate_id, raw in sorted((await store.entries()).items()):
-        try:
-            sources.append(MonitoredSource.from_record(json.loads(raw)).to_json())
-        except (ValueError, KeyError, TypeError) as exc:
-            log.warning("monitored_source_unreadable", candidate_id=candidate_id,
-                        reason=describe(exc))  # fmt: skip
-    return sources
+    found = await store.decoded(lambda record: MonitoredSource.from_record(record).to_json())
+    for bad in found.unreadable:
+        log.warning("monitored_source_unreadable", candidate_id=bad.candidate_id,
+                    reason=bad.reason)  # fmt: skip
+    return found.sources
 
 
 async def _measurements_kept(blocks: Blocks, block_id: str) -> bool:

@@ -13,13 +13,35 @@ catalog's (TraP's monitoring list).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
+from dsa110d.errors import describe
 from dsa110d.state import lua
 from dsa110d.state.connection import Redis, translate_errors
 from dsa110d.state.durability import confirm
 from dsa110d.state.keys import Keys
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A monitored entry that could not be decoded: its candidate id (the hash field) and
+    why (one printable line)."""
+
+    candidate_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decoded(Generic[T]):
+    """The monitored list, each entry decoded on its own: the readable ones in candidate-id
+    order, and the damaged ones set aside by id."""
+
+    sources: list[T]
+    unreadable: list[Unreadable]
 
 
 class MonitoredSources:
@@ -53,7 +75,19 @@ class MonitoredSources:
             raw: dict[str, str] = await self.redis.hgetall(self.keys.monitored())  # type: ignore[misc]
         return raw
 
-    async def all(self) -> list[dict[str, Any]]:
-        """Every monitored source's record, in candidate-id order."""
-        raw = await self.entries()
-        return [json.loads(raw[k]) for k in sorted(raw)]
+    async def decoded(self, decode: Callable[[dict[str, Any]], T]) -> Decoded[T]:
+        """Every monitored source's record through ``decode``, in candidate-id order. Each
+        entry is its own fault boundary: one that is not a JSON object, or that ``decode``
+        rejects (``ValueError``, ``KeyError``, ``TypeError``), is set aside by its id with the
+        reason, and the rest are still read (one damaged hash field must not hide them all)."""
+        sources: list[T] = []
+        unreadable: list[Unreadable] = []
+        for candidate_id, raw in sorted((await self.entries()).items()):
+            try:
+                record = json.loads(raw)
+                if not isinstance(record, dict):
+                    raise TypeError(f"a JSON {type(record).__name__}, not an object")
+                sources.append(decode(record))
+            except (ValueError, KeyError, TypeError) as exc:
+                unreadable.append(Unreadable(candidate_id, describe(exc)))
+        return Decoded(sources, unreadable)
