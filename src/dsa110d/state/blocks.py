@@ -97,6 +97,15 @@ class BlockRecord:
     error: str = ""
     created_at: float = 0.0
     """When the block's first chunk was recorded (Unix s)."""
+    monitor_generation: int = 0
+    """The generation a monitoring re-run request set (``state.monitored``: a new source to
+    measure here); equal to ``generation`` while nothing else (a new chunk) has asked since."""
+
+    @property
+    def rerun_for_monitoring(self) -> bool:
+        """The last request for a run was the monitoring's, on a block run before: its data
+        are those of its last run, only the monitored list has grown."""
+        return self.stale and self.version > 0 and self.monitor_generation == self.generation
 
     @property
     def stale(self) -> bool:
@@ -282,6 +291,7 @@ def _block(block_id: str, raw: dict[str, str]) -> BlockRecord:
             attempts=int(raw.get("attempts") or 0),
             error=raw.get("error", ""),
             created_at=float(raw.get("created_at") or 0),
+            monitor_generation=int(raw.get("monitor_generation") or 0),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise StateError(f"block record {block_id}: malformed ({exc})") from None
