@@ -136,8 +136,8 @@ def block(tmp_path_factory: pytest.TempPathFactory) -> Block:
     job = BlockJob(BlockPlan.from_config(ProcessorConfig()).block(0))
     scratch = root / "scratch"
     scratch.mkdir()
-    images, mosaic, found = image_and_search(job, ms, config, scratch)
-    return Block(ms, truth, catalog, mosaic, found, images)
+    imaged, mosaic, found = image_and_search(job, ms, config, scratch)
+    return Block(ms, truth, catalog, mosaic, found, [c.chunk.path for c in imaged])
 
 
 def _beam(mosaic: Mosaic) -> tuple[float, float, float]:
