@@ -2,7 +2,12 @@
 block run that publishes new sources records them as pending in its fenced commit; when the
 registration after the commit fails (here the server refuses it: the monitored list's key
 holds the wrong type), the block's results stay committed, the entry stays pending, and the
-next pass over the pending blocks registers the source and asks for its re-runs, once."""
+next pass over the pending blocks registers the source and asks for its re-runs, once.
+
+A re-run the monitoring asked for (real workers, real wsclean) runs photometry alone: no image
+is written, the record keeps the last run's image results, and the new source is measured; a
+chunk recorded since makes the next run a full one. The chunk images come from the fast
+search's (same data, same parameters: ``science.imaging.reuse``)."""
 
 from __future__ import annotations
 
@@ -149,7 +154,7 @@ async def _run(handler: MSProcessingHandler) -> BlockRecord:
     return record
 
 
-async def test_a_monitoring_rerun_measures_without_imaging_and_a_new_chunk_images_again(
+async def test_a_monitoring_rerun_measures_without_imaging_and_a_new_chunk_runs_image_again(
     tmp_path: Path, server_url: str, sim: tuple[SimulationResult, Path], pool: WorkerPool
 ) -> None:
     result, catalog = sim
@@ -164,6 +169,9 @@ async def test_a_monitoring_rerun_measures_without_imaging_and_a_new_chunk_image
             await land_and_announce(config, handler.redis, set_files(result, index))
             await drain(set_consumer(handler), timeout=600.0)
         first = await _run(handler)
+        # the fast search imaged each chunk as it was converted, with the block's parameters,
+        # and nothing has written to the MSs since: the block stage reused both images
+        assert first.qa["image"]["chunks_imaged"] == 0
         images = _image_files(config)
         assert any(n.endswith(".mosaic.v1.t" + n.rsplit(".t", 1)[-1]) for n in images)
         before = pd.read_parquet(first.results["photometry"])
@@ -192,4 +200,5 @@ async def test_a_monitoring_rerun_measures_without_imaging_and_a_new_chunk_image
         fresh = {k: full.results[k] for k in imaged}
         assert all(".v3.t" in Path(p).name for p in fresh.values())
         assert all(not Path(p).exists() for p in imaged.values())  # superseded, removed
+        assert full.qa["image"]["chunks_imaged"] == 0  # the same data: the images reused
     await client.aclose()
