@@ -47,7 +47,6 @@ from typing import Any
 from bench.common import report
 
 START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
-SUBBANDS_PER_SET = 16
 IMAGE = {"size_px": 768, "scale_arcsec": 4.0}
 """The imaging acceptance test's small-scale image (4 arcsec: 5+ pixels across the beam)."""
 
@@ -64,8 +63,8 @@ def _cpu() -> tuple[float, float]:
 
 
 def _blocks(root: Path, chunks: int) -> tuple[list[Path], Path]:
+    from bench.science_imaging import convert_chunks
     from dsa110d.science.catalog import write_catalog
-    from dsa110d.science.conversion.convert import convert_set
     from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_catalog
 
     spec = SimulationSpec(
@@ -75,13 +74,7 @@ def _blocks(root: Path, chunks: int) -> tuple[list[Path], Path]:
     catalog = root / "catalog.csv"
     write_catalog(catalog, sky_catalog(spec))
     result = simulate(SimulationSpec(**{**spec.__dict__, "catalog": catalog}))
-    files = sorted(result.files, key=lambda p: p.name)
-    ms = []
-    for i in range(chunks):
-        path = root / f"chunk{i}.ms"
-        convert_set(files[SUBBANDS_PER_SET * i : SUBBANDS_PER_SET * (i + 1)], path)
-        ms.append(path)
-    return ms, catalog
+    return convert_chunks(list(result.files), root, chunks), catalog
 
 
 def _stage(
