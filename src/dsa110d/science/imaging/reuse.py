@@ -22,10 +22,12 @@ replaced, are removed by :func:`prune` (the stage calls it after imaging).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -52,8 +54,8 @@ UNKEYED_PARAMS = ("threads",)
 IGNORED_MS_FILES = ("table.lock",)
 """Files of an MS's main table that change without its data changing."""
 PRUNE_GRACE_SEC = 3600.0
-"""An entry another entry of the same MS replaced is removed only this long after it was
-made: a run that began with it may still be reading it."""
+"""An entry another entry of the same MS replaced is removed only this long after it was last
+made or used: a run that took it may still be reading it."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ def image_chunk_once(ms: Path, params: ImagingParams, cache: Path, prefix: Path)
     cached = cache / f"{ms.name}.{key}.fits"
     sidecar = cached.with_suffix(".json")
     if cached.is_file() and _sidecar(sidecar) == made_from:
+        with contextlib.suppress(OSError):  # used now: the newest of its MS for prune()
+            os.utime(cached)
         ra, dec, freq = chunk_beam(ms)
         return Imaged(ChunkImage(cached, ra, dec, freq), made=False)
     chunk = image_chunk(ms, prefix, params, column)
@@ -111,9 +115,10 @@ def image_chunk_once(ms: Path, params: ImagingParams, cache: Path, prefix: Path)
 
 
 def prune(cache: Path, now: float | None = None) -> list[Path]:
-    """Remove the entries no run can reuse: those whose MS is gone, and those older than
-    ``PRUNE_GRACE_SEC`` that a newer entry of the same MS replaced (the MS was written to,
-    or imaged with other parameters); the images removed."""
+    """Remove the entries no run can reuse: those whose MS is gone, and those not made or
+    used (an image's mtime: :func:`image_chunk_once` touches what it reuses) for
+    ``PRUNE_GRACE_SEC`` while another entry of the same MS was made or used later (the MS
+    was written to, or imaged with other parameters); the images removed."""
     now = time.time() if now is None else now
     by_ms: dict[str, list[tuple[float, Path]]] = {}
     removed = []
