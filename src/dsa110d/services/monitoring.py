@@ -130,7 +130,7 @@ async def register_block(
         added = await register_new_sources(store, blocks, {CANDIDATES_OUTPUT: candidates_path})
     except FileNotFoundError:
         log.info("new_sources_superseded", block_id=block_id, candidates=candidates_path)
-    except ValueError as exc:  # a damaged table never becomes readable
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:  # damaged: stays so
         log.warning("new_sources_unreadable", block_id=block_id, reason=describe(exc))
     except (DSA110Error, OSError) as exc:
         log.warning("new_sources_not_monitored", block_id=block_id, reason=describe(exc))

@@ -26,9 +26,10 @@ from dsa110d.science.atomic import STAGING_DIR
 from dsa110d.science.simulation.simulate import SimulationResult
 from dsa110d.services import monitoring
 from dsa110d.services.processor import MSProcessingHandler
-from dsa110d.state.blocks import BlockRecord, BlockSpan, ChunkRecord
+from dsa110d.state.blocks import BlockRecord, Blocks, BlockSpan, ChunkRecord
 from dsa110d.state.connection import Redis, connect
 from dsa110d.state.keys import Keys
+from dsa110d.state.monitored import MonitoredSources
 from dsa110d.workers import WorkerPool
 from tests.integration.services.processorkit import (
     FIRST_BLOCK,
@@ -132,6 +133,28 @@ async def test_a_refused_registration_is_retried_on_the_next_pass_and_happens_on
         assert before is not None and after is not None
         assert after.generation == before.generation
         assert after.rerun_for_monitoring
+
+
+async def test_a_damaged_or_vanished_table_is_settled_and_the_pass_goes_on(
+    config: Config, redis: Redis, tmp_path: Path
+) -> None:
+    """A table that can never be registered (not Parquet, not a candidates table, or gone:
+    superseded by a newer run or pruned) is logged and dropped, not retried forever, and the
+    pass over the others goes on."""
+    keys = Keys(config.redis.namespace)
+    store, blocks = MonitoredSources(redis, keys), Blocks(redis, keys)
+    damaged, wrong = tmp_path / "damaged.parquet", tmp_path / "wrong.parquet"
+    damaged.write_text("not parquet")
+    pd.DataFrame({"x": [1]}).to_parquet(wrong)
+    for block_id, path in (("b1", damaged), ("b2", wrong), ("b3", tmp_path / "gone.parquet")):
+        await redis.hset(keys.monitoring_pending(), block_id, str(path))  # type: ignore[misc]
+    with structlog.testing.capture_logs() as logs:
+        settled = await monitoring.retry_pending(store, blocks, structlog.get_logger())
+    assert settled == ["b1", "b2", "b3"]
+    assert await store.pending() == {} and await store.all() == []
+    assert [e["event"] for e in logs] == [
+        "new_sources_unreadable", "new_sources_unreadable", "new_sources_superseded",
+    ]  # fmt: skip
 
 
 @pytest.fixture
