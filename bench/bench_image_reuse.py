@@ -16,22 +16,26 @@ run are written to ``bench/results/image_reuse.json`` (after one unreported warm
 another results directory: the first run pays the imports). Small scale only: it is the ratio that
 matters, the real-scale chunk image is ~500 CPU-s (``bench_imaging``).
 
-Measured 2026-12-07 06:08-06:10 UTC, 2 small-scale chunks, 768 x 4 arcsec, shared machine
-(load average 7.2 -> 7.7 on 2 cores, other sessions running):
+Measured 2026-12-07 on the shared machine (2 cores, other sessions running), 768 x 4 arcsec:
 
-| run | wall | CPU | of it wsclean | chunks imaged | sources |
-| --- | --- | --- | --- | --- | --- |
-| cold | 20.7 s | 8.4 s | 2.82 s | 2 | 23 |
-| reused | 13.2 s | 6.8 s | 0.00 s | 0 | 23 (same mosaic, same rms) |
-| shallow (auto-threshold 3) | 22.0 s | 10.3 s | 2.64 s | 2 | 19 |
+| chunks, load average | run | wall | CPU | of it wsclean | chunks imaged | sources |
+| --- | --- | --- | --- | --- | --- | --- |
+| 2, 7.2 -> 7.7 (06:08) | cold | 20.7 s | 8.4 s | 2.82 s | 2 | 23 |
+| | reused | 13.2 s | 6.8 s | 0.00 s | 0 | 23 (same mosaic rms) |
+| | shallow (auto-threshold 3) | 22.0 s | 10.3 s | 2.64 s | 2 | 19 |
+| 3, 4.6 -> 4.3 (06:18) | cold | 13.3 s | 12.4 s | 3.58 s | 3 | 4 |
+| | reused | 9.0 s | 6.2 s | 0.00 s | 0 | 4 (same mosaic rms) |
+| | shallow (auto-threshold 3) | 11.4 s | 9.9 s | 3.61 s | 3 | 2 |
 
-At small scale the chunk images are a third of the stage's CPU (the mosaic's reprojection and
-Aegean are the rest), so reuse saves 36 % of the wall time; at real scale a chunk image is
-~485 CPU-s against ~18 CPU-s of beam correction and finder per chunk (``bench_imaging``), so
-each reused chunk saves nearly all of its block-stage cost. The shallower clean saved only
-6 % of wsclean's CPU here (the clean is cheap beside the gridding at this size) and lost 4 of
-23 detections (fainter sources left in the snapshot PSF: ``chunk.ImagingParams``): the
-default stays 1 sigma.
+Reuse took 32-36 % off the stage's wall time here, where the chunk images are a third of
+the stage's CPU (the mosaic's reprojection and Aegean are the rest; the in-process CPU varies
+by +-2 s between runs at this load, wsclean's, counted apart, does not). At real scale a
+chunk image is ~485 CPU-s against ~18 CPU-s of beam correction and finder per chunk
+(``bench_imaging``), so each reused chunk saves ~96 % of its share of the stage. The
+shallower clean saved no wsclean CPU at this size (gridding dominates: 3.61 against 3.58 s)
+and lost detections (19 of 23, 2 of 4: fainter sources left in the snapshot PSF,
+``chunk.ImagingParams``): the default stays at 1 sigma. Whether a shallower clean pays at real
+scale (clean is 9x the dirty image there) is to measure with ``bench_imaging``.
 """
 
 from __future__ import annotations

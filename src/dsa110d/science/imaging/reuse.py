@@ -115,10 +115,11 @@ def image_chunk_once(ms: Path, params: ImagingParams, cache: Path, prefix: Path)
 
 
 def prune(cache: Path, now: float | None = None) -> list[Path]:
-    """Remove the entries no run can reuse: those whose MS is gone, and those not made or
-    used (an image's mtime: :func:`image_chunk_once` touches what it reuses) for
+    """Remove the entries no run can reuse: those whose MS is gone, those not made or used
+    (an image's mtime: :func:`image_chunk_once` touches what it reuses) for
     ``PRUNE_GRACE_SEC`` while another entry of the same MS was made or used later (the MS
-    was written to, or imaged with other parameters); the images removed."""
+    was written to, or imaged with other parameters), and images that old without a
+    sidecar; the images removed."""
     now = time.time() if now is None else now
     by_ms: dict[str, list[tuple[float, Path]]] = {}
     removed = []
@@ -134,6 +135,12 @@ def prune(cache: Path, now: float | None = None) -> list[Path]:
         for made, sidecar in sorted(entries)[:-1]:
             if now - made >= PRUNE_GRACE_SEC:
                 removed += _remove(sidecar, sidecar.with_suffix(".fits"))
+    for image in sorted(cache.glob("*.fits")) if cache.is_dir() else []:
+        # an image without its sidecar: its writer died between the two (or the MS changed
+        # under it); the sidecar is written last, so a younger one may still be coming
+        orphan = not image.with_suffix(".json").exists()
+        if orphan and now - image.stat().st_mtime >= PRUNE_GRACE_SEC:
+            removed += _remove(image.with_suffix(".json"), image)
     return removed
 
 

@@ -94,9 +94,12 @@ def test_entries_of_a_removed_ms_and_old_replaced_ones_are_pruned(
     gone = prune(cache)
     assert len(gone) == 2 and all(p.name.startswith(ms[1].name) for p in gone)
     assert _run(config, ms[:1], 3, tmp_path / "s3")["chunks_imaged"] == 0  # the first reused
+    orphan = cache / "crashed.ms.0123456789abcdef.fits"  # its writer died before the sidecar
+    orphan.write_bytes(b"")
+    assert prune(cache) == []  # young: its sidecar may still be coming
     later = prune(cache, now=_newest(cache) + PRUNE_GRACE_SEC + 1.0)
-    assert len(later) == 1 and later[0].name.startswith(ms[0].name)
-    assert len(_cache(config)) == 1
+    assert sorted(p.name.split(".")[0] for p in later) == sorted(["crashed", ms[0].stem])
+    assert len(_cache(config)) == 1 and not orphan.exists()
     (kept,) = cache.glob("*.json")
     assert '"niter": 10000' in kept.read_text()  # the one used last stays, niter 10 went
 
