@@ -11,7 +11,8 @@ far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each
 chunk of the block is recorded), ``done_generation`` (the generation the last committed run
 saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed
 without their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at``
-(when its first chunk was recorded), ``attempts`` and ``error``. Every block id is in
+(when its first chunk was recorded), ``attempts``, ``error`` and ``monitor_generation`` (the
+generation the monitoring's re-run request set: ``state.monitored``). Every block id is in
 ``Keys.block_index()`` (scored by start); a block whose generation is ahead of its done
 generation is also in ``Keys.block_pending()`` (scored by its end), which the processor walks
 to find work.
