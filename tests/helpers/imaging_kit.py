@@ -77,6 +77,18 @@ class Block:
     chunk_images: list[Path]
 
 
+def convert_chunks(files: list[Path], root: Path, chunks: int) -> list[Path]:
+    """The first ``chunks`` sets of ``files`` (SUBBANDS_PER_SET each, by name) converted to
+    ``root/chunk<i>.ms``."""
+    ordered = sorted(files, key=lambda p: p.name)
+    ms = []
+    for i in range(chunks):
+        path = root / f"chunk{i}.ms"
+        convert_set(ordered[SUBBANDS_PER_SET * i : SUBBANDS_PER_SET * (i + 1)], path)
+        ms.append(path)
+    return ms
+
+
 def make_block(
     root: Path, seed: int, diffuse: bool | None = None, image: dict[str, Any] | None = None
 ) -> Block:
@@ -97,12 +109,7 @@ def make_block(
     write_catalog(root / "sky.csv", sky)
     spec = dataclasses.replace(spec, catalog=root / "sky.csv")
     result = simulate(spec)
-    files = sorted(result.files, key=lambda p: p.name)
-    ms = []
-    for i in range(CHUNKS):
-        path = root / f"chunk{i}.ms"
-        convert_set(files[SUBBANDS_PER_SET * i : SUBBANDS_PER_SET * (i + 1)], path)
-        ms.append(path)
+    ms = convert_chunks(result.files, root, CHUNKS)
     assert result.truth_path is not None
     truth = json.loads(result.truth_path.read_text())
     catalog = catalog_of(truth["sources"])
@@ -112,8 +119,8 @@ def make_block(
     job = BlockJob(BlockPlan.from_config(ProcessorConfig()).block(0))
     scratch = root / "scratch"
     scratch.mkdir()
-    images, mosaic, found = image_and_search(job, ms, config, scratch)
-    return Block(ms, truth, catalog, mosaic, found, images)
+    imaged, mosaic, found = image_and_search(job, ms, config, scratch)
+    return Block(ms, truth, catalog, mosaic, found, [c.chunk.path for c in imaged])
 
 
 def beam(mosaic: Mosaic) -> tuple[float, float, float]:

@@ -141,6 +141,12 @@ class Keys:
         that forced photometry measures in every later block (and the earlier ones re-run)."""
         return self._key("monitored")
 
+    def monitoring_pending(self) -> str:
+        """Hash of block id -> the published candidates table of its last run whose new
+        sources are not yet all registered: written with the block's commit (fenced), removed
+        once :class:`~dsa110d.state.monitored.MonitoredSources` registered them."""
+        return self._key("monitored", "pending")
+
     # variability analysis ------------------------------------------------------
     def analysis_pending(self) -> str:
         """Set of block ids announced since the last analysis run took them."""

@@ -8,6 +8,14 @@ one script (``monitored_register.lua``): however many processors publish a block
 same candidate, exactly one registration succeeds and the earlier blocks re-run once. Every
 block run after that reads the list and forced photometry measures its sources beside the
 catalog's (TraP's monitoring list).
+
+Registration is durable: a block run whose image stage published a candidates table records
+it as pending (``Keys.monitoring_pending()``, block id -> the table's path) in the same fenced
+transaction as its commit (:meth:`MonitoredSources.stage_pending`); the processor registers
+the table's new sources after the commit and, when that fails (the server gone, a refused
+command), again on every pass until it succeeds (:meth:`MonitoredSources.settle` then removes
+the entry). Registering twice is harmless (one ``HSETNX`` per candidate), so the sources are
+registered, and their blocks re-run, exactly once.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from redis.asyncio.client import Pipeline
 
 from dsa110d.errors import describe
 from dsa110d.state import lua
@@ -52,6 +62,7 @@ class MonitoredSources:
         self.keys = keys
         self.target = target
         self._register = lua.script(redis, "monitored_register")
+        self._settle = lua.script(redis, "monitored_settle")
 
     async def register(self, record: dict[str, Any], rerun_blocks: Sequence[str] = ()) -> bool:
         """Add ``record`` (its ``candidate_id``) unless already monitored, and then ask for
@@ -68,6 +79,26 @@ class MonitoredSources:
         if added:
             await confirm(self.redis, self.keys, self.target, f"monitored source {cid}")
         return added
+
+    def stage_pending(self, pipe: Pipeline, block_id: str, candidates_path: str) -> None:
+        """Queue, on the block's fenced commit, that its run's candidates table is still to be
+        registered (a newer run of the block replaces the older's entry)."""
+        pipe.hset(self.keys.monitoring_pending(), block_id, candidates_path)
+
+    async def pending(self) -> dict[str, str]:
+        """The registrations still to do: block id -> candidates table path."""
+        with translate_errors(self.target):
+            raw: dict[str, str] = await self.redis.hgetall(self.keys.monitoring_pending())  # type: ignore[misc]
+        return raw
+
+    async def settle(self, block_id: str, candidates_path: str) -> bool:
+        """The block's registration of ``candidates_path`` is done: remove it from the pending
+        ones unless a newer run's table replaced it; True when removed."""
+        keys = [self.keys.monitoring_pending()]
+        with translate_errors(self.target):
+            done = bool(await self._settle(keys=keys, args=[block_id, candidates_path]))
+        await confirm(self.redis, self.keys, self.target, f"monitoring of block {block_id}")
+        return done
 
     async def entries(self) -> dict[str, str]:
         """Every monitored source's stored JSON, by candidate id, undecoded."""

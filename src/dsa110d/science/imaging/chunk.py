@@ -90,9 +90,12 @@ def wsclean_available(program: str = WSCLEAN) -> bool:
     return shutil.which(program) is not None
 
 
-def image_chunk(ms: Path, prefix: Path, params: ImagingParams) -> ChunkImage:
-    """Run wsclean on one MS; the restored image is ``<prefix>-image.fits``."""
-    command = wsclean_command(ms, prefix, params, data_column(ms))
+def image_chunk(
+    ms: Path, prefix: Path, params: ImagingParams, column: str | None = None
+) -> ChunkImage:
+    """Run wsclean on one MS (on ``column``, by default :func:`data_column`'s); the restored
+    image is ``<prefix>-image.fits``."""
+    command = wsclean_command(ms, prefix, params, column or data_column(ms))
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=WSCLEAN_TIMEOUT_SEC, check=False
@@ -106,8 +109,15 @@ def image_chunk(ms: Path, prefix: Path, params: ImagingParams) -> ChunkImage:
     for other in prefix.parent.glob(prefix.name + "-*.fits"):
         if other != image:
             other.unlink()  # dirty, residual, model, psf: not kept
+    return ChunkImage(image, *chunk_beam(ms))
+
+
+def chunk_beam(
+    ms: Path,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """What the chunk's primary beam needs: its pointing track (RA, Dec) and band."""
     ra, dec = _pointing_track(ms)
-    return ChunkImage(image, ra, dec, _band(ms))
+    return ra, dec, _band(ms)
 
 
 def _pointing_track(ms: Path) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
