@@ -41,6 +41,17 @@ class PhotometryConfig(Section):
         return self
 
 
+FAST_MIN_UV_LAMBDA = 300.0
+"""The fast alerts' uv cut (wavelengths). Resolved emission of angular FWHM theta (HII regions,
+remnant shells, lobes: 4-12 arcmin, ``science.simulation.diffuse``) has visibility
+exp(-pi^2 theta^2 u^2 / (4 ln 2)): past 300 lambda (64 m at 21 cm) a 12 arcmin component keeps
+2 % of its flux and a 6 arcmin one 38 %, at the shortest baseline kept, falling fast beyond.
+One snapshot chunk has too few baselines to clean such emission, and its sidelobes on the short
+spacings bury a point source of tens of mJy; a point source keeps all its flux at every
+baseline. DSA-110's core line (5.75 m spacing) loses about a fifth of its pairs: the noise
+rises ~10 %, a price the 10 sigma threshold bears."""
+
+
 class ImagingConfig(Section):
     """The ``image`` stage: wsclean per chunk, the block mosaic, source finding (#18)."""
 
@@ -62,6 +73,9 @@ class ImagingConfig(Section):
     """Each chunk is imaged and searched as soon as it is converted; an unmatched detection
     at least this many times the chunk image's noise is a fast alert, settled later by the
     block's mosaic. None: no fast alerts (only with the ``image`` stage configured)."""
+    fast_min_uv_lambda: NonNegativeFloat = FAST_MIN_UV_LAMBDA
+    """Baselines shorter than this (wavelengths) are left out of the chunk images searched
+    for fast alerts (wsclean ``-minuv-l``; the block mosaic keeps every baseline). 0: none."""
 
 
 class FlaggingConfig(Section):

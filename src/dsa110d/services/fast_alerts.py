@@ -126,7 +126,21 @@ class FastAlerter:
     async def after_block(
         self, lease: Lease, block_id: str, chunk_ids: list[str], results: dict[str, str]
     ) -> list[dict[str, Any]]:
-        """Settle the block's chunks' alerts by its mosaic's source list; the settled ones."""
+        """Settle the block's chunks' alerts by its mosaic's source list; the settled ones.
+        A failure (an unreadable source list, the worker's error, the state server gone) is
+        logged, not raised: the block's run is committed and must not be counted failed; the
+        alerts stay pending until the block's next run (or a late chunk's search) settles them."""
+        try:
+            return await self._settle_block(lease, block_id, chunk_ids, results)
+        except (DSA110Error, OSError, ValueError) as exc:
+            self.handler.log.warning(
+                "fast_alerts_not_settled", block_id=block_id, reason=describe(exc)
+            )
+            return []
+
+    async def _settle_block(
+        self, lease: Lease, block_id: str, chunk_ids: list[str], results: dict[str, str]
+    ) -> list[dict[str, Any]]:
         h = self.handler
         sources = results.get(SOURCES_OUTPUT)
         if sources is None:

@@ -79,15 +79,12 @@ class Sky:
     catalog: Path
 
 
-def _simulate(root: Path, seed: int, transients: int) -> Sky:
+def _simulate(root: Path, seed: int, transients: int, diffuse: bool = True) -> Sky:
     spec = SimulationSpec(
         out=root / "in", start=START, sets=2, scale="small", seed=seed, dec_deg=60.0,
         corrupt="none", variable_fraction=0.0, transients=transients,
-        transient_flux_range_jy=TRANSIENT_FLUX_JY, n_sources=CATALOG_SOURCES, diffuse=False,
+        transient_flux_range_jy=TRANSIENT_FLUX_JY, n_sources=CATALOG_SOURCES, diffuse=diffuse,
     )  # fmt: skip
-    # No extended emission (diffuse=False): with it, one chunk's image at small scale misses
-    # these 50 mJy transients (seeds 2 and 9; the block mosaic still finds them). A uv cut for
-    # the chunk images is the remedy still to build (issue #18's note), not this test's sky.
     # The catalog's sky stays inside the imaged strip: small images cannot clean the
     # sidelobes of Jy sources beyond them (as in the mosaic acceptance test).
     root.mkdir(parents=True, exist_ok=True)

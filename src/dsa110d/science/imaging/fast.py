@@ -3,7 +3,9 @@
 The block mosaic (``science.pipeline.imaging``) finds new sources at the end of a block, up to
 an hour after the first of its chunks landed. A bright transient should be heard of minutes
 after its set landed: so each chunk is imaged on its own as soon as it is converted (the same
-wsclean call as the block's, ``chunk.image_chunk``), primary-beam corrected as a one-chunk
+wsclean call as the block's, ``chunk.image_chunk``, without the baselines shorter than
+``imaging.fast_min_uv_lambda``: one snapshot cannot clean resolved emission, whose sidelobes
+would bury the point sources sought), primary-beam corrected as a one-chunk
 mosaic (``mosaic.build_mosaic``), searched by the same finder (Aegean) and matched to the
 reference catalog by the same rule (``finder.match_catalog``) at its own threshold:
 ``imaging.fast_alert_snr`` times the chunk's noise. Each unmatched detection at or above it,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +51,8 @@ def search_chunk(ms: Path, chunk_id: str, config: Config, scratch: Path) -> list
     if threshold is None:
         return []
     scratch.mkdir(parents=True, exist_ok=True)
-    chunk = image_chunk(ms, scratch / "chunk", imaging_params(config.imaging))
+    params = replace(imaging_params(config.imaging), min_uv_lambda=config.imaging.fast_min_uv_lambda)
+    chunk = image_chunk(ms, scratch / "chunk", params)
     image = build_mosaic([chunk])
     finder = finder_params(config.imaging)
     finder = type(finder)(
