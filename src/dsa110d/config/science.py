@@ -41,15 +41,19 @@ class PhotometryConfig(Section):
         return self
 
 
-FAST_MIN_UV_LAMBDA = 300.0
+FAST_MIN_UV_LAMBDA = 1500.0
 """The fast alerts' uv cut (wavelengths). Resolved emission of angular FWHM theta (HII regions,
 remnant shells, lobes: 4-12 arcmin, ``science.simulation.diffuse``) has visibility
-exp(-pi^2 theta^2 u^2 / (4 ln 2)): past 300 lambda (64 m at 21 cm) a 12 arcmin component keeps
-2 % of its flux and a 6 arcmin one 38 %, at the shortest baseline kept, falling fast beyond.
-One snapshot chunk has too few baselines to clean such emission, and its sidelobes on the short
-spacings bury a point source of tens of mJy; a point source keeps all its flux at every
-baseline. DSA-110's core line (5.75 m spacing) loses about a fifth of its pairs: the noise
-rises ~10 %, a price the 10 sigma threshold bears."""
+exp(-pi^2 theta^2 u^2 / (4 ln 2)): it keeps less than 1e-4 of its flux past
+u = sqrt(4 ln 2 ln 1e4) / (pi theta), 1380 lambda for the smallest, 4 arcmin (300 m at 21 cm).
+A point source keeps all its flux at every baseline. One snapshot chunk cannot clean such
+emission, and a transient on its plateau (or near it) is merged into one island with it and
+mis-fitted: 1/theta (a few hundred lambda) leaves a 4 arcmin plateau at half its flux and did
+not help (the fast-alert test's seed 2 still missed a 50 mJy transient at 150, 300 and 600
+lambda, found it at 1000 and all three of its transients at 1500). The price is the short
+baselines' sensitivity: in the simulated small array the chunk image's noise rose 2 % (1.25 to
+1.27 mJy); DSA-110's core line (5.75 m spacing, ~280 m long) falls wholly below the cut:
+measure the chunk images' noise on real data with and without it."""
 
 
 class ImagingConfig(Section):

@@ -2,9 +2,11 @@
 
 The work itself (a set's conversion, a chunk's record, a block's pipeline run, each message)
 is :class:`dsa110d.services.processor.MSProcessingHandler`'s; this module starts it, runs its
-two stream consumers and its block loop under the service's gate, and reports its health and
-backlog, and the calibration registry's summary (metrics; DEGRADED when the calibrated data
-has gone ``calibration.max_days_without_bandpass`` days without a valid bandpass).
+three stream consumers (sets, chunk and block messages, the fast-alert search: each chunk
+imaged and searched off the set handler, ``services.fast_alerts``) and its block loop under
+the service's gate, and reports its health and backlog, and the calibration registry's
+summary (metrics; DEGRADED when the calibrated data has gone
+``calibration.max_days_without_bandpass`` days without a valid bandpass).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ STATS_INTERVAL_SEC = 5.0
 
 @register_service("processor")
 class MSProcessorService(Service):
-    """The ``processor`` service: two stream consumers and the block loop."""
+    """The ``processor`` service: three stream consumers and the block loop."""
 
     worker_modules = (
         "dsa110d.science.conversion.convert",
@@ -71,6 +73,9 @@ class MSProcessorService(Service):
             ),
             StreamConsumer(
                 handler.ms_stream, consumer_name(self.name), ctx.gate(handler.handle_ms_message)
+            ),
+            StreamConsumer(
+                handler.fast.stream, consumer_name(self.name), ctx.gate(handler.fast.handle)
             ),
         ]
 

@@ -51,7 +51,8 @@ def search_chunk(ms: Path, chunk_id: str, config: Config, scratch: Path) -> list
     if threshold is None:
         return []
     scratch.mkdir(parents=True, exist_ok=True)
-    params = replace(imaging_params(config.imaging), min_uv_lambda=config.imaging.fast_min_uv_lambda)
+    cut = config.imaging.fast_min_uv_lambda
+    params = replace(imaging_params(config.imaging), min_uv_lambda=cut)
     chunk = image_chunk(ms, scratch / "chunk", params)
     image = build_mosaic([chunk])
     finder = finder_params(config.imaging)
