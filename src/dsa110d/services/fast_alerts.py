@@ -84,6 +84,7 @@ class Host(Protocol):
     run_in_worker: Callable[..., Awaitable[Any]]
     log: structlog.stdlib.BoundLogger
     metrics: ServiceMetrics
+    beat: Callable[[], None]
 
 
 FAST_SEARCH_TIMEOUT_SEC = 600.0
@@ -157,7 +158,9 @@ class FastAlerter:
         h = self.handler
         if not fast_alerts_enabled(h.config) or await self.store.searched(chunk.chunk_id):
             return []
-        async with h.leases.hold(Keys.fast_search_lease(chunk.chunk_id)) as lease:
+        name = Keys.fast_search_lease(chunk.chunk_id)
+        await self._wait_while_held(name, FAST_SEARCH_TIMEOUT_SEC)  # another search of it
+        async with h.leases.hold(name) as lease:  # LeaseHeldError: the entry is retried later
             if await self.store.searched(chunk.chunk_id):
                 return []  # searched by the holder before us
             return await self._search(lease, chunk)
@@ -205,17 +208,25 @@ class FastAlerter:
             if not await self._pending([chunk.chunk_id]):
                 return []
             name = Keys.block_lease(block.id)
-            with anyio.move_on_after(h.cfg.processing_timeout_sec):
-                while await h.leases.holder(name) is not None:  # a run of the block
-                    await anyio.sleep(h.config.leases.renew_interval_sec)
+            await self._wait_while_held(name, h.cfg.processing_timeout_sec)  # a run of it
             async with h.leases.hold(name) as lease:  # LeaseHeldError: retried later
                 record = await h.blocks.block(block.id)
                 if record is None or not await self._ran_with(block.id, chunk.chunk_id):
-                    continue  # re-opened meanwhile: its next run settles them
+                    continue  # pruned meanwhile
                 pending = await self._pending([chunk.chunk_id])
                 sources = record.results[SOURCES_OUTPUT]
                 return await self._settle_quietly(lease, block.id, pending, sources)
         return []
+
+    async def _wait_while_held(self, name: str, timeout: float) -> None:
+        """Wait (up to ``timeout`` s) for the lease's holder to let go: a search or a run in
+        progress is waited for, not failed on (its entry's retries would run out meanwhile);
+        the watchdog is fed meanwhile, this task is not stuck."""
+        h = self.handler
+        with anyio.move_on_after(timeout):
+            while await h.leases.holder(name) is not None:
+                h.beat()
+                await anyio.sleep(h.config.leases.renew_interval_sec)
 
     async def _ran_with(self, block_id: str, chunk_id: str) -> bool:
         record = await self.handler.blocks.block(block_id)

@@ -148,6 +148,8 @@ class BlockRunner:
         self.ms_stream = self._stream(MessageType.MS_PROCESSING)
         self.wake = anyio.Event()
         """Set when a new chunk is recorded: the block loop checks the pending blocks at once."""
+        self.beat: Callable[[], None] = lambda: None
+        """The service's heartbeat (the processor's handler sets it): fed while waiting."""
         self.fast = FastAlerter(self)
 
     def _stream(self, message_type: MessageType) -> ReliableStream:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,6 +31,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from dsa110d.alerts.engine import AlertEngine
 from dsa110d.config import Config
+from dsa110d.errors import LeaseHeldError
 from dsa110d.science.catalog import write_catalog
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_catalog
 from dsa110d.state.blocks import BlockState
@@ -303,6 +305,39 @@ async def test_without_the_uv_cut_extended_emission_hides_a_transient(
         if not any(_within(a, t["ra_deg"], t["dec_deg"], POSITION_BEAM_FRACTION) for a in alerts)
     ]
     assert missed, "every transient alerted on without the uv cut"
+
+
+async def test_two_searches_of_one_chunk_at_once_record_its_alerts_once(
+    tmp_path: Path, server_url: str, config: Config, redis: Redis, pool: WorkerPool
+) -> None:
+    """Two processors given the same chunk at once (a reclaimed entry, a second producer's
+    announcement): one images and records it under the chunk's search lease, the other waits
+    for it and finds it searched (or, losing the race for the lease, fails to be retried)."""
+    sky = _simulate(tmp_path / "sky", SEEDS[0], TRANSIENTS)
+    cfg = _config(tmp_path, server_url, config.redis.namespace, sky)
+    store = FastAlerts(redis, Keys(cfg.redis.namespace))
+    found: list[list[dict[str, Any]]] = []
+    async with processor(cfg, redis, pool) as one, processor(cfg, redis, pool) as two:
+        await _land(one, cfg, redis, sky.sets[1], search=False)
+        chunk = await one.blocks.chunk(sky.set_ids[1])
+        assert chunk is not None
+
+        async def search(handler: Any) -> None:
+            try:
+                found.append(await handler.fast.search(chunk))
+            except LeaseHeldError:
+                found.append([])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(search, one)
+            tg.start_soon(search, two)
+    recorded = await store.latest()
+    assert recorded and {a["chunk_id"] for a in recorded} == {chunk.chunk_id}
+    assert sorted(len(f) for f in found) == [0, len(recorded)]
+    counted = sorted(h.metrics.counters.get("fast_alerts", 0) for h in (one, two))
+    assert counted == [0, len(recorded)]
+    imaged = sorted("fast_search" in h.metrics.stage_percentiles() for h in (one, two))
+    assert imaged == [False, True]  # imaged by one of them only
 
 
 async def test_a_sky_without_transients_raises_no_fast_alert(
