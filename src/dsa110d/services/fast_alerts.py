@@ -14,33 +14,51 @@ chunk is recorded, so the search holds a lease of its own, ``fast:<chunk id>``
 (:meth:`~dsa110d.state.keys.Keys.fast_search_lease`): under it, a chunk already marked searched
 is not imaged again, and its alerts and searched mark are committed in one transaction fenced
 by that lease's token (``state.fast_alerts``). Two consumers given the same announcement (a
-redelivery after a reclaim, a second producer's message) cannot both search: one holds the
-lease, the other's entry fails with LeaseHeldError and is retried later, when the mark says
-done; a holder that stalled past its lease and lost it commits nothing (FencingError). New
-alerts are HSETNX'd besides, so nothing ever replaces a first record. Each new alert is logged
-and counted (``dsa110_results_total{kind="fast_alerts"}``); the alert engine's next pass
-(``alerts.interval_sec``) publishes it once on the alert stream and to the sinks. A failed or
-timed-out search is logged and the entry acked: the block's mosaic still searches the data.
+redelivery after a reclaim, a second producer's message) cannot both search: the second waits
+for the first's lease and then finds the mark (or, losing the race for the lease, fails with
+LeaseHeldError and is retried); a holder that stalled past its lease commits nothing
+(FencingError). New alerts are HSETNX'd besides, so nothing replaces a first record. Each new
+alert is logged and counted (``dsa110_results_total{kind="fast_alerts"}``); the alert engine's
+next pass (``alerts.interval_sec``) publishes it once on the alert stream and to the sinks. A
+failed or timed-out search is logged and the entry acked: the block's mosaic still searches
+the data.
 
-**Settled once, under the block's lease, whichever comes first.** The block may now run
-before its chunk's fast search ends. Both settle paths hold the block's lease ``block:<id>``,
-and each reads after its own write: :meth:`FastAlerter.after_block` runs under it after the
-block's run committed and settles the alerts then recorded for its chunks;
-:meth:`FastAlerter.settle_late`, after a search committed its alerts, looks for a committed
-run of the chunk's blocks that included the chunk and has a source list, and settles, under
-that block's lease, the chunk's alerts still pending. If the late path's read of the block
-misses the run's commit, the commit came after the alerts' record, so the run's
-``after_block`` (after its commit) sees the alerts; if both see each other, the lease orders
-them and the later one finds nothing pending (``after_block`` re-settles every alert of a
-re-run, whose verdict may change; it logs and counts only changes). A block lease held by a
-run is waited for (up to ``processing_timeout_sec``, then the entry is retried). A failure of
-either settle path (an unreadable source list, the worker's error) is logged, not raised:
-after a block's commit it must not fail the block; after a search the alerts are recorded
-and the block's next run settles them.
+**Never beside a block run of the chunk.** The block's stages write into the chunk's MS
+(flags, calibrated data) while the search's wsclean reads it, so the search also holds the
+lease of each block of the chunk (``block:<id>``, which every run holds), taken after the
+search lease and in block order, so two searches never deadlock; a run in progress is waited
+for (up to ``processing_timeout_sec``; past it the entry is retried). The other way round, a
+block whose chunk was recorded less than ``FAST_SEARCH_ALLOWANCE_SEC`` ago and is not yet
+searched waits for the search (:meth:`FastAlerter.holds_back`; the search wakes the block
+loop when it is done), so that, as before the search left the set handler, the fast alert
+comes before its block's run; a failed or backlogged search holds no block back longer.
+
+**Settled once, under the block's lease.** An alert is settled by whichever comes second:
+:meth:`FastAlerter.after_block`, under the block's lease after its run committed, settles the
+alerts recorded by then for its chunks; a search, holding the block's lease, settles its
+chunk's alerts still pending by a committed run of the block that included the chunk and has
+a source list. The block's lease orders the two (no run can commit while the search holds
+it): a run that committed before the search took the lease is seen by the search; a run after
+it sees the alerts. ``after_block`` re-settles every alert of a re-run (a late chunk may change
+the verdict) and logs and counts only changes; the search settles only pending alerts. A
+failure to settle (an unreadable source list, the worker's error, the state server gone) is
+logged with the block and the reason, not raised: after a block's commit it must not fail the
+block; after a search the alerts are recorded and the block's next run settles them.
+
+**Not calibrated first (yet).** The search images DATA, or CORRECTED_DATA when the MS has it
+(``science.imaging.chunk.data_column``: a chunk whose block's calibrate stage already ran).
+Applying the newest valid bandpass and gains before it is not done: gains are solved per block
+by the calibrate stage, so a new chunk has none of its own (an earlier block's would have to
+be stretched past its validity); and writing CORRECTED_DATA into the shared MS from here would
+change what the block's image stage reads (it takes the column when present) and what
+photometry trusts (the MS's calibration mark) while ``calibration.enabled`` may be off. A clean
+way: solve the chunk's gains against the newest valid bandpass in the search's worker and
+image a calibrated scratch copy (its cost, a copy of the MS per chunk, to measure first).
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -59,7 +77,7 @@ from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots
 from dsa110d.resilience import BreakerBoard
 from dsa110d.science.pipeline.blocks import BlockPlan, Chunk
-from dsa110d.state.blocks import Blocks, ChunkRecord
+from dsa110d.state.blocks import BlockRecord, Blocks, ChunkRecord
 from dsa110d.state.connection import Redis
 from dsa110d.state.fast_alerts import FastAlerts
 from dsa110d.state.keys import Keys
@@ -85,6 +103,7 @@ class Host(Protocol):
     log: structlog.stdlib.BoundLogger
     metrics: ServiceMetrics
     beat: Callable[[], None]
+    wake: anyio.Event
 
 
 FAST_SEARCH_TIMEOUT_SEC = 600.0
@@ -92,8 +111,21 @@ FAST_SEARCH_TIMEOUT_SEC = 600.0
 SOURCES_OUTPUT = "image.sources"
 """The block run's output that is the mosaic's source list (the image stage's ``sources``)."""
 PENDING = "pending"
+FAST_SEARCH_ALLOWANCE_SEC = 900.0
+"""A block waits for its chunks' fast searches up to this long after a chunk's record (the
+search's queue, then the search, at most ``FAST_SEARCH_TIMEOUT_SEC``); past it (a failed or
+a backlogged search) the block runs and a search of its chunk waits for the run instead."""
 SETTLE_ERRORS = (DSA110Error, OSError, ValueError)
 """What a settle path logs instead of raising (see the module docstring)."""
+
+
+def _span(chunk: ChunkRecord) -> Chunk:
+    return Chunk(chunk.start, chunk.end, chunk.path)
+
+
+def _ran_with(record: BlockRecord, chunk_id: str) -> bool:
+    """A run of the block has committed with this chunk and a source list."""
+    return record.version > 0 and chunk_id in record.chunks and SOURCES_OUTPUT in record.results
 
 
 def fast_alerts_enabled(config: Config) -> bool:
@@ -151,19 +183,51 @@ class FastAlerter:
             set_id, contract.chunk_id, contract.start, contract.end, contract.dec_rad, str(ms)
         )
         await self.search(chunk)
-        await self.settle_late(chunk)
 
     async def search(self, chunk: ChunkRecord) -> list[dict[str, Any]]:
-        """Search a converted chunk unless it was; the alerts newly recorded."""
+        """Search a converted chunk unless it was, and settle its pending alerts if one of its
+        blocks has run with it, holding the chunk's search lease and its blocks' leases (see
+        the module docstring); the alerts newly recorded."""
         h = self.handler
-        if not fast_alerts_enabled(h.config) or await self.store.searched(chunk.chunk_id):
+        if not fast_alerts_enabled(h.config):
             return []
-        name = Keys.fast_search_lease(chunk.chunk_id)
-        await self._wait_while_held(name, FAST_SEARCH_TIMEOUT_SEC)  # another search of it
-        async with h.leases.hold(name) as lease:  # LeaseHeldError: the entry is retried later
-            if await self.store.searched(chunk.chunk_id):
-                return []  # searched by the holder before us
-            return await self._search(lease, chunk)
+        if await self.store.searched(chunk.chunk_id) and not await self._pending([chunk.chunk_id]):
+            return []  # nothing left to do (a redelivery)
+        block_ids = sorted(b.id for b in h.plan.blocks_of_chunk(_span(chunk)))
+        search_lease = Keys.fast_search_lease(chunk.chunk_id)
+        waits = [(search_lease, FAST_SEARCH_TIMEOUT_SEC)]
+        waits += [(Keys.block_lease(b), h.cfg.processing_timeout_sec) for b in block_ids]
+        async with contextlib.AsyncExitStack() as stack:
+            held: dict[str, Lease] = {}
+            for name, timeout in waits:  # always in this order: no two searches deadlock
+                await self._wait_while_held(name, timeout)
+                held[name] = await stack.enter_async_context(h.leases.hold(name))
+            fresh = []
+            if not await self.store.searched(chunk.chunk_id):  # not by a holder before us
+                fresh = await self._search(held[search_lease], chunk)
+            for block_id in block_ids:
+                record = await h.blocks.block(block_id)
+                if record is None or not _ran_with(record, chunk.chunk_id):
+                    continue
+                pending = await self._pending([chunk.chunk_id])
+                lease = held[Keys.block_lease(block_id)]
+                await self._settle_quietly(lease, block_id, pending, record.results[SOURCES_OUTPUT])
+                break
+        h.wake.set()  # a block held back for this search may run now
+        return fresh
+
+    async def holds_back(self, chunks: list[ChunkRecord], now: float) -> bool:
+        """Whether a block of these chunks should wait for their fast searches: one is not yet
+        searched and was recorded (or ended, for a chunk recorded before it ended: simulated
+        time) less than ``FAST_SEARCH_ALLOWANCE_SEC`` before ``now`` (the block's stages write
+        into the chunks' MSs, which the search reads). Old data converted now waits too."""
+        if not fast_alerts_enabled(self.handler.config):
+            return False
+        for chunk in chunks:
+            due = now - max(chunk.end, chunk.recorded_at) < FAST_SEARCH_ALLOWANCE_SEC
+            if due and not await self.store.searched(chunk.chunk_id):
+                return True
+        return False
 
     async def _search(self, lease: Lease, chunk: ChunkRecord) -> list[dict[str, Any]]:
         h = self.handler
@@ -197,27 +261,6 @@ class FastAlerter:
             h.metrics.add("fast_alerts", len(fresh))
         return fresh
 
-    async def settle_late(self, chunk: ChunkRecord) -> list[dict[str, Any]]:
-        """Settle the chunk's pending alerts by a committed run of one of its blocks that
-        included it, under that block's lease; the settled ones (see the module docstring)."""
-        h = self.handler
-        blocks = h.plan.blocks_of_chunk(Chunk(chunk.start, chunk.end, chunk.path))
-        for block in blocks:
-            if not await self._ran_with(block.id, chunk.chunk_id):
-                continue
-            if not await self._pending([chunk.chunk_id]):
-                return []
-            name = Keys.block_lease(block.id)
-            await self._wait_while_held(name, h.cfg.processing_timeout_sec)  # a run of it
-            async with h.leases.hold(name) as lease:  # LeaseHeldError: retried later
-                record = await h.blocks.block(block.id)
-                if record is None or not await self._ran_with(block.id, chunk.chunk_id):
-                    continue  # pruned meanwhile
-                pending = await self._pending([chunk.chunk_id])
-                sources = record.results[SOURCES_OUTPUT]
-                return await self._settle_quietly(lease, block.id, pending, sources)
-        return []
-
     async def _wait_while_held(self, name: str, timeout: float) -> None:
         """Wait (up to ``timeout`` s) for the lease's holder to let go: a search or a run in
         progress is waited for, not failed on (its entry's retries would run out meanwhile);
@@ -227,15 +270,6 @@ class FastAlerter:
             while await h.leases.holder(name) is not None:
                 h.beat()
                 await anyio.sleep(h.config.leases.renew_interval_sec)
-
-    async def _ran_with(self, block_id: str, chunk_id: str) -> bool:
-        record = await self.handler.blocks.block(block_id)
-        return (
-            record is not None
-            and record.version > 0
-            and chunk_id in record.chunks
-            and SOURCES_OUTPUT in record.results
-        )
 
     async def _pending(self, chunk_ids: list[str]) -> list[dict[str, Any]]:
         return [a for a in await self.store.of_chunks(chunk_ids) if a["status"] == PENDING]

@@ -26,6 +26,7 @@ import anyio
 import numpy as np
 import pandas as pd
 import pytest
+from anyio.abc import TaskStatus
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
@@ -34,6 +35,7 @@ from dsa110d.config import Config
 from dsa110d.errors import LeaseHeldError
 from dsa110d.science.catalog import write_catalog
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_catalog
+from dsa110d.services.fast_alerts import FAST_SEARCH_ALLOWANCE_SEC
 from dsa110d.state.blocks import BlockState
 from dsa110d.state.connection import Redis
 from dsa110d.state.fast_alerts import FastAlerts
@@ -64,6 +66,8 @@ CATALOG_SOURCES = 8
 IMAGE = {"imaging__size_px": 384, "imaging__scale_arcsec": 8.0}
 """384 x 8 arcsec per chunk, as the mosaic acceptance test images (small scale)."""
 FAST_SNR = 10.0
+SEARCH_TAKES_SEC = 20.0
+"""Longer than one small-scale chunk's search takes (5-15 s)."""
 PROCESSING_TIMEOUT_SEC = 900
 """The block's image stage (two wsclean runs, the mosaic, Aegean) takes ~40 s on a quiet
 machine and over the testing configuration's 60 s at load 12."""
@@ -340,6 +344,36 @@ async def test_two_searches_of_one_chunk_at_once_record_its_alerts_once(
     assert imaged == [False, True]  # imaged by one of them only
 
 
+async def test_a_search_waits_for_a_run_of_its_block(
+    tmp_path: Path, server_url: str, config: Config, redis: Redis, pool: WorkerPool
+) -> None:
+    """The block's stages write into the chunk's MS: while a run of its block holds the
+    block's lease, the chunk is not imaged; once the run lets go, it is."""
+    sky = _simulate(tmp_path / "sky", SEEDS[0], TRANSIENTS)
+    cfg = _config(tmp_path, server_url, config.redis.namespace, sky)
+    store = FastAlerts(redis, Keys(cfg.redis.namespace))
+    async with processor(cfg, redis, pool) as handler:
+        await _land(handler, cfg, redis, sky.sets[1], search=False)
+        chunk = await handler.blocks.chunk(sky.set_ids[1])
+        assert chunk is not None
+        done = anyio.Event()
+
+        async def block_run(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            async with handler.leases.hold(Keys.block_lease(FIRST_BLOCK), "a block run"):
+                task_status.started()
+                await done.wait()
+
+        async with anyio.create_task_group() as tg:
+            await tg.start(block_run)
+            tg.start_soon(handler.fast.search, chunk)
+            await anyio.sleep(SEARCH_TAKES_SEC)  # it would have imaged the chunk by now
+            assert not await store.searched(chunk.chunk_id)
+            assert "fast_search" not in handler.metrics.stage_percentiles()
+            done.set()
+        assert await store.searched(chunk.chunk_id)
+        assert "fast_search" in handler.metrics.stage_percentiles()
+
+
 async def test_a_sky_without_transients_raises_no_fast_alert(
     tmp_path: Path, server_url: str, config: Config, redis: Redis, pool: WorkerPool
 ) -> None:
@@ -367,7 +401,8 @@ async def test_alerts_the_mosaic_does_not_call_new_are_retracted(
 ) -> None:
     """The mosaic's new-source threshold set past any source: every chunk alert is retracted
     (with what the mosaic saw there), once, whether the search ends before the block runs
-    (settled after the block's commit) or after it (settled at once by the committed run)."""
+    (settled after the block's commit) or after it (settled at once by the committed run): a
+    block waits for its chunks' searches, but not past ``FAST_SEARCH_ALLOWANCE_SEC``."""
     sky = _simulate(tmp_path / "sky", SEEDS[0], TRANSIENTS)
     cfg = _config(tmp_path, server_url, config.redis.namespace, sky, imaging__new_source_sigma=1e4)
     store = FastAlerts(redis, Keys(cfg.redis.namespace))
@@ -376,7 +411,11 @@ async def test_alerts_the_mosaic_does_not_call_new_are_retracted(
             await _land(handler, cfg, redis, files, search=not block_first)
         if block_first:
             assert await store.latest() == []
-            (done,) = await handler.check_blocks(now=first_block(cfg).end)
+            end = first_block(cfg).end
+            assert await handler.check_blocks(now=end) == []  # it waits for the searches
+            last = max(max(c.end, c.recorded_at) for c in await handler.blocks.chunks())
+            overdue = last + FAST_SEARCH_ALLOWANCE_SEC + 1.0  # ... only so long
+            (done,) = await handler.check_blocks(now=overdue)
             assert done.block_id == FIRST_BLOCK
             await _search(handler)
         else:
