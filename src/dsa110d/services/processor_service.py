@@ -101,18 +101,20 @@ class MSProcessorService(Service):
             await anyio.sleep(STATS_INTERVAL_SEC)
 
     async def refresh_stats(self, metrics: ServiceMetrics) -> None:
-        """Backlog (sets waiting or in hand), queue lag and pending blocks, for health and
-        metrics."""
+        """Backlog (sets waiting or in hand), queue lag, pending blocks and the chunk messages
+        the fast search has not yet done with, for health and metrics."""
         handler = self.handler
         assert handler is not None
         stats = await handler.hdf5_stream.stats()
         ms_stats = await handler.ms_stream.stats()
         pending_blocks = await handler.blocks.pending_count()
+        fast = await handler.fast.stream.stats()
         self.backlog = stats.undelivered + stats.pending
         metrics.backlog = self.backlog
         metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
         metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
         metrics.counters["pending_blocks"] = pending_blocks
+        metrics.counters["fast_search_backlog"] = fast.undelivered + fast.pending
 
     async def refresh_calibration(self, metrics: ServiceMetrics) -> None:
         """The calibration registry's summary, for health and metrics (none before a
