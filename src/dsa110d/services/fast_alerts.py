@@ -71,7 +71,14 @@ import structlog
 from dsa110d.config import Config
 from dsa110d.config.services import ProcessorConfig
 from dsa110d.contracts import FAST_ALERTS_GROUP, BlockProcessed, ms_message
-from dsa110d.errors import CircuitOpenError, DSA110Error, StageError, WorkerJobError, describe
+from dsa110d.errors import (
+    CircuitOpenError,
+    DSA110Error,
+    MessageError,
+    StageError,
+    WorkerJobError,
+    describe,
+)
 from dsa110d.messages import MessageType
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.paths import inside_roots
@@ -176,12 +183,12 @@ class FastAlerter:
         contract = ms_message(message.payload, message.id)
         if isinstance(contract, BlockProcessed) or not fast_alerts_enabled(self.handler.config):
             return
-        set_id = set_id_of(message)
+        set_id = set_id_of(message)  # checked: it names files and a lease
+        if contract.chunk_id != set_id:
+            raise MessageError(f"message {message.id}: chunk_id is not its set's id {set_id}")
         where = f"message {message.id} payload.ms_path"
         ms = inside_roots(contract.ms_path, self.handler.roots, where)
-        chunk = ChunkRecord(
-            set_id, contract.chunk_id, contract.start, contract.end, contract.dec_rad, str(ms)
-        )
+        chunk = ChunkRecord(set_id, set_id, contract.start, contract.end, contract.dec_rad, str(ms))
         await self.search(chunk)
 
     async def search(self, chunk: ChunkRecord) -> list[dict[str, Any]]:

@@ -1,7 +1,9 @@
-"""The fast alerts' fault boundary after a block's commit: a block run whose source list cannot
-be read (a corrupt parquet file, read by the real settle job in a real worker) is committed and
-announced all the same; the failure is one log line naming the block and the reason, and the
-chunk's alert stays pending (a later run can still settle it)."""
+"""The fast alerts' fault boundaries. After a block's commit: a block run whose source list
+cannot be read (a corrupt parquet file, read by the real settle job in a real worker) is
+committed and announced all the same; the failure is one log line naming the block and the
+reason, and the chunk's alert stays pending (a later run can still settle it). On the search's
+own stream: a chunk announcement whose chunk id or MS path cannot be trusted goes to the dead
+letters at once, and nothing is imaged or written."""
 
 from __future__ import annotations
 
@@ -14,13 +16,16 @@ import pytest
 import structlog.testing
 
 from dsa110d.config import Config
+from dsa110d.contracts import ChunkConverted
+from dsa110d.messages import MessageType, Producer, new_message
+from dsa110d.services.fast_alerts import FAST_SEARCH_ALLOWANCE_SEC
 from dsa110d.services.processor import MSProcessingHandler
 from dsa110d.state.blocks import BlockState, ChunkRecord
 from dsa110d.state.connection import Redis
 from dsa110d.state.fast_alerts import FastAlerts
 from dsa110d.state.keys import Keys
 from tests.conftest import make_config
-from tests.integration.services.processorkit import worker_pool
+from tests.integration.services.processorkit import drain, fast_consumer, worker_pool
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -85,7 +90,8 @@ async def test_an_unreadable_source_list_leaves_the_block_committed_and_the_aler
         await handler.leases.run_fenced(
             lease, lambda pipe: store.stage_record(pipe, chunk_ids[1], [alert])
         )
-        later = time.time() + cfg.services.ms_processor.processing_timeout_sec + 60
+        timeout = cfg.services.ms_processor.processing_timeout_sec
+        later = time.time() + max(timeout, FAST_SEARCH_ALLOWANCE_SEC) + 60  # no search waited for
         with structlog.testing.capture_logs() as logs:
             done = await handler.check_blocks(now=later)
     assert [(d.block_id, d.version) for d in done] == [(BLOCK_ID, 1)]
@@ -98,3 +104,42 @@ async def test_an_unreadable_source_list_leaves_the_block_committed_and_the_aler
     assert "parquet" in failed[0]["reason"].lower(), failed[0]["reason"]
     assert not [e for e in logs if e["event"] == "block_failed"]
     assert [a["status"] for a in await store.latest()] == ["pending"]
+
+
+async def _no_worker(*_: Any) -> Any:
+    raise AssertionError("nothing is to be imaged")
+
+
+@pytest.mark.parametrize(
+    ("chunk_id", "ms_path", "reason"),
+    [
+        ("../../evil", "{ms_dir}/2026-03-20T06:05:09.ms", "chunk_id is not its set's id"),
+        ("2026-03-20T06:05:09", "/etc/2026-03-20T06:05:09.ms", "outside the data roots"),
+    ],
+    ids=["chunk-id", "ms-path"],
+)
+async def test_an_untrusted_chunk_announcement_is_dead_lettered_unsearched(
+    chunk_id: str,
+    ms_path: str,
+    reason: str,
+    tmp_path: Path,
+    server_url: str,
+    config: Config,
+    redis: Redis,
+) -> None:
+    cfg = make_config(
+        tmp_path, server_url, redis__namespace=config.redis.namespace,
+        pipeline__stages='["image"]',
+    )  # fmt: skip
+    handler = MSProcessingHandler(cfg, redis, _no_worker)
+    await handler.start()
+    path = ms_path.format(ms_dir=cfg.paths.ms_dir.absolute())
+    chunk = ChunkConverted("2026-03-20T06:05:09", chunk_id, path, 0.0, 300.0, 1.0)
+    message = new_message(MessageType.MS_PROCESSING, chunk.to_payload(), Producer.here("t"))
+    await handler.ms_stream.publish(message)
+    await drain(fast_consumer(handler))
+    (letter,) = await handler.fast.stream.dead_letters()
+    assert reason in letter.reason, letter.reason
+    assert not letter.attempts  # at once, not after retries
+    assert await FastAlerts(redis, Keys(cfg.redis.namespace)).latest() == []
+    assert not (cfg.paths.results_dir / "fast").exists()
