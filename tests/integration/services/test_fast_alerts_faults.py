@@ -57,6 +57,14 @@ class CorruptSourcesProcessor(MSProcessingHandler):
                  "summary": {}, "message": ""}]  # fmt: skip
 
 
+def _imaging_config(tmp_path: Path, server_url: str, config: Config) -> Config:
+    """The image stage on (so fast alerts are), in the test's namespace."""
+    return make_config(
+        tmp_path, server_url, redis__namespace=config.redis.namespace,
+        pipeline__stages='["image"]',
+    )  # fmt: skip
+
+
 def _alert(chunk_id: str) -> dict[str, Any]:
     return {
         "alert_id": f"{chunk_id}/DSA J1100+6000", "name": "DSA J1100+6000", "chunk_id": chunk_id,
@@ -69,10 +77,7 @@ def _alert(chunk_id: str) -> dict[str, Any]:
 async def test_an_unreadable_source_list_leaves_the_block_committed_and_the_alert_pending(
     tmp_path: Path, server_url: str, config: Config, redis: Redis
 ) -> None:
-    cfg = make_config(
-        tmp_path, server_url, redis__namespace=config.redis.namespace,
-        pipeline__stages='["image"]',
-    )  # fmt: skip
+    cfg = _imaging_config(tmp_path, server_url, config)
     store = FastAlerts(redis, Keys(cfg.redis.namespace))
     async with worker_pool(1) as pool:
         handler = CorruptSourcesProcessor(cfg, redis, pool.run)
@@ -127,10 +132,7 @@ async def test_an_untrusted_chunk_announcement_is_dead_lettered_unsearched(
     config: Config,
     redis: Redis,
 ) -> None:
-    cfg = make_config(
-        tmp_path, server_url, redis__namespace=config.redis.namespace,
-        pipeline__stages='["image"]',
-    )  # fmt: skip
+    cfg = _imaging_config(tmp_path, server_url, config)
     handler = MSProcessingHandler(cfg, redis, _no_worker)
     await handler.start()
     path = ms_path.format(ms_dir=cfg.paths.ms_dir.absolute())
