@@ -31,6 +31,8 @@ PROCESSOR_GROUP = "processor"
 """The processor's consumer group on HDF5_PROCESSING and on MS_PROCESSING."""
 ANALYZER_GROUP = "analyzer"
 """The analyzer's consumer group on MS_PROCESSING and VARIABILITY_ANALYSIS."""
+FAST_ALERTS_GROUP = "fast_alerts"
+"""The processor's fast-alert search's consumer group on MS_PROCESSING (its chunk messages)."""
 
 JsonObject = dict[str, Any]
 
@@ -334,6 +336,7 @@ class AnalysisRun:
 
 __all__ = [
     "ANALYZER_GROUP",
+    "FAST_ALERTS_GROUP",
     "PROCESSOR_GROUP",
     "AnalysisRun",
     "BlockProcessed",

@@ -11,8 +11,10 @@ service.
   (``processor_jobs.convert_job``) into ``paths.ms_dir/<set id>.ms``, check the fencing token,
   record the chunk and its blocks (:class:`~dsa110d.state.blocks.Blocks`), mark the set
   converted, publish MS_PROCESSING ``kind=chunk`` (dedup key ``chunk:<set id>``) and return,
-  which acks. A failure is retried with backoff by the consumer and the set is marked queued
-  with the error; the last allowed attempt marks it failed, and the consumer moves the entry
+  which acks. The chunk's fast-alert search reads that announcement in a consumer group of its
+  own (:mod:`dsa110d.services.fast_alerts`): the set handler never waits for it. A failure
+  is retried with backoff by the consumer and the set is marked queued with the error; the
+  last allowed attempt marks it failed, and the consumer moves the entry
   to the dead letters with the reason (any other dead letter of an announcement, e.g. one
   delivered too often, marks its set failed through the consumer's ``on_dead`` hook,
   :meth:`MSProcessingHandler.set_dead`). A processor whose lease lapsed (LeaseLostError,
@@ -112,6 +114,7 @@ class MSProcessingHandler(BlockRunner):
         """Create the consumer groups (idempotent) and the output directories."""
         await self.hdf5_stream.ensure_group()
         await self.ms_stream.ensure_group()
+        await self.fast.start()
         roots = {
             "paths.ms_dir": self.config.paths.ms_dir,
             "paths.results_dir": self.config.paths.results_dir,
@@ -206,7 +209,6 @@ class MSProcessingHandler(BlockRunner):
                 )
             chunk = ChunkRecord(set_id, set_id, done.start, done.end, done.dec_rad, str(out))
             await self.leases.commit(lease)
-            await self.fast.after_convert(lease, chunk)  # before the block can see the chunk
             new = await self._record(chunk)
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)

@@ -7,7 +7,8 @@ blocks; :class:`dsa110d.services.processor.MSProcessingHandler` adds the sets an
 * **Blocks**: the block loop wakes on each new chunk and every ``poll_interval_sec``, walks the
   pending blocks and processes each one that is complete or whose end is
   ``processing_timeout_sec`` past (``science.pipeline.blocks.BlockPlan.status``; for old data,
-  counted from when its first chunk was recorded). Under the lease
+  counted from when its first chunk was recorded), and whose chunks' fast searches are done
+  or overdue (:meth:`~dsa110d.services.fast_alerts.FastAlerter.holds_back`). Under the lease
   ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
   then the token is checked, the outputs are renamed into ``paths.results_dir`` under names
   that carry the run's version and fencing token (``photometry/<block>.v<n>.t<token>.parquet``:
@@ -132,6 +133,8 @@ class BlockRunner:
         self.ms_stream = self._stream(MessageType.MS_PROCESSING)
         self.wake = anyio.Event()
         """Set when a new chunk is recorded: the block loop checks the pending blocks at once."""
+        self.beat: Callable[[], None] = lambda: None
+        """The service's heartbeat (the processor's handler sets it): fed while waiting."""
         self.fast = FastAlerter(self)
 
     def _stream(self, message_type: MessageType) -> ReliableStream:
@@ -206,6 +209,8 @@ class BlockRunner:
                 if not status.ready or not status.chunks:
                     return None
                 chunks = [by_path[c.path] for c in status.chunks]
+                if await self.fast.holds_back(chunks, now):
+                    return None  # the search reads the MSs the stages write: after it
                 began = time.monotonic()
                 with self.metrics.job():
                     outcome = await self._run_block(

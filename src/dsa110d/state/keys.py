@@ -70,6 +70,11 @@ class Keys:
         return f"set:{set_id}"
 
     @staticmethod
+    def fast_search_lease(chunk_id: str) -> str:
+        """The name of the lease that guards one chunk's fast-alert search and its record."""
+        return f"fast:{chunk_id}"
+
+    @staticmethod
     def block_lease(block_id: str) -> str:
         """The name of the lease that guards one block's runs."""
         return f"block:{block_id}"

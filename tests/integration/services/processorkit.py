@@ -107,6 +107,11 @@ def ms_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsume
     return StreamConsumer(handler.ms_stream, name, handler.handle_ms_message)
 
 
+def fast_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsumer:
+    """The fast-alert search's consumer (its own group on MS_PROCESSING)."""
+    return StreamConsumer(handler.fast.stream, name, handler.fast.handle)
+
+
 async def drain(
     consumer: StreamConsumer, done: Callable[[], Any] | None = None, timeout: float = 90.0
 ) -> None:

@@ -51,6 +51,8 @@ class ImagingParams:
     auto_mask: float = 4.0
     """The clean mask grows from peaks above this many times the noise."""
     threads: int = 1
+    min_uv_lambda: float = 0.0
+    """Baselines shorter than this (wavelengths) are not imaged (wsclean ``-minuv-l``); 0: all."""
     program: str = WSCLEAN
     """The wsclean to run: a name on PATH or a path (``imaging.wsclean``)."""
 
@@ -82,7 +84,8 @@ def wsclean_command(ms: Path, prefix: Path, params: ImagingParams, column: str) 
         "-data-column", column, "-weight", *weight,
         "-niter", str(params.niter), "-mgain", f"{params.mgain:g}",
         "-auto-threshold", f"{params.auto_threshold:g}", "-auto-mask", f"{params.auto_mask:g}",
-        "-no-update-model-required", "-j", str(params.threads), str(ms),
+        "-no-update-model-required", "-j", str(params.threads),
+        *(["-minuv-l", f"{params.min_uv_lambda:g}"] if params.min_uv_lambda > 0 else []), str(ms),
     ]  # fmt: skip
 
 
