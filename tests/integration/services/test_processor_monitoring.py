@@ -34,6 +34,7 @@ from dsa110d.workers import WorkerPool
 from tests.integration.services.processorkit import (
     FIRST_BLOCK,
     drain,
+    fast_consumer,
     land_and_announce,
     processor,
     processor_config,
@@ -183,7 +184,7 @@ async def test_a_monitoring_rerun_measures_without_imaging_and_a_new_chunk_runs_
     result, catalog = sim
     config = processor_config(
         tmp_path, server_url, catalog, pipeline__stages='["photometry", "image"]',
-        imaging__size_px=256, imaging__scale_arcsec=8.0,
+        imaging__size_px=256, imaging__scale_arcsec=8.0, imaging__fast_min_uv_lambda=0,
         services__ms_processor__processing_timeout_sec=900,
     )  # fmt: skip
     client = await connect(config)
@@ -191,6 +192,7 @@ async def test_a_monitoring_rerun_measures_without_imaging_and_a_new_chunk_runs_
         for index in (0, 1):
             await land_and_announce(config, handler.redis, set_files(result, index))
             await drain(set_consumer(handler), timeout=600.0)
+        await drain(fast_consumer(handler), timeout=600.0)  # the chunks' fast searches
         first = await _run(handler)
         # the fast search imaged each chunk as it was converted, with the block's parameters,
         # and nothing has written to the MSs since: the block stage reused both images

@@ -35,9 +35,9 @@ from dsa110d.config import Config
 from dsa110d.science.atomic import atomic_file
 from dsa110d.science.catalog import read_catalog
 from dsa110d.science.imaging.candidates import _name
-from dsa110d.science.imaging.chunk import image_chunk
 from dsa110d.science.imaging.finder import FinderParams, find_sources, match_catalog
 from dsa110d.science.imaging.mosaic import build_mosaic
+from dsa110d.science.imaging.reuse import cache_dir, image_chunk_once
 from dsa110d.science.imaging.settings import finder_params, imaging_params
 
 FAST_DIR = "fast"
@@ -53,7 +53,8 @@ def search_chunk(ms: Path, chunk_id: str, config: Config, scratch: Path) -> list
     scratch.mkdir(parents=True, exist_ok=True)
     cut = config.imaging.fast_min_uv_lambda
     params = replace(imaging_params(config.imaging), min_uv_lambda=cut)
-    chunk = image_chunk(ms, scratch / "chunk", params)
+    cache = cache_dir(config.paths.results_dir)  # the block stage's, when the params agree
+    chunk = image_chunk_once(ms, params, cache, scratch / "chunk").chunk
     image = build_mosaic([chunk])
     finder = finder_params(config.imaging)
     finder = type(finder)(
