@@ -88,19 +88,22 @@ def staircases(
     return f_s, e_s, t_s, upper, lower
 
 
-def compact(mask: BoolArray, *columns: FloatArray) -> list[FloatArray]:
-    """Pack the masked points of each row to the left of (sources, K') arrays, NaN-padded."""
+def compact(mask: BoolArray, *columns: FloatArray) -> FloatArray:
+    """Pack the masked points of each row to the left: one (sources, K', len(columns)) array,
+    NaN-padded (the cells a ``Staircase`` holds, and ``columns`` of it give back the parts)."""
     counts = mask.sum(axis=1)
     width = max(int(counts.max(initial=0)), 1)
     rows, cols = np.nonzero(mask)
-    pos = np.arange(rows.size) - np.concatenate([[0], np.cumsum(counts)[:-1]])[rows]
-    flat = rows * width + pos
-    out = []
-    for c in columns:
-        d = np.full(mask.shape[0] * width, np.nan)
-        d[flat] = c[rows, cols]
-        out.append(d.reshape(mask.shape[0], width))
+    pos = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
+    out = np.full((mask.shape[0], width, len(columns)), np.nan)
+    for k, c in enumerate(columns):
+        out[rows, pos, k] = c[rows, cols]
     return out
+
+
+def columns(cells: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The (flux, err, mjd) views of (sources, K, 3) cells."""
+    return cells[:, :, 0], cells[:, :, 1], cells[:, :, 2]
 
 
 def pair_metrics(
@@ -162,9 +165,8 @@ def best_pairs_dense(
 
     def search(rows: npt.NDArray[np.intp]) -> None:
         wu, wl = int(n_up[rows].max()), int(n_low[rows].max())
-        u = [a[:, :wu][rows] for a in u_all]
-        v = [a[:, :wl][rows] for a in l_all]
-        found = best_pairs((u[0], u[1], u[2]), (v[0], v[1], v[2]), vs_threshold)
+        u, v = u_all[rows, :wu], l_all[rows, :wl]  # one gather each
+        found = best_pairs(columns(u), columns(v), vs_threshold)
         for dst, val in zip(out, found, strict=True):
             dst[rows] = val
 
