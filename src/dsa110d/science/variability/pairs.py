@@ -66,9 +66,12 @@ def staircases(
     valid = np.isfinite(flux) & (flux > 0) & np.isfinite(err)
     # Any order of equal fluxes will do: the argument above holds for ties broken either way.
     order = np.argsort(np.where(valid, flux, np.inf), axis=1)
-    f_s = np.take_along_axis(flux, order, axis=1)
-    e_s = np.take_along_axis(np.where(valid, err, np.inf), order, axis=1)
-    t_s = np.take_along_axis(mjd, order, axis=1)
+    # One flat index for the three gathers (take_along_axis rebuilds it for each).
+    order += np.arange(0, order.size, order.shape[1] or 1)[:, None]
+    f_s = np.take(flux, order)
+    e_s = np.take(err, order)
+    np.copyto(e_s, np.inf, where=~np.take(valid, order))
+    t_s = np.take(mjd, order)
     # Running minima over the transposed copy, one contiguous row of all sources at a time.
     e_t = np.ascontiguousarray(e_s.T)
     lower_t = np.empty(e_t.shape, dtype=bool)
