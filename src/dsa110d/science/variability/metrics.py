@@ -259,20 +259,31 @@ class TransientState:
     @classmethod
     def from_dense(cls, mjd: FloatArray, flux: FloatArray, err: FloatArray) -> TransientState:
         """The same facts from dense (sources, K) arrays, NaN flux = no measurement."""
-        valid = np.isfinite(flux)
+        # Two float (sources, K) buffers, reused in place (as in SourceSums.from_dense).
+        missing = ~np.isfinite(flux)
         with np.errstate(invalid="ignore", divide="ignore"):
-            snr = flux / err
-        det = valid & (snr >= TRANSIENT_DETECTION_SNR)
-        first = np.where(det, mjd, np.inf).min(axis=1)
-        at_first = det & (mjd == first[:, None])
-        first_snr = np.where(at_first, snr, -np.inf).max(axis=1)
-        prior = valid & (mjd < first[:, None])
+            snr = np.divide(flux, err)
+            det = snr >= TRANSIENT_DETECTION_SNR
+        det &= ~missing
+        buf = np.where(det, mjd, np.inf)
+        first = buf.min(axis=1)
+        at_first = det
+        at_first &= mjd == first[:, None]
+        buf.fill(-np.inf)
+        np.copyto(buf, snr, where=at_first)
+        first_snr = buf.max(axis=1)
+        prior = mjd < first[:, None]
+        prior &= ~missing
+        np.abs(snr, out=snr)
+        np.copyto(snr, 0.0, where=~prior)
+        np.copyto(buf, mjd)
+        np.copyto(buf, -np.inf, where=missing)
         return cls(
             first,
             np.where(np.isfinite(first), first_snr, np.nan),
-            prior.sum(axis=1).astype(np.float64),
-            np.where(prior, np.abs(snr), 0.0).max(axis=1, initial=0.0),
-            np.where(valid, mjd, -np.inf).max(axis=1, initial=-np.inf),
+            np.count_nonzero(prior, axis=1).astype(np.float64),
+            snr.max(axis=1, initial=0.0),
+            buf.max(axis=1, initial=-np.inf),
         )
 
     def arrays(self) -> tuple[FloatArray, ...]:

@@ -94,14 +94,17 @@ def staircases(
 def compact(mask: BoolArray, *columns: FloatArray) -> FloatArray:
     """Pack the masked points of each row to the left: one (sources, K', len(columns)) array,
     NaN-padded (the cells a ``Staircase`` holds, and ``columns`` of it give back the parts)."""
-    counts = mask.sum(axis=1)
+    n_rows, n_cols = mask.shape
+    counts = np.count_nonzero(mask, axis=1)
     width = max(int(counts.max(initial=0)), 1)
-    rows, cols = np.nonzero(mask)
-    pos = np.arange(rows.size) - (np.cumsum(counts) - counts)[rows]
-    out = np.full((mask.shape[0], width, len(columns)), np.nan)
+    flat = np.flatnonzero(mask)
+    rows = flat // max(n_cols, 1)
+    # Cell i of the masked points goes to (row, i - points of earlier rows) of the output.
+    dst = np.arange(flat.size) + (rows * width - (np.cumsum(counts) - counts)[rows])
+    out = np.full((n_rows * width, len(columns)), np.nan)
     for k, c in enumerate(columns):
-        out[rows, pos, k] = c[rows, cols]
-    return out
+        out[dst, k] = c.ravel()[flat]
+    return out.reshape(n_rows, width, len(columns))
 
 
 def columns(cells: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
