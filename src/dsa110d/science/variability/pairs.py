@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 VS_THRESHOLD = 4.3
@@ -55,25 +56,27 @@ PAIR_CHUNK_ELEMENTS = 1 << 22
 """Upper bound on pair-matrix elements evaluated at once (bounds memory, ~32 MiB per array)."""
 
 
-def staircases(
-    flux: FloatArray, err: FloatArray, mjd: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, BoolArray]:
+def staircases(flux: FloatArray, err: FloatArray) -> tuple[IntArray, BoolArray, BoolArray]:
     """Sort each row of dense (sources, K) arrays by flux and mark U and L.
 
-    Missing points are NaN in ``flux``; points with flux <= 0 never take part. Returns the
-    flux-sorted (flux, err, mjd) and the masks (upper, lower) in that sorted order.
+    Missing points are NaN in ``flux``; points with flux <= 0 never take part. Returns
+    ``order``, the flat index (into the inputs as C-ordered (sources, K)) of each row's points
+    in flux order, and the masks (upper, lower) in that sorted order:
+    ``compact(mask, flux, err, mjd, order=order)`` reads a staircase's points. Only the
+    errors are gathered in sorted order (the running minima need them all); the staircases'
+    few points are read at ``order`` by ``compact``.
     """
     valid = np.isfinite(flux) & (flux > 0) & np.isfinite(err)
+    n_valid = np.count_nonzero(valid, axis=1)
     # Any order of equal fluxes will do: the argument above holds for ties broken either way.
-    order = np.argsort(np.where(valid, flux, np.inf), axis=1)
-    # One flat index for the three gathers (take_along_axis rebuilds it for each).
+    # Unusable points sort last (key inf), so those of row i are its cells k >= n_valid[i].
+    order: IntArray = np.argsort(np.where(valid, flux, np.inf), axis=1)
     order += np.arange(0, order.size, order.shape[1] or 1)[:, None]
-    f_s = np.take(flux, order)
-    e_s = np.take(err, order)
-    np.copyto(e_s, np.inf, where=~np.take(valid, order))
-    t_s = np.take(mjd, order)
-    # Running minima over the transposed copy, one contiguous row of all sources at a time.
-    e_t = np.ascontiguousarray(e_s.T)
+    # The sorted errors, transposed for the running minima: one contiguous row of all sources
+    # at a time (gathering straight into that layout, np.take(err, order.T), reads the index
+    # across rows and takes 3x as long as this gather and transpose).
+    e_t = np.ascontiguousarray(np.take(err, order).T)
+    np.copyto(e_t, np.inf, where=np.arange(e_t.shape[0])[:, None] >= n_valid)
     lower_t = np.empty(e_t.shape, dtype=bool)
     upper_t = np.empty(e_t.shape, dtype=bool)
     best = np.full(e_t.shape[1], np.inf)
@@ -87,13 +90,16 @@ def staircases(
     for k in range(e_t.shape[0] - 1, -1, -1):
         np.less(e_t[k], best, out=upper_t[k])
         np.minimum(best, e_t[k], out=best)
-    upper, lower = upper_t.T, lower_t.T
-    return f_s, e_s, t_s, upper, lower
+    return order, upper_t.T, lower_t.T
 
 
-def compact(mask: BoolArray, *columns: FloatArray) -> FloatArray:
+def compact(mask: BoolArray, *columns: FloatArray, order: IntArray | None = None) -> FloatArray:
     """Pack the masked points of each row to the left: one (sources, K', len(columns)) array,
-    NaN-padded (the cells a ``Staircase`` holds, and ``columns`` of it give back the parts)."""
+    NaN-padded (the cells a ``Staircase`` holds, and ``columns`` of it give back the parts).
+
+    With ``order`` (from ``staircases``) the mask is in that sorted order and ``columns`` as
+    they were given to ``staircases``.
+    """
     n_rows, n_cols = mask.shape
     counts = np.count_nonzero(mask, axis=1)
     width = max(int(counts.max(initial=0)), 1)
@@ -102,8 +108,9 @@ def compact(mask: BoolArray, *columns: FloatArray) -> FloatArray:
     # Cell i of the masked points goes to (row, i - points of earlier rows) of the output.
     dst = np.arange(flat.size) + (rows * width - (np.cumsum(counts) - counts)[rows])
     out = np.full((n_rows * width, len(columns)), np.nan)
+    src = flat if order is None else order.ravel()[flat]
     for k, c in enumerate(columns):
-        out[dst, k] = c.ravel()[flat]
+        out[dst, k] = np.take(c, src)
     return out.reshape(n_rows, width, len(columns))
 
 
@@ -163,10 +170,10 @@ def best_pairs_dense(
     (almost every source), and in doubling buckets beyond, so pair matrices are not padded
     to the longest staircase of any source.
     """
-    f_s, e_s, t_s, up, low = staircases(flux, err, mjd)
-    n_up, n_low = up.sum(axis=1), low.sum(axis=1)
-    u_all = compact(up, f_s, e_s, t_s)
-    l_all = compact(low, f_s, e_s, t_s)
+    order, up, low = staircases(flux, err)
+    n_up, n_low = np.count_nonzero(up, axis=1), np.count_nonzero(low, axis=1)
+    u_all = compact(up, flux, err, mjd, order=order)
+    l_all = compact(low, flux, err, mjd, order=order)
     out = [np.full(flux.shape[0], np.nan) for _ in range(4)]
 
     def search(rows: npt.NDArray[np.intp]) -> None:
