@@ -60,8 +60,13 @@ class Staircase:
 
     def take(self, idx: IntArray, width: int) -> FloatArray:
         """The first ``width`` cells of some rows, (len(idx), width, 3) (callers pick width >=
-        their counts): one gather."""
-        taken: FloatArray = self.cells[idx, : min(width, self.cells.shape[1])]
+        their counts): one gather. Whole rows (``np.take``, a copy per row) when the width is
+        most of the row: about twice as fast as indexing ``[idx, :width]`` cell by cell."""
+        cols = self.cells.shape[1]
+        if 2 * width >= cols:
+            whole: FloatArray = np.take(self.cells, idx, axis=0)
+            return whole[:, :width]
+        taken: FloatArray = self.cells[idx, :width]
         return taken
 
     def put(self, idx: IntArray, cells: FloatArray, old_width: int | None = None) -> None:
