@@ -271,11 +271,10 @@ def _by_row_chunks(fn: RowFn, n_out: int, *arrays: FloatArray) -> list[FloatArra
     cells each would be fresh memory to fault in (the first full recompute in a process
     spent more on that than on the arithmetic)."""
     n_rows, n_cols = arrays[0].shape
-    step = max(ROW_CHUNK_CELLS // max(n_cols, 1), 1)
     out = [np.empty(n_rows) for _ in range(n_out)]
-    for lo in range(0, n_rows, step):
-        rows = slice(lo, lo + step)
-        for dst, val in zip(out, fn(*(a[rows] for a in arrays)), strict=True):
+    for rows in pairs.row_chunks(n_rows, n_cols, ROW_CHUNK_CELLS):
+        chunk = (np.ascontiguousarray(a[rows]) for a in arrays)  # any view in, rows out
+        for dst, val in zip(out, fn(*chunk), strict=True):
             dst[rows] = val
     return out
 
@@ -415,9 +414,10 @@ def _dense_rows(
     codes: IntArray, size: int, *columns: FloatArray, blocks: bool = False
 ) -> list[FloatArray]:
     """``dense``; for the processor's layout (``blocks``, see ``_block_layout``) a reshape and
-    transpose, no sort."""
+    transposed view, no sort and no copy (the dense consumers copy a chunk of rows at a time:
+    ``_by_row_chunks``, ``pairs.staircase_cells``)."""
     if blocks:
-        return [np.ascontiguousarray(c.reshape(-1, size).T) for c in columns]
+        return [c.reshape(-1, size).T for c in columns]
     return dense(codes, size, *columns)
 
 

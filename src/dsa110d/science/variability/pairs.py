@@ -55,6 +55,10 @@ EXACT_GROUP_MAX = 12
 PAIR_CHUNK_ELEMENTS = 1 << 22
 """Upper bound on pair-matrix elements evaluated at once (bounds memory, ~32 MiB per array)."""
 
+STAIRCASE_CHUNK_CELLS = 1 << 20
+"""Light-curve cells sorted at a time by ``staircase_cells`` (8 MiB per float64 temporary;
+the running minima cost two calls per column of a chunk, so chunks are not smaller)."""
+
 
 def staircases(flux: FloatArray, err: FloatArray) -> tuple[IntArray, BoolArray, BoolArray]:
     """Sort each row of dense (sources, K) arrays by flux and mark U and L.
@@ -91,6 +95,43 @@ def staircases(flux: FloatArray, err: FloatArray) -> tuple[IntArray, BoolArray, 
         np.less(e_t[k], best, out=upper_t[k])
         np.minimum(best, e_t[k], out=best)
     return order, upper_t.T, lower_t.T
+
+
+def row_chunks(n_rows: int, n_cols: int, cells: int) -> list[slice]:
+    """Slices of the rows of an (n_rows, n_cols) array, about ``cells`` cells each."""
+    step = max(cells // max(n_cols, 1), 1)
+    return [slice(lo, lo + step) for lo in range(0, n_rows, step)]
+
+
+def staircase_cells(
+    flux: FloatArray, err: FloatArray, mjd: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The U and L points of dense (sources, K) light curves as (sources, K', 3) cells of
+    (flux, err, mjd), packed left and NaN-padded: ``staircases`` and ``compact``.
+
+    Done ``STAIRCASE_CHUNK_CELLS`` at a time, each chunk copied C-contiguous first: the
+    inputs may be any view (the processor's (blocks, sources) layout transposed), and the
+    sort's temporaries stay chunk-sized.
+    """
+    n_rows, n_cols = flux.shape
+    ups, lows = [], []
+    for rows in row_chunks(n_rows, n_cols, STAIRCASE_CHUNK_CELLS):
+        f, e, t = (np.ascontiguousarray(a[rows]) for a in (flux, err, mjd))
+        order, up, low = staircases(f, e)
+        ups.append(compact(up, f, e, t, order=order))
+        lows.append(compact(low, f, e, t, order=order))
+    return _stacked(ups, n_rows), _stacked(lows, n_rows)
+
+
+def _stacked(parts: list[FloatArray], n_rows: int) -> FloatArray:
+    """Row chunks of cells, of different widths, as one NaN-padded array."""
+    width = max((p.shape[1] for p in parts), default=1)
+    out = np.full((n_rows, width, 3), np.nan)
+    lo = 0
+    for part in parts:
+        out[lo : lo + part.shape[0], : part.shape[1]] = part
+        lo += part.shape[0]
+    return out
 
 
 def compact(mask: BoolArray, *columns: FloatArray, order: IntArray | None = None) -> FloatArray:
@@ -170,10 +211,9 @@ def best_pairs_dense(
     (almost every source), and in doubling buckets beyond, so pair matrices are not padded
     to the longest staircase of any source.
     """
-    order, up, low = staircases(flux, err)
-    n_up, n_low = np.count_nonzero(up, axis=1), np.count_nonzero(low, axis=1)
-    u_all = compact(up, flux, err, mjd, order=order)
-    l_all = compact(low, flux, err, mjd, order=order)
+    u_all, l_all = staircase_cells(flux, err, mjd)
+    n_up = np.count_nonzero(np.isfinite(u_all[:, :, 0]), axis=1)
+    n_low = np.count_nonzero(np.isfinite(l_all[:, :, 0]), axis=1)
     out = [np.full(flux.shape[0], np.nan) for _ in range(4)]
 
     def search(rows: npt.NDArray[np.intp]) -> None:

@@ -411,9 +411,9 @@ class VariabilityState:
         if not pairs_too:
             return
         d_flux, d_err, d_mjd = var.dense(codes, sources.size, flux, err, mjd)
-        order, up, low = pairs.staircases(d_flux, d_err)
-        self.upper.put(sources, pairs.compact(up, d_flux, d_err, d_mjd, order=order))
-        self.lower.put(sources, pairs.compact(low, d_flux, d_err, d_mjd, order=order))
+        upper, lower = pairs.staircase_cells(d_flux, d_err, d_mjd)
+        self.upper.put(sources, upper)
+        self.lower.put(sources, lower)
         self._refresh_sharp(sources)
         best = pairs.best_pairs_dense(d_flux, d_err, d_mjd, self.vs_threshold)
         for dst, val in zip(self.pair.arrays(), best, strict=True):
