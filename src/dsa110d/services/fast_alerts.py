@@ -70,7 +70,7 @@ import structlog
 
 from dsa110d.config import Config
 from dsa110d.config.services import ProcessorConfig
-from dsa110d.contracts import FAST_ALERTS_GROUP, BlockProcessed, ms_message
+from dsa110d.contracts import FAST_ALERTS_GROUP, BlockProcessed, ms_message, set_id_of
 from dsa110d.errors import (
     CircuitOpenError,
     DSA110Error,
@@ -177,7 +177,6 @@ class FastAlerter:
     async def handle(self, delivery: Delivery) -> None:
         """One MS_PROCESSING message of the fast group: a chunk is searched (once) and its
         alerts settled if its block has already run; a block message is not this group's."""
-        from dsa110d.services.processor import set_id_of  # the processor imports this module
 
         message = delivery.message
         contract = ms_message(message.payload, message.id)

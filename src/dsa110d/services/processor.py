@@ -32,7 +32,6 @@ service.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +40,13 @@ import anyio.to_thread
 import structlog
 
 from dsa110d.config import Config
-from dsa110d.contracts import BlockProcessed, ChunkConverted, SetAnnounced, ms_message
+from dsa110d.contracts import (
+    BlockProcessed,
+    ChunkConverted,
+    SetAnnounced,
+    ms_message,
+    set_id_of,
+)
 from dsa110d.errors import (
     ConfigError,
     ConversionError,
@@ -65,19 +70,8 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.sets import Sets, SetState
 from dsa110d.state.stream_entries import Delivery
 
-SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
-"""A set id is the set's start time (``science.hdf5.subbands.set_id_from_time``); it names the MS,
-so anything else (``..``, slashes) is refused."""
 ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
-
-
-def set_id_of(message: Message) -> str:
-    """The payload's set id, checked (MessageError otherwise)."""
-    set_id = message.payload.get("set_id")
-    if not isinstance(set_id, str) or not SET_ID_PATTERN.match(set_id):
-        raise MessageError(f"message {message.id}: payload.set_id {set_id!r} is not a set id")
-    return set_id
 
 
 def _make_dirs(directories: dict[str, Path]) -> None:

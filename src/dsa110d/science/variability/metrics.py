@@ -43,8 +43,8 @@ Public API (what the analyzer service calls):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,7 @@ from scipy import stats
 from dsa110d.science.photometry import table as photometry_table
 from dsa110d.science.variability import classify as vclass
 from dsa110d.science.variability import pairs as pairs
+from dsa110d.science.variability import rowwise
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class SourceSums:
     @classmethod
     def from_dense(cls, flux: FloatArray, err: FloatArray) -> SourceSums:
         """Exact two-pass sums per row of dense (sources, K) arrays, NaN = no measurement."""
-        return cls(*_by_row_chunks(_dense_sums, 6, flux, err))
+        return cls(*rowwise.by_row_chunks(rowwise.dense_sums, 6, flux, err))
 
     def take(self, idx: IntArray) -> SourceSums:
         return SourceSums(*(a[idx] for a in self.arrays()))
@@ -239,7 +240,8 @@ class TransientState:
     @classmethod
     def from_dense(cls, mjd: FloatArray, flux: FloatArray, err: FloatArray) -> TransientState:
         """The same facts from dense (sources, K) arrays, NaN flux = no measurement."""
-        return cls(*_by_row_chunks(_dense_transient, 5, mjd, flux, err))
+        facts = partial(rowwise.dense_transient, detection_snr=TRANSIENT_DETECTION_SNR)
+        return cls(*rowwise.by_row_chunks(facts, 5, mjd, flux, err))
 
     def arrays(self) -> tuple[FloatArray, ...]:
         return (
@@ -257,78 +259,6 @@ class TransientState:
             & (self.prior_max_abs_snr < ZERO_CONSISTENT_SNR)
         )
         return result
-
-
-ROW_CHUNK_CELLS = 1 << 18
-"""Cells of (sources, K) arrays done at a time by ``_by_row_chunks`` (2 MiB of float64)."""
-
-RowFn = Callable[..., tuple[FloatArray, ...]]
-
-
-def _by_row_chunks(fn: RowFn, n_out: int, *arrays: FloatArray) -> list[FloatArray]:
-    """``fn``, per-row work on (rows, K) arrays giving ``n_out`` per-row results, applied a
-    chunk of rows at a time: its temporaries stay small, in cache and reused, where at 10^7
-    cells each would be fresh memory to fault in (the first full recompute in a process
-    spent more on that than on the arithmetic)."""
-    n_rows, n_cols = arrays[0].shape
-    out = [np.empty(n_rows) for _ in range(n_out)]
-    for rows in pairs.row_chunks(n_rows, n_cols, ROW_CHUNK_CELLS):
-        chunk = (np.ascontiguousarray(a[rows]) for a in arrays)  # any view in, rows out
-        for dst, val in zip(out, fn(*chunk), strict=True):
-            dst[rows] = val
-    return out
-
-
-def _dense_sums(flux: FloatArray, err: FloatArray) -> tuple[FloatArray, ...]:
-    """``SourceSums.from_dense`` of some rows: (n, mean, m2, w, wmean, wm2). Three temporaries,
-    reused in place, and row dot products (``einsum``) instead of product arrays."""
-    missing = ~np.isfinite(flux)
-    x = np.where(missing, 0.0, flux)
-    w_cell = np.multiply(err, err)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        np.divide(1.0, w_cell, out=w_cell)
-    np.copyto(w_cell, 0.0, where=missing)
-    n = (flux.shape[1] - np.count_nonzero(missing, axis=1)).astype(np.float64)
-    w = w_cell.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nan_to_num(x.sum(axis=1) / n)
-        wmean = np.nan_to_num(np.einsum("ij,ij->i", w_cell, x) / w)
-    dev = np.subtract(x, mean[:, None])
-    np.copyto(dev, 0.0, where=missing)
-    m2 = np.einsum("ij,ij->i", dev, dev)
-    np.subtract(x, wmean[:, None], out=dev)
-    np.copyto(dev, 0.0, where=missing)
-    np.multiply(dev, dev, out=dev)
-    return n, mean, m2, w, wmean, np.einsum("ij,ij->i", w_cell, dev)
-
-
-def _dense_transient(mjd: FloatArray, flux: FloatArray, err: FloatArray) -> tuple[FloatArray, ...]:
-    """``TransientState.from_dense`` of some rows; two float buffers reused in place."""
-    missing = ~np.isfinite(flux)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr = np.divide(flux, err)
-        det = snr >= TRANSIENT_DETECTION_SNR
-    det &= ~missing
-    buf = np.where(det, mjd, np.inf)
-    first = buf.min(axis=1)
-    at_first = det
-    at_first &= mjd == first[:, None]
-    buf.fill(-np.inf)
-    np.copyto(buf, snr, where=at_first)
-    first_snr = buf.max(axis=1)
-    prior = mjd < first[:, None]
-    prior &= ~missing
-    np.abs(snr, out=snr)
-    np.copyto(snr, 0.0, where=~prior)
-    np.copyto(buf, mjd)
-    np.copyto(buf, -np.inf, where=missing)
-    return (
-        first,
-        np.where(np.isfinite(first), first_snr, np.nan),
-        np.count_nonzero(prior, axis=1).astype(np.float64),
-        snr.max(axis=1, initial=0.0),
-        buf.max(axis=1, initial=-np.inf),
-    )
 
 
 @dataclass
@@ -415,7 +345,7 @@ def _dense_rows(
 ) -> list[FloatArray]:
     """``dense``; for the processor's layout (``blocks``, see ``_block_layout``) a reshape and
     transposed view, no sort and no copy (the dense consumers copy a chunk of rows at a time:
-    ``_by_row_chunks``, ``pairs.staircase_cells``)."""
+    ``rowwise.by_row_chunks``, ``pairs.staircase_cells``)."""
     if blocks:
         return [c.reshape(-1, size).T for c in columns]
     return dense(codes, size, *columns)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from dsa110d.errors import VariabilityInputError
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import pairs as pairs
+from dsa110d.science.variability import rowwise
 from dsa110d.science.variability.metrics import FloatArray
 from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
 
@@ -316,7 +317,7 @@ def test_block_layout_in_small_chunks_matches_per_source_formulas(
     # Chunks of 3 and 2 sources for the per-row work and the staircase sort: the chunk
     # boundaries fall inside the processor's (blocks, sources) layout read as a view.
     n_src, n_blk = 7, 12
-    monkeypatch.setattr(var, "ROW_CHUNK_CELLS", 3 * n_blk)
+    monkeypatch.setattr(rowwise, "ROW_CHUNK_CELLS", 3 * n_blk)
     monkeypatch.setattr(pairs, "STAIRCASE_CHUNK_CELLS", 2 * n_blk)
     rng = np.random.default_rng(21)
     flux = rng.normal(1.0, 0.3, (n_src, n_blk))
