@@ -14,6 +14,9 @@ metrics (|Vs|, |m| of the significant pair with the largest |m|).
   SUBSET_SOURCES sources and scaled linearly (10^5 x 4950 pairs would not fit in memory).
 
 Both baselines are checked against ours on the subset before any figure is reported.
+
+``BENCH_VARIABILITY_SOURCES`` sets the number of sources (default 10^5) for a quick run at a
+reduced scale; ``bench/profile_variability.py`` reads it too.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability.pairs import VS_THRESHOLD
 from dsa110d.science.variability.state import BlockUpdate, VariabilityState
 
-N_SOURCES = 100_000
+N_SOURCES = int(os.environ.get("BENCH_VARIABILITY_SOURCES", "100000"))
 N_BLOCKS = 100
-SUBSET_SOURCES = 1_000
+SUBSET_SOURCES = min(1_000, N_SOURCES)
 SEED = 8
 GOAL_FULL_SEC = 3.0
 GOAL_INCREMENTAL_SEC = 0.100

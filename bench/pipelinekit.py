@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
 import psutil
 
 from dsa110d.config import Config, load_config
-from dsa110d.science.catalog import Catalog, write_catalog
+from dsa110d.science.catalog import write_catalog
 from dsa110d.science.hdf5.subbands import INCOMPLETE_SUFFIX
 from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.state import embedded
@@ -26,6 +25,7 @@ from dsa110d.state.blocks import Blocks, BlockState
 from dsa110d.state.connection import connected
 from dsa110d.state.keys import Keys
 from dsa110d.state.sets import Sets, SetState
+from tests.helpers.truth import catalog_of
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES_YAML = REPO / "etc" / "dsa110" / "services.yaml"
@@ -39,14 +39,7 @@ def simulate_sets(
     result = simulate(SimulationSpec(out=out / "sets", start=START, sets=sets, scale=scale,
                                      n_subbands=subbands, seed=3))  # fmt: skip
     truth = json.loads(Path(str(result.truth_path)).read_text())
-    src = truth["sources"]
-    catalog = Catalog(
-        tuple(s["id"] for s in src),
-        np.array([s["ra_deg"] for s in src]),
-        np.array([s["dec_deg"] for s in src]),
-        np.array([s["flux_jy"] for s in src]),
-    )
-    write_catalog(out / "catalog.csv", catalog)
+    write_catalog(out / "catalog.csv", catalog_of(truth["sources"]))
     return result, out / "catalog.csv"
 
 

@@ -4,7 +4,8 @@ Profiles (cProfile on process CPU time) the full recompute of 10^7 rows (``recom
 ``metrics_frame``, the workload of ``bench_variability``) and one incremental block update at
 10^5 sources after 10 blocks, and prints each one's wall and CPU time, the load average, and
 the functions that hold most of the time (own time and cumulative). The figures quoted in
-docs/performance.md come from this script.
+docs/performance.md come from this script. ``BENCH_VARIABILITY_SOURCES`` (see
+``bench_variability``) runs it at a reduced scale.
 """
 
 from __future__ import annotations
@@ -48,13 +49,13 @@ def main() -> None:
     rows = pd.concat(blocks, ignore_index=True)
     rows["block_id"] = rows["block_id"].astype("category")
     var.metrics_frame(var.recompute(rows.head(10_000)))  # warm imports and caches
-    metrics = profiled("full recompute, 10^7 rows", lambda: var.recompute(rows))
-    profiled("metrics_frame of 10^5 sources", lambda: var.metrics_frame(metrics))
+    metrics = profiled(f"full recompute, {len(rows):,} rows", lambda: var.recompute(rows))
+    profiled(f"metrics_frame of {N_SOURCES:,} sources", lambda: var.metrics_frame(metrics))
     state = VariabilityState()
     for block in blocks[:HISTORY]:
         state.apply_block(block)
     profiled(
-        f"incremental update of 10^5 sources after {HISTORY} blocks",
+        f"incremental update of {N_SOURCES:,} sources after {HISTORY} blocks",
         lambda: state.apply_block(blocks[HISTORY]),
     )
 

@@ -21,16 +21,35 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsa110d.errors import MessageError
+
+if TYPE_CHECKING:
+    from dsa110d.messages import Message
+
+SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
+"""A set id is the set's start time (``science.hdf5.subbands.set_id_from_time``); it names the MS
+and a lease, so anything else (``..``, slashes) is refused."""
+
+
+def set_id_of(message: Message) -> str:
+    """The payload's set id, checked (MessageError otherwise)."""
+    set_id = message.payload.get("set_id")
+    if not isinstance(set_id, str) or not SET_ID_PATTERN.match(set_id):
+        raise MessageError(f"message {message.id}: payload.set_id {set_id!r} is not a set id")
+    return set_id
+
 
 PROCESSOR_GROUP = "processor"
 """The processor's consumer group on HDF5_PROCESSING and on MS_PROCESSING."""
 ANALYZER_GROUP = "analyzer"
 """The analyzer's consumer group on MS_PROCESSING and VARIABILITY_ANALYSIS."""
+FAST_ALERTS_GROUP = "fast_alerts"
+"""The processor's fast-alert search's consumer group on MS_PROCESSING (its chunk messages)."""
 
 JsonObject = dict[str, Any]
 
@@ -334,6 +353,7 @@ class AnalysisRun:
 
 __all__ = [
     "ANALYZER_GROUP",
+    "FAST_ALERTS_GROUP",
     "PROCESSOR_GROUP",
     "AnalysisRun",
     "BlockProcessed",

@@ -381,7 +381,10 @@ async def test_fencing_keys_go_with_their_records_but_not_while_a_lease_is_held(
         pipe = redis.pipeline(transaction=True)
         blocks.stage_commit(pipe, f"b-{name}", 1, 1, [name], [], {}, now - ago)
         await pipe.execute()
-    for name in ("set:old-set", "set:new-set", "block:b-old-done", "block:b-new-done"):
+    fast_old, fast_new = Keys.fast_search_lease("old-done"), Keys.fast_search_lease("new-done")
+    for name in (
+        "set:old-set", "set:new-set", "block:b-old-done", "block:b-new-done", fast_old, fast_new,
+    ):  # fmt: skip
         lease = await leases.acquire(name)
         assert lease is not None
         await leases.commit(lease)
@@ -397,8 +400,11 @@ async def test_fencing_keys_go_with_their_records_but_not_while_a_lease_is_held(
     gone = {(r.kind, r.name) for r in done.removals if r.kind in ("set", "block")}
     assert {("set", "old-set"), ("block", "b-old-done")} <= gone
     assert ("block", "b-old-busy") not in gone
-    assert await redis.exists(*fencing("set:old-set"), *fencing("block:b-old-done")) == 0
+    assert ("chunk", "old-done") in {(r.kind, r.name) for r in done.removals}
+    gone_keys = [*fencing("set:old-set"), *fencing("block:b-old-done"), *fencing(fast_old)]
+    assert await redis.exists(*gone_keys) == 0  # a chunk's fast search's go with the chunk
     kept = [*fencing("set:new-set"), *fencing("block:b-new-done"), *fencing("block:b-old-busy")]
+    kept += fencing(fast_new)
     assert await redis.exists(*kept) == len(kept)
     assert await blocks.block("b-old-busy") is not None  # its holder will commit to it
     assert await leases.holder("block:b-old-busy") is not None

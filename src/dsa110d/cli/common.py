@@ -32,6 +32,9 @@ ConfigOption = Annotated[
     typer.Option("--config", help="Configuration file (else DSA110_CONFIG, ./etc, /etc)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LimitOption = Annotated[
+    int, typer.Option("--limit", min=0, help="Only the newest N (0: all).", show_default=True)
+]
 
 
 # C0 controls but tab and newline, DEL, C1 controls (ESC and CSI start terminal escapes) and

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import anyio
 import typer
 
-from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, load, say
+from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, LimitOption, load, say
 from dsa110d.cli.ctl_output import complete, print_json, table
 from dsa110d.errors import BadRequestError
 from dsa110d.operations import calibration
@@ -52,9 +52,7 @@ def list_command(
             autocompletion=complete(calibration.STATUSES),
         ),
     ] = None,
-    limit: Annotated[
-        int, typer.Option("--limit", min=0, help="Only the newest N (0: all).", show_default=True)
-    ] = 50,
+    limit: LimitOption = 50,
     env: EnvOption = None,
     config: ConfigOption = None,
     json_: JsonOption = False,

@@ -6,21 +6,20 @@ variable and transient candidates (the analyzer), from :mod:`dsa110d.operations.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import anyio
 import typer
 
-from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, load, say
-from dsa110d.cli.ctl_output import complete, number, print_json, table, utc
+from dsa110d.cli.common import ConfigOption, EnvOption, JsonOption, LimitOption, load, say
+from dsa110d.cli.ctl_output import PROGRAM, complete, number, print_json, table, utc
 from dsa110d.operations import records
+from dsa110d.state.monitored import Decoded
 
 app = typer.Typer()
-
-LimitOption = Annotated[
-    int, typer.Option("--limit", min=0, help="Only the newest N (0: all).", show_default=True)
-]
 
 
 def _state_option(what: str, states: Sequence[str]) -> Any:
@@ -164,10 +163,14 @@ def candidates_command(
     )  # fmt: skip
 
 
-def _new_sources(found: list[dict[str, Any]], limit: int, json_: bool) -> None:
+def _new_sources(decoded: Decoded[dict[str, Any]], limit: int, json_: bool) -> None:
+    for bad in decoded.unreadable:
+        say(f"{PROGRAM}: monitored source {bad.candidate_id!r} unreadable: {bad.reason}",
+            file=sys.stderr)  # fmt: skip
+    found = decoded.sources
     shown = found[:limit] if limit else found
     if json_:
-        print_json({"new_sources": shown})
+        print_json({"new_sources": shown, "unreadable": [asdict(u) for u in decoded.unreadable]})
         return
     if not shown:
         say("no new sources: the blind search has found none (or the image stage is off)")

@@ -10,107 +10,41 @@ metrics, logging), ``science`` (pipeline, beam, photometry, imaging, flagging, c
 ``operations`` (alerts, housekeeping); ``model`` holds :class:`Config` and its secrets,
 ``loading`` reads and validates a file, ``reload`` compares two configs. A new key goes in its
 section's model and in the README, ``man/dsa110d.yaml.5.scd`` and ``etc/dsa110/services.yaml``.
-Every model and function is importable from here (``from dsa110d.config import Config``);
-the value types (``PositiveFloat``, ...) are ``config.section``'s.
+Every model and function is importable from here (``from dsa110d.config import Config``): each
+module's ``__all__`` names its own, and this package's is theirs together; the value types
+(``PositiveFloat``, ...) are ``config.section``'s.
 """
 
 from __future__ import annotations
 
-from dsa110d.config.loading import (
-    CONFIG_ERROR_MAX_CHARS,
-    CONFIG_SEARCH_PATH,
-    DEFAULT_ENV,
-    ENV_VAR_PREFIX,
-    ENVIRONMENTS,
-    apply_environ_overrides,
-    check_file,
-    deep_merge,
-    describe_validation_error,
-    load_config,
-    overlay_document,
-    read_document,
-    resolve_env,
-    resolve_path,
-    validate,
+from dsa110d.config import (
+    loading,
+    model,
+    operations,
+    redis,
+    reload,
+    runtime,
+    science,
+    section,
+    services,
 )
-from dsa110d.config.model import SECRET_PATHS, Config, redact_url, url_passwords
-from dsa110d.config.operations import AlertsConfig, EmailConfig, HousekeepingConfig, WebhookConfig
-from dsa110d.config.redis import RedisConfig, SentinelConfig, TLSConfig
-from dsa110d.config.reload import RELOADABLE_SECTIONS, reloadable_changes
-from dsa110d.config.runtime import (
-    BreakersConfig,
-    LeasesConfig,
-    LoggingConfig,
-    MetricsConfig,
-    PathsConfig,
-    RetryConfig,
-    StreamsConfig,
-    SupervisorConfig,
-)
-from dsa110d.config.science import (
-    BeamConfig,
-    CalibrationConfig,
-    FlaggingConfig,
-    ImagingConfig,
-    PhotometryConfig,
-    PipelineConfig,
-)
-from dsa110d.config.section import Section
-from dsa110d.config.services import (
-    AnalyzerConfig,
-    ProcessorConfig,
-    ServicesConfig,
-    WatcherConfig,
-    WebConfig,
-)
+from dsa110d.config.loading import *  # noqa: F403
+from dsa110d.config.model import *  # noqa: F403
+from dsa110d.config.operations import *  # noqa: F403
+from dsa110d.config.redis import *  # noqa: F403
+from dsa110d.config.reload import *  # noqa: F403
+from dsa110d.config.runtime import *  # noqa: F403
+from dsa110d.config.science import *  # noqa: F403
+from dsa110d.config.section import *  # noqa: F403
+from dsa110d.config.services import *  # noqa: F403
 
-__all__ = [
-    "CONFIG_ERROR_MAX_CHARS",
-    "CONFIG_SEARCH_PATH",
-    "DEFAULT_ENV",
-    "ENVIRONMENTS",
-    "ENV_VAR_PREFIX",
-    "RELOADABLE_SECTIONS",
-    "SECRET_PATHS",
-    "AlertsConfig",
-    "AnalyzerConfig",
-    "BeamConfig",
-    "BreakersConfig",
-    "CalibrationConfig",
-    "Config",
-    "EmailConfig",
-    "FlaggingConfig",
-    "HousekeepingConfig",
-    "ImagingConfig",
-    "LeasesConfig",
-    "LoggingConfig",
-    "MetricsConfig",
-    "PathsConfig",
-    "PhotometryConfig",
-    "PipelineConfig",
-    "ProcessorConfig",
-    "RedisConfig",
-    "RetryConfig",
-    "Section",
-    "SentinelConfig",
-    "ServicesConfig",
-    "StreamsConfig",
-    "SupervisorConfig",
-    "TLSConfig",
-    "WatcherConfig",
-    "WebConfig",
-    "WebhookConfig",
-    "apply_environ_overrides",
-    "check_file",
-    "deep_merge",
-    "describe_validation_error",
-    "load_config",
-    "overlay_document",
-    "read_document",
-    "redact_url",
-    "reloadable_changes",
-    "resolve_env",
-    "resolve_path",
-    "url_passwords",
-    "validate",
-]
+__all__: list[str] = []
+__all__ += loading.__all__
+__all__ += model.__all__
+__all__ += operations.__all__
+__all__ += redis.__all__
+__all__ += reload.__all__
+__all__ += runtime.__all__
+__all__ += science.__all__
+__all__ += section.__all__
+__all__ += services.__all__

@@ -15,6 +15,25 @@ from pydantic import ValidationError
 from dsa110d.config.model import SECRET_PATHS, Config
 from dsa110d.errors import ConfigError, describe
 
+__all__ = [
+    "CONFIG_ERROR_MAX_CHARS",
+    "CONFIG_SEARCH_PATH",
+    "DEFAULT_ENV",
+    "ENVIRONMENTS",
+    "ENV_VAR_PREFIX",
+    "apply_environ_overrides",
+    "check_file",
+    "deep_merge",
+    "describe_validation_error",
+    "load_config",
+    "overlay_document",
+    "read_document",
+    "resolve_env",
+    "resolve_path",
+    "validate",
+]
+
+
 ENVIRONMENTS = ("development", "production", "testing")
 DEFAULT_ENV = "development"
 ENV_VAR_PREFIX = "DSA110__"

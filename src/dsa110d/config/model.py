@@ -32,6 +32,8 @@ from dsa110d.config.science import (
 from dsa110d.config.section import Section
 from dsa110d.config.services import ServicesConfig
 
+__all__ = ["SECRET_PATHS", "Config", "redact_url", "url_passwords"]
+
 
 class Config(Section):
     """The effective configuration of one daemon."""

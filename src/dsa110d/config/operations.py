@@ -16,6 +16,8 @@ from dsa110d.config.section import (
     read_secret,
 )
 
+__all__ = ["AlertsConfig", "EmailConfig", "HousekeepingConfig", "WebhookConfig"]
+
 
 class WebhookConfig(Section):
     url: SecretStr | None = None  # Slack/Mattermost hook URLs carry a token: never printed

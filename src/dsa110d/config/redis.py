@@ -16,6 +16,8 @@ from dsa110d.config.section import (
     read_secret,
 )
 
+__all__ = ["RedisConfig", "SentinelConfig", "TLSConfig"]
+
 
 class TLSConfig(Section):
     enabled: bool = False

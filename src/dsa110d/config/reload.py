@@ -6,6 +6,9 @@ from typing import Any
 
 from dsa110d.config.model import Config
 
+__all__ = ["RELOADABLE_SECTIONS", "reloadable_changes"]
+
+
 RELOADABLE_SECTIONS = ("services", "logging", "supervisor", "retry", "alerts", "housekeeping")
 
 

@@ -10,6 +10,17 @@ from pydantic import Field, model_validator
 
 from dsa110d.config.section import NonNegativeFloat, Port, PositiveFloat, PositiveInt, Section
 
+__all__ = [
+    "BreakersConfig",
+    "LeasesConfig",
+    "LoggingConfig",
+    "MetricsConfig",
+    "PathsConfig",
+    "RetryConfig",
+    "StreamsConfig",
+    "SupervisorConfig",
+]
+
 
 class PathsConfig(Section):
     incoming_dir: Path = Path("/data/incoming")

@@ -9,6 +9,15 @@ from pydantic import Field, model_validator
 
 from dsa110d.config.section import NonNegativeFloat, PositiveFloat, PositiveInt, Section
 
+__all__ = [
+    "BeamConfig",
+    "CalibrationConfig",
+    "FlaggingConfig",
+    "ImagingConfig",
+    "PhotometryConfig",
+    "PipelineConfig",
+]
+
 
 class PipelineConfig(Section):
     stages: list[str] = ["flag", "photometry"]
@@ -41,6 +50,21 @@ class PhotometryConfig(Section):
         return self
 
 
+FAST_MIN_UV_LAMBDA = 1500.0
+"""The fast alerts' uv cut (wavelengths). Resolved emission of angular FWHM theta (HII regions,
+remnant shells, lobes: 4-12 arcmin, ``science.simulation.diffuse``) has visibility
+exp(-pi^2 theta^2 u^2 / (4 ln 2)): it keeps less than 1e-4 of its flux past
+u = sqrt(4 ln 2 ln 1e4) / (pi theta), 1380 lambda for the smallest, 4 arcmin (300 m at 21 cm).
+A point source keeps all its flux at every baseline. One snapshot chunk cannot clean such
+emission, and a transient on its plateau (or near it) is merged into one island with it and
+mis-fitted: 1/theta (a few hundred lambda) leaves a 4 arcmin plateau at half its flux and did
+not help (the fast-alert test's seed 2 still missed a 50 mJy transient at 150, 300 and 600
+lambda, found it at 1000 and all three of its transients at 1500). The price is the short
+baselines' sensitivity: in the simulated small array the chunk image's noise rose 2 % (1.25 to
+1.27 mJy); DSA-110's core line (5.75 m spacing, ~280 m long) falls wholly below the cut:
+measure the chunk images' noise on real data with and without it."""
+
+
 class ImagingConfig(Section):
     """The ``image`` stage: wsclean per chunk, the block mosaic, source finding (#18)."""
 
@@ -62,6 +86,9 @@ class ImagingConfig(Section):
     """Each chunk is imaged and searched as soon as it is converted; an unmatched detection
     at least this many times the chunk image's noise is a fast alert, settled later by the
     block's mosaic. None: no fast alerts (only with the ``image`` stage configured)."""
+    fast_min_uv_lambda: NonNegativeFloat = FAST_MIN_UV_LAMBDA
+    """Baselines shorter than this (wavelengths) are left out of the chunk images searched
+    for fast alerts (wsclean ``-minuv-l``; the block mosaic keeps every baseline). 0: none."""
 
 
 class FlaggingConfig(Section):

@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from dsa110d.errors import ConfigError
 
+__all__ = ["Section"]
+
+
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]

@@ -10,6 +10,8 @@ from pydantic import Field, model_validator
 
 from dsa110d.config.section import NonNegativeFloat, Port, PositiveFloat, Section
 
+__all__ = ["AnalyzerConfig", "ProcessorConfig", "ServicesConfig", "WatcherConfig", "WebConfig"]
+
 
 class WatcherConfig(Section):
     enabled: bool = True

@@ -21,7 +21,7 @@ from dsa110d.state.blocks import BlockRecord, Blocks, BlockState
 from dsa110d.state.candidates import CandidateReport, fetch_candidates
 from dsa110d.state.connection import describe_target
 from dsa110d.state.keys import Keys
-from dsa110d.state.monitored import MonitoredSources
+from dsa110d.state.monitored import Decoded, MonitoredSources
 from dsa110d.state.sets import SetRecord, Sets, SetState
 
 SET_STATES: tuple[str, ...] = tuple(s.value for s in SetState)
@@ -105,11 +105,28 @@ async def latest_candidates(config: Config, kind: str | None = None) -> Candidat
     return CandidateReport(report.run, kept, report.source)
 
 
-async def new_sources(config: Config) -> list[dict[str, Any]]:
-    """The monitored new sources (blind detections no catalog knew), first detected first."""
+def _listable(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` unchanged if ``dsa110ctl candidates --new`` can show it: an id, a position,
+    lists of earlier limits (each with a limit) and re-run blocks; else ``KeyError``,
+    ``ValueError`` or ``TypeError`` (the entry is then named as unreadable)."""
+    str(record["candidate_id"])
+    float(record["ra_deg"])
+    float(record["dec_deg"])
+    for field in ("earlier_upper_limits", "rerun_blocks"):
+        if not isinstance(record.get(field) or [], list):
+            raise TypeError(f"{field} is not a list")
+    for earlier in record.get("earlier_upper_limits") or []:
+        float(earlier["limit_jy"])
+    return record
+
+
+async def new_sources(config: Config) -> Decoded[dict[str, Any]]:
+    """The monitored new sources (blind detections no catalog knew), first detected first,
+    and the entries too damaged to show, by candidate id."""
     async with open_state(config) as redis:
-        found = await MonitoredSources(redis, Keys(config.redis.namespace)).all()
-    return sorted(found, key=lambda r: (str(r.get("first_block")), str(r["candidate_id"])))
+        found = await MonitoredSources(redis, Keys(config.redis.namespace)).decoded(_listable)
+    found.sources.sort(key=lambda r: (str(r.get("first_block")), str(r["candidate_id"])))
+    return found
 
 
 @dataclass(frozen=True)

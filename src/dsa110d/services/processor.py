@@ -11,8 +11,10 @@ service.
   (``processor_jobs.convert_job``) into ``paths.ms_dir/<set id>.ms``, check the fencing token,
   record the chunk and its blocks (:class:`~dsa110d.state.blocks.Blocks`), mark the set
   converted, publish MS_PROCESSING ``kind=chunk`` (dedup key ``chunk:<set id>``) and return,
-  which acks. A failure is retried with backoff by the consumer and the set is marked queued
-  with the error; the last allowed attempt marks it failed, and the consumer moves the entry
+  which acks. The chunk's fast-alert search reads that announcement in a consumer group of its
+  own (:mod:`dsa110d.services.fast_alerts`): the set handler never waits for it. A failure
+  is retried with backoff by the consumer and the set is marked queued with the error; the
+  last allowed attempt marks it failed, and the consumer moves the entry
   to the dead letters with the reason (any other dead letter of an announcement, e.g. one
   delivered too often, marks its set failed through the consumer's ``on_dead`` hook,
   :meth:`MSProcessingHandler.set_dead`). A processor whose lease lapsed (LeaseLostError,
@@ -30,7 +32,6 @@ service.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,7 +40,13 @@ import anyio.to_thread
 import structlog
 
 from dsa110d.config import Config
-from dsa110d.contracts import BlockProcessed, ChunkConverted, SetAnnounced, ms_message
+from dsa110d.contracts import (
+    BlockProcessed,
+    ChunkConverted,
+    SetAnnounced,
+    ms_message,
+    set_id_of,
+)
 from dsa110d.errors import (
     ConfigError,
     ConversionError,
@@ -63,19 +70,8 @@ from dsa110d.state.keys import Keys
 from dsa110d.state.sets import Sets, SetState
 from dsa110d.state.stream_entries import Delivery
 
-SET_ID_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
-"""A set id is the set's start time (``science.hdf5.subbands.set_id_from_time``); it names the MS,
-so anything else (``..``, slashes) is refused."""
 ANNOUNCED = (SetState.QUEUED, SetState.CONVERTING)
 """States in which a set has been announced to the processor and not yet finished."""
-
-
-def set_id_of(message: Message) -> str:
-    """The payload's set id, checked (MessageError otherwise)."""
-    set_id = message.payload.get("set_id")
-    if not isinstance(set_id, str) or not SET_ID_PATTERN.match(set_id):
-        raise MessageError(f"message {message.id}: payload.set_id {set_id!r} is not a set id")
-    return set_id
 
 
 def _make_dirs(directories: dict[str, Path]) -> None:
@@ -112,6 +108,7 @@ class MSProcessingHandler(BlockRunner):
         """Create the consumer groups (idempotent) and the output directories."""
         await self.hdf5_stream.ensure_group()
         await self.ms_stream.ensure_group()
+        await self.fast.start()
         roots = {
             "paths.ms_dir": self.config.paths.ms_dir,
             "paths.results_dir": self.config.paths.results_dir,
@@ -206,7 +203,6 @@ class MSProcessingHandler(BlockRunner):
                 )
             chunk = ChunkRecord(set_id, set_id, done.start, done.end, done.dec_rad, str(out))
             await self.leases.commit(lease)
-            await self.fast.after_convert(lease, chunk)  # before the block can see the chunk
             new = await self._record(chunk)
             await self.sets.mark(set_id, SetState.CONVERTED)
         await self._announce_chunk(chunk, message.trace_id)

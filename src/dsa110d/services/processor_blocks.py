@@ -7,7 +7,8 @@ blocks; :class:`dsa110d.services.processor.MSProcessingHandler` adds the sets an
 * **Blocks**: the block loop wakes on each new chunk and every ``poll_interval_sec``, walks the
   pending blocks and processes each one that is complete or whose end is
   ``processing_timeout_sec`` past (``science.pipeline.blocks.BlockPlan.status``; for old data,
-  counted from when its first chunk was recorded). Under the lease
+  counted from when its first chunk was recorded), and whose chunks' fast searches are done
+  or overdue (:meth:`~dsa110d.services.fast_alerts.FastAlerter.holds_back`). Under the lease
   ``block:<id>`` the stages run in a worker process with outputs in a staging directory;
   then the token is checked, the outputs are renamed into ``paths.results_dir`` under names
   that carry the run's version and fencing token (``photometry/<block>.v<n>.t<token>.parquet``:
@@ -28,9 +29,13 @@ blocks; :class:`dsa110d.services.processor.MSProcessingHandler` adds the sets an
   granted the lease: a holder killed between its commit and its clean-up leaves one) is
   removed at start-up and after every pass over the pending blocks
   (:meth:`BlockRunner.sweep_staging`).
+* **Monitoring** (``services.monitoring``): a run's candidates table is recorded as pending
+  registration in its fenced commit, registered after it and, if that fails, on every later
+  pass; a re-run the monitoring alone asked for runs photometry only and keeps the last run's
+  other results (its images, sources, calibration) in the new record.
 * **External programs**: a stage that runs a program outside the daemon (``image``: wsclean)
   runs in a worker call of its own through that program's circuit breaker
-  (:data:`EXTERNAL_PROGRAMS`). A failure fails the block as any stage's does, until
+  (``processor_jobs.EXTERNAL_PROGRAMS``). A failure fails the block as any stage's does, until
   ``breakers.failure_threshold`` in a row open the breaker: then the stage is reported
   ``skipped`` with the reason at once, the block goes on without it, and the processor is
   DEGRADED, until a probe after ``breakers.reset_timeout_sec`` succeeds.
@@ -59,7 +64,6 @@ from dsa110d.errors import (
     LeaseLostError,
     StageError,
     StateError,
-    WorkerJobError,
     describe,
 )
 from dsa110d.messages import MessageType, Producer, new_message
@@ -70,6 +74,7 @@ from dsa110d.science.atomic import STAGING_DIR
 from dsa110d.science.pipeline.blocks import Block, BlockPlan, Chunk
 from dsa110d.services import monitoring, processor_jobs
 from dsa110d.services.fast_alerts import FastAlerter
+from dsa110d.services.processor_jobs import BREAKER_COUNTED, stage_segments
 from dsa110d.services.processor_outputs import (
     read_cal_solutions,
     remove_stale_staging,
@@ -84,27 +89,7 @@ from dsa110d.state.leases import Lease, Leases
 from dsa110d.state.monitored import MonitoredSources
 from dsa110d.state.streams import ReliableStream
 
-EXTERNAL_PROGRAMS = {"image": "wsclean"}
-"""Stages that run a program outside the daemon, and the program: each such stage runs in a
-worker call of its own through the program's circuit breaker. While the breaker is open the
-stage is skipped (reported ``skipped`` with the reason) instead of failing every block."""
-BREAKER_COUNTED = (StageError, WorkerJobError)
-"""Failures of an external stage that count against its program's breaker."""
-
 Runner = Callable[..., Awaitable[Any]]
-
-
-def stage_segments(stages: list[str]) -> list[tuple[list[str], str | None]]:
-    """The stages in order, cut into worker calls: runs of in-process stages (program None)
-    and each stage that runs an external program on its own, with the program's name."""
-    segments: list[tuple[list[str], str | None]] = []
-    for name in stages:
-        program = EXTERNAL_PROGRAMS.get(name)
-        if program is None and segments and segments[-1][1] is None:
-            segments[-1][0].append(name)
-        else:
-            segments.append(([name], program))
-    return segments
 
 
 def _clock(record: BlockRecord, now: float) -> float:
@@ -148,6 +133,8 @@ class BlockRunner:
         self.ms_stream = self._stream(MessageType.MS_PROCESSING)
         self.wake = anyio.Event()
         """Set when a new chunk is recorded: the block loop checks the pending blocks at once."""
+        self.beat: Callable[[], None] = lambda: None
+        """The service's heartbeat (the processor's handler sets it): fed while waiting."""
         self.fast = FastAlerter(self)
 
     def _stream(self, message_type: MessageType) -> ReliableStream:
@@ -190,6 +177,7 @@ class BlockRunner:
             outcome = await self.process_block(block_id, now)
             if outcome is not None:
                 done.append(outcome)
+        await monitoring.retry_pending(self.monitored, self.blocks, self.log)
         await self.sweep_staging()
         return done
 
@@ -221,6 +209,8 @@ class BlockRunner:
                 if not status.ready or not status.chunks:
                     return None
                 chunks = [by_path[c.path] for c in status.chunks]
+                if await self.fast.holds_back(chunks, now):
+                    return None  # the search reads the MSs the stages write: after it
                 began = time.monotonic()
                 with self.metrics.job():
                     outcome = await self._run_block(
@@ -265,6 +255,11 @@ class BlockRunner:
             remove_stale_staging, results_dir / STAGING_DIR, block.id, int(lease.token)
         )
         config_doc = self.config.model_dump(mode="json", exclude={"redis"})
+        ids = [c.chunk_id for c in chunks]
+        rerun = monitoring.monitoring_rerun(record, ids, missing, config_doc["pipeline"]["stages"])
+        if rerun is not None:  # photometry alone: the last run's images and sources stand
+            config_doc["pipeline"]["stages"] = rerun.stages
+            self.log.info("block_rerun_for_monitoring", block_id=block.id, stages=rerun.stages)
         timeout = self.cfg.processing_timeout_sec
         watch = await monitoring.monitored_for_job(self.monitored, self.log)
         try:
@@ -289,13 +284,15 @@ class BlockRunner:
                 for s in stages
                 for kind, path in s.outputs.items()
             }
-            ids = [c.chunk_id for c in chunks]
-            qa = {s.stage: s.summary for s in stages}
+            kept = rerun.results if rerun is not None else {}
+            qa = {**(rerun.qa if rerun is not None else {}), **{s.stage: s.summary for s in stages}}
             results = await self.publish_run(
-                lease, block.id, version, record.generation, ids, missing, staging, outputs, qa
-            )
-            await self.fast.after_block(lease, block.id, ids, results)
-            await monitoring.after_commit(self.monitored, self.blocks, results, block.id, self.log)
+                lease, block.id, version, record.generation, ids, missing, staging, outputs, qa,
+                carried=kept,
+            )  # fmt: skip
+            fresh = {k: v for k, v in results.items() if k not in kept}
+            await self.fast.after_block(lease, block.id, ids, fresh)
+            await monitoring.after_commit(self.monitored, self.blocks, fresh, block.id, self.log)
         finally:  # shielded: a cancelled run (shutdown, timeout) must still clean up
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: shutil.rmtree(staging, ignore_errors=True))
@@ -314,10 +311,10 @@ class BlockRunner:
         staging: Path,
         monitored: list[list[Any]] | None = None,
     ) -> list[dict[str, Any]]:
-        """The configured stages in order: the in-process ones together in one worker call,
-        each external program's stage in its own call through that program's breaker."""
+        """The stages of ``config_doc`` in order: the in-process ones together in one worker
+        call, each external program's stage in its own call through that program's breaker."""
         results: list[dict[str, Any]] = []
-        for names, program in stage_segments(self.config.pipeline.stages):
+        for names, program in stage_segments(list(config_doc["pipeline"]["stages"])):
 
             async def run(names: list[str] = names) -> list[dict[str, Any]]:
                 done: list[dict[str, Any]] = await self.run_in_worker(
@@ -352,9 +349,12 @@ class BlockRunner:
         staging: Path,
         outputs: dict[str, str],
         qa: dict[str, Any] | None = None,
+        carried: dict[str, str] | None = None,
     ) -> dict[str, str]:
         """Publish a run's staged outputs and commit the block record that names them (with
-        ``qa``: each stage's summary).
+        ``qa``: each stage's summary; with ``carried``: the last run's results a monitoring
+        re-run keeps, named again as they are). A published candidates table is recorded as
+        pending registration in the same transaction (``services.monitoring``).
 
         The files are renamed into ``paths.results_dir`` under names that carry the run's
         version and fencing token (``processor_jobs.publish_outputs``), so no other holder's
@@ -383,11 +383,15 @@ class BlockRunner:
                 await anyio.to_thread.run_sync(processor_jobs.remove_outputs, results)
             raise
         span = self._calibrated_span(block_id, qa or {})
+        named = {**(carried or {}), **results}
+        candidates = results.get(monitoring.CANDIDATES_OUTPUT)
 
         def stage(pipe: Any) -> None:
             self.blocks.stage_commit(
-                pipe, block_id, version, generation, chunk_ids, missing, results, qa=qa
+                pipe, block_id, version, generation, chunk_ids, missing, named, qa=qa
             )
+            if candidates is not None:
+                self.monitored.stage_pending(pipe, block_id, candidates)
             if solutions or span is not None:
                 self.calibrations.stage_register(pipe, solutions, previous, lease.token, span)
 
@@ -398,7 +402,7 @@ class BlockRunner:
                 await anyio.to_thread.run_sync(processor_jobs.remove_outputs, results)
             raise
         await anyio.to_thread.run_sync(processor_jobs.remove_superseded, results, lease.token)
-        return results
+        return named
 
     def _calibrated_span(self, block_id: str, qa: dict[str, Any]) -> tuple[float, float] | None:
         """The block's span (MJD) when a stage of this run reported a calibration status

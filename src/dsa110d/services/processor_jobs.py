@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dsa110d.config import Config
+from dsa110d.errors import StageError, WorkerJobError
 from dsa110d.science.pipeline.blocks import BlockPlan
 from dsa110d.science.pipeline.flagqa import flag_columns
 from dsa110d.workers import die_with_parent
@@ -35,6 +36,27 @@ SCRATCH_NAME = ".scratch"
 
 _armed = False
 _parent_pid = 0
+
+
+EXTERNAL_PROGRAMS = {"image": "wsclean"}
+"""Stages that run a program outside the daemon, and the program: each such stage runs in a
+worker call of its own through the program's circuit breaker. While the breaker is open the
+stage is skipped (reported ``skipped`` with the reason) instead of failing every block."""
+BREAKER_COUNTED = (StageError, WorkerJobError)
+"""Failures of an external stage that count against its program's breaker."""
+
+
+def stage_segments(stages: list[str]) -> list[tuple[list[str], str | None]]:
+    """The stages in order, cut into worker calls: runs of in-process stages (program None)
+    and each stage that runs an external program on its own, with the program's name."""
+    segments: list[tuple[list[str], str | None]] = []
+    for name in stages:
+        program = EXTERNAL_PROGRAMS.get(name)
+        if program is None and segments and segments[-1][1] is None:
+            segments[-1][0].append(name)
+        else:
+            segments.append(([name], program))
+    return segments
 
 
 def _remember_parent() -> None:

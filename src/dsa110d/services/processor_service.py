@@ -2,9 +2,11 @@
 
 The work itself (a set's conversion, a chunk's record, a block's pipeline run, each message)
 is :class:`dsa110d.services.processor.MSProcessingHandler`'s; this module starts it, runs its
-two stream consumers and its block loop under the service's gate, and reports its health and
-backlog, and the calibration registry's summary (metrics; DEGRADED when the calibrated data
-has gone ``calibration.max_days_without_bandpass`` days without a valid bandpass).
+three stream consumers (sets, chunk and block messages, the fast-alert search: each chunk
+imaged and searched off the set handler, ``services.fast_alerts``) and its block loop under
+the service's gate, and reports its health and backlog, and the calibration registry's
+summary (metrics; DEGRADED when the calibrated data has gone
+``calibration.max_days_without_bandpass`` days without a valid bandpass).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ STATS_INTERVAL_SEC = 5.0
 
 @register_service("processor")
 class MSProcessorService(Service):
-    """The ``processor`` service: two stream consumers and the block loop."""
+    """The ``processor`` service: three stream consumers and the block loop."""
 
     worker_modules = (
         "dsa110d.science.conversion.convert",
@@ -72,6 +74,9 @@ class MSProcessorService(Service):
             StreamConsumer(
                 handler.ms_stream, consumer_name(self.name), ctx.gate(handler.handle_ms_message)
             ),
+            StreamConsumer(
+                handler.fast.stream, consumer_name(self.name), ctx.gate(handler.fast.handle)
+            ),
         ]
 
         async def everything() -> None:
@@ -96,18 +101,20 @@ class MSProcessorService(Service):
             await anyio.sleep(STATS_INTERVAL_SEC)
 
     async def refresh_stats(self, metrics: ServiceMetrics) -> None:
-        """Backlog (sets waiting or in hand), queue lag and pending blocks, for health and
-        metrics."""
+        """Backlog (sets waiting or in hand), queue lag, pending blocks and the chunk messages
+        the fast search has not yet done with, for health and metrics."""
         handler = self.handler
         assert handler is not None
         stats = await handler.hdf5_stream.stats()
         ms_stats = await handler.ms_stream.stats()
         pending_blocks = await handler.blocks.pending_count()
+        fast = await handler.fast.stream.stats()
         self.backlog = stats.undelivered + stats.pending
         metrics.backlog = self.backlog
         metrics.queue_lag_sec = round(stats.oldest_pending_age_sec or 0.0, 3)
         metrics.dead_letters = stats.dead_letters + ms_stats.dead_letters
         metrics.counters["pending_blocks"] = pending_blocks
+        metrics.counters["fast_search_backlog"] = fast.undelivered + fast.pending
 
     async def refresh_calibration(self, metrics: ServiceMetrics) -> None:
         """The calibration registry's summary, for health and metrics (none before a

@@ -11,7 +11,8 @@ far: the Parquet rows of run n carry ``version`` n), ``generation`` (bumped each
 chunk of the block is recorded), ``done_generation`` (the generation the last committed run
 saw), ``chunks`` and ``missing`` (JSON lists: the chunk ids used and the slots processed
 without their chunk), ``results`` (JSON: output kind -> path), ``processed_at``, ``created_at``
-(when its first chunk was recorded), ``attempts`` and ``error``. Every block id is in
+(when its first chunk was recorded), ``attempts``, ``error`` and ``monitor_generation`` (the
+generation the monitoring's re-run request set: ``state.monitored``). Every block id is in
 ``Keys.block_index()`` (scored by start); a block whose generation is ahead of its done
 generation is also in ``Keys.block_pending()`` (scored by its end), which the processor walks
 to find work.
@@ -97,6 +98,15 @@ class BlockRecord:
     error: str = ""
     created_at: float = 0.0
     """When the block's first chunk was recorded (Unix s)."""
+    monitor_generation: int = 0
+    """The generation a monitoring re-run request set (``state.monitored``: a new source to
+    measure here); equal to ``generation`` while nothing else (a new chunk) has asked since."""
+
+    @property
+    def rerun_for_monitoring(self) -> bool:
+        """The last request for a run was the monitoring's, on a block run before: its data
+        are those of its last run, only the monitored list has grown."""
+        return self.stale and self.version > 0 and self.monitor_generation == self.generation
 
     @property
     def stale(self) -> bool:
@@ -282,6 +292,7 @@ def _block(block_id: str, raw: dict[str, str]) -> BlockRecord:
             attempts=int(raw.get("attempts") or 0),
             error=raw.get("error", ""),
             created_at=float(raw.get("created_at") or 0),
+            monitor_generation=int(raw.get("monitor_generation") or 0),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise StateError(f"block record {block_id}: malformed ({exc})") from None

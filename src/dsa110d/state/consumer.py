@@ -9,7 +9,8 @@
 2. re-delivers its own failed entries whose backoff has elapsed (a failed handler is *not*
    retried at once: the entry stays pending with a not-before time, exponential backoff with
    full jitter from ``config.retry``);
-3. every heartbeat interval, reclaims entries whose owner's heartbeat has lapsed;
+3. every heartbeat interval, reclaims entries whose owner's heartbeat it has seen lapsed
+   for a whole TTL (:class:`LapseWatch`: a server outage lapses live owners' heartbeats too);
 4. otherwise blocks on XREADGROUP for new entries (at most ``streams.read_block_ms``);
 5. every ``trim_interval_sec``, trims entries past ``streams.retention_sec`` that every group
    has acked, so that no stream grows without bound (any consumer may do it; it is idempotent).
@@ -95,6 +96,31 @@ def consumer_name(service: str) -> str:
     return f"{service}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+class LapseWatch:
+    """Owners this consumer has seen without a heartbeat, and since when.
+
+    A heartbeat also lapses while the state server is down, restarted or failing over for
+    longer than the TTL: its owner is alive, holds entries it has handled and not yet acked,
+    and renews within one heartbeat interval of the server's return. Taking its entries at
+    first sight handled them twice. So entries are taken from an owner only once this
+    consumer has seen its heartbeat missing for a whole TTL (the time any live owner has to
+    renew), and an outage this consumer notices forgets every sighting.
+    """
+
+    def __init__(self, ttl_sec: float) -> None:
+        self.ttl_sec = ttl_sec
+        self._since: dict[str, float] = {}
+
+    def take_from(self, lapsed: set[str]) -> set[str]:
+        """Note the owners found lapsed now; those lapsed for a whole TTL."""
+        now = anyio.current_time()
+        self._since = {owner: self._since.get(owner, now) for owner in lapsed}
+        return {owner for owner, since in self._since.items() if now - since >= self.ttl_sec}
+
+    def forget(self) -> None:
+        self._since.clear()
+
+
 @dataclass
 class ConsumerCounters:
     handled: int = 0
@@ -132,6 +158,7 @@ class StreamConsumer:
         self._ack_wanted: anyio.Event | None = None  # set when an entry joins _unacked
         self._acking: set[str] = set()  # handled, in an XACK whose reply has not come back
         self._last_reclaim = -math.inf
+        self._lapses = LapseWatch(stream.config.heartbeat_ttl_sec)
         self._trim_interval = trim_interval_sec
         self._last_trim = -math.inf
         self._log = log.bind(stream=stream.name, consumer=name)
@@ -196,6 +223,7 @@ class StreamConsumer:
                     raise
                 self.connected = False
                 recover = True
+                self._lapses.forget()
                 self.counters.outages += 1
                 delay = backoff.next_delay()
                 self._log.warning(
@@ -273,7 +301,7 @@ class StreamConsumer:
         if now - self._last_reclaim < self.stream.config.heartbeat_interval_sec:
             return []
         self._last_reclaim = now
-        entries = await self.stream.reclaim(self.name)
+        entries = await self.stream.reclaim(self.name, self._lapses.take_from)
         if entries:
             self.counters.reclaimed += len(entries)
             self._log.info("reclaimed entries of lapsed consumers", count=len(entries))

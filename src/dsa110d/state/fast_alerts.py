@@ -9,10 +9,10 @@ Layout (names from :class:`~dsa110d.state.keys.Keys`):
 * ``fast_searched()`` — chunk id -> JSON list of its alert ids: the chunk was searched (a
   redelivered announcement does not image it again).
 
-The writes are staged into a caller's fenced transaction (``Leases.run_fenced``: the set's
-lease for a chunk's alerts, the block's for their verdicts), so a holder that lost its lease
-records nothing. A new alert is written with HSETNX: a second search of the same chunk never
-replaces the first record (its detection time, its status).
+The writes are staged into a caller's fenced transaction (``Leases.run_fenced``: the chunk's
+search lease ``fast:<chunk id>`` for its alerts, the block's for their verdicts), so a holder
+that lost its lease records nothing. A new alert is written with HSETNX: a second search of
+the same chunk never replaces the first record (its detection time, its status).
 """
 
 from __future__ import annotations

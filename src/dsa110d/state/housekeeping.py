@@ -88,8 +88,9 @@ async def prune_records(
             if old:
                 pipe = redis.pipeline(transaction=True)
                 pipe.delete(*[record(m) for m, _ in old])
-                if index == keys.set_index():  # a set's fencing keys go with its record
-                    pipe.delete(*[k for m, _ in old for k in keys.fencing_keys(keys.set_lease(m))])
+                # a set's fencing keys go with its record, a chunk's fast search's with its
+                named = keys.set_lease if index == keys.set_index() else keys.fast_search_lease
+                pipe.delete(*[k for m, _ in old for k in keys.fencing_keys(named(m))])
                 pipe.zrem(index, *[m for m, _ in old])
                 await pipe.execute()
         if blocks:

@@ -70,6 +70,11 @@ class Keys:
         return f"set:{set_id}"
 
     @staticmethod
+    def fast_search_lease(chunk_id: str) -> str:
+        """The name of the lease that guards one chunk's fast-alert search and its record."""
+        return f"fast:{chunk_id}"
+
+    @staticmethod
     def block_lease(block_id: str) -> str:
         """The name of the lease that guards one block's runs."""
         return f"block:{block_id}"
@@ -140,6 +145,12 @@ class Keys:
         """Hash of new-source candidate id -> JSON record: the sources the blind search found
         that forced photometry measures in every later block (and the earlier ones re-run)."""
         return self._key("monitored")
+
+    def monitoring_pending(self) -> str:
+        """Hash of block id -> the published candidates table of its last run whose new
+        sources are not yet all registered: written with the block's commit (fenced), removed
+        once :class:`~dsa110d.state.monitored.MonitoredSources` registered them."""
+        return self._key("monitored", "pending")
 
     # variability analysis ------------------------------------------------------
     def analysis_pending(self) -> str:

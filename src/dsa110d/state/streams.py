@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -197,12 +197,21 @@ class ReliableStream:
             if i in counts
         ]
 
-    async def reclaim(self, consumer: str) -> list[Entry]:
-        """Claim entries whose owner's heartbeat has lapsed; never a live owner's."""
+    async def reclaim(
+        self, consumer: str, take_from: Callable[[set[str]], set[str]] | None = None
+    ) -> list[Entry]:
+        """Claim entries whose owner's heartbeat has lapsed; never a live owner's.
+
+        ``take_from`` gets the owners found lapsed and returns those to take from now (the
+        consumer's :class:`~dsa110d.state.consumer.LapseWatch`); without it, all of them.
+        """
         min_idle_ms = int(
             (self.config.heartbeat_ttl_sec - self.config.heartbeat_interval_sec) * 1000
         )
         candidates = await self._stale_candidates(consumer, min_idle_ms)
+        if take_from is not None:
+            taken = take_from({owner for _, owner in candidates})
+            candidates = [(entry_id, owner) for entry_id, owner in candidates if owner in taken]
         if not candidates:
             return []
         owners = sorted({owner for _, owner in candidates})

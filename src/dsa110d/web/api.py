@@ -9,7 +9,7 @@ that says whose fault it is (400 the request's, 404 nothing there, 503 the state
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import anyio
@@ -126,7 +126,10 @@ async def get_candidates(config: Config, query: Query, path: Mapping[str, str]) 
 async def get_new_sources(config: Config, query: Query, path: Mapping[str, str]) -> Any:
     found = await records.new_sources(config)
     limit = limit_of(query, 0)
-    return {"new_sources": found[:limit] if limit else found}
+    return {
+        "new_sources": found.sources[:limit] if limit else found.sources,
+        "unreadable": [asdict(u) for u in found.unreadable],
+    }
 
 
 async def get_fast_alerts(config: Config, query: Query, path: Mapping[str, str]) -> Any:
@@ -208,8 +211,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              schema={"type": "object", "required": ["candidates"]}),
     Endpoint("/new-sources", "new_sources", "The blind search's new sources, monitored from "
              "their first-detection block, with the earlier mosaics' values and upper limits "
-             "(as dsa110ctl candidates --new).", get_new_sources, (LIMIT,),
-             schema={"type": "object", "required": ["new_sources"]}),
+             "(as dsa110ctl candidates --new); unreadable: the entries too damaged to show, by "
+             "candidate id.", get_new_sources, (LIMIT,),
+             schema={"type": "object", "required": ["new_sources", "unreadable"]}),
     Endpoint("/fast-alerts", "fast_alerts", "Fast alerts: new sources in one chunk's image, "
              "newest first, pending or confirmed or retracted by the block's mosaic (as "
              "dsa110ctl fast-alerts).", get_fast_alerts,

@@ -160,4 +160,26 @@ async def test_new_sources_through_the_program(config: Config, redis: aioredis.R
     assert "DSA J110056.4+600617" in table.stdout and "2026-03-21T07:00:00" in table.stdout
     assert "0.0062" in table.stdout  # the tightest earlier limit
     shown = json.loads(ctl(config, "candidates", "--new", "--json").stdout)
-    assert shown == {"new_sources": [record]}
+    assert shown == {"new_sources": [record], "unreadable": []}
+
+
+async def test_a_damaged_new_source_is_named_on_stderr_and_the_rest_listed(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """One unreadable monitored entry must not break ``candidates --new``: it is named in one
+    line on stderr, the others are listed, and the command succeeds."""
+    keys = Keys(config.redis.namespace)
+    good = {"candidate_id": "DSA J110056.4+600617", "ra_deg": 165.235, "dec_deg": 60.105,
+            "first_block": "2026-03-21T07:00:00", "peak_jy": 0.06}  # fmt: skip
+    assert await MonitoredSources(redis, keys).register(good)
+    await redis.hset(keys.monitored(), "DSA J0000", "{not json")  # type: ignore[misc]
+    table = ctl(config, "candidates", "--new")
+    assert table.returncode == 0, table.stderr
+    assert "DSA J110056.4+600617" in table.stdout and "DSA J0000" not in table.stdout
+    (line,) = table.stderr.splitlines()
+    assert line.startswith("dsa110ctl: ") and "'DSA J0000'" in line and "unreadable" in line
+    shown = ctl(config, "candidates", "--new", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    assert doc["new_sources"] == [good]
+    assert [u["candidate_id"] for u in doc["unreadable"]] == ["DSA J0000"]

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
 
 from dsa110d.config import Config
 from dsa110d.messages import Message, MessageType, decode
-from dsa110d.science.catalog import Catalog, write_catalog
+from dsa110d.science.catalog import write_catalog
 from dsa110d.science.pipeline.blocks import Block, BlockPlan
 from dsa110d.science.simulation.simulate import SimulationResult, SimulationSpec, simulate
 from dsa110d.services.processor import MSProcessingHandler
@@ -29,6 +28,7 @@ from dsa110d.state.stream_entries import ENTRY_FIELD
 from dsa110d.state.streams import ReliableStream
 from dsa110d.workers import WorkerPool
 from tests.conftest import make_config
+from tests.helpers.truth import catalog_of
 
 START = datetime(2026, 3, 20, 6, 0, 0, tzinfo=UTC)
 """Start of the tiny simulation: sets at 06:00:00, 06:05:09 and 06:10:18 UTC."""
@@ -55,14 +55,7 @@ def simulate_sets(out: Path) -> tuple[SimulationResult, Path]:
 def truth_catalog(result: SimulationResult, path: Path) -> Path:
     """The simulated sky (the simulation's truth file) written as a catalog CSV at ``path``."""
     assert result.truth_path is not None
-    sources = json.loads(result.truth_path.read_text())["sources"]
-    catalog = Catalog(
-        tuple(s["id"] for s in sources),
-        np.array([s["ra_deg"] for s in sources]),
-        np.array([s["dec_deg"] for s in sources]),
-        np.array([s["flux_jy"] for s in sources]),
-    )
-    write_catalog(path, catalog)
+    write_catalog(path, catalog_of(json.loads(result.truth_path.read_text())["sources"]))
     return path
 
 
@@ -112,6 +105,11 @@ def set_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsum
 
 def ms_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsumer:
     return StreamConsumer(handler.ms_stream, name, handler.handle_ms_message)
+
+
+def fast_consumer(handler: MSProcessingHandler, name: str = "p1") -> StreamConsumer:
+    """The fast-alert search's consumer (its own group on MS_PROCESSING)."""
+    return StreamConsumer(handler.fast.stream, name, handler.fast.handle)
 
 
 async def drain(

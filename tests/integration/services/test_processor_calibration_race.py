@@ -4,6 +4,7 @@ registered once, by the one run that committed; a late chunk's re-run supersedes
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 from typing import Any
@@ -25,23 +26,17 @@ BLOCK_START = 1773986400.0  # 2026-03-20T06:00:00 UTC
 
 
 class CalibratingProcessor(MSProcessingHandler):
-    """The processor with its worker's stages replaced by what the calibrate stage leaves in
-    the staging directory (the stage itself is the cal branch's): one bandpass and one gain
+    """The processor with its worker replaced by what the calibrate stage leaves in the
+    staging directory (the stage itself is the cal branch's): one bandpass and one gain
     solution per run, named by block and version as a solver naming them uniquely would."""
 
     runs: list[tuple[str, int]]
     list_tables = True
 
-    async def run_stages(
-        self,
-        config_doc: dict[str, Any],
-        block_id: str,
-        version: int,
-        missing: tuple[int, ...],
-        ms_paths: list[str],
-        staging: Path,
-        monitored: list[list[Any]] | None = None,
-    ) -> list[dict[str, Any]]:
+    async def calibrate(self, func: Any, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        """The worker: ``func`` is the block job, its arguments read by name."""
+        job = inspect.signature(func).bind(*args, **kwargs).arguments
+        block_id, version, staging = job["block_id"], job["version"], Path(job["staging"])
         self.runs.append((block_id, version))
         await anyio.sleep(0.2)  # a run takes time: the other processor tries meanwhile
         start = unix_to_mjd(self.plan.block_by_id(block_id).start)
@@ -60,13 +55,14 @@ class CalibratingProcessor(MSProcessingHandler):
 
 
 def _processor(cfg: Config, redis: Redis) -> CalibratingProcessor:
-    made = CalibratingProcessor(cfg, redis, _no_worker)
+    made = CalibratingProcessor(cfg, redis, _not_yet)
+    made.run_in_worker = made.calibrate
     made.runs = []
     return made
 
 
-async def _no_worker(*_: Any) -> Any:
-    raise AssertionError("the stages are replaced")
+async def _not_yet(*_: Any) -> Any:
+    raise AssertionError("the worker is set once the processor is made")
 
 
 async def _record(handler: MSProcessingHandler, start: float) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dsa110d.config import Config
-from dsa110d.contracts import SetAnnounced
+from dsa110d.contracts import ChunkConverted, SetAnnounced
 from dsa110d.messages import MessageType, Producer, new_message
 from dsa110d.metrics import ServiceMetrics
 from dsa110d.services.base import Health
@@ -66,3 +66,32 @@ async def test_dead_letters_of_both_streams_are_published_as_a_metric(
     await service.refresh_stats(metrics)
     assert metrics.dead_letters == 2
     assert metrics.snapshot()["dead_letters"] == 2
+
+
+async def test_the_fast_searchs_backlog_is_published(
+    tmp_path: Path, server_url: str, config: Config, redis: Redis
+) -> None:
+    """Chunk announcements the fast search's group has not yet handled are its backlog
+    (STATUS), counted apart from the sets' backlog."""
+    service = MSProcessorService()
+    service.handler = MSProcessingHandler(config, redis, _no_worker)
+    await service.handler.start()
+    chunk = ChunkConverted(
+        "2026-03-20T06:00:00",
+        "2026-03-20T06:00:00",
+        str(config.paths.ms_dir / "2026-03-20T06:00:00.ms"),
+        0.0,
+        300.0,
+        1.0,
+    )
+    for _ in range(2):
+        message = new_message(MessageType.MS_PROCESSING, chunk.to_payload(), Producer.here("t"))
+        await service.handler.ms_stream.publish(message)
+    metrics = ServiceMetrics()
+    await service.refresh_stats(metrics)
+    assert metrics.counters["fast_search_backlog"] == 2
+    assert metrics.backlog == 0
+    (entry,) = await service.handler.fast.stream.read_new("fast-1", 1, None)
+    await service.handler.fast.stream.ack([entry.entry_id])
+    await service.refresh_stats(metrics)
+    assert metrics.counters["fast_search_backlog"] == 1

@@ -96,7 +96,7 @@ async def test_a_new_source_is_registered_once_and_its_blocks_re_run_once(
         assert now.state is BlockState.PROCESSED  # results stand until the re-run commits
     gone = await blocks.block(GONE.block_id)
     assert gone is not None and not gone.stale
-    (record,) = await new_sources(config)
+    (record,) = (await new_sources(config)).sources
     assert record["first_block"] == FIRST.block_id
     assert record["rerun_blocks"] == [EARLY.block_id, FIRST.block_id]
     assert record["mosaic_only_blocks"] == [GONE.block_id]
@@ -121,3 +121,31 @@ async def test_a_damaged_entry_is_named_and_left_out_of_the_block_runs(
     assert handed == [["DSA J1", 165.2, 60.1, 0.06]]
     named = sorted(e["candidate_id"] for e in logs if e["event"] == "monitored_source_unreadable")
     assert named == ["DSA J2", "DSA J3"]
+
+
+async def test_a_damaged_entry_is_named_and_the_rest_still_listed(
+    config: Config, redis: Redis
+) -> None:
+    """What dsa110ctl and the web API list: each entry read on its own, so one that is not a
+    JSON object, lacks a position or holds a limit without a value is named by its id, and
+    the readable ones are still listed, first detected first."""
+    keys = Keys(config.redis.namespace)
+    store = MonitoredSources(redis, keys)
+    later = {"candidate_id": "DSA J1", "ra_deg": 165.2, "dec_deg": 60.1, "first_block": "B2"}
+    earlier = {"candidate_id": "DSA J9", "ra_deg": 10.0, "dec_deg": 20.0, "first_block": "B1"}
+    assert await store.register(later) and await store.register(earlier)
+    damaged = {
+        "DSA J2": "{not json",
+        "DSA J3": json.dumps(["DSA J3", 1.0, 2.0]),
+        "DSA J4": json.dumps({"candidate_id": "DSA J4", "ra_deg": 1.0}),
+        "DSA J5": json.dumps(
+            {"candidate_id": "DSA J5", "ra_deg": 1.0, "dec_deg": 2.0,
+             "earlier_upper_limits": [{"block_id": "B0"}]}
+        ),
+    }  # fmt: skip
+    for candidate_id, raw in damaged.items():
+        await redis.hset(keys.monitored(), candidate_id, raw)  # type: ignore[misc]
+    found = await new_sources(config)
+    assert found.sources == [earlier, later]
+    assert [u.candidate_id for u in found.unreadable] == sorted(damaged)
+    assert all(u.reason and "\n" not in u.reason for u in found.unreadable)

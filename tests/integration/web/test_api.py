@@ -20,6 +20,7 @@ from dsa110d.operations.records import latest_candidates, list_blocks, list_sets
 from dsa110d.state.fast_alerts import FastAlerts
 from dsa110d.state.keys import Keys
 from dsa110d.state.leases import Leases
+from dsa110d.state.monitored import MonitoredSources
 from dsa110d.web import api
 from dsa110d.web.security import CONTENT_SECURITY_POLICY
 from tests.integration.web.webkit import (
@@ -121,6 +122,23 @@ async def test_answers_are_the_operations_that_dsa110ctl_calls(
         analysis = (await aget(url + "/api/v1/analysis")).json()
         assert [r["run"] for r in analysis["runs"]] == ["20261118T120000Z"]
         assert analysis["runs"][0]["candidates"] == 3
+
+
+async def test_a_damaged_new_source_is_named_and_the_rest_served(
+    config: Config, redis: aioredis.Redis
+) -> None:
+    """``/new-sources`` reads each monitored entry on its own: a damaged one is named under
+    ``unreadable`` and the readable ones are still served."""
+    keys = Keys(config.redis.namespace)
+    good = {"candidate_id": "DSA J1", "ra_deg": 165.2, "dec_deg": 60.1, "first_block": "B1"}
+    assert await MonitoredSources(redis, keys).register(good)
+    await redis.hset(keys.monitored(), "DSA J2", "{not json")  # type: ignore[misc]
+    async with serving(config, redis) as url:
+        reply = await aget(url + "/api/v1/new-sources")
+    assert reply.status == 200, reply.text
+    doc = reply.json()
+    assert doc["new_sources"] == [good]
+    assert [u["candidate_id"] for u in doc["unreadable"]] == ["DSA J2"]
 
 
 async def test_bad_requests_are_refused_in_one_line(config: Config, redis: aioredis.Redis) -> None:

@@ -3,7 +3,7 @@ external program on its own (behind that program's circuit breaker), the others 
 
 from __future__ import annotations
 
-from dsa110d.services.processor_blocks import stage_segments
+from dsa110d.services.processor_jobs import stage_segments
 
 
 def test_in_process_stages_run_together_and_an_external_program_alone() -> None:

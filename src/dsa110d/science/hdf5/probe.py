@@ -41,13 +41,9 @@ from dsa110d.science.hdf5.subbands import (
 
 
 @dataclass(frozen=True)
-class SubbandProbe:
-    """What a quick read-only look at a complete subband file found."""
+class SubbandHeader:
+    """What :func:`_read_probe` read and checked of a file's header."""
 
-    path: Path
-    size_bytes: int
-    name_time: datetime | None
-    subband: int | None
     time0_jd: float
     """``Header/time_array[0]``: the bit-identical key of the set."""
     integration_s: float
@@ -59,6 +55,17 @@ class SubbandProbe:
     freq_min_hz: float
     freq_max_hz: float
     phase_center_dec_rad: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubbandProbe(SubbandHeader):
+    """What a quick read-only look at a complete subband file found: its header, and the
+    file's path, size and name."""
+
+    path: Path
+    size_bytes: int
+    name_time: datetime | None
+    subband: int | None
 
     @property
     def set_id(self) -> str:
@@ -164,22 +171,7 @@ def _missing(path: Path, fid: Any) -> InputFileError | None:
     return _fail(path, f"missing {', '.join(missing)}") if missing else None
 
 
-@dataclass(frozen=True)
-class _Header:
-    """What :func:`_read_probe` read and checked of a file's header."""
-
-    time0_jd: float
-    integration_s: float
-    n_blts: int
-    n_freqs: int
-    n_pols: int
-    n_ants_data: int
-    freq_min_hz: float
-    freq_max_hz: float
-    phase_center_dec_rad: float | None
-
-
-def _read_probe(path: Path, fid: Any, size: int) -> _Header:
+def _read_probe(path: Path, fid: Any, size: int) -> SubbandHeader:
     try:
         h = {n: h5py.h5d.open(fid, p) for n, p in _HEADER_PATHS.items()}
         d = {n: h5py.h5d.open(fid, p) for n, p in _DATA_PATHS.items()}
@@ -212,7 +204,7 @@ def _read_probe(path: Path, fid: Any, size: int) -> _Header:
     if visdata.dtype.kind not in _NUMERIC_KINDS:
         raise _fail(path, f"Data/visdata is not numeric ({visdata.dtype})")
     _read(path, visdata, "Data/visdata", visdata.dtype, size, first=n_blts - 1)
-    return _Header(
+    return SubbandHeader(
         time0_jd=time0,
         integration_s=integration,
         n_blts=n_blts,
@@ -370,15 +362,7 @@ def probe_subband(
         size_bytes=size,
         name_time=parsed.timestamp if parsed else None,
         subband=parsed.subband if parsed else None,
-        time0_jd=fields.time0_jd,
-        integration_s=fields.integration_s,
-        n_blts=fields.n_blts,
-        n_freqs=fields.n_freqs,
-        n_pols=fields.n_pols,
-        n_ants_data=fields.n_ants_data,
-        freq_min_hz=fields.freq_min_hz,
-        freq_max_hz=fields.freq_max_hz,
-        phase_center_dec_rad=fields.phase_center_dec_rad,
+        **vars(fields),
     )
 
 

@@ -51,6 +51,8 @@ class ImagingParams:
     auto_mask: float = 4.0
     """The clean mask grows from peaks above this many times the noise."""
     threads: int = 1
+    min_uv_lambda: float = 0.0
+    """Baselines shorter than this (wavelengths) are not imaged (wsclean ``-minuv-l``); 0: all."""
     program: str = WSCLEAN
     """The wsclean to run: a name on PATH or a path (``imaging.wsclean``)."""
 
@@ -82,7 +84,8 @@ def wsclean_command(ms: Path, prefix: Path, params: ImagingParams, column: str) 
         "-data-column", column, "-weight", *weight,
         "-niter", str(params.niter), "-mgain", f"{params.mgain:g}",
         "-auto-threshold", f"{params.auto_threshold:g}", "-auto-mask", f"{params.auto_mask:g}",
-        "-no-update-model-required", "-j", str(params.threads), str(ms),
+        "-no-update-model-required", "-j", str(params.threads),
+        *(["-minuv-l", f"{params.min_uv_lambda:g}"] if params.min_uv_lambda > 0 else []), str(ms),
     ]  # fmt: skip
 
 
@@ -90,9 +93,12 @@ def wsclean_available(program: str = WSCLEAN) -> bool:
     return shutil.which(program) is not None
 
 
-def image_chunk(ms: Path, prefix: Path, params: ImagingParams) -> ChunkImage:
-    """Run wsclean on one MS; the restored image is ``<prefix>-image.fits``."""
-    command = wsclean_command(ms, prefix, params, data_column(ms))
+def image_chunk(
+    ms: Path, prefix: Path, params: ImagingParams, column: str | None = None
+) -> ChunkImage:
+    """Run wsclean on one MS (on ``column``, by default :func:`data_column`'s); the restored
+    image is ``<prefix>-image.fits``."""
+    command = wsclean_command(ms, prefix, params, column or data_column(ms))
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=WSCLEAN_TIMEOUT_SEC, check=False
@@ -106,8 +112,15 @@ def image_chunk(ms: Path, prefix: Path, params: ImagingParams) -> ChunkImage:
     for other in prefix.parent.glob(prefix.name + "-*.fits"):
         if other != image:
             other.unlink()  # dirty, residual, model, psf: not kept
+    return ChunkImage(image, *chunk_beam(ms))
+
+
+def chunk_beam(
+    ms: Path,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """What the chunk's primary beam needs: its pointing track (RA, Dec) and band."""
     ra, dec = _pointing_track(ms)
-    return ChunkImage(image, ra, dec, _band(ms))
+    return ra, dec, _band(ms)
 
 
 def _pointing_track(ms: Path) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

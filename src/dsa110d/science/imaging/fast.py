@@ -3,7 +3,9 @@
 The block mosaic (``science.pipeline.imaging``) finds new sources at the end of a block, up to
 an hour after the first of its chunks landed. A bright transient should be heard of minutes
 after its set landed: so each chunk is imaged on its own as soon as it is converted (the same
-wsclean call as the block's, ``chunk.image_chunk``), primary-beam corrected as a one-chunk
+wsclean call as the block's, ``chunk.image_chunk``, without the baselines shorter than
+``imaging.fast_min_uv_lambda``: one snapshot cannot clean resolved emission, whose sidelobes
+would bury the point sources sought), primary-beam corrected as a one-chunk
 mosaic (``mosaic.build_mosaic``), searched by the same finder (Aegean) and matched to the
 reference catalog by the same rule (``finder.match_catalog``) at its own threshold:
 ``imaging.fast_alert_snr`` times the chunk's noise. Each unmatched detection at or above it,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +35,9 @@ from dsa110d.config import Config
 from dsa110d.science.atomic import atomic_file
 from dsa110d.science.catalog import read_catalog
 from dsa110d.science.imaging.candidates import _name
-from dsa110d.science.imaging.chunk import image_chunk
 from dsa110d.science.imaging.finder import FinderParams, find_sources, match_catalog
 from dsa110d.science.imaging.mosaic import build_mosaic
+from dsa110d.science.imaging.reuse import cache_dir, image_chunk_once
 from dsa110d.science.imaging.settings import finder_params, imaging_params
 
 FAST_DIR = "fast"
@@ -48,7 +51,10 @@ def search_chunk(ms: Path, chunk_id: str, config: Config, scratch: Path) -> list
     if threshold is None:
         return []
     scratch.mkdir(parents=True, exist_ok=True)
-    chunk = image_chunk(ms, scratch / "chunk", imaging_params(config.imaging))
+    cut = config.imaging.fast_min_uv_lambda
+    params = replace(imaging_params(config.imaging), min_uv_lambda=cut)
+    cache = cache_dir(config.paths.results_dir)  # the block stage's, when the params agree
+    chunk = image_chunk_once(ms, params, cache, scratch / "chunk").chunk
     image = build_mosaic([chunk])
     finder = finder_params(config.imaging)
     finder = type(finder)(

@@ -7,7 +7,10 @@ it, and each is matched to the reference catalog (``paths.catalog``): an unmatch
 significant one is a new source. Outputs, under ``results_dir`` (the processor publishes
 them fenced with the run's version and token, like every block result):
 
-- ``images/<block>.chunkNN.fits``: each chunk's image (Stokes I, Jy/beam, apparent sky);
+- ``images/<block>.chunkNN.fits``: each chunk's image (Stokes I, Jy/beam, apparent sky),
+  made now or, when one was made from the same data with the same parameters (the fast
+  search's, an earlier run's), reused (``science.imaging.reuse``; the summary's
+  ``chunks_imaged`` counts those made now);
 - ``images/<block>.mosaic.fits``, ``.rms.fits``, ``.pb.fits``: the mosaic (beam-corrected),
   its 1-sigma noise and primary-beam response; ``images/<block>.png``: a quick-look;
 - ``sources/<block>.parquet``: the detections (``finder.SOURCE_COLUMNS``);
@@ -38,9 +41,10 @@ from dsa110d.config import Config, ImagingConfig
 from dsa110d.science.atomic import STAGING_DIR, atomic_file, newest_fenced, unfenced
 from dsa110d.science.catalog import read_catalog
 from dsa110d.science.imaging.candidates import BlockSources, candidates
-from dsa110d.science.imaging.chunk import image_chunk, wcs_of, wsclean_available
+from dsa110d.science.imaging.chunk import wcs_of, wsclean_available
 from dsa110d.science.imaging.finder import find_sources, match_catalog
 from dsa110d.science.imaging.mosaic import Mosaic, build_mosaic, quicklook_png, write_fits
+from dsa110d.science.imaging.reuse import Imaged, cache_dir, image_chunk_once, prune
 from dsa110d.science.imaging.settings import finder_params, imaging_params
 from dsa110d.science.pipeline.stage import BlockJob, StageResult
 
@@ -58,13 +62,17 @@ low. The stage warns (``imaging.scale_arcsec`` is the operator's to set)."""
 
 def image_and_search(
     job: BlockJob, ms_paths: Sequence[Path], config: Config, scratch: Path
-) -> tuple[list[Path], Mosaic, pd.DataFrame]:
-    """Chunk images, the mosaic and its matched source list (nothing published)."""
+) -> tuple[list[Imaged], Mosaic, pd.DataFrame]:
+    """Chunk images (each made now or reused, ``science.imaging.reuse``), the mosaic and its
+    matched source list (nothing published)."""
     params = imaging_params(config.imaging)
-    chunks = [
-        image_chunk(Path(ms), scratch / f"chunk{i:02d}", params) for i, ms in enumerate(ms_paths)
+    cache = cache_dir(config.paths.results_dir)
+    imaged = [
+        image_chunk_once(Path(ms), params, cache, scratch / f"chunk{i:02d}")
+        for i, ms in enumerate(ms_paths)
     ]
-    mosaic = build_mosaic(chunks)
+    prune(cache)
+    mosaic = build_mosaic([c.chunk for c in imaged])
     across = float(mosaic.header["BMIN"]) * 3600.0 / config.imaging.scale_arcsec
     if across < MIN_PIXELS_ACROSS_BEAM:
         log.warning(
@@ -85,7 +93,7 @@ def image_and_search(
         )
     found.insert(0, "version", job.version)
     found.insert(0, "block_id", job.block_id)
-    return [c.path for c in chunks], mosaic, found
+    return imaged, mosaic, found
 
 
 def image_stage(
@@ -96,7 +104,8 @@ def image_stage(
         return StageResult("image", "skipped", message="wsclean is not on PATH")
     if not ms_paths:
         return StageResult("image", "skipped", message="no chunks to image")
-    chunk_images, mosaic, found = image_and_search(job, ms_paths, config, scratch)
+    imaged, mosaic, found = image_and_search(job, ms_paths, config, scratch)
+    chunk_images = [c.chunk.path for c in imaged]
     images = config.paths.results_dir / "images"
     block = job.block_id
     outputs: dict[str, str] = {}
@@ -135,6 +144,7 @@ def image_stage(
         outputs=outputs,
         summary={
             "chunks": len(chunk_images),
+            "chunks_imaged": sum(c.made for c in imaged),
             "sources": len(found),
             "new_sources": int(found["new_source"].sum()),
             "mosaic_rms_jy": rms,

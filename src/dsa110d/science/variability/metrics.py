@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +54,7 @@ from scipy import stats
 from dsa110d.science.photometry import table as photometry_table
 from dsa110d.science.variability import classify as vclass
 from dsa110d.science.variability import pairs as pairs
+from dsa110d.science.variability import rowwise
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +148,7 @@ class SourceSums:
     @classmethod
     def from_dense(cls, flux: FloatArray, err: FloatArray) -> SourceSums:
         """Exact two-pass sums per row of dense (sources, K) arrays, NaN = no measurement."""
-        valid = np.isfinite(flux)
-        x = np.where(valid, flux, 0.0)
-        w_cell = np.where(valid, 1.0 / (err * err), 0.0)
-        n = valid.sum(axis=1).astype(np.float64)
-        w = w_cell.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.nan_to_num(x.sum(axis=1) / n)
-            wmean = np.nan_to_num((w_cell * x).sum(axis=1) / w)
-        dev = np.where(valid, x - mean[:, None], 0.0)
-        wdev = np.where(valid, x - wmean[:, None], 0.0)
-        return cls(n, mean, (dev * dev).sum(axis=1), w, wmean, (w_cell * wdev * wdev).sum(axis=1))
+        return cls(*rowwise.by_row_chunks(rowwise.dense_sums, 6, flux, err))
 
     def take(self, idx: IntArray) -> SourceSums:
         return SourceSums(*(a[idx] for a in self.arrays()))
@@ -248,21 +240,8 @@ class TransientState:
     @classmethod
     def from_dense(cls, mjd: FloatArray, flux: FloatArray, err: FloatArray) -> TransientState:
         """The same facts from dense (sources, K) arrays, NaN flux = no measurement."""
-        valid = np.isfinite(flux)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            snr = flux / err
-        det = valid & (snr >= TRANSIENT_DETECTION_SNR)
-        first = np.where(det, mjd, np.inf).min(axis=1)
-        at_first = det & (mjd == first[:, None])
-        first_snr = np.where(at_first, snr, -np.inf).max(axis=1)
-        prior = valid & (mjd < first[:, None])
-        return cls(
-            first,
-            np.where(np.isfinite(first), first_snr, np.nan),
-            prior.sum(axis=1).astype(np.float64),
-            np.where(prior, np.abs(snr), 0.0).max(axis=1, initial=0.0),
-            np.where(valid, mjd, -np.inf).max(axis=1, initial=-np.inf),
-        )
+        facts = partial(rowwise.dense_transient, detection_snr=TRANSIENT_DETECTION_SNR)
+        return cls(*rowwise.by_row_chunks(facts, 5, mjd, flux, err))
 
     def arrays(self) -> tuple[FloatArray, ...]:
         return (
@@ -316,12 +295,16 @@ def _usable_mask(
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
     """(latest version of its block, usable measurement) per row."""
     photometry_table.check_columns(rows, where)
-    version = rows["version"].to_numpy().astype(np.int64)
+    good = photometry_table.usable_mask(rows)
+    version = rows["version"].to_numpy()
+    if version.size == 0 or version.min() == version.max():  # one version: all are latest
+        return np.ones(version.size, dtype=bool), good
+    version = version.astype(np.int64, copy=False)
     codes, _ = pd.factorize(rows["block_id"], sort=False)
     latest = np.full(codes.max(initial=-1) + 1, np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(latest, codes, version)
     is_latest = version == latest[codes]
-    return is_latest, photometry_table.usable_mask(rows)
+    return is_latest, good
 
 
 def usable_rows(rows: pd.DataFrame, *, where: str = "photometry") -> pd.DataFrame:
@@ -347,14 +330,24 @@ def dense(codes: IntArray, size: int, *columns: FloatArray) -> list[FloatArray]:
     return out
 
 
-def _dense_rows(codes: IntArray, size: int, *columns: FloatArray) -> list[FloatArray]:
-    """``dense``, with a fast path for the processor's layout: whole blocks one after another,
-    each listing every source once in the same order (a reshape and transpose, no sort)."""
+def _block_layout(codes: IntArray, size: int) -> bool:
+    """True for the processor's layout: whole blocks one after another, each listing every
+    source once in the same order (source codes 0..size-1, as ``pd.factorize`` numbers them)."""
     n = codes.size
-    if size and n % size == 0:
-        table = codes.reshape(n // size, size)
-        if (table == table[0]).all() and (table[0] == np.arange(size)).all():
-            return [np.ascontiguousarray(c.reshape(n // size, size).T) for c in columns]
+    if not size or n % size:
+        return False
+    table = codes.reshape(n // size, size)
+    return bool((table[0] == np.arange(size)).all() and (table == table[0]).all())
+
+
+def _dense_rows(
+    codes: IntArray, size: int, *columns: FloatArray, blocks: bool = False
+) -> list[FloatArray]:
+    """``dense``; for the processor's layout (``blocks``, see ``_block_layout``) a reshape and
+    transposed view, no sort and no copy (the dense consumers copy a chunk of rows at a time:
+    ``rowwise.by_row_chunks``, ``pairs.staircase_cells``)."""
+    if blocks:
+        return [c.reshape(-1, size).T for c in columns]
     return dense(codes, size, *columns)
 
 
@@ -372,17 +365,25 @@ def recompute(
     if not is_latest.all():
         rows, good = rows[is_latest], good[is_latest]
     codes_raw, ids = pd.factorize(rows["source_id"], sort=False)
-    codes = codes_raw.astype(np.int64)
+    codes = codes_raw.astype(np.int64, copy=False)
     size = len(ids)
-    flux = np.where(good, rows["flux_jy"].to_numpy(dtype=np.float64), np.nan)
-    err = np.where(good, rows["flux_err_jy"].to_numpy(dtype=np.float64), np.nan)
+    flux = rows["flux_jy"].to_numpy(dtype=np.float64)
+    err = rows["flux_err_jy"].to_numpy(dtype=np.float64)
+    if not good.all():  # else no copy: the dense layout below copies anyway
+        flux = np.where(good, flux, np.nan)
+        err = np.where(good, err, np.nan)
     mjd = rows["mjd"].to_numpy(dtype=np.float64)
+    blocks = _block_layout(codes, size)
     ra = np.full(size, np.nan)
     dec = np.full(size, np.nan)
     if "ra_deg" in rows:
-        ra[codes] = rows["ra_deg"].to_numpy(dtype=np.float64)
-        dec[codes] = rows["dec_deg"].to_numpy(dtype=np.float64)
-    d_flux, d_err, d_mjd = _dense_rows(codes, size, flux, err, mjd)
+        for dst, name in ((ra, "ra_deg"), (dec, "dec_deg")):
+            col = rows[name].to_numpy(dtype=np.float64)
+            if blocks:  # the last block's position of each source, as the scatter would give
+                dst[:] = col[-size:]
+            else:
+                dst[codes] = col
+    d_flux, d_err, d_mjd = _dense_rows(codes, size, flux, err, mjd, blocks=blocks)
     return SourceMetrics(
         source_id=np.asarray(ids),
         ra_deg=ra,

@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 VS_THRESHOLD = 4.3
@@ -54,23 +55,32 @@ EXACT_GROUP_MAX = 12
 PAIR_CHUNK_ELEMENTS = 1 << 22
 """Upper bound on pair-matrix elements evaluated at once (bounds memory, ~32 MiB per array)."""
 
+STAIRCASE_CHUNK_CELLS = 1 << 20
+"""Light-curve cells sorted at a time by ``staircase_cells`` (8 MiB per float64 temporary;
+the running minima cost two calls per column of a chunk, so chunks are not smaller)."""
 
-def staircases(
-    flux: FloatArray, err: FloatArray, mjd: FloatArray
-) -> tuple[FloatArray, FloatArray, FloatArray, BoolArray, BoolArray]:
+
+def staircases(flux: FloatArray, err: FloatArray) -> tuple[IntArray, BoolArray, BoolArray]:
     """Sort each row of dense (sources, K) arrays by flux and mark U and L.
 
-    Missing points are NaN in ``flux``; points with flux <= 0 never take part. Returns the
-    flux-sorted (flux, err, mjd) and the masks (upper, lower) in that sorted order.
+    Missing points are NaN in ``flux``; points with flux <= 0 never take part. Returns
+    ``order``, the flat index (into the inputs as C-ordered (sources, K)) of each row's points
+    in flux order, and the masks (upper, lower) in that sorted order:
+    ``compact(mask, flux, err, mjd, order=order)`` reads a staircase's points. Only the
+    errors are gathered in sorted order (the running minima need them all); the staircases'
+    few points are read at ``order`` by ``compact``.
     """
     valid = np.isfinite(flux) & (flux > 0) & np.isfinite(err)
+    n_valid = np.count_nonzero(valid, axis=1)
     # Any order of equal fluxes will do: the argument above holds for ties broken either way.
-    order = np.argsort(np.where(valid, flux, np.inf), axis=1)
-    f_s = np.take_along_axis(flux, order, axis=1)
-    e_s = np.take_along_axis(np.where(valid, err, np.inf), order, axis=1)
-    t_s = np.take_along_axis(mjd, order, axis=1)
-    # Running minima over the transposed copy, one contiguous row of all sources at a time.
-    e_t = np.ascontiguousarray(e_s.T)
+    # Unusable points sort last (key inf), so those of row i are its cells k >= n_valid[i].
+    order: IntArray = np.argsort(np.where(valid, flux, np.inf), axis=1)
+    order += np.arange(0, order.size, order.shape[1] or 1)[:, None]
+    # The sorted errors, transposed for the running minima: one contiguous row of all sources
+    # at a time (gathering straight into that layout, np.take(err, order.T), reads the index
+    # across rows and takes 3x as long as this gather and transpose).
+    e_t = np.ascontiguousarray(np.take(err, order).T)
+    np.copyto(e_t, np.inf, where=np.arange(e_t.shape[0])[:, None] >= n_valid)
     lower_t = np.empty(e_t.shape, dtype=bool)
     upper_t = np.empty(e_t.shape, dtype=bool)
     best = np.full(e_t.shape[1], np.inf)
@@ -84,23 +94,70 @@ def staircases(
     for k in range(e_t.shape[0] - 1, -1, -1):
         np.less(e_t[k], best, out=upper_t[k])
         np.minimum(best, e_t[k], out=best)
-    upper, lower = upper_t.T, lower_t.T
-    return f_s, e_s, t_s, upper, lower
+    return order, upper_t.T, lower_t.T
 
 
-def compact(mask: BoolArray, *columns: FloatArray) -> list[FloatArray]:
-    """Pack the masked points of each row to the left of (sources, K') arrays, NaN-padded."""
-    counts = mask.sum(axis=1)
-    width = max(int(counts.max(initial=0)), 1)
-    rows, cols = np.nonzero(mask)
-    pos = np.arange(rows.size) - np.concatenate([[0], np.cumsum(counts)[:-1]])[rows]
-    flat = rows * width + pos
-    out = []
-    for c in columns:
-        d = np.full(mask.shape[0] * width, np.nan)
-        d[flat] = c[rows, cols]
-        out.append(d.reshape(mask.shape[0], width))
+def row_chunks(n_rows: int, n_cols: int, cells: int) -> list[slice]:
+    """Slices of the rows of an (n_rows, n_cols) array, about ``cells`` cells each."""
+    step = max(cells // max(n_cols, 1), 1)
+    return [slice(lo, lo + step) for lo in range(0, n_rows, step)]
+
+
+def staircase_cells(
+    flux: FloatArray, err: FloatArray, mjd: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """The U and L points of dense (sources, K) light curves as (sources, K', 3) cells of
+    (flux, err, mjd), packed left and NaN-padded: ``staircases`` and ``compact``.
+
+    Done ``STAIRCASE_CHUNK_CELLS`` at a time, each chunk copied C-contiguous first: the
+    inputs may be any view (the processor's (blocks, sources) layout transposed), and the
+    sort's temporaries stay chunk-sized.
+    """
+    n_rows, n_cols = flux.shape
+    ups, lows = [], []
+    for rows in row_chunks(n_rows, n_cols, STAIRCASE_CHUNK_CELLS):
+        f, e, t = (np.ascontiguousarray(a[rows]) for a in (flux, err, mjd))
+        order, up, low = staircases(f, e)
+        ups.append(compact(up, f, e, t, order=order))
+        lows.append(compact(low, f, e, t, order=order))
+    return _stacked(ups, n_rows), _stacked(lows, n_rows)
+
+
+def _stacked(parts: list[FloatArray], n_rows: int) -> FloatArray:
+    """Row chunks of cells, of different widths, as one NaN-padded array."""
+    width = max((p.shape[1] for p in parts), default=1)
+    out = np.full((n_rows, width, 3), np.nan)
+    lo = 0
+    for part in parts:
+        out[lo : lo + part.shape[0], : part.shape[1]] = part
+        lo += part.shape[0]
     return out
+
+
+def compact(mask: BoolArray, *columns: FloatArray, order: IntArray | None = None) -> FloatArray:
+    """Pack the masked points of each row to the left: one (sources, K', len(columns)) array,
+    NaN-padded (the cells a ``Staircase`` holds, and ``columns`` of it give back the parts).
+
+    With ``order`` (from ``staircases``) the mask is in that sorted order and ``columns`` as
+    they were given to ``staircases``.
+    """
+    n_rows, n_cols = mask.shape
+    counts = np.count_nonzero(mask, axis=1)
+    width = max(int(counts.max(initial=0)), 1)
+    flat = np.flatnonzero(mask)
+    rows = flat // max(n_cols, 1)
+    # Cell i of the masked points goes to (row, i - points of earlier rows) of the output.
+    dst = np.arange(flat.size) + (rows * width - (np.cumsum(counts) - counts)[rows])
+    out = np.full((n_rows * width, len(columns)), np.nan)
+    src = flat if order is None else order.ravel()[flat]
+    for k, c in enumerate(columns):
+        out[dst, k] = np.take(c, src)
+    return out.reshape(n_rows, width, len(columns))
+
+
+def columns(cells: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """The (flux, err, mjd) views of (sources, K, 3) cells."""
+    return cells[:, :, 0], cells[:, :, 1], cells[:, :, 2]
 
 
 def pair_metrics(
@@ -154,17 +211,15 @@ def best_pairs_dense(
     (almost every source), and in doubling buckets beyond, so pair matrices are not padded
     to the longest staircase of any source.
     """
-    f_s, e_s, t_s, up, low = staircases(flux, err, mjd)
-    n_up, n_low = up.sum(axis=1), low.sum(axis=1)
-    u_all = compact(up, f_s, e_s, t_s)
-    l_all = compact(low, f_s, e_s, t_s)
+    u_all, l_all = staircase_cells(flux, err, mjd)
+    n_up = np.count_nonzero(np.isfinite(u_all[:, :, 0]), axis=1)
+    n_low = np.count_nonzero(np.isfinite(l_all[:, :, 0]), axis=1)
     out = [np.full(flux.shape[0], np.nan) for _ in range(4)]
 
     def search(rows: npt.NDArray[np.intp]) -> None:
         wu, wl = int(n_up[rows].max()), int(n_low[rows].max())
-        u = [a[:, :wu][rows] for a in u_all]
-        v = [a[:, :wl][rows] for a in l_all]
-        found = best_pairs((u[0], u[1], u[2]), (v[0], v[1], v[2]), vs_threshold)
+        u, v = u_all[rows, :wu], l_all[rows, :wl]  # one gather each
+        found = best_pairs(columns(u), columns(v), vs_threshold)
         for dst, val in zip(out, found, strict=True):
             dst[rows] = val
 

@@ -308,7 +308,7 @@ class VariabilityState:
             lo = hi
             if sel.size == 0:
                 continue
-            sf, se, _ = stair.take(idx[sel], hi)
+            sf, se, _ = pairs.columns(stair.take(idx[sel], hi))
             fc, ec = f[sel, None], e[sel, None]
             with np.errstate(invalid="ignore"):
                 near = (sf >= fc) if stair is self.upper else (sf <= fc)
@@ -351,8 +351,9 @@ class VariabilityState:
     ) -> None:
         is_upper = stair is self.upper
         point = (f[:, None], e[:, None], t[:, None])
-        other = other_stair.take(idx, width)
-        mine = stair.take(idx, width)
+        other = pairs.columns(other_stair.take(idx, width))
+        mine_cells = stair.take(idx, width)
+        mine = pairs.columns(mine_cells)
         vs, m, ta, tb = (
             pairs.best_pairs(point, other, self.vs_threshold)
             if is_upper
@@ -369,8 +370,8 @@ class VariabilityState:
                 drop = (mine[0] >= point[0]) & (mine[1] >= point[1])
         keep = np.isfinite(mine[0]) & ~drop
         mask = np.concatenate([keep, np.ones((idx.size, 1), dtype=bool)], axis=1)
-        cols = [np.concatenate([o, p], axis=1) for o, p in zip(mine, point, strict=True)]
-        stair.put(idx, pairs.compact(mask, *cols), old_width=mine[0].shape[1])
+        cells = np.concatenate([mine_cells, np.stack([f, e, t], axis=1)[:, None, :]], axis=1)
+        stair.put(idx, pairs.compact(mask, *pairs.columns(cells)), old_width=mine[0].shape[1])
 
     def _refresh_sharp(self, sources: IntArray | None = None) -> None:
         """Recompute the sharpest staircase point p0 of some (default all) sources."""
@@ -410,9 +411,9 @@ class VariabilityState:
         if not pairs_too:
             return
         d_flux, d_err, d_mjd = var.dense(codes, sources.size, flux, err, mjd)
-        f_s, e_s, t_s, up, low = pairs.staircases(d_flux, d_err, d_mjd)
-        self.upper.put(sources, pairs.compact(up, f_s, e_s, t_s))
-        self.lower.put(sources, pairs.compact(low, f_s, e_s, t_s))
+        upper, lower = pairs.staircase_cells(d_flux, d_err, d_mjd)
+        self.upper.put(sources, upper)
+        self.lower.put(sources, lower)
         self._refresh_sharp(sources)
         best = pairs.best_pairs_dense(d_flux, d_err, d_mjd, self.vs_threshold)
         for dst, val in zip(self.pair.arrays(), best, strict=True):

@@ -167,5 +167,5 @@ def _fronts_from_frame(frame: pd.DataFrame, size: int) -> tuple[Staircase, Stair
             part["flux_err_jy"].to_numpy(np.float64),
             part["mjd"].to_numpy(np.float64),
         )
-        out.append(Staircase.of(cols))
+        out.append(Staircase.of(np.stack(cols, axis=-1)))
     return out[0], out[1]

@@ -16,18 +16,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from dsa110d.config import ProcessorConfig
-from dsa110d.science.catalog import Catalog, write_catalog
+from dsa110d.science.catalog import write_catalog
 from dsa110d.science.conversion.convert import convert_set
 from dsa110d.science.photometry.settings import PhotometrySettings
 from dsa110d.science.photometry.stage import measure_block
 from dsa110d.science.pipeline.blocks import BlockPlan
 from dsa110d.science.pipeline.stage import BlockJob
 from dsa110d.science.simulation.simulate import SimulationSpec, simulate, sky_catalog
+from tests.helpers.truth import catalog_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -69,15 +69,6 @@ def _block(root: Path, seed: int, diffuse: bool) -> tuple[list[Path], dict[str, 
     return ms, json.loads(result.truth_path.read_text())
 
 
-def _catalog(entries: list[dict[str, Any]]) -> Catalog:
-    return Catalog(
-        tuple(e["id"] for e in entries),
-        np.array([e["ra_deg"] for e in entries]),
-        np.array([e["dec_deg"] for e in entries]),
-        np.array([e["flux_jy"] for e in entries]),
-    )
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_extended_emission_leaves_the_catalog_fluxes_and_the_uv_cut_removes_it(
     seed: int, tmp_path: Path
@@ -88,7 +79,7 @@ def test_extended_emission_leaves_the_catalog_fluxes_and_the_uv_cut_removes_it(
     assert components and truth_off["diffuse"] == []
     plan = BlockPlan.from_config(ProcessorConfig())
     job = BlockJob(plan.block(int(START.timestamp() + 600) // 3600))
-    catalog = _catalog(truth["sources"])
+    catalog = catalog_of(truth["sources"])
     on = measure_block(job, ms_on, catalog).set_index("source_id")
     off = measure_block(job, ms_off, catalog).set_index("source_id")
     shift = (on.flux_jy - off.flux_jy) / off.flux_err_jy

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from dsa110d.errors import VariabilityInputError
 from dsa110d.science.variability import metrics as var
 from dsa110d.science.variability import pairs as pairs
+from dsa110d.science.variability import rowwise
 from dsa110d.science.variability.metrics import FloatArray
 from dsa110d.science.variability.state import METRIC_RTOL, VariabilityState
 
@@ -212,6 +213,21 @@ light_curves = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(light_curves)
 def test_staircase_search_equals_brute_force(curves: list[list[tuple[float, float]]]) -> None:
+    check_against_brute_force(curves)
+
+
+@settings(max_examples=100, deadline=None)
+@given(light_curves)
+def test_staircase_search_one_row_per_chunk_equals_brute_force(
+    curves: list[list[tuple[float, float]]],
+) -> None:
+    # Every row its own chunk of the sort: staircases of different widths joined after.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pairs, "STAIRCASE_CHUNK_CELLS", 1)
+        check_against_brute_force(curves)
+
+
+def check_against_brute_force(curves: list[list[tuple[float, float]]]) -> None:
     width = max(max(len(c) for c in curves), 1)
     flux = np.full((len(curves), width), np.nan)
     err = np.full((len(curves), width), np.nan)
@@ -293,3 +309,39 @@ TRANSIENT_RULE = (
     var.TRANSIENT_DETECTION_SNR,
     var.ZERO_CONSISTENT_SNR,
 )
+
+
+def test_block_layout_in_small_chunks_matches_per_source_formulas(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Chunks of 3 and 2 sources for the per-row work and the staircase sort: the chunk
+    # boundaries fall inside the processor's (blocks, sources) layout read as a view.
+    n_src, n_blk = 7, 12
+    monkeypatch.setattr(rowwise, "ROW_CHUNK_CELLS", 3 * n_blk)
+    monkeypatch.setattr(pairs, "STAIRCASE_CHUNK_CELLS", 2 * n_blk)
+    rng = np.random.default_rng(21)
+    flux = rng.normal(1.0, 0.3, (n_src, n_blk))
+    err = rng.uniform(0.01, 0.05, (n_src, n_blk))
+    flux[4, :3] = 0.0  # source 4: three blocks consistent with zero, then detected
+    rows = pd.concat([photometry(flux[s], err[s], source_id=s) for s in range(n_src)]).sort_values(
+        ["block_id", "source_id"], kind="stable"
+    )
+    got = frame_of(rows).set_index("source_id")
+    mjd = 60000.0 + np.arange(n_blk, dtype=float)
+    for s in range(n_src):
+        f, e = flux[s], err[s]
+        w = 1 / e**2
+        xi = float((w * f).sum() / w.sum())
+        row = got.loc[s]
+        assert row["n"] == n_blk
+        assert row["mean_flux_jy"] == pytest.approx(f.mean(), rel=1e-12)
+        assert row["wmean_flux_jy"] == pytest.approx(xi, rel=1e-12)
+        assert row["std_flux_jy"] == pytest.approx(f.std(ddof=1), rel=1e-12)
+        assert row["eta"] == pytest.approx((w * (f - xi) ** 2).sum() / (n_blk - 1), rel=1e-12)
+        detected = mjd[f / e >= var.TRANSIENT_DETECTION_SNR]
+        assert row["first_detection_mjd"] == detected.min()
+        want_m, want_vs, _, _ = brute_force_pair(f, e, mjd)
+        assert row["m"] == pytest.approx(want_m, rel=METRIC_RTOL)
+        assert row["vs"] == pytest.approx(want_vs, rel=METRIC_RTOL)
+    assert got.loc[4, "is_new_source"]
+    assert got.loc[4, "n_prior_blocks"] == 3
