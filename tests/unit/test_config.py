@@ -360,3 +360,15 @@ def test_an_smtp_login_without_starttls_is_a_configuration_error() -> None:
         load_config(SERVICES_YAML, "production", environ)
     with_tls = {**environ, "DSA110__ALERTS__EMAIL__STARTTLS": "true"}
     assert load_config(SERVICES_YAML, "production", with_tls).alerts.email.starttls
+
+
+def test_a_clean_mask_below_its_threshold_is_refused_when_the_file_is_read() -> None:
+    # wsclean would refuse it only when the first chunk is imaged (exit 255)
+    environ = {
+        "DSA110__IMAGING__AUTO_THRESHOLD_SIGMA": "5",
+        "DSA110__IMAGING__AUTO_MASK_SIGMA": "4",
+    }
+    with pytest.raises(
+        ConfigError, match=r"imaging: auto_mask_sigma \(4\) must exceed auto_threshold_sigma \(5\)"
+    ):
+        load_config(SERVICES_YAML, "production", environ)

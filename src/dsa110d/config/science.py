@@ -90,6 +90,16 @@ class ImagingConfig(Section):
     """Baselines shorter than this (wavelengths) are left out of the chunk images searched
     for fast alerts (wsclean ``-minuv-l``; the block mosaic keeps every baseline). 0: none."""
 
+    @model_validator(mode="after")
+    def _clean_depth(self) -> ImagingConfig:
+        # wsclean refuses it at run time, after a chunk's wait: say so when the file is read
+        if self.auto_mask_sigma <= self.auto_threshold_sigma:
+            raise ValueError(
+                f"auto_mask_sigma ({self.auto_mask_sigma:g}) must exceed "
+                f"auto_threshold_sigma ({self.auto_threshold_sigma:g})"
+            )
+        return self
+
 
 class FlaggingConfig(Section):
     """The ``flag`` stage (AOFlagger, antenna health, static channel mask, flag QA)."""

@@ -89,6 +89,14 @@ def wsclean_command(ms: Path, prefix: Path, params: ImagingParams, column: str) 
     ]  # fmt: skip
 
 
+def wsclean_reason(output: str) -> str:
+    """wsclean's last line that says something: it frames an exception in rows of ``+``
+    (``+ An exception occured:`` / ``+ >>> <the reason>``), which a last line would miss."""
+    said = [line.strip().lstrip("+> ").strip() for line in output.splitlines()]
+    said = [line for line in said if line and line != "An exception occured:"]
+    return said[-1] if said else "no output"
+
+
 def wsclean_available(program: str = WSCLEAN) -> bool:
     return shutil.which(program) is not None
 
@@ -107,8 +115,8 @@ def image_chunk(
         raise StageError(f"wsclean took longer than {WSCLEAN_TIMEOUT_SEC:g} s on {ms}") from None
     image = prefix.with_name(prefix.name + "-image.fits")
     if done.returncode != 0 or not image.is_file():
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise StageError(f"wsclean failed on {ms.name} (exit {done.returncode}): {tail[0]}")
+        reason = wsclean_reason(done.stderr or done.stdout)
+        raise StageError(f"wsclean failed on {ms.name} (exit {done.returncode}): {reason}")
     for other in prefix.parent.glob(prefix.name + "-*.fits"):
         if other != image:
             other.unlink()  # dirty, residual, model, psf: not kept
