@@ -136,8 +136,11 @@ def _finish(
 PHASE_TIMEOUT_SEC = 120.0
 """How long a kill waits for its phase to begin (a restarted daemon first waits out the dead
 one's leases and heartbeats)."""
-KILL_DELAY_MAX_SEC = 0.4
-"""The kill comes a drawn delay (seeded, up to this) after the phase is seen under way."""
+KILL_DELAY_MAX_SEC = {"detection": 0.4, "conversion": 0.4, "block": 0.1, "analysis": 0.4}
+"""The kill comes a drawn delay (seeded, up to this) after the phase is seen under way: within
+what the phase lasts at this scale. A block runs once (nothing re-runs it) and holds its lease
+~0.3 s here: a longer delay outlasted it and left the kill nothing to hit (the third draw of
+the seed is 0.27 s of 0.4)."""
 
 
 def _under_way(world: World, daemon: Daemon, phase: str, collecting: str | None) -> str:
@@ -188,7 +191,7 @@ def _kill_at(world: World, daemon: Daemon, phase: str, rng: random.Random) -> st
                      timeout=max(deadline - time.monotonic(), 0.1), step=0.02)  # fmt: skip
         except AssertionError:
             break
-        time.sleep(rng.uniform(0.0, KILL_DELAY_MAX_SEC))
+        time.sleep(rng.uniform(0.0, KILL_DELAY_MAX_SEC[phase]))
         with frozen(daemon) as processes:
             doing = _under_way(world, daemon, phase, collecting)
             if doing:
