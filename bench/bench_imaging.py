@@ -19,14 +19,16 @@ The real-time factor is the block's observing time over its processing time (fas
 chunk images + mosaic + finder, one process); a 60-minute block scales by its 12 chunks. The
 machine is shared (2 cores, other sessions): the load average is recorded beside each figure.
 
-Measured 2026-12-07 03:19-04:10 UTC, one real-scale chunk (96 antennas, 16 subbands x 48 =
-768 channels, 24 integrations, 111,744 rows, a 1.4 GB MS), the default imaging configuration
-(2048 x 6 arcsec, Briggs 0, clean to 1 sigma inside a 4-sigma auto-mask, niter 10000, 1
-thread). The machine was shared with 6 other sessions: load average 8 to 19 on 2 cores, so
-the wall times are 2.5-4x the CPU times; the CPU seconds (process + children) are the figures
-to compare. The full run (2 chunks, tclean last) could not finish before the session's
-deadline at that load: the steps were run one by one on the same MS (``main()``'s functions,
-the run killed after its conversion) and are reported here by hand, not in bench/results:
+The end-to-end run on a quiet machine (2026-12-07 07:42-08:04 UTC, 2 chunks, tclean) is in
+docs/performance.md ("Sixth session's runs"). Before it, measured 2026-12-07 03:19-04:10 UTC,
+one real-scale chunk (96 antennas, 16 subbands x 48 = 768 channels, 24 integrations, 111,744
+rows, a 1.4 GB MS), the default imaging configuration (2048 x 6 arcsec, Briggs 0, clean to 1
+sigma inside a 4-sigma auto-mask, niter 10000, 1 thread). The machine was shared with 6 other
+sessions: load average 8 to 19 on 2 cores, so the wall times are 2.5-4x the CPU times; the CPU
+seconds (process + children) are the figures to compare. The full run (2 chunks, tclean last)
+could not finish before the session's deadline at that load: the steps were run one by one on
+the same MS (``main()``'s functions, the run killed after its conversion) and are reported here
+by hand, not in bench/results:
 
 - conversion (``convert_set``): 26.4 s wall, 5.4 s CPU in the parent (load 13.5);
 - wsclean, the chunk image: 1414 s wall, **485 s CPU** (load 19 -> 8);
