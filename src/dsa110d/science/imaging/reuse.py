@@ -125,12 +125,13 @@ def prune(cache: Path, now: float | None = None) -> list[Path]:
     removed = []
     for sidecar in sorted(cache.glob("*.json")) if cache.is_dir() else []:
         image = sidecar.with_suffix(".fits")
-        made_from = _sidecar(sidecar) or {}
-        ms = str(made_from.get("ms", {}).get("path", ""))
-        if not ms or not Path(ms).is_dir() or not image.is_file():
+        identity = (_sidecar(sidecar) or {}).get("ms")
+        ms = str(identity.get("path", "")) if isinstance(identity, dict) else ""
+        made = _mtime(image) if ms and Path(ms).is_dir() else None
+        if made is None:  # a damaged sidecar, its MS or image gone (another pruner's too)
             removed += _remove(sidecar, image)
             continue
-        by_ms.setdefault(ms, []).append((image.stat().st_mtime, sidecar))
+        by_ms.setdefault(ms, []).append((made, sidecar))
     for entries in by_ms.values():
         for made, sidecar in sorted(entries)[:-1]:
             if now - made >= PRUNE_GRACE_SEC:
@@ -139,7 +140,8 @@ def prune(cache: Path, now: float | None = None) -> list[Path]:
         # an image without its sidecar: its writer died between the two (or the MS changed
         # under it); the sidecar is written last, so a younger one may still be coming
         orphan = not image.with_suffix(".json").exists()
-        if orphan and now - image.stat().st_mtime >= PRUNE_GRACE_SEC:
+        made = _mtime(image)
+        if orphan and made is not None and now - made >= PRUNE_GRACE_SEC:
             removed += _remove(image.with_suffix(".json"), image)
     return removed
 
@@ -150,6 +152,13 @@ def _sidecar(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _remove(sidecar: Path, image: Path) -> list[Path]:

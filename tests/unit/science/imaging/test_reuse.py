@@ -6,6 +6,7 @@ entry only when it has not been made or used for an hour."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,20 @@ def test_entries_of_a_removed_ms_and_old_replaced_ones_are_pruned(
 
 def _newest(cache: Path) -> float:
     return float(np.max([p.stat().st_mtime for p in cache.glob("*.fits")]))
+
+
+def test_a_damaged_sidecar_is_pruned_and_the_others_are_kept(tmp_path: Path) -> None:
+    # one bad cache entry must not fail every block's image stage (prune runs in it)
+    cache, ms = tmp_path / CACHE_DIR, tmp_path / "chunk0.ms"
+    cache.mkdir()
+    ms.mkdir()
+    for name, sidecar in [
+        ("wrongtype", '{"ms": "not an object"}'),
+        ("notjson", "{"),
+        ("good", json.dumps({"ms": {"path": str(ms)}})),
+    ]:
+        (cache / f"{name}.json").write_text(sidecar)
+        (cache / f"{name}.fits").write_bytes(b"")
+    gone = prune(cache)
+    assert sorted(p.name for p in gone) == ["notjson.fits", "wrongtype.fits"]
+    assert sorted(p.name for p in cache.iterdir()) == ["good.fits", "good.json"]
